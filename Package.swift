@@ -1,0 +1,83 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+/// Hot-path targets skip dynamic exclusivity checks: measured to halve the
+/// instructions per proxied request. `-Ounchecked` is never used (it would
+/// drop `precondition` checks).
+let hotPathSettings: [SwiftSetting] = [
+    .unsafeFlags(["-enforce-exclusivity=unchecked"]),
+]
+
+let package = Package(
+    name: "Postern",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "postern", targets: ["postern"]),
+        .executable(name: "postern-echo", targets: ["postern-echo"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
+    ],
+    targets: [
+        // C: macros and symbols Swift cannot import (epoll, accept4, eventfd, memmem).
+        .target(name: "CPosternShim"),
+        .systemLibrary(
+            name: "COpenSSL", pkgConfig: "openssl",
+            providers: [.apt(["libssl-dev"])]),
+        .systemLibrary(
+            name: "CNGHTTP2", pkgConfig: "libnghttp2",
+            providers: [.apt(["libnghttp2-dev"])]),
+
+        // Bottom layer: no dependencies on other Postern targets.
+        .target(name: "RouteModel"),
+        .target(name: "HTTP1", swiftSettings: hotPathSettings),
+        .target(
+            name: "Reactor", dependencies: ["CPosternShim"],
+            swiftSettings: hotPathSettings),
+        .target(
+            name: "Telemetry",
+            dependencies: [.product(name: "Logging", package: "swift-log")]),
+
+        .target(name: "Routing", dependencies: ["RouteModel"], swiftSettings: hotPathSettings),
+        .target(name: "Kube", dependencies: ["HTTP1", "Reactor"]),
+        .target(name: "Translate", dependencies: ["Kube", "RouteModel"]),
+        .target(
+            name: "Controller",
+            dependencies: [
+                "Kube", "Translate", "Routing", "RouteModel", "Telemetry",
+                .product(name: "Yams", package: "Yams"),
+            ]),
+        .target(
+            name: "Proxy",
+            dependencies: ["Routing", "RouteModel", "HTTP1", "Reactor", "Telemetry"],
+            swiftSettings: hotPathSettings),
+
+        .executableTarget(
+            name: "postern",
+            dependencies: [
+                "Controller", "Proxy", "Telemetry", "Reactor", "Routing",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Yams", package: "Yams"),
+            ]),
+        .executableTarget(
+            name: "postern-echo",
+            dependencies: [
+                "Reactor", "HTTP1",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: hotPathSettings),
+
+        .testTarget(name: "HTTP1Tests", dependencies: ["HTTP1"]),
+        .testTarget(name: "RoutingTests", dependencies: ["Routing", "RouteModel"]),
+        .testTarget(name: "TranslateTests", dependencies: ["Translate", "Kube", "RouteModel", "Controller", "Routing"]),
+        .testTarget(name: "ReactorTests", dependencies: ["Reactor"]),
+        .testTarget(name: "TelemetryTests", dependencies: ["Telemetry"]),
+        .testTarget(name: "SystemLibraryTests", dependencies: ["COpenSSL", "CNGHTTP2"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["postern", "postern-echo"]),
+        .testTarget(name: "LayeringTests", dependencies: []),
+    ],
+    swiftLanguageModes: [.v5]
+)

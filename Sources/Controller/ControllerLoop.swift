@@ -1,0 +1,239 @@
+import Foundation
+import Kube
+import RouteModel
+import Routing
+import Translate
+
+/// Watches a manifest directory and publishes a new `RoutingTable` whenever
+/// the routing configuration it describes changes.
+///
+/// The pipeline of one round, all on the controller's own thread: poll the
+/// directory's file stamps (every `pollInterval`) → debounce (wait until no
+/// change for `holdoff`, at most `maximumHoldoff` after the first change) →
+/// load changed files → translate → compare with the last model → compile and
+/// `publish` only when it changed (the first load always publishes) →
+/// `report` diagnostics that were not reported in the previous round.
+///
+/// Threading: `publish` and `report` run on the controller thread. Counters
+/// may be read from any thread. Call `loadInitial()` (optional) before `start()`.
+public final class ControllerLoop: @unchecked Sendable {
+    /// The manifest directory.
+    public let directory: String
+    public let options: TranslateOptions
+    /// How often file stamps are compared.
+    public let pollInterval: Duration
+    /// Quiet time after the last change before reloading.
+    public let holdoff: Duration
+    /// Longest delay between the first change and the reload, even if changes continue.
+    public let maximumHoldoff: Duration
+
+    private let publish: @Sendable (RoutingTable, RouteModel) -> Void
+    private let report: @Sendable ([Diagnostic]) -> Void
+
+    private enum Lifecycle {
+        case idle
+        case running
+        case stopping
+        case stopped
+    }
+
+    /// Guards `lifecycle` and the counters; signalled on `stop()` and thread exit.
+    private let condition = NSCondition()
+    private var lifecycle = Lifecycle.idle
+    private var threadFinished = false
+    private var reloadCount = 0
+    private var reloadFailureCount = 0
+    private var lastSuccess: Date? = nil
+    private var currentGeneration: UInt64 = 0
+
+    /// Serialises reloads (`loadInitial` against the thread) and guards the state below.
+    private let reloadLock = NSLock()
+    private let manifests: ManifestDirectory
+    private var lastModel: RouteModel? = nil
+    private var reported: Set<Diagnostic> = []
+
+    /// Creates a loop; nothing happens until `loadInitial()` or `start()`.
+    public init(
+        directory: String, options: TranslateOptions,
+        pollInterval: Duration = .milliseconds(200), holdoff: Duration = .milliseconds(100),
+        maximumHoldoff: Duration = .milliseconds(500),
+        publish: @escaping @Sendable (RoutingTable, RouteModel) -> Void,
+        report: @escaping @Sendable ([Diagnostic]) -> Void
+    ) {
+        self.directory = directory
+        self.options = options
+        self.pollInterval = pollInterval
+        self.holdoff = holdoff
+        self.maximumHoldoff = maximumHoldoff
+        self.publish = publish
+        self.report = report
+        self.manifests = ManifestDirectory(path: directory)
+    }
+
+    // MARK: Counters
+
+    /// Reloads done (including the initial load).
+    public var reloads: Int { condition.withLock { reloadCount } }
+    /// Reloads in which a file or the directory could not be read or parsed
+    /// (the last good objects of that file were kept).
+    public var reloadFailures: Int { condition.withLock { reloadFailureCount } }
+    /// When the last reload without such a failure finished.
+    public var lastSuccessfulReload: Date? { condition.withLock { lastSuccess } }
+    /// Generation of the last table built (0 before the first).
+    public var generation: UInt64 { condition.withLock { currentGeneration } }
+
+    // MARK: Lifecycle
+
+    /// Loads, translates and compiles synchronously, for start-up. Does not
+    /// call `publish` or `report`: the caller installs the table and logs the
+    /// diagnostics; the loop then reports only what changes after this.
+    public func loadInitial() -> (table: RoutingTable, model: RouteModel, diagnostics: [Diagnostic]) {
+        let round = reload(force: true)
+        // `force` always builds a table.
+        let table = round.table ?? RoutingTable(model: round.model, generation: generation)
+        return (table, round.model, round.diagnostics)
+    }
+
+    /// Starts the controller thread. Does nothing if already started.
+    public func start() {
+        let shouldStart = condition.withLock { () -> Bool in
+            guard lifecycle == .idle else { return false }
+            lifecycle = .running
+            return true
+        }
+        guard shouldStart else { return }
+        let thread = Thread { [self] in
+            run()
+            condition.withLock {
+                threadFinished = true
+                lifecycle = .stopped
+                condition.broadcast()
+            }
+        }
+        thread.name = "postern-controller"
+        thread.start()
+    }
+
+    /// Stops the controller thread and waits until it has exited (at most one
+    /// reload in progress finishes first). Safe to call more than once.
+    public func stop() {
+        condition.lock()
+        defer { condition.unlock() }
+        switch lifecycle {
+        case .idle:
+            lifecycle = .stopped
+            return
+        case .stopped:
+            return
+        case .running, .stopping:
+            lifecycle = .stopping
+            condition.broadcast()
+            while !threadFinished { condition.wait() }
+        }
+    }
+
+    private var isRunning: Bool { condition.withLock { lifecycle == .running } }
+
+    /// Sleeps up to `duration`, returning early (false) when stopping.
+    private func sleep(_ duration: Duration) -> Bool {
+        let seconds = Double(duration.components.seconds) + Double(duration.components.attoseconds) * 1e-18
+        let deadline = Date().addingTimeInterval(max(0, seconds))
+        condition.lock()
+        defer { condition.unlock() }
+        while lifecycle == .running {
+            if !condition.wait(until: deadline) { return lifecycle == .running }
+        }
+        return false
+    }
+
+    private func run() {
+        let clock = ContinuousClock()
+        if lastModelIsEmpty() {
+            _ = reload(force: false)
+        }
+        // Compare against what was loaded, not what is there now: a write
+        // between `loadInitial()` and this point must still count as a change.
+        var stamps = loadedStamps()
+        var firstChange: ContinuousClock.Instant? = nil
+        var lastChange = clock.now
+        var wait = pollInterval
+        while sleep(wait) {
+            let now = clock.now
+            let current = manifests.fingerprint()
+            if current != stamps {
+                stamps = current
+                lastChange = now
+                if firstChange == nil { firstChange = now }
+            }
+            wait = pollInterval
+            guard let first = firstChange else { continue }
+            let quiet = now - lastChange
+            let pending = now - first
+            if quiet >= holdoff || pending >= maximumHoldoff {
+                firstChange = nil
+                _ = reload(force: false)
+                // Files written during the reload differ from these and are seen by the next poll.
+                stamps = loadedStamps()
+            } else {
+                wait = min(pollInterval, holdoff - quiet, maximumHoldoff - pending)
+            }
+        }
+    }
+
+    private func loadedStamps() -> [String: FileStamp]? {
+        reloadLock.withLock { manifests.loadedFingerprint }
+    }
+
+    private func lastModelIsEmpty() -> Bool {
+        reloadLock.withLock { lastModel == nil }
+    }
+
+    private struct Round {
+        var table: RoutingTable?
+        var model: RouteModel
+        var diagnostics: [Diagnostic]
+    }
+
+    /// One full round. `force` builds a table even when the model is unchanged
+    /// (and then does not publish or report: the caller does).
+    private func reload(force: Bool) -> Round {
+        reloadLock.lock()
+        defer { reloadLock.unlock() }
+        let load = manifests.load()
+        let translation = translate(load.snapshot, options: options)
+        var diagnostics = load.diagnostics
+        for var diagnostic in translation.diagnostics {
+            if diagnostic.file == nil {
+                diagnostic.file = load.files[diagnostic.object]
+            }
+            diagnostics.append(diagnostic)
+        }
+        diagnostics.sort()
+
+        let changed = lastModel != translation.model
+        var table: RoutingTable? = nil
+        if changed || force {
+            let generation = condition.withLock { () -> UInt64 in
+                currentGeneration += 1
+                return currentGeneration
+            }
+            table = RoutingTable(model: translation.model, generation: generation)
+        }
+        lastModel = translation.model
+        let fresh = diagnostics.filter { !reported.contains($0) }
+        reported = Set(diagnostics)
+        condition.withLock {
+            reloadCount += 1
+            if load.failedFiles.isEmpty {
+                lastSuccess = Date()
+            } else {
+                reloadFailureCount += 1
+            }
+        }
+        if !force {
+            if let table { publish(table, translation.model) }
+            if !fresh.isEmpty { report(fresh) }
+        }
+        return Round(table: table, model: translation.model, diagnostics: diagnostics)
+    }
+}

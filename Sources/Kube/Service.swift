@@ -1,0 +1,219 @@
+/// Core v1 Service: the fields Postern reads.
+public struct Service: Codable, Sendable, Equatable {
+    public var metadata: ObjectMeta
+    public var spec: ServiceSpec
+
+    /// Creates a Service.
+    public init(metadata: ObjectMeta, spec: ServiceSpec = ServiceSpec()) {
+        self.metadata = metadata
+        self.spec = spec
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        metadata = try c.decode(ObjectMeta.self, forKey: .metadata)
+        spec = try c.decodeIfPresent(ServiceSpec.self, forKey: .spec) ?? ServiceSpec()
+    }
+}
+
+/// `ServiceSpec`.
+public struct ServiceSpec: Codable, Sendable, Equatable {
+    /// `ClusterIP` (the default), `NodePort`, `LoadBalancer` or `ExternalName`.
+    public var type: String?
+    public var clusterIP: String?
+    public var ports: [ServicePort]
+
+    /// Creates a spec.
+    public init(type: String? = nil, clusterIP: String? = nil, ports: [ServicePort] = []) {
+        self.type = type
+        self.clusterIP = clusterIP
+        self.ports = ports
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        type = try c.decodeIfPresent(String.self, forKey: .type)
+        clusterIP = try c.decodeIfPresent(String.self, forKey: .clusterIP)
+        ports = try c.decodeIfPresent([ServicePort].self, forKey: .ports) ?? []
+    }
+}
+
+/// `ServicePort`.
+public struct ServicePort: Codable, Sendable, Equatable {
+    /// Required when the Service has more than one port.
+    public var name: String?
+    /// The Service's port.
+    public var port: Int
+    /// The Pod port, by number or by container port name; absent means `port`.
+    public var targetPort: IntOrString?
+    /// `TCP` (the default), `UDP` or `SCTP`.
+    public var `protocol`: String?
+
+    /// Creates a port.
+    public init(name: String? = nil, port: Int, targetPort: IntOrString? = nil, protocol: String? = nil) {
+        self.name = name
+        self.port = port
+        self.targetPort = targetPort
+        self.protocol = `protocol`
+    }
+}
+
+/// `discovery.k8s.io/v1` EndpointSlice.
+public struct EndpointSlice: Codable, Sendable, Equatable {
+    /// Label naming the Service a slice belongs to.
+    public static let serviceNameLabel = "kubernetes.io/service-name"
+
+    public var metadata: ObjectMeta
+    /// `IPv4`, `IPv6` or `FQDN`.
+    public var addressType: String
+    public var endpoints: [EndpointSliceEndpoint]
+    /// nil: the slice does not restrict ports.
+    public var ports: [EndpointSlicePort]?
+
+    /// Creates a slice.
+    public init(
+        metadata: ObjectMeta, addressType: String, endpoints: [EndpointSliceEndpoint] = [],
+        ports: [EndpointSlicePort]? = nil
+    ) {
+        self.metadata = metadata
+        self.addressType = addressType
+        self.endpoints = endpoints
+        self.ports = ports
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        metadata = try c.decode(ObjectMeta.self, forKey: .metadata)
+        addressType = try c.decode(String.self, forKey: .addressType)
+        endpoints = try c.decodeIfPresent([EndpointSliceEndpoint].self, forKey: .endpoints) ?? []
+        ports = try c.decodeIfPresent([EndpointSlicePort].self, forKey: .ports)
+    }
+
+    /// The owning Service's name (the `kubernetes.io/service-name` label).
+    public var serviceName: String? {
+        metadata.labels[EndpointSlice.serviceNameLabel]
+    }
+}
+
+/// One endpoint (usually a Pod) of an EndpointSlice.
+public struct EndpointSliceEndpoint: Codable, Sendable, Equatable {
+    /// Fungible addresses of one endpoint; consumers use the first.
+    public var addresses: [String]
+    public var conditions: EndpointConditions
+    public var hostname: String?
+    public var nodeName: String?
+
+    /// Creates an endpoint.
+    public init(
+        addresses: [String], conditions: EndpointConditions = EndpointConditions(),
+        hostname: String? = nil, nodeName: String? = nil
+    ) {
+        self.addresses = addresses
+        self.conditions = conditions
+        self.hostname = hostname
+        self.nodeName = nodeName
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        addresses = try c.decodeIfPresent([String].self, forKey: .addresses) ?? []
+        conditions = try c.decodeIfPresent(EndpointConditions.self, forKey: .conditions) ?? EndpointConditions()
+        hostname = try c.decodeIfPresent(String.self, forKey: .hostname)
+        nodeName = try c.decodeIfPresent(String.self, forKey: .nodeName)
+    }
+}
+
+/// `EndpointConditions`; nil means unknown (Kubernetes: treat `ready` nil as ready).
+public struct EndpointConditions: Codable, Sendable, Equatable {
+    public var ready: Bool?
+    public var serving: Bool?
+    public var terminating: Bool?
+
+    /// Creates conditions.
+    public init(ready: Bool? = nil, serving: Bool? = nil, terminating: Bool? = nil) {
+        self.ready = ready
+        self.serving = serving
+        self.terminating = terminating
+    }
+}
+
+/// `EndpointPort` of an EndpointSlice.
+public struct EndpointSlicePort: Codable, Sendable, Equatable {
+    /// Matches the Service port's name ("" or nil for an unnamed port).
+    public var name: String?
+    /// nil: all ports.
+    public var port: Int?
+    public var `protocol`: String?
+
+    /// Creates a port.
+    public init(name: String? = nil, port: Int? = nil, protocol: String? = nil) {
+        self.name = name
+        self.port = port
+        self.protocol = `protocol`
+    }
+}
+
+/// Core v1 Endpoints (the pre-EndpointSlice API), used when a Service has no slices.
+public struct Endpoints: Codable, Sendable, Equatable {
+    public var metadata: ObjectMeta
+    public var subsets: [EndpointSubset]
+
+    /// Creates Endpoints.
+    public init(metadata: ObjectMeta, subsets: [EndpointSubset] = []) {
+        self.metadata = metadata
+        self.subsets = subsets
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        metadata = try c.decode(ObjectMeta.self, forKey: .metadata)
+        subsets = try c.decodeIfPresent([EndpointSubset].self, forKey: .subsets) ?? []
+    }
+}
+
+/// `EndpointSubset`: addresses that share a set of ports.
+public struct EndpointSubset: Codable, Sendable, Equatable {
+    public var addresses: [EndpointAddress]
+    public var notReadyAddresses: [EndpointAddress]
+    public var ports: [EndpointPort]
+
+    /// Creates a subset.
+    public init(addresses: [EndpointAddress] = [], notReadyAddresses: [EndpointAddress] = [], ports: [EndpointPort] = []) {
+        self.addresses = addresses
+        self.notReadyAddresses = notReadyAddresses
+        self.ports = ports
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        addresses = try c.decodeIfPresent([EndpointAddress].self, forKey: .addresses) ?? []
+        notReadyAddresses = try c.decodeIfPresent([EndpointAddress].self, forKey: .notReadyAddresses) ?? []
+        ports = try c.decodeIfPresent([EndpointPort].self, forKey: .ports) ?? []
+    }
+}
+
+/// `EndpointAddress`.
+public struct EndpointAddress: Codable, Sendable, Equatable {
+    public var ip: String
+    public var hostname: String?
+
+    /// Creates an address.
+    public init(ip: String, hostname: String? = nil) {
+        self.ip = ip
+        self.hostname = hostname
+    }
+}
+
+/// `EndpointPort` of core Endpoints.
+public struct EndpointPort: Codable, Sendable, Equatable {
+    public var name: String?
+    public var port: Int
+    public var `protocol`: String?
+
+    /// Creates a port.
+    public init(name: String? = nil, port: Int, protocol: String? = nil) {
+        self.name = name
+        self.port = port
+        self.protocol = `protocol`
+    }
+}

@@ -1,0 +1,82 @@
+import Reactor
+
+/// Byte-level writers for the pieces of HTTP/1.1 the proxy generates per
+/// request. No Strings: each writes digits straight into the buffer.
+extension ByteBuffer {
+    @usableFromInline static let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
+
+    /// Appends `value` in decimal.
+    @inline(__always)
+    func appendDecimal(_ value: UInt64) {
+        var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)  // 24 bytes: enough for 20 digits
+        var count = 0
+        var remaining = value
+        withUnsafeMutableBytes(of: &digits) { raw in
+            repeat {
+                raw[23 - count] = UInt8(truncatingIfNeeded: remaining % 10) &+ 48
+                remaining /= 10
+                count += 1
+            } while remaining > 0
+            append(UnsafeRawBufferPointer(rebasing: raw[(24 - count)...]))
+        }
+    }
+
+    /// Appends a chunk-size line: `<hex>\r\n` (RFC 9112 §7.1).
+    @inline(__always)
+    func appendChunkHeader(size: Int) {
+        var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)
+        var count = 0
+        var remaining = UInt64(size)
+        withUnsafeMutableBytes(of: &digits) { raw in
+            raw[23] = 10  // LF
+            raw[22] = 13  // CR
+            count = 2
+            repeat {
+                raw[21 - (count - 2)] = ByteBuffer.hexDigits[Int(remaining & 15)]
+                remaining >>= 4
+                count += 1
+            } while remaining > 0
+            append(UnsafeRawBufferPointer(rebasing: raw[(24 - count)...]))
+        }
+    }
+
+    /// Appends `value` as 16 lowercase hex digits.
+    @inline(__always)
+    func appendHex(of value: UInt64) {
+        var digits: (UInt64, UInt64) = (0, 0)
+        var remaining = value
+        withUnsafeMutableBytes(of: &digits) { raw in
+            for index in (0..<16).reversed() {
+                raw[index] = ByteBuffer.hexDigits[Int(remaining & 15)]
+                remaining >>= 4
+            }
+            append(UnsafeRawBufferPointer(raw))
+        }
+    }
+
+    /// Appends `bytes[range]`.
+    @inline(__always)
+    func append(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>) {
+        append(UnsafeRawBufferPointer(rebasing: bytes[range]))
+    }
+}
+
+/// A per-worker pseudo-random generator (wyrand) for request IDs: fast, no
+/// locks, seeded from the kernel's random source at start-up.
+struct RequestIDGenerator {
+    private var state: UInt64
+
+    init() {
+        var seed: UInt64 = 0
+        for _ in 0..<4 { seed = seed &* 6364136223846793005 &+ UInt64.random(in: .min ... .max) }
+        state = seed
+    }
+
+    /// The next 64 random bits.
+    @inline(__always)
+    mutating func next() -> UInt64 {
+        state &+= 0xa076_1d64_78bd_642f
+        let product = state.multipliedFullWidth(by: state ^ 0xe703_7ed1_a0b4_28db)
+        return product.high ^ product.low
+    }
+}

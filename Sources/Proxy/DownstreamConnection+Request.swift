@@ -1,0 +1,381 @@
+import Glibc
+import HTTP1
+import Reactor
+import RouteModel
+import Routing
+import Telemetry
+
+private let slash = UInt8(ascii: "/")
+private let questionMark = UInt8(ascii: "?")
+
+/// The request side of an exchange: route, choose an endpoint, write the
+/// request head and stream the body upstream.
+extension DownstreamConnection {
+    /// Where the request head says to route: host and path byte ranges in
+    /// the head buffer, and the origin-form target to send upstream.
+    struct Target {
+        var host: Range<Int>?
+        var path: Range<Int>
+        /// Path and query, as sent upstream (origin-form).
+        var originForm: Range<Int>
+        /// True for absolute-form (`GET http://host/path`): its authority replaces Host.
+        var hostFromTarget: Bool
+    }
+
+    /// Splits the request target (RFC 9112 §3.2). Nil for forms a reverse
+    /// proxy does not serve (asterisk-form, authority-form).
+    func parseTarget(_ bytes: UnsafeRawBufferPointer) -> Target? {
+        let target = head.target
+        guard !target.isEmpty else { return nil }
+        if bytes[target.lowerBound] == slash {
+            var pathEnd = target.lowerBound
+            while pathEnd < target.upperBound, bytes[pathEnd] != questionMark { pathEnd += 1 }
+            return Target(host: head.host, path: target.lowerBound..<pathEnd, originForm: target, hostFromTarget: false)
+        }
+        // absolute-form: scheme "://" authority [path-abempty] ["?" query]
+        var index = target.lowerBound
+        while index < target.upperBound, bytes[index] != UInt8(ascii: ":") { index += 1 }
+        let scheme = target.lowerBound..<index
+        guard isHTTPScheme(bytes, scheme), index + 3 <= target.upperBound,
+            bytes[index + 1] == slash, bytes[index + 2] == slash
+        else { return nil }
+        let authorityStart = index + 3
+        var authorityEnd = authorityStart
+        while authorityEnd < target.upperBound, bytes[authorityEnd] != slash, bytes[authorityEnd] != questionMark {
+            authorityEnd += 1
+        }
+        guard authorityEnd > authorityStart else { return nil }
+        var pathEnd = authorityEnd
+        while pathEnd < target.upperBound, bytes[pathEnd] != questionMark { pathEnd += 1 }
+        return Target(
+            host: authorityStart..<authorityEnd, path: authorityEnd..<pathEnd,
+            originForm: authorityEnd..<target.upperBound, hostFromTarget: true)
+    }
+
+    private func isHTTPScheme(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>) -> Bool {
+        let lower = range.map { bytes[$0] | 0x20 }
+        return lower == Array("http".utf8) || lower == Array("https".utf8)
+    }
+
+    /// A complete request head is at the start of `readBuffer`: route it and
+    /// start the exchange, or answer it with an error.
+    func startExchange() {
+        let bytes = readBuffer.readable
+        isHEAD = head.isHEAD
+        clientIsHTTP10 = head.version == .http10
+        clientKeepAlive = head.keepAlive && !worker.isDraining
+        switch head.framing {
+        case .none, .untilClose, .contentLength(0): requestBody = .complete
+        case let .contentLength(length): requestBody = .contentLength(remaining: length)
+        case .chunked:
+            requestBody = .chunked
+            requestChunkedDecoder = HTTP1ChunkedDecoder()
+        }
+        if head.isCONNECT {
+            worker.metrics.count(.badRequest)
+            readBuffer.consume(head.headLength)
+            respondWithError(.methodNotAllowed, headParsed: false)
+            return
+        }
+        guard let target = parseTarget(bytes) else {
+            worker.metrics.count(.badRequest)
+            readBuffer.consume(head.headLength)
+            respondWithError(.badRequest, headParsed: false)
+            return
+        }
+        let hostBytes = target.host.map { UnsafeRawBufferPointer(rebasing: bytes[$0]) } ?? UnsafeRawBufferPointer(start: nil, count: 0)
+        let pathBytes = target.path.isEmpty
+            ? UnsafeRawBufferPointer(start: DownstreamConnection.rootPath.utf8Start, count: 1)
+            : UnsafeRawBufferPointer(rebasing: bytes[target.path])
+        switch worker.table.route(host: hostBytes, path: pathBytes) {
+        case .notFound:
+            worker.metrics.count(.noRoute)
+            readBuffer.consume(head.headLength)
+            respondWithError(.notFound, headParsed: true)
+        case let .cluster(found):
+            if found.endpoints.isEmpty {
+                worker.metrics.count(.noEndpoints)
+                readBuffer.consume(head.headLength)
+                respondWithError(.serviceUnavailable, headParsed: true)
+                return
+            }
+            writeUpstreamRequestHead(bytes, target: target)
+            let expectsContinue = head.expectsContinue
+            readBuffer.consume(head.headLength)
+            state = .proxying
+            cluster = found
+            attempts = 0
+            lastReadProgress = worker.loop.now
+            if expectsContinue, requestBody != .complete, !clientIsHTTP10 {
+                // RFC 9110 §10.1.1: the proxy answers the expectation itself
+                // and does not forward it.
+                writeBuffer.append("HTTP/1.1 100 Continue\r\n\r\n")
+            }
+            guard connectUpstream(excluding: nil, carrying: nil, allowPooled: true) else { return }
+            pumpRequestBody()
+            flushUpstream()
+            if state == .proxying { flushDownstream() }
+        }
+    }
+
+    static let rootPath: StaticString = "/"
+
+    /// Serializes the upstream request head into `upstreamRequestHead`:
+    /// hop-by-hop fields removed (RFC 9110 §7.6.1), forwarding fields added,
+    /// framing rewritten to one canonical field.
+    func writeUpstreamRequestHead(_ bytes: UnsafeRawBufferPointer, target: Target) {
+        let out = upstreamRequestHead
+        out.clear()
+        out.append(bytes, head.method)
+        out.append(byte: UInt8(ascii: " "))
+        if target.originForm.isEmpty {
+            out.append(byte: slash)
+        } else {
+            out.append(bytes, target.originForm)
+        }
+        out.append(" HTTP/1.1\r\n")
+        var forwardedForCount = 0
+        var sawRequestID = false
+        for field in head.fields where !field.isHopByHop {
+            switch field.kind {
+            case .contentLength, .expect, .xForwardedProto, .xForwardedHost, .xForwardedPort, .xRealIP:
+                // Framing is rewritten below; Expect was answered here; the
+                // forwarding fields are set by the proxy, never taken from the client.
+                continue
+            case .xForwardedFor:
+                forwardedForCount += 1
+                continue
+            case .host:
+                if target.hostFromTarget { continue }
+            case .xRequestID:
+                sawRequestID = true
+            default:
+                break
+            }
+            out.append(bytes, field.name)
+            out.append(": ")
+            out.append(bytes, field.value)
+            out.append("\r\n")
+        }
+        if let host = target.host, target.hostFromTarget || head.host == nil {
+            out.append("Host: ")
+            out.append(bytes, host)
+            out.append("\r\n")
+        }
+        out.append("X-Forwarded-For: ")
+        if forwardedForCount > 0 {
+            for field in head.fields where field.kind == .xForwardedFor && !field.isHopByHop {
+                out.append(bytes, field.value)
+                out.append(", ")
+            }
+        }
+        out.append(peerText)
+        out.append("\r\nX-Real-IP: ")
+        out.append(peerText)
+        out.append("\r\nX-Forwarded-Proto: http\r\n")
+        if let host = target.host {
+            out.append("X-Forwarded-Host: ")
+            out.append(bytes, host)
+            out.append("\r\n")
+        }
+        out.append("X-Forwarded-Port: ")
+        out.append(worker.listenPortText)
+        out.append("\r\n")
+        if !sawRequestID {
+            out.append("X-Request-ID: ")
+            out.appendHex(of: worker.requestIDs.next())
+            out.appendHex(of: worker.requestIDs.next())
+            out.append("\r\n")
+        }
+        switch requestBody {
+        case .complete:
+            if case .contentLength(0) = head.framing { out.append("Content-Length: 0\r\n") }
+        case let .contentLength(remaining):
+            out.append("Content-Length: ")
+            out.appendDecimal(remaining)
+            out.append("\r\n")
+        case .chunked:
+            out.append("Transfer-Encoding: chunked\r\n")
+        }
+        out.append("\r\n")
+    }
+
+    /// Picks an endpoint and attaches an upstream connection: a pooled one
+    /// when allowed and available, else a new non-blocking connect. The
+    /// request head (or `carrying`, the unsent bytes of a failed attempt) is
+    /// queued on it. Returns false when it answered the client with an error instead.
+    @discardableResult
+    func connectUpstream(excluding: Endpoint?, carrying: ByteBuffer?, allowPooled: Bool) -> Bool {
+        guard let cluster else { return false }
+        let counterIndex = cluster.index < worker.roundRobinCounters.count ? cluster.index : -1
+        var scratch: UInt32 = 0
+        let picked: Endpoint?
+        if counterIndex >= 0 {
+            picked = RoundRobin.pick(cluster, counter: &worker.roundRobinCounters[counterIndex], excluding: excluding)
+        } else {
+            picked = RoundRobin.pick(cluster, counter: &scratch, excluding: excluding)
+        }
+        guard let endpoint = picked else {
+            worker.metrics.count(.noEndpoints)
+            respondWithError(.serviceUnavailable, headParsed: true)
+            return false
+        }
+        let connection: UpstreamConnection
+        if allowPooled, let pooled = worker.pool.take(endpoint) {
+            connection = pooled
+            connection.state = .busy
+            upstreamReused = true
+            worker.metrics.upstreamConnectionsReused.add()
+        } else {
+            let address = SocketAddress(bytes: endpoint.address.bytes, port: endpoint.port)
+            let (socketFD, result) = Socket.connect(to: address)
+            if case .failed = result {
+                if socketFD >= 0 { Socket.close(socketFD) }
+                worker.metrics.count(.connectRefused)
+                return retryOrFail(failed: endpoint, carrying: carrying ?? upstreamRequestHead, error: .badGateway)
+            }
+            connection = UpstreamConnection(fd: socketFD, endpoint: endpoint, worker: worker, connecting: result == .wouldBlock)
+            let initialInterest: Interest = result == .wouldBlock ? .write : .read
+            do {
+                connection.registration = try worker.loop.register(fd: socketFD, interest: initialInterest, handler: connection)
+                connection.interest = initialInterest
+            } catch {
+                Socket.close(socketFD)
+                respondWithError(.badGateway, headParsed: true)
+                return false
+            }
+            worker.metrics.upstreamConnectionsOpened.add()
+            upstreamReused = false
+            if connection.state == .connecting {
+                connection.deadline = worker.loop.now + worker.configuration.connectTimeoutMilliseconds
+            }
+        }
+        connection.owner = self
+        connection.requestsServed += 1
+        upstream = connection
+        if let carrying, carrying !== upstreamRequestHead {
+            connection.writeBuffer = carrying
+        } else {
+            connection.writeBuffer.clear()
+            connection.writeBuffer.append(upstreamRequestHead.readable)
+        }
+        return true
+    }
+
+    /// After a failed connect: one retry on another endpoint, else `error`.
+    @discardableResult
+    func retryOrFail(failed endpoint: Endpoint, carrying: ByteBuffer, error: ErrorResponse) -> Bool {
+        guard attempts == 0, let cluster, cluster.endpoints.count > 1 else {
+            respondWithError(error, headParsed: true)
+            return false
+        }
+        attempts += 1
+        worker.metrics.upstreamRetries.add()
+        guard connectUpstream(excluding: endpoint, carrying: carrying, allowPooled: true) else { return false }
+        // A pooled connection is ready now; a new one flushes once connected.
+        flushUpstream()
+        return true
+    }
+
+    /// The connect started by `connectUpstream` finished.
+    func upstreamConnected(_ connection: UpstreamConnection, error: CInt) {
+        guard connection === upstream else {
+            connection.close()
+            return
+        }
+        if error != 0 {
+            worker.metrics.count(error == ETIMEDOUT ? .connectTimeout : .connectRefused)
+            let pending = connection.writeBuffer
+            connection.writeBuffer = ByteBuffer(capacity: 16)
+            upstream = nil
+            connection.close()
+            retryOrFail(failed: connection.endpoint, carrying: pending, error: .badGateway)
+            return
+        }
+        connection.state = .busy
+        flushUpstream()
+    }
+
+    /// Moves buffered request body bytes to the upstream's write buffer,
+    /// re-framing chunked bodies, up to the high-water mark.
+    func pumpRequestBody() {
+        guard state == .proxying, let upstream else { return }
+        let highWater = worker.configuration.bufferHighWaterMark
+        let out = upstream.writeBuffer
+        var forwarded: UInt64 = 0
+        loop: while requestBody != .complete, !readBuffer.isEmpty, out.readableBytes < highWater {
+            switch requestBody {
+            case .complete:
+                break loop
+            case let .contentLength(remaining):
+                let count = Int(min(remaining, UInt64(readBuffer.readableBytes)))
+                out.append(UnsafeRawBufferPointer(rebasing: readBuffer.readable[0..<count]))
+                readBuffer.consume(count)
+                forwarded += UInt64(count)
+                requestBody = remaining == UInt64(count) ? .complete : .contentLength(remaining: remaining - UInt64(count))
+            case .chunked:
+                let input = readBuffer.readable
+                switch requestChunkedDecoder.next(input) {
+                case let .data(range, consumed):
+                    out.appendChunkHeader(size: range.count)
+                    out.append(input, range)
+                    out.append("\r\n")
+                    forwarded += UInt64(range.count)
+                    readBuffer.consume(consumed)
+                case let .needMore(consumed):
+                    readBuffer.consume(consumed)
+                    break loop
+                case let .end(trailers, consumed):
+                    out.append("0\r\n")
+                    if !trailers.isEmpty {
+                        out.append(input, trailers)
+                        out.append("\r\n")
+                    }
+                    out.append("\r\n")
+                    readBuffer.consume(consumed)
+                    requestBody = .complete
+                case .failed:
+                    worker.metrics.count(.badRequest)
+                    if responseHeadDone {
+                        abort()
+                    } else {
+                        readBuffer.clear()
+                        respondWithError(.badRequest, headParsed: false)
+                    }
+                    return
+                }
+            }
+        }
+        worker.metrics.requestBytesIn.add(forwarded)
+    }
+
+    /// Writes queued request bytes upstream (when connected).
+    func flushUpstream() {
+        guard let upstream, upstream.state == .busy else { return }
+        if !upstream.writeBuffer.isEmpty {
+            switch Socket.write(upstream.fd, from: upstream.writeBuffer) {
+            case .bytes, .wouldBlock, .endOfFile:
+                break
+            case .failed:
+                // The endpoint closed or reset while we were sending; if it
+                // answered, the response is still read.
+                if !responseHeadDone, upstream.readBuffer.isEmpty {
+                    upstreamFailedBeforeResponse(upstream, kind: .reset)
+                    return
+                }
+                upstream.writeBuffer.clear()
+            }
+        }
+        if upstream.writeBuffer.readableBytes < worker.configuration.bufferHighWaterMark, requestBody != .complete {
+            // Room again: take more body bytes already read, and read more.
+            pumpRequestBody()
+            guard self.upstream === upstream, state == .proxying else { return }
+            if !upstream.writeBuffer.isEmpty, upstream.state == .busy {
+                _ = Socket.write(upstream.fd, from: upstream.writeBuffer)
+            }
+        }
+        refreshUpstreamDeadline(upstream)
+        updateUpstreamInterest(upstream)
+        updateDownstreamInterest()
+    }
+}

@@ -1,0 +1,399 @@
+import Glibc
+import HTTP1
+import Reactor
+import RouteModel
+import Routing
+import Telemetry
+
+/// One client connection and the request it is currently proxying.
+///
+/// Requests on a connection are handled one at a time, in order
+/// (pipelined requests wait in `readBuffer`). The connection drives the
+/// upstream connection of its current request: upstream readiness is
+/// forwarded here, so the whole request path reads top to bottom in this
+/// type and its extensions (`+Request`, `+Response`).
+///
+/// Loop-bound: every method runs on its worker's loop.
+final class DownstreamConnection: EventHandler {
+    /// Where the connection is in its life. One request at a time.
+    enum State: Equatable {
+        /// Between requests, or reading a request head.
+        case waitingForRequest
+        /// A request was routed; its upstream exchange is running.
+        case proxying
+        /// The last response is queued; close once it is written.
+        case closingAfterWrite
+        /// Write side shut; discarding input until the client closes
+        /// (avoids a reset destroying the response in flight).
+        case lingering
+        case closed
+    }
+
+    /// How much of the request body is still to be forwarded.
+    enum RequestBody: Equatable {
+        case complete
+        case contentLength(remaining: UInt64)
+        case chunked
+    }
+
+    /// How the response body is read from the upstream.
+    enum ResponseBody: Equatable {
+        case none
+        case contentLength(remaining: UInt64)
+        case chunked
+        case untilClose
+    }
+
+    let fd: CInt
+    unowned let worker: Worker
+    var registration: Registration?
+    var interest: Interest = .none
+    var state: State = .waitingForRequest
+    let readBuffer = ByteBuffer(capacity: 16 * 1024)
+    let writeBuffer = ByteBuffer(capacity: 16 * 1024)
+    /// The client's address as text, for X-Forwarded-For and X-Real-IP.
+    let peerText: [UInt8]
+    var head = HTTP1RequestHead()
+
+    // Deadline bookkeeping (loop milliseconds).
+    var requestStartedAt: UInt64 = 0
+    var requestStarted = false
+    var idleSince: UInt64
+    var lastReadProgress: UInt64
+    var lastWriteProgress: UInt64
+    var lingerDeadline: UInt64 = 0
+    var inProcessInput = false
+    /// Bytes of an incomplete head already parsed once (0: none).
+    var parsedHeadBytes = 0
+    var peerClosedRead = false
+
+    // The current exchange.
+    var upstream: UpstreamConnection?
+    var cluster: CompiledCluster?
+    var attempts = 0
+    var upstreamReused = false
+    var requestBody: RequestBody = .complete
+    var requestChunkedDecoder = HTTP1ChunkedDecoder()
+    /// The serialized upstream request head, kept to replay it on a fresh
+    /// connection when a reused one turns out to be closed.
+    let upstreamRequestHead = ByteBuffer(capacity: 2048)
+    var isHEAD = false
+    var clientIsHTTP10 = false
+    var clientKeepAlive = true
+    var responseHead = HTTP1ResponseHead()
+    var responseHeadDone = false
+    var responseBody: ResponseBody = .none
+    var responseChunkedDecoder = HTTP1ChunkedDecoder()
+    var encodeResponseChunked = false
+    var closeAfterResponse = false
+    /// Upstream reading is paused until the client drains `writeBuffer`.
+    var upstreamReadPaused = false
+
+    init(fd: CInt, peer: SocketAddress?, worker: Worker) {
+        self.fd = fd
+        self.worker = worker
+        self.peerText = Array((peer?.hostText ?? "unknown").utf8)
+        let now = worker.loop.now
+        self.idleSince = now
+        self.lastReadProgress = now
+        self.lastWriteProgress = now
+    }
+
+    // MARK: Readiness
+
+    func handleReadiness(_ readiness: Readiness) {
+        if readiness.contains(.writable) {
+            flushDownstream()
+        }
+        if state != .closed, !readiness.isDisjoint(with: [.readable, .hangup, .error, .readHangup]) {
+            readFromClient()
+        }
+    }
+
+    func tick(now: UInt64) {
+        let configuration = worker.configuration
+        switch state {
+        case .waitingForRequest:
+            if requestStarted {
+                if now &- requestStartedAt >= configuration.clientHeaderTimeoutMilliseconds {
+                    worker.metrics.count(.headerTimeout)
+                    respondWithError(.requestTimeout, headParsed: false)
+                }
+            } else if now &- idleSince >= configuration.keepAliveTimeoutMilliseconds {
+                close()
+            }
+        case .proxying:
+            if !writeBuffer.isEmpty, now &- lastWriteProgress >= configuration.clientSendTimeoutMilliseconds {
+                abort()
+            } else if requestBody != .complete, !peerClosedRead,
+                now &- lastReadProgress >= configuration.clientBodyTimeoutMilliseconds
+            {
+                worker.metrics.count(.bodyTimeout)
+                if responseHeadDone { abort() } else { respondWithError(.requestTimeout, headParsed: true) }
+            }
+        case .closingAfterWrite:
+            if now &- lastWriteProgress >= configuration.clientSendTimeoutMilliseconds { close() }
+        case .lingering:
+            if now >= lingerDeadline { close() }
+        case .closed:
+            break
+        }
+    }
+
+    // MARK: Client input
+
+    /// Largest the read buffer grows: a full request head plus room for body bytes.
+    private var readBufferLimit: Int { worker.configuration.limits.maxHeaderSectionBytes + 16 * 1024 }
+
+    func readFromClient() {
+        if readBuffer.writableBytes < 2048 {
+            readBuffer.compact()
+            if readBuffer.writableBytes < 2048, readBuffer.capacity < readBufferLimit {
+                readBuffer.reserveWritable(readBuffer.capacity)
+            }
+        }
+        if readBuffer.writableBytes == 0 {
+            updateDownstreamInterest()
+            return
+        }
+        switch Socket.read(fd, into: readBuffer) {
+        case .bytes:
+            lastReadProgress = worker.loop.now
+            switch state {
+            case .waitingForRequest:
+                processInput()
+            case .proxying:
+                if requestBody != .complete {
+                    pumpRequestBody()
+                    flushUpstream()
+                }
+                updateDownstreamInterest()
+            case .closingAfterWrite, .lingering:
+                readBuffer.clear()
+            case .closed:
+                break
+            }
+        case .wouldBlock:
+            break
+        case .endOfFile:
+            clientClosed()
+        case .failed:
+            worker.metrics.count(.clientReset)
+            abort()
+        }
+    }
+
+    /// The client closed its sending side.
+    func clientClosed() {
+        switch state {
+        case .waitingForRequest, .closingAfterWrite, .lingering:
+            close()
+        case .proxying:
+            if requestBody == .complete {
+                // A half-close after a complete request (`printf ... | nc`)
+                // still gets its response; the connection closes after it.
+                peerClosedRead = true
+                closeAfterResponse = true
+                updateDownstreamInterest()
+            } else {
+                worker.metrics.count(.clientReset)
+                abort()
+            }
+        case .closed:
+            break
+        }
+    }
+
+    /// Parses and starts buffered requests, one at a time.
+    func processInput() {
+        guard !inProcessInput else { return }
+        inProcessInput = true
+        defer { inProcessInput = false }
+        while state == .waitingForRequest, !readBuffer.isEmpty {
+            // Do not queue responses faster than the client reads them.
+            if writeBuffer.readableBytes >= worker.configuration.bufferHighWaterMark { break }
+            if !requestStarted {
+                requestStarted = true
+                requestStartedAt = worker.loop.now
+            }
+            let input = readBuffer.readable
+            // A head trickled in tiny reads is re-parsed only when a line
+            // ended (or the limit is reached): parsing stays linear.
+            if parsedHeadBytes > 0,
+                !HTTP1Parser.shouldReparse(input, previousCount: parsedHeadBytes, limits: worker.configuration.limits)
+            {
+                break
+            }
+            switch HTTP1Parser.parseRequestHead(input, limits: worker.configuration.limits, into: &head) {
+            case .incomplete:
+                parsedHeadBytes = input.count
+                updateDownstreamInterest()
+                return
+            case let .failed(error):
+                parsedHeadBytes = 0
+                worker.metrics.count(DownstreamErrorKind(error))
+                respondWithError(ErrorResponse(error), headParsed: false)
+            case .complete:
+                parsedHeadBytes = 0
+                startExchange()
+            }
+        }
+        updateDownstreamInterest()
+    }
+
+    // MARK: Interest and output
+
+    @inline(__always)
+    func setInterest(_ new: Interest) {
+        guard new != interest, let registration else { return }
+        interest = new
+        worker.loop.setInterest(registration, new)
+    }
+
+    /// Reads when there is somewhere to put the bytes; writes when output is queued.
+    func updateDownstreamInterest() {
+        var wanted: Interest = writeBuffer.isEmpty ? .none : .write
+        switch state {
+        case .waitingForRequest:
+            if readBuffer.writableBytes > 0 || readBuffer.capacity < readBufferLimit { wanted.insert(.read) }
+        case .proxying:
+            if !peerClosedRead {
+                if requestBody != .complete {
+                    if let upstream, upstream.writeBuffer.readableBytes < worker.configuration.bufferHighWaterMark {
+                        wanted.insert(.read)
+                    }
+                } else if readBuffer.writableBytes > 0 {
+                    // Keep watching for pipelined bytes and for the client going away.
+                    wanted.insert(.read)
+                }
+            }
+        case .lingering:
+            wanted.insert(.read)
+        case .closingAfterWrite, .closed:
+            break
+        }
+        setInterest(wanted)
+    }
+
+    /// Writes queued output; continues whatever was waiting for room.
+    func flushDownstream() {
+        if !writeBuffer.isEmpty {
+            switch Socket.write(fd, from: writeBuffer) {
+            case let .bytes(count):
+                if count > 0 { lastWriteProgress = worker.loop.now }
+            case .wouldBlock, .endOfFile:
+                break
+            case .failed:
+                worker.metrics.count(.clientReset)
+                abort()
+                return
+            }
+        }
+        let highWater = worker.configuration.bufferHighWaterMark
+        switch state {
+        case .closingAfterWrite:
+            if writeBuffer.isEmpty { startLingeringClose() } else { updateDownstreamInterest() }
+            return
+        case .proxying:
+            if upstreamReadPaused, writeBuffer.readableBytes < highWater, let upstream {
+                upstreamReadPaused = false
+                processUpstreamInput()
+                if state == .proxying, self.upstream === upstream {
+                    refreshUpstreamDeadline(upstream)
+                    updateUpstreamInterest(upstream)
+                }
+            }
+        case .waitingForRequest:
+            if !readBuffer.isEmpty, writeBuffer.readableBytes < highWater { processInput() }
+        case .lingering, .closed:
+            return
+        }
+        if state != .closed { updateDownstreamInterest() }
+    }
+
+    /// Shuts the write side and waits (bounded) for the client to close.
+    func startLingeringClose() {
+        Socket.shutdownWrite(fd)
+        state = .lingering
+        lingerDeadline = worker.loop.now + 2_000
+        readBuffer.clear()
+        updateDownstreamInterest()
+    }
+
+    /// Sends a generated error response. `headParsed` says whether the
+    /// request head was understood (else the connection always closes: the
+    /// framing of what follows is unknown).
+    func respondWithError(_ response: ErrorResponse, headParsed: Bool) {
+        if let upstream {
+            upstream.close()
+            self.upstream = nil
+        }
+        let keepAlive = headParsed && clientKeepAlive && requestBody == .complete && !peerClosedRead && !worker.isDraining
+        worker.errorResponses.append(response, keepAlive: keepAlive, isHEAD: headParsed && isHEAD, to: writeBuffer)
+        worker.metrics.countResponse(status: response.status)
+        resetExchange()
+        if keepAlive {
+            state = .waitingForRequest
+            idleSince = worker.loop.now
+        } else {
+            state = .closingAfterWrite
+            readBuffer.clear()
+        }
+        flushDownstream()
+    }
+
+    /// Clears per-request state after a response.
+    func resetExchange() {
+        cluster = nil
+        attempts = 0
+        upstreamReused = false
+        requestStarted = false
+        responseHeadDone = false
+        responseBody = .none
+        encodeResponseChunked = false
+        closeAfterResponse = false
+        upstreamReadPaused = false
+        requestBody = .complete
+    }
+
+    // MARK: Closing
+
+    /// Closes at once, abandoning any exchange (its upstream is not reused).
+    func abort() {
+        if let upstream {
+            upstream.close()
+            self.upstream = nil
+        }
+        close()
+    }
+
+    /// During a drain: closes now if no request is under way.
+    func drainIfIdle() {
+        if state == .waitingForRequest, !requestStarted { close() }
+    }
+
+    func close() {
+        guard state != .closed else { return }
+        if let upstream {
+            upstream.close()
+            self.upstream = nil
+        }
+        state = .closed
+        if let registration { worker.loop.deregister(registration) }
+        registration = nil
+        Socket.close(fd)
+        worker.connectionClosed(self)
+    }
+}
+
+extension DownstreamErrorKind {
+    init(_ error: HTTP1ParseError) {
+        switch error {
+        case .badRequest: self = .badRequest
+        case .uriTooLong: self = .uriTooLong
+        case .headerSectionTooLarge: self = .headerTooLarge
+        case .unsupportedTransferCoding: self = .notImplemented
+        case .versionNotSupported: self = .versionNotSupported
+        }
+    }
+}

@@ -1,0 +1,85 @@
+import Glibc
+import Reactor
+import Routing
+import Telemetry
+
+/// The data plane: N workers, each an event loop on its own thread with its
+/// own SO_REUSEPORT listener on the same address.
+///
+/// Thread-safety: `publish` and `drain` may be called from any thread; they
+/// post tasks to every worker (Envoy's run-on-all-threads).
+public final class ProxyServer: @unchecked Sendable {
+    private let workers: [Worker]
+    private var threads: [pthread_t] = []
+    /// The address actually bound (port 0 resolved to the real port).
+    public let boundAddress: SocketAddress
+    public let metrics: MetricsRegistry
+
+    /// Binds the listeners. Fails fast (before any thread starts) when the
+    /// address cannot be bound.
+    public init(configuration: ProxyConfiguration, initialTable: RoutingTable, metrics: MetricsRegistry) throws {
+        precondition(configuration.workers >= 1, "at least one worker")
+        precondition(metrics.workers.count == configuration.workers, "one WorkerMetrics per worker")
+        self.metrics = metrics
+        let errorResponses = ErrorResponseTable()
+        // Bind the first listener, then the others to the port it got (port 0
+        // would give every SO_REUSEPORT socket a different port).
+        let firstFD = try Socket.listen(at: configuration.httpListen, reusePort: true)
+        guard let bound = Socket.localAddress(firstFD) else {
+            Socket.close(firstFD)
+            throw SystemError("getsockname", errno: errno)
+        }
+        boundAddress = bound
+        var resolved = configuration
+        resolved.httpListen = SocketAddress(bytes: configuration.httpListen.bytes, port: bound.port)
+        var fds = [firstFD]
+        do {
+            for _ in 1..<max(configuration.workers, 1) {
+                fds.append(try Socket.listen(at: resolved.httpListen, reusePort: true))
+            }
+        } catch {
+            fds.forEach(Socket.close)
+            throw error
+        }
+        var workers: [Worker] = []
+        for (index, fd) in fds.enumerated() {
+            workers.append(
+                try Worker(
+                    index: index, configuration: resolved, listenFD: fd, table: initialTable,
+                    metrics: metrics.workers[index], errorResponses: errorResponses))
+        }
+        self.workers = workers
+    }
+
+    /// Starts one thread per worker.
+    public func start() throws {
+        for worker in workers {
+            let thread = try WorkerThread.start(name: "postern-w\(worker.index)") {
+                do {
+                    try worker.run()
+                } catch {
+                    fatalError("worker \(worker.index) could not start: \(error)")
+                }
+            }
+            threads.append(thread)
+        }
+    }
+
+    /// Hands a new routing table to every worker. In-flight requests finish
+    /// on the cluster they were routed to; new requests use the new table.
+    public func publish(_ table: RoutingTable) {
+        for worker in workers { worker.publish(table) }
+    }
+
+    /// Stops accepting, closes idle connections and lets in-flight requests
+    /// finish for up to `timeoutMilliseconds`; then closes what is left.
+    public func drain(timeoutMilliseconds: UInt64) {
+        for worker in workers { worker.drain(timeoutMilliseconds: timeoutMilliseconds) }
+    }
+
+    /// Blocks until every worker thread has exited (after `drain`).
+    public func wait() {
+        for thread in threads { WorkerThread.join(thread) }
+        threads.removeAll()
+    }
+}

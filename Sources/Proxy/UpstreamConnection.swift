@@ -1,0 +1,140 @@
+import HTTP1
+import Reactor
+import RouteModel
+
+/// One TCP connection from a worker to an endpoint. While it serves a
+/// request it belongs to one `DownstreamConnection`, which drives it; between
+/// requests it sits in its worker's `UpstreamPool` watching for the endpoint
+/// closing it.
+///
+/// Loop-bound: every method runs on its worker's loop.
+final class UpstreamConnection: EventHandler {
+    /// Where the connection is in its life.
+    enum State {
+        case connecting
+        case busy
+        case idle
+        case closed
+    }
+
+    let fd: CInt
+    let endpoint: Endpoint
+    unowned let worker: Worker
+    var registration: Registration?
+    var state: State
+    /// Bytes read from the endpoint, not yet forwarded.
+    let readBuffer: ByteBuffer
+    /// Request bytes waiting for the socket to accept them.
+    var writeBuffer: ByteBuffer
+    /// The client connection this one serves while busy.
+    var owner: DownstreamConnection?
+    /// Deadline for the current phase (connect, send, read or idle), in loop milliseconds.
+    var deadline: UInt64 = .max
+    /// Requests sent on this connection so far (more than one: it was reused).
+    var requestsServed = 0
+    var interest: Interest = .none
+
+    init(fd: CInt, endpoint: Endpoint, worker: Worker, connecting: Bool) {
+        self.fd = fd
+        self.endpoint = endpoint
+        self.worker = worker
+        self.state = connecting ? .connecting : .busy
+        self.readBuffer = ByteBuffer(capacity: 32 * 1024)
+        self.writeBuffer = ByteBuffer(capacity: 16 * 1024)
+    }
+
+    /// Sets the epoll interest, skipping the system call when unchanged.
+    @inline(__always)
+    func setInterest(_ new: Interest) {
+        guard new != interest, let registration else { return }
+        interest = new
+        worker.loop.setInterest(registration, new)
+    }
+
+    func handleReadiness(_ readiness: Readiness) {
+        switch state {
+        case .connecting:
+            if readiness.contains(.writable) || readiness.contains(.error) || readiness.contains(.hangup) {
+                let error = Socket.pendingError(fd)
+                if let owner { owner.upstreamConnected(self, error: error) } else { close() }
+            }
+        case .busy:
+            if let owner { owner.upstreamReady(self, readiness) } else { close() }
+        case .idle:
+            // An idle pooled connection that becomes readable was closed by
+            // the endpoint (or sent bytes nobody asked for): drop it.
+            worker.pool.remove(self)
+            close()
+        case .closed:
+            break
+        }
+    }
+
+    func tick(now: UInt64) {
+        guard now >= deadline else { return }
+        switch state {
+        case .idle:
+            worker.pool.remove(self)
+            close()
+        case .connecting, .busy:
+            if let owner { owner.upstreamTimedOut(self) } else { close() }
+        case .closed:
+            break
+        }
+    }
+
+    /// Deregisters and closes the socket. Idempotent.
+    func close() {
+        guard state != .closed else { return }
+        state = .closed
+        owner = nil
+        if let registration { worker.loop.deregister(registration) }
+        registration = nil
+        Socket.close(fd)
+        worker.metrics.upstreamConnectionsClosed.add()
+    }
+}
+
+/// Idle keep-alive connections of one worker, per endpoint. Most recently
+/// used first (LIFO), which keeps few connections warm and lets the rest time out.
+final class UpstreamPool {
+    private var idle: [Endpoint: [UpstreamConnection]] = [:]
+    private let perEndpointLimit: Int
+
+    init(perEndpointLimit: Int) {
+        self.perEndpointLimit = perEndpointLimit
+    }
+
+    /// Takes the most recently used idle connection to `endpoint`, if any.
+    @inline(__always)
+    func take(_ endpoint: Endpoint) -> UpstreamConnection? {
+        // Mutate in place through the dictionary's modify accessor: copying
+        // the array out would allocate on every request.
+        idle[endpoint]?.popLast()
+    }
+
+    /// Parks a connection; returns false when the endpoint's pool is full
+    /// (the caller then closes it).
+    @inline(__always)
+    func park(_ connection: UpstreamConnection) -> Bool {
+        guard (idle[connection.endpoint]?.count ?? 0) < perEndpointLimit else { return false }
+        idle[connection.endpoint, default: []].append(connection)
+        return true
+    }
+
+    /// Forgets a connection (closed by its endpoint or timed out).
+    func remove(_ connection: UpstreamConnection) {
+        guard let index = idle[connection.endpoint]?.firstIndex(where: { $0 === connection }) else { return }
+        idle[connection.endpoint]?.remove(at: index)
+    }
+
+    /// Closes every idle connection (drain).
+    func closeAll() {
+        let all = idle.values.flatMap { $0 }
+        idle.removeAll()
+        for connection in all { connection.close() }
+    }
+
+    /// Idle connections across all endpoints.
+    var count: Int { idle.values.reduce(0) { $0 + $1.count } }
+}

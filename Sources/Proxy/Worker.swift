@@ -1,0 +1,182 @@
+import Reactor
+import Routing
+import RouteModel
+import Telemetry
+
+/// One worker: an event loop on its own thread with its own listener,
+/// connections, upstream pool, round-robin counters and metrics. Workers
+/// share nothing on the data path; the only cross-thread traffic is tasks
+/// posted to `loop` (new routing tables, drain).
+public final class Worker: @unchecked Sendable {
+    /// Lifecycle of a worker.
+    enum Phase {
+        case serving
+        /// No longer accepting; closing connections as they become idle.
+        case draining(deadline: UInt64)
+        case stopped
+    }
+
+    let index: Int
+    let loop: EventLoop
+    let configuration: ProxyConfiguration
+    let metrics: WorkerMetrics
+    let errorResponses: ErrorResponseTable
+    let pool: UpstreamPool
+    /// The table new requests are routed with. A request keeps the cluster it
+    /// was given even after a newer table is published.
+    private(set) var table: RoutingTable
+    /// Round-robin position per cluster of `table` (index = cluster index).
+    var roundRobinCounters: [UInt32]
+    var requestIDs = RequestIDGenerator()
+    var phase: Phase = .serving
+    /// Open client connections, for closing idle ones on drain.
+    var downstream: [ObjectIdentifier: DownstreamConnection] = [:]
+    private var listener: Listener?
+    /// Port of the listener, as ASCII digits for X-Forwarded-Port.
+    let listenPortText: [UInt8]
+    /// Called on the worker's thread when it has finished draining.
+    var onStopped: (() -> Void)?
+
+    init(index: Int, configuration: ProxyConfiguration, listenFD: CInt, table: RoutingTable, metrics: WorkerMetrics, errorResponses: ErrorResponseTable) throws {
+        self.index = index
+        self.configuration = configuration
+        self.loop = try EventLoop(name: "worker-\(index)")
+        self.metrics = metrics
+        self.errorResponses = errorResponses
+        self.pool = UpstreamPool(perEndpointLimit: configuration.upstreamKeepAliveConnections)
+        self.table = table
+        self.roundRobinCounters = Array(repeating: 0, count: table.clusters.count)
+        let port = Socket.localAddress(listenFD)?.port ?? configuration.httpListen.port
+        self.listenPortText = Array(String(port).utf8)
+        self.listener = Listener(fd: listenFD, worker: self)
+        metrics.routingTableGeneration.set(table.generation)
+    }
+
+    /// Registers the listener and runs the loop until drained. Blocks the calling thread.
+    func run() throws {
+        if let listener {
+            listener.registration = try loop.register(fd: listener.fd, interest: .read, handler: listener)
+        }
+        loop.run()
+    }
+
+    /// Publishes a new routing table to this worker (from any thread).
+    public func publish(_ newTable: RoutingTable) {
+        loop.execute { [self] in
+            table = newTable
+            if roundRobinCounters.count != newTable.clusters.count {
+                // Start each cluster at a different offset per worker so that
+                // workers do not all pick the same first endpoint.
+                roundRobinCounters = (0..<newTable.clusters.count).map { UInt32(truncatingIfNeeded: $0 &+ index) }
+            }
+            metrics.routingTableGeneration.set(newTable.generation)
+        }
+    }
+
+    /// Starts a graceful drain (from any thread): stop accepting, close idle
+    /// connections, let in-flight requests finish until `timeoutMilliseconds`.
+    public func drain(timeoutMilliseconds: UInt64) {
+        loop.execute { [self] in
+            guard case .serving = phase else { return }
+            phase = .draining(deadline: loop.now + timeoutMilliseconds)
+            listener?.close()
+            listener = nil
+            pool.closeAll()
+            for connection in Array(downstream.values) { connection.drainIfIdle() }
+            checkDrained()
+            scheduleDrainCheck()
+        }
+    }
+
+    private func scheduleDrainCheck() {
+        loop.schedule(afterMilliseconds: 50) { [self] in
+            guard case let .draining(deadline) = phase else { return }
+            if loop.now >= deadline {
+                for connection in Array(downstream.values) { connection.abort() }
+                pool.closeAll()
+            }
+            checkDrained()
+            if case .draining = phase { scheduleDrainCheck() }
+        }
+    }
+
+    /// Stops the loop once no client connection is left during a drain.
+    func checkDrained() {
+        guard case .draining = phase, downstream.isEmpty else { return }
+        phase = .stopped
+        pool.closeAll()
+        loop.stop()
+        onStopped?()
+    }
+
+    var isDraining: Bool {
+        if case .serving = phase { return false }
+        return true
+    }
+
+    func accepted(fd: CInt, peer: SocketAddress?) {
+        let connection = DownstreamConnection(fd: fd, peer: peer, worker: self)
+        do {
+            connection.registration = try loop.register(fd: fd, interest: .read, handler: connection)
+        } catch {
+            Socket.close(fd)
+            return
+        }
+        connection.interest = .read
+        downstream[ObjectIdentifier(connection)] = connection
+        metrics.downstreamConnectionsAccepted.add()
+    }
+
+    func connectionClosed(_ connection: DownstreamConnection) {
+        downstream.removeValue(forKey: ObjectIdentifier(connection))
+        metrics.downstreamConnectionsClosed.add()
+        if isDraining { checkDrained() }
+    }
+}
+
+/// The worker's SO_REUSEPORT listening socket.
+final class Listener: EventHandler {
+    let fd: CInt
+    unowned let worker: Worker
+    var registration: Registration?
+    /// After EMFILE/ENFILE, accepting pauses until this time.
+    private var pausedUntil: UInt64 = 0
+
+    init(fd: CInt, worker: Worker) {
+        self.fd = fd
+        self.worker = worker
+    }
+
+    func handleReadiness(_ readiness: Readiness) {
+        // Accept a bounded batch per wake-up so one loop does not starve its
+        // existing connections under a connection flood.
+        for _ in 0..<64 {
+            switch Socket.accept(fd) {
+            case let .accepted(clientFD, peer):
+                Socket.setNoDelay(clientFD)
+                worker.accepted(fd: clientFD, peer: peer)
+            case .wouldBlock:
+                return
+            case .failed:
+                // Out of descriptors or similar: stop listening for a moment
+                // instead of spinning on a level-triggered listener.
+                if let registration { worker.loop.setInterest(registration, .none) }
+                pausedUntil = worker.loop.now + 100
+                return
+            }
+        }
+    }
+
+    func tick(now: UInt64) {
+        if pausedUntil != 0, now >= pausedUntil, let registration {
+            pausedUntil = 0
+            worker.loop.setInterest(registration, .read)
+        }
+    }
+
+    func close() {
+        if let registration { worker.loop.deregister(registration) }
+        registration = nil
+        Socket.close(fd)
+    }
+}

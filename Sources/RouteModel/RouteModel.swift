@@ -1,0 +1,128 @@
+/// The translated routing configuration: plain values, no behaviour.
+///
+/// Produced by Translate from Kubernetes objects, consumed by Routing's
+/// compiler. Every array is sorted by Translate so that the same objects in any
+/// order give an equal model (and an unchanged model is not republished).
+public struct RouteModel: Sendable, Equatable {
+    /// Virtual hosts with an exact or wildcard name, plus at most one
+    /// `.any` host that collects the rules without a host.
+    public var virtualHosts: [VirtualHost]
+    /// Clusters referenced by routes, keyed by `Cluster.name`.
+    public var clusters: [Cluster]
+    /// The cluster answering requests that no host and no rule matched
+    /// (`--default-backend-service`); nil answers 404.
+    public var defaultCluster: String?
+
+    public init(virtualHosts: [VirtualHost] = [], clusters: [Cluster] = [], defaultCluster: String? = nil) {
+        self.virtualHosts = virtualHosts
+        self.clusters = clusters
+        self.defaultCluster = defaultCluster
+    }
+}
+
+/// How a virtual host matches the request's Host (case-insensitive, port ignored).
+public enum HostMatch: Sendable, Hashable, Comparable {
+    /// Byte-exact match of a lower-cased host name.
+    case exact(String)
+    /// `*.example.com`: exactly one extra label before `suffix` (stored as
+    /// `.example.com`, lower-cased).
+    case wildcard(suffix: String)
+    /// Rules written without a host: used when no other host matches.
+    case any
+}
+
+/// One host's routes.
+public struct VirtualHost: Sendable, Equatable {
+    public var host: HostMatch
+    /// Sorted by Translate; Routing applies its own precedence regardless.
+    public var routes: [Route]
+    /// The cluster for requests to this host that match no path (an
+    /// Ingress's `spec.defaultBackend`); nil falls back to the global one.
+    public var defaultCluster: String?
+
+    public init(host: HostMatch, routes: [Route], defaultCluster: String? = nil) {
+        self.host = host
+        self.routes = routes
+        self.defaultCluster = defaultCluster
+    }
+}
+
+/// How a route's path is compared with the request path.
+public enum PathMatch: Sendable, Hashable, Comparable {
+    /// Byte-exact, case-sensitive.
+    case exact
+    /// Element-wise on `/`-separated segments: `/foo` matches `/foo`,
+    /// `/foo/` and `/foo/bar`, never `/foobar`.
+    case prefix
+}
+
+/// One path rule of a virtual host.
+public struct Route: Sendable, Equatable {
+    /// The rule's path, starting with `/`. For `.prefix` a trailing `/` has
+    /// been removed by Translate (except for the root path `/`).
+    public var path: String
+    public var match: PathMatch
+    /// Name of the cluster that serves the route.
+    public var cluster: String
+    /// The Ingress the rule came from (`namespace/name`), for diagnostics and `route`.
+    public var source: String
+
+    public init(path: String, match: PathMatch, cluster: String, source: String) {
+        self.path = path
+        self.match = match
+        self.cluster = cluster
+        self.source = source
+    }
+}
+
+/// A set of interchangeable endpoints: one Service port.
+public struct Cluster: Sendable, Equatable {
+    /// `namespace/service:port` (the port as written in the Ingress: number or name).
+    public var name: String
+    /// Ready endpoints, sorted. Empty means 503.
+    public var endpoints: [Endpoint]
+    /// Why the cluster cannot serve, when Translate knows (missing service,
+    /// unsupported resource backend); nil otherwise.
+    public var unavailableReason: String?
+
+    public init(name: String, endpoints: [Endpoint], unavailableReason: String? = nil) {
+        self.name = name
+        self.endpoints = endpoints
+        self.unavailableReason = unavailableReason
+    }
+}
+
+/// A numeric IP address (no names: the data path never resolves DNS).
+public enum IPAddress: Sendable, Hashable, Comparable {
+    /// Four bytes in network order, e.g. 127.0.0.1 is (127, 0, 0, 1).
+    case v4(UInt8, UInt8, UInt8, UInt8)
+    /// Sixteen bytes in network order.
+    case v6([UInt8])
+
+    public static func < (lhs: IPAddress, rhs: IPAddress) -> Bool {
+        lhs.bytes.lexicographicallyPrecedes(rhs.bytes)
+    }
+
+    /// The address bytes in network order (4 or 16).
+    public var bytes: [UInt8] {
+        switch self {
+        case let .v4(a, b, c, d): return [a, b, c, d]
+        case let .v6(bytes): return bytes
+        }
+    }
+}
+
+/// One Pod address and port.
+public struct Endpoint: Sendable, Hashable, Comparable {
+    public var address: IPAddress
+    public var port: UInt16
+
+    public init(address: IPAddress, port: UInt16) {
+        self.address = address
+        self.port = port
+    }
+
+    public static func < (lhs: Endpoint, rhs: Endpoint) -> Bool {
+        (lhs.address, lhs.port) < (rhs.address, rhs.port)
+    }
+}

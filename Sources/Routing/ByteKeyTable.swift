@@ -1,0 +1,121 @@
+/// An immutable open-addressing hash table from (tag, bytes) to an `Int32`,
+/// looked up with raw bytes so the hot path never builds a `String`.
+///
+/// The tag namespaces keys (e.g. one per virtual host and match kind), so one
+/// table serves every host's paths. Keys come from configuration only; a
+/// request can look up but never insert, and the load factor stays at or
+/// below one half, so probe sequences are short whatever the request holds.
+struct ByteKeyTable: Sendable {
+    private struct Entry: Sendable {
+        var hash: UInt64
+        var tag: UInt32
+        var start: Int32
+        var length: Int32
+        var value: Int32
+    }
+
+    /// Every key's bytes, back to back.
+    private let keyBytes: [UInt8]
+    private let entries: [Entry]
+    /// Entry index per slot, -1 when empty. Count is a power of two.
+    private let slots: [Int32]
+    private let mask: Int
+
+    /// Value returned by `lookup` for a missing key.
+    static let missing: Int32 = -1
+
+    /// Builds the table; for a repeated (tag, key) the first value wins.
+    init(_ keys: [(tag: UInt32, key: [UInt8], value: Int32)]) {
+        var capacity = 8
+        while capacity < keys.count * 2 { capacity *= 2 }
+        var slots = [Int32](repeating: -1, count: capacity)
+        var entries: [Entry] = []
+        var keyBytes: [UInt8] = []
+        let mask = capacity - 1
+        for item in keys {
+            var hasher = ByteHasher(tag: item.tag)
+            for byte in item.key { hasher.add(byte) }
+            let hash = hasher.value
+            var slot = ByteKeyTable.slot(for: hash, mask: mask)
+            var duplicate = false
+            while slots[slot] >= 0 {
+                let entry = entries[Int(slots[slot])]
+                if entry.hash == hash, entry.tag == item.tag, Int(entry.length) == item.key.count,
+                   keyBytes[Int(entry.start)..<Int(entry.start + entry.length)].elementsEqual(item.key)
+                {
+                    duplicate = true
+                    break
+                }
+                slot = (slot + 1) & mask
+            }
+            if duplicate { continue }
+            precondition(keyBytes.count + item.key.count < Int(Int32.max), "routing table keys exceed 2 GiB")
+            slots[slot] = Int32(entries.count)
+            entries.append(Entry(
+                hash: hash, tag: item.tag, start: Int32(keyBytes.count), length: Int32(item.key.count), value: item.value))
+            keyBytes.append(contentsOf: item.key)
+        }
+        self.keyBytes = keyBytes
+        self.entries = entries
+        self.slots = slots
+        self.mask = mask
+    }
+
+    @inline(__always)
+    private static func slot(for hash: UInt64, mask: Int) -> Int {
+        // FNV's low bits are weak; fold the high bits in (murmur3 fmix64).
+        var h = hash
+        h ^= h >> 33
+        h &*= 0xff51afd7ed558ccd
+        h ^= h >> 33
+        return Int(truncatingIfNeeded: h) & mask
+    }
+
+    /// The value for the key `bytes[0..<count]` hashed (with `tag`) to `hash`,
+    /// or `missing`.
+    @inline(__always)
+    func lookup(tag: UInt32, hash: UInt64, bytes: UnsafePointer<UInt8>, count: Int) -> Int32 {
+        var slot = ByteKeyTable.slot(for: hash, mask: mask)
+        return slots.withUnsafeBufferPointer { slots in
+            entries.withUnsafeBufferPointer { entries in
+                keyBytes.withUnsafeBufferPointer { keyBytes in
+                    while true {
+                        let index = slots[slot]
+                        if index < 0 { return ByteKeyTable.missing }
+                        let entry = entries[Int(index)]
+                        if entry.hash == hash, entry.tag == tag, Int(entry.length) == count {
+                            var equal = true
+                            let start = Int(entry.start)
+                            for i in 0..<count where keyBytes[start + i] != bytes[i] {
+                                equal = false
+                                break
+                            }
+                            if equal { return entry.value }
+                        }
+                        slot = (slot + 1) & mask
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// FNV-1a over a 4-byte tag and then the key bytes; incremental, so the hash
+/// of every prefix of a path is available in one pass.
+struct ByteHasher {
+    private(set) var value: UInt64 = 0xcbf2_9ce4_8422_2325
+
+    @inline(__always)
+    init(tag: UInt32) {
+        add(UInt8(truncatingIfNeeded: tag))
+        add(UInt8(truncatingIfNeeded: tag >> 8))
+        add(UInt8(truncatingIfNeeded: tag >> 16))
+        add(UInt8(truncatingIfNeeded: tag >> 24))
+    }
+
+    @inline(__always)
+    mutating func add(_ byte: UInt8) {
+        value ^= UInt64(byte)
+        value &*= 0x100_0000_01b3
+    }
+}

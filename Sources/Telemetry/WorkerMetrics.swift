@@ -1,0 +1,105 @@
+import Synchronization
+
+/// A counter written by exactly one thread (its worker) and read by the
+/// scraper. Single-writer, so a relaxed load plus store is enough: on x86
+/// that is two plain moves, never a contended locked instruction.
+public final class Counter: Sendable {
+    private let value = Atomic<UInt64>(0)
+
+    public init() {}
+
+    /// Adds `amount`. Only the owning worker calls this.
+    @inline(__always)
+    public func add(_ amount: UInt64 = 1) {
+        value.store(value.load(ordering: .relaxed) &+ amount, ordering: .relaxed)
+    }
+
+    /// Subtracts `amount` (for gauges kept as counters of a worker's own objects).
+    @inline(__always)
+    public func subtract(_ amount: UInt64 = 1) {
+        value.store(value.load(ordering: .relaxed) &- amount, ordering: .relaxed)
+    }
+
+    /// Replaces the value (for single-writer gauges kept in a counter).
+    @inline(__always)
+    public func set(_ newValue: UInt64) {
+        value.store(newValue, ordering: .relaxed)
+    }
+
+    /// The current value, from any thread.
+    public var current: UInt64 { value.load(ordering: .relaxed) }
+}
+
+/// Which side an upstream failure came from, for `postern_upstream_errors_total`.
+public enum UpstreamErrorKind: Int, CaseIterable, Sendable {
+    case connectRefused, connectTimeout, reset, readTimeout, sendTimeout, malformedResponse, noEndpoints
+
+    /// The Prometheus label value.
+    public var label: String {
+        switch self {
+        case .connectRefused: return "connect_refused"
+        case .connectTimeout: return "connect_timeout"
+        case .reset: return "reset"
+        case .readTimeout: return "read_timeout"
+        case .sendTimeout: return "send_timeout"
+        case .malformedResponse: return "malformed_response"
+        case .noEndpoints: return "no_endpoints"
+        }
+    }
+}
+
+/// Why a downstream request was rejected before it reached an upstream.
+public enum DownstreamErrorKind: Int, CaseIterable, Sendable {
+    case badRequest, uriTooLong, headerTooLarge, notImplemented, versionNotSupported
+    case headerTimeout, bodyTimeout, noRoute, clientReset
+
+    /// The Prometheus label value.
+    public var label: String {
+        switch self {
+        case .badRequest: return "bad_request"
+        case .uriTooLong: return "uri_too_long"
+        case .headerTooLarge: return "header_too_large"
+        case .notImplemented: return "not_implemented"
+        case .versionNotSupported: return "version_not_supported"
+        case .headerTimeout: return "header_timeout"
+        case .bodyTimeout: return "body_timeout"
+        case .noRoute: return "no_route"
+        case .clientReset: return "client_reset"
+        }
+    }
+}
+
+/// The counters of one worker loop. Written only by that worker; summed
+/// over all workers when scraped. No locks or contended atomics per request.
+public final class WorkerMetrics: Sendable {
+    /// Responses sent, indexed by status class (1..5 → index 1..5).
+    public let responsesByClass: [Counter] = (0...5).map { _ in Counter() }
+    public let downstreamConnectionsAccepted = Counter()
+    public let downstreamConnectionsClosed = Counter()
+    public let upstreamConnectionsOpened = Counter()
+    public let upstreamConnectionsReused = Counter()
+    public let upstreamConnectionsClosed = Counter()
+    public let upstreamRetries = Counter()
+    public let upstreamErrors: [Counter] = UpstreamErrorKind.allCases.map { _ in Counter() }
+    public let downstreamErrors: [Counter] = DownstreamErrorKind.allCases.map { _ in Counter() }
+    public let requestBytesIn = Counter()
+    public let responseBytesOut = Counter()
+    public let routingTableGeneration = Counter()
+
+    public init() {}
+
+    /// Counts one response with `status`.
+    @inline(__always)
+    public func countResponse(status: Int) {
+        let statusClass = status / 100
+        responsesByClass[statusClass >= 1 && statusClass <= 5 ? statusClass : 0].add()
+    }
+
+    /// Counts one upstream failure.
+    @inline(__always)
+    public func count(_ kind: UpstreamErrorKind) { upstreamErrors[kind.rawValue].add() }
+
+    /// Counts one rejected downstream request.
+    @inline(__always)
+    public func count(_ kind: DownstreamErrorKind) { downstreamErrors[kind.rawValue].add() }
+}

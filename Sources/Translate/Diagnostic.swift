@@ -1,0 +1,79 @@
+import Kube
+
+/// A problem found in a Kubernetes object or a manifest file: reported (log,
+/// Event, status) and skipped, never fatal to the rest of the configuration.
+public struct Diagnostic: Sendable, Hashable, Comparable, CustomStringConvertible {
+    /// How bad the problem is.
+    public enum Severity: String, Sendable, Hashable, Comparable {
+        /// Served, perhaps not as the author meant.
+        case warning
+        /// A part of the object was not served.
+        case error
+
+        public static func < (lhs: Severity, rhs: Severity) -> Bool {
+            lhs == .warning && rhs == .error
+        }
+    }
+
+    public var severity: Severity
+    /// Kind of the object at fault (`Ingress`, `Service`, ...); empty for a
+    /// file that could not be read or parsed at all.
+    public var kind: String
+    /// Namespace of the object at fault; empty when unknown.
+    public var namespace: String
+    /// Name of the object at fault; empty when unknown.
+    public var name: String
+    /// The manifest file the object came from, when it came from one.
+    public var file: String?
+    /// A CamelCase code for machines and alerts: `InvalidPath`,
+    /// `MissingService`, `PathConflict`, `UnsupportedBackend`, `InvalidManifest`, ...
+    public var reason: String
+    /// One sentence for an operator.
+    public var message: String
+
+    /// Creates a diagnostic.
+    public init(
+        severity: Severity, kind: String, namespace: String, name: String, file: String? = nil,
+        reason: String, message: String
+    ) {
+        self.severity = severity
+        self.kind = kind
+        self.namespace = namespace
+        self.name = name
+        self.file = file
+        self.reason = reason
+        self.message = message
+    }
+
+    /// Creates a diagnostic about the object identified by `object`.
+    public init(_ severity: Severity, _ object: ObjectKey, reason: String, message: String, file: String? = nil) {
+        self.init(
+            severity: severity, kind: object.kind, namespace: object.namespace, name: object.name,
+            file: file, reason: reason, message: message)
+    }
+
+    /// The object the diagnostic is about.
+    public var object: ObjectKey {
+        ObjectKey(kind: kind, namespace: namespace, name: name)
+    }
+
+    /// `error Ingress default/web (web.yaml): InvalidPath: path "foo" must start with "/"`.
+    public var description: String {
+        var text = severity.rawValue
+        if !kind.isEmpty {
+            text += " \(kind)"
+            if !name.isEmpty { text += namespace.isEmpty ? " \(name)" : " \(namespace)/\(name)" }
+        }
+        if let file { text += " (\(file))" }
+        return text + ": \(reason): \(message)"
+    }
+
+    /// Sorts by object, then file, reason and message: a stable order for output.
+    public static func < (lhs: Diagnostic, rhs: Diagnostic) -> Bool {
+        lhs.sortKey.lexicographicallyPrecedes(rhs.sortKey)
+    }
+
+    private var sortKey: [String] {
+        [kind, namespace, name, file ?? "", reason, message, severity.rawValue]
+    }
+}

@@ -1,0 +1,194 @@
+import Kube
+import RouteModel
+
+/// Turns Ingress rules and `spec.defaultBackend` into virtual hosts.
+///
+/// Feed Ingresses oldest first: the first Ingress to claim a (host, path,
+/// match) keeps it and later claimants get a `PathConflict` diagnostic; the
+/// same holds for a host's default backend (`DefaultBackendConflict`).
+///
+/// `spec.defaultBackend` becomes the default of every host the Ingress names
+/// in its rules (the `.any` host included when a rule has no host). An
+/// Ingress with a default backend and no rules at all is a catch-all: its
+/// backend becomes the `.any` host's default, answering requests for hosts
+/// no rule names (before the global `--default-backend-service`).
+struct IngressRuleProcessor {
+    private let context: TranslationContext
+    private let clusters: ClusterResolver
+
+    private struct RouteKey: Hashable {
+        var host: HostMatch
+        var path: String
+        var match: PathMatch
+    }
+
+    private var hosts: Set<HostMatch> = []
+    private var routes: [RouteKey: Route] = [:]
+    /// Host → (cluster, source Ingress).
+    private var hostDefaults: [HostMatch: (cluster: String, source: String)] = [:]
+
+    init(context: TranslationContext, clusters: ClusterResolver) {
+        self.context = context
+        self.clusters = clusters
+    }
+
+    /// Adds one Ingress's hosts, routes and default backend.
+    mutating func process(_ ingress: Ingress) {
+        let key = ingress.key
+        let namespace = ingress.metadata.namespace
+        var ingressHosts: [HostMatch] = []
+        for (ruleIndex, rule) in ingress.spec.rules.enumerated() {
+            guard let host = HostRule.parse(rule.host) else {
+                context.report(Diagnostic(.error, key, reason: "InvalidHost",
+                    message: "rules[\(ruleIndex)].host \"\(rule.host ?? "")\" is not a host name or *.suffix wildcard; rule skipped"))
+                continue
+            }
+            if !ingressHosts.contains(host) { ingressHosts.append(host) }
+            hosts.insert(host)
+            for (pathIndex, path) in (rule.http?.paths ?? []).enumerated() {
+                let location = "rules[\(ruleIndex)].http.paths[\(pathIndex)]"
+                switch PathRule.parse(path: path.path, pathType: path.pathType) {
+                case let .failure(problem):
+                    context.report(Diagnostic(.error, key, reason: "InvalidPath", message: "\(location): \(problem.message); path skipped"))
+                case let .success(parsed):
+                    if let warning = parsed.warning {
+                        context.report(Diagnostic(.warning, key, reason: "InvalidPath", message: "\(location): \(warning)"))
+                    }
+                    claim(RouteKey(host: host, path: parsed.path, match: parsed.match), backend: path.backend, ingress: ingress)
+                }
+            }
+        }
+        guard let backend = ingress.spec.defaultBackend else { return }
+        if ingress.spec.rules.isEmpty { ingressHosts = [.any] }
+        for host in ingressHosts {
+            if let owner = hostDefaults[host] {
+                if owner.source != ingress.sourceName {
+                    context.report(Diagnostic(.warning, key, reason: "DefaultBackendConflict",
+                        message: "default backend for \(HostRule.describe(host)) is already set by Ingress \(owner.source), which is older; ignored"))
+                }
+                continue
+            }
+            guard let cluster = clusters.cluster(for: backend, namespace: namespace, referrer: key) else { continue }
+            hosts.insert(host)
+            hostDefaults[host] = (cluster, ingress.sourceName)
+        }
+    }
+
+    private mutating func claim(_ routeKey: RouteKey, backend: IngressBackend, ingress: Ingress) {
+        if let owner = routes[routeKey] {
+            let by = owner.source == ingress.sourceName ? "an earlier path of this Ingress" : "Ingress \(owner.source), which is older"
+            context.report(Diagnostic(.warning, ingress.key, reason: "PathConflict",
+                message: "\(HostRule.describe(routeKey.host)) \(routeKey.match == .exact ? "Exact" : "Prefix") \(routeKey.path) is already served by \(by); ignored"))
+            return
+        }
+        guard let cluster = clusters.cluster(for: backend, namespace: ingress.metadata.namespace, referrer: ingress.key) else {
+            return
+        }
+        routes[routeKey] = Route(path: routeKey.path, match: routeKey.match, cluster: cluster, source: ingress.sourceName)
+    }
+
+    /// The virtual hosts, sorted by host; routes sorted by path, Exact before Prefix.
+    func virtualHosts() -> [VirtualHost] {
+        var byHost: [HostMatch: [Route]] = [:]
+        for (key, route) in routes {
+            byHost[key.host, default: []].append(route)
+        }
+        return hosts.sorted().map { host in
+            let sortedRoutes = (byHost[host] ?? []).sorted { ($0.path, $0.match) < ($1.path, $1.match) }
+            return VirtualHost(host: host, routes: sortedRoutes, defaultCluster: hostDefaults[host]?.cluster)
+        }
+    }
+}
+
+/// Validation of Ingress rule hosts.
+enum HostRule {
+    /// `HostMatch` for a rule's host: nil/empty → `.any`, `*.example.com` →
+    /// `.wildcard(suffix: ".example.com")`, else an exact lower-cased name.
+    /// nil when the host is malformed.
+    static func parse(_ host: String?) -> HostMatch? {
+        guard let host, !host.isEmpty else { return .any }
+        let lower = host.lowercased()
+        if lower.hasPrefix("*.") {
+            let suffix = lower.dropFirst(2)
+            guard isHostName(suffix) else { return nil }
+            return .wildcard(suffix: "." + suffix)
+        }
+        guard isHostName(lower[...]) else { return nil }
+        return .exact(lower)
+    }
+
+    /// Labels of letters, digits, `-` and `_`, separated by single dots.
+    private static func isHostName(_ text: Substring) -> Bool {
+        guard !text.isEmpty, text.utf8.count <= 253 else { return false }
+        var previousWasDot = true
+        for byte in text.utf8 {
+            switch byte {
+            case UInt8(ascii: "."):
+                if previousWasDot { return false }
+                previousWasDot = true
+            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+                 UInt8(ascii: "-"), UInt8(ascii: "_"):
+                previousWasDot = false
+            default:
+                return false
+            }
+        }
+        return !previousWasDot
+    }
+
+    /// `host example.com`, `hosts *.example.com`, `requests without a matching host`.
+    static func describe(_ host: HostMatch) -> String {
+        switch host {
+        case let .exact(name): return "host \(name)"
+        case let .wildcard(suffix): return "host *\(suffix)"
+        case .any: return "rules without a host"
+        }
+    }
+}
+
+/// Validation and normalisation of Ingress paths.
+enum PathRule {
+    struct Parsed {
+        var path: String
+        var match: PathMatch
+        var warning: String?
+    }
+
+    struct Problem: Error {
+        var message: String
+    }
+
+    /// `Exact` → `.exact`; `Prefix` and `ImplementationSpecific` → `.prefix`
+    /// with trailing `/` removed (except for `/`). A missing `pathType` (the
+    /// API server requires one) is read as `ImplementationSpecific`, with a warning.
+    static func parse(path: String?, pathType: String?) -> Result<Parsed, Problem> {
+        var warning: String? = nil
+        let match: PathMatch
+        switch pathType {
+        case "Exact": match = .exact
+        case "Prefix", "ImplementationSpecific": match = .prefix
+        case nil:
+            match = .prefix
+            warning = "pathType is missing; treated as ImplementationSpecific (Prefix)"
+        case let other?:
+            return .failure(Problem(message: "pathType \"\(other)\" is not Exact, Prefix or ImplementationSpecific"))
+        }
+        var text = path ?? ""
+        if text.isEmpty {
+            guard pathType == nil || pathType == "ImplementationSpecific" else {
+                return .failure(Problem(message: "path is empty; \(pathType ?? "") paths must start with \"/\""))
+            }
+            text = "/"
+        }
+        guard text.utf8.first == UInt8(ascii: "/") else {
+            return .failure(Problem(message: "path \"\(text)\" must start with \"/\""))
+        }
+        for byte in text.utf8 where byte <= 0x20 || byte == 0x7f || byte == UInt8(ascii: "?") || byte == UInt8(ascii: "#") {
+            return .failure(Problem(message: "path \"\(text)\" contains a space, control character, \"?\" or \"#\""))
+        }
+        if match == .prefix {
+            while text.utf8.count > 1, text.hasSuffix("/") { text.removeLast() }
+        }
+        return .success(Parsed(path: text, match: match, warning: warning))
+    }
+}

@@ -1,0 +1,112 @@
+import Kube
+import RouteModel
+
+/// The output of `translate`: a model and what was wrong on the way.
+public struct TranslationResult: Sendable, Equatable {
+    /// The routing configuration, sorted: equal input objects in any order give an equal model.
+    public var model: RouteModel
+    /// Problems found, sorted and without duplicates.
+    public var diagnostics: [Diagnostic]
+
+    /// Creates a result.
+    public init(model: RouteModel, diagnostics: [Diagnostic]) {
+        self.model = model
+        self.diagnostics = diagnostics
+    }
+}
+
+/// Turns a consistent snapshot of Kubernetes objects into a `RouteModel`.
+///
+/// Pure and deterministic. The pipeline, one processor per concern:
+/// 1. `IngressClassFilter` picks the Ingresses this controller serves;
+/// 2. they are ordered oldest first (`creationTimestamp`, then namespace/name),
+///    which decides every conflict;
+/// 3. `IngressRuleProcessor` validates hosts and paths and claims each
+///    (host, path, match) and each host default for the oldest Ingress;
+/// 4. `ClusterResolver` turns each winning backend into a `Cluster` with the
+///    ready endpoints of its Service port (EndpointSlices, else Endpoints);
+/// 5. `DefaultBackendProcessor` adds the global default backend;
+/// 6. everything is sorted.
+public func translate(_ snapshot: ObjectSnapshot, options: TranslateOptions) -> TranslationResult {
+    let context = TranslationContext(snapshot: snapshot)
+    let classFilter = IngressClassFilter(options: options, classes: snapshot.ingressClasses)
+    let served = snapshot.ingresses
+        .filter { classFilter.serves($0) }
+        .sorted(by: IngressAge.isOlder)
+    let clusters = ClusterResolver(context: context)
+    var rules = IngressRuleProcessor(context: context, clusters: clusters)
+    for ingress in served {
+        rules.process(ingress)
+    }
+    let defaultCluster = DefaultBackendProcessor(context: context, clusters: clusters)
+        .resolve(options.defaultBackendService)
+    let model = RouteModel(
+        virtualHosts: rules.virtualHosts(),
+        clusters: clusters.allClusters(),
+        defaultCluster: defaultCluster)
+    return TranslationResult(model: model, diagnostics: context.sortedDiagnostics())
+}
+
+/// Shared, read-mostly state of one translation: object indexes and the
+/// diagnostics collected so far.
+final class TranslationContext {
+    let servicesByKey: [String: Service]
+    /// EndpointSlices by `namespace/service`, sorted by name.
+    let slicesByService: [String: [EndpointSlice]]
+    let endpointsByKey: [String: Endpoints]
+    private var diagnostics: Set<Diagnostic> = []
+
+    init(snapshot: ObjectSnapshot) {
+        servicesByKey = TranslationContext.index(snapshot.services) { $0.metadata }
+        endpointsByKey = TranslationContext.index(snapshot.endpoints) { $0.metadata }
+        var slices: [String: [EndpointSlice]] = [:]
+        for slice in snapshot.endpointSlices {
+            guard let service = slice.serviceName else { continue }
+            slices["\(slice.metadata.namespace)/\(service)", default: []].append(slice)
+        }
+        slicesByService = slices.mapValues { $0.sorted { $0.metadata.name < $1.metadata.name } }
+    }
+
+    /// `namespace/name` → object; on duplicates the first in name order wins
+    /// (they are identical in a consistent store).
+    private static func index<T>(_ objects: [T], metadata: (T) -> ObjectMeta) -> [String: T] {
+        var result: [String: T] = [:]
+        for object in objects {
+            let meta = metadata(object)
+            result["\(meta.namespace)/\(meta.name)"] = result["\(meta.namespace)/\(meta.name)"] ?? object
+        }
+        return result
+    }
+
+    func report(_ diagnostic: Diagnostic) {
+        diagnostics.insert(diagnostic)
+    }
+
+    func sortedDiagnostics() -> [Diagnostic] {
+        diagnostics.sorted()
+    }
+}
+
+/// Conflict order between Ingresses: the oldest wins.
+enum IngressAge {
+    /// Older `creationTimestamp` first (a missing or unparsable one counts as
+    /// newest), then namespace, then name.
+    static func isOlder(_ lhs: Ingress, _ rhs: Ingress) -> Bool {
+        let l = lhs.metadata.creationTime, r = rhs.metadata.creationTime
+        if l != r {
+            switch (l, r) {
+            case let (l?, r?): return l < r
+            case (.some, nil): return true
+            default: return false
+            }
+        }
+        return (lhs.metadata.namespace, lhs.metadata.name) < (rhs.metadata.namespace, rhs.metadata.name)
+    }
+}
+
+extension Ingress {
+    /// `Ingress namespace/name`.
+    var key: ObjectKey { ObjectKey(kind: "Ingress", namespace: metadata.namespace, name: metadata.name) }
+    /// `namespace/name`, the `Route.source`.
+    var sourceName: String { "\(metadata.namespace)/\(metadata.name)" }
+}

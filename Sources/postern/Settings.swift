@@ -1,0 +1,163 @@
+import Foundation
+import Proxy
+import Reactor
+import Telemetry
+import Translate
+import Yams
+
+/// Proxy settings from `postern.yaml`. Keys follow ingress-nginx's ConfigMap
+/// names where one exists, so that operators recognise them. Every key is
+/// optional; command-line flags override the file. Unknown keys are an
+/// error (a typo must not silently fall back to a default).
+struct Settings: Equatable {
+    var httpListen = "0.0.0.0:8080"
+    var adminListen = "127.0.0.1:10254"
+    var manifests: String?
+    var workers = 0
+    var drainTimeoutSeconds = 30.0
+    var logFormat = LogFormat.text
+    var proxyConnectTimeout = 5.0
+    var proxyReadTimeout = 60.0
+    var proxySendTimeout = 60.0
+    var clientHeaderTimeout = 60.0
+    var clientBodyTimeout = 60.0
+    var keepAliveTimeout = 75.0
+    var upstreamKeepAliveTimeout = 60.0
+    var upstreamKeepAliveConnections = 320
+    var maxHeaderBytes = 32 * 1024
+    var maxHeaderCount = 100
+    var maxRequestTargetLength = 8192
+    var controllerClass = "postern.dev/ingress-controller"
+    var ingressClass = "postern"
+    var watchIngressWithoutClass = false
+    var defaultBackendService: String?
+
+    /// The keys `postern.yaml` accepts, with what each sets.
+    static let keys: [String: (inout Settings, Node, String) throws -> Void] = [
+        "http-listen": { $0.httpListen = try string($1, $2) },
+        "admin-listen": { $0.adminListen = try string($1, $2) },
+        "manifests": { $0.manifests = try string($1, $2) },
+        "workers": { $0.workers = try integer($1, $2, minimum: 0) },
+        "drain-timeout": { $0.drainTimeoutSeconds = try seconds($1, $2) },
+        "log-format": {
+            guard let format = LogFormat(rawValue: try string($1, $2)) else {
+                throw SettingsError("\($2): expected text or json")
+            }
+            $0.logFormat = format
+        },
+        "proxy-connect-timeout": { $0.proxyConnectTimeout = try seconds($1, $2) },
+        "proxy-read-timeout": { $0.proxyReadTimeout = try seconds($1, $2) },
+        "proxy-send-timeout": { $0.proxySendTimeout = try seconds($1, $2) },
+        "client-header-timeout": { $0.clientHeaderTimeout = try seconds($1, $2) },
+        "client-body-timeout": { $0.clientBodyTimeout = try seconds($1, $2) },
+        "keep-alive": { $0.keepAliveTimeout = try seconds($1, $2) },
+        "upstream-keepalive-timeout": { $0.upstreamKeepAliveTimeout = try seconds($1, $2) },
+        "upstream-keepalive-connections": { $0.upstreamKeepAliveConnections = try integer($1, $2, minimum: 0) },
+        "max-header-bytes": { $0.maxHeaderBytes = try integer($1, $2, minimum: 1024) },
+        "max-header-count": { $0.maxHeaderCount = try integer($1, $2, minimum: 1) },
+        "max-request-target-length": { $0.maxRequestTargetLength = try integer($1, $2, minimum: 16) },
+        "controller-class": { $0.controllerClass = try string($1, $2) },
+        "ingress-class": { $0.ingressClass = try string($1, $2) },
+        "watch-ingress-without-class": { $0.watchIngressWithoutClass = try boolean($1, $2) },
+        "default-backend-service": { $0.defaultBackendService = try string($1, $2) },
+    ]
+
+    /// Reads `path`, applying its keys over the defaults. Relative
+    /// `manifests` paths are resolved against the file's folder.
+    static func load(path: String) throws -> Settings {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw SettingsError("--config \(path): cannot read the file")
+        }
+        let text = String(decoding: data, as: UTF8.self)
+        let root: Node?
+        do {
+            root = try Yams.compose(yaml: text)
+        } catch {
+            throw SettingsError("--config \(path): not valid YAML: \(error)")
+        }
+        var settings = Settings()
+        guard let root else { return settings }
+        guard let mapping = root.mapping else {
+            throw SettingsError("--config \(path): expected a mapping of settings at the top level")
+        }
+        for (keyNode, valueNode) in mapping {
+            guard let key = keyNode.string, let apply = keys[key] else {
+                let known = keys.keys.sorted().joined(separator: ", ")
+                throw SettingsError("--config \(path): unknown setting '\(keyNode.string ?? "?")' (known: \(known))")
+            }
+            try apply(&settings, valueNode, "\(path): \(key)")
+        }
+        if let manifests = settings.manifests, !manifests.hasPrefix("/") {
+            let folder = URL(fileURLWithPath: path).deletingLastPathComponent().path
+            settings.manifests = folder + "/" + manifests
+        }
+        return settings
+    }
+
+    private static func string(_ node: Node, _ name: String) throws -> String {
+        guard let value = node.string else { throw SettingsError("\(name): expected a string") }
+        return value
+    }
+
+    private static func integer(_ node: Node, _ name: String, minimum: Int) throws -> Int {
+        guard let text = node.string, let value = Int(text), value >= minimum else {
+            throw SettingsError("\(name): expected an integer >= \(minimum)")
+        }
+        return value
+    }
+
+    private static func seconds(_ node: Node, _ name: String) throws -> Double {
+        guard var text = node.string else { throw SettingsError("\(name): expected seconds") }
+        if text.hasSuffix("s") { text.removeLast() }
+        guard let value = Double(text), value > 0, value <= 86_400 else {
+            throw SettingsError("\(name): expected seconds between 0 and 86400, e.g. 60 or 1.5s")
+        }
+        return value
+    }
+
+    private static func boolean(_ node: Node, _ name: String) throws -> Bool {
+        switch node.string?.lowercased() {
+        case "true", "yes", "on": return true
+        case "false", "no", "off": return false
+        default: throw SettingsError("\(name): expected true or false")
+        }
+    }
+
+    /// The proxy configuration these settings describe.
+    func proxyConfiguration() throws -> ProxyConfiguration {
+        guard let address = SocketAddress(parsing: httpListen) else {
+            throw SettingsError("--http-listen \(httpListen): expected HOST:PORT with a numeric address, e.g. 0.0.0.0:8080 or [::1]:8080")
+        }
+        var configuration = ProxyConfiguration(
+            httpListen: address, workers: workers > 0 ? workers : WorkerThread.availableCPUs)
+        func ms(_ seconds: Double) -> UInt64 { UInt64((seconds * 1000).rounded()) }
+        configuration.connectTimeoutMilliseconds = ms(proxyConnectTimeout)
+        configuration.upstreamReadTimeoutMilliseconds = ms(proxyReadTimeout)
+        configuration.upstreamSendTimeoutMilliseconds = ms(proxySendTimeout)
+        configuration.clientHeaderTimeoutMilliseconds = ms(clientHeaderTimeout)
+        configuration.clientBodyTimeoutMilliseconds = ms(clientBodyTimeout)
+        configuration.keepAliveTimeoutMilliseconds = ms(keepAliveTimeout)
+        configuration.upstreamKeepAliveTimeoutMilliseconds = ms(upstreamKeepAliveTimeout)
+        configuration.upstreamKeepAliveConnections = upstreamKeepAliveConnections
+        configuration.limits.maxHeaderSectionBytes = maxHeaderBytes
+        configuration.limits.maxHeaderCount = maxHeaderCount
+        configuration.limits.maxRequestTargetLength = maxRequestTargetLength
+        return configuration
+    }
+
+    /// The translation options these settings describe.
+    var translateOptions: TranslateOptions {
+        var options = TranslateOptions()
+        options.controllerClass = controllerClass
+        options.ingressClass = ingressClass
+        options.watchIngressWithoutClass = watchIngressWithoutClass
+        options.defaultBackendService = defaultBackendService
+        return options
+    }
+}
+
+/// A start-up configuration error: one line that names the setting.
+struct SettingsError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}

@@ -1,0 +1,144 @@
+import Foundation
+import Testing
+
+/// DESIGN.md's layer table as data: which Postern targets each target may
+/// depend on. Dependencies point down; the proxy never sees Kubernetes code
+/// and the controller never sees proxy code.
+enum LayerRules {
+    static let allowed: [String: Set<String>] = [
+        "postern": ["Controller", "Proxy", "Kube", "Translate", "Routing", "RouteModel", "HTTP1", "HTTP2", "TLS", "Reactor", "Telemetry"],
+        "postern-echo": ["Reactor", "HTTP1"],
+        "Controller": ["Kube", "Translate", "Routing", "RouteModel", "Telemetry"],
+        "Proxy": ["Routing", "RouteModel", "HTTP1", "HTTP2", "TLS", "Reactor", "Telemetry"],
+        "Kube": ["HTTP1", "TLS", "Reactor"],
+        "Translate": ["Kube", "RouteModel"],
+        "Routing": ["RouteModel"],
+        "RouteModel": [],
+        "HTTP1": [],
+        "HTTP2": ["CNGHTTP2"],
+        "TLS": ["COpenSSL", "CPosternShim"],
+        "Reactor": ["CPosternShim"],
+        "Telemetry": [],
+        "CPosternShim": [],
+        "COpenSSL": [],
+        "CNGHTTP2": [],
+    ]
+
+    /// Targets on the per-request data path: no Foundation there.
+    static let foundationFree: Set<String> = ["HTTP1", "Routing", "RouteModel", "Reactor", "Proxy"]
+
+    /// Modules any target may import besides its declared dependencies.
+    static let platformModules: Set<String> = ["Glibc", "Foundation", "Synchronization", "Dispatch", "Testing"]
+
+    /// One target as `swift package describe` reports it, plus the modules its sources import.
+    struct Target {
+        var name: String
+        var type: String
+        var dependencies: [String]
+        var imports: Set<String>
+    }
+
+    /// Every edge that breaks the table, as readable lines.
+    static func violations(_ targets: [Target]) -> [String] {
+        let ours = Set(targets.map(\.name))
+        var problems: [String] = []
+        for target in targets where target.type != "test" {
+            guard let permitted = allowed[target.name] else {
+                problems.append("\(target.name): not in DESIGN.md's layer table; add it there and here")
+                continue
+            }
+            for dependency in target.dependencies where ours.contains(dependency) && !permitted.contains(dependency) {
+                problems.append("\(target.name) depends on \(dependency), which its layer may not use")
+            }
+            for module in target.imports where ours.contains(module) && !permitted.contains(module) {
+                problems.append("\(target.name) imports \(module), which its layer may not use")
+            }
+            if foundationFree.contains(target.name), target.imports.contains("Foundation") {
+                problems.append("\(target.name) imports Foundation on the data path")
+            }
+        }
+        return problems.sorted()
+    }
+
+    /// Reads the package with `swift package describe --type json` and scans imports.
+    static func describePackage(root: URL) throws -> [Target] {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        // A scratch path of its own: `swift test` holds the lock on `.build`.
+        let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("postern-describe-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        process.arguments = ["swift", "package", "--scratch-path", scratch.path, "describe", "--type", "json"]
+        process.currentDirectoryURL = root
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0,
+            let json = try JSONSerialization.jsonObject(with: data) as? [String: Any],
+            let targets = json["targets"] as? [[String: Any]]
+        else { throw DescribeError() }
+        return targets.map { entry in
+            let name = entry["name"] as? String ?? ""
+            let path = root.appendingPathComponent(entry["path"] as? String ?? "")
+            return Target(
+                name: name, type: entry["type"] as? String ?? "",
+                dependencies: entry["target_dependencies"] as? [String] ?? [],
+                imports: importedModules(under: path))
+        }
+    }
+
+    struct DescribeError: Error {}
+
+    /// Module names in `import` lines of the Swift files below `folder`.
+    static func importedModules(under folder: URL) -> Set<String> {
+        var modules: Set<String> = []
+        guard let files = FileManager.default.enumerator(at: folder, includingPropertiesForKeys: nil) else { return modules }
+        for case let file as URL in files where file.pathExtension == "swift" {
+            guard let text = try? String(contentsOf: file, encoding: .utf8) else { continue }
+            for line in text.split(separator: "\n") {
+                var words = line.split(separator: " ")
+                while let first = words.first, first.hasPrefix("@") { words.removeFirst() }
+                if ["public", "internal", "package"].contains(words.first ?? "") { words.removeFirst() }
+                guard words.count >= 2, words[0] == "import" else { continue }
+                let kinds: Set<Substring> = ["struct", "class", "enum", "func", "protocol", "typealias", "var", "let"]
+                let module = kinds.contains(words[1]) && words.count >= 3 ? words[2] : words[1]
+                modules.insert(String(module.split(separator: ".").first ?? module))
+            }
+        }
+        return modules
+    }
+}
+
+@Suite struct LayeringTests {
+    static let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent()
+
+    @Test func packageDependenciesPointDownTheLayerTable() throws {
+        let targets = try LayerRules.describePackage(root: Self.packageRoot)
+        #expect(targets.contains { $0.name == "Proxy" } && targets.contains { $0.name == "Controller" })
+        #expect(LayerRules.violations(targets) == [])
+    }
+
+    @Test func anUpwardEdgeIsReported() {
+        let targets = [
+            LayerRules.Target(name: "Proxy", type: "library", dependencies: ["Routing", "Kube"], imports: ["Routing"]),
+            LayerRules.Target(name: "Routing", type: "library", dependencies: ["RouteModel"], imports: ["Translate", "Foundation"]),
+            LayerRules.Target(name: "Kube", type: "library", dependencies: [], imports: []),
+            LayerRules.Target(name: "Translate", type: "library", dependencies: [], imports: []),
+            LayerRules.Target(name: "RouteModel", type: "library", dependencies: [], imports: []),
+        ]
+        #expect(
+            LayerRules.violations(targets) == [
+                "Proxy depends on Kube, which its layer may not use",
+                "Routing imports Foundation on the data path",
+                "Routing imports Translate, which its layer may not use",
+            ])
+    }
+
+    @Test func aTargetMissingFromTheTableIsReported() {
+        let targets = [LayerRules.Target(name: "Shortcut", type: "library", dependencies: [], imports: [])]
+        #expect(LayerRules.violations(targets).first?.hasPrefix("Shortcut: not in DESIGN.md") == true)
+    }
+}
