@@ -125,7 +125,9 @@ final class DownstreamConnection: EventHandler {
         case .proxying:
             if !writeBuffer.isEmpty, now &- lastWriteProgress >= configuration.clientSendTimeoutMilliseconds {
                 abort()
-            } else if requestBody != .complete, !peerClosedRead,
+            } else if requestBody != .complete, !peerClosedRead, interest.contains(.read),
+                // Only while waiting on the client: a pause for upstream
+                // backpressure is governed by the upstream send timeout.
                 now &- lastReadProgress >= configuration.clientBodyTimeoutMilliseconds
             {
                 worker.metrics.count(.bodyTimeout)
@@ -246,6 +248,8 @@ final class DownstreamConnection: EventHandler {
     @inline(__always)
     func setInterest(_ new: Interest) {
         guard new != interest, let registration else { return }
+        // The client body timeout counts from when we start waiting to read.
+        if new.contains(.read), !interest.contains(.read) { lastReadProgress = worker.loop.now }
         interest = new
         worker.loop.setInterest(registration, new)
     }

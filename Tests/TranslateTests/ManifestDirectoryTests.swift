@@ -230,3 +230,30 @@ private func eventually(within timeout: Duration, _ condition: () -> Bool) -> Bo
         #expect(loop.reloads == reloads, "a stopped loop must not reload")
     }
 }
+
+/// The runnable example in `config/` must load cleanly and route as the
+/// README says.
+@Suite struct ConfigExampleTests {
+    static let manifests = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().appendingPathComponent("config/manifests").path
+
+    @Test func exampleManifestsLoadWithoutDiagnosticsAndRouteAsDocumented() throws {
+        let load = ManifestDirectory(path: Self.manifests).load()
+        #expect(load.diagnostics.isEmpty, "\(load.diagnostics)")
+        let result = translate(load.snapshot, options: TranslateOptions())
+        #expect(result.diagnostics.isEmpty, "\(result.diagnostics)")
+        let table = RoutingTable(model: result.model, generation: 1)
+        func cluster(_ host: String, _ path: String) -> String? {
+            if case let .cluster(found) = table.route(host: host, path: path) { return found.name }
+            return nil
+        }
+        #expect(cluster("shop.example.com", "/") == "default/web:80")
+        #expect(cluster("shop.example.com", "/api/items") == "default/api:http")
+        #expect(cluster("x.apps.example.com", "/") == "default/api:80")
+        #expect(cluster("nope.example.com", "/") == nil)
+        guard case let .cluster(web) = table.route(host: "shop.example.com", path: "/") else { return }
+        #expect(web.endpoints.map(\.description) == ["127.0.0.1:9001"])
+        guard case let .cluster(api) = table.route(host: "shop.example.com", path: "/api") else { return }
+        #expect(api.endpoints.map(\.description) == ["127.0.0.1:9002"])
+    }
+}
