@@ -37,6 +37,9 @@ let package = Package(
             name: "Reactor", dependencies: ["CPosternShim"],
             swiftSettings: hotPathSettings),
         .target(
+            name: "TLS", dependencies: ["COpenSSL"],
+            swiftSettings: hotPathSettings),
+        .target(
             name: "Telemetry",
             dependencies: [.product(name: "Logging", package: "swift-log")]),
 
@@ -51,13 +54,13 @@ let package = Package(
             ]),
         .target(
             name: "Proxy",
-            dependencies: ["Routing", "RouteModel", "HTTP1", "Reactor", "Telemetry"],
+            dependencies: ["Routing", "RouteModel", "HTTP1", "TLS", "Reactor", "Telemetry"],
             swiftSettings: hotPathSettings),
 
         .executableTarget(
             name: "postern",
             dependencies: [
-                "Controller", "Proxy", "Telemetry", "Reactor", "Routing",
+                "Controller", "Proxy", "Telemetry", "Reactor", "Routing", "TLS",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Yams", package: "Yams"),
@@ -76,6 +79,7 @@ let package = Package(
         .testTarget(name: "ReactorTests", dependencies: ["Reactor"]),
         .testTarget(name: "TelemetryTests", dependencies: ["Telemetry"]),
         .testTarget(name: "SystemLibraryTests", dependencies: ["COpenSSL", "CNGHTTP2"]),
+        .testTarget(name: "TLSTests", dependencies: ["TLS"]),
         .testTarget(name: "EndToEndTests", dependencies: ["postern", "postern-echo"]),
         .testTarget(name: "LayeringTests", dependencies: []),
     ],

@@ -6,15 +6,40 @@
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 #include <openssl/pem.h>
+#include <openssl/evp.h>
+#include <openssl/ec.h>
 
 static inline long postern_SSL_CTX_set_mode(SSL_CTX *ctx, long mode) { return SSL_CTX_set_mode(ctx, mode); }
+static inline long postern_SSL_MODE_proxy(void) {
+    return SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS;
+}
 static inline int postern_SSL_CTX_set_min_proto_version(SSL_CTX *ctx, int version) { return (int)SSL_CTX_set_min_proto_version(ctx, version); }
 static inline int postern_SSL_CTX_set_max_proto_version(SSL_CTX *ctx, int version) { return (int)SSL_CTX_set_max_proto_version(ctx, version); }
 static inline int postern_SSL_CTX_set1_groups_list(SSL_CTX *ctx, const char *list) { return (int)SSL_CTX_set1_groups_list(ctx, list); }
+static inline int postern_SSL_CTX_add1_chain_cert(SSL_CTX *ctx, X509 *cert) { return (int)SSL_CTX_add1_chain_cert(ctx, cert); }
+static inline long postern_SSL_CTX_set_session_cache_mode(SSL_CTX *ctx, long mode) { return SSL_CTX_set_session_cache_mode(ctx, mode); }
+static inline long postern_SSL_SESS_CACHE_SERVER(void) { return SSL_SESS_CACHE_SERVER; }
+static inline long postern_SSL_SESS_CACHE_OFF(void) { return SSL_SESS_CACHE_OFF; }
 static inline long postern_SSL_set_tlsext_host_name(SSL *ssl, const char *name) { return SSL_set_tlsext_host_name(ssl, name); }
+static inline long postern_SSL_CTX_set_tlsext_servername_callback(SSL_CTX *ctx, int (*callback)(SSL *, int *, void *)) {
+    return SSL_CTX_set_tlsext_servername_callback(ctx, callback);
+}
+static inline long postern_SSL_CTX_set_tlsext_servername_arg(SSL_CTX *ctx, void *arg) { return SSL_CTX_set_tlsext_servername_arg(ctx, arg); }
+static inline long postern_SSL_CTX_set_tlsext_ticket_key_evp_cb(
+    SSL_CTX *ctx, int (*callback)(SSL *, unsigned char *, unsigned char *, EVP_CIPHER_CTX *, EVP_MAC_CTX *, int)) {
+    return SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, callback);
+}
+static inline int postern_SSL_session_reused(const SSL *ssl) { return (int)SSL_session_reused(ssl); }
 static inline uint64_t postern_SSL_OP_NO_COMPRESSION(void) { return SSL_OP_NO_COMPRESSION; }
 static inline uint64_t postern_SSL_OP_NO_RENEGOTIATION(void) { return SSL_OP_NO_RENEGOTIATION; }
 static inline uint64_t postern_SSL_OP_CIPHER_SERVER_PREFERENCE(void) { return SSL_OP_CIPHER_SERVER_PREFERENCE; }
+static inline uint64_t postern_SSL_OP_NO_TICKET(void) { return SSL_OP_NO_TICKET; }
 static inline int postern_TLS1_2_VERSION(void) { return TLS1_2_VERSION; }
 static inline int postern_TLS1_3_VERSION(void) { return TLS1_3_VERSION; }
+static inline long postern_BIO_get_mem_data(BIO *bio, char **data) { return BIO_get_mem_data(bio, data); }
+static inline EVP_PKEY *postern_EVP_EC_gen_P256(void) { return EVP_EC_gen("P-256"); }
+static inline int postern_X509_set_notBefore_now(X509 *cert) { return X509_gmtime_adj(X509_getm_notBefore(cert), 0) != NULL; }
+static inline int postern_X509_set_notAfter_days(X509 *cert, long days) {
+    return X509_gmtime_adj(X509_getm_notAfter(cert), days * 24 * 3600) != NULL;
+}
 #endif

@@ -29,6 +29,10 @@ public final class ControllerLoop: @unchecked Sendable {
 
     private let publish: @Sendable (RoutingTable, RouteModel) -> Void
     private let report: @Sendable ([Diagnostic]) -> Void
+    /// Receives the certificate model when it changes (before `publish` of the same round).
+    private let publishTLS: (@Sendable (TLSModel) -> Void)?
+    /// `--default-ssl-certificate`: `namespace/name` of a TLS Secret.
+    public let defaultCertificateSecret: String?
 
     private enum Lifecycle {
         case idle
@@ -50,6 +54,7 @@ public final class ControllerLoop: @unchecked Sendable {
     private let reloadLock = NSLock()
     private let manifests: ManifestDirectory
     private var lastModel: RouteModel? = nil
+    private var lastTLS: TLSModel? = nil
     private var reported: Set<Diagnostic> = []
 
     /// Creates a loop; nothing happens until `loadInitial()` or `start()`.
@@ -57,9 +62,13 @@ public final class ControllerLoop: @unchecked Sendable {
         directory: String, options: TranslateOptions,
         pollInterval: Duration = .milliseconds(200), holdoff: Duration = .milliseconds(100),
         maximumHoldoff: Duration = .milliseconds(500),
+        defaultCertificateSecret: String? = nil,
         publish: @escaping @Sendable (RoutingTable, RouteModel) -> Void,
+        publishTLS: (@Sendable (TLSModel) -> Void)? = nil,
         report: @escaping @Sendable ([Diagnostic]) -> Void
     ) {
+        self.defaultCertificateSecret = defaultCertificateSecret
+        self.publishTLS = publishTLS
         self.directory = directory
         self.options = options
         self.pollInterval = pollInterval
@@ -88,10 +97,16 @@ public final class ControllerLoop: @unchecked Sendable {
     /// call `publish` or `report`: the caller installs the table and logs the
     /// diagnostics; the loop then reports only what changes after this.
     public func loadInitial() -> (table: RoutingTable, model: RouteModel, diagnostics: [Diagnostic]) {
+        let initial = loadInitialConfiguration()
+        return (initial.table, initial.model, initial.diagnostics)
+    }
+
+    /// `loadInitial()` plus the certificate model.
+    public func loadInitialConfiguration() -> (table: RoutingTable, model: RouteModel, tls: TLSModel, diagnostics: [Diagnostic]) {
         let round = reload(force: true)
         // `force` always builds a table.
         let table = round.table ?? RoutingTable(model: round.model, generation: generation)
-        return (table, round.model, round.diagnostics)
+        return (table, round.model, round.tls, round.diagnostics)
     }
 
     /// Starts the controller thread. Does nothing if already started.
@@ -191,6 +206,7 @@ public final class ControllerLoop: @unchecked Sendable {
     private struct Round {
         var table: RoutingTable?
         var model: RouteModel
+        var tls: TLSModel
         var diagnostics: [Diagnostic]
     }
 
@@ -201,8 +217,9 @@ public final class ControllerLoop: @unchecked Sendable {
         defer { reloadLock.unlock() }
         let load = manifests.load()
         let translation = translate(load.snapshot, options: options)
+        let tls = translateTLS(load.snapshot, options: options, defaultCertificateSecret: defaultCertificateSecret)
         var diagnostics = load.diagnostics
-        for var diagnostic in translation.diagnostics {
+        for var diagnostic in translation.diagnostics + tls.diagnostics {
             if diagnostic.file == nil {
                 diagnostic.file = load.files[diagnostic.object]
             }
@@ -220,6 +237,8 @@ public final class ControllerLoop: @unchecked Sendable {
             table = RoutingTable(model: translation.model, generation: generation)
         }
         lastModel = translation.model
+        let tlsChanged = lastTLS != tls.model
+        lastTLS = tls.model
         let fresh = diagnostics.filter { !reported.contains($0) }
         reported = Set(diagnostics)
         condition.withLock {
@@ -231,9 +250,10 @@ public final class ControllerLoop: @unchecked Sendable {
             }
         }
         if !force {
+            if tlsChanged, let publishTLS { publishTLS(tls.model) }
             if let table { publish(table, translation.model) }
             if !fresh.isEmpty { report(fresh) }
         }
-        return Round(table: table, model: translation.model, diagnostics: diagnostics)
+        return Round(table: table, model: translation.model, tls: tls.model, diagnostics: diagnostics)
     }
 }

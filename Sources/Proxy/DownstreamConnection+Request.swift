@@ -3,6 +3,7 @@ import HTTP1
 import Reactor
 import RouteModel
 import Routing
+import TLS
 import Telemetry
 
 private let slash = UInt8(ascii: "/")
@@ -87,6 +88,18 @@ extension DownstreamConnection {
         let pathBytes = target.path.isEmpty
             ? UnsafeRawBufferPointer(start: DownstreamConnection.rootPath.utf8Start, count: 1)
             : UnsafeRawBufferPointer(rebasing: bytes[target.path])
+        if let secure = worker.secure {
+            if !isTLS, !secure.redirectHosts.isEmpty, secure.redirectHosts.contains(hostBytes) {
+                respondWithRedirect(bytes, target: target)
+                return
+            }
+            if let tls, target.host != nil, isMisdirected(host: hostBytes, tls: tls) {
+                worker.metrics.count(.badRequest)
+                readBuffer.consume(head.headLength)
+                respondWithError(.misdirected, headParsed: true)
+                return
+            }
+        }
         switch worker.table.route(host: hostBytes, path: pathBytes) {
         case .notFound:
             worker.metrics.count(.noRoute)
@@ -172,14 +185,14 @@ extension DownstreamConnection {
         out.append(peerText)
         out.append("\r\nX-Real-IP: ")
         out.append(peerText)
-        out.append("\r\nX-Forwarded-Proto: http\r\n")
+        out.append(isTLS ? "\r\nX-Forwarded-Proto: https\r\n" : "\r\nX-Forwarded-Proto: http\r\n")
         if let host = target.host {
             out.append("X-Forwarded-Host: ")
             out.append(bytes, host)
             out.append("\r\n")
         }
         out.append("X-Forwarded-Port: ")
-        out.append(worker.listenPortText)
+        out.append(isTLS ? worker.httpsPortText : worker.listenPortText)
         out.append("\r\n")
         if !sawRequestID {
             out.append("X-Request-ID: ")
@@ -377,5 +390,65 @@ extension DownstreamConnection {
         refreshUpstreamDeadline(upstream)
         updateUpstreamInterest(upstream)
         updateDownstreamInterest()
+    }
+}
+
+/// HTTPS policy per request: redirects of plain HTTP and misdirected requests.
+extension DownstreamConnection {
+    /// RFC 9110 §15.5.20: a request whose Host is served by a different
+    /// certificate than the one the connection's SNI chose gets 421, so the
+    /// client retries on a connection of its own for that host.
+    func isMisdirected(host: UnsafeRawBufferPointer, tls: TLSConnection) -> Bool {
+        var end = host.count
+        if host.first != UInt8(ascii: "["), let colon = host.firstIndex(of: UInt8(ascii: ":")) { end = colon }
+        let name = host[0..<end]
+        // The common case, Host equal to SNI, needs no lookup.
+        if HostSet.equalIgnoringCase(tls.serverName, name) { return false }
+        let hostName = String(decoding: name, as: UTF8.self)
+        return tls.store.context(forServerName: hostName) !== tls.selectedContext
+    }
+
+    /// Answers a plain-HTTP request with a redirect to the same host and
+    /// path on HTTPS (`--http-redirect-code`, 308 by default).
+    func respondWithRedirect(_ bytes: UnsafeRawBufferPointer, target: Target) {
+        worker.metrics.httpsRedirects.add()
+        let code = worker.configuration.httpRedirectCode
+        var location = Array("https://".utf8)
+        if let host = target.host {
+            var end = host.upperBound
+            if bytes[host.lowerBound] != UInt8(ascii: "[") {
+                var index = host.lowerBound
+                while index < host.upperBound, bytes[index] != UInt8(ascii: ":") { index += 1 }
+                end = index
+            }
+            location += bytes[host.lowerBound..<end]
+        }
+        if worker.httpsPortText != Array("443".utf8), !worker.httpsPortText.isEmpty {
+            location.append(UInt8(ascii: ":"))
+            location += worker.httpsPortText
+        }
+        location += target.originForm.isEmpty ? [UInt8(ascii: "/")] : Array(bytes[target.originForm])
+        let keepAlive = clientKeepAlive && requestBody == .complete && !worker.isDraining
+        readBuffer.consume(head.headLength)
+        writeBuffer.append("HTTP/1.1 ")
+        writeBuffer.appendDecimal(UInt64(code))
+        writeBuffer.append(byte: UInt8(ascii: " "))
+        let reason = HTTP1Serializer.reasonPhrase(code)
+        writeBuffer.append(UnsafeRawBufferPointer(start: reason.utf8Start, count: reason.utf8CodeUnitCount))
+        writeBuffer.append("\r\nLocation: ")
+        writeBuffer.append(location)
+        writeBuffer.append("\r\nContent-Length: 0\r\n")
+        if !keepAlive { writeBuffer.append("Connection: close\r\n") }
+        writeBuffer.append("\r\n")
+        worker.metrics.countResponse(status: code)
+        resetExchange()
+        if keepAlive {
+            state = .waitingForRequest
+            idleSince = worker.loop.now
+        } else {
+            state = .closingAfterWrite
+            readBuffer.clear()
+        }
+        flushDownstream()
     }
 }

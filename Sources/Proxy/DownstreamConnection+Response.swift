@@ -219,6 +219,9 @@ extension DownstreamConnection {
                 out.append("Transfer-Encoding: chunked\r\n")
             }
         }
+        if isTLS, let secure = worker.secure, !secure.strictTransportSecurity.isEmpty {
+            out.append(secure.strictTransportSecurity)
+        }
         if closeAfterResponse {
             out.append("Connection: close\r\n")
         } else if clientIsHTTP10 {

@@ -3,6 +3,7 @@ import HTTP1
 import Reactor
 import RouteModel
 import Routing
+import TLS
 import Telemetry
 
 /// One client connection and the request it is currently proxying.
@@ -17,6 +18,8 @@ import Telemetry
 final class DownstreamConnection: EventHandler {
     /// Where the connection is in its life. One request at a time.
     enum State: Equatable {
+        /// TLS handshake under way (HTTPS listener only).
+        case handshaking
         /// Between requests, or reading a request head.
         case waitingForRequest
         /// A request was routed; its upstream exchange is running.
@@ -46,9 +49,18 @@ final class DownstreamConnection: EventHandler {
 
     let fd: CInt
     unowned let worker: Worker
+    /// The TLS session on an HTTPS connection (nil: plain HTTP).
+    var tls: TLSConnection?
+    /// Accepted on the HTTPS listener.
+    let isTLS: Bool
+    /// What the TLS handshake waits for.
+    var handshakeInterest: Interest = .read
+    /// A TLS read needs the socket writable (or a TLS write needs it readable) to progress.
+    var tlsReadWantsWrite = false
+    var tlsWriteWantsRead = false
     var registration: Registration?
     var interest: Interest = .none
-    var state: State = .waitingForRequest
+    var state: State
     let readBuffer = ByteBuffer(capacity: 16 * 1024)
     let writeBuffer = ByteBuffer(capacity: 16 * 1024)
     /// The client's address as text, for X-Forwarded-For and X-Real-IP.
@@ -89,9 +101,12 @@ final class DownstreamConnection: EventHandler {
     /// Upstream reading is paused until the client drains `writeBuffer`.
     var upstreamReadPaused = false
 
-    init(fd: CInt, peer: SocketAddress?, worker: Worker) {
+    init(fd: CInt, peer: SocketAddress?, worker: Worker, tls: TLSConnection?) {
         self.fd = fd
         self.worker = worker
+        self.tls = tls
+        self.isTLS = tls != nil
+        self.state = tls != nil ? .handshaking : .waitingForRequest
         self.peerText = Array((peer?.hostText ?? "unknown").utf8)
         let now = worker.loop.now
         self.idleSince = now
@@ -102,7 +117,20 @@ final class DownstreamConnection: EventHandler {
     // MARK: Readiness
 
     func handleReadiness(_ readiness: Readiness) {
+        if state == .handshaking {
+            continueHandshake()
+            return
+        }
+        if tlsWriteWantsRead, !readiness.isDisjoint(with: [.readable, .hangup, .error]) {
+            tlsWriteWantsRead = false
+            flushDownstream()
+        }
         if readiness.contains(.writable) {
+            if tlsReadWantsWrite {
+                tlsReadWantsWrite = false
+                readFromClient()
+                if state == .closed { return }
+            }
             flushDownstream()
         }
         if state != .closed, !readiness.isDisjoint(with: [.readable, .hangup, .error, .readHangup]) {
@@ -113,6 +141,11 @@ final class DownstreamConnection: EventHandler {
     func tick(now: UInt64) {
         let configuration = worker.configuration
         switch state {
+        case .handshaking:
+            if now &- idleSince >= configuration.clientHeaderTimeoutMilliseconds {
+                worker.metrics.tlsHandshakeFailures.add()
+                close()
+            }
         case .waitingForRequest:
             if requestStarted {
                 if now &- requestStartedAt >= configuration.clientHeaderTimeoutMilliseconds {
@@ -158,9 +191,16 @@ final class DownstreamConnection: EventHandler {
             updateDownstreamInterest()
             return
         }
-        switch Socket.read(fd, into: readBuffer) {
+        switch transportRead() {
         case .bytes:
             lastReadProgress = worker.loop.now
+            // Decrypted bytes OpenSSL already holds are not announced by
+            // epoll: read them now (the loop below stops when the buffer is full).
+            while let tls, tls.pendingBytes > 0, readBuffer.writableBytes > 0,
+                state == .waitingForRequest || state == .proxying
+            {
+                guard case .bytes = transportRead() else { break }
+            }
             switch state {
             case .waitingForRequest:
                 processInput()
@@ -172,7 +212,7 @@ final class DownstreamConnection: EventHandler {
                 updateDownstreamInterest()
             case .closingAfterWrite, .lingering:
                 readBuffer.clear()
-            case .closed:
+            case .handshaking, .closed:
                 break
             }
         case .wouldBlock:
@@ -188,7 +228,7 @@ final class DownstreamConnection: EventHandler {
     /// The client closed its sending side.
     func clientClosed() {
         switch state {
-        case .waitingForRequest, .closingAfterWrite, .lingering:
+        case .handshaking, .waitingForRequest, .closingAfterWrite, .lingering:
             close()
         case .proxying:
             if requestBody == .complete {
@@ -256,8 +296,11 @@ final class DownstreamConnection: EventHandler {
 
     /// Reads when there is somewhere to put the bytes; writes when output is queued.
     func updateDownstreamInterest() {
-        var wanted: Interest = writeBuffer.isEmpty ? .none : .write
+        var wanted: Interest = writeBuffer.isEmpty && !tlsReadWantsWrite ? .none : .write
+        if tlsWriteWantsRead { wanted.insert(.read) }
         switch state {
+        case .handshaking:
+            wanted = handshakeInterest
         case .waitingForRequest:
             if readBuffer.writableBytes > 0 || readBuffer.capacity < readBufferLimit { wanted.insert(.read) }
         case .proxying:
@@ -282,7 +325,7 @@ final class DownstreamConnection: EventHandler {
     /// Writes queued output; continues whatever was waiting for room.
     func flushDownstream() {
         if !writeBuffer.isEmpty {
-            switch Socket.write(fd, from: writeBuffer) {
+            switch transportWrite() {
             case let .bytes(count):
                 if count > 0 { lastWriteProgress = worker.loop.now }
             case .wouldBlock, .endOfFile:
@@ -309,7 +352,7 @@ final class DownstreamConnection: EventHandler {
             }
         case .waitingForRequest:
             if !readBuffer.isEmpty, writeBuffer.readableBytes < highWater { processInput() }
-        case .lingering, .closed:
+        case .handshaking, .lingering, .closed:
             return
         }
         if state != .closed { updateDownstreamInterest() }
@@ -317,6 +360,7 @@ final class DownstreamConnection: EventHandler {
 
     /// Shuts the write side and waits (bounded) for the client to close.
     func startLingeringClose() {
+        tls?.shutdown()
         Socket.shutdownWrite(fd)
         state = .lingering
         lingerDeadline = worker.loop.now + 2_000
@@ -385,6 +429,8 @@ final class DownstreamConnection: EventHandler {
         state = .closed
         if let registration { worker.loop.deregister(registration) }
         registration = nil
+        // Free the TLS session before its descriptor goes away.
+        tls = nil
         Socket.close(fd)
         worker.connectionClosed(self)
     }
@@ -398,6 +444,71 @@ extension DownstreamErrorKind {
         case .headerSectionTooLarge: self = .headerTooLarge
         case .unsupportedTransferCoding: self = .notImplemented
         case .versionNotSupported: self = .versionNotSupported
+        }
+    }
+}
+
+/// The byte stream under HTTP: the socket itself, or TLS on top of it.
+extension DownstreamConnection {
+    /// Reads into `readBuffer`'s free space.
+    @inline(__always)
+    func transportRead() -> IOResult {
+        guard let tls else { return Socket.read(fd, into: readBuffer) }
+        switch tls.read(into: readBuffer.writable) {
+        case let .bytes(count):
+            readBuffer.didWrite(count)
+            return .bytes(count)
+        case .wantRead:
+            return .wouldBlock
+        case .wantWrite:
+            tlsReadWantsWrite = true
+            updateDownstreamInterest()
+            return .wouldBlock
+        case .closed:
+            return .endOfFile
+        case .failed:
+            return .failed(EPROTO)
+        }
+    }
+
+    /// Writes from `writeBuffer`, consuming what was sent.
+    @inline(__always)
+    func transportWrite() -> IOResult {
+        guard let tls else { return Socket.write(fd, from: writeBuffer) }
+        switch tls.write(writeBuffer.readable) {
+        case let .bytes(count):
+            writeBuffer.consume(count)
+            return .bytes(count)
+        case .wantWrite:
+            return .wouldBlock
+        case .wantRead:
+            tlsWriteWantsRead = true
+            return .wouldBlock
+        case .closed, .failed:
+            return .failed(EPIPE)
+        }
+    }
+
+    /// Drives the TLS handshake; once done, the connection reads requests.
+    func continueHandshake() {
+        guard state == .handshaking, let tls else { return }
+        switch tls.handshake() {
+        case .bytes:
+            if tls.resumedSession { worker.metrics.tlsResumedHandshakes.add() } else { worker.metrics.tlsFullHandshakes.add() }
+            state = .waitingForRequest
+            idleSince = worker.loop.now
+            updateDownstreamInterest()
+            // Application data may have arrived with the final handshake flight.
+            if tls.pendingBytes > 0 { readFromClient() }
+        case .wantRead:
+            handshakeInterest = .read
+            updateDownstreamInterest()
+        case .wantWrite:
+            handshakeInterest = .write
+            updateDownstreamInterest()
+        case .closed, .failed:
+            worker.metrics.tlsHandshakeFailures.add()
+            close()
         }
     }
 }

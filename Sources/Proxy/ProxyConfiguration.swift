@@ -6,6 +6,10 @@ import Reactor
 public struct ProxyConfiguration: Sendable {
     /// Address of the plain-HTTP listener; port 0 picks a free port.
     public var httpListen: SocketAddress
+    /// Address of the HTTPS listener (nil: no HTTPS); port 0 picks a free port.
+    public var httpsListen: SocketAddress?
+    /// Status of the HTTP → HTTPS redirect (`--http-redirect-code`: 301, 302, 307 or 308).
+    public var httpRedirectCode: Int = 308
     /// Number of worker loops (each with its own SO_REUSEPORT listener).
     public var workers: Int
     /// Upstream TCP connect timeout (`proxy-connect-timeout`, 5 s).

@@ -1,6 +1,7 @@
 import Glibc
 import Reactor
 import Routing
+import TLS
 import Telemetry
 
 /// The data plane: N workers, each an event loop on its own thread with its
@@ -13,11 +14,14 @@ public final class ProxyServer: @unchecked Sendable {
     private var threads: [pthread_t] = []
     /// The address actually bound (port 0 resolved to the real port).
     public let boundAddress: SocketAddress
+    /// The HTTPS address actually bound (nil without HTTPS).
+    public let boundHTTPSAddress: SocketAddress?
     public let metrics: MetricsRegistry
 
     /// Binds the listeners. Fails fast (before any thread starts) when the
     /// address cannot be bound.
-    public init(configuration: ProxyConfiguration, initialTable: RoutingTable, metrics: MetricsRegistry) throws {
+    public init(configuration: ProxyConfiguration, initialTable: RoutingTable, secure: SecurePolicy?, metrics: MetricsRegistry) throws {
+        precondition(configuration.httpsListen == nil || secure != nil, "an HTTPS listener needs certificates")
         precondition(configuration.workers >= 1, "at least one worker")
         precondition(metrics.workers.count == configuration.workers, "one WorkerMetrics per worker")
         self.metrics = metrics
@@ -33,19 +37,31 @@ public final class ProxyServer: @unchecked Sendable {
         var resolved = configuration
         resolved.httpListen = SocketAddress(bytes: configuration.httpListen.bytes, port: bound.port)
         var fds = [firstFD]
+        var httpsFDs: [CInt] = []
         do {
             for _ in 1..<max(configuration.workers, 1) {
                 fds.append(try Socket.listen(at: resolved.httpListen, reusePort: true))
             }
+            if let httpsListen = configuration.httpsListen {
+                let firstHTTPS = try Socket.listen(at: httpsListen, reusePort: true)
+                httpsFDs.append(firstHTTPS)
+                guard let boundHTTPS = Socket.localAddress(firstHTTPS) else { throw SystemError("getsockname", errno: errno) }
+                resolved.httpsListen = SocketAddress(bytes: httpsListen.bytes, port: boundHTTPS.port)
+                for _ in 1..<max(configuration.workers, 1) {
+                    httpsFDs.append(try Socket.listen(at: resolved.httpsListen!, reusePort: true))
+                }
+            }
         } catch {
-            fds.forEach(Socket.close)
+            (fds + httpsFDs).forEach(Socket.close)
             throw error
         }
+        boundHTTPSAddress = resolved.httpsListen
         var workers: [Worker] = []
         for (index, fd) in fds.enumerated() {
             workers.append(
                 try Worker(
-                    index: index, configuration: resolved, listenFD: fd, table: initialTable,
+                    index: index, configuration: resolved, listenFD: fd,
+                    httpsListenFD: httpsFDs.isEmpty ? nil : httpsFDs[index], table: initialTable, secure: secure,
                     metrics: metrics.workers[index], errorResponses: errorResponses))
         }
         self.workers = workers
@@ -69,6 +85,11 @@ public final class ProxyServer: @unchecked Sendable {
     /// on the cluster they were routed to; new requests use the new table.
     public func publish(_ table: RoutingTable) {
         for worker in workers { worker.publish(table) }
+    }
+
+    /// Hands new certificates, redirects and HSTS to every worker.
+    public func publish(_ secure: SecurePolicy) {
+        for worker in workers { worker.publish(secure) }
     }
 
     /// Stops accepting, closes idle connections and lets in-flight requests

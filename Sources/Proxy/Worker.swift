@@ -1,6 +1,7 @@
 import Reactor
 import Routing
 import RouteModel
+import TLS
 import Telemetry
 
 /// One worker: an event loop on its own thread with its own listener,
@@ -31,13 +32,20 @@ public final class Worker: @unchecked Sendable {
     var phase: Phase = .serving
     /// Open client connections, for closing idle ones on drain.
     var downstream: [ObjectIdentifier: DownstreamConnection] = [:]
-    private var listener: Listener?
-    /// Port of the listener, as ASCII digits for X-Forwarded-Port.
+    private var listeners: [Listener] = []
+    /// Port of the HTTP listener, as ASCII digits for X-Forwarded-Port.
     let listenPortText: [UInt8]
+    /// Port of the HTTPS listener, as ASCII digits (empty without HTTPS).
+    let httpsPortText: [UInt8]
+    /// Certificates, redirects and HSTS for new connections and requests.
+    private(set) var secure: SecurePolicy?
     /// Called on the worker's thread when it has finished draining.
     var onStopped: (() -> Void)?
 
-    init(index: Int, configuration: ProxyConfiguration, listenFD: CInt, table: RoutingTable, metrics: WorkerMetrics, errorResponses: ErrorResponseTable) throws {
+    init(
+        index: Int, configuration: ProxyConfiguration, listenFD: CInt, httpsListenFD: CInt?, table: RoutingTable,
+        secure: SecurePolicy?, metrics: WorkerMetrics, errorResponses: ErrorResponseTable
+    ) throws {
         self.index = index
         self.configuration = configuration
         self.loop = try EventLoop(name: "worker-\(index)")
@@ -48,13 +56,20 @@ public final class Worker: @unchecked Sendable {
         self.roundRobinCounters = Array(repeating: 0, count: table.clusters.count)
         let port = Socket.localAddress(listenFD)?.port ?? configuration.httpListen.port
         self.listenPortText = Array(String(port).utf8)
-        self.listener = Listener(fd: listenFD, worker: self)
+        self.secure = secure
+        if let httpsListenFD {
+            httpsPortText = Array(String(Socket.localAddress(httpsListenFD)?.port ?? 0).utf8)
+        } else {
+            httpsPortText = []
+        }
+        listeners.append(Listener(fd: listenFD, worker: self, isTLS: false))
+        if let httpsListenFD { listeners.append(Listener(fd: httpsListenFD, worker: self, isTLS: true)) }
         metrics.routingTableGeneration.set(table.generation)
     }
 
     /// Registers the listener and runs the loop until drained. Blocks the calling thread.
     func run() throws {
-        if let listener {
+        for listener in listeners {
             listener.registration = try loop.register(fd: listener.fd, interest: .read, handler: listener)
         }
         loop.run()
@@ -73,14 +88,20 @@ public final class Worker: @unchecked Sendable {
         }
     }
 
+    /// Publishes new certificates, redirects and HSTS (from any thread).
+    /// Handshakes already under way finish with the certificates they began with.
+    public func publish(_ newPolicy: SecurePolicy) {
+        loop.execute { [self] in secure = newPolicy }
+    }
+
     /// Starts a graceful drain (from any thread): stop accepting, close idle
     /// connections, let in-flight requests finish until `timeoutMilliseconds`.
     public func drain(timeoutMilliseconds: UInt64) {
         loop.execute { [self] in
             guard case .serving = phase else { return }
             phase = .draining(deadline: loop.now + timeoutMilliseconds)
-            listener?.close()
-            listener = nil
+            for listener in listeners { listener.close() }
+            listeners.removeAll()
             pool.closeAll()
             for connection in Array(downstream.values) { connection.drainIfIdle() }
             checkDrained()
@@ -114,8 +135,17 @@ public final class Worker: @unchecked Sendable {
         return true
     }
 
-    func accepted(fd: CInt, peer: SocketAddress?) {
-        let connection = DownstreamConnection(fd: fd, peer: peer, worker: self)
+    func accepted(fd: CInt, peer: SocketAddress?, isTLS: Bool) {
+        var tls: TLSConnection?
+        if isTLS {
+            guard let secure, let session = try? TLSConnection(fd: fd, store: secure.certificates) else {
+                metrics.tlsHandshakeFailures.add()
+                Socket.close(fd)
+                return
+            }
+            tls = session
+        }
+        let connection = DownstreamConnection(fd: fd, peer: peer, worker: self, tls: tls)
         do {
             connection.registration = try loop.register(fd: fd, interest: .read, handler: connection)
         } catch {
@@ -123,6 +153,7 @@ public final class Worker: @unchecked Sendable {
             return
         }
         connection.interest = .read
+        if tls != nil { connection.continueHandshake() }
         downstream[ObjectIdentifier(connection)] = connection
         metrics.downstreamConnectionsAccepted.add()
     }
@@ -139,12 +170,15 @@ final class Listener: EventHandler {
     let fd: CInt
     unowned let worker: Worker
     var registration: Registration?
+    /// Connections accepted here start with a TLS handshake.
+    let isTLS: Bool
     /// After EMFILE/ENFILE, accepting pauses until this time.
     private var pausedUntil: UInt64 = 0
 
-    init(fd: CInt, worker: Worker) {
+    init(fd: CInt, worker: Worker, isTLS: Bool) {
         self.fd = fd
         self.worker = worker
+        self.isTLS = isTLS
     }
 
     func handleReadiness(_ readiness: Readiness) {
@@ -154,7 +188,7 @@ final class Listener: EventHandler {
             switch Socket.accept(fd) {
             case let .accepted(clientFD, peer):
                 Socket.setNoDelay(clientFD)
-                worker.accepted(fd: clientFD, peer: peer)
+                worker.accepted(fd: clientFD, peer: peer, isTLS: isTLS)
             case .wouldBlock:
                 return
             case .failed:

@@ -72,6 +72,13 @@ public final class MetricsRegistry: Sendable {
         counter(
             "postern_response_body_bytes_total", "Response body bytes forwarded to clients.",
             [("", sum { $0.responseBytesOut })])
+        counter(
+            "postern_tls_handshakes_total", "TLS handshakes with clients, by outcome.",
+            [
+                ("{result=\"full\"}", sum { $0.tlsFullHandshakes }), ("{result=\"resumed\"}", sum { $0.tlsResumedHandshakes }),
+                ("{result=\"failed\"}", sum { $0.tlsHandshakeFailures }),
+            ])
+        counter("postern_https_redirects_total", "Plain-HTTP requests redirected to HTTPS.", [("", sum { $0.httpsRedirects })])
         counter("postern_config_reloads_total", "Routing tables published after a configuration change.", [("", configReloads.current)])
         counter(
             "postern_config_reload_errors_total", "Configuration loads that reported errors; the last good configuration kept serving.",

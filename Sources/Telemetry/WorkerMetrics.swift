@@ -85,6 +85,14 @@ public final class WorkerMetrics: Sendable {
     public let requestBytesIn = Counter()
     public let responseBytesOut = Counter()
     public let routingTableGeneration = Counter()
+    /// TLS handshakes completed in full (no session resumption).
+    public let tlsFullHandshakes = Counter()
+    /// TLS handshakes that resumed a session (ticket).
+    public let tlsResumedHandshakes = Counter()
+    /// TLS handshakes that failed (protocol error, no shared version or cipher, client gone).
+    public let tlsHandshakeFailures = Counter()
+    /// Plain-HTTP requests redirected to HTTPS.
+    public let httpsRedirects = Counter()
 
     public init() {}
 

@@ -6,6 +6,7 @@ import Proxy
 import Reactor
 import RouteModel
 import Routing
+import TLS
 import Telemetry
 import Translate
 
@@ -44,6 +45,15 @@ struct Run: ParsableCommand {
     @Option(help: "HTTP listen address HOST:PORT (default 0.0.0.0:8080; port 0 picks a free port).")
     var httpListen: String?
 
+    @Option(help: "HTTPS listen address HOST:PORT (default 0.0.0.0:8443; 'off' disables HTTPS).")
+    var httpsListen: String?
+
+    @Option(help: "TLS Secret NAMESPACE/NAME served to clients without a matching certificate (default: a self-signed one).")
+    var defaultSSLCertificate: String?
+
+    @Option(help: "Status of the HTTP to HTTPS redirect: 301, 302, 307 or 308 (default 308).")
+    var httpRedirectCode: Int?
+
     @Option(help: "Admin listen address for /metrics, /healthz and /readyz (default 127.0.0.1:10254).")
     var adminListen: String?
 
@@ -64,6 +74,14 @@ struct Run: ParsableCommand {
         if let manifests { settings.manifests = manifests }
         if let httpListen { settings.httpListen = httpListen }
         if let adminListen { settings.adminListen = adminListen }
+        if let httpsListen { settings.httpsListen = httpsListen }
+        if let defaultSSLCertificate { settings.defaultSSLCertificate = defaultSSLCertificate }
+        if let httpRedirectCode {
+            guard [301, 302, 307, 308].contains(httpRedirectCode) else {
+                throw SettingsError("--http-redirect-code \(httpRedirectCode): expected 301, 302, 307 or 308")
+            }
+            settings.httpRedirectCode = httpRedirectCode
+        }
         if let workers {
             guard workers >= 1 else { throw SettingsError("--workers \(workers): expected at least 1") }
             settings.workers = workers
@@ -112,20 +130,30 @@ struct Run: ParsableCommand {
         WorkerThread.blockTerminationSignals()
 
         let metrics = MetricsRegistry(workerCount: proxyConfiguration.workers)
-        let publisher = TablePublisher(metrics: metrics, logger: logger)
+        let publisher = TablePublisher(metrics: metrics, logger: logger, settings: settings)
         let controller = ControllerLoop(
             directory: settings.manifests ?? ".", options: settings.translateOptions,
+            defaultCertificateSecret: settings.defaultSSLCertificate,
             publish: { table, model in publisher.publish(table, model: model) },
+            publishTLS: { tls in publisher.publish(tls) },
             report: { diagnostics in publisher.report(diagnostics) })
         publisher.controller = controller
-        let initial = controller.loadInitial()
+        let initial = controller.loadInitialConfiguration()
         publisher.report(initial.diagnostics)
         publisher.recordPublished(initial.table, model: initial.model)
+        let initialSecure: SecurePolicy?
+        do {
+            initialSecure = proxyConfiguration.httpsListen == nil ? nil : try publisher.securePolicy(for: initial.tls)
+        } catch {
+            FileHandle.standardError.write(Data("postern: TLS: \(error)\n".utf8))
+            throw ExitCode(2)
+        }
 
         let server: ProxyServer
         let admin: AdminServer
         do {
-            server = try ProxyServer(configuration: proxyConfiguration, initialTable: initial.table, metrics: metrics)
+            server = try ProxyServer(
+                configuration: proxyConfiguration, initialTable: initial.table, secure: initialSecure, metrics: metrics)
             admin = try AdminServer(address: adminAddress, status: .init(metrics: metrics))
             try server.start()
             try admin.start()
@@ -139,12 +167,14 @@ struct Run: ParsableCommand {
         logger.info(
             "serving",
             metadata: [
-                "http": "\(server.boundAddress)", "admin": "\(admin.boundAddress)",
+                "http": "\(server.boundAddress)", "https": "\(server.boundHTTPSAddress.map { "\($0)" } ?? "off")",
+                "admin": "\(admin.boundAddress)",
                 "workers": "\(proxyConfiguration.workers)", "manifests": "\(settings.manifests ?? "")",
                 "routes": "\(initial.model.virtualHosts.reduce(0) { $0 + $1.routes.count })",
             ])
         // Tests and scripts read this line to learn the bound port.
         print("listening on \(server.boundAddress)")
+        if let https = server.boundHTTPSAddress { print("https listening on \(https)") }
         print("admin listening on \(admin.boundAddress)")
         fflush(stdout)
 
@@ -172,10 +202,63 @@ final class TablePublisher: @unchecked Sendable {
     let logger: Logger
     var server: ProxyServer?
     weak var controller: ControllerLoop?
+    let settings: Settings
+    /// Builds certificate stores; replaced when the default certificate changes.
+    private var builder: TLSStoreBuilder?
+    private var builderDefault: TLSCertificate??
 
-    init(metrics: MetricsRegistry, logger: Logger) {
+    init(metrics: MetricsRegistry, logger: Logger, settings: Settings) {
         self.metrics = metrics
         self.logger = logger
+        self.settings = settings
+    }
+
+    /// The certificate store, redirects and HSTS for `model`. Certificates
+    /// that fail to load are logged as problems of the Ingresses using them;
+    /// their hosts get the default certificate.
+    func securePolicy(for model: TLSModel) throws -> SecurePolicy {
+        if builder == nil || builderDefault != .some(model.defaultCertificate) {
+            let input = model.defaultCertificate.map {
+                TLSCertificateInput(name: $0.secret, hosts: [], certificateChainPEM: $0.certificateChainPEM, privateKeyPEM: $0.privateKeyPEM)
+            }
+            do {
+                builder = try TLSStoreBuilder(settings: settings.tls, defaultCertificate: input)
+            } catch {
+                logger.error("default certificate unusable; serving a self-signed one", metadata: ["error": "\(error)"])
+                builder = try TLSStoreBuilder(settings: settings.tls, defaultCertificate: nil)
+            }
+            builderDefault = .some(model.defaultCertificate)
+            if builder?.defaultIsSelfSigned == true {
+                logger.warning("no usable --default-ssl-certificate: unknown hosts get a generated self-signed certificate")
+            }
+        }
+        guard let builder else { throw TLSError("no certificate store") }
+        let inputs = model.certificates.map {
+            TLSCertificateInput(name: $0.secret, hosts: $0.hosts, certificateChainPEM: $0.certificateChainPEM, privateKeyPEM: $0.privateKeyPEM)
+        }
+        let (store, problems) = builder.build(inputs)
+        let users = Dictionary(model.certificates.map { ($0.secret, $0.ingresses) }, uniquingKeysWith: { $0 + $1 })
+        for problem in problems {
+            logger.log(
+                level: problem.severity == .error ? .error : .warning, "\(problem.message)",
+                metadata: [
+                    "reason": "\(problem.reason)",
+                    "secret": "\(problem.certificate)",
+                    "ingresses": "\((users[problem.certificate] ?? []).joined(separator: ","))",
+                ])
+        }
+        return SecurePolicy(certificates: store, redirectHosts: model.redirectHosts, hsts: settings.strictTransportSecurity)
+    }
+
+    /// Publishes new certificates (controller thread).
+    func publish(_ model: TLSModel) {
+        guard let server, server.boundHTTPSAddress != nil else { return }
+        do {
+            server.publish(try securePolicy(for: model))
+            logger.info("certificates published", metadata: ["certificates": "\(model.certificates.count)"])
+        } catch {
+            logger.error("certificates not published; the previous ones stay in service", metadata: ["error": "\(error)"])
+        }
     }
 
     func publish(_ table: RoutingTable, model: RouteModel) {

@@ -1,6 +1,7 @@
 import Foundation
 import Proxy
 import Reactor
+import TLS
 import Telemetry
 import Translate
 import Yams
@@ -9,8 +10,17 @@ import Yams
 /// names where one exists, so that operators recognise them. Every key is
 /// optional; command-line flags override the file. Unknown keys are an
 /// error (a typo must not silently fall back to a default).
-struct Settings: Equatable {
+struct Settings {
     var httpListen = "0.0.0.0:8080"
+    /// `off` disables HTTPS.
+    var httpsListen = "0.0.0.0:8443"
+    var defaultSSLCertificate: String?
+    var tls = TLSServerSettings()
+    var hsts = true
+    var hstsMaxAge = 31_536_000
+    var hstsIncludeSubdomains = true
+    var hstsPreload = false
+    var httpRedirectCode = 308
     var adminListen = "127.0.0.1:10254"
     var manifests: String?
     var workers = 0
@@ -36,6 +46,23 @@ struct Settings: Equatable {
     static let keys: [String: (inout Settings, Node, String) throws -> Void] = [
         "http-listen": { $0.httpListen = try string($1, $2) },
         "admin-listen": { $0.adminListen = try string($1, $2) },
+        "https-listen": { $0.httpsListen = try string($1, $2) },
+        "default-ssl-certificate": { $0.defaultSSLCertificate = try string($1, $2) },
+        "ssl-protocols": {
+            do { try $0.tls.setProtocols(try string($1, $2)) } catch { throw SettingsError("\($2): \(error)") }
+        },
+        "ssl-ciphers": { $0.tls.ciphers = try string($1, $2) },
+        "ssl-ciphersuites": { $0.tls.cipherSuites = try string($1, $2) },
+        "ssl-ecdh-curve": { $0.tls.groups = try string($1, $2) },
+        "hsts": { $0.hsts = try boolean($1, $2) },
+        "hsts-max-age": { $0.hstsMaxAge = try integer($1, $2, minimum: 0) },
+        "hsts-include-subdomains": { $0.hstsIncludeSubdomains = try boolean($1, $2) },
+        "hsts-preload": { $0.hstsPreload = try boolean($1, $2) },
+        "http-redirect-code": {
+            let code = try integer($1, $2, minimum: 301)
+            guard [301, 302, 307, 308].contains(code) else { throw SettingsError("\($2): expected 301, 302, 307 or 308") }
+            $0.httpRedirectCode = code
+        },
         "manifests": { $0.manifests = try string($1, $2) },
         "workers": { $0.workers = try integer($1, $2, minimum: 0) },
         "drain-timeout": { $0.drainTimeoutSeconds = try seconds($1, $2) },
@@ -130,6 +157,13 @@ struct Settings: Equatable {
         }
         var configuration = ProxyConfiguration(
             httpListen: address, workers: workers > 0 ? workers : WorkerThread.availableCPUs)
+        if httpsListen != "off" {
+            guard let secure = SocketAddress(parsing: httpsListen) else {
+                throw SettingsError("--https-listen \(httpsListen): expected HOST:PORT with a numeric address, or off")
+            }
+            configuration.httpsListen = secure
+        }
+        configuration.httpRedirectCode = httpRedirectCode
         func ms(_ seconds: Double) -> UInt64 { UInt64((seconds * 1000).rounded()) }
         configuration.connectTimeoutMilliseconds = ms(proxyConnectTimeout)
         configuration.upstreamReadTimeoutMilliseconds = ms(proxyReadTimeout)
@@ -143,6 +177,12 @@ struct Settings: Equatable {
         configuration.limits.maxHeaderCount = maxHeaderCount
         configuration.limits.maxRequestTargetLength = maxRequestTargetLength
         return configuration
+    }
+
+    /// The `Strict-Transport-Security` value, or nil when HSTS is off.
+    var strictTransportSecurity: String? {
+        guard hsts else { return nil }
+        return "max-age=\(hstsMaxAge)" + (hstsIncludeSubdomains ? "; includeSubDomains" : "") + (hstsPreload ? "; preload" : "")
     }
 
     /// The translation options these settings describe.

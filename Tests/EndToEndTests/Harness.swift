@@ -261,17 +261,25 @@ final class PosternProcess: @unchecked Sendable {
     let child: ChildProcess
     let port: UInt16
     let adminPort: UInt16
+    let httpsPort: UInt16
+    private let configPath: String
+
+    deinit {
+        child.stop()
+        try? FileManager.default.removeItem(atPath: configPath)
+    }
 
     init(manifests: ManifestFolder, settings: String = "", workers: Int = 2, extraArguments: [String] = []) throws {
-        let configPath = manifests.path + "-postern.yaml"
+        configPath = manifests.path + "-postern.yaml"
         try settings.write(toFile: configPath, atomically: true, encoding: .utf8)
         child = try ChildProcess(
             executable: Paths.product("postern"),
             arguments: [
                 "run", "--manifests", manifests.path, "--config", configPath, "--http-listen", "127.0.0.1:0",
-                "--admin-listen", "127.0.0.1:0", "--workers", "\(workers)",
+                "--admin-listen", "127.0.0.1:0", "--https-listen", "127.0.0.1:0", "--workers", "\(workers)",
             ] + extraArguments, label: "postern")
         port = try child.waitForListeningPort()
+        httpsPort = try child.waitForListeningPort(prefix: "https listening on ")
         adminPort = try child.waitForListeningPort(prefix: "admin listening on ")
     }
 

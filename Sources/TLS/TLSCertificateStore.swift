@@ -1,0 +1,147 @@
+import COpenSSL
+import Glibc
+
+/// A certificate to serve, as configuration hands it over (from an
+/// Ingress's `spec.tls` entry and its Secret).
+public struct TLSCertificateInput: Sendable, Hashable {
+    /// `namespace/name` of the Secret, for logs and diagnostics.
+    public var name: String
+    /// Host names it is served for (lower-case; `*.example.com` allowed).
+    public var hosts: [String]
+    public var certificateChainPEM: [UInt8]
+    public var privateKeyPEM: [UInt8]
+
+    public init(name: String, hosts: [String], certificateChainPEM: [UInt8], privateKeyPEM: [UInt8]) {
+        self.name = name
+        self.hosts = hosts
+        self.certificateChainPEM = certificateChainPEM
+        self.privateKeyPEM = privateKeyPEM
+    }
+}
+
+/// A problem found while loading certificates: the affected hosts fall
+/// back to the default certificate (errors) or are served anyway (warnings).
+public struct TLSCertificateProblem: Sendable, Equatable, CustomStringConvertible {
+    public enum Severity: Sendable { case warning, error }
+    public var severity: Severity
+    /// A short code for logs and events: `InvalidCertificate`,
+    /// `CertificateExpired` or `CertificateHostMismatch`.
+    public var reason: String
+    /// The Secret (`namespace/name`).
+    public var certificate: String
+    public var message: String
+
+    public var description: String { "\(certificate): \(message)" }
+}
+
+/// The certificates in service: which context answers which server name.
+/// Immutable; a new store is published to every worker when certificates
+/// change, and handshakes already under way keep the store they began with.
+public final class TLSCertificateStore: @unchecked Sendable {
+    /// Context for clients without SNI or with a name no certificate covers.
+    public let defaultContext: TLSServerContext
+    private let exact: [String: TLSServerContext]
+    /// Keyed by the suffix after the wildcard label, e.g. `.example.com`.
+    private let wildcard: [String: TLSServerContext]
+    /// The context every handshake starts on.
+    let front: TLSServerContext
+
+    init(front: TLSServerContext, defaultContext: TLSServerContext, exact: [String: TLSServerContext], wildcard: [String: TLSServerContext]) {
+        self.front = front
+        self.defaultContext = defaultContext
+        self.exact = exact
+        self.wildcard = wildcard
+    }
+
+    /// The context for a server name: exact host first, then a wildcard of
+    /// exactly one label, else the default.
+    public func context(forServerName name: String) -> TLSServerContext {
+        let host = name.lowercased()
+        if let found = exact[host] { return found }
+        if let dot = host.firstIndex(of: "."), dot != host.startIndex, let found = wildcard[String(host[dot...])] {
+            return found
+        }
+        return defaultContext
+    }
+
+    /// Number of distinct host names with a certificate of their own.
+    public var hostCount: Int { exact.count + wildcard.count }
+}
+
+/// Builds certificate stores, reusing the contexts of certificates that did
+/// not change (so a reload does not re-parse every key) and the one front
+/// context (so session-ticket keys stay valid across reloads and are shared
+/// by every worker).
+public final class TLSStoreBuilder: @unchecked Sendable {
+    private let settings: TLSServerSettings
+    private let front: TLSServerContext
+    private let fallbackDefault: TLSServerContext
+    private var cache: [TLSCertificateInput: TLSServerContext] = [:]
+
+    /// `defaultCertificate` answers unknown names; nil generates a
+    /// self-signed certificate (as ingress-nginx does; log a warning).
+    public init(settings: TLSServerSettings, defaultCertificate: TLSCertificateInput?) throws {
+        self.settings = settings
+        self.front = try TLSServerContext(frontWithSettings: settings)
+        if let defaultCertificate {
+            fallbackDefault = try TLSServerContext(
+                name: defaultCertificate.name, certificateChainPEM: defaultCertificate.certificateChainPEM,
+                privateKeyPEM: defaultCertificate.privateKeyPEM, settings: settings)
+        } else {
+            fallbackDefault = try SelfSignedCertificate.makeContext(settings: settings)
+        }
+    }
+
+    /// True when the default certificate was generated at start-up.
+    public var defaultIsSelfSigned: Bool { fallbackDefault.name == SelfSignedCertificate.name }
+
+    /// A store serving `certificates`; certificates that fail to load are
+    /// reported and their hosts get the default certificate.
+    public func build(_ certificates: [TLSCertificateInput]) -> (TLSCertificateStore, [TLSCertificateProblem]) {
+        var problems: [TLSCertificateProblem] = []
+        var exact: [String: TLSServerContext] = [:]
+        var wildcard: [String: TLSServerContext] = [:]
+        var used: [TLSCertificateInput: TLSServerContext] = [:]
+        for input in certificates {
+            let context: TLSServerContext
+            if let cached = cache[input] {
+                context = cached
+            } else {
+                do {
+                    context = try TLSServerContext(
+                        name: input.name, certificateChainPEM: input.certificateChainPEM,
+                        privateKeyPEM: input.privateKeyPEM, settings: settings)
+                } catch {
+                    problems.append(
+                        TLSCertificateProblem(
+                            severity: .error, reason: "InvalidCertificate", certificate: input.name,
+                            message: "\(error); hosts \(input.hosts.joined(separator: ", ")) get the default certificate"))
+                    continue
+                }
+            }
+            used[input] = context
+            if let notAfter = context.notAfter, notAfter <= Int(time(nil)) {
+                problems.append(
+                    TLSCertificateProblem(
+                        severity: .warning, reason: "CertificateExpired", certificate: input.name,
+                        message: "the certificate has expired; it is served anyway (clients will reject it)"))
+            }
+            for host in input.hosts {
+                let lower = host.lowercased()
+                if !context.certificateCovers(host: lower) {
+                    problems.append(
+                        TLSCertificateProblem(
+                            severity: .warning, reason: "CertificateHostMismatch", certificate: input.name,
+                            message: "the certificate does not cover host \(lower); it is served anyway"))
+                }
+                if lower.hasPrefix("*.") {
+                    if wildcard[String(lower.dropFirst())] == nil { wildcard[String(lower.dropFirst())] = context }
+                } else if exact[lower] == nil {
+                    exact[lower] = context
+                }
+            }
+        }
+        cache = used
+        return (TLSCertificateStore(front: front, defaultContext: fallbackDefault, exact: exact, wildcard: wildcard), problems)
+    }
+}

@@ -1,0 +1,146 @@
+import COpenSSL
+
+/// The outcome of a non-blocking TLS operation.
+public enum TLSIOResult: Equatable, Sendable {
+    /// Application bytes read or written.
+    case bytes(Int)
+    /// Wait until the socket is readable, then call again.
+    case wantRead
+    /// Wait until the socket is writable, then call again.
+    case wantWrite
+    /// The peer sent close_notify or closed the socket.
+    case closed
+    /// A protocol or socket error; the connection is unusable.
+    case failed
+}
+
+/// A server-side TLS connection on a non-blocking socket, driven by the
+/// event loop: every call returns at once and says what to wait for.
+///
+/// The handshake starts on the store's front context; the server-name
+/// callback then switches to the certificate for the requested host.
+/// Loop-bound: one thread uses a connection at a time.
+public final class TLSConnection {
+    private let ssl: OpaquePointer
+    /// Kept alive for the connection's life: the callback reads it during the handshake.
+    public let store: TLSCertificateStore
+    /// The context chosen for this connection's server name (set during the handshake).
+    public private(set) var selectedContext: TLSServerContext?
+    /// The SNI host name the client sent (lower-cased), once the handshake is done.
+    public private(set) var serverName: [UInt8] = []
+    /// The ALPN protocol agreed on (empty: none).
+    public private(set) var applicationProtocol: [UInt8] = []
+
+    /// Wraps `fd` (owned by the caller, who closes it after `deinit`).
+    public init(fd: Int32, store: TLSCertificateStore) throws {
+        guard let ssl = SSL_new(store.front.context) else { throw TLSError.fromQueue("SSL_new failed") }
+        self.ssl = ssl
+        self.store = store
+        guard SSL_set_fd(ssl, fd) == 1 else {
+            SSL_free(ssl)
+            throw TLSError.fromQueue("SSL_set_fd failed")
+        }
+        SSL_set_accept_state(ssl)
+        // The server-name callback finds this connection through app data (index 0).
+        SSL_set_ex_data(ssl, 0, Unmanaged.passUnretained(self).toOpaque())
+    }
+
+    deinit { SSL_free(ssl) }
+
+    @inline(__always)
+    private func classify(_ returned: Int32) -> TLSIOResult {
+        switch SSL_get_error(ssl, returned) {
+        case SSL_ERROR_WANT_READ: return .wantRead
+        case SSL_ERROR_WANT_WRITE: return .wantWrite
+        case SSL_ERROR_ZERO_RETURN: return .closed
+        case SSL_ERROR_SYSCALL:
+            // EOF without close_notify, or a reset: the connection is over.
+            ERR_clear_error()
+            return .closed
+        default:
+            ERR_clear_error()
+            return .failed
+        }
+    }
+
+    /// Advances the handshake. `.bytes(0)` means it is complete.
+    public func handshake() -> TLSIOResult {
+        OpenSSLErrors.clear()
+        let result = SSL_do_handshake(ssl)
+        if result == 1 {
+            if let name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name) {
+                var bytes: [UInt8] = []
+                var pointer = name
+                while pointer.pointee != 0 {
+                    let byte = UInt8(bitPattern: pointer.pointee)
+                    bytes.append(byte >= 65 && byte <= 90 ? byte | 0x20 : byte)
+                    pointer += 1
+                }
+                serverName = bytes
+            }
+            var protocolName: UnsafePointer<UInt8>?
+            var length: UInt32 = 0
+            SSL_get0_alpn_selected(ssl, &protocolName, &length)
+            if let protocolName, length > 0 {
+                applicationProtocol = Array(UnsafeBufferPointer(start: protocolName, count: Int(length)))
+            }
+            if selectedContext == nil { selectedContext = store.defaultContext }
+            return .bytes(0)
+        }
+        return classify(result)
+    }
+
+    /// True when the client resumed a session (no full handshake).
+    public var resumedSession: Bool { postern_SSL_session_reused(ssl) == 1 }
+
+    /// The negotiated protocol version, e.g. "TLSv1.3".
+    public var protocolVersion: String { String(cString: SSL_get_version(ssl)) }
+
+    /// Decrypted bytes already buffered inside OpenSSL: readable without
+    /// waiting for the socket (epoll does not report these).
+    public var pendingBytes: Int { Int(SSL_pending(ssl)) }
+
+    /// Reads decrypted bytes into `buffer`.
+    @inline(__always)
+    public func read(into buffer: UnsafeMutableRawBufferPointer) -> TLSIOResult {
+        OpenSSLErrors.clear()
+        let count = SSL_read(ssl, buffer.baseAddress, Int32(clamping: buffer.count))
+        if count > 0 { return .bytes(Int(count)) }
+        return classify(count)
+    }
+
+    /// Encrypts and writes `bytes` (partial writes allowed).
+    @inline(__always)
+    public func write(_ bytes: UnsafeRawBufferPointer) -> TLSIOResult {
+        if bytes.isEmpty { return .bytes(0) }
+        OpenSSLErrors.clear()
+        let count = SSL_write(ssl, bytes.baseAddress, Int32(clamping: bytes.count))
+        if count > 0 { return .bytes(Int(count)) }
+        return classify(count)
+    }
+
+    /// Sends close_notify (best effort, never waits).
+    public func shutdown() {
+        OpenSSLErrors.clear()
+        _ = SSL_shutdown(ssl)
+        ERR_clear_error()
+    }
+
+    fileprivate func selectContext(forServerName name: String?) {
+        let context = name.map { store.context(forServerName: $0) } ?? store.defaultContext
+        selectedContext = context
+        if SSL_set_SSL_CTX(ssl, context.context) == nil {
+            ERR_clear_error()
+        }
+    }
+}
+
+/// Server-name callback of the front context: picks the certificate for
+/// the requested host (or the default) for every handshake, with or without SNI.
+func serverNameSelected(_ ssl: OpaquePointer?, _ alert: UnsafeMutablePointer<Int32>?, _ argument: UnsafeMutableRawPointer?) -> Int32 {
+    guard let ssl, let raw = SSL_get_ex_data(ssl, 0) else { return SSL_TLSEXT_ERR_ALERT_FATAL }
+    let connection = Unmanaged<TLSConnection>.fromOpaque(raw).takeUnretainedValue()
+    let name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name).map { String(cString: $0) }
+    connection.selectContext(forServerName: name)
+    return SSL_TLSEXT_ERR_OK
+}

@@ -1,0 +1,197 @@
+import COpenSSL
+
+/// One OpenSSL server context (`SSL_CTX`) holding one certificate chain and
+/// its key, configured with the process's protocol and cipher policy.
+///
+/// Immutable after creation and shared by every worker: OpenSSL contexts
+/// are safe to use from many threads once configured. Freed when the last
+/// connection and store using it are gone.
+public final class TLSServerContext: @unchecked Sendable {
+    let context: OpaquePointer
+    /// The leaf certificate (owned by `context`; kept for host checks).
+    private let leaf: OpaquePointer?
+    /// Wire-format ALPN list (length-prefixed names), read by the select callback.
+    private let alpnWire: UnsafeMutableBufferPointer<UInt8>
+    /// A name for logs: the Secret or "default" or "self-signed".
+    public let name: String
+
+    /// Creates a context without a certificate: the front context every
+    /// connection starts on, whose server-name callback then switches to the
+    /// context for the requested host.
+    init(frontWithSettings settings: TLSServerSettings) throws {
+        (context, alpnWire) = try TLSServerContext.makeConfigured(settings)
+        leaf = nil
+        name = "front"
+        _ = postern_SSL_CTX_set_tlsext_servername_callback(context, serverNameSelected)
+    }
+
+    /// Creates a context serving `certificateChainPEM` (leaf first, then
+    /// intermediates) with `privateKeyPEM` (RSA or ECDSA).
+    public init(name: String, certificateChainPEM: [UInt8], privateKeyPEM: [UInt8], settings: TLSServerSettings) throws {
+        OpenSSLErrors.clear()
+        let (context, alpnWire) = try TLSServerContext.makeConfigured(settings)
+        self.context = context
+        self.alpnWire = alpnWire
+        self.name = name
+        do {
+            let certificates = try PEM.readCertificates(certificateChainPEM)
+            guard let leaf = certificates.first else { throw TLSError("\(name): tls.crt holds no certificate") }
+            defer { certificates.dropFirst().forEach { X509_free($0) } }
+            guard SSL_CTX_use_certificate(context, leaf) == 1 else {
+                X509_free(leaf)
+                throw TLSError.fromQueue("\(name): tls.crt is not usable")
+            }
+            // SSL_CTX_use_certificate took its own reference.
+            X509_free(leaf)
+            for intermediate in certificates.dropFirst() {
+                guard postern_SSL_CTX_add1_chain_cert(context, intermediate) == 1 else {
+                    throw TLSError.fromQueue("\(name): an intermediate certificate in tls.crt is not usable")
+                }
+            }
+            let key = try PEM.readPrivateKey(privateKeyPEM, name: name)
+            defer { EVP_PKEY_free(key) }
+            guard X509_check_private_key(SSL_CTX_get0_certificate(context), key) == 1 else {
+                OpenSSLErrors.clear()
+                throw TLSError("\(name): tls.key does not match the certificate in tls.crt")
+            }
+            guard SSL_CTX_use_PrivateKey(context, key) == 1 else {
+                throw TLSError.fromQueue("\(name): tls.key is not usable")
+            }
+            guard SSL_CTX_check_private_key(context) == 1 else {
+                throw TLSError.fromQueue("\(name): tls.key does not match the certificate in tls.crt")
+            }
+            self.leaf = SSL_CTX_get0_certificate(context)
+        } catch {
+            SSL_CTX_free(context)
+            alpnWire.deallocate()
+            throw error
+        }
+    }
+
+    /// Creates a context from an already built certificate and key (the
+    /// self-signed fallback). Takes no ownership of either.
+    init(name: String, certificate: OpaquePointer, key: OpaquePointer, settings: TLSServerSettings) throws {
+        (context, alpnWire) = try TLSServerContext.makeConfigured(settings)
+        self.name = name
+        guard SSL_CTX_use_certificate(context, certificate) == 1, SSL_CTX_use_PrivateKey(context, key) == 1,
+            SSL_CTX_check_private_key(context) == 1
+        else {
+            SSL_CTX_free(context)
+            alpnWire.deallocate()
+            throw TLSError.fromQueue("\(name): generated certificate is not usable")
+        }
+        leaf = SSL_CTX_get0_certificate(context)
+    }
+
+    deinit {
+        SSL_CTX_free(context)
+        alpnWire.deallocate()
+    }
+
+    /// True when the certificate's names (SANs, or CN without SANs) cover `host`.
+    public func certificateCovers(host: String) -> Bool {
+        guard let leaf else { return false }
+        return host.withCString { X509_check_host(leaf, $0, host.utf8.count, 0, nil) } == 1
+    }
+
+    /// The certificate's expiry as seconds since 1970 (for metrics and warnings).
+    public var notAfter: Int? {
+        guard let leaf, let time = X509_get0_notAfter(leaf) else { return nil }
+        var tm = tm()
+        guard ASN1_TIME_to_tm(time, &tm) == 1 else { return nil }
+        return Int(timegm(&tm))
+    }
+
+    private static func makeConfigured(_ settings: TLSServerSettings) throws -> (OpaquePointer, UnsafeMutableBufferPointer<UInt8>) {
+        guard let context = SSL_CTX_new(TLS_server_method()) else {
+            throw TLSError.fromQueue("SSL_CTX_new failed")
+        }
+        func fail(_ what: String) -> TLSError {
+            SSL_CTX_free(context)
+            return TLSError.fromQueue(what)
+        }
+        guard postern_SSL_CTX_set_min_proto_version(context, settings.minimumVersion.openSSLValue) == 1,
+            postern_SSL_CTX_set_max_proto_version(context, settings.maximumVersion.openSSLValue) == 1
+        else { throw fail("ssl-protocols: cannot set the protocol range") }
+        // No compression (CRIME), no renegotiation, the server's cipher order.
+        SSL_CTX_set_options(
+            context,
+            postern_SSL_OP_NO_COMPRESSION() | postern_SSL_OP_NO_RENEGOTIATION() | postern_SSL_OP_CIPHER_SERVER_PREFERENCE())
+        _ = postern_SSL_CTX_set_mode(context, postern_SSL_MODE_proxy())
+        // Stateless tickets only: no server-side session cache to share between workers.
+        _ = postern_SSL_CTX_set_session_cache_mode(context, postern_SSL_SESS_CACHE_OFF())
+        guard SSL_CTX_set_cipher_list(context, settings.ciphers) == 1 else { throw fail("ssl-ciphers: '\(settings.ciphers)' selects no cipher") }
+        guard SSL_CTX_set_ciphersuites(context, settings.cipherSuites) == 1 else {
+            throw fail("ssl-ciphersuites: '\(settings.cipherSuites)' is not valid")
+        }
+        guard postern_SSL_CTX_set1_groups_list(context, settings.groups) == 1 else {
+            throw fail("ssl-ecdh-curve: '\(settings.groups)' is not valid")
+        }
+        var wire: [UInt8] = []
+        for name in settings.alpnProtocols where !name.isEmpty && name.utf8.count < 256 {
+            wire.append(UInt8(name.utf8.count))
+            wire.append(contentsOf: name.utf8)
+        }
+        let alpn = UnsafeMutableBufferPointer<UInt8>.allocate(capacity: max(wire.count, 1))
+        _ = alpn.initialize(from: wire)
+        if wire.isEmpty { alpn[0] = 0 }
+        SSL_CTX_set_alpn_select_cb(context, alpnSelect, UnsafeMutableRawPointer(alpn.baseAddress))
+        return (context, alpn)
+    }
+}
+
+/// ALPN: the first of the server's protocols that the client offers (server
+/// preference). No overlap is a fatal `no_application_protocol` alert, as
+/// RFC 7301 §3.2 and nginx do.
+private func alpnSelect(
+    _ ssl: OpaquePointer?, _ out: UnsafeMutablePointer<UnsafePointer<UInt8>?>?, _ outLength: UnsafeMutablePointer<UInt8>?,
+    _ client: UnsafePointer<UInt8>?, _ clientLength: UInt32, _ argument: UnsafeMutableRawPointer?
+) -> Int32 {
+    guard let argument, let out, let outLength, let client else { return SSL_TLSEXT_ERR_NOACK }
+    let server = argument.assumingMemoryBound(to: UInt8.self)
+    // The list's length is not stored: walk the length-prefixed entries.
+    var serverLength = 0
+    while server[serverLength] != 0 { serverLength += Int(server[serverLength]) + 1 }
+    if serverLength == 0 { return SSL_TLSEXT_ERR_NOACK }
+    var selected: UnsafeMutablePointer<UInt8>?
+    let result = SSL_select_next_proto(&selected, outLength, server, UInt32(serverLength), client, clientLength)
+    guard result == OPENSSL_NPN_NEGOTIATED, let selected else { return SSL_TLSEXT_ERR_ALERT_FATAL }
+    out.pointee = UnsafePointer(selected)
+    return SSL_TLSEXT_ERR_OK
+}
+
+/// PEM decoding from memory.
+enum PEM {
+    /// Every certificate in `bytes`, in order (caller frees them).
+    static func readCertificates(_ bytes: [UInt8]) throws -> [OpaquePointer] {
+        try withMemoryBIO(bytes) { bio in
+            var certificates: [OpaquePointer] = []
+            while let certificate = PEM_read_bio_X509(bio, nil, nil, nil) {
+                certificates.append(certificate)
+            }
+            // Reading stops with a "no start line" error at the end: expected.
+            ERR_clear_error()
+            return certificates
+        }
+    }
+
+    /// The first private key in `bytes` (caller frees it).
+    static func readPrivateKey(_ bytes: [UInt8], name: String) throws -> OpaquePointer {
+        try withMemoryBIO(bytes) { bio in
+            guard let key = PEM_read_bio_PrivateKey(bio, nil, nil, nil) else {
+                throw TLSError.fromQueue("\(name): tls.key holds no readable private key")
+            }
+            return key
+        }
+    }
+
+    static func withMemoryBIO<R>(_ bytes: [UInt8], _ body: (OpaquePointer) throws -> R) throws -> R {
+        try bytes.withUnsafeBytes { raw in
+            guard let bio = BIO_new_mem_buf(raw.baseAddress, Int32(raw.count)) else {
+                throw TLSError.fromQueue("BIO_new_mem_buf failed")
+            }
+            defer { BIO_free(bio) }
+            return try body(bio)
+        }
+    }
+}

@@ -1,0 +1,277 @@
+import Foundation
+import Testing
+
+/// A certificate authority and leaf certificates made with the `openssl`
+/// command line, in a temporary folder.
+final class TestPKI: @unchecked Sendable {
+    let folder: String
+    var caPath: String { folder + "/ca.crt" }
+
+    init() throws {
+        folder = NSTemporaryDirectory() + "postern-pki-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        try openssl([
+            "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "30",
+            "-subj", "/CN=Postern Test CA", "-keyout", folder + "/ca.key", "-out", caPath,
+        ])
+    }
+
+    deinit { try? FileManager.default.removeItem(atPath: folder) }
+
+    @discardableResult
+    func openssl(_ arguments: [String]) throws -> String {
+        let result = try runCommand("/usr/bin/openssl", arguments)
+        guard result.status == 0 else { throw HarnessError("openssl \(arguments.first ?? ""): \(result.stderr)") }
+        return result.stdout
+    }
+
+    /// A leaf for `names` signed by the CA: (certificate PEM, key PEM).
+    /// `days: 0` gives a certificate that has already expired.
+    func leaf(_ names: [String], days: Int = 30, keyType: String = "ec") throws -> (certificate: String, key: String) {
+        let base = folder + "/" + UUID().uuidString
+        let keyArguments = keyType == "rsa" ? ["-newkey", "rsa:2048"] : ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"]
+        try openssl(["req"] + keyArguments + ["-nodes", "-subj", "/CN=\(names[0])", "-keyout", base + ".key", "-out", base + ".csr"])
+        try "subjectAltName=\(names.map { "DNS:\($0)" }.joined(separator: ","))\n".write(toFile: base + ".ext", atomically: true, encoding: .utf8)
+        try openssl([
+            "x509", "-req", "-in", base + ".csr", "-CA", caPath, "-CAkey", folder + "/ca.key", "-CAcreateserial",
+            "-days", "\(days)", "-extfile", base + ".ext", "-out", base + ".crt",
+        ])
+        return (try String(contentsOfFile: base + ".crt", encoding: .utf8), try String(contentsOfFile: base + ".key", encoding: .utf8))
+    }
+
+    /// A `kubernetes.io/tls` Secret manifest.
+    static func secret(_ name: String, certificate: String, key: String) -> String {
+        func block(_ text: String) -> String {
+            text.split(separator: "\n").map { "    " + $0 }.joined(separator: "\n")
+        }
+        return """
+            ---
+            apiVersion: v1
+            kind: Secret
+            metadata: {name: \(name), namespace: default}
+            type: kubernetes.io/tls
+            stringData:
+              tls.crt: |
+            \(block(certificate))
+              tls.key: |
+            \(block(key))
+
+            """
+    }
+}
+
+/// An Ingress with TLS for `tlsHosts` (one entry per secret) and rules to `service`.
+func tlsIngress(_ name: String, tls: [(hosts: [String], secret: String)], hosts: [String], service: String, annotations: [String: String] = [:]) -> String {
+    var text = """
+        ---
+        apiVersion: networking.k8s.io/v1
+        kind: Ingress
+        metadata:
+          name: \(name)
+          namespace: default
+          annotations: {\(annotations.map { "\"\($0.key)\": \"\($0.value)\"" }.joined(separator: ", "))}
+        spec:
+          ingressClassName: postern
+          tls:
+
+        """
+    for entry in tls {
+        text += "  - hosts: [\(entry.hosts.map { "\"\($0)\"" }.joined(separator: ", "))]\n    secretName: \(entry.secret)\n"
+    }
+    text += "  rules:\n"
+    for host in hosts {
+        text += """
+              - host: "\(host)"
+                http:
+                  paths:
+                  - {path: /, pathType: Prefix, backend: {service: {name: \(service), port: {number: 80}}}}
+
+            """
+    }
+    return text
+}
+
+extension EndToEndTests {
+    @Suite struct TLSTermination {
+        /// Postern with certificates for a.example.com, *.wild.example.com, an
+        /// expired one for old.example.com and a broken Secret for bad.example.com.
+        final class Fixture: @unchecked Sendable {
+            let pki: TestPKI
+            let backend: EchoBackend
+            let manifests: ManifestFolder
+            let postern: PosternProcess
+
+            init(settings: String = "") throws {
+                pki = try TestPKI()
+                backend = try EchoBackend(name: "secure")
+                manifests = try ManifestFolder()
+                let exact = try pki.leaf(["a.example.com"])
+                let wildcard = try pki.leaf(["*.wild.example.com"], keyType: "rsa")
+                let expired = try pki.leaf(["old.example.com"], days: 0)
+                let other = try pki.leaf(["bad.example.com"])
+                try manifests.write("class.yaml", Manifests.ingressClass)
+                try manifests.write("svc.yaml", Manifests.service("app", ports: [backend.port]))
+                try manifests.write(
+                    "secrets.yaml",
+                    TestPKI.secret("exact", certificate: exact.certificate, key: exact.key)
+                        + TestPKI.secret("wild", certificate: wildcard.certificate, key: wildcard.key)
+                        + TestPKI.secret("old", certificate: expired.certificate, key: expired.key)
+                        + TestPKI.secret("bad", certificate: other.certificate, key: exact.key))
+                try manifests.write(
+                    "ingress.yaml",
+                    tlsIngress(
+                        "secure",
+                        tls: [
+                            (["a.example.com"], "exact"), (["*.wild.example.com"], "wild"), (["old.example.com"], "old"),
+                            (["bad.example.com"], "bad"), (["missing.example.com"], "does-not-exist"),
+                        ],
+                        hosts: ["a.example.com", "*.wild.example.com", "old.example.com", "bad.example.com", "missing.example.com"],
+                        service: "app")
+                        + Manifests.ingress("plain", rules: [("plain.example.com", "/", "Prefix", "app")]))
+                postern = try PosternProcess(manifests: manifests, settings: settings)
+            }
+
+            /// curl over HTTPS to `host` (resolved to loopback), trusting the test CA.
+            func curl(_ host: String, path: String = "/", extra: [String] = []) throws -> (status: Int32, stdout: String, stderr: String) {
+                try runCommand(
+                    "/usr/bin/curl",
+                    [
+                        "-sS", "--cacert", pki.caPath, "--resolve", "\(host):\(postern.httpsPort):127.0.0.1",
+                        "-w", "\n%{http_code}", "https://\(host):\(postern.httpsPort)\(path)",
+                    ] + extra)
+            }
+
+            /// Subject CN and serial of the certificate served for `serverName`.
+            func servedCertificate(serverName: String) throws -> String {
+                let script = "openssl s_client -connect 127.0.0.1:\(postern.httpsPort) -servername \(serverName) </dev/null 2>/dev/null"
+                    + " | openssl x509 -noout -subject -serial"
+                return try runCommand("/bin/bash", ["-c", script]).stdout
+            }
+        }
+
+        @Test func selectsCertificatesBySNIExactWildcardAndDefault() throws {
+            let fixture = try Fixture()
+            let exact = try fixture.curl("a.example.com", path: "/hello")
+            #expect(exact.status == 0, "\(exact.stderr)")
+            #expect(exact.stdout.hasSuffix("\n200"))
+            #expect(exact.stdout.contains("\"name\":\"secure\""))
+            let wildcard = try fixture.curl("x.wild.example.com")
+            #expect(wildcard.status == 0 && wildcard.stdout.hasSuffix("\n200"), "\(wildcard.stderr)")
+            #expect(try fixture.servedCertificate(serverName: "x.wild.example.com").contains("CN = *.wild.example.com"))
+            // One label only: a deeper name gets the default (self-signed) certificate.
+            #expect(try fixture.servedCertificate(serverName: "y.x.wild.example.com").contains("Postern Self-Signed Certificate"))
+            #expect(try fixture.servedCertificate(serverName: "unknown.example.org").contains("Postern Self-Signed Certificate"))
+            // A client that does not trust the default certificate refuses it.
+            #expect(try fixture.curl("plain.example.com").status == 60)
+        }
+
+        @Test func brokenMissingAndExpiredSecretsFallBackOrWarnWhileOthersServe() throws {
+            let fixture = try Fixture()
+            #expect(try fixture.servedCertificate(serverName: "bad.example.com").contains("Postern Self-Signed Certificate"))
+            #expect(try fixture.servedCertificate(serverName: "missing.example.com").contains("Postern Self-Signed Certificate"))
+            // The expired certificate is still served, and clients reject it.
+            #expect(try fixture.servedCertificate(serverName: "old.example.com").contains("CN = old.example.com"))
+            #expect(try fixture.curl("old.example.com").status == 60)
+            let log = fixture.postern.child.stderrText
+            #expect(log.contains("tls.key does not match the certificate"))
+            #expect(log.contains("MissingSecret"))
+            #expect(log.contains("has expired"))
+            #expect(try fixture.curl("a.example.com").stdout.hasSuffix("\n200"))
+        }
+
+        @Test func setsForwardedProtoAndPortAndHSTSOnHTTPS() throws {
+            let fixture = try Fixture()
+            let result = try fixture.curl("a.example.com", extra: ["-D", "-"])
+            #expect(result.stdout.contains("Strict-Transport-Security: max-age=31536000; includeSubDomains"))
+            #expect(result.stdout.contains("\"x-forwarded-proto\":\"https\""))
+            #expect(result.stdout.contains("\"x-forwarded-port\":\"\(fixture.postern.httpsPort)\""))
+        }
+
+        @Test func redirectsPlainHTTPForTLSHostsWith308() throws {
+            let fixture = try Fixture()
+            let redirected = try fixture.postern.get("/path?q=1", host: "a.example.com")
+            #expect(redirected.status == 308)
+            #expect(redirected.header("location") == "https://a.example.com:\(fixture.postern.httpsPort)/path?q=1")
+            // Hosts without TLS are served over plain HTTP.
+            #expect(try fixture.postern.get("/", host: "plain.example.com").status == 200)
+            #expect(try fixture.postern.metric("postern_https_redirects_total") == 1)
+        }
+
+        @Test func misdirectedRequestGets421() throws {
+            let fixture = try Fixture()
+            let result = try fixture.curl("a.example.com", extra: ["-H", "Host: x.wild.example.com"])
+            #expect(result.stdout.hasSuffix("\n421"), "\(result.stdout)")
+            let sameCertificate = try fixture.curl("a.example.com", extra: ["-H", "Host: a.example.com:443"])
+            #expect(sameCertificate.stdout.hasSuffix("\n200"))
+        }
+
+        @Test func refusesTLS10And11() throws {
+            let fixture = try Fixture()
+            let old = try fixture.curl("a.example.com", extra: ["--tlsv1.0", "--tls-max", "1.1"])
+            #expect(old.status != 0)
+            let modern = try fixture.curl("a.example.com", extra: ["--tlsv1.2", "--tls-max", "1.2"])
+            #expect(modern.stdout.hasSuffix("\n200"), "\(modern.stderr)")
+            #expect(try fixture.postern.metric("postern_tls_handshakes_total{result=\"failed\"}") ?? 0 >= 1)
+        }
+
+        @Test func rotatesACertificateUnderLoadWithoutFailures() throws {
+            let fixture = try Fixture()
+            let before = try fixture.servedCertificate(serverName: "a.example.com")
+            final class Load: @unchecked Sendable {
+                let lock = NSLock()
+                var failures: [String] = []
+                var succeeded = 0
+                var stop = false
+            }
+            let load = Load()
+            let threads = (0..<2).map { _ in
+                let thread = Thread {
+                    let deadline = Date().addingTimeInterval(20)
+                    while Date() < deadline, !load.lock.withLock({ load.stop }) {
+                        // Each curl is a new connection: a full handshake, then three requests.
+                        guard let result = try? fixture.curl("a.example.com", path: "/1", extra: [
+                            "https://a.example.com:\(fixture.postern.httpsPort)/2", "https://a.example.com:\(fixture.postern.httpsPort)/3",
+                        ])
+                        else { continue }
+                        load.lock.withLock {
+                            if result.status == 0, result.stdout.hasSuffix("\n200") { load.succeeded += 1 } else {
+                                load.failures.append("\(result.status) \(result.stderr)")
+                            }
+                        }
+                    }
+                }
+                thread.start()
+                return thread
+            }
+            usleep(500_000)
+            let rotated = try fixture.pki.leaf(["a.example.com"])
+            let secrets = try String(contentsOfFile: fixture.manifests.path + "/secrets.yaml", encoding: .utf8)
+            let start = secrets.range(of: "---\napiVersion: v1\nkind: Secret\nmetadata: {name: exact")!
+            let end = secrets.range(of: "\n---\n", range: start.upperBound..<secrets.endIndex)!
+            try fixture.manifests.write(
+                "secrets.yaml",
+                secrets.replacingCharacters(
+                    in: start.lowerBound..<secrets.index(after: end.lowerBound), with: TestPKI.secret("exact", certificate: rotated.certificate, key: rotated.key)))
+            let written = Date()
+            var after = before
+            while after == before, Date().timeIntervalSince(written) < 5 {
+                usleep(50_000)
+                after = try fixture.servedCertificate(serverName: "a.example.com")
+            }
+            #expect(after != before, "\(fixture.postern.child.stderrText.suffix(3000))")
+            #expect(Date().timeIntervalSince(written) < 1.5, "new certificate served after \(Date().timeIntervalSince(written)) s")
+            usleep(500_000)
+            load.lock.withLock { load.stop = true }
+            while threads.contains(where: { $0.isExecuting }) { usleep(10_000) }
+            #expect(load.failures.isEmpty, "\(load.failures.prefix(3))")
+            #expect(load.succeeded >= 5)
+        }
+    }
+}
+
+extension PosternProcess {
+    /// A plain-HTTP GET.
+    func get(_ path: String, host: String) throws -> HTTPResponse {
+        try HTTPClient.request(port: port, path: path, host: host)
+    }
+}
