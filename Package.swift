@@ -19,10 +19,14 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
+        .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.0"),
     ],
     targets: [
         // C: macros and symbols Swift cannot import (epoll, accept4, eventfd, memmem).
         .target(name: "CPosternShim"),
+        // C++: RE2 (linear-time regular expressions) behind a C interface; libre2-dev.
+        .target(name: "CRE2", linkerSettings: [.linkedLibrary("re2")]),
+        .target(name: "RegexEngine", dependencies: ["CRE2"], swiftSettings: hotPathSettings),
         .systemLibrary(
             name: "COpenSSL", pkgConfig: "openssl",
             providers: [.apt(["libssl-dev"])]),
@@ -43,9 +47,9 @@ let package = Package(
             name: "Telemetry",
             dependencies: [.product(name: "Logging", package: "swift-log")]),
 
-        .target(name: "Routing", dependencies: ["RouteModel"], swiftSettings: hotPathSettings),
+        .target(name: "Routing", dependencies: ["RouteModel", "RegexEngine"], swiftSettings: hotPathSettings),
         .target(name: "Kube", dependencies: ["HTTP1", "Reactor"]),
-        .target(name: "Translate", dependencies: ["Kube", "RouteModel"]),
+        .target(name: "Translate", dependencies: ["Kube", "RouteModel", "RegexEngine"]),
         .target(
             name: "Controller",
             dependencies: [
@@ -73,8 +77,12 @@ let package = Package(
             ],
             swiftSettings: hotPathSettings),
 
+        .executableTarget(
+            name: "routing-bench", dependencies: ["Routing", "Translate", "Kube", "RouteModel"], path: "bench/routing",
+            swiftSettings: hotPathSettings),
+
         .testTarget(name: "HTTP1Tests", dependencies: ["HTTP1"]),
-        .testTarget(name: "RoutingTests", dependencies: ["Routing", "RouteModel"]),
+        .testTarget(name: "RoutingTests", dependencies: ["Routing", "RouteModel", .product(name: "PropertyBased", package: "swift-property-based")]),
         .testTarget(name: "TranslateTests", dependencies: ["Translate", "Kube", "RouteModel", "Controller", "Routing"]),
         .testTarget(name: "ReactorTests", dependencies: ["Reactor"]),
         .testTarget(name: "TelemetryTests", dependencies: ["Telemetry"]),

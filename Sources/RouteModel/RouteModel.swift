@@ -54,6 +54,9 @@ public enum PathMatch: Sendable, Hashable, Comparable {
     /// Element-wise on `/`-separated segments: `/foo` matches `/foo`,
     /// `/foo/` and `/foo/bar`, never `/foobar`.
     case prefix
+    /// `Route.path` is an RE2 pattern matched anchored at the start of the
+    /// path (not at its end), as ingress-nginx's `use-regex` does.
+    case regex
 }
 
 /// One path rule of a virtual host.
@@ -66,12 +69,23 @@ public struct Route: Sendable, Equatable {
     public var cluster: String
     /// The Ingress the rule came from (`namespace/name`), for diagnostics and `route`.
     public var source: String
+    /// Where in the Ingress the rule is written (`spec.rules[0].http.paths[1]`); empty when unknown.
+    public var location: String
+    /// `nginx.ingress.kubernetes.io/rewrite-target`: the path sent upstream,
+    /// with `$0`-`$9` replaced by the capture groups of a `.regex` route
+    /// (empty for other routes). nil sends the client's path unchanged.
+    public var rewriteTarget: String?
 
-    public init(path: String, match: PathMatch, cluster: String, source: String) {
+    public init(
+        path: String, match: PathMatch, cluster: String, source: String, location: String = "",
+        rewriteTarget: String? = nil
+    ) {
         self.path = path
         self.match = match
         self.cluster = cluster
         self.source = source
+        self.location = location
+        self.rewriteTarget = rewriteTarget
     }
 }
 

@@ -1,39 +1,137 @@
+import RegexEngine
 import RouteModel
 
 extension RoutingTable {
-    /// Routes one request. Allocation-free.
+    /// Routes one request. Allocation-free; equivalent to
+    /// `route(host:path:rewriteInto:)` with the rewrite ignored.
     ///
     /// - Parameters:
     ///   - host: the Host header (or `:authority`) bytes, any case, with or
     ///     without `:port`; a bracketed IPv6 literal keeps its brackets; one
     ///     trailing dot is ignored.
     ///   - path: the request path bytes without the query string, compared
-    ///     case-sensitively and without percent-decoding.
+    ///     case-sensitively and without percent-decoding, after dot-segments
+    ///     are removed (`PathNormalization`).
     public func route(host: UnsafeRawBufferPointer, path: UnsafeRawBufferPointer) -> RouteDecision {
-        let hostIndex = virtualHostIndex(host: host)
-        var cluster: Int32 = -1
-        if hostIndex >= 0 {
-            let vhost = virtualHosts[Int(hostIndex)]
-            cluster = matchPath(path, host: UInt32(hostIndex), vhost)
-            if cluster < 0 { cluster = vhost.defaultCluster }
-        }
-        if cluster < 0 { cluster = defaultCluster }
-        return cluster < 0 ? .notFound : .cluster(clusters[Int(cluster)])
+        route(host: host, path: path, rewriteInto: UnsafeMutableRawBufferPointer(start: nil, count: 0), wantsRewrite: false)
+            .decision
+    }
+
+    /// Routes one request and, when the chosen rule has a `rewrite-target`,
+    /// writes the path to send upstream into `rewriteInto`. Allocation-free
+    /// (dot-segment removal uses a stack buffer).
+    ///
+    /// The proxy sends `rewriteInto[0..<count]` as the upstream path when the
+    /// result is `.rewritten(count:)`, followed by the client's `?query` if it
+    /// had one; on `.none` it sends the client's target unchanged; `.tooLong`
+    /// answers 414. `host` and `path` are as for `route(host:path:)`.
+    public func route(
+        host: UnsafeRawBufferPointer, path: UnsafeRawBufferPointer, rewriteInto: UnsafeMutableRawBufferPointer
+    ) -> RouteResult {
+        route(host: host, path: path, rewriteInto: rewriteInto, wantsRewrite: true)
     }
 
     /// Routes with strings, for tests and `postern route`; a `?query` on
     /// `path` is ignored.
     public func route(host: String, path: String) -> RouteDecision {
+        routeWithRewrite(host: host, path: path).decision
+    }
+
+    /// Routes with strings and returns the rewritten upstream path (nil when
+    /// the target is unchanged), for tests and `postern route`.
+    public func routeWithRewrite(host: String, path: String) -> (decision: RouteDecision, rewrittenPath: String?) {
         var host = host
         var path = path
         if let query = path.utf8.firstIndex(of: UInt8(ascii: "?")) {
             path = String(path[..<query])
         }
-        return host.withUTF8 { hostBytes in
+        var buffer = [UInt8](repeating: 0, count: 16 * 1024)
+        let result = host.withUTF8 { hostBytes in
             path.withUTF8 { pathBytes in
-                route(host: UnsafeRawBufferPointer(hostBytes), path: UnsafeRawBufferPointer(pathBytes))
+                buffer.withUnsafeMutableBytes { out in
+                    route(host: UnsafeRawBufferPointer(hostBytes), path: UnsafeRawBufferPointer(pathBytes), rewriteInto: out)
+                }
             }
         }
+        switch result.rewrite {
+        case .none: return (result.decision, nil)
+        case let .rewritten(count): return (result.decision, String(decoding: buffer[0..<count], as: UTF8.self))
+        case .tooLong: return (result.decision, nil)
+        }
+    }
+
+    @inline(__always)
+    private func route(
+        host: UnsafeRawBufferPointer, path: UnsafeRawBufferPointer, rewriteInto: UnsafeMutableRawBufferPointer,
+        wantsRewrite: Bool
+    ) -> RouteResult {
+        let hostIndex = virtualHostIndex(host: host)
+        var cluster: Int32 = -1
+        var rewrite = PathRewrite.none
+        if hostIndex >= 0 {
+            let vhost = virtualHosts[Int(hostIndex)]
+            if PathNormalization.needsNormalization(path) {
+                // Never longer than the input. Stack for ordinary lengths.
+                withUnsafeTemporaryAllocation(of: UInt8.self, capacity: path.count) { buffer in
+                    let count = PathNormalization.normalize(path, into: buffer.baseAddress!)
+                    cluster = matchRoute(
+                        UnsafeRawBufferPointer(start: buffer.baseAddress, count: count), host: UInt32(hostIndex), vhost,
+                        rewriteInto: rewriteInto, wantsRewrite: wantsRewrite, rewrite: &rewrite)
+                }
+            } else {
+                cluster = matchRoute(
+                    path, host: UInt32(hostIndex), vhost, rewriteInto: rewriteInto, wantsRewrite: wantsRewrite,
+                    rewrite: &rewrite)
+            }
+            if cluster < 0 { cluster = vhost.defaultCluster }
+        }
+        if cluster < 0 { cluster = defaultCluster }
+        return RouteResult(decision: cluster < 0 ? .notFound : .cluster(clusters[Int(cluster)]), rewrite: rewrite)
+    }
+
+    /// Cluster of the chosen rule (and its rewrite), or -1.
+    @inline(__always)
+    private func matchRoute(
+        _ path: UnsafeRawBufferPointer, host: UInt32, _ vhost: CompiledVirtualHost,
+        rewriteInto: UnsafeMutableRawBufferPointer, wantsRewrite: Bool, rewrite: inout PathRewrite
+    ) -> Int32 {
+        if vhost.regexStart < vhost.regexEnd {
+            return withUnsafeTemporaryAllocation(of: Int32.self, capacity: 2 * LinearRegex.maximumGroups) { offsets in
+                let offsets = offsets.baseAddress!
+                let (routeIndex, groups) = matchPath(path, host: host, vhost, offsets: offsets)
+                guard routeIndex >= 0 else { return -1 }
+                let route = routes[Int(routeIndex)]
+                if wantsRewrite, route.rewrite >= 0 {
+                    rewrite = applyRewrite(route.rewrite, path: path, offsets: offsets, groups: groups, into: rewriteInto)
+                }
+                return route.cluster
+            }
+        }
+        let (routeIndex, _) = matchPath(path, host: host, vhost, offsets: nil)
+        guard routeIndex >= 0 else { return -1 }
+        let route = routes[Int(routeIndex)]
+        if wantsRewrite, route.rewrite >= 0 {
+            rewrite = applyRewrite(route.rewrite, path: path, offsets: nil, groups: 0, into: rewriteInto)
+        }
+        return route.cluster
+    }
+
+    @inline(__always)
+    private func applyRewrite(
+        _ index: Int32, path: UnsafeRawBufferPointer, offsets: UnsafeMutablePointer<Int32>?, groups: Int,
+        into output: UnsafeMutableRawBufferPointer
+    ) -> PathRewrite {
+        let template = rewrites[Int(index)]
+        let base = path.baseAddress?.assumingMemoryBound(to: UInt8.self) ?? UnsafePointer(bitPattern: 1)!
+        let written: Int?
+        if let offsets {
+            written = template.expand(path: base, offsets: offsets, groups: groups, into: output)
+        } else {
+            var none: Int32 = -1
+            written = template.expand(path: base, offsets: &none, groups: 0, into: output)
+        }
+        guard let written else { return .tooLong }
+        return .rewritten(count: written)
     }
 
     /// Index of the virtual host for `host`, or -1.
@@ -80,17 +178,22 @@ extension RoutingTable {
         }
     }
 
-    /// Cluster index of the best path rule of one host, or -1.
+    /// Route index of the best path rule of one host, or -1, and for a regex
+    /// rule the number of groups written to `offsets`.
     ///
-    /// One pass over the path: the Exact hash of the whole path, and the
-    /// Prefix hash looked up at every segment boundary (the later the match,
+    /// Exact: one hash lookup of the whole path. Regex: the host's patterns
+    /// in order, each linear in the path. Prefix: one pass over the path,
+    /// looking up the hash at every segment boundary (the later the match,
     /// the longer the prefix), so the cost grows with the number of segments,
     /// not the number of rules.
     @inline(__always)
-    func matchPath(_ path: UnsafeRawBufferPointer, host: UInt32, _ vhost: CompiledVirtualHost) -> Int32 {
+    func matchPath(
+        _ path: UnsafeRawBufferPointer, host: UInt32, _ vhost: CompiledVirtualHost,
+        offsets: UnsafeMutablePointer<Int32>?
+    ) -> (route: Int32, groups: Int) {
         let count = path.count
         guard count > 0, let base = path.baseAddress?.assumingMemoryBound(to: UInt8.self) else {
-            return vhost.rootCluster
+            return (vhost.rootRoute, 0)
         }
         let exactTag = host &* 2
         let prefixTag = host &* 2 &+ 1
@@ -98,10 +201,21 @@ extension RoutingTable {
             var hasher = ByteHasher(tag: exactTag)
             for i in 0..<count { hasher.add(base[i]) }
             let found = pathTable.lookup(tag: exactTag, hash: hasher.value, bytes: base, count: count)
-            if found >= 0 { return found }
+            if found >= 0 { return (found, 0) }
         }
-        var best = vhost.rootCluster
-        guard vhost.hasPrefixPaths, base[0] == UInt8(ascii: "/") else { return best }
+        if let offsets {
+            var i = Int(vhost.regexStart)
+            let end = Int(vhost.regexEnd)
+            while i < end {
+                let candidate = regexRoutes[i]
+                if candidate.regex.matchesPrefix(path, offsets: offsets, groups: Int(candidate.groups)) {
+                    return (candidate.route, Int(candidate.groups))
+                }
+                i += 1
+            }
+        }
+        var best = vhost.rootRoute
+        guard vhost.hasPrefixPaths, base[0] == UInt8(ascii: "/") else { return (best, 0) }
         var hasher = ByteHasher(tag: prefixTag)
         hasher.add(base[0])
         var i = 1
@@ -119,6 +233,6 @@ extension RoutingTable {
             let found = pathTable.lookup(tag: prefixTag, hash: hasher.value, bytes: base, count: count)
             if found >= 0 { best = found }
         }
-        return best
+        return (best, 0)
     }
 }

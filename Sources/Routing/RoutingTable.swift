@@ -1,3 +1,4 @@
+import RegexEngine
 import RouteModel
 
 /// The compiled, immutable routing configuration: built once per model
@@ -7,19 +8,28 @@ import RouteModel
 /// follows the host's first label, then the `.any` host. Once a host is
 /// chosen there is no fall-through to another host: when no path matches, the
 /// host's default cluster answers, then the model's default cluster, else 404.
-/// Within a host an Exact path beats every Prefix path, and the longest
-/// matching prefix beats shorter ones.
+/// Within a host, on the dot-segment-free path: an Exact path first; then the
+/// regex paths, longest pattern first (ingress-nginx's order), the first that
+/// matches wins; then the longest matching Prefix.
 public final class RoutingTable: Sendable {
     /// Increases with every table the controller publishes.
     public let generation: UInt64
     /// Every cluster; `clusters[i].index == i`.
     public let clusters: [CompiledCluster]
+    /// The model the table was compiled from (for `explain`, never per request).
+    public let model: RouteModel
 
     /// Host names: tag 0 exact host, tag 1 wildcard suffix (`.example.com`) → virtual host index.
     let hostTable: ByteKeyTable
-    /// Paths: tag `2 * host` Exact, `2 * host + 1` Prefix → cluster index.
+    /// Paths: tag `2 * host` Exact, `2 * host + 1` Prefix → route index.
     let pathTable: ByteKeyTable
     let virtualHosts: [CompiledVirtualHost]
+    /// Every path rule; a lookup ends at an index into this.
+    let routes: [CompiledRoute]
+    /// Regex rules of every host, grouped by host, each group in match order.
+    let regexRoutes: [CompiledRegexRoute]
+    /// Rewrite templates referenced by `CompiledRoute.rewrite`.
+    let rewrites: [RewriteTemplate]
     /// Index of the `.any` virtual host, -1 when none.
     let anyHost: Int32
     /// Cluster index of the model's default cluster, -1 when none.
@@ -34,16 +44,39 @@ public final class RoutingTable: Sendable {
     struct CompiledVirtualHost: Sendable {
         var hasExactPaths: Bool
         var hasPrefixPaths: Bool
-        /// Cluster for Prefix `/`, -1 when none.
-        var rootCluster: Int32
+        /// Route for Prefix `/`, -1 when none.
+        var rootRoute: Int32
         /// Cluster when no path matches, -1 when none.
         var defaultCluster: Int32
+        /// This host's rules in `regexRoutes[regexStart..<regexEnd]`.
+        var regexStart: Int32
+        var regexEnd: Int32
+    }
+
+    /// One path rule as the data path needs it.
+    struct CompiledRoute: Sendable {
+        var cluster: Int32
+        /// Index into `rewrites`, -1 for none.
+        var rewrite: Int32
+        /// Position of the rule in the model: `model.virtualHosts[host].routes[route]`.
+        var modelHost: Int32
+        var modelRoute: Int32
+    }
+
+    struct CompiledRegexRoute: Sendable {
+        var regex: LinearRegex
+        var route: Int32
+        /// Capture groups to read on a match (0 when the route has no rewrite).
+        var groups: Int32
     }
 
     /// Compiles `model`. Routes and defaults naming a cluster the model does
-    /// not define get a cluster with no endpoints (503) rather than a crash.
+    /// not define get a cluster with no endpoints (503) rather than a crash. A
+    /// regex route whose pattern does not compile (Translate reports those
+    /// first) never matches.
     public init(model: RouteModel, generation: UInt64) {
         self.generation = generation
+        self.model = model
         var clusters: [CompiledCluster] = []
         var clusterIndex: [String: Int32] = [:]
         for cluster in model.clusters where clusterIndex[cluster.name] == nil {
@@ -65,8 +98,13 @@ public final class RoutingTable: Sendable {
         var hostKeys: [(tag: UInt32, key: [UInt8], value: Int32)] = []
         var pathKeys: [(tag: UInt32, key: [UInt8], value: Int32)] = []
         var virtualHosts: [CompiledVirtualHost] = []
+        var routes: [CompiledRoute] = []
+        var regexRoutes: [CompiledRegexRoute] = []
+        var rewrites: [RewriteTemplate] = []
+        var rewriteIndex: [String: Int32] = [:]
+        var regexCache: [String: LinearRegex?] = [:]
         var anyHost: Int32 = -1
-        for vhost in model.virtualHosts {
+        for (modelHost, vhost) in model.virtualHosts.enumerated() {
             let hostIndex = Int32(virtualHosts.count)
             switch vhost.host {
             case let .exact(name):
@@ -77,26 +115,55 @@ public final class RoutingTable: Sendable {
                 if anyHost < 0 { anyHost = hostIndex }
             }
             var compiled = CompiledVirtualHost(
-                hasExactPaths: false, hasPrefixPaths: false, rootCluster: -1,
-                defaultCluster: index(of: vhost.defaultCluster))
-            for route in vhost.routes {
-                let cluster = index(of: route.cluster)
+                hasExactPaths: false, hasPrefixPaths: false, rootRoute: -1,
+                defaultCluster: index(of: vhost.defaultCluster),
+                regexStart: Int32(regexRoutes.count), regexEnd: Int32(regexRoutes.count))
+            var hostRegexes: [(route: Route, compiled: CompiledRegexRoute)] = []
+            for (modelRoute, route) in vhost.routes.enumerated() {
+                var rewrite: Int32 = -1
+                if let target = route.rewriteTarget {
+                    if let existing = rewriteIndex[target] {
+                        rewrite = existing
+                    } else {
+                        rewrite = Int32(rewrites.count)
+                        rewriteIndex[target] = rewrite
+                        rewrites.append(RewriteTemplate(target))
+                    }
+                }
+                let routeIndex = Int32(routes.count)
+                routes.append(CompiledRoute(
+                    cluster: index(of: route.cluster), rewrite: rewrite,
+                    modelHost: Int32(modelHost), modelRoute: Int32(modelRoute)))
                 switch route.match {
                 case .exact:
                     compiled.hasExactPaths = true
-                    pathKeys.append((UInt32(hostIndex) &* 2, Array(route.path.utf8), cluster))
+                    pathKeys.append((UInt32(hostIndex) &* 2, Array(route.path.utf8), routeIndex))
                 case .prefix:
                     // Matching compares whole segments, so a trailing "/" never matters.
                     var key = Array(route.path.utf8)
                     while key.count > 1, key.last == UInt8(ascii: "/") { key.removeLast() }
                     if key == [UInt8(ascii: "/")] || key.isEmpty {
-                        if compiled.rootCluster < 0 { compiled.rootCluster = cluster }
+                        if compiled.rootRoute < 0 { compiled.rootRoute = routeIndex }
                     } else {
                         compiled.hasPrefixPaths = true
-                        pathKeys.append((UInt32(hostIndex) &* 2 &+ 1, key, cluster))
+                        pathKeys.append((UInt32(hostIndex) &* 2 &+ 1, key, routeIndex))
                     }
+                case .regex:
+                    let regex: LinearRegex?
+                    if let cached = regexCache[route.path] {
+                        regex = cached
+                    } else {
+                        regex = try? LinearRegex(route.path)
+                        regexCache[route.path] = regex
+                    }
+                    guard let regex else { continue }
+                    let groups = rewrite < 0 ? 0 : min(regex.groupCount + 1, LinearRegex.maximumGroups)
+                    hostRegexes.append((route, CompiledRegexRoute(regex: regex, route: routeIndex, groups: Int32(groups))))
                 }
             }
+            hostRegexes.sort { RoutingTable.regexPrecedes($0.route, $1.route) }
+            regexRoutes.append(contentsOf: hostRegexes.map(\.compiled))
+            compiled.regexEnd = Int32(regexRoutes.count)
             virtualHosts.append(compiled)
         }
         let defaultCluster = index(of: model.defaultCluster)
@@ -104,7 +171,18 @@ public final class RoutingTable: Sendable {
         self.hostTable = ByteKeyTable(hostKeys)
         self.pathTable = ByteKeyTable(pathKeys)
         self.virtualHosts = virtualHosts
+        self.routes = routes
+        self.regexRoutes = regexRoutes
+        self.rewrites = rewrites
         self.anyHost = anyHost
         self.defaultCluster = defaultCluster
+    }
+
+    /// ingress-nginx's regex location order: the longer pattern first; ties
+    /// by pattern text, then by the older source (model order).
+    static func regexPrecedes(_ lhs: Route, _ rhs: Route) -> Bool {
+        let l = lhs.path.utf8.count, r = rhs.path.utf8.count
+        if l != r { return l > r }
+        return lhs.path < rhs.path
     }
 }

@@ -34,28 +34,28 @@ final class ClusterResolver {
 
     /// The cluster for a backend of an object in `namespace`; nil (and a
     /// diagnostic against `referrer`) when the backend itself is malformed.
-    func cluster(for backend: IngressBackend, namespace: String, referrer: ObjectKey) -> String? {
+    func cluster(for backend: IngressBackend, namespace: String, referrer: ObjectKey, field: String? = nil) -> String? {
         if let service = backend.service {
             if backend.resource != nil {
-                context.report(Diagnostic(.error, referrer, reason: "InvalidBackend",
+                context.report(Diagnostic(.error, referrer, field: field, reason: "InvalidBackend",
                     message: "backend sets both service and resource; using service \"\(service.name)\""))
             }
-            return serviceCluster(namespace: namespace, backend: service, referrer: referrer)
+            return serviceCluster(namespace: namespace, backend: service, referrer: referrer, field: field.map { $0 + ".service" })
         }
         if let resource = backend.resource {
-            return resourceCluster(namespace: namespace, resource: resource, referrer: referrer)
+            return resourceCluster(namespace: namespace, resource: resource, referrer: referrer, field: field.map { $0 + ".resource" })
         }
-        context.report(Diagnostic(.error, referrer, reason: "InvalidBackend",
+        context.report(Diagnostic(.error, referrer, field: field, reason: "InvalidBackend",
             message: "backend names neither a service nor a resource"))
         return nil
     }
 
-    private func serviceCluster(namespace: String, backend: IngressServiceBackend, referrer: ObjectKey) -> String? {
+    private func serviceCluster(namespace: String, backend: IngressServiceBackend, referrer: ObjectKey, field: String?) -> String? {
         let portReference: ServicePortReference
         switch (backend.port.number, backend.port.name) {
         case let (number?, nil):
             guard (1...65535).contains(number) else {
-                context.report(Diagnostic(.error, referrer, reason: "InvalidBackend",
+                context.report(Diagnostic(.error, referrer, field: field.map { $0 + ".port.number" }, reason: "InvalidBackend",
                     message: "service \"\(backend.name)\" port number \(number) is outside 1-65535"))
                 return nil
             }
@@ -63,11 +63,11 @@ final class ClusterResolver {
         case let (nil, name?) where !name.isEmpty:
             portReference = .name(name)
         default:
-            context.report(Diagnostic(.error, referrer, reason: "InvalidBackend",
+            context.report(Diagnostic(.error, referrer, field: field.map { $0 + ".port" }, reason: "InvalidBackend",
                 message: "service \"\(backend.name)\" backend must set exactly one of port.number and port.name"))
             return nil
         }
-        return resolve(namespace: namespace, service: backend.name, port: portReference, referrer: referrer)
+        return resolve(namespace: namespace, service: backend.name, port: portReference, referrer: referrer, field: field)
     }
 
     /// The cluster for the first port of `namespace/service` (the global default backend).
@@ -82,11 +82,11 @@ final class ClusterResolver {
         return resolve(namespace: namespace, service: service, port: .number(first.port), referrer: referrer)
     }
 
-    private func resourceCluster(namespace: String, resource: TypedLocalObjectReference, referrer: ObjectKey) -> String {
+    private func resourceCluster(namespace: String, resource: TypedLocalObjectReference, referrer: ObjectKey, field: String?) -> String {
         // A Service name cannot contain "/", so this never collides with a service cluster.
         let name = "\(namespace)/resource/\(resource.kind)/\(resource.name)"
         let reason = "resource backends (\(resource.kind) \"\(resource.name)\") are not supported"
-        return register(name: name, endpoints: [], unavailableReason: reason, referrer: referrer,
+        return register(name: name, endpoints: [], unavailableReason: reason, referrer: referrer, field: field,
             problems: [Problem(severity: .error, reason: "UnsupportedBackend", message: reason)])
     }
 
@@ -102,14 +102,16 @@ final class ClusterResolver {
         }
     }
 
-    private func resolve(namespace: String, service name: String, port: ServicePortReference, referrer: ObjectKey) -> String {
+    private func resolve(
+        namespace: String, service name: String, port: ServicePortReference, referrer: ObjectKey, field: String? = nil
+    ) -> String {
         let clusterName = "\(namespace)/\(name):\(port)"
         if let existing = clusters[clusterName] {
-            reportProblems(existing.problems, referrer: referrer)
+            reportProblems(existing.problems, referrer: referrer, field: field)
             return clusterName
         }
         func unavailable(_ reason: String, _ code: String) -> String {
-            register(name: clusterName, endpoints: [], unavailableReason: reason, referrer: referrer,
+            register(name: clusterName, endpoints: [], unavailableReason: reason, referrer: referrer, field: field,
                 problems: [Problem(severity: .error, reason: code, message: reason)])
         }
         guard let service = context.servicesByKey["\(namespace)/\(name)"] else {
@@ -130,22 +132,23 @@ final class ClusterResolver {
         }
         let endpoints = readyEndpoints(namespace: namespace, service: name, port: servicePort)
         let reason = endpoints.isEmpty ? "service \(namespace)/\(name) port \(port) has no ready endpoints" : nil
-        return register(name: clusterName, endpoints: endpoints, unavailableReason: reason, referrer: referrer, problems: [])
+        return register(name: clusterName, endpoints: endpoints, unavailableReason: reason, referrer: referrer, field: field, problems: [])
     }
 
     private func register(
-        name: String, endpoints: [Endpoint], unavailableReason: String?, referrer: ObjectKey, problems: [Problem]
+        name: String, endpoints: [Endpoint], unavailableReason: String?, referrer: ObjectKey, field: String? = nil,
+        problems: [Problem]
     ) -> String {
         if clusters[name] == nil {
             clusters[name] = (Cluster(name: name, endpoints: endpoints, unavailableReason: unavailableReason), problems)
         }
-        reportProblems(problems, referrer: referrer)
+        reportProblems(problems, referrer: referrer, field: field)
         return name
     }
 
-    private func reportProblems(_ problems: [Problem], referrer: ObjectKey) {
+    private func reportProblems(_ problems: [Problem], referrer: ObjectKey, field: String?) {
         for problem in problems {
-            context.report(Diagnostic(problem.severity, referrer, reason: problem.reason, message: problem.message))
+            context.report(Diagnostic(problem.severity, referrer, field: field, reason: problem.reason, message: problem.message))
         }
     }
 

@@ -25,6 +25,10 @@ public struct Diagnostic: Sendable, Hashable, Comparable, CustomStringConvertibl
     public var name: String
     /// The manifest file the object came from, when it came from one.
     public var file: String?
+    /// The field at fault, e.g. `spec.rules[0].http.paths[1].path` or
+    /// `metadata.annotations[nginx.ingress.kubernetes.io/use-regex]`; nil
+    /// when the whole object is meant.
+    public var fieldPath: String?
     /// A CamelCase code for machines and alerts: `InvalidPath`,
     /// `MissingService`, `PathConflict`, `UnsupportedBackend`, `InvalidManifest`, ...
     public var reason: String
@@ -34,22 +38,26 @@ public struct Diagnostic: Sendable, Hashable, Comparable, CustomStringConvertibl
     /// Creates a diagnostic.
     public init(
         severity: Severity, kind: String, namespace: String, name: String, file: String? = nil,
-        reason: String, message: String
+        fieldPath: String? = nil, reason: String, message: String
     ) {
         self.severity = severity
         self.kind = kind
         self.namespace = namespace
         self.name = name
         self.file = file
+        self.fieldPath = fieldPath
         self.reason = reason
         self.message = message
     }
 
     /// Creates a diagnostic about the object identified by `object`.
-    public init(_ severity: Severity, _ object: ObjectKey, reason: String, message: String, file: String? = nil) {
+    public init(
+        _ severity: Severity, _ object: ObjectKey, field: String? = nil, reason: String, message: String,
+        file: String? = nil
+    ) {
         self.init(
             severity: severity, kind: object.kind, namespace: object.namespace, name: object.name,
-            file: file, reason: reason, message: message)
+            file: file, fieldPath: field, reason: reason, message: message)
     }
 
     /// The object the diagnostic is about.
@@ -57,7 +65,7 @@ public struct Diagnostic: Sendable, Hashable, Comparable, CustomStringConvertibl
         ObjectKey(kind: kind, namespace: namespace, name: name)
     }
 
-    /// `error Ingress default/web (web.yaml): InvalidPath: path "foo" must start with "/"`.
+    /// `error Ingress default/web (web.yaml) spec.rules[0].http.paths[0].path: InvalidPath: path "foo" must start with "/"`.
     public var description: String {
         var text = severity.rawValue
         if !kind.isEmpty {
@@ -65,6 +73,7 @@ public struct Diagnostic: Sendable, Hashable, Comparable, CustomStringConvertibl
             if !name.isEmpty { text += namespace.isEmpty ? " \(name)" : " \(namespace)/\(name)" }
         }
         if let file { text += " (\(file))" }
+        if let fieldPath { text += " \(fieldPath)" }
         return text + ": \(reason): \(message)"
     }
 
@@ -74,6 +83,6 @@ public struct Diagnostic: Sendable, Hashable, Comparable, CustomStringConvertibl
     }
 
     private var sortKey: [String] {
-        [kind, namespace, name, file ?? "", reason, message, severity.rawValue]
+        [kind, namespace, name, file ?? "", fieldPath ?? "", reason, message, severity.rawValue]
     }
 }

@@ -1,4 +1,5 @@
 import Kube
+import RegexEngine
 import RouteModel
 
 /// Turns Ingress rules and `spec.defaultBackend` into virtual hosts.
@@ -36,25 +37,38 @@ struct IngressRuleProcessor {
     mutating func process(_ ingress: Ingress) {
         let key = ingress.key
         let namespace = ingress.metadata.namespace
+        let annotations = IngressAnnotations.parse(ingress, context: context)
+        guard annotations.usable else { return }
         var ingressHosts: [HostMatch] = []
         for (ruleIndex, rule) in ingress.spec.rules.enumerated() {
             guard let host = HostRule.parse(rule.host) else {
-                context.report(Diagnostic(.error, key, reason: "InvalidHost",
-                    message: "rules[\(ruleIndex)].host \"\(rule.host ?? "")\" is not a host name or *.suffix wildcard; rule skipped"))
+                context.report(Diagnostic(.error, key, field: "spec.rules[\(ruleIndex)].host", reason: "InvalidHost",
+                    message: "host \"\(rule.host ?? "")\" is not a host name or *.suffix wildcard; rule skipped"))
                 continue
             }
             if !ingressHosts.contains(host) { ingressHosts.append(host) }
             hosts.insert(host)
             for (pathIndex, path) in (rule.http?.paths ?? []).enumerated() {
-                let location = "rules[\(ruleIndex)].http.paths[\(pathIndex)]"
-                switch PathRule.parse(path: path.path, pathType: path.pathType) {
+                let location = "spec.rules[\(ruleIndex)].http.paths[\(pathIndex)]"
+                let regex = annotations.implementationSpecificIsRegex
+                switch PathRule.parse(path: path.path, pathType: path.pathType, implementationSpecificIsRegex: regex) {
                 case let .failure(problem):
-                    context.report(Diagnostic(.error, key, reason: "InvalidPath", message: "\(location): \(problem.message); path skipped"))
+                    context.report(Diagnostic(.error, key, field: location + problem.field, reason: problem.reason,
+                        message: "\(problem.message); path skipped"))
                 case let .success(parsed):
                     if let warning = parsed.warning {
-                        context.report(Diagnostic(.warning, key, reason: "InvalidPath", message: "\(location): \(warning)"))
+                        context.report(Diagnostic(.warning, key, field: location + ".pathType", reason: "InvalidPath", message: warning))
                     }
-                    claim(RouteKey(host: host, path: parsed.path, match: parsed.match), backend: path.backend, ingress: ingress)
+                    if let target = annotations.rewriteTarget {
+                        let highest = IngressAnnotations.highestGroup(target)
+                        if highest > parsed.groups {
+                            context.report(Diagnostic(.warning, key, field: location + ".path", reason: "RewriteGroupMissing",
+                                message: "rewrite-target \"\(target)\" names $\(highest) but path \"\(parsed.path)\" has \(parsed.groups) capture group(s); the missing ones expand to nothing"))
+                        }
+                    }
+                    claim(
+                        RouteKey(host: host, path: parsed.path, match: parsed.match), backend: path.backend,
+                        ingress: ingress, location: location, rewriteTarget: annotations.rewriteTarget)
                 }
             }
         }
@@ -63,28 +77,35 @@ struct IngressRuleProcessor {
         for host in ingressHosts {
             if let owner = hostDefaults[host] {
                 if owner.source != ingress.sourceName {
-                    context.report(Diagnostic(.warning, key, reason: "DefaultBackendConflict",
+                    context.report(Diagnostic(.warning, key, field: "spec.defaultBackend", reason: "DefaultBackendConflict",
                         message: "default backend for \(HostRule.describe(host)) is already set by Ingress \(owner.source), which is older; ignored"))
                 }
                 continue
             }
-            guard let cluster = clusters.cluster(for: backend, namespace: namespace, referrer: key) else { continue }
+            guard let cluster = clusters.cluster(
+                for: backend, namespace: namespace, referrer: key, field: "spec.defaultBackend")
+            else { continue }
             hosts.insert(host)
             hostDefaults[host] = (cluster, ingress.sourceName)
         }
     }
 
-    private mutating func claim(_ routeKey: RouteKey, backend: IngressBackend, ingress: Ingress) {
+    private mutating func claim(
+        _ routeKey: RouteKey, backend: IngressBackend, ingress: Ingress, location: String, rewriteTarget: String?
+    ) {
         if let owner = routes[routeKey] {
-            let by = owner.source == ingress.sourceName ? "an earlier path of this Ingress" : "Ingress \(owner.source), which is older"
-            context.report(Diagnostic(.warning, ingress.key, reason: "PathConflict",
-                message: "\(HostRule.describe(routeKey.host)) \(routeKey.match == .exact ? "Exact" : "Prefix") \(routeKey.path) is already served by \(by); ignored"))
+            let by = owner.source == ingress.sourceName
+                ? "an earlier path of this Ingress (\(owner.location))" : "Ingress \(owner.source), which is older"
+            context.report(Diagnostic(.warning, ingress.key, field: location + ".path", reason: "PathConflict",
+                message: "\(HostRule.describe(routeKey.host)) \(PathRule.describe(routeKey.match)) \(routeKey.path) is already served by \(by); ignored"))
             return
         }
-        guard let cluster = clusters.cluster(for: backend, namespace: ingress.metadata.namespace, referrer: ingress.key) else {
-            return
-        }
-        routes[routeKey] = Route(path: routeKey.path, match: routeKey.match, cluster: cluster, source: ingress.sourceName)
+        guard let cluster = clusters.cluster(
+            for: backend, namespace: ingress.metadata.namespace, referrer: ingress.key, field: location + ".backend")
+        else { return }
+        routes[routeKey] = Route(
+            path: routeKey.path, match: routeKey.match, cluster: cluster, source: ingress.sourceName,
+            location: location, rewriteTarget: rewriteTarget)
     }
 
     /// The virtual hosts, sorted by host; routes sorted by path, Exact before Prefix.
@@ -152,26 +173,44 @@ enum PathRule {
         var path: String
         var match: PathMatch
         var warning: String?
+        /// Capture groups of a regex path (0 otherwise).
+        var groups = 0
     }
 
     struct Problem: Error {
         var message: String
+        /// Suffix of the path's field path: `.path` or `.pathType`.
+        var field = ".path"
+        var reason = "InvalidPath"
     }
 
-    /// `Exact` → `.exact`; `Prefix` and `ImplementationSpecific` → `.prefix`
-    /// with trailing `/` removed (except for `/`). A missing `pathType` (the
-    /// API server requires one) is read as `ImplementationSpecific`, with a warning.
-    static func parse(path: String?, pathType: String?) -> Result<Parsed, Problem> {
+    /// `Exact`, `Prefix`, `ImplementationSpecific`, `Regex`.
+    static func describe(_ match: PathMatch) -> String {
+        switch match {
+        case .exact: return "Exact"
+        case .prefix: return "Prefix"
+        case .regex: return "regex"
+        }
+    }
+
+    /// `Exact` → `.exact`; `Prefix` → `.prefix` with trailing `/` removed
+    /// (except for `/`); `ImplementationSpecific` → `.regex` when the
+    /// Ingress asks for regexes, else `.prefix`. A missing `pathType` (the API
+    /// server requires one) is read as `ImplementationSpecific`, with a warning.
+    static func parse(path: String?, pathType: String?, implementationSpecificIsRegex: Bool = false) -> Result<Parsed, Problem> {
         var warning: String? = nil
+        let implementationSpecific = implementationSpecificIsRegex ? PathMatch.regex : .prefix
         let match: PathMatch
         switch pathType {
         case "Exact": match = .exact
-        case "Prefix", "ImplementationSpecific": match = .prefix
+        case "Prefix": match = .prefix
+        case "ImplementationSpecific": match = implementationSpecific
         case nil:
-            match = .prefix
-            warning = "pathType is missing; treated as ImplementationSpecific (Prefix)"
+            match = implementationSpecific
+            warning = "pathType is missing; treated as ImplementationSpecific (\(describe(match)))"
         case let other?:
-            return .failure(Problem(message: "pathType \"\(other)\" is not Exact, Prefix or ImplementationSpecific"))
+            return .failure(Problem(
+                message: "pathType \"\(other)\" is not Exact, Prefix or ImplementationSpecific", field: ".pathType"))
         }
         var text = path ?? ""
         if text.isEmpty {
@@ -182,6 +221,19 @@ enum PathRule {
         }
         guard text.utf8.first == UInt8(ascii: "/") else {
             return .failure(Problem(message: "path \"\(text)\" must start with \"/\""))
+        }
+        if match == .regex {
+            for byte in text.utf8 where byte <= 0x20 || byte == 0x7f {
+                return .failure(Problem(message: "regex path \"\(text)\" contains a space or control character"))
+            }
+            do {
+                let regex = try LinearRegex(text)
+                return .success(Parsed(path: text, match: .regex, warning: warning, groups: regex.groupCount))
+            } catch {
+                return .failure(Problem(
+                    message: "path \"\(text)\" is not a valid RE2 regular expression: \(error.description)",
+                    reason: "InvalidRegex"))
+            }
         }
         for byte in text.utf8 where byte <= 0x20 || byte == 0x7f || byte == UInt8(ascii: "?") || byte == UInt8(ascii: "#") {
             return .failure(Problem(message: "path \"\(text)\" contains a space, control character, \"?\" or \"#\""))

@@ -16,7 +16,7 @@ struct PosternCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "postern",
         abstract: "Kubernetes ingress controller and HTTP reverse proxy.",
-        subcommands: [Run.self, Version.self])
+        subcommands: [Run.self, Check.self, RouteRequest.self, Version.self])
 
     /// The version printed by `postern version`.
     static let version = "0.1.0"

@@ -25,7 +25,8 @@ private func reasons(_ result: TranslationResult) -> [String] {
         #expect(result.diagnostics.isEmpty)
         #expect(result.model == RouteModel(
             virtualHosts: [VirtualHost(host: .exact("example.com"), routes: [
-                Route(path: "/app", match: .prefix, cluster: "default/web:http", source: "default/web"),
+                Route(path: "/app", match: .prefix, cluster: "default/web:http", source: "default/web",
+                      location: "spec.rules[0].http.paths[0]"),
             ])],
             clusters: [Cluster(name: "default/web:http", endpoints: [
                 Endpoint(address: .v4(10, 0, 0, 1), port: 8080),

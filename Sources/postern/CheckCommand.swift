@@ -1,0 +1,93 @@
+import ArgumentParser
+import Controller
+import Foundation
+import Kube
+import RouteModel
+import Routing
+import Translate
+
+/// The options `check` and `route` share: where the manifests are and how
+/// Ingresses are selected, as for `postern run`.
+struct ManifestOptions: ParsableArguments {
+    @Option(help: "Directory of Kubernetes manifests (*.yaml, *.yml).")
+    var manifests: String?
+
+    @Option(help: "Proxy settings file (YAML); its manifests and class settings are used.")
+    var config: String?
+
+    @Option(help: "spec.controller of the IngressClasses to serve (default postern.dev/ingress-controller).")
+    var controllerClass: String?
+
+    @Option(help: "Legacy kubernetes.io/ingress.class value to serve (default postern).")
+    var ingressClass: String?
+
+    @Flag(help: "Serve Ingresses that name no class.")
+    var watchIngressWithoutClass = false
+
+    @Option(help: "Service NAMESPACE/NAME answering requests no rule matches (default: 404).")
+    var defaultBackendService: String?
+
+    /// Loads the directory and translates it, with each diagnostic's file filled in.
+    func translateDirectory() throws -> (translation: TranslationResult, diagnostics: [Diagnostic], table: RoutingTable, objects: Int) {
+        var settings = try config.map(Settings.load(path:)) ?? Settings()
+        if let manifests { settings.manifests = manifests }
+        if let controllerClass { settings.controllerClass = controllerClass }
+        if let ingressClass { settings.ingressClass = ingressClass }
+        if watchIngressWithoutClass { settings.watchIngressWithoutClass = true }
+        if let defaultBackendService { settings.defaultBackendService = defaultBackendService }
+        guard let directory = settings.manifests else {
+            throw SettingsError("--manifests: required (or `manifests:` in the config file)")
+        }
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw SettingsError("--manifests \(directory): not a readable directory")
+        }
+        let load = ManifestDirectory(path: directory).load()
+        let translation = translate(load.snapshot, options: settings.translateOptions)
+        var diagnostics = load.diagnostics
+        for var diagnostic in translation.diagnostics {
+            if diagnostic.file == nil { diagnostic.file = load.files[diagnostic.object] }
+            diagnostics.append(diagnostic)
+        }
+        diagnostics.sort()
+        return (translation, diagnostics, RoutingTable(model: translation.model, generation: 1), load.objects.count)
+    }
+}
+
+/// Reports a settings problem in one line and exits 2, like `run`.
+func exitWithSettingsError(_ error: SettingsError) -> ExitCode {
+    FileHandle.standardError.write(Data("postern: \(error.description)\n".utf8))
+    return ExitCode(2)
+}
+
+/// `postern check`: validate a manifest directory.
+struct Check: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Print every diagnostic of a manifest directory and a summary; exit 1 on an error.")
+
+    @OptionGroup var options: ManifestOptions
+
+    func run() throws {
+        let result: (translation: TranslationResult, diagnostics: [Diagnostic], table: RoutingTable, objects: Int)
+        do {
+            result = try options.translateDirectory()
+        } catch let error as SettingsError {
+            throw exitWithSettingsError(error)
+        }
+        for diagnostic in result.diagnostics {
+            print(diagnostic.description)
+        }
+        let model = result.translation.model
+        let errors = result.diagnostics.filter { $0.severity == .error }.count
+        let warnings = result.diagnostics.count - errors
+        let hosts = model.virtualHosts.filter { $0.host != .any }.count
+        let routes = model.virtualHosts.reduce(0) { $0 + $1.routes.count }
+        let endpoints = model.clusters.reduce(0) { $0 + $1.endpoints.count }
+        let unavailable = model.clusters.filter { $0.endpoints.isEmpty }.count
+        print(
+            "\(result.objects) objects: \(hosts) hosts\(model.virtualHosts.contains { $0.host == .any } ? " (+ rules without a host)" : ""), "
+                + "\(routes) routes, \(model.clusters.count) backends (\(unavailable) without endpoints), "
+                + "\(endpoints) endpoints; \(errors) errors, \(warnings) warnings")
+        if errors > 0 { throw ExitCode(1) }
+    }
+}
