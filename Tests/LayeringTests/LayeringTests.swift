@@ -8,11 +8,14 @@ enum LayerRules {
     static let allowed: [String: Set<String>] = [
         "postern": ["Controller", "Proxy", "Kube", "Translate", "Routing", "RouteModel", "HTTP1", "HTTP2", "TLS", "Reactor", "Telemetry"],
         "postern-echo": ["Reactor", "HTTP1"],
+        "routing-bench": ["Routing", "Translate", "Kube", "RouteModel", "RegexEngine"],
+        "http1-bench": ["HTTP1"],
         "Controller": ["Kube", "Translate", "Routing", "RouteModel", "Telemetry"],
         "Proxy": ["Routing", "RouteModel", "HTTP1", "HTTP2", "TLS", "Reactor", "Telemetry"],
         "Kube": ["HTTP1", "TLS", "Reactor"],
-        "Translate": ["Kube", "RouteModel"],
-        "Routing": ["RouteModel"],
+        "Translate": ["Kube", "RouteModel", "RegexEngine"],
+        "Routing": ["RouteModel", "RegexEngine"],
+        "RegexEngine": ["CRE2"],
         "RouteModel": [],
         "HTTP1": [],
         "HTTP2": ["CNGHTTP2"],
@@ -20,12 +23,13 @@ enum LayerRules {
         "Reactor": ["CPosternShim"],
         "Telemetry": [],
         "CPosternShim": [],
+        "CRE2": [],
         "COpenSSL": [],
         "CNGHTTP2": [],
     ]
 
     /// Targets on the per-request data path: no Foundation there.
-    static let foundationFree: Set<String> = ["HTTP1", "Routing", "RouteModel", "Reactor", "Proxy"]
+    static let foundationFree: Set<String> = ["HTTP1", "Routing", "RouteModel", "RegexEngine", "Reactor", "Proxy", "TLS"]
 
     /// Modules any target may import besides its declared dependencies.
     static let platformModules: Set<String> = ["Glibc", "Foundation", "Synchronization", "Dispatch", "Testing"]
