@@ -25,9 +25,9 @@ deps:
 fuzz: deps
 	scripts/fuzz-http1 $(FUZZ_SECONDS)
 
-## Postern vs nginx, HTTP/1.1 keep-alive (see bench/README.md).
+## The benchmark suite: Postern vs nginx, HAProxy, h2o, Envoy (see bench/README.md).
 bench: deps
-	bench/run-http1.sh
+	bench/run
 
 clean:
 	rm -rf .build .build-*
