@@ -162,6 +162,9 @@ extension DownstreamConnection {
                 if target.hostFromTarget { continue }
             case .xRequestID:
                 sawRequestID = true
+            case .other:
+                // Only the proxy vouches for a client certificate.
+                if isClientCertificateField(bytes, field.name) { continue }
             default:
                 break
             }
@@ -194,6 +197,13 @@ extension DownstreamConnection {
         out.append("X-Forwarded-Port: ")
         out.append(isTLS ? worker.httpsPortText : worker.listenPortText)
         out.append("\r\n")
+        if let tls {
+            if !tls.escapedClientCertificate.isEmpty {
+                out.append("ssl-client-cert: ")
+                out.append(tls.escapedClientCertificate)
+                out.append("\r\nssl-client-verify: SUCCESS\r\n")
+            }
+        }
         if !sawRequestID {
             out.append("X-Request-ID: ")
             out.appendHex(of: worker.requestIDs.next())
@@ -451,4 +461,17 @@ extension DownstreamConnection {
         }
         flushDownstream()
     }
+}
+
+private let clientCertificateFields: [[UInt8]] = ["ssl-client-cert", "ssl-client-verify"].map { Array($0.utf8) }
+
+/// True for `ssl-client-cert` and `ssl-client-verify` (any case): fields
+/// only the proxy may set, after verifying a client certificate itself.
+@inline(__always)
+func isClientCertificateField(_ bytes: UnsafeRawBufferPointer, _ name: Range<Int>) -> Bool {
+    guard name.count == 15 || name.count == 17 else { return false }
+    for candidate in clientCertificateFields where candidate.count == name.count {
+        if HostSet.equalIgnoringCase(candidate, bytes[name]) { return true }
+    }
+    return false
 }

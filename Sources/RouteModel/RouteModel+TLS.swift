@@ -34,12 +34,48 @@ public struct TLSCertificate: Sendable, Equatable {
     public var privateKeyPEM: [UInt8]
     /// The Ingresses (`namespace/name`) that reference it, sorted.
     public var ingresses: [String]
+    /// Client-certificate verification for these hosts (nil: none).
+    public var clientAuthentication: ClientAuthentication?
 
-    public init(secret: String, hosts: [String], certificateChainPEM: [UInt8], privateKeyPEM: [UInt8], ingresses: [String]) {
+    public init(
+        secret: String, hosts: [String], certificateChainPEM: [UInt8], privateKeyPEM: [UInt8], ingresses: [String],
+        clientAuthentication: ClientAuthentication? = nil
+    ) {
         self.secret = secret
         self.hosts = hosts
         self.certificateChainPEM = certificateChainPEM
         self.privateKeyPEM = privateKeyPEM
         self.ingresses = ingresses
+        self.clientAuthentication = clientAuthentication
+    }
+}
+
+/// Mutual TLS for a host (`nginx.ingress.kubernetes.io/auth-tls-*`).
+public struct ClientAuthentication: Sendable, Hashable {
+    /// `auth-tls-verify-client`.
+    public enum Mode: String, Sendable, Hashable {
+        /// A client certificate signed by the CA is required.
+        case required = "on"
+        /// A certificate is requested; none is accepted, a bad one is refused.
+        case optional
+    }
+
+    public var mode: Mode
+    /// `ca.crt` of the `auth-tls-secret` Secret (PEM). Empty when that Secret
+    /// is missing or invalid: then no client certificate verifies (fail closed).
+    public var certificateAuthoritiesPEM: [UInt8]
+    /// `auth-tls-verify-depth` (default 1).
+    public var verifyDepth: Int
+    /// `auth-tls-pass-certificate-to-upstream`: send the URL-encoded PEM in `ssl-client-cert`.
+    public var passCertificateToUpstream: Bool
+    /// `namespace/name` of the CA Secret, for logs.
+    public var secret: String
+
+    public init(mode: Mode, certificateAuthoritiesPEM: [UInt8], verifyDepth: Int, passCertificateToUpstream: Bool, secret: String) {
+        self.mode = mode
+        self.certificateAuthoritiesPEM = certificateAuthoritiesPEM
+        self.verifyDepth = verifyDepth
+        self.passCertificateToUpstream = passCertificateToUpstream
+        self.secret = secret
     }
 }

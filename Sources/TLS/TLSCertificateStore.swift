@@ -10,12 +10,37 @@ public struct TLSCertificateInput: Sendable, Hashable {
     public var hosts: [String]
     public var certificateChainPEM: [UInt8]
     public var privateKeyPEM: [UInt8]
+    /// Client certificates asked for on these hosts (nil: none).
+    public var clientVerification: TLSClientVerification?
 
-    public init(name: String, hosts: [String], certificateChainPEM: [UInt8], privateKeyPEM: [UInt8]) {
+    public init(
+        name: String, hosts: [String], certificateChainPEM: [UInt8], privateKeyPEM: [UInt8],
+        clientVerification: TLSClientVerification? = nil
+    ) {
         self.name = name
         self.hosts = hosts
         self.certificateChainPEM = certificateChainPEM
         self.privateKeyPEM = privateKeyPEM
+        self.clientVerification = clientVerification
+    }
+}
+
+/// Mutual TLS settings of a server context.
+public struct TLSClientVerification: Sendable, Hashable {
+    /// A certificate is required (else only requested; a bad one still fails).
+    public var required: Bool
+    /// Trusted CA certificates (PEM). Empty fails closed: no certificate verifies,
+    /// and one is required.
+    public var certificateAuthoritiesPEM: [UInt8]
+    public var verifyDepth: Int
+    /// Hand the verified certificate to the upstream (`ssl-client-cert`).
+    public var passCertificateToUpstream: Bool
+
+    public init(required: Bool, certificateAuthoritiesPEM: [UInt8], verifyDepth: Int, passCertificateToUpstream: Bool) {
+        self.required = required
+        self.certificateAuthoritiesPEM = certificateAuthoritiesPEM
+        self.verifyDepth = verifyDepth
+        self.passCertificateToUpstream = passCertificateToUpstream
     }
 }
 
@@ -110,7 +135,7 @@ public final class TLSStoreBuilder: @unchecked Sendable {
                 do {
                     context = try TLSServerContext(
                         name: input.name, certificateChainPEM: input.certificateChainPEM,
-                        privateKeyPEM: input.privateKeyPEM, settings: settings)
+                        privateKeyPEM: input.privateKeyPEM, settings: settings, clientVerification: input.clientVerification)
                 } catch {
                     problems.append(
                         TLSCertificateProblem(

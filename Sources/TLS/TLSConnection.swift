@@ -30,6 +30,9 @@ public final class TLSConnection {
     public private(set) var serverName: [UInt8] = []
     /// The ALPN protocol agreed on (empty: none).
     public private(set) var applicationProtocol: [UInt8] = []
+    /// With mTLS and `pass-certificate-to-upstream`: the client certificate
+    /// as URL-encoded PEM (nginx's `$ssl_client_escaped_cert`), else empty.
+    public private(set) var escapedClientCertificate: [UInt8] = []
 
     /// Wraps `fd` (owned by the caller, who closes it after `deinit`).
     public init(fd: Int32, store: TLSCertificateStore) throws {
@@ -85,6 +88,7 @@ public final class TLSConnection {
                 applicationProtocol = Array(UnsafeBufferPointer(start: protocolName, count: Int(length)))
             }
             if selectedContext == nil { selectedContext = store.defaultContext }
+            if selectedContext?.passClientCertificate == true { escapedClientCertificate = clientCertificateEscaped() }
             return .bytes(0)
         }
         return classify(result)
@@ -132,6 +136,36 @@ public final class TLSConnection {
         if SSL_set_SSL_CTX(ssl, context.context) == nil {
             ERR_clear_error()
         }
+        // SSL_set_SSL_CTX swaps the certificate, not the client verification settings.
+        SSL_set_verify(ssl, SSL_CTX_get_verify_mode(context.context), nil)
+        SSL_set_verify_depth(ssl, SSL_CTX_get_verify_depth(context.context))
+    }
+
+    /// The verified client certificate as URL-encoded PEM (empty: none).
+    private func clientCertificateEscaped() -> [UInt8] {
+        guard let certificate = SSL_get1_peer_certificate(ssl) else { return [] }
+        defer { X509_free(certificate) }
+        guard SSL_get_verify_result(ssl) == Int(X509_V_OK), let bio = BIO_new(BIO_s_mem()) else { return [] }
+        defer { BIO_free(bio) }
+        guard PEM_write_bio_X509(bio, certificate) == 1 else { return [] }
+        var data: UnsafeMutablePointer<CChar>?
+        let length = postern_BIO_get_mem_data(bio, &data)
+        guard let data, length > 0 else { return [] }
+        let pem = UnsafeRawBufferPointer(start: data, count: length)
+        var escaped: [UInt8] = []
+        escaped.reserveCapacity(length * 2)
+        let hex = Array("0123456789ABCDEF".utf8)
+        for byte in pem {
+            // RFC 3986 unreserved characters stay; everything else is %XX.
+            let unreserved = (byte >= 0x30 && byte <= 0x39) || (byte | 0x20 >= 0x61 && byte | 0x20 <= 0x7a)
+                || byte == 0x2d || byte == 0x2e || byte == 0x5f || byte == 0x7e
+            if unreserved {
+                escaped.append(byte)
+            } else {
+                escaped += [0x25, hex[Int(byte >> 4)], hex[Int(byte & 15)]]
+            }
+        }
+        return escaped
     }
 }
 

@@ -14,6 +14,8 @@ public final class TLSServerContext: @unchecked Sendable {
     private let alpnWire: UnsafeMutableBufferPointer<UInt8>
     /// A name for logs: the Secret or "default" or "self-signed".
     public let name: String
+    /// Connections on this context hand the client certificate to the upstream.
+    public let passClientCertificate: Bool
 
     /// Creates a context without a certificate: the front context every
     /// connection starts on, whose server-name callback then switches to the
@@ -22,18 +24,24 @@ public final class TLSServerContext: @unchecked Sendable {
         (context, alpnWire) = try TLSServerContext.makeConfigured(settings)
         leaf = nil
         name = "front"
+        passClientCertificate = false
         _ = postern_SSL_CTX_set_tlsext_servername_callback(context, serverNameSelected)
     }
 
     /// Creates a context serving `certificateChainPEM` (leaf first, then
     /// intermediates) with `privateKeyPEM` (RSA or ECDSA).
-    public init(name: String, certificateChainPEM: [UInt8], privateKeyPEM: [UInt8], settings: TLSServerSettings) throws {
+    public init(
+        name: String, certificateChainPEM: [UInt8], privateKeyPEM: [UInt8], settings: TLSServerSettings,
+        clientVerification: TLSClientVerification? = nil
+    ) throws {
         OpenSSLErrors.clear()
         let (context, alpnWire) = try TLSServerContext.makeConfigured(settings)
         self.context = context
         self.alpnWire = alpnWire
         self.name = name
+        self.passClientCertificate = clientVerification?.passCertificateToUpstream ?? false
         do {
+            if let clientVerification { try TLSServerContext.requireClientCertificates(context, clientVerification, name: name) }
             let certificates = try PEM.readCertificates(certificateChainPEM)
             guard let leaf = certificates.first else { throw TLSError("\(name): tls.crt holds no certificate") }
             defer { certificates.dropFirst().forEach { X509_free($0) } }
@@ -73,6 +81,7 @@ public final class TLSServerContext: @unchecked Sendable {
     init(name: String, certificate: OpaquePointer, key: OpaquePointer, settings: TLSServerSettings) throws {
         (context, alpnWire) = try TLSServerContext.makeConfigured(settings)
         self.name = name
+        self.passClientCertificate = false
         guard SSL_CTX_use_certificate(context, certificate) == 1, SSL_CTX_use_PrivateKey(context, key) == 1,
             SSL_CTX_check_private_key(context) == 1
         else {
@@ -102,6 +111,23 @@ public final class TLSServerContext: @unchecked Sendable {
         return Int(timegm(&tm))
     }
 
+    /// Asks clients for certificates signed by the given CAs.
+    private static func requireClientCertificates(_ context: OpaquePointer, _ verification: TLSClientVerification, name: String) throws {
+        let authorities = verification.certificateAuthoritiesPEM.isEmpty ? [] : try PEM.readCertificates(verification.certificateAuthoritiesPEM)
+        defer { authorities.forEach { X509_free($0) } }
+        let store = SSL_CTX_get_cert_store(context)
+        for authority in authorities {
+            guard X509_STORE_add_cert(store, authority) == 1, SSL_CTX_add_client_CA(context, authority) == 1 else {
+                throw TLSError.fromQueue("\(name): a CA certificate of the client-certificate Secret is not usable")
+            }
+        }
+        // No CA means nothing can verify: require a certificate so that the
+        // host refuses every client instead of accepting anonymous ones.
+        let required = verification.required || authorities.isEmpty
+        SSL_CTX_set_verify(context, SSL_VERIFY_PEER | (required ? SSL_VERIFY_FAIL_IF_NO_PEER_CERT : 0), nil)
+        SSL_CTX_set_verify_depth(context, Int32(verification.verifyDepth))
+    }
+
     private static func makeConfigured(_ settings: TLSServerSettings) throws -> (OpaquePointer, UnsafeMutableBufferPointer<UInt8>) {
         guard let context = SSL_CTX_new(TLS_server_method()) else {
             throw TLSError.fromQueue("SSL_CTX_new failed")
@@ -120,6 +146,9 @@ public final class TLSServerContext: @unchecked Sendable {
         _ = postern_SSL_CTX_set_mode(context, postern_SSL_MODE_proxy())
         // Stateless tickets only: no server-side session cache to share between workers.
         _ = postern_SSL_CTX_set_session_cache_mode(context, postern_SSL_SESS_CACHE_OFF())
+        // Resumption with client certificates needs a session id context.
+        let sessionContext: [UInt8] = Array("postern".utf8)
+        _ = SSL_CTX_set_session_id_context(context, sessionContext, UInt32(sessionContext.count))
         guard SSL_CTX_set_cipher_list(context, settings.ciphers) == 1 else { throw fail("ssl-ciphers: '\(settings.ciphers)' selects no cipher") }
         guard SSL_CTX_set_ciphersuites(context, settings.cipherSuites) == 1 else {
             throw fail("ssl-ciphersuites: '\(settings.cipherSuites)' is not valid")

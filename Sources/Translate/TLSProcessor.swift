@@ -25,8 +25,8 @@ public func translateTLS(_ snapshot: ObjectSnapshot, options: TranslateOptions, 
         secrets["\(secret.metadata.namespace)/\(secret.metadata.name)"] = secret
     }
     var diagnostics: [Diagnostic] = []
-    var hostOwner: [String: (secret: String, ingress: String)] = [:]
-    var bySecret: [String: TLSCertificate] = [:]
+    var hostOwner: [String: (entry: CertificateKey, ingress: String)] = [:]
+    var bySecret: [CertificateKey: TLSCertificate] = [:]
     var redirectHosts: Set<String> = []
     for ingress in served {
         let ingressName = "\(ingress.metadata.namespace)/\(ingress.metadata.name)"
@@ -40,6 +40,8 @@ public func translateTLS(_ snapshot: ObjectSnapshot, options: TranslateOptions, 
         if forceRedirect {
             redirectHosts.formUnion(ingress.spec.rules.compactMap { $0.host?.lowercased() }.filter { !$0.isEmpty })
         }
+        let clientAuthentication = ClientAuthenticationAnnotations.parse(
+            annotations, ingress: key, secrets: secrets, into: &diagnostics)
         for (index, entry) in ingress.spec.tls.enumerated() {
             guard let secretName = entry.secretName, !secretName.isEmpty else { continue }
             let secretKey = "\(ingress.metadata.namespace)/\(secretName)"
@@ -66,27 +68,30 @@ public func translateTLS(_ snapshot: ObjectSnapshot, options: TranslateOptions, 
                         message: "spec.tls[\(index)]: Secret \(secretKey): tls.crt or tls.key is not PEM; \(hostList) use the default certificate"))
                 continue
             }
+            let entryKey = CertificateKey(secret: secretKey, clientAuthentication: clientAuthentication)
             var accepted: [String] = []
             for host in hosts {
-                if let owner = hostOwner[host], owner.secret != secretKey {
+                if let owner = hostOwner[host], owner.entry != entryKey {
                     diagnostics.append(
                         Diagnostic(
                             .warning, key, reason: "TLSHostConflict",
-                            message: "spec.tls[\(index)]: host \(host) already uses Secret \(owner.secret) from the older Ingress \(owner.ingress)"))
+                            message: "spec.tls[\(index)]: host \(host) already uses Secret \(owner.entry.secret)"
+                                + " (with its client-certificate settings) from the older Ingress \(owner.ingress)"))
                     continue
                 }
-                hostOwner[host] = (secretKey, ingressName)
+                hostOwner[host] = (entryKey, ingressName)
                 accepted.append(host)
             }
-            var entryModel = bySecret[secretKey] ?? TLSCertificate(
-                secret: secretKey, hosts: [], certificateChainPEM: certificate, privateKeyPEM: privateKey, ingresses: [])
+            var entryModel = bySecret[entryKey] ?? TLSCertificate(
+                secret: secretKey, hosts: [], certificateChainPEM: certificate, privateKeyPEM: privateKey, ingresses: [],
+                clientAuthentication: clientAuthentication)
             entryModel.hosts = Array(Set(entryModel.hosts + accepted)).sorted()
             if !entryModel.ingresses.contains(ingressName) { entryModel.ingresses = (entryModel.ingresses + [ingressName]).sorted() }
-            bySecret[secretKey] = entryModel
+            bySecret[entryKey] = entryModel
         }
     }
     var model = TLSModel(
-        certificates: bySecret.values.filter { !$0.hosts.isEmpty }.sorted { $0.secret < $1.secret },
+        certificates: bySecret.values.filter { !$0.hosts.isEmpty }.sorted { ($0.secret, $0.hosts.joined(separator: ",")) < ($1.secret, $1.hosts.joined(separator: ",")) },
         redirectHosts: redirectHosts.sorted())
     if let defaultSecret = defaultCertificateSecret {
         let parts = defaultSecret.split(separator: "/", maxSplits: 1).map(String.init)
@@ -149,5 +154,64 @@ enum RedirectAnnotations {
                 Diagnostic(.warning, ingress, reason: "InvalidAnnotation", message: "annotation ssl-redirect or force-ssl-redirect: value '\(value)' is not true or false; using \(fallback)"))
             return fallback
         }
+    }
+}
+
+/// A certificate as served: the Secret plus its client-certificate settings
+/// (the same Secret with and without mTLS needs two server contexts).
+struct CertificateKey: Hashable {
+    var secret: String
+    var clientAuthentication: ClientAuthentication?
+}
+
+/// `nginx.ingress.kubernetes.io/auth-tls-*`: client certificates for the
+/// Ingress's TLS hosts. A CA Secret that is missing or has no `ca.crt` is a
+/// diagnostic and verification fails closed (no client certificate passes).
+enum ClientAuthenticationAnnotations {
+    static let prefix = "nginx.ingress.kubernetes.io/"
+    static let secret = prefix + "auth-tls-secret"
+    static let verifyClient = prefix + "auth-tls-verify-client"
+    static let verifyDepth = prefix + "auth-tls-verify-depth"
+    static let passCertificate = prefix + "auth-tls-pass-certificate-to-upstream"
+
+    static func parse(
+        _ annotations: [String: String], ingress: ObjectKey, secrets: [String: Secret], into diagnostics: inout [Diagnostic]
+    ) -> ClientAuthentication? {
+        guard let secretName = annotations[secret], !secretName.isEmpty else { return nil }
+        let mode: ClientAuthentication.Mode
+        switch annotations[verifyClient]?.lowercased() ?? "on" {
+        case "on": mode = .required
+        case "optional", "optional_no_ca": mode = .optional
+        case "off": return nil
+        case let other:
+            diagnostics.append(
+                Diagnostic(
+                    .warning, ingress, reason: "InvalidAnnotation",
+                    message: "auth-tls-verify-client: '\(other)' is not on, optional or off; using on"))
+            mode = .required
+        }
+        var depth = 1
+        if let text = annotations[verifyDepth] {
+            if let value = Int(text), value >= 1, value <= 10 {
+                depth = value
+            } else {
+                diagnostics.append(
+                    Diagnostic(.warning, ingress, reason: "InvalidAnnotation", message: "auth-tls-verify-depth: '\(text)' is not 1 to 10; using 1"))
+            }
+        }
+        let pass = annotations[passCertificate]?.lowercased() == "true"
+        // ingress-nginx writes NAMESPACE/NAME; a bare name means the Ingress's namespace.
+        let key = secretName.contains("/") ? secretName : "\(ingress.namespace)/\(secretName)"
+        var authorities: [UInt8] = []
+        if let caSecret = secrets[key], let bundle = caSecret.value(forKey: "ca.crt"), PEMShape.holds("CERTIFICATE", in: bundle) {
+            authorities = bundle
+        } else {
+            diagnostics.append(
+                Diagnostic(
+                    .error, ingress, reason: "MissingSecret",
+                    message: "auth-tls-secret: Secret \(key) is missing or has no PEM ca.crt; no client certificate is accepted for this Ingress's TLS hosts"))
+        }
+        return ClientAuthentication(
+            mode: mode, certificateAuthoritiesPEM: authorities, verifyDepth: depth, passCertificateToUpstream: pass, secret: key)
     }
 }

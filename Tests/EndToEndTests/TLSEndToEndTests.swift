@@ -269,6 +269,63 @@ extension EndToEndTests {
     }
 }
 
+extension EndToEndTests {
+    @Suite struct MutualTLS {
+        @Test func verifiesClientCertificatesAndPassesThemUpstream() throws {
+            let serverPKI = try TestPKI()
+            let clientPKI = try TestPKI()
+            let foreignPKI = try TestPKI()
+            let backend = try EchoBackend(name: "mtls")
+            let manifests = try ManifestFolder()
+            let server = try serverPKI.leaf(["mtls.example.com", "open.example.com"])
+            let client = try clientPKI.leaf(["client-1"])
+            let foreign = try foreignPKI.leaf(["intruder"])
+            let clientCA = try String(contentsOfFile: clientPKI.caPath, encoding: .utf8)
+            try manifests.write("class.yaml", Manifests.ingressClass)
+            try manifests.write("svc.yaml", Manifests.service("app", ports: [backend.port]))
+            try manifests.write(
+                "secrets.yaml",
+                TestPKI.secret("server", certificate: server.certificate, key: server.key)
+                    + "---\napiVersion: v1\nkind: Secret\nmetadata: {name: client-ca, namespace: default}\nstringData:\n  ca.crt: |\n"
+                    + clientCA.split(separator: "\n").map { "    " + $0 }.joined(separator: "\n") + "\n")
+            try manifests.write(
+                "ingress.yaml",
+                tlsIngress(
+                    "mtls", tls: [(["mtls.example.com"], "server")], hosts: ["mtls.example.com"], service: "app",
+                    annotations: [
+                        "nginx.ingress.kubernetes.io/auth-tls-secret": "default/client-ca",
+                        "nginx.ingress.kubernetes.io/auth-tls-verify-client": "on",
+                        "nginx.ingress.kubernetes.io/auth-tls-pass-certificate-to-upstream": "true",
+                    ])
+                    + tlsIngress("open", tls: [(["open.example.com"], "server")], hosts: ["open.example.com"], service: "app"))
+            let postern = try PosternProcess(manifests: manifests)
+            let folder = clientPKI.folder
+            try client.certificate.write(toFile: folder + "/client.crt", atomically: true, encoding: .utf8)
+            try client.key.write(toFile: folder + "/client.key", atomically: true, encoding: .utf8)
+            try foreign.certificate.write(toFile: folder + "/foreign.crt", atomically: true, encoding: .utf8)
+            try foreign.key.write(toFile: folder + "/foreign.key", atomically: true, encoding: .utf8)
+            func curl(_ host: String, _ extra: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
+                try runCommand(
+                    "/usr/bin/curl",
+                    ["-sS", "--cacert", serverPKI.caPath, "--resolve", "\(host):\(postern.httpsPort):127.0.0.1", "-w", "\n%{http_code}"]
+                        + extra + ["https://\(host):\(postern.httpsPort)/"])
+            }
+            let accepted = try curl("mtls.example.com", ["--cert", folder + "/client.crt", "--key", folder + "/client.key"])
+            #expect(accepted.stdout.hasSuffix("\n200"), "\(accepted.stderr)")
+            #expect(accepted.stdout.contains("\"ssl-client-verify\":\"SUCCESS\""))
+            #expect(accepted.stdout.contains("\"ssl-client-cert\":\"-----BEGIN%20CERTIFICATE-----%0A"))
+            let missing = try curl("mtls.example.com", [])
+            #expect(!missing.stdout.hasSuffix("\n200"), "a client without a certificate was served")
+            let intruder = try curl("mtls.example.com", ["--cert", folder + "/foreign.crt", "--key", folder + "/foreign.key"])
+            #expect(!intruder.stdout.hasSuffix("\n200"), "a certificate from another CA was accepted")
+            // A host without mTLS serves anyone, and a client cannot forge the verified-certificate fields.
+            let open = try curl("open.example.com", ["-H", "ssl-client-cert: forged", "-H", "SSL-Client-Verify: SUCCESS"])
+            #expect(open.stdout.hasSuffix("\n200"), "\(open.stderr)")
+            #expect(!open.stdout.contains("forged") && !open.stdout.contains("ssl-client-verify"))
+        }
+    }
+}
+
 extension PosternProcess {
     /// A plain-HTTP GET.
     func get(_ path: String, host: String) throws -> HTTPResponse {
