@@ -69,12 +69,13 @@ def log(message):
 
 
 def cleanup():
+    # Each server runs in its own session (process group): kill the group, so nginx's and HAProxy's
+    # workers go with their master. Groups of servers that already exited are killed too (orphaned workers).
     for process in PROCESSES:
-        if process.poll() is None:
-            try:
-                process.kill()
-            except ProcessLookupError:
-                pass
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
     for process in PROCESSES:
         try:
             process.wait(timeout=5)
@@ -97,7 +98,12 @@ def start_process(argv, name, cpu, env=None):
 
 def stop_process(process, grace=3.0, sig=signal.SIGTERM):
     """Stops one process we started (and its process group: nginx and HAProxy workers), by PID."""
-    if process.poll() is None:
+    if process.poll() is not None:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)   # workers a dead master left behind
+        except (ProcessLookupError, PermissionError):
+            pass
+    else:
         try:
             os.killpg(process.pid, sig)
         except ProcessLookupError:
@@ -110,6 +116,10 @@ def stop_process(process, grace=3.0, sig=signal.SIGTERM):
             except ProcessLookupError:
                 pass
             process.wait(timeout=5)
+        try:
+            os.killpg(process.pid, signal.SIGKILL)   # stragglers: old HAProxy workers, nginx workers
+        except (ProcessLookupError, PermissionError):
+            pass
 
 
 def free_port():
