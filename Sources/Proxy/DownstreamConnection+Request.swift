@@ -414,8 +414,9 @@ extension DownstreamConnection {
         let name = host[0..<end]
         // The common case, Host equal to SNI, needs no lookup.
         if HostSet.equalIgnoringCase(tls.serverName, name) { return false }
+        guard let store = tls.store else { return false }
         let hostName = String(decoding: name, as: UTF8.self)
-        return tls.store.context(forServerName: hostName) !== tls.selectedContext
+        return store.context(forServerName: hostName) !== tls.selectedContext
     }
 
     /// Answers a plain-HTTP request with a redirect to the same host and

@@ -22,8 +22,12 @@ public enum TLSIOResult: Equatable, Sendable {
 /// Loop-bound: one thread uses a connection at a time.
 public final class TLSConnection {
     private let ssl: OpaquePointer
-    /// Kept alive for the connection's life: the callback reads it during the handshake.
-    public let store: TLSCertificateStore
+    /// Server side: the certificates, kept alive for the connection's life
+    /// (the server-name callback reads them during the handshake). Nil on
+    /// the client side.
+    public let store: TLSCertificateStore?
+    /// Client side: the context, kept alive for the connection's life.
+    private let clientContext: TLSClientContext?
     /// The context chosen for this connection's server name (set during the handshake).
     public private(set) var selectedContext: TLSServerContext?
     /// The SNI host name the client sent (lower-cased), once the handshake is done.
@@ -39,6 +43,7 @@ public final class TLSConnection {
         guard let ssl = SSL_new(store.front.context) else { throw TLSError.fromQueue("SSL_new failed") }
         self.ssl = ssl
         self.store = store
+        self.clientContext = nil
         guard SSL_set_fd(ssl, fd) == 1 else {
             SSL_free(ssl)
             throw TLSError.fromQueue("SSL_set_fd failed")
@@ -48,7 +53,36 @@ public final class TLSConnection {
         SSL_set_ex_data(ssl, 0, Unmanaged.passUnretained(self).toOpaque())
     }
 
+    /// A client connection on `fd` (connected, owned by the caller) to an
+    /// upstream, sending `serverName` as SNI (and checking the certificate
+    /// against it when the context verifies).
+    public init(fd: Int32, client: TLSClientContext, serverName: String) throws {
+        guard let ssl = SSL_new(client.context) else { throw TLSError.fromQueue("SSL_new failed") }
+        self.ssl = ssl
+        self.store = nil
+        self.clientContext = client
+        guard SSL_set_fd(ssl, fd) == 1 else {
+            SSL_free(ssl)
+            throw TLSError.fromQueue("SSL_set_fd failed")
+        }
+        SSL_set_connect_state(ssl)
+        if !serverName.isEmpty {
+            _ = postern_SSL_set_tlsext_host_name(ssl, serverName)
+            if client.verifies, SSL_set1_host(ssl, serverName) != 1 {
+                SSL_free(ssl)
+                throw TLSError.fromQueue("cannot check certificates against \(serverName)")
+            }
+        }
+    }
+
     deinit { SSL_free(ssl) }
+
+    /// Client side: why the upstream's certificate was refused (empty when it was not).
+    public var verificationFailure: String {
+        let result = SSL_get_verify_result(ssl)
+        guard result != Int(X509_V_OK), let text = X509_verify_cert_error_string(result) else { return "" }
+        return String(cString: text)
+    }
 
     @inline(__always)
     private func classify(_ returned: Int32) -> TLSIOResult {
@@ -87,7 +121,7 @@ public final class TLSConnection {
             if let protocolName, length > 0 {
                 applicationProtocol = Array(UnsafeBufferPointer(start: protocolName, count: Int(length)))
             }
-            if selectedContext == nil { selectedContext = store.defaultContext }
+            if selectedContext == nil { selectedContext = store?.defaultContext }
             if selectedContext?.passClientCertificate == true { escapedClientCertificate = clientCertificateEscaped() }
             return .bytes(0)
         }
@@ -131,6 +165,7 @@ public final class TLSConnection {
     }
 
     fileprivate func selectContext(forServerName name: String?) {
+        guard let store else { return }
         let context = name.map { store.context(forServerName: $0) } ?? store.defaultContext
         selectedContext = context
         if SSL_set_SSL_CTX(ssl, context.context) == nil {

@@ -1,0 +1,50 @@
+import COpenSSL
+
+/// An OpenSSL client context for connections to upstreams
+/// (`backend-protocol: HTTPS`). Shared by every worker; immutable once made.
+public final class TLSClientContext: @unchecked Sendable {
+    let context: OpaquePointer
+    /// Whether the upstream's certificate is checked (`proxy-ssl-verify: on`).
+    public let verifies: Bool
+
+    /// - Parameters:
+    ///   - certificateAuthoritiesPEM: trusted CAs (`proxy-ssl-secret`'s
+    ///     `ca.crt`); nil with `verify` uses the system's trust store.
+    ///   - verify: check the certificate chain and the host name; off by
+    ///     default, as in ingress-nginx.
+    public init(verify: Bool, certificateAuthoritiesPEM: [UInt8]?) throws {
+        OpenSSLErrors.clear()
+        guard let context = SSL_CTX_new(TLS_client_method()) else { throw TLSError.fromQueue("SSL_CTX_new failed") }
+        self.context = context
+        self.verifies = verify
+        guard postern_SSL_CTX_set_min_proto_version(context, postern_TLS1_2_VERSION()) == 1 else {
+            SSL_CTX_free(context)
+            throw TLSError.fromQueue("cannot set the upstream protocol range")
+        }
+        SSL_CTX_set_options(context, postern_SSL_OP_NO_COMPRESSION() | postern_SSL_OP_NO_RENEGOTIATION())
+        _ = postern_SSL_CTX_set_mode(context, postern_SSL_MODE_proxy())
+        if verify {
+            if let certificateAuthoritiesPEM {
+                do {
+                    let authorities = try PEM.readCertificates(certificateAuthoritiesPEM)
+                    defer { authorities.forEach { X509_free($0) } }
+                    guard !authorities.isEmpty else { throw TLSError("proxy-ssl-secret: ca.crt holds no certificate") }
+                    let store = SSL_CTX_get_cert_store(context)
+                    for authority in authorities where X509_STORE_add_cert(store, authority) != 1 {
+                        throw TLSError.fromQueue("proxy-ssl-secret: a CA certificate is not usable")
+                    }
+                } catch {
+                    SSL_CTX_free(context)
+                    throw error
+                }
+            } else {
+                _ = SSL_CTX_set_default_verify_paths(context)
+            }
+            SSL_CTX_set_verify(context, SSL_VERIFY_PEER, nil)
+        } else {
+            SSL_CTX_set_verify(context, SSL_VERIFY_NONE, nil)
+        }
+    }
+
+    deinit { SSL_CTX_free(context) }
+}
