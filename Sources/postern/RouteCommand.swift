@@ -92,7 +92,9 @@ struct RouteRequest: ParsableCommand {
             }
         }
         if let rewritten = explanation.rewrittenPath {
-            print("upstream path: \(rewritten) (rewrite-target)")
+            // The proxy keeps the client's query after a rewritten path.
+            let query = request.path.firstIndex(of: "?").map { String(request.path[$0...]) } ?? ""
+            print("upstream path: \(rewritten)\(query) (rewrite-target)")
         }
     }
 }
