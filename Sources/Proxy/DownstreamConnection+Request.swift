@@ -100,7 +100,8 @@ extension DownstreamConnection {
                 return
             }
         }
-        switch worker.table.route(host: hostBytes, path: pathBytes) {
+        let routed = worker.table.route(host: hostBytes, path: pathBytes, rewriteInto: worker.rewriteBuffer)
+        switch routed.decision {
         case .notFound:
             worker.metrics.count(.noRoute)
             readBuffer.consume(head.headLength)
@@ -112,7 +113,13 @@ extension DownstreamConnection {
                 respondWithError(.serviceUnavailable, headParsed: true)
                 return
             }
-            writeUpstreamRequestHead(bytes, target: target)
+            if case .tooLong = routed.rewrite {
+                worker.metrics.count(.uriTooLong)
+                readBuffer.consume(head.headLength)
+                respondWithError(.uriTooLong, headParsed: true)
+                return
+            }
+            writeUpstreamRequestHead(bytes, target: target, rewrite: routed.rewrite)
             let expectsContinue = head.expectsContinue
             readBuffer.consume(head.headLength)
             state = .proxying
@@ -136,12 +143,16 @@ extension DownstreamConnection {
     /// Serializes the upstream request head into `upstreamRequestHead`:
     /// hop-by-hop fields removed (RFC 9110 §7.6.1), forwarding fields added,
     /// framing rewritten to one canonical field.
-    func writeUpstreamRequestHead(_ bytes: UnsafeRawBufferPointer, target: Target) {
+    func writeUpstreamRequestHead(_ bytes: UnsafeRawBufferPointer, target: Target, rewrite: PathRewrite) {
         let out = upstreamRequestHead
         out.clear()
         out.append(bytes, head.method)
         out.append(byte: UInt8(ascii: " "))
-        if target.originForm.isEmpty {
+        if case let .rewritten(count) = rewrite {
+            // rewrite-target: the new path, then the client's query unchanged.
+            out.append(UnsafeRawBufferPointer(rebasing: worker.rewriteBuffer[0..<count]))
+            out.append(bytes, target.path.upperBound..<target.originForm.upperBound)
+        } else if target.originForm.isEmpty {
             out.append(byte: slash)
         } else {
             out.append(bytes, target.originForm)

@@ -39,6 +39,9 @@ public final class Worker: @unchecked Sendable {
     let httpsPortText: [UInt8]
     /// Certificates, redirects and HSTS for new connections and requests.
     private(set) var secure: SecurePolicy?
+    /// Scratch space for `rewrite-target`: the rewritten path is written here
+    /// and copied into the upstream request head (one per worker, reused).
+    let rewriteBuffer: UnsafeMutableRawBufferPointer
     /// Called on the worker's thread when it has finished draining.
     var onStopped: (() -> Void)?
 
@@ -56,6 +59,8 @@ public final class Worker: @unchecked Sendable {
         self.roundRobinCounters = Array(repeating: 0, count: table.clusters.count)
         let port = Socket.localAddress(listenFD)?.port ?? configuration.httpListen.port
         self.listenPortText = Array(String(port).utf8)
+        self.rewriteBuffer = UnsafeMutableRawBufferPointer.allocate(
+            byteCount: max(configuration.limits.maxRequestTargetLength, 8192), alignment: 8)
         self.secure = secure
         if let httpsListenFD {
             httpsPortText = Array(String(Socket.localAddress(httpsListenFD)?.port ?? 0).utf8)
@@ -66,6 +71,8 @@ public final class Worker: @unchecked Sendable {
         if let httpsListenFD { listeners.append(Listener(fd: httpsListenFD, worker: self, isTLS: true)) }
         metrics.routingTableGeneration.set(table.generation)
     }
+
+    deinit { rewriteBuffer.deallocate() }
 
     /// Registers the listener and runs the loop until drained. Blocks the calling thread.
     func run() throws {

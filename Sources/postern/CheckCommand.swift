@@ -45,7 +45,9 @@ struct ManifestOptions: ParsableArguments {
         let load = ManifestDirectory(path: directory).load()
         let translation = translate(load.snapshot, options: settings.translateOptions)
         var diagnostics = load.diagnostics
-        for var diagnostic in translation.diagnostics {
+        // Certificates (spec.tls, Secrets, TLS annotations) are checked too.
+        let tls = translateTLS(load.snapshot, options: settings.translateOptions, defaultCertificateSecret: settings.defaultSSLCertificate)
+        for var diagnostic in translation.diagnostics + tls.diagnostics {
             if diagnostic.file == nil { diagnostic.file = load.files[diagnostic.object] }
             diagnostics.append(diagnostic)
         }

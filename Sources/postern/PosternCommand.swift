@@ -69,6 +69,15 @@ struct Run: ParsableCommand {
     @Option(help: "Service NAMESPACE/NAME answering requests no rule matches (default: 404).")
     var defaultBackendService: String?
 
+    @Option(help: "spec.controller of the IngressClasses to serve (default postern.dev/ingress-controller).")
+    var controllerClass: String?
+
+    @Option(help: "Legacy kubernetes.io/ingress.class value to serve (default postern).")
+    var ingressClass: String?
+
+    @Flag(help: "Serve Ingresses that name no class.")
+    var watchIngressWithoutClass = false
+
     func validatedSettings() throws -> Settings {
         var settings = try config.map(Settings.load(path:)) ?? Settings()
         if let manifests { settings.manifests = manifests }
@@ -97,6 +106,9 @@ struct Run: ParsableCommand {
             settings.logFormat = format
         }
         if let defaultBackendService { settings.defaultBackendService = defaultBackendService }
+        if let controllerClass { settings.controllerClass = controllerClass }
+        if let ingressClass { settings.ingressClass = ingressClass }
+        if watchIngressWithoutClass { settings.watchIngressWithoutClass = true }
         guard let directory = settings.manifests else {
             throw SettingsError("--manifests: required (or `manifests:` in the config file)")
         }
@@ -296,6 +308,7 @@ final class TablePublisher: @unchecked Sendable {
                     "reason": "\(diagnostic.reason)",
                     "object": "\(diagnostic.kind) \(diagnostic.namespace)/\(diagnostic.name)",
                     "file": "\(diagnostic.file ?? "-")",
+                    "field": "\(diagnostic.fieldPath ?? "-")",
                 ])
         }
     }

@@ -197,7 +197,7 @@ extension EndToEndTests {
             #expect(route.stdout.contains("result: Ingress default/old spec.rules[1].http.paths[0], Prefix /api"))
         }
 
-        @Test(.disabled("needs proxy wiring: send RoutingTable.route(host:path:rewriteInto:)'s rewritten path upstream"))
+        @Test
         func rewriteTargetChangesThePathSentUpstream() throws {
             let f = try IngressFixture()
             let response = try f.get("/something/new/item?x=1", host: "rewrite.example.com")
