@@ -254,8 +254,18 @@ extension DownstreamConnection {
             respondWithError(.serviceUnavailable, headParsed: true)
             return false
         }
+        var secure: TLSClientContext?
+        if let settings = cluster.upstream.tls {
+            guard let context = worker.clientContext(for: settings) else {
+                worker.metrics.count(.tlsHandshake)
+                respondWithError(.badGateway, headParsed: true)
+                return false
+            }
+            secure = context
+        }
         let connection: UpstreamConnection
-        if allowPooled, let pooled = worker.pool.take(endpoint) {
+        let poolKey = PoolKey(endpoint: endpoint, secure: secure.map(ObjectIdentifier.init))
+        if allowPooled, let pooled = worker.pool.take(poolKey) {
             connection = pooled
             connection.state = .busy
             upstreamReused = true
@@ -268,7 +278,9 @@ extension DownstreamConnection {
                 worker.metrics.count(.connectRefused)
                 return retryOrFail(failed: endpoint, carrying: carrying ?? upstreamRequestHead, error: .badGateway)
             }
-            connection = UpstreamConnection(fd: socketFD, endpoint: endpoint, worker: worker, connecting: result == .wouldBlock)
+            connection = UpstreamConnection(
+                fd: socketFD, endpoint: endpoint, worker: worker, connecting: result == .wouldBlock, secure: secure,
+                serverName: cluster.upstream.tls?.serverName ?? "")
             let initialInterest: Interest = result == .wouldBlock ? .write : .read
             do {
                 connection.registration = try worker.loop.register(fd: socketFD, interest: initialInterest, handler: connection)
@@ -293,7 +305,56 @@ extension DownstreamConnection {
             connection.writeBuffer.clear()
             connection.writeBuffer.append(upstreamRequestHead.readable)
         }
+        // Connected at once to an HTTPS endpoint: the handshake comes first.
+        if connection.state == .busy, connection.secure != nil, connection.tls == nil {
+            startUpstreamHandshake(connection)
+            return state == .proxying
+        }
         return true
+    }
+
+    /// TCP is up: start TLS to the endpoint.
+    func startUpstreamHandshake(_ connection: UpstreamConnection) {
+        guard let secure = connection.secure else { return }
+        do {
+            connection.tls = try TLSConnection(fd: connection.fd, client: secure, serverName: connection.serverName)
+        } catch {
+            worker.metrics.count(.tlsHandshake)
+            let pending = connection.writeBuffer
+            connection.writeBuffer = ByteBuffer(capacity: 16)
+            upstream = nil
+            connection.close()
+            retryOrFail(failed: connection.endpoint, carrying: pending, error: .badGateway)
+            return
+        }
+        connection.state = .handshaking
+        connection.deadline = worker.loop.now + worker.configuration.connectTimeoutMilliseconds
+        continueUpstreamHandshake(connection)
+    }
+
+    /// Drives the TLS handshake with the endpoint; on success the request is sent.
+    func continueUpstreamHandshake(_ connection: UpstreamConnection) {
+        guard connection === upstream, let tls = connection.tls else {
+            connection.close()
+            return
+        }
+        switch tls.handshake() {
+        case .bytes:
+            connection.state = .busy
+            flushUpstream()
+        case .wantRead:
+            connection.setInterest(.read)
+        case .wantWrite:
+            connection.setInterest(.write)
+        case .closed, .failed:
+            // Refused certificate, no common protocol, or the endpoint went away.
+            worker.metrics.count(.tlsHandshake)
+            let pending = connection.writeBuffer
+            connection.writeBuffer = ByteBuffer(capacity: 16)
+            upstream = nil
+            connection.close()
+            retryOrFail(failed: connection.endpoint, carrying: pending, error: .badGateway)
+        }
     }
 
     /// After a failed connect: one retry on another endpoint, else `error`.
@@ -324,6 +385,11 @@ extension DownstreamConnection {
             upstream = nil
             connection.close()
             retryOrFail(failed: connection.endpoint, carrying: pending, error: .badGateway)
+            return
+        }
+        if connection.secure != nil {
+            connection.state = .busy
+            startUpstreamHandshake(connection)
             return
         }
         connection.state = .busy
@@ -387,7 +453,7 @@ extension DownstreamConnection {
     func flushUpstream() {
         guard let upstream, upstream.state == .busy else { return }
         if !upstream.writeBuffer.isEmpty {
-            switch Socket.write(upstream.fd, from: upstream.writeBuffer) {
+            switch upstream.transportWrite() {
             case .bytes, .wouldBlock, .endOfFile:
                 break
             case .failed:
@@ -405,7 +471,7 @@ extension DownstreamConnection {
             pumpRequestBody()
             guard self.upstream === upstream, state == .proxying else { return }
             if !upstream.writeBuffer.isEmpty, upstream.state == .busy {
-                _ = Socket.write(upstream.fd, from: upstream.writeBuffer)
+                _ = upstream.transportWrite()
             }
         }
         refreshUpstreamDeadline(upstream)

@@ -69,8 +69,12 @@ extension DownstreamConnection {
                 }
             }
         }
-        switch Socket.read(connection.fd, into: buffer) {
+        switch connection.transportRead() {
         case .bytes:
+            // Decrypted bytes already inside OpenSSL are not announced by epoll.
+            while let tls = connection.tls, tls.pendingBytes > 0, buffer.writableBytes > 0 {
+                guard case .bytes = connection.transportRead() else { break }
+            }
             processUpstreamInput()
             guard connection === upstream, state == .proxying else { return }
             refreshUpstreamDeadline(connection)
@@ -312,7 +316,7 @@ extension DownstreamConnection {
             connection.close()
             return
         }
-        if connection.state == .connecting {
+        if connection.state == .connecting || connection.state == .handshaking {
             worker.metrics.count(.connectTimeout)
             let pending = connection.writeBuffer
             connection.writeBuffer = ByteBuffer(capacity: 16)

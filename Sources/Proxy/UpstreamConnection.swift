@@ -1,6 +1,8 @@
+import Glibc
 import HTTP1
 import Reactor
 import RouteModel
+import TLS
 
 /// One TCP connection from a worker to an endpoint. While it serves a
 /// request it belongs to one `DownstreamConnection`, which drives it; between
@@ -12,6 +14,8 @@ final class UpstreamConnection: EventHandler {
     /// Where the connection is in its life.
     enum State {
         case connecting
+        /// TCP connected; TLS handshake with the endpoint under way.
+        case handshaking
         case busy
         case idle
         case closed
@@ -19,6 +23,14 @@ final class UpstreamConnection: EventHandler {
 
     let fd: CInt
     let endpoint: Endpoint
+    /// Endpoint plus TLS context: connections are pooled only with their own kind.
+    let poolKey: PoolKey
+    /// The client TLS context for HTTPS endpoints (nil: plain HTTP).
+    let secure: TLSClientContext?
+    /// SNI and verified name for HTTPS endpoints.
+    let serverName: String
+    /// The TLS session once the handshake started.
+    var tls: TLSConnection?
     unowned let worker: Worker
     var registration: Registration?
     var state: State
@@ -34,9 +46,12 @@ final class UpstreamConnection: EventHandler {
     var requestsServed = 0
     var interest: Interest = .none
 
-    init(fd: CInt, endpoint: Endpoint, worker: Worker, connecting: Bool) {
+    init(fd: CInt, endpoint: Endpoint, worker: Worker, connecting: Bool, secure: TLSClientContext?, serverName: String) {
         self.fd = fd
         self.endpoint = endpoint
+        self.secure = secure
+        self.serverName = serverName
+        self.poolKey = PoolKey(endpoint: endpoint, secure: secure.map(ObjectIdentifier.init))
         self.worker = worker
         self.state = connecting ? .connecting : .busy
         self.readBuffer = ByteBuffer(capacity: 32 * 1024)
@@ -58,6 +73,8 @@ final class UpstreamConnection: EventHandler {
                 let error = Socket.pendingError(fd)
                 if let owner { owner.upstreamConnected(self, error: error) } else { close() }
             }
+        case .handshaking:
+            if let owner { owner.continueUpstreamHandshake(self) } else { close() }
         case .busy:
             if let owner { owner.upstreamReady(self, readiness) } else { close() }
         case .idle:
@@ -76,7 +93,7 @@ final class UpstreamConnection: EventHandler {
         case .idle:
             worker.pool.remove(self)
             close()
-        case .connecting, .busy:
+        case .connecting, .handshaking, .busy:
             if let owner { owner.upstreamTimedOut(self) } else { close() }
         case .closed:
             break
@@ -90,15 +107,55 @@ final class UpstreamConnection: EventHandler {
         owner = nil
         if let registration { worker.loop.deregister(registration) }
         registration = nil
+        tls = nil
         Socket.close(fd)
         worker.metrics.upstreamConnectionsClosed.add()
     }
+
+    /// Reads into `readBuffer` (through TLS for HTTPS endpoints).
+    @inline(__always)
+    func transportRead() -> IOResult {
+        guard let tls else { return Socket.read(fd, into: readBuffer) }
+        switch tls.read(into: readBuffer.writable) {
+        case let .bytes(count):
+            readBuffer.didWrite(count)
+            return .bytes(count)
+        case .wantRead, .wantWrite:
+            return .wouldBlock
+        case .closed:
+            return .endOfFile
+        case .failed:
+            return .failed(EPROTO)
+        }
+    }
+
+    /// Writes from `writeBuffer` (through TLS for HTTPS endpoints).
+    @inline(__always)
+    func transportWrite() -> IOResult {
+        guard let tls else { return Socket.write(fd, from: writeBuffer) }
+        switch tls.write(writeBuffer.readable) {
+        case let .bytes(count):
+            writeBuffer.consume(count)
+            return .bytes(count)
+        case .wantRead, .wantWrite:
+            return .wouldBlock
+        case .closed, .failed:
+            return .failed(EPIPE)
+        }
+    }
+}
+
+/// What pooled upstream connections are keyed by.
+struct PoolKey: Hashable {
+    var endpoint: Endpoint
+    /// The TLS context (nil: plain HTTP).
+    var secure: ObjectIdentifier?
 }
 
 /// Idle keep-alive connections of one worker, per endpoint. Most recently
 /// used first (LIFO), which keeps few connections warm and lets the rest time out.
 final class UpstreamPool {
-    private var idle: [Endpoint: [UpstreamConnection]] = [:]
+    private var idle: [PoolKey: [UpstreamConnection]] = [:]
     private let perEndpointLimit: Int
 
     init(perEndpointLimit: Int) {
@@ -107,25 +164,25 @@ final class UpstreamPool {
 
     /// Takes the most recently used idle connection to `endpoint`, if any.
     @inline(__always)
-    func take(_ endpoint: Endpoint) -> UpstreamConnection? {
+    func take(_ key: PoolKey) -> UpstreamConnection? {
         // Mutate in place through the dictionary's modify accessor: copying
         // the array out would allocate on every request.
-        idle[endpoint]?.popLast()
+        idle[key]?.popLast()
     }
 
     /// Parks a connection; returns false when the endpoint's pool is full
     /// (the caller then closes it).
     @inline(__always)
     func park(_ connection: UpstreamConnection) -> Bool {
-        guard (idle[connection.endpoint]?.count ?? 0) < perEndpointLimit else { return false }
-        idle[connection.endpoint, default: []].append(connection)
+        guard (idle[connection.poolKey]?.count ?? 0) < perEndpointLimit else { return false }
+        idle[connection.poolKey, default: []].append(connection)
         return true
     }
 
     /// Forgets a connection (closed by its endpoint or timed out).
     func remove(_ connection: UpstreamConnection) {
-        guard let index = idle[connection.endpoint]?.firstIndex(where: { $0 === connection }) else { return }
-        idle[connection.endpoint]?.remove(at: index)
+        guard let index = idle[connection.poolKey]?.firstIndex(where: { $0 === connection }) else { return }
+        idle[connection.poolKey]?.remove(at: index)
     }
 
     /// Closes every idle connection (drain).

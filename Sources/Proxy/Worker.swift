@@ -39,6 +39,9 @@ public final class Worker: @unchecked Sendable {
     let httpsPortText: [UInt8]
     /// Certificates, redirects and HSTS for new connections and requests.
     private(set) var secure: SecurePolicy?
+    /// Client TLS contexts for HTTPS endpoints, made on first use per
+    /// distinct settings and kept (a context is reused for every connection).
+    private var clientContexts: [UpstreamTLS: TLSClientContext] = [:]
     /// Scratch space for `rewrite-target`: the rewritten path is written here
     /// and copied into the upstream request head (one per worker, reused).
     let rewriteBuffer: UnsafeMutableRawBufferPointer
@@ -73,6 +76,18 @@ public final class Worker: @unchecked Sendable {
     }
 
     deinit { rewriteBuffer.deallocate() }
+
+    /// The client TLS context for `settings` (nil when it cannot be made,
+    /// e.g. an unusable CA bundle: the request gets 502).
+    func clientContext(for settings: UpstreamTLS) -> TLSClientContext? {
+        if let existing = clientContexts[settings] { return existing }
+        guard let made = try? TLSClientContext(verify: settings.verify, certificateAuthoritiesPEM: settings.certificateAuthoritiesPEM)
+        else { return nil }
+        // Bounded: settings come from configuration, not from requests.
+        if clientContexts.count > 1024 { clientContexts.removeAll() }
+        clientContexts[settings] = made
+        return made
+    }
 
     /// Registers the listener and runs the loop until drained. Blocks the calling thread.
     func run() throws {

@@ -98,11 +98,14 @@ public struct Cluster: Sendable, Equatable {
     /// Why the cluster cannot serve, when Translate knows (missing service,
     /// unsupported resource backend); nil otherwise.
     public var unavailableReason: String?
+    /// How to talk to the endpoints (HTTP by default).
+    public var upstream: UpstreamSettings
 
-    public init(name: String, endpoints: [Endpoint], unavailableReason: String? = nil) {
+    public init(name: String, endpoints: [Endpoint], unavailableReason: String? = nil, upstream: UpstreamSettings = .http) {
         self.name = name
         self.endpoints = endpoints
         self.unavailableReason = unavailableReason
+        self.upstream = upstream
     }
 }
 

@@ -13,13 +13,16 @@ public final class CompiledCluster: Sendable {
     public let endpoints: [Endpoint]
     /// Why the cluster cannot serve (for the 503 and the logs), when known.
     public let unavailableReason: String?
+    /// How to talk to the endpoints (HTTP, HTTPS, ...).
+    public let upstream: UpstreamSettings
 
     /// Creates a compiled cluster.
-    public init(index: Int, name: String, endpoints: [Endpoint], unavailableReason: String?) {
+    public init(index: Int, name: String, endpoints: [Endpoint], unavailableReason: String?, upstream: UpstreamSettings = .http) {
         self.index = index
         self.name = name
         self.endpoints = endpoints
         self.unavailableReason = unavailableReason
+        self.upstream = upstream
     }
 }
 

@@ -83,7 +83,7 @@ public final class RoutingTable: Sendable {
             clusterIndex[cluster.name] = Int32(clusters.count)
             clusters.append(CompiledCluster(
                 index: clusters.count, name: cluster.name, endpoints: cluster.endpoints,
-                unavailableReason: cluster.unavailableReason))
+                unavailableReason: cluster.unavailableReason, upstream: cluster.upstream))
         }
         func index(of name: String?) -> Int32 {
             guard let name else { return -1 }

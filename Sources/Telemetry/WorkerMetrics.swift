@@ -32,7 +32,7 @@ public final class Counter: Sendable {
 
 /// Which side an upstream failure came from, for `postern_upstream_errors_total`.
 public enum UpstreamErrorKind: Int, CaseIterable, Sendable {
-    case connectRefused, connectTimeout, reset, readTimeout, sendTimeout, malformedResponse, noEndpoints
+    case connectRefused, connectTimeout, reset, readTimeout, sendTimeout, malformedResponse, noEndpoints, tlsHandshake
 
     /// The Prometheus label value.
     public var label: String {
@@ -44,6 +44,7 @@ public enum UpstreamErrorKind: Int, CaseIterable, Sendable {
         case .sendTimeout: return "send_timeout"
         case .malformedResponse: return "malformed_response"
         case .noEndpoints: return "no_endpoints"
+        case .tlsHandshake: return "tls_handshake"
         }
     }
 }

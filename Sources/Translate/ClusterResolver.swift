@@ -34,13 +34,16 @@ final class ClusterResolver {
 
     /// The cluster for a backend of an object in `namespace`; nil (and a
     /// diagnostic against `referrer`) when the backend itself is malformed.
-    func cluster(for backend: IngressBackend, namespace: String, referrer: ObjectKey, field: String? = nil) -> String? {
+    func cluster(
+        for backend: IngressBackend, namespace: String, referrer: ObjectKey, field: String? = nil, upstream: UpstreamSettings = .http
+    ) -> String? {
         if let service = backend.service {
             if backend.resource != nil {
                 context.report(Diagnostic(.error, referrer, field: field, reason: "InvalidBackend",
                     message: "backend sets both service and resource; using service \"\(service.name)\""))
             }
-            return serviceCluster(namespace: namespace, backend: service, referrer: referrer, field: field.map { $0 + ".service" })
+            return serviceCluster(
+                namespace: namespace, backend: service, referrer: referrer, field: field.map { $0 + ".service" }, upstream: upstream)
         }
         if let resource = backend.resource {
             return resourceCluster(namespace: namespace, resource: resource, referrer: referrer, field: field.map { $0 + ".resource" })
@@ -50,7 +53,9 @@ final class ClusterResolver {
         return nil
     }
 
-    private func serviceCluster(namespace: String, backend: IngressServiceBackend, referrer: ObjectKey, field: String?) -> String? {
+    private func serviceCluster(
+        namespace: String, backend: IngressServiceBackend, referrer: ObjectKey, field: String?, upstream: UpstreamSettings
+    ) -> String? {
         let portReference: ServicePortReference
         switch (backend.port.number, backend.port.name) {
         case let (number?, nil):
@@ -67,7 +72,8 @@ final class ClusterResolver {
                 message: "service \"\(backend.name)\" backend must set exactly one of port.number and port.name"))
             return nil
         }
-        return resolve(namespace: namespace, service: backend.name, port: portReference, referrer: referrer, field: field)
+        return resolve(
+            namespace: namespace, service: backend.name, port: portReference, referrer: referrer, field: field, upstream: upstream)
     }
 
     /// The cluster for the first port of `namespace/service` (the global default backend).
@@ -103,16 +109,31 @@ final class ClusterResolver {
     }
 
     private func resolve(
-        namespace: String, service name: String, port: ServicePortReference, referrer: ObjectKey, field: String? = nil
+        namespace: String, service name: String, port: ServicePortReference, referrer: ObjectKey, field: String? = nil,
+        upstream requested: UpstreamSettings = .http
     ) -> String {
-        let clusterName = "\(namespace)/\(name):\(port)"
+        var upstream = requested
+        if var tls = upstream.tls, tls.serverName.isEmpty {
+            // Default SNI and verified name: the Service's cluster DNS name.
+            tls.serverName = "\(name).\(namespace).svc"
+            upstream.tls = tls
+        }
+        let clusterName = "\(namespace)/\(name):\(port)" + UpstreamAnnotations.nameSuffix(upstream)
         if let existing = clusters[clusterName] {
             reportProblems(existing.problems, referrer: referrer, field: field)
             return clusterName
         }
         func unavailable(_ reason: String, _ code: String) -> String {
             register(name: clusterName, endpoints: [], unavailableReason: reason, referrer: referrer, field: field,
-                problems: [Problem(severity: .error, reason: code, message: reason)])
+                problems: [Problem(severity: .error, reason: code, message: reason)], upstream: upstream)
+        }
+        switch upstream.wireProtocol {
+        case .http, .https:
+            break
+        case .grpc, .grpcs, .h2c:
+            return unavailable(
+                "backend-protocol \(upstream.wireProtocol.rawValue) needs HTTP/2 to the endpoints, which this version does not speak yet",
+                "UnsupportedBackendProtocol")
         }
         guard let service = context.servicesByKey["\(namespace)/\(name)"] else {
             return unavailable("service \(namespace)/\(name) not found", "MissingService")
@@ -132,15 +153,19 @@ final class ClusterResolver {
         }
         let endpoints = readyEndpoints(namespace: namespace, service: name, port: servicePort)
         let reason = endpoints.isEmpty ? "service \(namespace)/\(name) port \(port) has no ready endpoints" : nil
-        return register(name: clusterName, endpoints: endpoints, unavailableReason: reason, referrer: referrer, field: field, problems: [])
+        return register(
+            name: clusterName, endpoints: endpoints, unavailableReason: reason, referrer: referrer, field: field, problems: [],
+            upstream: upstream)
     }
 
     private func register(
         name: String, endpoints: [Endpoint], unavailableReason: String?, referrer: ObjectKey, field: String? = nil,
-        problems: [Problem]
+        problems: [Problem], upstream: UpstreamSettings = .http
     ) -> String {
         if clusters[name] == nil {
-            clusters[name] = (Cluster(name: name, endpoints: endpoints, unavailableReason: unavailableReason), problems)
+            clusters[name] = (
+                Cluster(name: name, endpoints: endpoints, unavailableReason: unavailableReason, upstream: upstream), problems
+            )
         }
         reportProblems(problems, referrer: referrer, field: field)
         return name

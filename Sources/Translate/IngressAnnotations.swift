@@ -1,3 +1,4 @@
+import RouteModel
 import Kube
 
 /// The annotations of one Ingress that Postern reads, parsed into typed
@@ -11,6 +12,9 @@ struct IngressAnnotations {
     var useRegex = false
     /// `rewrite-target`, validated: the upstream path template.
     var rewriteTarget: String?
+    /// `backend-protocol` and `proxy-ssl-*`: how to reach the backends
+    /// (the TLS server name is filled in per Service by `ClusterResolver`).
+    var upstream: UpstreamSettings = .http
     /// False when an annotation is so broken that serving the Ingress would
     /// send requests somewhere its author did not mean (a bad rewrite target).
     var usable = true
@@ -44,6 +48,7 @@ struct IngressAnnotations {
                 result.rewriteTarget = text
             }
         }
+        result.upstream = UpstreamAnnotations.parse(ingress, context: context)
         return result
     }
 

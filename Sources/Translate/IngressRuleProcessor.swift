@@ -68,7 +68,8 @@ struct IngressRuleProcessor {
                     }
                     claim(
                         RouteKey(host: host, path: parsed.path, match: parsed.match), backend: path.backend,
-                        ingress: ingress, location: location, rewriteTarget: annotations.rewriteTarget)
+                        ingress: ingress, location: location, rewriteTarget: annotations.rewriteTarget,
+                        upstream: annotations.upstream)
                 }
             }
         }
@@ -83,7 +84,7 @@ struct IngressRuleProcessor {
                 continue
             }
             guard let cluster = clusters.cluster(
-                for: backend, namespace: namespace, referrer: key, field: "spec.defaultBackend")
+                for: backend, namespace: namespace, referrer: key, field: "spec.defaultBackend", upstream: annotations.upstream)
             else { continue }
             hosts.insert(host)
             hostDefaults[host] = (cluster, ingress.sourceName)
@@ -91,7 +92,8 @@ struct IngressRuleProcessor {
     }
 
     private mutating func claim(
-        _ routeKey: RouteKey, backend: IngressBackend, ingress: Ingress, location: String, rewriteTarget: String?
+        _ routeKey: RouteKey, backend: IngressBackend, ingress: Ingress, location: String, rewriteTarget: String?,
+        upstream: UpstreamSettings
     ) {
         if let owner = routes[routeKey] {
             let by = owner.source == ingress.sourceName
@@ -101,7 +103,8 @@ struct IngressRuleProcessor {
             return
         }
         guard let cluster = clusters.cluster(
-            for: backend, namespace: ingress.metadata.namespace, referrer: ingress.key, field: location + ".backend")
+            for: backend, namespace: ingress.metadata.namespace, referrer: ingress.key, field: location + ".backend",
+            upstream: upstream)
         else { return }
         routes[routeKey] = Route(
             path: routeKey.path, match: routeKey.match, cluster: cluster, source: ingress.sourceName,

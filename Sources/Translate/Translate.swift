@@ -54,10 +54,13 @@ final class TranslationContext {
     /// EndpointSlices by `namespace/service`, sorted by name.
     let slicesByService: [String: [EndpointSlice]]
     let endpointsByKey: [String: Endpoints]
+    /// Secrets by `namespace/name` (CA bundles named by annotations).
+    let secretsByKey: [String: Secret]
     private var diagnostics: Set<Diagnostic> = []
 
     init(snapshot: ObjectSnapshot) {
         servicesByKey = TranslationContext.index(snapshot.services) { $0.metadata }
+        secretsByKey = TranslationContext.index(snapshot.secrets) { $0.metadata }
         endpointsByKey = TranslationContext.index(snapshot.endpoints) { $0.metadata }
         var slices: [String: [EndpointSlice]] = [:]
         for slice in snapshot.endpointSlices {

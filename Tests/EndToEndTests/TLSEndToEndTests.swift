@@ -332,3 +332,101 @@ extension PosternProcess {
         try HTTPClient.request(port: port, path: path, host: host)
     }
 }
+
+/// An HTTPS backend (Python's ssl + http.server) that answers every GET with
+/// JSON naming the path and the SNI it was reached with.
+final class PythonHTTPSBackend: @unchecked Sendable {
+    let child: ChildProcess
+    let port: UInt16
+
+    init(certificate: String, key: String, folder: String) throws {
+        let certificatePath = folder + "/backend-\(UUID().uuidString).crt"
+        let keyPath = certificatePath + ".key"
+        try certificate.write(toFile: certificatePath, atomically: true, encoding: .utf8)
+        try key.write(toFile: keyPath, atomically: true, encoding: .utf8)
+        let script = """
+            import http.server, json, ssl, sys
+            seen = {}
+            class Handler(http.server.BaseHTTPRequestHandler):
+                protocol_version = "HTTP/1.1"
+                def do_GET(self):
+                    body = json.dumps({"path": self.path, "sni": getattr(self.connection, "sni", None)}).encode()
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                def log_message(self, *args):
+                    pass
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(sys.argv[1], sys.argv[2])
+            def remember(sock, name, ctx):
+                sock.sni = name
+            context.sni_callback = remember
+            server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+            server.socket = context.wrap_socket(server.socket, server_side=True)
+            print("listening on 127.0.0.1:%d" % server.server_address[1], flush=True)
+            server.serve_forever()
+            """
+        child = try ChildProcess(executable: "/usr/bin/env", arguments: ["python3", "-c", script, certificatePath, keyPath], label: "https-backend")
+        port = try child.waitForListeningPort()
+    }
+}
+
+extension EndToEndTests {
+    @Suite struct UpstreamTLS {
+        @Test func proxiesToHTTPSEndpointsWithAndWithoutVerification() throws {
+            let pki = try TestPKI()
+            let otherPKI = try TestPKI()
+            let leaf = try pki.leaf(["backend.internal"])
+            let backend = try PythonHTTPSBackend(certificate: leaf.certificate, key: leaf.key, folder: pki.folder)
+            let caBundle = try String(contentsOfFile: pki.caPath, encoding: .utf8)
+            let wrongBundle = try String(contentsOfFile: otherPKI.caPath, encoding: .utf8)
+            func caSecret(_ name: String, _ bundle: String) -> String {
+                "---\napiVersion: v1\nkind: Secret\nmetadata: {name: \(name), namespace: default}\nstringData:\n  ca.crt: |\n"
+                    + bundle.split(separator: "\n").map { "    " + $0 }.joined(separator: "\n") + "\n"
+            }
+            func ingress(_ name: String, _ annotations: [String: String]) -> String {
+                var text = Manifests.ingress(name, rules: [("\(name).example.com", "/", "Prefix", "secure-backend")])
+                let pairs = annotations.map { "\"\($0.key)\": \"\($0.value)\"" }.joined(separator: ", ")
+                text = text.replacingOccurrences(of: "metadata: {name: \(name), namespace: default}", with: "metadata: {name: \(name), namespace: default, annotations: {\(pairs)}}")
+                return text
+            }
+            let manifests = try ManifestFolder()
+            try manifests.write("class.yaml", Manifests.ingressClass)
+            try manifests.write(
+                "app.yaml",
+                Manifests.service("secure-backend", ports: [backend.port]) + caSecret("right-ca", caBundle) + caSecret("wrong-ca", wrongBundle)
+                    + ingress("plain", ["nginx.ingress.kubernetes.io/backend-protocol": "HTTPS"])
+                    + ingress(
+                        "verified",
+                        [
+                            "nginx.ingress.kubernetes.io/backend-protocol": "HTTPS", "nginx.ingress.kubernetes.io/proxy-ssl-verify": "on",
+                            "nginx.ingress.kubernetes.io/proxy-ssl-secret": "default/right-ca",
+                            "nginx.ingress.kubernetes.io/proxy-ssl-name": "backend.internal",
+                        ])
+                    + ingress(
+                        "refused",
+                        [
+                            "nginx.ingress.kubernetes.io/backend-protocol": "HTTPS", "nginx.ingress.kubernetes.io/proxy-ssl-verify": "on",
+                            "nginx.ingress.kubernetes.io/proxy-ssl-secret": "default/wrong-ca",
+                            "nginx.ingress.kubernetes.io/proxy-ssl-name": "backend.internal",
+                        ]))
+            let postern = try PosternProcess(manifests: manifests)
+            let unverified = try postern.get("/a?b=1", host: "plain.example.com")
+            #expect(unverified.status == 200)
+            #expect(try unverified.json()["path"] as? String == "/a?b=1")
+            #expect(try unverified.json()["sni"] as? String == "secure-backend.default.svc")
+            let verified = try postern.get("/v", host: "verified.example.com")
+            #expect(verified.status == 200)
+            #expect(try verified.json()["sni"] as? String == "backend.internal")
+            let refused = try postern.get("/r", host: "refused.example.com")
+            #expect(refused.status == 502)
+            #expect(try postern.metric("postern_upstream_errors_total{kind=\"tls_handshake\"}") ?? 0 >= 1)
+            // Keep-alive to the HTTPS endpoint: later requests reuse pooled TLS
+            // connections (two workers, each with its own pool).
+            for _ in 0..<6 { #expect(try postern.get("/again", host: "plain.example.com").status == 200) }
+            #expect(try postern.metric("postern_upstream_connection_reuses_total") ?? 0 >= 1)
+        }
+    }
+}
