@@ -8,6 +8,8 @@
 #include <openssl/pem.h>
 #include <openssl/evp.h>
 #include <openssl/ec.h>
+#include <openssl/rand.h>
+#include <openssl/core_names.h>
 
 static inline long postern_SSL_CTX_set_mode(SSL_CTX *ctx, long mode) { return SSL_CTX_set_mode(ctx, mode); }
 static inline long postern_SSL_MODE_proxy(void) {
@@ -25,10 +27,6 @@ static inline long postern_SSL_CTX_set_tlsext_servername_callback(SSL_CTX *ctx, 
     return SSL_CTX_set_tlsext_servername_callback(ctx, callback);
 }
 static inline long postern_SSL_CTX_set_tlsext_servername_arg(SSL_CTX *ctx, void *arg) { return SSL_CTX_set_tlsext_servername_arg(ctx, arg); }
-static inline long postern_SSL_CTX_set_tlsext_ticket_key_evp_cb(
-    SSL_CTX *ctx, int (*callback)(SSL *, unsigned char *, unsigned char *, EVP_CIPHER_CTX *, EVP_MAC_CTX *, int)) {
-    return SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, callback);
-}
 static inline int postern_SSL_session_reused(const SSL *ssl) { return (int)SSL_session_reused(ssl); }
 static inline uint64_t postern_SSL_OP_NO_COMPRESSION(void) { return SSL_OP_NO_COMPRESSION; }
 static inline uint64_t postern_SSL_OP_NO_RENEGOTIATION(void) { return SSL_OP_NO_RENEGOTIATION; }

@@ -417,7 +417,8 @@ final class DownstreamConnection: EventHandler {
 
     /// During a drain: closes now if no request is under way.
     func drainIfIdle() {
-        if state == .waitingForRequest, !requestStarted { close() }
+        // A connection still in its TLS handshake has no request in flight either.
+        if (state == .waitingForRequest && !requestStarted) || state == .handshaking { close() }
     }
 
     func close() {

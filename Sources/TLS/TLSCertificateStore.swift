@@ -70,9 +70,15 @@ public final class TLSCertificateStore: @unchecked Sendable {
     private let wildcard: [String: TLSServerContext]
     /// The context every handshake starts on.
     let front: TLSServerContext
+    /// Session-ticket keys (one ring per builder, so per process).
+    let ticketKeys: SessionTicketKeys
 
-    init(front: TLSServerContext, defaultContext: TLSServerContext, exact: [String: TLSServerContext], wildcard: [String: TLSServerContext]) {
+    init(
+        front: TLSServerContext, ticketKeys: SessionTicketKeys, defaultContext: TLSServerContext,
+        exact: [String: TLSServerContext], wildcard: [String: TLSServerContext]
+    ) {
         self.front = front
+        self.ticketKeys = ticketKeys
         self.defaultContext = defaultContext
         self.exact = exact
         self.wildcard = wildcard
@@ -101,13 +107,17 @@ public final class TLSStoreBuilder: @unchecked Sendable {
     private let settings: TLSServerSettings
     private let front: TLSServerContext
     private let fallbackDefault: TLSServerContext
+    /// Session-ticket keys, installed on every context this builder makes.
+    public let ticketKeys: SessionTicketKeys
     private var cache: [TLSCertificateInput: TLSServerContext] = [:]
 
     /// `defaultCertificate` answers unknown names; nil generates a
     /// self-signed certificate (as ingress-nginx does; log a warning).
-    public init(settings: TLSServerSettings, defaultCertificate: TLSCertificateInput?) throws {
+    public init(settings: TLSServerSettings, defaultCertificate: TLSCertificateInput?, ticketKeys: SessionTicketKeys = SessionTicketKeys()) throws {
         self.settings = settings
+        self.ticketKeys = ticketKeys
         self.front = try TLSServerContext(frontWithSettings: settings)
+        ticketKeys.install(on: front.context)
         if let defaultCertificate {
             fallbackDefault = try TLSServerContext(
                 name: defaultCertificate.name, certificateChainPEM: defaultCertificate.certificateChainPEM,
@@ -115,6 +125,7 @@ public final class TLSStoreBuilder: @unchecked Sendable {
         } else {
             fallbackDefault = try SelfSignedCertificate.makeContext(settings: settings)
         }
+        ticketKeys.install(on: fallbackDefault.context)
     }
 
     /// True when the default certificate was generated at start-up.
@@ -144,6 +155,7 @@ public final class TLSStoreBuilder: @unchecked Sendable {
                     continue
                 }
             }
+            ticketKeys.install(on: context.context)
             used[input] = context
             if let notAfter = context.notAfter, notAfter <= Int(time(nil)) {
                 problems.append(
@@ -167,6 +179,9 @@ public final class TLSStoreBuilder: @unchecked Sendable {
             }
         }
         cache = used
-        return (TLSCertificateStore(front: front, defaultContext: fallbackDefault, exact: exact, wildcard: wildcard), problems)
+        return (
+            TLSCertificateStore(front: front, ticketKeys: ticketKeys, defaultContext: fallbackDefault, exact: exact, wildcard: wildcard),
+            problems
+        )
     }
 }

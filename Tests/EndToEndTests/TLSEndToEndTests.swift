@@ -214,6 +214,23 @@ extension EndToEndTests {
             #expect(try fixture.postern.metric("postern_tls_handshakes_total{result=\"failed\"}") ?? 0 >= 1)
         }
 
+        @Test func resumesSessionsWithTicketsSharedByEveryWorker() throws {
+            let fixture = try Fixture()
+            for version in ["-tls1_2", "-tls1_3"] {
+                let session = fixture.pki.folder + "/session\(version)"
+                let base = "openssl s_client -connect 127.0.0.1:\(fixture.postern.httpsPort) -servername a.example.com \(version)"
+                // The ticket arrives after the handshake: keep stdin open a moment.
+                let first = try runCommand("/bin/bash", ["-c", "(sleep 0.3) | \(base) -sess_out \(session) 2>/dev/null"])
+                #expect(first.stdout.contains("New, TLSv1."), "\(version): \(first.stdout.suffix(300))")
+                // Four more connections: the two workers share the ticket keys.
+                for _ in 0..<4 {
+                    let again = try runCommand("/bin/bash", ["-c", "(sleep 0.2) | \(base) -sess_in \(session) 2>/dev/null"])
+                    #expect(again.stdout.contains("Reused, TLSv1."), "\(version): not resumed")
+                }
+            }
+            #expect(try fixture.postern.metric("postern_tls_handshakes_total{result=\"resumed\"}") == 8)
+        }
+
         @Test func rotatesACertificateUnderLoadWithoutFailures() throws {
             let fixture = try Fixture()
             let before = try fixture.servedCertificate(serverName: "a.example.com")

@@ -1,5 +1,5 @@
 import Foundation
-import TLS
+@testable import TLS
 import Testing
 
 /// Certificates made for the tests with the `openssl` command line.
@@ -126,5 +126,26 @@ enum TestCertificates {
         changed.certificateChainPEM = rotated.certificate
         changed.privateKeyPEM = rotated.key
         #expect(builder.build([changed]).0.context(forServerName: "a.example.com") !== first)
+    }
+}
+
+@Suite struct SessionTicketKeyTests {
+    @Test func previousKeyStillOpensTicketsForOneRotation() {
+        let keys = SessionTicketKeys(rotationSeconds: 3600)
+        let first = keys.sealingKey()
+        keys.rotate()
+        let second = keys.sealingKey()
+        #expect(first.name != second.name)
+        #expect(keys.openingKey(named: first.name)?.isCurrent == false)
+        #expect(keys.openingKey(named: second.name)?.isCurrent == true)
+        keys.rotate()
+        #expect(keys.openingKey(named: first.name) == nil)
+    }
+
+    @Test func keysRotateThemselvesWhenTheirTimeIsUp() {
+        let keys = SessionTicketKeys(rotationSeconds: 0)
+        let first = keys.sealingKey()
+        let second = keys.sealingKey()
+        #expect(first.name != second.name)
     }
 }
