@@ -64,6 +64,7 @@ extension DownstreamConnection {
         let bytes = readBuffer.readable
         isHEAD = head.isHEAD
         clientIsHTTP10 = head.version == .http10
+        upgradeRequested = isWebSocketUpgrade(bytes)
         clientKeepAlive = head.keepAlive && !worker.isDraining
         switch head.framing {
         case .none, .untilClose, .contentLength(0): requestBody = .complete
@@ -214,6 +215,10 @@ extension DownstreamConnection {
                 out.append(tls.escapedClientCertificate)
                 out.append("\r\nssl-client-verify: SUCCESS\r\n")
             }
+        }
+        if upgradeRequested {
+            // RFC 9110 §7.8: Upgrade travels hop by hop, so the proxy re-sends it.
+            out.append("Connection: upgrade\r\nUpgrade: websocket\r\n")
         }
         if !sawRequestID {
             out.append("X-Request-ID: ")
@@ -465,6 +470,11 @@ extension DownstreamConnection {
                 }
                 upstream.writeBuffer.clear()
             }
+        }
+        if state == .tunneling {
+            // Room again toward the upstream: take what the client sent.
+            if upstream.writeBuffer.readableBytes < worker.configuration.bufferHighWaterMark { tunnelClientBytes() }
+            return
         }
         if upstream.writeBuffer.readableBytes < worker.configuration.bufferHighWaterMark, requestBody != .complete {
             // Room again: take more body bytes already read, and read more.

@@ -49,6 +49,10 @@ extension DownstreamConnection {
     }
 
     func readFromUpstream(_ connection: UpstreamConnection) {
+        if state == .tunneling {
+            tunnelUpstreamReadable(connection)
+            return
+        }
         let buffer = connection.readBuffer
         if buffer.writableBytes < 4096 {
             buffer.compact()
@@ -110,6 +114,10 @@ extension DownstreamConnection {
                 return
             case .complete:
                 if responseHead.status < 200 {
+                    if responseHead.status == 101, upgradeRequested {
+                        startTunnel(connection, head: input.readable)
+                        return
+                    }
                     if responseHead.status == 101 {
                         // No upgrade was requested (Upgrade is hop-by-hop and
                         // stripped), so a 101 is a protocol error.

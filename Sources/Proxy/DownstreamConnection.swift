@@ -24,6 +24,9 @@ final class DownstreamConnection: EventHandler {
         case waitingForRequest
         /// A request was routed; its upstream exchange is running.
         case proxying
+        /// After `101 Switching Protocols`: bytes are spliced both ways
+        /// between the client and the upstream (WebSocket).
+        case tunneling
         /// The last response is queued; close once it is written.
         case closingAfterWrite
         /// Write side shut; discarding input until the client closes
@@ -100,6 +103,11 @@ final class DownstreamConnection: EventHandler {
     var closeAfterResponse = false
     /// Upstream reading is paused until the client drains `writeBuffer`.
     var upstreamReadPaused = false
+    /// The request asks for a WebSocket upgrade (GET, `Connection: upgrade`,
+    /// `Upgrade: websocket`): Upgrade and Connection are forwarded for it.
+    var upgradeRequested = false
+    /// Last byte moved either way through a tunnel (idle timeout).
+    var tunnelActivity: UInt64 = 0
 
     init(fd: CInt, peer: SocketAddress?, worker: Worker, tls: TLSConnection?) {
         self.fd = fd
@@ -166,6 +174,8 @@ final class DownstreamConnection: EventHandler {
                 worker.metrics.count(.bodyTimeout)
                 if responseHeadDone { abort() } else { respondWithError(.requestTimeout, headParsed: true) }
             }
+        case .tunneling:
+            if now &- tunnelActivity >= configuration.upstreamReadTimeoutMilliseconds { closeTunnel() }
         case .closingAfterWrite:
             if now &- lastWriteProgress >= configuration.clientSendTimeoutMilliseconds { close() }
         case .lingering:
@@ -197,7 +207,7 @@ final class DownstreamConnection: EventHandler {
             // Decrypted bytes OpenSSL already holds are not announced by
             // epoll: read them now (the loop below stops when the buffer is full).
             while let tls, tls.pendingBytes > 0, readBuffer.writableBytes > 0,
-                state == .waitingForRequest || state == .proxying
+                state == .waitingForRequest || state == .proxying || state == .tunneling
             {
                 guard case .bytes = transportRead() else { break }
             }
@@ -210,6 +220,8 @@ final class DownstreamConnection: EventHandler {
                     flushUpstream()
                 }
                 updateDownstreamInterest()
+            case .tunneling:
+                tunnelClientBytes()
             case .closingAfterWrite, .lingering:
                 readBuffer.clear()
             case .handshaking, .closed:
@@ -218,6 +230,10 @@ final class DownstreamConnection: EventHandler {
         case .wouldBlock:
             break
         case .endOfFile:
+            if state == .tunneling {
+                closeTunnel()
+                return
+            }
             clientClosed()
         case .failed:
             worker.metrics.count(.clientReset)
@@ -228,7 +244,7 @@ final class DownstreamConnection: EventHandler {
     /// The client closed its sending side.
     func clientClosed() {
         switch state {
-        case .handshaking, .waitingForRequest, .closingAfterWrite, .lingering:
+        case .handshaking, .waitingForRequest, .closingAfterWrite, .lingering, .tunneling:
             close()
         case .proxying:
             if requestBody == .complete {
@@ -316,6 +332,8 @@ final class DownstreamConnection: EventHandler {
             }
         case .lingering:
             wanted.insert(.read)
+        case .tunneling:
+            if let upstream, upstream.writeBuffer.readableBytes < worker.configuration.bufferHighWaterMark { wanted.insert(.read) }
         case .closingAfterWrite, .closed:
             break
         }
@@ -352,6 +370,11 @@ final class DownstreamConnection: EventHandler {
             }
         case .waitingForRequest:
             if !readBuffer.isEmpty, writeBuffer.readableBytes < highWater { processInput() }
+        case .tunneling:
+            // Room again toward the client: take what the upstream sent.
+            if let upstream, writeBuffer.readableBytes < highWater { tunnelUpstreamBytes(upstream) }
+            if state == .tunneling { updateDownstreamInterest() }
+            return
         case .handshaking, .lingering, .closed:
             return
         }
@@ -401,6 +424,7 @@ final class DownstreamConnection: EventHandler {
         encodeResponseChunked = false
         closeAfterResponse = false
         upstreamReadPaused = false
+        upgradeRequested = false
         requestBody = .complete
     }
 
