@@ -37,6 +37,7 @@ let package = Package(
         // Bottom layer: no dependencies on other Postern targets.
         .target(name: "RouteModel"),
         .target(name: "HTTP1", swiftSettings: hotPathSettings),
+        .target(name: "HTTP2", dependencies: ["CNGHTTP2"], swiftSettings: hotPathSettings),
         .target(
             name: "Reactor", dependencies: ["CPosternShim"],
             swiftSettings: hotPathSettings),
@@ -82,6 +83,7 @@ let package = Package(
             swiftSettings: hotPathSettings),
 
         .testTarget(name: "HTTP1Tests", dependencies: ["HTTP1"]),
+        .testTarget(name: "HTTP2Tests", dependencies: ["HTTP2"]),
         .testTarget(name: "RoutingTests", dependencies: ["Routing", "RouteModel", .product(name: "PropertyBased", package: "swift-property-based")]),
         .testTarget(name: "TranslateTests", dependencies: ["Translate", "Kube", "RouteModel", "Controller", "Routing"]),
         .testTarget(name: "ReactorTests", dependencies: ["Reactor"]),

@@ -1320,8 +1320,7 @@ def scenario_table(scenario):
             lines.append(f"| {target} | {cell(scenario, target, key)} | {cell(scenario, target, 'p50')} | "
                          f"{cell(scenario, target, 'p99')} | {cell(scenario, target, 'cpu_us')} | "
                          f"{cell(scenario, target, 'cpu_pct')} | {errors} | {peak} | {ratios} |")
-    limits = []
-    busy = med(r.get("load_busy") for r in ROWS if r["scenario"] == scenario and "skipped" not in r)
+    load_bound, proxy_bound, neither = [], [], []
     for target in targets_in(scenario):
         rows = rows_for(scenario, target)
         if not rows:
@@ -1329,19 +1328,26 @@ def scenario_table(scenario):
         load = med(r.get("load_busy") for r in rows)
         pct = med(r.get("cpu_pct") for r in rows)
         if load is not None and load > 90:
-            limits.append(f"{target}: load core (CPU {LOAD_CPU}: wrk/h2load + upstream) {load:.0f}% busy — the load side "
-                          f"was a limit; compare CPU µs per request, not throughput")
+            load_bound.append(f"{target} ({load:.0f}%)")
         elif pct is not None and pct >= 90:
-            limits.append(f"{target}: proxy core {pct:.0f}% busy — the proxy was the bottleneck")
+            proxy_bound.append(f"{target} ({pct:.0f}%)")
         elif pct is not None:
-            limits.append(f"{target}: proxy core {pct:.0f}%, load core {load:.0f}% busy — neither saturated "
-                          f"(latency-bound: {CONNECTIONS} connections)")
+            neither.append(f"{target} (proxy {pct:.0f}%, load {load:.0f}%)")
+    limits = []
+    if load_bound:
+        limits.append(f"the load core (CPU {LOAD_CPU}: load generator + upstream) was over 90% busy for "
+                      f"{', '.join(load_bound)}: throughput there understates the proxy, compare CPU µs per request")
+    if proxy_bound:
+        limits.append(f"the proxy core was the bottleneck for {', '.join(proxy_bound)}")
+    if neither:
+        limits.append(f"neither core was saturated for {', '.join(neither)}: latency-bound")
     if limits:
         lines.append("")
-        lines.append("What limited each row (medians): " + "; ".join(limits) + ".")
-    for text in NOTES.get(scenario, []):
+        lines.append("What limited the runs (median busy shares): " + "; ".join(limits) + ".")
+    if NOTES.get(scenario):
         lines.append("")
-        lines.append(f"- {text}")
+        for text in NOTES[scenario]:
+            lines.append(f"- {text}")
     return "\n".join(lines)
 
 
@@ -1431,10 +1437,9 @@ def chart():
     if not scenarios or not proxies or shutil.which("gnuplot") is None:
         return None
     data = os.path.join(WORK, "chart.dat")
-    labels = {"s1": "1 HTTP/1.1 100 B", "s2": "2 HTTP/1.1 64 KiB", "s3": "3 HTTPS/1.1", "s4-rsa": "4a TLS hs RSA",
-              "s4-ecdsa": "4b TLS hs ECDSA", "s5": "5 HTTP/2 TLS", "s6": "6 churn"}
+    labels = {"s1": "1 h1 100B", "s2": "2 h1 64KiB", "s3": "3 h1 TLS", "s4-rsa": "4a hs RSA",
+              "s4-ecdsa": "4b hs ECDSA", "s5": "5 h2 TLS", "s6": "6 churn"}
     with open(data, "w") as f:
-        f.write("scenario " + " ".join(proxies) + "\n")
         for s in scenarios:
             values = []
             for p in proxies:
@@ -1449,14 +1454,15 @@ set output '{CHART_FILE}'
 set title 'Proxy CPU time per request (per handshake in 4a/4b), median of {ROUNDS} runs — {DATE}; lower is better'
 set ylabel 'CPU µs per request (log scale)'
 set logscale y
+set yrange [5:2000]
 set style data histograms
 set style histogram clustered gap 1
 set style fill solid 0.85 border -1
 set boxwidth 0.9
-set key top left
 set grid ytics
 set xtics nomirror
-set label 1 'missing bar: not supported (Postern: TLS, HTTP/2 not yet) or not measured' at screen 0.01, screen 0.02 font ',9'
+set key top left horizontal
+set label 1 'no bar: not supported (Postern: TLS and HTTP/2 not yet; h2o: churn not measured)' at graph 0.99, graph 0.90 right font ',10'
 plot {plots}
 """)
     subprocess.run(["gnuplot", script], check=False, capture_output=True)
@@ -1535,7 +1541,8 @@ def write_report(load_before, load_after, elapsed):
         f.write(f"# Benchmark suite — {DATE}\n\n" + "\n".join(header + [""] + body + details) + "\n")
     with open(os.path.join(RESULTS_DIR, f"{DATE}.json"), "w") as f:
         json.dump({"rows": ROWS, "memory": MEMORY, "alloc": ALLOC, "callgrind": CALLGRIND, "parse": PARSE,
-                   "notes": NOTES}, f, indent=1, default=str)
+                   "notes": NOTES, "meta": {"load_before": load_before, "load_after": load_after,
+                                            "elapsed": elapsed}}, f, indent=1, default=str)
     update_summary(header, body, chart_path)
     log(f"report: {os.path.relpath(RESULT_FILE, ROOT)}" + (f", chart: {os.path.relpath(chart_path, ROOT)}" if chart_path else ""))
 
@@ -1584,8 +1591,24 @@ def update_summary(header, body, chart_path):
 UPSTREAM = Upstream()
 
 
+def report_from(path):
+    """Rewrites the report from a saved DATE.json (REPORT_FROM=…): for changing the report's format."""
+    saved = json.load(open(path))
+    ROWS.extend(saved["rows"])
+    MEMORY.extend(saved["memory"])
+    ALLOC.update(saved["alloc"])
+    CALLGRIND.update(saved["callgrind"])
+    PARSE.extend(saved["parse"])
+    NOTES.update(saved["notes"])
+    meta = saved.get("meta", {})
+    write_report(meta.get("load_before", ["?"] * 3), meta.get("load_after", ["?"] * 3), meta.get("elapsed", 0))
+
+
 def main():
     global ENVOY_BIN
+    if ENV.get("REPORT_FROM"):
+        report_from(ENV["REPORT_FROM"])
+        return
     os.sched_setaffinity(0, {LOAD_CPU})   # this script and what it runs (wrk, h2load, curl) stay on the load core
     if "envoy" in PEERS and not ENVOY_BIN:
         PEERS.remove("envoy")

@@ -1,0 +1,411 @@
+import CNGHTTP2
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The monotonic clock sessions use by default (injectable for tests).
+public enum HTTP2Clock {
+    /// CLOCK_MONOTONIC in nanoseconds.
+    public static func monotonicNanoseconds() -> UInt64 {
+        var now = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &now)
+        return UInt64(now.tv_sec) &* 1_000_000_000 &+ UInt64(now.tv_nsec)
+    }
+}
+
+/// Per-stream state owned by a session: the outbound body buffer (read by
+/// nghttp2's data provider) and receive-side flow-control accounting.
+final class HTTP2StreamState {
+    let id: Int32
+    /// Body bytes submitted but not yet taken by nghttp2: `sendBuffer[sendOffset...]`.
+    var sendBuffer: [UInt8]
+    var sendOffset = 0
+    /// No more body will be submitted (end of stream or trailers queued).
+    var sendEnded = false
+    /// Trailers to send when the body buffer drains.
+    var trailers: HTTP2Fields?
+    /// nghttp2 was told DEFERRED and waits for `nghttp2_session_resume_data`.
+    var deferred = false
+    /// Our HEADERS went out with a data provider that reads `sendBuffer`.
+    var bodyProviderActive = false
+    /// The final response (server) or the request (client) head was submitted.
+    var headSubmitted = false
+    /// Body bytes are dropped (HEAD request, 204, 304, or no body submitted).
+    var discardBody = false
+    /// Received body bytes handed to the delegate and not yet `consumed`.
+    var unconsumed = 0
+    /// The peer sent RST_STREAM.
+    var peerReset = false
+    /// The application asked for the reset (`resetStream`), not the peer's fault.
+    var localReset = false
+    /// Server: the request was HEAD, so the response has no body.
+    var isHeadRequest = false
+    /// Server: the session answered the request itself (431); the delegate never saw it.
+    var rejected = false
+    /// The buffer reached the high-water mark; `streamWritable` fires when it drains below.
+    var aboveHighWater = false
+
+    init(id: Int32, buffer: [UInt8]) {
+        self.id = id
+        self.sendBuffer = buffer
+    }
+
+    var bufferedBytes: Int { sendBuffer.count - sendOffset }
+}
+
+/// The shared engine behind `HTTP2ServerSession` and `HTTP2ClientSession`: owns
+/// the `nghttp2_session`, the streams, the limits and the output.
+///
+/// Threading: not thread-safe; one event loop drives it. Delegate methods run
+/// synchronously inside `receive`, `nextOutputChunk`/`produceOutput` and the
+/// submit calls, and may call back into the session.
+final class HTTP2SessionCore {
+    enum Role { case server, client }
+    enum Shutdown { case none, noticeSent, finalSent }
+
+    let role: Role
+    let settings: HTTP2Settings
+    let clock: () -> UInt64
+    /// The nghttp2 session; freed in deinit.
+    var session: OpaquePointer!
+    weak var serverDelegate: (any HTTP2ServerSessionDelegate)?
+    weak var clientDelegate: (any HTTP2ClientSessionDelegate)?
+
+    var streams: [Int32: HTTP2StreamState] = [:]
+    /// Emptied send buffers kept for the next streams (bounded).
+    var spareBuffers: [[UInt8]] = []
+
+    // The header block being decoded. HEADERS + CONTINUATION of one block are
+    // contiguous on a connection (RFC 9113 §6.10), so one scratch list serves all streams.
+    var scratch = HTTP2Fields(byteCapacity: 1_024, fieldCapacity: 32)
+    var blockBytes = 0
+    var blockTooLarge = false
+    var pseudoMethod: Range<Int>?
+    var pseudoScheme: Range<Int>?
+    var pseudoAuthority: Range<Int>?
+    var pseudoPath: Range<Int>?
+    var pseudoProtocol: Range<Int>?
+    var pseudoStatus: Int?
+    var hostValue: Range<Int>?
+    var contentLength: Int64?
+
+    var nameValueScratch: [nghttp2_nv] = []
+    var writableStreams: [Int32] = []
+
+    var closeReason: HTTP2CloseReason?
+    var rateWindowStart: UInt64
+    var resetsInWindow = 0
+    var controlFramesInWindow = 0
+    var settingsSentAt: UInt64?
+    var lastActivity: UInt64
+    var shutdown = Shutdown.none
+    /// Counters for metrics and tests.
+    var resetsCounted = 0
+    var controlFramesCounted = 0
+
+    /// Opaque data of the PING sent with the shutdown notice; its ACK (one
+    /// round trip later, RFC 9113 §6.8) triggers the final GOAWAY.
+    static let shutdownPing: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) = (0x50, 0x53, 0x54, 0x52, 0x4e, 0x53, 0x48, 0x44)
+
+    init(role: Role, settings: HTTP2Settings, clock: @escaping () -> UInt64) {
+        precondition(settings.validationError() == nil, "HTTP2Settings must be valid: \(settings.validationError() ?? "")")
+        self.role = role
+        self.settings = settings
+        self.clock = clock
+        let now = clock()
+        rateWindowStart = now
+        lastActivity = now
+
+        var callbacks: OpaquePointer?
+        precondition(nghttp2_session_callbacks_new(&callbacks) == 0, "nghttp2 callbacks allocation must succeed")
+        defer { nghttp2_session_callbacks_del(callbacks) }
+        NGHTTP2.installCallbacks(callbacks)
+
+        var option: OpaquePointer?
+        precondition(nghttp2_option_new(&option) == 0, "nghttp2 option allocation must succeed")
+        defer { nghttp2_option_del(option) }
+        // The proxy acknowledges body bytes only once it forwarded them (backpressure).
+        nghttp2_option_set_no_auto_window_update(option, 1)
+        nghttp2_option_set_no_closed_streams(option, 1)
+        nghttp2_option_set_max_continuations(option, settings.maxContinuations)
+        nghttp2_option_set_max_outbound_ack(option, settings.maxOutboundAcks)
+        nghttp2_option_set_max_settings(option, settings.maxSettingsEntries)
+        nghttp2_option_set_max_deflate_dynamic_table_size(option, settings.maxEncoderTableSize)
+        // nghttp2's own RST_STREAM token bucket (GOAWAY INTERNAL_ERROR) stays as a
+        // backstop looser than ours, so ours (ENHANCE_YOUR_CALM) fires first.
+        let cap = UInt64(settings.maxResetsPerSecond)
+        nghttp2_option_set_stream_reset_rate_limit(option, max(1_000, cap * 4), max(33, cap))
+
+        var created: OpaquePointer?
+        let userData = Unmanaged.passUnretained(self).toOpaque()
+        let rv: Int32
+        switch role {
+        case .server: rv = nghttp2_session_server_new2(&created, callbacks, userData, option)
+        case .client: rv = nghttp2_session_client_new2(&created, callbacks, userData, option)
+        }
+        precondition(rv == 0 && created != nil, "nghttp2 session allocation must succeed")
+        session = created
+
+        var entries: [nghttp2_settings_entry] = [
+            .init(settings_id: Int32(NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS.rawValue), value: settings.maxConcurrentStreams),
+            .init(settings_id: Int32(NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE.rawValue), value: settings.initialStreamWindowSize),
+            .init(settings_id: Int32(NGHTTP2_SETTINGS_MAX_FRAME_SIZE.rawValue), value: settings.maxFrameSize),
+            .init(settings_id: Int32(NGHTTP2_SETTINGS_HEADER_TABLE_SIZE.rawValue), value: settings.headerTableSize),
+            .init(settings_id: Int32(NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE.rawValue), value: settings.maxHeaderListSize),
+        ]
+        switch role {
+        case .server:
+            // RFC 9218 §2.1: we do not use the RFC 7540 priority tree (also
+            // removes its CPU cost, CVE-2019-9513).
+            entries.append(.init(settings_id: Int32(NGHTTP2_SETTINGS_NO_RFC7540_PRIORITIES.rawValue), value: 1))
+        case .client:
+            entries.append(.init(settings_id: Int32(NGHTTP2_SETTINGS_ENABLE_PUSH.rawValue), value: 0))
+        }
+        let submitted = nghttp2_submit_settings(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), entries, entries.count)
+        precondition(submitted == 0, "initial SETTINGS must be accepted by nghttp2")
+        settingsSentAt = now
+        if settings.initialConnectionWindowSize > 65_535 {
+            _ = nghttp2_session_set_local_window_size(
+                session, UInt8(NGHTTP2_FLAG_NONE.rawValue), 0, Int32(settings.initialConnectionWindowSize))
+        }
+    }
+
+    deinit {
+        nghttp2_session_del(session)
+    }
+
+    // MARK: Input and output
+
+    func receive(_ bytes: UnsafeRawBufferPointer) throws(HTTP2SessionError) {
+        if let reason = closeReason {
+            if case .protocolError(let error) = reason { throw error }
+            return  // Closing by our decision: the rest of the peer's input is ignored.
+        }
+        guard let base = bytes.baseAddress, bytes.count > 0 else { return }
+        let processed = nghttp2_session_mem_recv(session, base.assumingMemoryBound(to: UInt8.self), bytes.count)
+        if processed < 0 {
+            let error = Self.sessionError(Int32(truncatingIfNeeded: processed))
+            if closeReason == nil { closeReason = .protocolError(error) }
+            throw error
+        }
+        deliverWritable()
+    }
+
+    func nextOutputChunk() -> UnsafeRawBufferPointer {
+        var data: UnsafePointer<UInt8>?
+        let produced = nghttp2_session_mem_send(session, &data)
+        if produced < 0 {
+            if closeReason == nil { closeReason = .protocolError(Self.sessionError(Int32(truncatingIfNeeded: produced))) }
+            return UnsafeRawBufferPointer(start: nil, count: 0)
+        }
+        let chunk = UnsafeRawBufferPointer(start: data, count: produced)
+        deliverWritable()
+        return chunk
+    }
+
+    func produceOutput(into buffer: inout [UInt8], maxBytes: Int) -> Int {
+        var total = 0
+        while total < maxBytes {
+            let chunk = nextOutputChunk()
+            if chunk.isEmpty { break }
+            buffer.append(contentsOf: chunk)
+            total += chunk.count
+        }
+        return total
+    }
+
+    var wantsRead: Bool { nghttp2_session_want_read(session) != 0 }
+    var wantsWrite: Bool { nghttp2_session_want_write(session) != 0 }
+
+    static func sessionError(_ code: Int32) -> HTTP2SessionError {
+        switch code {
+        case NGHTTP2_ERR_BAD_CLIENT_MAGIC.rawValue: return .badClientPreface
+        case NGHTTP2_ERR_FLOODED.rawValue: return .flooded
+        default: return .library(code: code)
+        }
+    }
+
+    // MARK: Submitting
+
+    /// Builds the nghttp2 name/value array for `fields` (with `:status` first
+    /// when given) and calls `body` with it. nghttp2 copies what it keeps.
+    func withNameValues<Result>(
+        status: Int?, fields: HTTP2Fields,
+        _ body: (UnsafePointer<nghttp2_nv>?, Int) -> Result
+    ) -> Result {
+        var list = nameValueScratch
+        nameValueScratch = []
+        defer {
+            list.removeAll(keepingCapacity: true)
+            nameValueScratch = list
+        }
+        let statusName: StaticString = ":status"
+        var digits: (UInt8, UInt8, UInt8) = (0x30, 0x30, 0x30)
+        if let status {
+            precondition((100...999).contains(status), "an HTTP status must have three digits")
+            digits = (UInt8(0x30 + status / 100), UInt8(0x30 + status / 10 % 10), UInt8(0x30 + status % 10))
+        }
+        return withUnsafeMutableBytes(of: &digits) { digitBytes in
+            fields.bytes.withUnsafeBufferPointer { storage in
+                // A zero-length field still needs a non-null pointer.
+                let base = UnsafeMutablePointer(mutating: storage.baseAddress ?? statusName.utf8Start)
+                let flags = UInt8(NGHTTP2_NV_FLAG_NONE.rawValue)
+                if status != nil {
+                    list.append(nghttp2_nv(
+                        name: UnsafeMutablePointer(mutating: statusName.utf8Start), value: digitBytes.baseAddress!.assumingMemoryBound(to: UInt8.self),
+                        namelen: statusName.utf8CodeUnitCount, valuelen: 3, flags: flags))
+                }
+                for entry in fields.entries {
+                    list.append(nghttp2_nv(
+                        name: base + entry.name.lowerBound, value: base + entry.value.lowerBound,
+                        namelen: entry.name.count, valuelen: entry.value.count, flags: flags))
+                }
+                return list.withUnsafeBufferPointer { body($0.baseAddress, $0.count) }
+            }
+        }
+    }
+
+    func makeStream(id: Int32) -> HTTP2StreamState {
+        let stream = HTTP2StreamState(id: id, buffer: spareBuffers.popLast() ?? [])
+        streams[id] = stream
+        return stream
+    }
+
+    func recycle(_ stream: HTTP2StreamState) {
+        guard spareBuffers.count < 16, stream.sendBuffer.capacity <= 256 * 1024 else { return }
+        var buffer = stream.sendBuffer
+        stream.sendBuffer = []
+        buffer.removeAll(keepingCapacity: true)
+        spareBuffers.append(buffer)
+    }
+
+    static func dataProvider() -> nghttp2_data_provider {
+        nghttp2_data_provider(source: nghttp2_data_source(ptr: nil), read_callback: NGHTTP2.readBody)
+    }
+
+    /// Queues body bytes; returns the stream's buffered byte count, or nil when
+    /// the stream is gone or its body already ended.
+    func submitData(stream id: Int32, bytes: UnsafeRawBufferPointer, endStream: Bool) -> Int? {
+        guard let stream = streams[id], !stream.sendEnded else { return nil }
+        if !stream.discardBody { stream.sendBuffer.append(contentsOf: bytes) }
+        if endStream { stream.sendEnded = true }
+        if stream.bufferedBytes >= settings.streamSendBufferHighWater { stream.aboveHighWater = true }
+        resumeIfDeferred(stream)
+        return stream.bufferedBytes
+    }
+
+    func submitTrailers(stream id: Int32, fields: HTTP2Fields) -> Bool {
+        guard let stream = streams[id], !stream.sendEnded else { return false }
+        stream.sendEnded = true
+        if stream.discardBody { return true }
+        stream.trailers = fields
+        resumeIfDeferred(stream)
+        return true
+    }
+
+    func resumeIfDeferred(_ stream: HTTP2StreamState) {
+        guard stream.deferred, stream.bodyProviderActive else { return }
+        stream.deferred = false
+        _ = nghttp2_session_resume_data(session, stream.id)
+    }
+
+    func resetStream(_ id: Int32, errorCode: HTTP2ErrorCode) {
+        guard let stream = streams[id] else { return }
+        stream.localReset = true
+        _ = nghttp2_submit_rst_stream(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), id, errorCode.rawValue)
+    }
+
+    func consumed(stream id: Int32, bytes: Int) {
+        guard let stream = streams[id], bytes > 0 else { return }
+        let count = min(bytes, stream.unconsumed)
+        guard count > 0 else { return }
+        stream.unconsumed -= count
+        _ = nghttp2_session_consume(session, id, count)
+    }
+
+    func bufferedBytes(stream id: Int32) -> Int { streams[id]?.bufferedBytes ?? 0 }
+
+    func submitGoAway(lastStream: Int32, errorCode: HTTP2ErrorCode) {
+        shutdown = .finalSent
+        _ = nghttp2_submit_goaway(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), lastStream, errorCode.rawValue, nil, 0)
+    }
+
+    func beginGracefulShutdown() {
+        guard shutdown == .none else { return }
+        guard role == .server else { finishGracefulShutdown(); return }
+        shutdown = .noticeSent
+        _ = nghttp2_submit_shutdown_notice(session)
+        var ping = Self.shutdownPing
+        withUnsafeBytes(of: &ping) { opaque in
+            _ = nghttp2_submit_ping(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), opaque.baseAddress!.assumingMemoryBound(to: UInt8.self))
+        }
+    }
+
+    func finishGracefulShutdown() {
+        guard shutdown != .finalSent else { return }
+        submitGoAway(lastStream: nghttp2_session_get_last_proc_stream_id(session), errorCode: .noError)
+    }
+
+    // MARK: Limits
+
+    func terminate(_ code: HTTP2ErrorCode, reason: HTTP2CloseReason) {
+        guard closeReason == nil else { return }
+        closeReason = reason
+        shutdown = .finalSent
+        _ = nghttp2_session_terminate_session(session, code.rawValue)
+    }
+
+    func rollRateWindow() {
+        let now = clock()
+        if now &- rateWindowStart >= 1_000_000_000 {
+            rateWindowStart = now
+            resetsInWindow = 0
+            controlFramesInWindow = 0
+        }
+    }
+
+    /// Rapid Reset (CVE-2023-44487): a reset the peer caused.
+    func countReset() {
+        guard role == .server else { return }
+        resetsCounted += 1
+        rollRateWindow()
+        resetsInWindow += 1
+        if resetsInWindow > settings.maxResetsPerSecond { terminate(.enhanceYourCalm, reason: .rapidReset) }
+    }
+
+    /// PING, SETTINGS, PRIORITY and empty DATA: frames that cost us work and carry no request.
+    func countControlFrame() {
+        controlFramesCounted += 1
+        rollRateWindow()
+        controlFramesInWindow += 1
+        if controlFramesInWindow > settings.maxControlFramesPerSecond { terminate(.enhanceYourCalm, reason: .controlFrameFlood) }
+    }
+
+    func checkTimeouts() -> HTTP2CloseReason? {
+        guard closeReason == nil else { return closeReason }
+        let now = clock()
+        if settings.settingsTimeoutSeconds > 0, let sent = settingsSentAt,
+           now &- sent > UInt64(settings.settingsTimeoutSeconds) * 1_000_000_000 {
+            terminate(.settingsTimeout, reason: .settingsTimeout)
+        } else if settings.idleTimeoutSeconds > 0, streams.isEmpty,
+                  now &- lastActivity > UInt64(settings.idleTimeoutSeconds) * 1_000_000_000 {
+            closeReason = .idle
+            finishGracefulShutdown()
+        }
+        return closeReason
+    }
+
+    func deliverWritable() {
+        guard !writableStreams.isEmpty else { return }
+        var ready = writableStreams
+        writableStreams = []
+        for id in ready where streams[id] != nil {
+            switch role {
+            case .server: serverDelegate?.streamWritable(stream: id)
+            case .client: clientDelegate?.streamWritable(stream: id)
+            }
+        }
+        ready.removeAll(keepingCapacity: true)
+        if writableStreams.isEmpty { writableStreams = ready }
+    }
+}
