@@ -246,63 +246,23 @@ extension DownstreamConnection {
     @discardableResult
     func connectUpstream(excluding: Endpoint?, carrying: ByteBuffer?, allowPooled: Bool) -> Bool {
         guard let cluster else { return false }
-        let counterIndex = cluster.index < worker.roundRobinCounters.count ? cluster.index : -1
-        var scratch: UInt32 = 0
-        let picked: Endpoint?
-        if counterIndex >= 0 {
-            picked = RoundRobin.pick(cluster, counter: &worker.roundRobinCounters[counterIndex], excluding: excluding)
-        } else {
-            picked = RoundRobin.pick(cluster, counter: &scratch, excluding: excluding)
-        }
-        guard let endpoint = picked else {
+        let connection: UpstreamConnection
+        switch worker.acquireUpstream(cluster: cluster, excluding: excluding, allowPooled: allowPooled, owner: self) {
+        case .noEndpoint:
             worker.metrics.count(.noEndpoints)
             respondWithError(.serviceUnavailable, headParsed: true)
             return false
+        case .tlsUnavailable:
+            worker.metrics.count(.tlsHandshake)
+            respondWithError(.badGateway, headParsed: true)
+            return false
+        case let .refused(endpoint):
+            worker.metrics.count(.connectRefused)
+            return retryOrFail(failed: endpoint, carrying: carrying ?? upstreamRequestHead, error: .badGateway)
+        case let .connection(acquired, reused):
+            connection = acquired
+            upstreamReused = reused
         }
-        var secure: TLSClientContext?
-        if let settings = cluster.upstream.tls {
-            guard let context = worker.clientContext(for: settings) else {
-                worker.metrics.count(.tlsHandshake)
-                respondWithError(.badGateway, headParsed: true)
-                return false
-            }
-            secure = context
-        }
-        let connection: UpstreamConnection
-        let poolKey = PoolKey(endpoint: endpoint, secure: secure.map(ObjectIdentifier.init))
-        if allowPooled, let pooled = worker.pool.take(poolKey) {
-            connection = pooled
-            connection.state = .busy
-            upstreamReused = true
-            worker.metrics.upstreamConnectionsReused.add()
-        } else {
-            let address = SocketAddress(bytes: endpoint.address.bytes, port: endpoint.port)
-            let (socketFD, result) = Socket.connect(to: address)
-            if case .failed = result {
-                if socketFD >= 0 { Socket.close(socketFD) }
-                worker.metrics.count(.connectRefused)
-                return retryOrFail(failed: endpoint, carrying: carrying ?? upstreamRequestHead, error: .badGateway)
-            }
-            connection = UpstreamConnection(
-                fd: socketFD, endpoint: endpoint, worker: worker, connecting: result == .wouldBlock, secure: secure,
-                serverName: cluster.upstream.tls?.serverName ?? "")
-            let initialInterest: Interest = result == .wouldBlock ? .write : .read
-            do {
-                connection.registration = try worker.loop.register(fd: socketFD, interest: initialInterest, handler: connection)
-                connection.interest = initialInterest
-            } catch {
-                Socket.close(socketFD)
-                respondWithError(.badGateway, headParsed: true)
-                return false
-            }
-            worker.metrics.upstreamConnectionsOpened.add()
-            upstreamReused = false
-            if connection.state == .connecting {
-                connection.deadline = worker.loop.now + worker.configuration.connectTimeoutMilliseconds
-            }
-        }
-        connection.owner = self
-        connection.requestsServed += 1
         upstream = connection
         if let carrying, carrying !== upstreamRequestHead {
             connection.writeBuffer = carrying
@@ -310,56 +270,7 @@ extension DownstreamConnection {
             connection.writeBuffer.clear()
             connection.writeBuffer.append(upstreamRequestHead.readable)
         }
-        // Connected at once to an HTTPS endpoint: the handshake comes first.
-        if connection.state == .busy, connection.secure != nil, connection.tls == nil {
-            startUpstreamHandshake(connection)
-            return state == .proxying
-        }
         return true
-    }
-
-    /// TCP is up: start TLS to the endpoint.
-    func startUpstreamHandshake(_ connection: UpstreamConnection) {
-        guard let secure = connection.secure else { return }
-        do {
-            connection.tls = try TLSConnection(fd: connection.fd, client: secure, serverName: connection.serverName)
-        } catch {
-            worker.metrics.count(.tlsHandshake)
-            let pending = connection.writeBuffer
-            connection.writeBuffer = ByteBuffer(capacity: 16)
-            upstream = nil
-            connection.close()
-            retryOrFail(failed: connection.endpoint, carrying: pending, error: .badGateway)
-            return
-        }
-        connection.state = .handshaking
-        connection.deadline = worker.loop.now + worker.configuration.connectTimeoutMilliseconds
-        continueUpstreamHandshake(connection)
-    }
-
-    /// Drives the TLS handshake with the endpoint; on success the request is sent.
-    func continueUpstreamHandshake(_ connection: UpstreamConnection) {
-        guard connection === upstream, let tls = connection.tls else {
-            connection.close()
-            return
-        }
-        switch tls.handshake() {
-        case .bytes:
-            connection.state = .busy
-            flushUpstream()
-        case .wantRead:
-            connection.setInterest(.read)
-        case .wantWrite:
-            connection.setInterest(.write)
-        case .closed, .failed:
-            // Refused certificate, no common protocol, or the endpoint went away.
-            worker.metrics.count(.tlsHandshake)
-            let pending = connection.writeBuffer
-            connection.writeBuffer = ByteBuffer(capacity: 16)
-            upstream = nil
-            connection.close()
-            retryOrFail(failed: connection.endpoint, carrying: pending, error: .badGateway)
-        }
     }
 
     /// After a failed connect: one retry on another endpoint, else `error`.
@@ -384,7 +295,7 @@ extension DownstreamConnection {
             return
         }
         if error != 0 {
-            worker.metrics.count(error == ETIMEDOUT ? .connectTimeout : .connectRefused)
+            worker.metrics.count(connection.handshakeFailed ? .tlsHandshake : error == ETIMEDOUT ? .connectTimeout : .connectRefused)
             let pending = connection.writeBuffer
             connection.writeBuffer = ByteBuffer(capacity: 16)
             upstream = nil
@@ -392,12 +303,6 @@ extension DownstreamConnection {
             retryOrFail(failed: connection.endpoint, carrying: pending, error: .badGateway)
             return
         }
-        if connection.secure != nil {
-            connection.state = .busy
-            startUpstreamHandshake(connection)
-            return
-        }
-        connection.state = .busy
         flushUpstream()
     }
 

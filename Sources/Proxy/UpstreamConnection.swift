@@ -39,7 +39,7 @@ final class UpstreamConnection: EventHandler {
     /// Request bytes waiting for the socket to accept them.
     var writeBuffer: ByteBuffer
     /// The client connection this one serves while busy.
-    var owner: DownstreamConnection?
+    var owner: UpstreamOwner?
     /// Deadline for the current phase (connect, send, read or idle), in loop milliseconds.
     var deadline: UInt64 = .max
     /// Requests sent on this connection so far (more than one: it was reused).
@@ -70,11 +70,10 @@ final class UpstreamConnection: EventHandler {
         switch state {
         case .connecting:
             if readiness.contains(.writable) || readiness.contains(.error) || readiness.contains(.hangup) {
-                let error = Socket.pendingError(fd)
-                if let owner { owner.upstreamConnected(self, error: error) } else { close() }
+                connectFinished(error: Socket.pendingError(fd))
             }
         case .handshaking:
-            if let owner { owner.continueUpstreamHandshake(self) } else { close() }
+            continueHandshake()
         case .busy:
             if let owner { owner.upstreamReady(self, readiness) } else { close() }
         case .idle:
@@ -97,6 +96,47 @@ final class UpstreamConnection: EventHandler {
             if let owner { owner.upstreamTimedOut(self) } else { close() }
         case .closed:
             break
+        }
+    }
+
+    /// True when the last connect failed in the TLS handshake (certificate
+    /// refused, no common protocol), rather than at the TCP level.
+    var handshakeFailed = false
+
+    /// TCP connect done: for HTTPS endpoints the TLS handshake follows; the
+    /// owner hears `upstreamConnected` once the connection can carry a request.
+    func connectFinished(error: CInt) {
+        guard error == 0, secure != nil else {
+            if error == 0 { state = .busy }
+            if let owner { owner.upstreamConnected(self, error: error) } else { close() }
+            return
+        }
+        guard let secure, let session = try? TLSConnection(fd: fd, client: secure, serverName: serverName) else {
+            handshakeFailed = true
+            if let owner { owner.upstreamConnected(self, error: EPROTO) } else { close() }
+            return
+        }
+        tls = session
+        state = .handshaking
+        deadline = worker.loop.now + worker.configuration.connectTimeoutMilliseconds
+        continueHandshake()
+    }
+
+    /// Drives the TLS handshake with the endpoint.
+    func continueHandshake() {
+        guard let tls else { return }
+        switch tls.handshake() {
+        case .bytes:
+            state = .busy
+            setInterest(.read)
+            if let owner { owner.upstreamConnected(self, error: 0) } else { close() }
+        case .wantRead:
+            setInterest(.read)
+        case .wantWrite:
+            setInterest(.write)
+        case .closed, .failed:
+            handshakeFailed = true
+            if let owner { owner.upstreamConnected(self, error: EPROTO) } else { close() }
         }
     }
 
@@ -143,6 +183,18 @@ final class UpstreamConnection: EventHandler {
             return .failed(EPIPE)
         }
     }
+}
+
+/// Whoever drives an upstream connection while it serves a request: an
+/// HTTP/1.1 client connection, or one stream of an HTTP/2 connection.
+/// Loop-bound.
+protocol UpstreamOwner: AnyObject {
+    /// A non-blocking connect finished (`error` 0: connected).
+    func upstreamConnected(_ connection: UpstreamConnection, error: CInt)
+    /// The connection is readable or writable.
+    func upstreamReady(_ connection: UpstreamConnection, _ readiness: Readiness)
+    /// The connection's deadline passed.
+    func upstreamTimedOut(_ connection: UpstreamConnection)
 }
 
 /// What pooled upstream connections are keyed by.

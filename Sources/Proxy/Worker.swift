@@ -31,7 +31,7 @@ public final class Worker: @unchecked Sendable {
     var requestIDs = RequestIDGenerator()
     var phase: Phase = .serving
     /// Open client connections, for closing idle ones on drain.
-    var downstream: [ObjectIdentifier: DownstreamConnection] = [:]
+    var downstream: [ObjectIdentifier: ClientConnection] = [:]
     private var listeners: [Listener] = []
     /// Port of the HTTP listener, as ASCII digits for X-Forwarded-Port.
     let listenPortText: [UInt8]
@@ -180,7 +180,7 @@ public final class Worker: @unchecked Sendable {
         metrics.downstreamConnectionsAccepted.add()
     }
 
-    func connectionClosed(_ connection: DownstreamConnection) {
+    func connectionClosed(_ connection: ClientConnection) {
         downstream.removeValue(forKey: ObjectIdentifier(connection))
         metrics.downstreamConnectionsClosed.add()
         if isDraining { checkDrained() }
