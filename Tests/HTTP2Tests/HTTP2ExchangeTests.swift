@@ -246,6 +246,55 @@ import Testing
         #expect(pair.server.closeReason == nil)
     }
 
+    @Test func unacknowledgedBytesOfAClosedStreamAreReturnedToTheConnectionWindow() throws {
+        var settings = HTTP2Settings()
+        settings.initialConnectionWindowSize = 65_535
+        let pair = Pair(serverSettings: settings)
+        pair.serverEvents.autoConsume = false
+        let first = try #require(pair.client.submitRequest(fields: Self.request("POST"), hasBody: true))
+        [UInt8](repeating: 1, count: 65_535).withUnsafeBytes { _ = pair.client.submitData(stream: first, bytes: $0, endStream: false) }
+        try pair.pump()
+        #expect(pair.serverEvents.bodies[first]?.count == 65_535)
+        // The proxy gives up on the stream without acknowledging its bytes.
+        pair.server.resetStream(stream: first, errorCode: .cancel)
+        try pair.pump()
+        let second = try #require(pair.client.submitRequest(fields: Self.request("POST"), hasBody: true))
+        [UInt8](repeating: 2, count: 40_000).withUnsafeBytes { _ = pair.client.submitData(stream: second, bytes: $0, endStream: true) }
+        try pair.pump()
+        #expect(pair.serverEvents.bodies[second]?.count == 40_000)
+    }
+
+    @Test func grpcTrailersOnlyResponseEndsTheStreamInItsHead() throws {
+        let pair = Pair()
+        var fields = Self.request("POST", path: "/echo.Echo/Unary")
+        fields.append("content-type", value: "application/grpc".utf8)
+        fields.append("te", value: "trailers".utf8)
+        let id = try #require(pair.client.submitRequest(fields: fields, hasBody: true))
+        [UInt8](repeating: 0, count: 5).withUnsafeBytes { _ = pair.client.submitData(stream: id, bytes: $0, endStream: true) }
+        try pair.pump()
+        var response = HTTP2Fields()
+        response.append("content-type", value: "application/grpc".utf8)
+        response.append("grpc-status", value: "14".utf8)
+        response.append("grpc-message", value: "no healthy upstream".utf8)
+        pair.server.submitResponse(stream: id, status: 200, fields: response, hasBody: false)
+        try pair.pump()
+        #expect(pair.clientEvents.ended.contains(id))
+        #expect(text(pair.clientEvents.heads[id]?.fields.firstValue(named: "grpc-status") ?? []) == "14")
+        #expect(pair.clientEvents.closed[id] == .noError)
+    }
+
+    @Test func connectionSpecificFieldInAnUpstreamResponseResetsTheClientStream() throws {
+        let pair = Pair()
+        let id = try #require(pair.client.submitRequest(fields: Self.request(), hasBody: false))
+        try pair.pump()
+        var response = HTTP2Fields()
+        response.append("connection", value: "close".utf8)
+        pair.server.submitResponse(stream: id, status: 200, fields: response, hasBody: false)
+        try pair.pump()
+        #expect(pair.clientEvents.heads[id] == nil)
+        #expect(pair.clientEvents.closed[id] == .protocolError)
+    }
+
     @Test func fieldHelpersLowercaseNamesAndSpotConnectionSpecificFields() {
         var fields = HTTP2Fields()
         Array("Content-Type".utf8).withUnsafeBytes { name in

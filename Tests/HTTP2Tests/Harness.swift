@@ -133,6 +133,22 @@ enum Raw {
                 UInt8(stream >> 24 & 0x7f), UInt8(stream >> 16 & 0xff), UInt8(stream >> 8 & 0xff), UInt8(stream & 0xff)] + payload
     }
 
+    /// A header block as HEADERS plus CONTINUATION frames of at most 16 KiB each.
+    static func headerFrames(stream: UInt32, _ block: [UInt8], endStream: Bool) -> [UInt8] {
+        var out: [UInt8] = []
+        var offset = 0
+        repeat {
+            let end = min(offset + 16_384, block.count)
+            let last = end == block.count
+            let type = offset == 0 ? headers : continuation
+            var flags: UInt8 = last ? endHeaders : 0
+            if offset == 0, endStream { flags |= Self.endStream }
+            out += frame(type, flags: flags, stream: stream, Array(block[offset..<end]))
+            offset = end
+        } while offset < block.count
+        return out
+    }
+
     /// Preface plus an empty SETTINGS frame.
     static var start: [UInt8] { HTTP2Preface.bytes + frame(settings) }
 
@@ -222,5 +238,5 @@ func text(_ bytes: some Sequence<UInt8>) -> String { String(decoding: Array(byte
 final class ManualClock {
     var now: UInt64 = 1_000_000_000
     func advance(seconds: Double) { now += UInt64(seconds * 1_000_000_000) }
-    var function: () -> UInt64 { { [unowned self] in self.now } }
+    var function: () -> UInt64 { { self.now } }
 }
