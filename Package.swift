@@ -59,7 +59,7 @@ let package = Package(
             ]),
         .target(
             name: "Proxy",
-            dependencies: ["Routing", "RouteModel", "HTTP1", "TLS", "Reactor", "Telemetry"],
+            dependencies: ["Routing", "RouteModel", "HTTP1", "HTTP2", "TLS", "Reactor", "Telemetry"],
             swiftSettings: hotPathSettings),
 
         .executableTarget(

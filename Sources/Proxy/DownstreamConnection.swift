@@ -1,5 +1,6 @@
 import Glibc
 import HTTP1
+import HTTP2
 import Reactor
 import RouteModel
 import Routing
@@ -80,6 +81,9 @@ final class DownstreamConnection: EventHandler, UpstreamOwner, ClientConnection 
     var inProcessInput = false
     /// Bytes of an incomplete head already parsed once (0: none).
     var parsedHeadBytes = 0
+    /// Requests begun on this connection (the h2c preface is looked for
+    /// only before the first).
+    var requestsSeen = 0
     var peerClosedRead = false
 
     // The current exchange.
@@ -270,6 +274,19 @@ final class DownstreamConnection: EventHandler, UpstreamOwner, ClientConnection 
         while state == .waitingForRequest, !readBuffer.isEmpty {
             // Do not queue responses faster than the client reads them.
             if writeBuffer.readableBytes >= worker.configuration.bufferHighWaterMark { break }
+            if requestsSeen == 0, !isTLS, worker.configuration.h2c {
+                // Cleartext HTTP/2 with prior knowledge starts with the preface.
+                switch HTTP2Preface.matches(prefixOf: readBuffer.readable) {
+                case .yes:
+                    worker.handOverToHTTP2(self)
+                    return
+                case .needMore:
+                    updateDownstreamInterest()
+                    return
+                case .no:
+                    break
+                }
+            }
             if !requestStarted {
                 requestStarted = true
                 requestStartedAt = worker.loop.now
@@ -293,6 +310,7 @@ final class DownstreamConnection: EventHandler, UpstreamOwner, ClientConnection 
                 respondWithError(ErrorResponse(error), headParsed: false)
             case .complete:
                 parsedHeadBytes = 0
+                requestsSeen += 1
                 startExchange()
             }
         }
@@ -445,6 +463,17 @@ final class DownstreamConnection: EventHandler, UpstreamOwner, ClientConnection 
         if (state == .waitingForRequest && !requestStarted) || state == .handshaking { close() }
     }
 
+    /// ALPN identifier of HTTP/2 over TLS.
+    static let h2Protocol: [UInt8] = Array("h2".utf8)
+
+    /// The connection now belongs to an `HTTP2Connection`: forget the socket
+    /// without closing it.
+    func handOver() {
+        state = .closed
+        tls = nil
+        readBuffer.clear()
+    }
+
     func close() {
         guard state != .closed else { return }
         if let upstream {
@@ -522,6 +551,10 @@ extension DownstreamConnection {
             if tls.resumedSession { worker.metrics.tlsResumedHandshakes.add() } else { worker.metrics.tlsFullHandshakes.add() }
             state = .waitingForRequest
             idleSince = worker.loop.now
+            if tls.applicationProtocol == DownstreamConnection.h2Protocol {
+                worker.handOverToHTTP2(self)
+                return
+            }
             updateDownstreamInterest()
             // Application data may have arrived with the final handshake flight.
             if tls.pendingBytes > 0 { readFromClient() }

@@ -8,6 +8,8 @@ public struct ProxyConfiguration: Sendable {
     public var httpListen: SocketAddress
     /// Address of the HTTPS listener (nil: no HTTPS); port 0 picks a free port.
     public var httpsListen: SocketAddress?
+    /// Accept cleartext HTTP/2 with prior knowledge on the HTTP listener (`h2c`).
+    public var h2c = true
     /// Status of the HTTP → HTTPS redirect (`--http-redirect-code`: 301, 302, 307 or 308).
     public var httpRedirectCode: Int = 308
     /// Number of worker loops (each with its own SO_REUSEPORT listener).

@@ -10,6 +10,8 @@ public final class SecurePolicy: @unchecked Sendable {
     let redirectHosts: HostSet
     /// `Strict-Transport-Security: ...\r\n`, or empty when HSTS is off.
     let strictTransportSecurity: [UInt8]
+    /// The header's value alone (for HTTP/2 fields).
+    let strictTransportSecurityValue: [UInt8]
 
     /// - Parameters:
     ///   - redirectHosts: exact hosts and `*.suffix` wildcards (ssl-redirect / force-ssl-redirect).
@@ -18,6 +20,7 @@ public final class SecurePolicy: @unchecked Sendable {
         self.certificates = certificates
         self.redirectHosts = HostSet(redirectHosts)
         self.strictTransportSecurity = hsts.map { Array("Strict-Transport-Security: \($0)\r\n".utf8) } ?? []
+        self.strictTransportSecurityValue = hsts.map { Array($0.utf8) } ?? []
     }
 }
 

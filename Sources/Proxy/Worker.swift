@@ -180,6 +180,27 @@ public final class Worker: @unchecked Sendable {
         metrics.downstreamConnectionsAccepted.add()
     }
 
+    /// Moves a client connection that turned out to speak HTTP/2 (ALPN `h2`
+    /// or the h2c preface) to an `HTTP2Connection`, with the bytes already read.
+    func handOverToHTTP2(_ old: DownstreamConnection) {
+        guard let registration = old.registration else { return }
+        loop.deregister(registration)
+        old.registration = nil
+        let connection = HTTP2Connection(
+            fd: old.fd, worker: self, tls: old.tls, peerText: old.peerText, initialBytes: old.readBuffer.readable)
+        old.handOver()
+        downstream.removeValue(forKey: ObjectIdentifier(old))
+        downstream[ObjectIdentifier(connection)] = connection
+        do {
+            connection.registration = try loop.register(fd: connection.fd, interest: .read, handler: connection)
+            connection.interest = .read
+        } catch {
+            connection.close()
+            return
+        }
+        connection.start()
+    }
+
     func connectionClosed(_ connection: ClientConnection) {
         downstream.removeValue(forKey: ObjectIdentifier(connection))
         metrics.downstreamConnectionsClosed.add()

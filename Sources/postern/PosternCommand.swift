@@ -228,16 +228,23 @@ final class TablePublisher: @unchecked Sendable {
     /// The certificate store, redirects and HSTS for `model`. Certificates
     /// that fail to load are logged as problems of the Ingresses using them;
     /// their hosts get the default certificate.
+    /// TLS settings with ALPN as configured (`use-http2`).
+    var tlsSettings: TLSServerSettings {
+        var tls = settings.tls
+        tls.alpnProtocols = settings.useHTTP2 ? ["h2", "http/1.1"] : ["http/1.1"]
+        return tls
+    }
+
     func securePolicy(for model: TLSModel) throws -> SecurePolicy {
         if builder == nil || builderDefault != .some(model.defaultCertificate) {
             let input = model.defaultCertificate.map {
                 TLSCertificateInput(name: $0.secret, hosts: [], certificateChainPEM: $0.certificateChainPEM, privateKeyPEM: $0.privateKeyPEM)
             }
             do {
-                builder = try TLSStoreBuilder(settings: settings.tls, defaultCertificate: input)
+                builder = try TLSStoreBuilder(settings: tlsSettings, defaultCertificate: input)
             } catch {
                 logger.error("default certificate unusable; serving a self-signed one", metadata: ["error": "\(error)"])
-                builder = try TLSStoreBuilder(settings: settings.tls, defaultCertificate: nil)
+                builder = try TLSStoreBuilder(settings: tlsSettings, defaultCertificate: nil)
             }
             builderDefault = .some(model.defaultCertificate)
             if builder?.defaultIsSelfSigned == true {

@@ -21,6 +21,10 @@ struct Settings {
     var hstsIncludeSubdomains = true
     var hstsPreload = false
     var httpRedirectCode = 308
+    /// Offer HTTP/2 on HTTPS (ALPN h2), as ingress-nginx's `use-http2`.
+    var useHTTP2 = true
+    /// Accept cleartext HTTP/2 with prior knowledge on the HTTP listener.
+    var h2c = true
     var adminListen = "127.0.0.1:10254"
     var manifests: String?
     var workers = 0
@@ -55,6 +59,8 @@ struct Settings {
         "ssl-ciphersuites": { $0.tls.cipherSuites = try string($1, $2) },
         "ssl-ecdh-curve": { $0.tls.groups = try string($1, $2) },
         "hsts": { $0.hsts = try boolean($1, $2) },
+        "use-http2": { $0.useHTTP2 = try boolean($1, $2) },
+        "h2c": { $0.h2c = try boolean($1, $2) },
         "hsts-max-age": { $0.hstsMaxAge = try integer($1, $2, minimum: 0) },
         "hsts-include-subdomains": { $0.hstsIncludeSubdomains = try boolean($1, $2) },
         "hsts-preload": { $0.hstsPreload = try boolean($1, $2) },
@@ -164,6 +170,7 @@ struct Settings {
             configuration.httpsListen = secure
         }
         configuration.httpRedirectCode = httpRedirectCode
+        configuration.h2c = h2c
         func ms(_ seconds: Double) -> UInt64 { UInt64((seconds * 1000).rounded()) }
         configuration.connectTimeoutMilliseconds = ms(proxyConnectTimeout)
         configuration.upstreamReadTimeoutMilliseconds = ms(proxyReadTimeout)

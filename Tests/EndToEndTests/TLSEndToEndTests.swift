@@ -181,8 +181,10 @@ extension EndToEndTests {
 
         @Test func setsForwardedProtoAndPortAndHSTSOnHTTPS() throws {
             let fixture = try Fixture()
-            let result = try fixture.curl("a.example.com", extra: ["-D", "-"])
+            let result = try fixture.curl("a.example.com", extra: ["--http1.1", "-D", "-"])
             #expect(result.stdout.contains("Strict-Transport-Security: max-age=31536000; includeSubDomains"))
+            let overHTTP2 = try fixture.curl("a.example.com", extra: ["--http2", "-D", "-"])
+            #expect(overHTTP2.stdout.contains("strict-transport-security: max-age=31536000; includeSubDomains"))
             #expect(result.stdout.contains("\"x-forwarded-proto\":\"https\""))
             #expect(result.stdout.contains("\"x-forwarded-port\":\"\(fixture.postern.httpsPort)\""))
         }
@@ -199,10 +201,13 @@ extension EndToEndTests {
 
         @Test func misdirectedRequestGets421() throws {
             let fixture = try Fixture()
-            let result = try fixture.curl("a.example.com", extra: ["-H", "Host: x.wild.example.com"])
-            #expect(result.stdout.hasSuffix("\n421"), "\(result.stdout)")
-            let sameCertificate = try fixture.curl("a.example.com", extra: ["-H", "Host: a.example.com:443"])
-            #expect(sameCertificate.stdout.hasSuffix("\n200"))
+            // Over HTTP/1.1 (Host) and HTTP/2 (:authority, curl's default with ALPN h2).
+            for version in ["--http1.1", "--http2"] {
+                let result = try fixture.curl("a.example.com", extra: [version, "-H", "Host: x.wild.example.com"])
+                #expect(result.stdout.hasSuffix("\n421"), "\(version): \(result.stdout)")
+                let sameCertificate = try fixture.curl("a.example.com", extra: [version, "-H", "Host: a.example.com:443"])
+                #expect(sameCertificate.stdout.hasSuffix("\n200"), "\(version)")
+            }
         }
 
         @Test func refusesTLS10And11() throws {

@@ -29,7 +29,7 @@ enum LayerRules {
     ]
 
     /// Targets on the per-request data path: no Foundation there.
-    static let foundationFree: Set<String> = ["HTTP1", "Routing", "RouteModel", "RegexEngine", "Reactor", "Proxy", "TLS"]
+    static let foundationFree: Set<String> = ["HTTP1", "HTTP2", "Routing", "RouteModel", "RegexEngine", "Reactor", "Proxy", "TLS"]
 
     /// Modules any target may import besides its declared dependencies.
     static let platformModules: Set<String> = ["Glibc", "Foundation", "Synchronization", "Dispatch", "Testing"]

@@ -1,0 +1,232 @@
+import Glibc
+import HTTP2
+import Reactor
+import TLS
+import Telemetry
+
+/// A client connection speaking HTTP/2: negotiated with ALPN `h2` on the
+/// HTTPS listener, or cleartext with prior knowledge (the connection preface)
+/// on the HTTP listener. One nghttp2 server session; each stream is an
+/// `HTTP2StreamExchange` proxied to an HTTP/1.1 upstream over the worker's pool.
+///
+/// Loop-bound: every method runs on its worker's loop.
+final class HTTP2Connection: EventHandler, ClientConnection, HTTP2ServerSessionDelegate {
+    let fd: CInt
+    unowned let worker: Worker
+    var tls: TLSConnection?
+    var registration: Registration?
+    var interest: Interest = .none
+    let isTLS: Bool
+    let peerText: [UInt8]
+    private(set) var session: HTTP2ServerSession!
+    /// Bytes read from the socket, fed to the session at once.
+    let readBuffer = ByteBuffer(capacity: 32 * 1024)
+    /// Session output the socket did not take yet.
+    let writeBuffer = ByteBuffer(capacity: 32 * 1024)
+    var streams: [Int32: HTTP2StreamExchange] = [:]
+    var lastActivity: UInt64
+    var closed = false
+    var draining = false
+    var drainStartedAt: UInt64 = 0
+    /// Reused for response heads and trailers (no allocation once grown).
+    var scratchFields = HTTP2Fields(byteCapacity: 2048, fieldCapacity: 32)
+
+    /// Takes over a connection from `DownstreamConnection` (after ALPN `h2`
+    /// or the h2c preface); `initialBytes` were already read from it.
+    init(fd: CInt, worker: Worker, tls: TLSConnection?, peerText: [UInt8], initialBytes: UnsafeRawBufferPointer) {
+        self.fd = fd
+        self.worker = worker
+        self.tls = tls
+        self.isTLS = tls != nil
+        self.peerText = peerText
+        self.lastActivity = worker.loop.now
+        var settings = HTTP2Settings()
+        settings.maxHeaderListSize = UInt32(worker.configuration.limits.maxHeaderSectionBytes)
+        settings.streamSendBufferHighWater = worker.configuration.bufferHighWaterMark
+        settings.idleTimeoutSeconds = UInt32(max(1, worker.configuration.keepAliveTimeoutMilliseconds / 1000))
+        session = HTTP2ServerSession(settings: settings, delegate: self)
+        readBuffer.append(initialBytes)
+    }
+
+    /// Starts serving: feeds what was already read, writes the SETTINGS.
+    func start() {
+        if !readBuffer.isEmpty { feedSession() }
+        flushOutput()
+    }
+
+    // MARK: Socket
+
+    func handleReadiness(_ readiness: Readiness) {
+        if closed { return }
+        if !readiness.isDisjoint(with: [.readable, .hangup, .error, .readHangup]) {
+            readFromClient()
+        }
+        if !closed { flushOutput() }
+    }
+
+    private func readFromClient() {
+        readBuffer.clear()
+        switch transportRead() {
+        case .bytes:
+            while let tls, tls.pendingBytes > 0, readBuffer.writableBytes > 0 {
+                guard case .bytes = transportRead() else { break }
+            }
+            lastActivity = worker.loop.now
+            feedSession()
+        case .wouldBlock:
+            break
+        case .endOfFile, .failed:
+            close()
+        }
+    }
+
+    private func feedSession() {
+        do {
+            try session.receive(readBuffer.readable)
+        } catch {
+            // A connection error: the GOAWAY is in the output; flush, then close.
+            worker.metrics.count(.badRequest)
+        }
+        readBuffer.clear()
+    }
+
+    @inline(__always)
+    private func transportRead() -> IOResult {
+        guard let tls else { return Socket.read(fd, into: readBuffer) }
+        switch tls.read(into: readBuffer.writable) {
+        case let .bytes(count):
+            readBuffer.didWrite(count)
+            return .bytes(count)
+        case .wantRead, .wantWrite: return .wouldBlock
+        case .closed: return .endOfFile
+        case .failed: return .failed(EPROTO)
+        }
+    }
+
+    @inline(__always)
+    private func transportWrite() -> IOResult {
+        guard let tls else { return Socket.write(fd, from: writeBuffer) }
+        switch tls.write(writeBuffer.readable) {
+        case let .bytes(count):
+            writeBuffer.consume(count)
+            return .bytes(count)
+        case .wantRead, .wantWrite: return .wouldBlock
+        case .closed, .failed: return .failed(EPIPE)
+        }
+    }
+
+    /// Writes the session's output; closes when the session is finished.
+    func flushOutput() {
+        guard !closed else { return }
+        while true {
+            if !writeBuffer.isEmpty {
+                switch transportWrite() {
+                case .failed:
+                    close()
+                    return
+                default:
+                    break
+                }
+                if !writeBuffer.isEmpty { break }
+            }
+            let chunk = session.nextOutputChunk()
+            if chunk.isEmpty { break }
+            writeBuffer.append(chunk)
+        }
+        if writeBuffer.isEmpty, session.isFinished || (session.connectionShouldClose && !session.wantsWrite) {
+            close()
+            return
+        }
+        var wanted: Interest = session.wantsRead && !session.connectionShouldClose ? .read : .none
+        if !writeBuffer.isEmpty { wanted.insert(.write) }
+        if let registration, wanted != interest {
+            interest = wanted
+            worker.loop.setInterest(registration, wanted)
+        }
+    }
+
+    func tick(now: UInt64) {
+        guard !closed else { return }
+        if session.checkTimeouts() != nil {
+            flushOutput()
+            if !closed, writeBuffer.isEmpty { close() }
+            return
+        }
+        if streams.isEmpty, now &- lastActivity >= worker.configuration.keepAliveTimeoutMilliseconds {
+            // Idle keep-alive: say goodbye properly, then close.
+            session.submitGoAway(lastStream: Int32.max, errorCode: .noError)
+            flushOutput()
+            close()
+            return
+        }
+        if draining, now &- drainStartedAt >= 2_000 {
+            // The client never acknowledged the shutdown PING: finish it.
+            session.finishGracefulShutdown()
+            flushOutput()
+        }
+    }
+
+    // MARK: Session events
+
+    func requestHead(stream: Int32, head: HTTP2RequestHead, endStream: Bool) {
+        lastActivity = worker.loop.now
+        let exchange = HTTP2StreamExchange(stream: stream, connection: self)
+        streams[stream] = exchange
+        exchange.start(head: head, endStream: endStream)
+    }
+
+    func requestData(stream: Int32, bytes: UnsafeRawBufferPointer, endStream: Bool) {
+        if let exchange = streams[stream] {
+            exchange.requestBody(bytes, endStream: endStream)
+        } else {
+            session.consumed(stream: stream, bytes: bytes.count)
+        }
+    }
+
+    func requestTrailers(stream: Int32, fields: HTTP2Fields) {
+        streams[stream]?.requestTrailers(fields)
+    }
+
+    func streamClosed(stream: Int32, errorCode: HTTP2ErrorCode) {
+        if let exchange = streams.removeValue(forKey: stream) {
+            exchange.streamClosed(errorCode: errorCode)
+        }
+        lastActivity = worker.loop.now
+        if draining, streams.isEmpty { session.finishGracefulShutdown() }
+    }
+
+    func streamWritable(stream: Int32) {
+        streams[stream]?.clientDrained()
+    }
+
+    // MARK: Lifecycle
+
+    func drainIfIdle() {
+        guard !closed, !draining else { return }
+        draining = true
+        drainStartedAt = worker.loop.now
+        if streams.isEmpty {
+            session.submitGoAway(lastStream: Int32.max, errorCode: .noError)
+            flushOutput()
+            close()
+        } else {
+            session.beginGracefulShutdown()
+            flushOutput()
+        }
+    }
+
+    func abort() { close() }
+
+    func close() {
+        guard !closed else { return }
+        closed = true
+        for exchange in streams.values { exchange.abandon() }
+        streams.removeAll()
+        if let registration { worker.loop.deregister(registration) }
+        registration = nil
+        tls?.shutdown()
+        tls = nil
+        Socket.close(fd)
+        worker.connectionClosed(self)
+    }
+}

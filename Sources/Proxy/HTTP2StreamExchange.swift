@@ -1,0 +1,694 @@
+import Glibc
+import HTTP1
+import HTTP2
+import Reactor
+import RouteModel
+import Routing
+import TLS
+import Telemetry
+
+/// One HTTP/2 stream proxied to an HTTP/1.1 upstream: the request head is
+/// translated (`:authority` → Host, cookie crumbs joined, forwarding fields
+/// added), the body streamed with HTTP/2 flow control as backpressure (the
+/// client's window reopens only as bytes reach the upstream), and the
+/// upstream's response turned back into HEADERS, DATA and trailers.
+///
+/// Loop-bound.
+final class HTTP2StreamExchange: UpstreamOwner {
+    enum ResponseBody: Equatable {
+        case none
+        case contentLength(remaining: UInt64)
+        case chunked
+        case untilClose
+    }
+
+    let stream: Int32
+    unowned let connection: HTTP2Connection
+    var worker: Worker { connection.worker }
+    var session: HTTP2ServerSession { connection.session }
+    var cluster: CompiledCluster?
+    var upstream: UpstreamConnection?
+    var upstreamReused = false
+    var attempts = 0
+    /// The serialized upstream request head (kept for a retry on another endpoint).
+    let requestHead = ByteBuffer(capacity: 1024)
+    var requestChunked = false
+    var requestHasBody = false
+    var requestComplete = false
+    /// Request body bytes handed to the upstream buffer but not yet
+    /// acknowledged to the client's flow-control window.
+    var unconsumed = 0
+    var isHEAD = false
+    var responseHead = HTTP1ResponseHead()
+    var responseHeadDone = false
+    var responseBody: ResponseBody = .none
+    var chunkedDecoder = HTTP1ChunkedDecoder()
+    var upstreamReadPaused = false
+    var finished = false
+
+    init(stream: Int32, connection: HTTP2Connection) {
+        self.stream = stream
+        self.connection = connection
+    }
+
+    // MARK: Request
+
+    /// Routes the request and starts the upstream exchange.
+    func start(head: HTTP2RequestHead, endStream: Bool) {
+        isHEAD = head.isHead
+        requestComplete = endStream
+        requestHasBody = !endStream
+        guard let path = head.path, let first = path.first, first == UInt8(ascii: "/") else {
+            // CONNECT and asterisk-form are not proxied.
+            respondLocally(.methodNotAllowed)
+            return
+        }
+        let authority = head.authority ?? []
+        let query = path.firstIndex(of: UInt8(ascii: "?")) ?? path.endIndex
+        if let secure = worker.secure {
+            let redirect = !connection.isTLS && !secure.redirectHosts.isEmpty
+                && authority.withUnsafeBytes { secure.redirectHosts.contains($0) }
+            if redirect {
+                respondWithRedirect(authority: authority, path: path)
+                return
+            }
+            if let tls = connection.tls, !authority.isEmpty, authority.withUnsafeBytes({ isMisdirected(host: $0, tls: tls) }) {
+                respondLocally(.misdirected)
+                return
+            }
+        }
+        let routed = authority.withUnsafeBytes { host in
+            path[path.startIndex..<query].withUnsafeBytes { pathBytes in
+                worker.table.route(host: host, path: pathBytes, rewriteInto: worker.rewriteBuffer)
+            }
+        }
+        switch routed.decision {
+        case .notFound:
+            worker.metrics.count(.noRoute)
+            respondLocally(.notFound)
+            return
+        case let .cluster(found):
+            if found.endpoints.isEmpty {
+                worker.metrics.count(.noEndpoints)
+                respondLocally(.serviceUnavailable)
+                return
+            }
+            if case .tooLong = routed.rewrite {
+                worker.metrics.count(.uriTooLong)
+                respondLocally(.uriTooLong)
+                return
+            }
+            cluster = found
+        }
+        writeRequestHead(head, authority: authority, path: path, query: query, rewrite: routed.rewrite)
+        guard connectUpstream(excluding: nil, carrying: nil, allowPooled: true) else { return }
+        flushUpstream()
+    }
+
+    private static func equals(_ slice: ArraySlice<UInt8>, _ name: StaticString) -> Bool {
+        slice.count == name.utf8CodeUnitCount
+            && slice.elementsEqual(UnsafeBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount))
+    }
+
+    private func writeRequestHead(
+        _ head: HTTP2RequestHead, authority: ArraySlice<UInt8>, path: ArraySlice<UInt8>, query: Int, rewrite: PathRewrite
+    ) {
+        let out = requestHead
+        out.clear()
+        head.method.withUnsafeBytes { out.append($0) }
+        out.append(byte: UInt8(ascii: " "))
+        if case let .rewritten(count) = rewrite {
+            out.append(UnsafeRawBufferPointer(rebasing: worker.rewriteBuffer[0..<count]))
+            path[query...].withUnsafeBytes { out.append($0) }
+        } else {
+            path.withUnsafeBytes { out.append($0) }
+        }
+        out.append(" HTTP/1.1\r\nHost: ")
+        authority.withUnsafeBytes { out.append($0) }
+        out.append("\r\n")
+        let fields = head.fields
+        var sawRequestID = false
+        var forwardedFor: [ArraySlice<UInt8>] = []
+        for index in 0..<fields.count {
+            let name = fields.name(at: index)
+            let value = fields.value(at: index)
+            if Self.equals(name, "host") || Self.equals(name, "te") || Self.equals(name, "cookie")
+                || Self.equals(name, "content-length") || Self.equals(name, "x-forwarded-proto")
+                || Self.equals(name, "x-forwarded-host") || Self.equals(name, "x-forwarded-port")
+                || Self.equals(name, "x-real-ip") || Self.equals(name, "ssl-client-cert")
+                || Self.equals(name, "ssl-client-verify")
+            {
+                continue
+            }
+            if Self.equals(name, "x-forwarded-for") {
+                forwardedFor.append(value)
+                continue
+            }
+            if Self.equals(name, "x-request-id") { sawRequestID = true }
+            name.withUnsafeBytes { out.append($0) }
+            out.append(": ")
+            value.withUnsafeBytes { out.append($0) }
+            out.append("\r\n")
+        }
+        // RFC 9113 §8.2.3: cookie crumbs become one Cookie line for HTTP/1.1.
+        if fields.firstIndex(named: "cookie") != nil {
+            var joined: [UInt8] = []
+            fields.appendJoinedCookies(to: &joined)
+            out.append("Cookie: ")
+            out.append(joined)
+            out.append("\r\n")
+        }
+        out.append("X-Forwarded-For: ")
+        for value in forwardedFor {
+            value.withUnsafeBytes { out.append($0) }
+            out.append(", ")
+        }
+        out.append(connection.peerText)
+        out.append("\r\nX-Real-IP: ")
+        out.append(connection.peerText)
+        out.append(connection.isTLS ? "\r\nX-Forwarded-Proto: https\r\n" : "\r\nX-Forwarded-Proto: http\r\n")
+        if !authority.isEmpty {
+            out.append("X-Forwarded-Host: ")
+            authority.withUnsafeBytes { out.append($0) }
+            out.append("\r\n")
+        }
+        out.append("X-Forwarded-Port: ")
+        out.append(connection.isTLS ? worker.httpsPortText : worker.listenPortText)
+        out.append("\r\n")
+        if let tls = connection.tls, !tls.escapedClientCertificate.isEmpty {
+            out.append("ssl-client-cert: ")
+            out.append(tls.escapedClientCertificate)
+            out.append("\r\nssl-client-verify: SUCCESS\r\n")
+        }
+        if !sawRequestID {
+            out.append("X-Request-ID: ")
+            out.appendHex(of: worker.requestIDs.next())
+            out.appendHex(of: worker.requestIDs.next())
+            out.append("\r\n")
+        }
+        if requestHasBody {
+            if let length = head.contentLength {
+                out.append("Content-Length: ")
+                out.appendDecimal(UInt64(length))
+                out.append("\r\n")
+            } else {
+                requestChunked = true
+                out.append("Transfer-Encoding: chunked\r\n")
+            }
+        }
+        out.append("\r\n")
+    }
+
+    /// Request body bytes from the client (valid during the call).
+    func requestBody(_ bytes: UnsafeRawBufferPointer, endStream: Bool) {
+        guard let upstream, !finished else {
+            session.consumed(stream: stream, bytes: bytes.count)
+            return
+        }
+        let out = upstream.writeBuffer
+        if !bytes.isEmpty {
+            if requestChunked { out.appendChunkHeader(size: bytes.count) }
+            out.append(bytes)
+            if requestChunked { out.append("\r\n") }
+            unconsumed += bytes.count
+            worker.metrics.requestBytesIn.add(UInt64(bytes.count))
+        }
+        if endStream {
+            if requestChunked { out.append("0\r\n\r\n") }
+            requestComplete = true
+        }
+        flushUpstream()
+    }
+
+    /// Request trailers end the body (forwarded when the body is chunked).
+    func requestTrailers(_ fields: HTTP2Fields) {
+        guard let upstream, !finished else { return }
+        if requestChunked {
+            let out = upstream.writeBuffer
+            out.append("0\r\n")
+            for index in 0..<fields.count {
+                fields.name(at: index).withUnsafeBytes { out.append($0) }
+                out.append(": ")
+                fields.value(at: index).withUnsafeBytes { out.append($0) }
+                out.append("\r\n")
+            }
+            out.append("\r\n")
+        }
+        requestComplete = true
+        flushUpstream()
+    }
+
+    // MARK: Upstream
+
+    @discardableResult
+    private func connectUpstream(excluding: Endpoint?, carrying: ByteBuffer?, allowPooled: Bool) -> Bool {
+        guard let cluster else { return false }
+        switch worker.acquireUpstream(cluster: cluster, excluding: excluding, allowPooled: allowPooled, owner: self) {
+        case .noEndpoint:
+            worker.metrics.count(.noEndpoints)
+            respondLocally(.serviceUnavailable)
+            return false
+        case .tlsUnavailable:
+            worker.metrics.count(.tlsHandshake)
+            respondLocally(.badGateway)
+            return false
+        case let .refused(endpoint):
+            worker.metrics.count(.connectRefused)
+            return retryOrFail(failed: endpoint, carrying: carrying, error: .badGateway)
+        case let .connection(acquired, reused):
+            upstream = acquired
+            upstreamReused = reused
+            if let carrying {
+                acquired.writeBuffer = carrying
+            } else {
+                acquired.writeBuffer.clear()
+                acquired.writeBuffer.append(requestHead.readable)
+            }
+            return true
+        }
+    }
+
+    private func retryOrFail(failed endpoint: Endpoint, carrying: ByteBuffer?, error: ErrorResponse) -> Bool {
+        guard attempts == 0, let cluster, cluster.endpoints.count > 1 else {
+            respondLocally(error)
+            return false
+        }
+        attempts += 1
+        worker.metrics.upstreamRetries.add()
+        guard connectUpstream(excluding: endpoint, carrying: carrying, allowPooled: true) else { return false }
+        flushUpstream()
+        return true
+    }
+
+    func upstreamConnected(_ connection: UpstreamConnection, error: CInt) {
+        guard connection === upstream else { return connection.close() }
+        if error != 0 {
+            worker.metrics.count(connection.handshakeFailed ? .tlsHandshake : error == ETIMEDOUT ? .connectTimeout : .connectRefused)
+            let pending = connection.writeBuffer
+            connection.writeBuffer = ByteBuffer(capacity: 16)
+            upstream = nil
+            connection.close()
+            _ = retryOrFail(failed: connection.endpoint, carrying: pending, error: .badGateway)
+            return
+        }
+        flushUpstream()
+    }
+
+    func upstreamReady(_ connection: UpstreamConnection, _ readiness: Readiness) {
+        guard connection === upstream else { return connection.close() }
+        if readiness.contains(.writable) {
+            flushUpstream()
+            guard connection === upstream else { return }
+        }
+        if !readiness.isDisjoint(with: [.readable, .hangup, .error, .readHangup]) {
+            readFromUpstream(connection)
+        }
+    }
+
+    func upstreamTimedOut(_ connection: UpstreamConnection) {
+        guard connection === upstream else { return connection.close() }
+        if connection.state == .connecting || connection.state == .handshaking {
+            worker.metrics.count(.connectTimeout)
+            let pending = connection.writeBuffer
+            connection.writeBuffer = ByteBuffer(capacity: 16)
+            upstream = nil
+            connection.close()
+            _ = retryOrFail(failed: connection.endpoint, carrying: pending, error: .gatewayTimeout)
+            return
+        }
+        worker.metrics.count(connection.writeBuffer.isEmpty ? .readTimeout : .sendTimeout)
+        upstream = nil
+        connection.close()
+        if responseHeadDone {
+            session.resetStream(stream: stream, errorCode: .internalError)
+            self.connection.flushOutput()
+        } else {
+            respondLocally(.gatewayTimeout)
+        }
+    }
+
+    /// Writes queued request bytes; reopens the client's window as they leave.
+    func flushUpstream() {
+        guard let upstream, upstream.state == .busy else { return }
+        if !upstream.writeBuffer.isEmpty {
+            if case .failed = upstream.transportWrite() {
+                if !responseHeadDone, upstream.readBuffer.isEmpty {
+                    worker.metrics.count(.reset)
+                    self.upstream = nil
+                    upstream.close()
+                    respondLocally(.badGateway)
+                    return
+                }
+                upstream.writeBuffer.clear()
+            }
+        }
+        if unconsumed > 0, upstream.writeBuffer.readableBytes < worker.configuration.bufferHighWaterMark {
+            session.consumed(stream: stream, bytes: unconsumed)
+            unconsumed = 0
+            connection.flushOutput()
+        }
+        refreshDeadline(upstream)
+        updateInterest(upstream)
+    }
+
+    private func updateInterest(_ upstream: UpstreamConnection) {
+        guard upstream.state == .busy else { return }
+        var wanted: Interest = upstreamReadPaused ? .none : .read
+        if !upstream.writeBuffer.isEmpty { wanted.insert(.write) }
+        upstream.setInterest(wanted)
+    }
+
+    private func refreshDeadline(_ upstream: UpstreamConnection) {
+        guard upstream.state == .busy else { return }
+        let now = worker.loop.now
+        if !upstream.writeBuffer.isEmpty {
+            upstream.deadline = now + worker.configuration.upstreamSendTimeoutMilliseconds
+        } else if !requestComplete || upstreamReadPaused {
+            upstream.deadline = .max
+        } else {
+            upstream.deadline = now + worker.configuration.upstreamReadTimeoutMilliseconds
+        }
+    }
+
+    private func readFromUpstream(_ upstream: UpstreamConnection) {
+        let buffer = upstream.readBuffer
+        if buffer.writableBytes < 4096 {
+            buffer.compact()
+            if buffer.writableBytes < 4096 {
+                if responseHeadDone {
+                    upstreamReadPaused = true
+                    refreshDeadline(upstream)
+                    updateInterest(upstream)
+                    return
+                }
+                if buffer.capacity < worker.configuration.limits.maxHeaderSectionBytes + 4096 {
+                    buffer.reserveWritable(buffer.capacity)
+                } else {
+                    worker.metrics.count(.malformedResponse)
+                    failBeforeResponse(upstream, .badGatewayMalformed)
+                    return
+                }
+            }
+        }
+        switch upstream.transportRead() {
+        case .bytes:
+            while let tls = upstream.tls, tls.pendingBytes > 0, buffer.writableBytes > 0 {
+                guard case .bytes = upstream.transportRead() else { break }
+            }
+            processResponse()
+            connection.flushOutput()
+            if let current = self.upstream {
+                refreshDeadline(current)
+                updateInterest(current)
+            }
+        case .wouldBlock:
+            break
+        case .endOfFile:
+            upstreamClosed(upstream, reset: false)
+        case .failed:
+            upstreamClosed(upstream, reset: true)
+        }
+    }
+
+    private func failBeforeResponse(_ upstream: UpstreamConnection, _ response: ErrorResponse) {
+        self.upstream = nil
+        upstream.close()
+        respondLocally(response)
+    }
+
+    private func upstreamClosed(_ upstream: UpstreamConnection, reset: Bool) {
+        if !responseHeadDone {
+            let replayable = upstreamReused && !requestHasBody && upstream.readBuffer.isEmpty && attempts == 0
+            self.upstream = nil
+            upstream.close()
+            if replayable {
+                // The pooled connection had been closed by the endpoint: retry on a fresh one.
+                attempts += 1
+                worker.metrics.upstreamRetries.add()
+                if connectUpstream(excluding: nil, carrying: nil, allowPooled: false) { flushUpstream() }
+                return
+            }
+            worker.metrics.count(.reset)
+            respondLocally(upstream.readBuffer.isEmpty ? .badGateway : .badGatewayMalformed)
+            return
+        }
+        if !reset, responseBody == .untilClose {
+            session.submitData(stream: stream, bytes: UnsafeRawBufferPointer(start: nil, count: 0), endStream: true)
+            responseBody = .none
+            finishResponse(upstream, reusable: false)
+            connection.flushOutput()
+            return
+        }
+        worker.metrics.count(.reset)
+        self.upstream = nil
+        upstream.close()
+        session.resetStream(stream: stream, errorCode: .internalError)
+        connection.flushOutput()
+    }
+
+    /// Parses the upstream's response and hands it to the session, until the
+    /// stream's send buffer reaches the high-water mark.
+    private func processResponse() {
+        guard let upstream else { return }
+        let input = upstream.readBuffer
+        while !responseHeadDone {
+            if input.isEmpty { return }
+            switch HTTP1Parser.parseResponseHead(
+                input.readable, requestWasHEAD: isHEAD, limits: worker.configuration.limits, into: &responseHead)
+            {
+            case .incomplete:
+                return
+            case .failed:
+                worker.metrics.count(.malformedResponse)
+                failBeforeResponse(upstream, .badGatewayMalformed)
+                return
+            case .complete:
+                if responseHead.status < 200 {
+                    if responseHead.status == 101 {
+                        worker.metrics.count(.malformedResponse)
+                        failBeforeResponse(upstream, .badGatewayMalformed)
+                        return
+                    }
+                    input.consume(responseHead.headLength)
+                    continue
+                }
+                submitResponseHead(input.readable)
+                input.consume(responseHead.headLength)
+                responseHeadDone = true
+            }
+        }
+        let highWater = worker.configuration.bufferHighWaterMark
+        var forwarded: UInt64 = 0
+        defer { worker.metrics.responseBytesOut.add(forwarded) }
+        while true {
+            switch responseBody {
+            case .none:
+                finishResponse(upstream, reusable: responseHead.keepAlive && responseHead.framing != .untilClose)
+                return
+            case let .contentLength(remaining):
+                if remaining == 0 {
+                    responseBody = .none
+                    continue
+                }
+                if input.isEmpty { return }
+                let count = Int(min(remaining, UInt64(input.readableBytes)))
+                let left = remaining - UInt64(count)
+                let buffered = session.submitData(
+                    stream: stream, bytes: UnsafeRawBufferPointer(rebasing: input.readable[0..<count]), endStream: left == 0)
+                input.consume(count)
+                forwarded += UInt64(count)
+                responseBody = left == 0 ? .none : .contentLength(remaining: left)
+                if left == 0 { continue }
+                if (buffered ?? 0) >= highWater { return pause() }
+            case .chunked:
+                if input.isEmpty { return }
+                let bytes = input.readable
+                switch chunkedDecoder.next(bytes) {
+                case let .data(range, consumed):
+                    let buffered = session.submitData(stream: stream, bytes: UnsafeRawBufferPointer(rebasing: bytes[range]), endStream: false)
+                    forwarded += UInt64(range.count)
+                    input.consume(consumed)
+                    if (buffered ?? 0) >= highWater { return pause() }
+                case let .needMore(consumed):
+                    input.consume(consumed)
+                    return
+                case let .end(trailers, consumed):
+                    if trailers.isEmpty {
+                        session.submitData(stream: stream, bytes: UnsafeRawBufferPointer(start: nil, count: 0), endStream: true)
+                    } else {
+                        submitTrailers(UnsafeRawBufferPointer(rebasing: bytes[trailers]))
+                    }
+                    input.consume(consumed)
+                    responseBody = .none
+                case .failed:
+                    worker.metrics.count(.malformedResponse)
+                    self.upstream = nil
+                    upstream.close()
+                    session.resetStream(stream: stream, errorCode: .internalError)
+                    return
+                }
+            case .untilClose:
+                if input.isEmpty { return }
+                let count = input.readableBytes
+                let buffered = session.submitData(stream: stream, bytes: input.readable, endStream: false)
+                input.consume(count)
+                forwarded += UInt64(count)
+                if (buffered ?? 0) >= highWater { return pause() }
+            }
+        }
+    }
+
+    private func pause() {
+        upstreamReadPaused = true
+    }
+
+    /// The stream's send buffer drained below the high-water mark.
+    func clientDrained() {
+        guard upstreamReadPaused, let upstream else { return }
+        upstreamReadPaused = false
+        processResponse()
+        connection.flushOutput()
+        if let current = self.upstream, current === upstream {
+            refreshDeadline(current)
+            updateInterest(current)
+        }
+    }
+
+    private func submitResponseHead(_ bytes: UnsafeRawBufferPointer) {
+        var fields = connection.scratchFields
+        fields.removeAll()
+        for field in responseHead.fields where !field.isHopByHop {
+            let name = UnsafeRawBufferPointer(rebasing: bytes[field.name])
+            if HTTP2Fields.isConnectionSpecific(name: name) { continue }
+            fields.append(lowercasingName: name, value: UnsafeRawBufferPointer(rebasing: bytes[field.value]))
+        }
+        if connection.isTLS, let secure = worker.secure, !secure.strictTransportSecurity.isEmpty {
+            fields.append("strict-transport-security", value: secure.strictTransportSecurityValue)
+        }
+        switch responseHead.framing {
+        case .none: responseBody = .none
+        case let .contentLength(length): responseBody = .contentLength(remaining: length)
+        case .chunked:
+            responseBody = .chunked
+            chunkedDecoder = HTTP1ChunkedDecoder()
+        case .untilClose: responseBody = .untilClose
+        }
+        session.submitResponse(stream: stream, status: responseHead.status, fields: fields, hasBody: responseBody != .none)
+        connection.scratchFields = fields
+        worker.metrics.countResponse(status: responseHead.status)
+    }
+
+    /// Chunked trailers ("name: value\r\n" lines) as HTTP/2 trailers.
+    private func submitTrailers(_ lines: UnsafeRawBufferPointer) {
+        var fields = HTTP2Fields()
+        var start = 0
+        while start < lines.count {
+            var end = start
+            while end < lines.count, lines[end] != 10 { end += 1 }
+            var lineEnd = end
+            if lineEnd > start, lines[lineEnd - 1] == 13 { lineEnd -= 1 }
+            if let colon = lines[start..<lineEnd].firstIndex(of: UInt8(ascii: ":")) {
+                var valueStart = colon + 1
+                while valueStart < lineEnd, lines[valueStart] == 32 || lines[valueStart] == 9 { valueStart += 1 }
+                var valueEnd = lineEnd
+                while valueEnd > valueStart, lines[valueEnd - 1] == 32 || lines[valueEnd - 1] == 9 { valueEnd -= 1 }
+                let name = UnsafeRawBufferPointer(rebasing: lines[start..<colon])
+                if !HTTP2Fields.isConnectionSpecific(name: name) {
+                    fields.append(lowercasingName: name, value: UnsafeRawBufferPointer(rebasing: lines[valueStart..<valueEnd]))
+                }
+            }
+            start = end + 1
+        }
+        session.submitTrailers(stream: stream, fields: fields)
+    }
+
+    private func finishResponse(_ upstream: UpstreamConnection, reusable keepAlive: Bool) {
+        finished = true
+        self.upstream = nil
+        upstream.owner = nil
+        let reusable = keepAlive && requestComplete && upstream.readBuffer.isEmpty && upstream.writeBuffer.isEmpty
+            && !connection.draining && !worker.isDraining
+        if reusable {
+            upstream.state = .idle
+            upstream.deadline = worker.loop.now + worker.configuration.upstreamKeepAliveTimeoutMilliseconds
+            upstream.setInterest(.read)
+            if !worker.pool.park(upstream) { upstream.close() }
+        } else {
+            upstream.close()
+        }
+        if !requestComplete {
+            // RFC 9113 §8.1: the response is complete; the rest of the request is not needed.
+            session.resetStream(stream: stream, errorCode: .noError)
+        }
+    }
+
+    /// The same rule as HTTP/1.1 (RFC 9110 §15.5.20): a host served by another
+    /// certificate than the connection's gets 421.
+    private func isMisdirected(host: UnsafeRawBufferPointer, tls: TLSConnection) -> Bool {
+        var end = host.count
+        if host.first != UInt8(ascii: "["), let colon = host.firstIndex(of: UInt8(ascii: ":")) { end = colon }
+        let name = host[0..<end]
+        if HostSet.equalIgnoringCase(tls.serverName, name) { return false }
+        guard let store = tls.store else { return false }
+        return store.context(forServerName: String(decoding: name, as: UTF8.self)) !== tls.selectedContext
+    }
+
+    /// Plain HTTP/2 (h2c) to a host that has TLS: redirect to HTTPS.
+    private func respondWithRedirect(authority: ArraySlice<UInt8>, path: ArraySlice<UInt8>) {
+        worker.metrics.httpsRedirects.add()
+        var location = Array("https://".utf8)
+        let hostEnd = authority.first == UInt8(ascii: "[")
+            ? (authority.firstIndex(of: UInt8(ascii: "]")).map { $0 + 1 } ?? authority.endIndex)
+            : (authority.firstIndex(of: UInt8(ascii: ":")) ?? authority.endIndex)
+        location += authority[authority.startIndex..<hostEnd]
+        if worker.httpsPortText != Array("443".utf8), !worker.httpsPortText.isEmpty {
+            location.append(UInt8(ascii: ":"))
+            location += worker.httpsPortText
+        }
+        location += path
+        finished = true
+        var fields = HTTP2Fields()
+        fields.append("location", value: location)
+        fields.append("content-length", value: "0".utf8)
+        session.submitResponse(stream: stream, status: worker.configuration.httpRedirectCode, fields: fields, hasBody: false)
+        if !requestComplete { session.resetStream(stream: stream, errorCode: .noError) }
+        worker.metrics.countResponse(status: worker.configuration.httpRedirectCode)
+        connection.flushOutput()
+    }
+
+    /// Answers the stream itself (404, 502, 503, 504, ...).
+    func respondLocally(_ response: ErrorResponse) {
+        if let upstream {
+            upstream.close()
+            self.upstream = nil
+        }
+        guard !finished else { return }
+        finished = true
+        var fields = HTTP2Fields()
+        let body = Array(response.body.utf8)
+        fields.append("content-type", value: "text/plain; charset=utf-8".utf8)
+        fields.append("content-length", value: String(body.count).utf8)
+        session.submitResponse(stream: stream, status: response.status, fields: fields, hasBody: !isHEAD)
+        if !isHEAD {
+            body.withUnsafeBytes { _ = session.submitData(stream: stream, bytes: $0, endStream: true) }
+        }
+        if !requestComplete { session.resetStream(stream: stream, errorCode: .noError) }
+        worker.metrics.countResponse(status: response.status)
+        connection.flushOutput()
+    }
+
+    /// The stream closed; an unfinished exchange is abandoned (client reset).
+    func streamClosed(errorCode: HTTP2ErrorCode) {
+        if !finished { worker.metrics.count(.clientReset) }
+        abandon()
+    }
+
+    /// Drops the upstream (never reused after an abandoned exchange).
+    func abandon() {
+        if let upstream {
+            upstream.close()
+            self.upstream = nil
+        }
+        finished = true
+    }
+}
