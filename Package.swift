@@ -49,7 +49,9 @@ let package = Package(
             dependencies: [.product(name: "Logging", package: "swift-log")]),
 
         .target(name: "Routing", dependencies: ["RouteModel", "RegexEngine"], swiftSettings: hotPathSettings),
-        .target(name: "Kube", dependencies: ["HTTP1", "Reactor"]),
+        .target(
+            name: "Kube",
+            dependencies: ["HTTP1", "TLS", "Reactor", .product(name: "Yams", package: "Yams")]),
         .target(name: "Translate", dependencies: ["Kube", "RouteModel", "RegexEngine"]),
         .target(
             name: "Controller",
@@ -65,7 +67,7 @@ let package = Package(
         .executableTarget(
             name: "postern",
             dependencies: [
-                "Controller", "Proxy", "Telemetry", "Reactor", "Routing", "TLS",
+                "Controller", "Kube", "Proxy", "Telemetry", "Reactor", "Routing", "TLS",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Yams", package: "Yams"),
@@ -77,6 +79,9 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: hotPathSettings),
+
+        // Test support: a strict fake Kubernetes API server on loopback.
+        .target(name: "FakeKubeAPI", dependencies: ["Reactor"]),
 
         .executableTarget(
             name: "routing-bench", dependencies: ["Routing", "Translate", "Kube", "RouteModel"], path: "bench/routing",
@@ -90,7 +95,9 @@ let package = Package(
         .testTarget(name: "TelemetryTests", dependencies: ["Telemetry"]),
         .testTarget(name: "SystemLibraryTests", dependencies: ["COpenSSL", "CNGHTTP2"]),
         .testTarget(name: "TLSTests", dependencies: ["TLS"]),
-        .testTarget(name: "EndToEndTests", dependencies: ["postern", "postern-echo"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["postern", "postern-echo", "FakeKubeAPI"]),
+        .testTarget(name: "KubeTests", dependencies: ["Kube", "FakeKubeAPI"]),
+        .testTarget(name: "ControllerTests", dependencies: ["Controller", "Kube", "FakeKubeAPI", "Routing", "RouteModel", "Translate"]),
         .testTarget(name: "LayeringTests", dependencies: []),
     ],
     swiftLanguageModes: [.v5]

@@ -56,7 +56,7 @@ CHART_FILE = ENV.get("CHART_FILE", os.path.join(RESULTS_DIR, DATE + "-cpu.svg"))
 SUMMARY_FILE = ENV.get("SUMMARY_FILE", os.path.join(ROOT, "bench", "RESULTS.md"))
 HOST = "bench.local"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-POSTERN_NOT_YET = "postern: not yet supported (needs TLS/HTTP2 issue)"
+POSTERN_NOT_YET = "postern: not yet supported (needs TLS/HTTP2 issue)"   # HTTP/2: not on main yet
 
 WORK = tempfile.mkdtemp(prefix="postern-suite.")
 os.chmod(WORK, 0o755)
@@ -571,9 +571,9 @@ class Envoy(Proxy):
 
 class Postern(Proxy):
     name = "postern"
-    # Adding TLS or HTTP/2 later: delete the entry here and write the Secret and the Ingress `tls`
-    # section in manifests() when spec.tls is set; the scenarios pick Postern up by themselves.
-    unsupported = {"tls": POSTERN_NOT_YET, "h2": POSTERN_NOT_YET}
+    # Adding HTTP/2 later: delete the entry here (the HTTPS listener is already set up for spec.tls);
+    # the scenarios pick Postern up by themselves.
+    unsupported = {"h2": POSTERN_NOT_YET}
 
     def manifests(self, spec):
         docs = [
@@ -588,6 +588,15 @@ class Postern(Proxy):
              "ports": [{"name": "http", "port": self.upstream.port}]},
             self.ingress("bench", HOST, ["/"]),
         ]
+        if spec.tls:
+            import base64
+            encode = lambda path: base64.b64encode(open(path, "rb").read()).decode()
+            docs.append({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+                         "metadata": {"name": "bench-tls", "namespace": "default"},
+                         "data": {"tls.crt": encode(CERTS[spec.tls]["cert"]),
+                                  "tls.key": encode(CERTS[spec.tls]["key"])}})
+            # Served as the default certificate only (no Ingress `tls` entry): the load clients connect to an IP,
+            # so they send no SNI, and a `tls` entry for the host would make Postern answer 421 (see the report).
         return docs
 
     @staticmethod
@@ -620,7 +629,13 @@ class Postern(Proxy):
         self.log_path = os.path.join(WORK, f"postern-{os.path.basename(self.directory)}.log")
         out = open(self.log_path, "wb")
         argv = ["taskset", "-c", str(PROXY_CPU), *wrapper, self.binary, "run", "--manifests", self.manifest_dir,
-                "--http-listen", f"127.0.0.1:{self.port}", "--workers", "1", "--admin-listen", "127.0.0.1:0"]
+                "--workers", "1", "--admin-listen", "127.0.0.1:0"]
+        if spec.tls:
+            # The certificate is also the default one, so a client without SNI (an IP in the URL) gets it too.
+            argv += ["--https-listen", f"127.0.0.1:{self.port}", "--http-listen", f"127.0.0.1:{free_port()}",
+                     "--default-ssl-certificate", "default/bench-tls"]
+        else:
+            argv += ["--http-listen", f"127.0.0.1:{self.port}", "--https-listen", "off"]
         self.process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         PROCESSES.append(self.process)
         end = time.time() + 60
@@ -906,8 +921,8 @@ SCENARIO_TITLES = {
     "s1": "1. HTTP/1.1 keep-alive, 100-byte responses",
     "s2": "2. HTTP/1.1 keep-alive, 64 KiB responses",
     "s3": "3. HTTPS (TLS 1.3, RSA-2048) keep-alive, HTTP/1.1, 100-byte responses",
-    "s4-rsa": "4a. Full TLS handshakes per second, RSA-2048 (one request per connection, no resumption)",
-    "s4-ecdsa": "4b. Full TLS handshakes per second, ECDSA P-256 (one request per connection, no resumption)",
+    "s4-rsa": "4a. Full TLS handshakes per second, RSA-2048 (`openssl s_time -new`: no resumption, no request)",
+    "s4-ecdsa": "4b. Full TLS handshakes per second, ECDSA P-256 (`openssl s_time -new`: no resumption, no request)",
     "s5": "5. HTTP/2 over TLS (RSA-2048), 10 streams per connection, 100-byte responses",
     "s6": "6. Configuration churn: scenario 1 while the routing configuration changes 10 times a second",
 }
@@ -939,13 +954,54 @@ def scenario_3():
 
 
 def count_resumed(port):
-    """Connects 6 times offering the previous session (openssl s_client -reconnect): how many resumed."""
+    """Whether the server resumes sessions: (TLS 1.2 resumed of 5 offers, TLS 1.3 resumed of 1 offer).
+
+    TLS 1.2: `openssl s_client -reconnect` offers the first session 5 times. TLS 1.3: the ticket comes
+    after the handshake, so one client stays connected a second to receive it (`-sess_out`) and a
+    second client offers it (`-sess_in`)."""
+    base = ["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-servername", HOST]
     try:
-        out = subprocess.run(["timeout", "20", "openssl", "s_client", "-connect", f"127.0.0.1:{port}",
-                              "-servername", HOST, "-reconnect"], input="", capture_output=True, text=True).stdout
-    except subprocess.SubprocessError:
+        out = subprocess.run(["timeout", "20", *base, "-tls1_2", "-reconnect"], input="", capture_output=True,
+                             text=True).stdout
+        tls12 = len(re.findall(r"^Reused,", out, re.M))
+        session = os.path.join(WORK, "tls13.session")
+        first = subprocess.Popen(["timeout", "10", *base, "-tls1_3", "-sess_out", session], stdin=subprocess.PIPE,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(1.0)
+        first.communicate(input=b"", timeout=15)
+        if not os.path.exists(session):
+            return tls12, None
+        second = subprocess.Popen(["timeout", "10", *base, "-tls1_3", "-sess_in", session], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        time.sleep(0.5)
+        out = second.communicate(input="", timeout=15)[0]
+        os.remove(session)
+        return tls12, len(re.findall(r"^Reused,", out, re.M))
+    except (subprocess.SubprocessError, OSError):
         return None
-    return len(re.findall(r"^Reused,", out, re.M)), len(re.findall(r"^(?:New|Reused),", out, re.M))
+
+
+def s_time(port, duration, processes):
+    """Full TLS handshakes: `processes` parallel `openssl s_time -new` clients for `duration` seconds.
+
+    `-new` makes every connection a new session (the client never offers one to resume: wrk and h2load
+    would, since OpenSSL keeps the session across SSL_clear). No request is sent: handshake, then close."""
+    argv = ["timeout", str(duration + 15), "openssl", "s_time", "-connect", f"127.0.0.1:{port}", "-new",
+            "-time", str(duration)]
+    t0 = time.time()
+    children = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                for _ in range(processes)]
+    outputs = [c.communicate()[0] for c in children]
+    elapsed = time.time() - t0
+    total, errors = 0, 0
+    for out, child in zip(outputs, children):
+        m = re.search(r"(\d+) connections in [\d.]+ real seconds", out) or re.search(r"(\d+) connections in", out)
+        if m:
+            total += int(m.group(1))
+        if child.returncode != 0 or "ERROR" in out:
+            errors += 1
+    return {"raw": "\n".join(outputs), "requests": total, "rps": total / max(elapsed, duration), "errors": errors,
+            "p50": None, "p99": None}
 
 
 def scenario_4():
@@ -957,14 +1013,14 @@ def scenario_4():
             if resumed is None:
                 note(scenario, f"{proxy.name}: could not check session resumption")
             else:
-                note(scenario, f"{proxy.name}: {resumed[0]} of {resumed[1]} `openssl s_client -reconnect` "
-                               f"handshakes resumed a session (server-side resumption is off: must be 0)")
+                note(scenario, f"{proxy.name}: server resumes offered sessions: TLS 1.2 {resumed[0]} of 5, TLS 1.3 "
+                               f"{'no ticket issued' if resumed[1] is None else str(resumed[1]) + ' of 1'} (the load client `s_time -new` "
+                               f"never offers one, so every measured handshake is full)")
         for round_ in range(1, ROUNDS + 1):
             for proxy in running:
-                url = proxy.url + "/"
-                wrk(url, WARMUP, HANDSHAKE_CONNECTIONS, ["Connection: close"], latency=False)
+                s_time(proxy.port, WARMUP, HANDSHAKE_CONNECTIONS)
                 measure(scenario, proxy.name, round_, proxy.pid,
-                        lambda: wrk(url, DURATION, HANDSHAKE_CONNECTIONS, ["Connection: close"]))
+                        lambda: s_time(proxy.port, DURATION, HANDSHAKE_CONNECTIONS))
         finish(scenario, running, skipped)
 
 

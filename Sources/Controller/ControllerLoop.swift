@@ -14,6 +14,12 @@ import Translate
 /// `publish` only when it changed (the first load always publishes) →
 /// `report` diagnostics that were not reported in the previous round.
 ///
+/// The same loop serves the Kubernetes API source (`init(store:...)`): then
+/// informers fill a `KubeObjectStore`, every store change starts the
+/// debounce, and nothing is published until every watched resource has
+/// completed its initial list. After that, a failing API server changes
+/// nothing: the store keeps its objects and the last table keeps serving.
+///
 /// Threading: `publish` and `report` run on the controller thread. Counters
 /// may be read from any thread. Call `loadInitial()` (optional) before `start()`.
 public final class ControllerLoop: @unchecked Sendable {
@@ -52,7 +58,12 @@ public final class ControllerLoop: @unchecked Sendable {
 
     /// Serialises reloads (`loadInitial` against the thread) and guards the state below.
     private let reloadLock = NSLock()
-    private let manifests: ManifestDirectory
+    /// The directory source (nil with the store source).
+    private let manifests: ManifestDirectory?
+    /// The Kubernetes API source (nil with the directory source).
+    public let store: KubeObjectStore?
+    /// Store changes signalled and not yet taken by the loop (guarded by `condition`).
+    private var storeChanges: UInt64 = 0
     private var lastModel: RouteModel? = nil
     private var lastTLS: TLSModel? = nil
     private var reported: Set<Diagnostic> = []
@@ -77,7 +88,43 @@ public final class ControllerLoop: @unchecked Sendable {
         self.publish = publish
         self.report = report
         self.manifests = ManifestDirectory(path: directory)
+        self.store = nil
     }
+
+    /// Creates a loop fed by the Kubernetes API through `store` (whose
+    /// informers the caller starts). The first table is published by the
+    /// loop itself once the store is synced.
+    public init(
+        store: KubeObjectStore, options: TranslateOptions,
+        holdoff: Duration = .milliseconds(100), maximumHoldoff: Duration = .milliseconds(500),
+        defaultCertificateSecret: String? = nil,
+        publish: @escaping @Sendable (RoutingTable, RouteModel) -> Void,
+        publishTLS: (@Sendable (TLSModel) -> Void)? = nil,
+        report: @escaping @Sendable ([Diagnostic]) -> Void
+    ) {
+        self.defaultCertificateSecret = defaultCertificateSecret
+        self.publishTLS = publishTLS
+        self.directory = ""
+        self.options = options
+        self.pollInterval = .milliseconds(200)
+        self.holdoff = holdoff
+        self.maximumHoldoff = maximumHoldoff
+        self.publish = publish
+        self.report = report
+        self.manifests = nil
+        self.store = store
+        store.onChange { [weak self] in self?.storeChanged() }
+    }
+
+    private func storeChanged() {
+        condition.withLock {
+            storeChanges &+= 1
+            condition.broadcast()
+        }
+    }
+
+    /// The last model built (nil before the first table), for `/debug/routes`-style views.
+    public var currentModel: RouteModel? { reloadLock.withLock { lastModel } }
 
     // MARK: Counters
 
@@ -162,6 +209,10 @@ public final class ControllerLoop: @unchecked Sendable {
     }
 
     private func run() {
+        if store != nil {
+            runStoreSource()
+            return
+        }
         let clock = ContinuousClock()
         if lastModelIsEmpty() {
             _ = reload(force: false)
@@ -174,7 +225,7 @@ public final class ControllerLoop: @unchecked Sendable {
         var wait = pollInterval
         while sleep(wait) {
             let now = clock.now
-            let current = manifests.fingerprint()
+            let current = manifests?.fingerprint()
             if current != stamps {
                 stamps = current
                 lastChange = now
@@ -196,7 +247,56 @@ public final class ControllerLoop: @unchecked Sendable {
     }
 
     private func loadedStamps() -> [String: FileStamp]? {
-        reloadLock.withLock { manifests.loadedFingerprint }
+        reloadLock.withLock { manifests?.loadedFingerprint }
+    }
+
+    /// Waits for store changes (or `timeout`); returns how many arrived, nil when stopping.
+    private func waitForStoreChanges(seen: inout UInt64, timeout: Duration?) -> Bool? {
+        let deadline = timeout.map { Date().addingTimeInterval(Double($0.components.seconds) + Double($0.components.attoseconds) * 1e-18) }
+        condition.lock()
+        defer { condition.unlock() }
+        while lifecycle == .running {
+            if storeChanges != seen {
+                seen = storeChanges
+                return true
+            }
+            if let deadline {
+                if !condition.wait(until: deadline) { return lifecycle == .running ? false : nil }
+            } else {
+                condition.wait()
+            }
+        }
+        return nil
+    }
+
+    /// The loop of the Kubernetes source: debounce store changes; reload once synced.
+    private func runStoreSource() {
+        guard let store else { return }
+        let clock = ContinuousClock()
+        var seen: UInt64 = 0
+        var firstChange: ContinuousClock.Instant? = nil
+        var lastChange = clock.now
+        // The store may have synced before the loop started.
+        if store.isSynced { firstChange = clock.now }
+        while true {
+            var timeout: Duration? = nil
+            if let first = firstChange {
+                let now = clock.now
+                timeout = max(.zero, min(holdoff - (now - lastChange), maximumHoldoff - (now - first)))
+            }
+            guard let changed = waitForStoreChanges(seen: &seen, timeout: timeout) else { return }
+            let now = clock.now
+            if changed {
+                lastChange = now
+                if firstChange == nil { firstChange = now }
+            }
+            guard let first = firstChange else { continue }
+            if now - lastChange >= holdoff || now - first >= maximumHoldoff {
+                firstChange = nil
+                // No table before every initial list is complete.
+                if store.isSynced { _ = reload(force: false) }
+            }
+        }
     }
 
     private func lastModelIsEmpty() -> Bool {
@@ -215,9 +315,11 @@ public final class ControllerLoop: @unchecked Sendable {
     private func reload(force: Bool) -> Round {
         reloadLock.lock()
         defer { reloadLock.unlock() }
-        let load = manifests.load()
-        let translation = translate(load.snapshot, options: options)
-        let tls = translateTLS(load.snapshot, options: options, defaultCertificateSecret: defaultCertificateSecret)
+        let load = manifests?.load()
+            ?? ManifestLoad(objects: [], files: [:], diagnostics: [], failedFiles: [])
+        let snapshot = store?.snapshot() ?? load.snapshot
+        let translation = translate(snapshot, options: options)
+        let tls = translateTLS(snapshot, options: options, defaultCertificateSecret: defaultCertificateSecret)
         var diagnostics = load.diagnostics
         for var diagnostic in translation.diagnostics + tls.diagnostics {
             if diagnostic.file == nil {

@@ -12,7 +12,15 @@ public final class TLSClientContext: @unchecked Sendable {
     ///     `ca.crt`); nil with `verify` uses the system's trust store.
     ///   - verify: check the certificate chain and the host name; off by
     ///     default, as in ingress-nginx.
-    public init(verify: Bool, certificateAuthoritiesPEM: [UInt8]?) throws {
+    public convenience init(verify: Bool, certificateAuthoritiesPEM: [UInt8]?) throws {
+        try self.init(verify: verify, certificateAuthoritiesPEM: certificateAuthoritiesPEM, clientCertificateChainPEM: nil, clientPrivateKeyPEM: nil)
+    }
+
+    /// A context that also presents a client certificate (kubeconfig
+    /// `client-certificate`/`client-key`) when both PEM inputs are given.
+    public init(
+        verify: Bool, certificateAuthoritiesPEM: [UInt8]?, clientCertificateChainPEM: [UInt8]?, clientPrivateKeyPEM: [UInt8]?
+    ) throws {
         OpenSSLErrors.clear()
         guard let context = SSL_CTX_new(TLS_client_method()) else { throw TLSError.fromQueue("SSL_CTX_new failed") }
         self.context = context
@@ -43,6 +51,31 @@ public final class TLSClientContext: @unchecked Sendable {
             SSL_CTX_set_verify(context, SSL_VERIFY_PEER, nil)
         } else {
             SSL_CTX_set_verify(context, SSL_VERIFY_NONE, nil)
+        }
+        if let clientCertificateChainPEM, let clientPrivateKeyPEM {
+            do {
+                try TLSClientContext.useClientCertificate(context, chain: clientCertificateChainPEM, key: clientPrivateKeyPEM)
+            } catch {
+                SSL_CTX_free(context)
+                throw error
+            }
+        }
+    }
+
+    private static func useClientCertificate(_ context: OpaquePointer, chain: [UInt8], key: [UInt8]) throws {
+        let certificates = try PEM.readCertificates(chain)
+        guard let leaf = certificates.first else { throw TLSError("client certificate: no certificate in the PEM data") }
+        defer { certificates.forEach { X509_free($0) } }
+        guard SSL_CTX_use_certificate(context, leaf) == 1 else {
+            throw TLSError.fromQueue("client certificate: not usable")
+        }
+        for intermediate in certificates.dropFirst() where postern_SSL_CTX_add1_chain_cert(context, intermediate) != 1 {
+            throw TLSError.fromQueue("client certificate: an intermediate certificate is not usable")
+        }
+        let privateKey = try PEM.readPrivateKey(key, name: "client key")
+        defer { EVP_PKEY_free(privateKey) }
+        guard SSL_CTX_use_PrivateKey(context, privateKey) == 1, SSL_CTX_check_private_key(context) == 1 else {
+            throw TLSError.fromQueue("client key: does not match the client certificate")
         }
     }
 

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Controller
 import Foundation
+import Kube
 import Logging
 import Proxy
 import Reactor
@@ -78,6 +79,9 @@ struct Run: ParsableCommand {
     @Flag(help: "Serve Ingresses that name no class.")
     var watchIngressWithoutClass = false
 
+    @OptionGroup(title: "Kubernetes API source")
+    var kubernetes: KubernetesOptions
+
     func validatedSettings() throws -> Settings {
         var settings = try config.map(Settings.load(path:)) ?? Settings()
         if let manifests { settings.manifests = manifests }
@@ -109,6 +113,8 @@ struct Run: ParsableCommand {
         if let controllerClass { settings.controllerClass = controllerClass }
         if let ingressClass { settings.ingressClass = ingressClass }
         if watchIngressWithoutClass { settings.watchIngressWithoutClass = true }
+        try kubernetes.validate(manifests: settings.manifests)
+        if kubernetes.isEnabled { return settings }
         guard let directory = settings.manifests else {
             throw SettingsError("--manifests: required (or `manifests:` in the config file)")
         }
@@ -123,6 +129,7 @@ struct Run: ParsableCommand {
         let settings: Settings
         let proxyConfiguration: ProxyConfiguration
         let adminAddress: SocketAddress
+        let kubeClient: KubeAPIClient?
         do {
             settings = try validatedSettings()
             proxyConfiguration = try settings.proxyConfiguration()
@@ -130,6 +137,7 @@ struct Run: ParsableCommand {
                 throw SettingsError("--admin-listen \(settings.adminListen): expected HOST:PORT with a numeric address")
             }
             adminAddress = address
+            kubeClient = try kubernetes.isEnabled ? kubernetes.makeClient() : nil
         } catch let error as SettingsError {
             FileHandle.standardError.write(Data("postern: \(error.description)\n".utf8))
             throw ExitCode(2)
@@ -143,14 +151,32 @@ struct Run: ParsableCommand {
 
         let metrics = MetricsRegistry(workerCount: proxyConfiguration.workers)
         let publisher = TablePublisher(metrics: metrics, logger: logger, settings: settings)
-        let controller = ControllerLoop(
-            directory: settings.manifests ?? ".", options: settings.translateOptions,
-            defaultCertificateSecret: settings.defaultSSLCertificate,
-            publish: { table, model in publisher.publish(table, model: model) },
-            publishTLS: { tls in publisher.publish(tls) },
-            report: { diagnostics in publisher.report(diagnostics) })
+        let kubeSource = kubeClient.map { client in
+            KubernetesSource(
+                client: client, namespaces: kubernetes.watchNamespace, watchTimeoutSeconds: kubernetes.watchTimeout,
+                log: { text in logger.warning("\(text)") })
+        }
+        let controller: ControllerLoop
+        if let kubeSource {
+            controller = ControllerLoop(
+                store: kubeSource.store, options: settings.translateOptions,
+                defaultCertificateSecret: settings.defaultSSLCertificate,
+                publish: { table, model in publisher.publish(table, model: model) },
+                publishTLS: { tls in publisher.publish(tls) },
+                report: { diagnostics in publisher.report(diagnostics) })
+        } else {
+            controller = ControllerLoop(
+                directory: settings.manifests ?? ".", options: settings.translateOptions,
+                defaultCertificateSecret: settings.defaultSSLCertificate,
+                publish: { table, model in publisher.publish(table, model: model) },
+                publishTLS: { tls in publisher.publish(tls) },
+                report: { diagnostics in publisher.report(diagnostics) })
+        }
         publisher.controller = controller
-        let initial = controller.loadInitialConfiguration()
+        // The API source publishes its first table itself, after every initial list.
+        let initial = kubeSource == nil
+            ? controller.loadInitialConfiguration()
+            : (table: RoutingTable(model: RouteModel(), generation: 0), model: RouteModel(), tls: TLSModel(), diagnostics: [])
         publisher.report(initial.diagnostics)
         publisher.recordPublished(initial.table, model: initial.model)
         let initialSecure: SecurePolicy?
@@ -174,8 +200,9 @@ struct Run: ParsableCommand {
             throw ExitCode(1)
         }
         publisher.server = server
-        metrics.ready.store(true, ordering: .relaxed)
+        if kubeSource == nil { metrics.ready.store(true, ordering: .relaxed) }
         controller.start()
+        kubeSource?.start()
         logger.info(
             "serving",
             metadata: [
@@ -199,6 +226,7 @@ struct Run: ParsableCommand {
             logger.info("draining", metadata: ["signal": "\(signal)", "timeout_seconds": "\(settings.drainTimeoutSeconds)"])
             break
         }
+        kubeSource?.stop()
         controller.stop()
         server.drain(timeoutMilliseconds: UInt64(settings.drainTimeoutSeconds * 1000))
         server.wait()
@@ -289,6 +317,7 @@ final class TablePublisher: @unchecked Sendable {
 
     func publish(_ table: RoutingTable, model: RouteModel) {
         server?.publish(table)
+        metrics.ready.store(true, ordering: .relaxed)
         metrics.configReloads.add()
         recordPublished(table, model: model)
         logger.info(

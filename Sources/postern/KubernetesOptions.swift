@@ -1,0 +1,63 @@
+import ArgumentParser
+import Controller
+import Foundation
+import Kube
+
+/// `postern run` options of the Kubernetes API source (see docs/kubernetes.md).
+struct KubernetesOptions: ParsableArguments {
+    @Option(help: "Watch the API server named by this kubeconfig file (its current context, or --context).")
+    var kubeconfig: String?
+
+    @Option(help: "kubeconfig context to use instead of current-context.")
+    var context: String?
+
+    @Flag(help: "Watch the API server of the cluster this Pod runs in (service-account credentials).")
+    var inCluster = false
+
+    @Option(help: "Watch only this namespace (repeatable; default: every namespace).")
+    var watchNamespace: [String] = []
+
+    @Option(help: "Name of the Lease used for leader election (default postern-leader).")
+    var electionID = "postern-leader"
+
+    @Option(help: "Service NAMESPACE/NAME whose addresses are written to Ingress status.")
+    var publishService: String?
+
+    @Option(help: "Address written to Ingress status (IPs become ip, names hostname); repeatable.")
+    var publishStatusAddress: [String] = []
+
+    @Flag(help: "Remove this controller's addresses from Ingress status on shutdown.")
+    var updateStatusOnShutdown = false
+
+    @Option(help: "Shortest timeoutSeconds asked for a watch (default 300; the API server may end it sooner).")
+    var watchTimeout = 300
+
+    /// Whether the API server is the source (instead of a manifest directory).
+    var isEnabled: Bool { kubeconfig != nil || inCluster }
+
+    /// Checks the flags; a problem is a one-line message naming the flag.
+    func validate(manifests: String?) throws {
+        guard isEnabled else { return }
+        if kubeconfig != nil && inCluster { throw SettingsError("--kubeconfig and --in-cluster: give one, not both") }
+        if manifests != nil { throw SettingsError("--manifests cannot be combined with --kubeconfig or --in-cluster") }
+        if let publishService, publishService.split(separator: "/").count != 2 {
+            throw SettingsError("--publish-service \(publishService): expected NAMESPACE/NAME")
+        }
+        guard watchTimeout >= 1 else { throw SettingsError("--watch-timeout \(watchTimeout): expected seconds >= 1") }
+    }
+
+    /// Reads the kubeconfig or the in-cluster files and builds the client.
+    func makeClient() throws -> KubeAPIClient {
+        do {
+            let configuration: KubeClientConfiguration
+            if let kubeconfig {
+                configuration = try KubeClientConfiguration.kubeconfig(path: kubeconfig, context: context)
+            } else {
+                configuration = try KubeClientConfiguration.inCluster()
+            }
+            return try KubeAPIClient(configuration: configuration)
+        } catch let error as KubeConfigurationError {
+            throw SettingsError(error.description)
+        }
+    }
+}
