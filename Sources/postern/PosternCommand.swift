@@ -253,9 +253,6 @@ final class TablePublisher: @unchecked Sendable {
         self.settings = settings
     }
 
-    /// The certificate store, redirects and HSTS for `model`. Certificates
-    /// that fail to load are logged as problems of the Ingresses using them;
-    /// their hosts get the default certificate.
     /// TLS settings with ALPN as configured (`use-http2`).
     var tlsSettings: TLSServerSettings {
         var tls = settings.tls
@@ -263,6 +260,9 @@ final class TablePublisher: @unchecked Sendable {
         return tls
     }
 
+    /// The certificate store, redirects and HSTS for `model`. Certificates
+    /// that fail to load are logged as problems of the Ingresses using them;
+    /// their hosts get the default certificate.
     func securePolicy(for model: TLSModel) throws -> SecurePolicy {
         if builder == nil || builderDefault != .some(model.defaultCertificate) {
             let input = model.defaultCertificate.map {
