@@ -114,6 +114,13 @@ extension DownstreamConnection {
                 respondWithError(.serviceUnavailable, headParsed: true)
                 return
             }
+            if found.upstream.wireProtocol != .http && found.upstream.wireProtocol != .https {
+                // gRPC and H2C endpoints are reached from HTTP/2 clients only.
+                worker.metrics.count(.badRequest)
+                readBuffer.consume(head.headLength)
+                respondWithError(.needsHTTP2, headParsed: true)
+                return
+            }
             if case .tooLong = routed.rewrite {
                 worker.metrics.count(.uriTooLong)
                 readBuffer.consume(head.headLength)

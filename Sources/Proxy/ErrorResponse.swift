@@ -10,7 +10,7 @@ import Reactor
 public enum ErrorResponse: Int, CaseIterable, Sendable {
     case badRequest, notFound, requestTimeout, uriTooLong, headerTooLarge, notImplemented
     case badGateway, badGatewayMalformed, serviceUnavailable, gatewayTimeout, versionNotSupported
-    case methodNotAllowed, misdirected
+    case methodNotAllowed, misdirected, needsHTTP2
 
     /// The status code sent.
     public var status: Int {
@@ -19,6 +19,7 @@ public enum ErrorResponse: Int, CaseIterable, Sendable {
         case .notFound: return 404
         case .methodNotAllowed: return 405
         case .misdirected: return 421
+        case .needsHTTP2: return 502
         case .requestTimeout: return 408
         case .uriTooLong: return 414
         case .headerTooLarge: return 431
@@ -36,6 +37,7 @@ public enum ErrorResponse: Int, CaseIterable, Sendable {
         case .badRequest: return "400 bad request: the request is malformed\n"
         case .notFound: return "404 not found: no Ingress rule matches this host and path\n"
         case .methodNotAllowed: return "405 method not allowed: CONNECT is not proxied\n"
+        case .needsHTTP2: return "502 bad gateway: this backend speaks HTTP/2 (gRPC or H2C); connect with HTTP/2\n"
         case .misdirected: return "421 misdirected request: this connection's certificate does not serve the requested host\n"
         case .requestTimeout: return "408 request timeout: the request was not received in time\n"
         case .uriTooLong: return "414 URI too long: the request target exceeds the limit\n"

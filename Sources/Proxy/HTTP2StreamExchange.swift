@@ -46,6 +46,24 @@ final class HTTP2StreamExchange: UpstreamOwner {
     var upstreamReadPaused = false
     var finished = false
 
+    // HTTP/2 upstreams (gRPC, H2C): the request as HTTP/2 fields, the
+    // connection and stream carrying it, and flow-control bookkeeping.
+    var upstreamFields = HTTP2Fields()
+    var h2Upstream: UpstreamH2Connection?
+    var h2Stream: Int32 = 0
+    /// The cluster speaks gRPC: failures are answered gRPC-style.
+    var isGRPC = false
+    /// The client sent `content-type: application/grpc...`.
+    var requestLooksLikeGRPC = false
+    /// Request body bytes waiting for the upstream stream to open.
+    var pendingRequestBody: [UInt8] = []
+    var pendingRequestEnd = false
+    var pendingRequestTrailers: HTTP2Fields?
+    /// Response bytes received from the upstream not yet acknowledged to it
+    /// (held while the client's stream buffer is full).
+    var unacknowledgedResponse = 0
+    var responseStarted = false
+
     init(stream: Int32, connection: HTTP2Connection) {
         self.stream = stream
         self.connection = connection
@@ -56,6 +74,7 @@ final class HTTP2StreamExchange: UpstreamOwner {
     /// Routes the request and starts the upstream exchange.
     func start(head: HTTP2RequestHead, endStream: Bool) {
         isHEAD = head.isHead
+        requestLooksLikeGRPC = head.fields.firstValue(named: "content-type").map { $0.starts(with: "application/grpc".utf8) } ?? false
         requestComplete = endStream
         requestHasBody = !endStream
         guard let path = head.path, let first = path.first, first == UInt8(ascii: "/") else {
@@ -99,6 +118,13 @@ final class HTTP2StreamExchange: UpstreamOwner {
                 return
             }
             cluster = found
+        }
+        switch cluster?.upstream.wireProtocol {
+        case .grpc?, .grpcs?, .h2c?:
+            startHTTP2Upstream(head, authority: authority, path: path, query: query, rewrite: routed.rewrite)
+            return
+        default:
+            break
         }
         writeRequestHead(head, authority: authority, path: path, query: query, rewrite: routed.rewrite)
         guard connectUpstream(excluding: nil, carrying: nil, allowPooled: true) else { return }
@@ -201,6 +227,10 @@ final class HTTP2StreamExchange: UpstreamOwner {
 
     /// Request body bytes from the client (valid during the call).
     func requestBody(_ bytes: UnsafeRawBufferPointer, endStream: Bool) {
+        if cluster.map({ $0.upstream.wireProtocol != .http && $0.upstream.wireProtocol != .https }) == true {
+            forwardRequestBodyHTTP2(bytes, endStream: endStream)
+            return
+        }
         guard let upstream, !finished else {
             session.consumed(stream: stream, bytes: bytes.count)
             return
@@ -222,6 +252,10 @@ final class HTTP2StreamExchange: UpstreamOwner {
 
     /// Request trailers end the body (forwarded when the body is chunked).
     func requestTrailers(_ fields: HTTP2Fields) {
+        if cluster.map({ $0.upstream.wireProtocol != .http && $0.upstream.wireProtocol != .https }) == true {
+            forwardRequestTrailersHTTP2(fields)
+            return
+        }
         guard let upstream, !finished else { return }
         if requestChunked {
             let out = upstream.writeBuffer
@@ -544,6 +578,10 @@ final class HTTP2StreamExchange: UpstreamOwner {
 
     /// The stream's send buffer drained below the high-water mark.
     func clientDrained() {
+        if h2Upstream != nil {
+            acknowledgeResponseBytes()
+            return
+        }
         guard upstreamReadPaused, let upstream else { return }
         upstreamReadPaused = false
         processResponse()
@@ -656,8 +694,14 @@ final class HTTP2StreamExchange: UpstreamOwner {
         connection.flushOutput()
     }
 
-    /// Answers the stream itself (404, 502, 503, 504, ...).
+    /// Answers the stream itself (404, 502, 503, 504, ...); gRPC requests get
+    /// a trailers-only gRPC answer instead (`grpc-status` 14 UNAVAILABLE for
+    /// 502/503/504, 12 UNIMPLEMENTED for 404).
     func respondLocally(_ response: ErrorResponse) {
+        if isGRPC || requestLooksLikeGRPC {
+            respondGRPCError(response)
+            return
+        }
         if let upstream {
             upstream.close()
             self.upstream = nil
@@ -688,6 +732,10 @@ final class HTTP2StreamExchange: UpstreamOwner {
         if let upstream {
             upstream.close()
             self.upstream = nil
+        }
+        if let h2Upstream {
+            h2Upstream.cancel(stream: h2Stream)
+            self.h2Upstream = nil
         }
         finished = true
     }

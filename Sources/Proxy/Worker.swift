@@ -41,7 +41,9 @@ public final class Worker: @unchecked Sendable {
     private(set) var secure: SecurePolicy?
     /// Client TLS contexts for HTTPS endpoints, made on first use per
     /// distinct settings and kept (a context is reused for every connection).
-    private var clientContexts: [UpstreamTLS: TLSClientContext] = [:]
+    private var clientContexts: [UpstreamTLSKey: TLSClientContext] = [:]
+    /// HTTP/2 upstream connections (gRPC, H2C), several streams each.
+    var h2Pool: [PoolKey: [UpstreamH2Connection]] = [:]
     /// Scratch space for `rewrite-target`: the rewritten path is written here
     /// and copied into the upstream request head (one per worker, reused).
     let rewriteBuffer: UnsafeMutableRawBufferPointer
@@ -79,13 +81,17 @@ public final class Worker: @unchecked Sendable {
 
     /// The client TLS context for `settings` (nil when it cannot be made,
     /// e.g. an unusable CA bundle: the request gets 502).
-    func clientContext(for settings: UpstreamTLS) -> TLSClientContext? {
-        if let existing = clientContexts[settings] { return existing }
+    func clientContext(for settings: UpstreamTLS, applicationProtocols: [String] = []) -> TLSClientContext? {
+        let key = UpstreamTLSKey(settings: settings, applicationProtocols: applicationProtocols)
+        if let existing = clientContexts[key] { return existing }
         guard let made = try? TLSClientContext(verify: settings.verify, certificateAuthoritiesPEM: settings.certificateAuthoritiesPEM)
         else { return nil }
+        if !applicationProtocols.isEmpty {
+            guard (try? made.offerApplicationProtocols(applicationProtocols)) != nil else { return nil }
+        }
         // Bounded: settings come from configuration, not from requests.
         if clientContexts.count > 1024 { clientContexts.removeAll() }
-        clientContexts[settings] = made
+        clientContexts[key] = made
         return made
     }
 
@@ -125,6 +131,7 @@ public final class Worker: @unchecked Sendable {
             for listener in listeners { listener.close() }
             listeners.removeAll()
             pool.closeAll()
+            for connections in h2Pool.values { for connection in connections where connection.streams.isEmpty { connection.close() } }
             for connection in Array(downstream.values) { connection.drainIfIdle() }
             checkDrained()
             scheduleDrainCheck()
@@ -256,4 +263,10 @@ final class Listener: EventHandler {
         registration = nil
         Socket.close(fd)
     }
+}
+
+/// Client TLS contexts are per upstream TLS settings and ALPN offer.
+struct UpstreamTLSKey: Hashable {
+    var settings: UpstreamTLS
+    var applicationProtocols: [String]
 }

@@ -81,3 +81,19 @@ public final class TLSClientContext: @unchecked Sendable {
 
     deinit { SSL_CTX_free(context) }
 }
+
+extension TLSClientContext {
+    /// Offers `names` with ALPN (e.g. `h2` for gRPC over TLS). Call once,
+    /// right after creating the context and before sharing it.
+    public func offerApplicationProtocols(_ names: [String]) throws {
+        var wire: [UInt8] = []
+        for name in names where !name.isEmpty && name.utf8.count < 256 {
+            wire.append(UInt8(name.utf8.count))
+            wire.append(contentsOf: name.utf8)
+        }
+        // SSL_CTX_set_alpn_protos returns 0 on success.
+        guard SSL_CTX_set_alpn_protos(context, wire, UInt32(wire.count)) == 0 else {
+            throw TLSError.fromQueue("cannot offer ALPN \(names)")
+        }
+    }
+}

@@ -127,14 +127,6 @@ final class ClusterResolver {
             register(name: clusterName, endpoints: [], unavailableReason: reason, referrer: referrer, field: field,
                 problems: [Problem(severity: .error, reason: code, message: reason)], upstream: upstream)
         }
-        switch upstream.wireProtocol {
-        case .http, .https:
-            break
-        case .grpc, .grpcs, .h2c:
-            return unavailable(
-                "backend-protocol \(upstream.wireProtocol.rawValue) needs HTTP/2 to the endpoints, which this version does not speak yet",
-                "UnsupportedBackendProtocol")
-        }
         guard let service = context.servicesByKey["\(namespace)/\(name)"] else {
             return unavailable("service \(namespace)/\(name) not found", "MissingService")
         }

@@ -1,0 +1,242 @@
+import Glibc
+import HTTP2
+import Reactor
+import RouteModel
+import Routing
+import TLS
+import Telemetry
+
+/// One HTTP/2 connection to an endpoint (`backend-protocol: GRPC`, `GRPCS`
+/// or `H2C`), carrying many streams at once. The TCP connect, the TLS
+/// handshake (ALPN `h2`), the socket and its deadlines belong to the
+/// `UpstreamConnection` it drives; this object owns the nghttp2 client
+/// session and maps its streams to client-side `HTTP2StreamExchange`s.
+///
+/// Loop-bound.
+final class UpstreamH2Connection: UpstreamOwner, HTTP2ClientSessionDelegate {
+    let transport: UpstreamConnection
+    unowned let worker: Worker
+    private(set) var session: HTTP2ClientSession!
+    var streams: [Int32: HTTP2StreamExchange] = [:]
+    /// Exchanges waiting for the connection (connect, handshake) to be ready.
+    var waiting: [HTTP2StreamExchange] = []
+    var ready = false
+    var closed = false
+
+    init(transport: UpstreamConnection, worker: Worker) {
+        self.transport = transport
+        self.worker = worker
+        var settings = HTTP2Settings()
+        settings.streamSendBufferHighWater = worker.configuration.bufferHighWaterMark
+        settings.idleTimeoutSeconds = UInt32(max(1, worker.configuration.upstreamKeepAliveTimeoutMilliseconds / 1000))
+        session = HTTP2ClientSession(settings: settings, delegate: self)
+    }
+
+    /// Room for one more stream (per the endpoint's SETTINGS).
+    var canOpenStream: Bool { !closed && session.canOpenStream && session.closeReason == nil }
+
+    /// Opens a stream for `exchange` now, or once connected.
+    func open(_ exchange: HTTP2StreamExchange) {
+        if ready {
+            submit(exchange)
+        } else {
+            waiting.append(exchange)
+        }
+    }
+
+    private func submit(_ exchange: HTTP2StreamExchange) {
+        guard let stream = session.submitRequest(fields: exchange.upstreamFields, hasBody: exchange.requestHasBody) else {
+            exchange.upstreamH2Failed(connectionLevel: true)
+            return
+        }
+        streams[stream] = exchange
+        exchange.upstreamH2Opened(self, stream: stream)
+        transport.deadline = .max
+        flush()
+    }
+
+    // MARK: Transport events
+
+    func upstreamConnected(_ connection: UpstreamConnection, error: CInt) {
+        guard error == 0 else {
+            worker.metrics.count(connection.handshakeFailed ? .tlsHandshake : error == ETIMEDOUT ? .connectTimeout : .connectRefused)
+            fail()
+            return
+        }
+        ready = true
+        let pending = waiting
+        waiting.removeAll()
+        for exchange in pending { submit(exchange) }
+        flush()
+    }
+
+    func upstreamReady(_ connection: UpstreamConnection, _ readiness: Readiness) {
+        if !readiness.isDisjoint(with: [.readable, .hangup, .error, .readHangup]) {
+            let buffer = connection.readBuffer
+            buffer.clear()
+            switch connection.transportRead() {
+            case .bytes:
+                while let tls = connection.tls, tls.pendingBytes > 0, buffer.writableBytes > 0 {
+                    guard case .bytes = connection.transportRead() else { break }
+                }
+                do {
+                    try session.receive(buffer.readable)
+                } catch {
+                    worker.metrics.count(.malformedResponse)
+                }
+                buffer.clear()
+            case .wouldBlock:
+                break
+            case .endOfFile, .failed:
+                worker.metrics.count(.reset)
+                fail()
+                return
+            }
+        }
+        flush()
+    }
+
+    func upstreamTimedOut(_ connection: UpstreamConnection) {
+        if connection.state == .connecting || connection.state == .handshaking {
+            worker.metrics.count(.connectTimeout)
+        }
+        // Idle (no stream) past upstream-keepalive-timeout, or never connected.
+        fail()
+    }
+
+    /// Writes the session's output; closes when the session is done.
+    func flush() {
+        guard !closed, ready else { return }
+        let out = transport.writeBuffer
+        while true {
+            if !out.isEmpty {
+                if case .failed = transport.transportWrite() {
+                    fail()
+                    return
+                }
+                if !out.isEmpty { break }
+            }
+            let chunk = session.nextOutputChunk()
+            if chunk.isEmpty { break }
+            out.append(chunk)
+        }
+        if out.isEmpty, session.isFinished {
+            fail()
+            return
+        }
+        var wanted: Interest = .read
+        if !out.isEmpty { wanted.insert(.write) }
+        transport.setInterest(wanted)
+        if streams.isEmpty, waiting.isEmpty {
+            transport.deadline = worker.loop.now + worker.configuration.upstreamKeepAliveTimeoutMilliseconds
+        }
+    }
+
+    /// The connection is unusable: every exchange on it fails, it leaves the pool.
+    func fail() {
+        guard !closed else { return }
+        closed = true
+        worker.removeH2(self)
+        let affected = Array(streams.values) + waiting
+        streams.removeAll()
+        waiting.removeAll()
+        transport.close()
+        for exchange in affected { exchange.upstreamH2Failed(connectionLevel: true) }
+    }
+
+    /// Closes without failing anyone (drain).
+    func close() {
+        guard !closed else { return }
+        closed = true
+        transport.close()
+    }
+
+    // MARK: Session events
+
+    func responseHead(stream: Int32, head: HTTP2ResponseHead, endStream: Bool) {
+        streams[stream]?.upstreamH2ResponseHead(head, endStream: endStream)
+    }
+
+    func responseData(stream: Int32, bytes: UnsafeRawBufferPointer, endStream: Bool) {
+        if let exchange = streams[stream] {
+            exchange.upstreamH2Data(bytes, endStream: endStream)
+        } else {
+            session.consumed(stream: stream, bytes: bytes.count)
+        }
+    }
+
+    func responseTrailers(stream: Int32, fields: HTTP2Fields) {
+        streams[stream]?.upstreamH2Trailers(fields)
+    }
+
+    func streamClosed(stream: Int32, errorCode: HTTP2ErrorCode) {
+        if let exchange = streams.removeValue(forKey: stream) {
+            exchange.upstreamH2StreamClosed(errorCode: errorCode)
+        }
+    }
+
+    func streamWritable(stream: Int32) {
+        streams[stream]?.upstreamH2Writable()
+    }
+
+    /// The client side of `stream` went away: cancel it upstream.
+    func cancel(stream: Int32) {
+        guard streams.removeValue(forKey: stream) != nil, !closed else { return }
+        session.resetStream(stream: stream, errorCode: .cancel)
+        flush()
+    }
+}
+
+extension Worker {
+    /// An HTTP/2 upstream connection with room for a stream to an endpoint
+    /// of `cluster`: an open one from the pool, or a new one (connecting).
+    func acquireH2(cluster: CompiledCluster) -> UpstreamH2Connection? {
+        var scratch: UInt32 = 0
+        let picked: Endpoint?
+        if cluster.index < roundRobinCounters.count {
+            picked = RoundRobin.pick(cluster, counter: &roundRobinCounters[cluster.index], excluding: nil)
+        } else {
+            picked = RoundRobin.pick(cluster, counter: &scratch, excluding: nil)
+        }
+        guard let endpoint = picked else { return nil }
+        var secure: TLSClientContext?
+        if let settings = cluster.upstream.tls {
+            guard let context = clientContext(for: settings, applicationProtocols: ["h2"]) else { return nil }
+            secure = context
+        }
+        let key = PoolKey(endpoint: endpoint, secure: secure.map(ObjectIdentifier.init))
+        if let existing = h2Pool[key]?.first(where: { $0.canOpenStream }) {
+            metrics.upstreamConnectionsReused.add()
+            return existing
+        }
+        let address = SocketAddress(bytes: endpoint.address.bytes, port: endpoint.port)
+        let (socketFD, result) = Socket.connect(to: address)
+        if case .failed = result {
+            if socketFD >= 0 { Socket.close(socketFD) }
+            metrics.count(.connectRefused)
+            return nil
+        }
+        let transport = UpstreamConnection(
+            fd: socketFD, endpoint: endpoint, worker: self, connecting: true, secure: secure,
+            serverName: cluster.upstream.tls?.serverName ?? "")
+        do {
+            transport.registration = try loop.register(fd: socketFD, interest: .write, handler: transport)
+            transport.interest = .write
+        } catch {
+            Socket.close(socketFD)
+            return nil
+        }
+        metrics.upstreamConnectionsOpened.add()
+        transport.deadline = loop.now + configuration.connectTimeoutMilliseconds
+        let connection = UpstreamH2Connection(transport: transport, worker: self)
+        transport.owner = connection
+        h2Pool[key, default: []].append(connection)
+        return connection
+    }
+
+    func removeH2(_ connection: UpstreamH2Connection) {
+        let key = connection.transport.poolKey
+        h2Pool[key]?.removeAll { $0 === connection }
+        if h2Pool[key]?.isEmpty == true { h2Pool.removeValue(forKey: key) }
+    }
+}
