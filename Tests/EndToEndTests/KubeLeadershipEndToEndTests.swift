@@ -40,8 +40,8 @@ extension EndToEndTests {
             let follower = leader === first ? second : first
             #expect(holder.hasSuffix("-\(leader.child.pid)"))
             // Both replicas serve traffic; only the leader wrote status.
-            #expect(first.probe(host: "a.example.com").backend == "a")
-            #expect(second.probe(host: "a.example.com").backend == "a")
+            #expect(secondsUntil(timeout: 10) { first.probe(host: "a.example.com").backend == "a" } != nil)
+            #expect(secondsUntil(timeout: 10) { second.probe(host: "a.example.com").backend == "a" } != nil)
             #expect(Self.statusWriters(cluster.api) == ["postern/0.1 (\(holder))"])
 
             leader.child.signal(SIGKILL)
