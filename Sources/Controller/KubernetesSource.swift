@@ -1,5 +1,6 @@
 import Foundation
 import Kube
+import Translate
 
 /// The Kubernetes API as a source of objects: one informer per watched
 /// resource (each on its own thread) writing into one `KubeObjectStore`.
@@ -47,5 +48,53 @@ public final class KubernetesSource: @unchecked Sendable {
     /// Complete lists per resource (initial list plus relists).
     public var listCounts: [WatchedResource: Int] {
         Dictionary(uniqueKeysWithValues: informers.map { ($0.resource, $0.listCount) })
+    }
+}
+
+/// What only the leader does, wired together: a Lease elector whose
+/// leadership switches the status writer and the Event recorder on and off.
+/// Every replica serves traffic regardless.
+public final class LeaderDuties: @unchecked Sendable {
+    public let elector: LeaderElector
+    public let status: StatusWriter?
+    public let events: EventRecorder
+
+    /// - Parameters:
+    ///   - statusSource: nil writes no Ingress status (neither `--publish-service`
+    ///     nor `--publish-status-address` given).
+    public init(
+        source: KubernetesSource, namespace: String, electionID: String, identity: String, timing: LeaderElectionTiming,
+        options: TranslateOptions, statusSource: StatusAddressSource?, clearStatusOnShutdown: Bool,
+        log: @escaping @Sendable (String) -> Void
+    ) {
+        let status = statusSource.map {
+            StatusWriter(client: source.client, store: source.store, options: options, source: $0, clearOnShutdown: clearStatusOnShutdown, log: log)
+        }
+        let events = EventRecorder(client: source.client, store: source.store, controllerName: options.controllerClass, instance: identity, log: log)
+        events.setEnabled(false)
+        self.status = status
+        self.events = events
+        elector = LeaderElector(client: source.client, namespace: namespace, name: electionID, identity: identity, timing: timing, log: log) { leading in
+            status?.setLeader(leading)
+            events.setEnabled(leading)
+        }
+    }
+
+    public func start() {
+        status?.start()
+        events.start()
+        elector.start()
+    }
+
+    /// Stops campaigning (releasing the Lease); clears status first when asked.
+    public func stop() {
+        status?.stop()
+        events.stop()
+        elector.stop()
+    }
+
+    /// Diagnostics to record as Events (while leading).
+    public func record(_ diagnostics: [Diagnostic]) {
+        events.record(diagnostics)
     }
 }

@@ -418,6 +418,7 @@ public final class FakeKubeAPIServer: @unchecked Sendable {
             }
             object["metadata"] = metadata
             try FakeKubeAPIServer.checkKind(object, route.type)
+            if route.resource == "events" { try FakeKubeAPIServer.validateEvent(object) }
             let stored = try condition.withLock { try store(resource: route.resource, object: object, requireVersion: false, create: true) }
             respond(fd, status: 201, object: stored)
         case ("PUT", let name?, nil):
@@ -472,6 +473,20 @@ public final class FakeKubeAPIServer: @unchecked Sendable {
             respond(fd, status: 200, object: ["kind": "Status", "apiVersion": "v1", "metadata": [String: Any](), "status": "Success", "code": 200])
         default:
             throw HTTPFailure(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
+        }
+    }
+
+    /// events.k8s.io/v1 validation: the fields the API server requires.
+    static func validateEvent(_ object: [String: Any]) throws {
+        var missing: [String] = []
+        for field in ["eventTime", "reportingController", "reportingInstance", "action", "reason", "type", "regarding"] where object[field] == nil {
+            missing.append(field)
+        }
+        if let type = object["type"] as? String, type != "Normal" && type != "Warning" { missing.append("type (Normal or Warning)") }
+        if let note = object["note"] as? String, note.utf8.count > 1024 { missing.append("note (at most 1 KiB)") }
+        if let time = object["eventTime"] as? String, !time.contains(".") { missing.append("eventTime (MicroTime)") }
+        guard missing.isEmpty else {
+            throw HTTPFailure(422, "Invalid", "Event is invalid: \(missing.joined(separator: ", ")): Required value")
         }
     }
 

@@ -2,17 +2,59 @@
 public struct Ingress: Codable, Sendable, Equatable {
     public var metadata: ObjectMeta
     public var spec: IngressSpec
+    /// `status.loadBalancer.ingress` as the API server reports it (written by the leader).
+    public var status: LoadBalancerStatus
 
     /// Creates an Ingress.
-    public init(metadata: ObjectMeta, spec: IngressSpec = IngressSpec()) {
+    public init(metadata: ObjectMeta, spec: IngressSpec = IngressSpec(), status: LoadBalancerStatus = LoadBalancerStatus()) {
         self.metadata = metadata
         self.spec = spec
+        self.status = status
     }
+
+    private enum CodingKeys: String, CodingKey { case metadata, spec, status }
+    private enum StatusKeys: String, CodingKey { case loadBalancer }
 
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         metadata = try c.decode(ObjectMeta.self, forKey: .metadata)
         spec = try c.decodeIfPresent(IngressSpec.self, forKey: .spec) ?? IngressSpec()
+        // Status is informational: a malformed one must not hide the Ingress.
+        let statusContainer = try? c.nestedContainer(keyedBy: StatusKeys.self, forKey: .status)
+        status = (try? statusContainer?.decodeIfPresent(LoadBalancerStatus.self, forKey: .loadBalancer)) ?? LoadBalancerStatus()
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(metadata, forKey: .metadata)
+        try c.encode(spec, forKey: .spec)
+        var statusContainer = c.nestedContainer(keyedBy: StatusKeys.self, forKey: .status)
+        try statusContainer.encode(status, forKey: .loadBalancer)
+    }
+}
+
+/// `LoadBalancerStatus` (Ingress `status.loadBalancer`, Service `status.loadBalancer`).
+public struct LoadBalancerStatus: Codable, Sendable, Equatable {
+    public var ingress: [LoadBalancerIngress]
+
+    public init(ingress: [LoadBalancerIngress] = []) {
+        self.ingress = ingress
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        ingress = try c.decodeIfPresent([LoadBalancerIngress].self, forKey: .ingress) ?? []
+    }
+}
+
+/// One `status.loadBalancer.ingress[]` entry: an IP or a host name.
+public struct LoadBalancerIngress: Codable, Sendable, Hashable {
+    public var ip: String?
+    public var hostname: String?
+
+    public init(ip: String? = nil, hostname: String? = nil) {
+        self.ip = ip
+        self.hostname = hostname
     }
 }
 

@@ -35,6 +35,9 @@ public final class KubeAPIClient: @unchecked Sendable {
     public let requestTimeoutMilliseconds: Int32
     /// Largest response body accepted (a list page).
     public let maximumBodyBytes: Int
+    /// `User-Agent` of every request; set before the first request (the
+    /// replica identity goes here so API audit logs tell replicas apart).
+    public var userAgent = "postern/0.1"
     private let tokenLock = NSLock()
     private var cachedToken: (value: String, modified: Date?, size: Int)?
 
@@ -81,7 +84,7 @@ public final class KubeAPIClient: @unchecked Sendable {
 
     func requestHead(method: String, target: String, contentType: String?, bodyLength: Int, watch: Bool) -> [UInt8] {
         var text = "\(method) \(target) HTTP/1.1\r\nHost: \(configuration.host):\(configuration.port)\r\n"
-        text += "User-Agent: postern/0.1\r\nAccept: application/json\r\n"
+        text += "User-Agent: \(userAgent)\r\nAccept: application/json\r\n"
         if let token = currentToken(), !token.isEmpty { text += "Authorization: Bearer \(token)\r\n" }
         if let contentType { text += "Content-Type: \(contentType)\r\nContent-Length: \(bodyLength)\r\n" }
         text += watch ? "\r\n" : "Connection: close\r\n\r\n"

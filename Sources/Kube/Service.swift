@@ -2,17 +2,39 @@
 public struct Service: Codable, Sendable, Equatable {
     public var metadata: ObjectMeta
     public var spec: ServiceSpec
+    /// `status.loadBalancer` (the addresses a cloud load balancer got).
+    public var status: LoadBalancerStatus
 
     /// Creates a Service.
-    public init(metadata: ObjectMeta, spec: ServiceSpec = ServiceSpec()) {
+    public init(metadata: ObjectMeta, spec: ServiceSpec = ServiceSpec(), status: LoadBalancerStatus = LoadBalancerStatus()) {
         self.metadata = metadata
         self.spec = spec
+        self.status = status
     }
+
+    private enum CodingKeys: String, CodingKey { case metadata, spec, status }
+    private enum StatusKeys: String, CodingKey { case loadBalancer }
 
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         metadata = try c.decode(ObjectMeta.self, forKey: .metadata)
         spec = try c.decodeIfPresent(ServiceSpec.self, forKey: .spec) ?? ServiceSpec()
+        let statusContainer = try? c.nestedContainer(keyedBy: StatusKeys.self, forKey: .status)
+        status = (try? statusContainer?.decodeIfPresent(LoadBalancerStatus.self, forKey: .loadBalancer)) ?? LoadBalancerStatus()
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(metadata, forKey: .metadata)
+        try c.encode(spec, forKey: .spec)
+        var statusContainer = c.nestedContainer(keyedBy: StatusKeys.self, forKey: .status)
+        try statusContainer.encode(status, forKey: .loadBalancer)
+    }
+
+    /// The addresses to publish for this Service: its load balancer's, else its external IPs.
+    public var publishedAddresses: [LoadBalancerIngress] {
+        if !status.ingress.isEmpty { return status.ingress }
+        return spec.externalIPs.map { LoadBalancerIngress(ip: $0) }
     }
 }
 
@@ -22,6 +44,8 @@ public struct ServiceSpec: Codable, Sendable, Equatable {
     public var type: String?
     public var clusterIP: String?
     public var ports: [ServicePort]
+    /// `spec.externalIPs` (used for Ingress status with `--publish-service`).
+    public var externalIPs: [String] = []
 
     /// Creates a spec.
     public init(type: String? = nil, clusterIP: String? = nil, ports: [ServicePort] = []) {
@@ -35,6 +59,7 @@ public struct ServiceSpec: Codable, Sendable, Equatable {
         type = try c.decodeIfPresent(String.self, forKey: .type)
         clusterIP = try c.decodeIfPresent(String.self, forKey: .clusterIP)
         ports = try c.decodeIfPresent([ServicePort].self, forKey: .ports) ?? []
+        externalIPs = try c.decodeIfPresent([String].self, forKey: .externalIPs) ?? []
     }
 }
 

@@ -2,6 +2,7 @@ import ArgumentParser
 import Controller
 import Foundation
 import Kube
+import Translate
 
 /// `postern run` options of the Kubernetes API source (see docs/kubernetes.md).
 struct KubernetesOptions: ParsableArguments {
@@ -32,6 +33,9 @@ struct KubernetesOptions: ParsableArguments {
     @Option(help: "Shortest timeoutSeconds asked for a watch (default 300; the API server may end it sooner).")
     var watchTimeout = 300
 
+    @Option(help: ArgumentHelp("Leader election: lease duration, renew deadline and retry period in seconds.", visibility: .hidden))
+    var leaderElectionTiming = "15,10,2"
+
     /// Whether the API server is the source (instead of a manifest directory).
     var isEnabled: Bool { kubeconfig != nil || inCluster }
 
@@ -43,6 +47,7 @@ struct KubernetesOptions: ParsableArguments {
         if let publishService, publishService.split(separator: "/").count != 2 {
             throw SettingsError("--publish-service \(publishService): expected NAMESPACE/NAME")
         }
+        _ = try electionTiming()
         guard watchTimeout >= 1 else { throw SettingsError("--watch-timeout \(watchTimeout): expected seconds >= 1") }
     }
 
@@ -59,5 +64,44 @@ struct KubernetesOptions: ParsableArguments {
         } catch let error as KubeConfigurationError {
             throw SettingsError(error.description)
         }
+    }
+
+    func electionTiming() throws -> LeaderElectionTiming {
+        let parts = leaderElectionTiming.split(separator: ",").compactMap { Double($0) }
+        guard parts.count == 3, parts[2] > 0, parts[1] > parts[2], parts[0] > parts[1] else {
+            throw SettingsError("--leader-election-timing \(leaderElectionTiming): expected LEASE,RENEW,RETRY seconds with LEASE > RENEW > RETRY > 0")
+        }
+        return LeaderElectionTiming(leaseDuration: parts[0], renewDeadline: parts[1], retryPeriod: parts[2])
+    }
+
+    /// Where Ingress status addresses come from; nil writes no status.
+    var statusSource: StatusAddressSource? {
+        if let publishService {
+            let parts = publishService.split(separator: "/").map(String.init)
+            return .service(namespace: parts[0], name: parts[1])
+        }
+        return publishStatusAddress.isEmpty ? nil : .addresses(publishStatusAddress)
+    }
+
+    /// This replica's identity: the Pod name (`POD_NAME`), else the host name.
+    var identity: String {
+        let environment = ProcessInfo.processInfo.environment
+        if let name = environment["POD_NAME"], !name.isEmpty { return name }
+        return ProcessInfo.processInfo.hostName + "-\(getpid())"
+    }
+
+    /// The Lease's and Events' namespace: `POD_NAMESPACE`, else the kubeconfig's or service account's.
+    func leaseNamespace(_ client: KubeAPIClient) -> String {
+        if let namespace = ProcessInfo.processInfo.environment["POD_NAMESPACE"], !namespace.isEmpty { return namespace }
+        return client.configuration.namespace
+    }
+
+    /// The leader-only duties for `source`.
+    func makeLeaderDuties(source: KubernetesSource, options: TranslateOptions, log: @escaping @Sendable (String) -> Void) throws -> LeaderDuties {
+        source.client.userAgent = "postern/0.1 (\(identity))"
+        return LeaderDuties(
+            source: source, namespace: leaseNamespace(source.client), electionID: electionID, identity: identity,
+            timing: try electionTiming(), options: options, statusSource: statusSource,
+            clearStatusOnShutdown: updateStatusOnShutdown, log: log)
     }
 }

@@ -156,6 +156,9 @@ struct Run: ParsableCommand {
                 client: client, namespaces: kubernetes.watchNamespace, watchTimeoutSeconds: kubernetes.watchTimeout,
                 log: { text in logger.warning("\(text)") })
         }
+        let leaderDuties = try kubeSource.map { source in
+            try kubernetes.makeLeaderDuties(source: source, options: settings.translateOptions, log: { text in logger.info("\(text)") })
+        }
         let controller: ControllerLoop
         if let kubeSource {
             controller = ControllerLoop(
@@ -163,7 +166,10 @@ struct Run: ParsableCommand {
                 defaultCertificateSecret: settings.defaultSSLCertificate,
                 publish: { table, model in publisher.publish(table, model: model) },
                 publishTLS: { tls in publisher.publish(tls) },
-                report: { diagnostics in publisher.report(diagnostics) })
+                report: { diagnostics in
+                    publisher.report(diagnostics)
+                    leaderDuties?.record(diagnostics)
+                })
         } else {
             controller = ControllerLoop(
                 directory: settings.manifests ?? ".", options: settings.translateOptions,
@@ -203,6 +209,7 @@ struct Run: ParsableCommand {
         if kubeSource == nil { metrics.ready.store(true, ordering: .relaxed) }
         controller.start()
         kubeSource?.start()
+        leaderDuties?.start()
         logger.info(
             "serving",
             metadata: [
@@ -226,6 +233,7 @@ struct Run: ParsableCommand {
             logger.info("draining", metadata: ["signal": "\(signal)", "timeout_seconds": "\(settings.drainTimeoutSeconds)"])
             break
         }
+        leaderDuties?.stop()
         kubeSource?.stop()
         controller.stop()
         server.drain(timeoutMilliseconds: UInt64(settings.drainTimeoutSeconds * 1000))
