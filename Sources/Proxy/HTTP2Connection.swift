@@ -44,6 +44,9 @@ final class HTTP2Connection: EventHandler, ClientConnection, HTTP2ServerSessionD
         settings.maxHeaderListSize = UInt32(worker.configuration.limits.maxHeaderSectionBytes)
         settings.streamSendBufferHighWater = worker.configuration.bufferHighWaterMark
         settings.idleTimeoutSeconds = UInt32(max(1, worker.configuration.keepAliveTimeoutMilliseconds / 1000))
+        settings.maxConcurrentStreams = worker.configuration.http2MaxConcurrentStreams
+        settings.initialStreamWindowSize = worker.configuration.http2InitialWindowSize
+        settings.maxResetsPerSecond = worker.configuration.http2MaxResetsPerSecond
         session = HTTP2ServerSession(settings: settings, delegate: self)
         readBuffer.append(initialBytes)
     }

@@ -10,6 +10,13 @@ public struct ProxyConfiguration: Sendable {
     public var httpsListen: SocketAddress?
     /// Accept cleartext HTTP/2 with prior knowledge on the HTTP listener (`h2c`).
     public var h2c = true
+    /// Concurrent streams a client may open on one HTTP/2 connection.
+    public var http2MaxConcurrentStreams: UInt32 = 128
+    /// Initial HTTP/2 stream window (bytes a client may send before the proxy acknowledges).
+    public var http2InitialWindowSize: UInt32 = 65_535
+    /// Stream resets per second per connection above which the client is
+    /// cut off with GOAWAY ENHANCE_YOUR_CALM (Rapid Reset, CVE-2023-44487).
+    public var http2MaxResetsPerSecond: Int = 100
     /// Status of the HTTP → HTTPS redirect (`--http-redirect-code`: 301, 302, 307 or 308).
     public var httpRedirectCode: Int = 308
     /// Number of worker loops (each with its own SO_REUSEPORT listener).

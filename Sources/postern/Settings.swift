@@ -25,6 +25,9 @@ struct Settings {
     var useHTTP2 = true
     /// Accept cleartext HTTP/2 with prior knowledge on the HTTP listener.
     var h2c = true
+    var http2MaxConcurrentStreams = 128
+    var http2InitialWindowSize = 65_535
+    var http2MaxResetsPerSecond = 100
     var adminListen = "127.0.0.1:10254"
     var manifests: String?
     var workers = 0
@@ -61,6 +64,9 @@ struct Settings {
         "hsts": { $0.hsts = try boolean($1, $2) },
         "use-http2": { $0.useHTTP2 = try boolean($1, $2) },
         "h2c": { $0.h2c = try boolean($1, $2) },
+        "http2-max-concurrent-streams": { $0.http2MaxConcurrentStreams = try integer($1, $2, minimum: 1) },
+        "http2-initial-window-size": { $0.http2InitialWindowSize = try integer($1, $2, minimum: 65_535) },
+        "http2-max-resets-per-second": { $0.http2MaxResetsPerSecond = try integer($1, $2, minimum: 1) },
         "hsts-max-age": { $0.hstsMaxAge = try integer($1, $2, minimum: 0) },
         "hsts-include-subdomains": { $0.hstsIncludeSubdomains = try boolean($1, $2) },
         "hsts-preload": { $0.hstsPreload = try boolean($1, $2) },
@@ -171,6 +177,9 @@ struct Settings {
         }
         configuration.httpRedirectCode = httpRedirectCode
         configuration.h2c = h2c
+        configuration.http2MaxConcurrentStreams = UInt32(min(http2MaxConcurrentStreams, Int(UInt32.max)))
+        configuration.http2InitialWindowSize = UInt32(min(http2InitialWindowSize, Int(Int32.max)))
+        configuration.http2MaxResetsPerSecond = http2MaxResetsPerSecond
         func ms(_ seconds: Double) -> UInt64 { UInt64((seconds * 1000).rounded()) }
         configuration.connectTimeoutMilliseconds = ms(proxyConnectTimeout)
         configuration.upstreamReadTimeoutMilliseconds = ms(proxyReadTimeout)
