@@ -99,6 +99,9 @@ let package = Package(
         .testTarget(name: "KubeTests", dependencies: ["Kube", "FakeKubeAPI"]),
         .testTarget(name: "ControllerTests", dependencies: ["Controller", "Kube", "FakeKubeAPI", "Routing", "RouteModel", "Translate"]),
         .testTarget(name: "LayeringTests", dependencies: []),
+        .testTarget(
+            name: "DeploymentTests",
+            dependencies: ["postern", .product(name: "Yams", package: "Yams")]),
     ],
     swiftLanguageModes: [.v5]
 )
