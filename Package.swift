@@ -81,7 +81,7 @@ let package = Package(
             swiftSettings: hotPathSettings),
 
         // Test support: a strict fake Kubernetes API server on loopback.
-        .target(name: "FakeKubeAPI", dependencies: ["Reactor"]),
+        .target(name: "FakeKubeAPI", dependencies: ["Reactor", "TLS"]),
 
         .executableTarget(
             name: "routing-bench", dependencies: ["Routing", "Translate", "Kube", "RouteModel"], path: "bench/routing",

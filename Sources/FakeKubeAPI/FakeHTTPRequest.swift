@@ -1,5 +1,6 @@
 import Foundation
 import Reactor
+import TLS
 
 /// One HTTP/1.1 request read from a blocking socket (the fake serves one
 /// request per connection and answers `Connection: close`).
@@ -12,13 +13,13 @@ struct FakeHTTPRequest {
 
     var queryDictionary: [String: String] { query }
 
-    static func read(_ fd: CInt) -> FakeHTTPRequest? {
+    static func read(_ fd: FakeIO) -> FakeHTTPRequest? {
         var buffer: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 16 * 1024)
         let terminator: [UInt8] = [13, 10, 13, 10]
         var headEnd: Int? = nil
         while headEnd == nil {
-            guard let count = chunk.withUnsafeMutableBytes({ BlockingSocket.read(fd, into: $0) }), count > 0 else { return nil }
+            guard let count = chunk.withUnsafeMutableBytes({ fd.read(into: $0) }), count > 0 else { return nil }
             buffer += chunk[0..<count]
             if buffer.count > 64 * 1024 { return nil }
             if buffer.count >= 4 {
@@ -41,7 +42,7 @@ struct FakeHTTPRequest {
         var body = Array(buffer[(end + 4)...])
         let length = Int(headers["content-length"] ?? "0") ?? 0
         while body.count < length {
-            guard let count = chunk.withUnsafeMutableBytes({ BlockingSocket.read(fd, into: $0) }), count > 0 else { return nil }
+            guard let count = chunk.withUnsafeMutableBytes({ fd.read(into: $0) }), count > 0 else { return nil }
             body += chunk[0..<count]
         }
         let target = String(requestLine[1])
@@ -96,5 +97,41 @@ struct FakeHTTPRequest {
         case 422: return "Unprocessable Entity"
         default: return "Internal Server Error"
         }
+    }
+}
+
+/// One accepted connection, plain or TLS (blocking socket).
+final class FakeIO {
+    let fd: CInt
+    let tls: TLSConnection?
+
+    /// Completes the TLS handshake when `tls` is given; nil when it fails.
+    init?(fd: CInt, tls store: TLSCertificateStore?) {
+        self.fd = fd
+        if let store {
+            guard let connection = try? TLSConnection(fd: fd, store: store), connection.handshake() == .bytes(0) else { return nil }
+            tls = connection
+        } else {
+            tls = nil
+        }
+    }
+
+    func read(into buffer: UnsafeMutableRawBufferPointer) -> Int? {
+        guard let tls else { return BlockingSocket.read(fd, into: buffer) }
+        switch tls.read(into: buffer) {
+        case let .bytes(count): return count
+        case .closed: return 0
+        default: return nil
+        }
+    }
+
+    func writeAll(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        guard let tls else { return BlockingSocket.writeAll(fd, bytes) }
+        var offset = 0
+        while offset < bytes.count {
+            guard case let .bytes(count) = tls.write(UnsafeRawBufferPointer(rebasing: bytes[offset...])), count > 0 else { return false }
+            offset += count
+        }
+        return true
     }
 }

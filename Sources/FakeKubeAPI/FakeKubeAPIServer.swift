@@ -1,5 +1,6 @@
 import Foundation
 import Reactor
+import TLS
 
 /// A Kubernetes API server for tests, on loopback, speaking the real
 /// protocol: the real paths and query parameters, lists with
@@ -82,6 +83,26 @@ public final class FakeKubeAPIServer: @unchecked Sendable {
     private var stalled = false
     private var uidCounter = 0
     private var requestLog: [RecordedRequest] = []
+    private var tlsStore: TLSCertificateStore?
+    private var requireClientCertificate = false
+
+    /// Serves HTTPS from now on with `certificateChainPEM`/`privateKeyPEM`;
+    /// with `clientCertificateAuthorityPEM`, a client certificate signed by it
+    /// is required (as kube-apiserver's `--client-ca-file`).
+    public func enableTLS(certificateChainPEM: [UInt8], privateKeyPEM: [UInt8], clientCertificateAuthorityPEM: [UInt8]? = nil) throws {
+        // Like kube-apiserver: a client certificate is asked for, verified when
+        // given, and a request with neither a valid one nor a token is 401.
+        let input = TLSCertificateInput(
+            name: "fake-kube-api", hosts: ["localhost", "127.0.0.1"], certificateChainPEM: certificateChainPEM, privateKeyPEM: privateKeyPEM,
+            clientVerification: clientCertificateAuthorityPEM.map {
+                TLSClientVerification(required: false, certificateAuthoritiesPEM: $0, verifyDepth: 3, passCertificateToUpstream: true)
+            })
+        let builder = try TLSStoreBuilder(settings: TLSServerSettings(), defaultCertificate: input)
+        let (store, problems) = builder.build([input])
+        requireClientCertificate = clientCertificateAuthorityPEM != nil
+        if let problem = problems.first(where: { $0.severity == .error }) { throw FakeKubeAPIError("TLS: \(problem)") }
+        condition.withLock { tlsStore = store }
+    }
 
     /// The port (fixed once started; a restart reuses it).
     public private(set) var port: UInt16 = 0
@@ -353,8 +374,9 @@ public final class FakeKubeAPIServer: @unchecked Sendable {
         }
     }
 
-    private func serve(_ fd: CInt) {
-        BlockingSocket.setTimeouts(fd, receiveMilliseconds: 10_000, sendMilliseconds: 10_000)
+    private func serve(_ socket: CInt) {
+        BlockingSocket.setTimeouts(socket, receiveMilliseconds: 10_000, sendMilliseconds: 10_000)
+        guard let fd = FakeIO(fd: socket, tls: condition.withLock { tlsStore }) else { return }
         guard let request = FakeHTTPRequest.read(fd) else { return }
         condition.withLock {
             requestLog.append(RecordedRequest(method: request.method, path: request.path, query: request.queryDictionary, headers: request.headers, body: String(decoding: request.body, as: UTF8.self)))
@@ -368,15 +390,18 @@ public final class FakeKubeAPIServer: @unchecked Sendable {
         }
     }
 
-    func respond(_ fd: CInt, status: Int, object: [String: Any]) {
+    func respond(_ fd: FakeIO, status: Int, object: [String: Any]) {
         let body = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data()
         let head = "HTTP/1.1 \(status) \(FakeHTTPRequest.reason(status))\r\nContent-Type: application/json\r\nContent-Length: \(body.count)\r\nConnection: close\r\n\r\n"
         let bytes = Array(head.utf8) + Array(body)
-        _ = bytes.withUnsafeBytes { BlockingSocket.writeAll(fd, $0) }
+        _ = bytes.withUnsafeBytes { fd.writeAll($0) }
     }
 
-    private func handle(_ request: FakeHTTPRequest, fd: CInt) throws {
-        let (tokens, forbidden) = condition.withLock { (_acceptedTokens, _forbidden) }
+    private func handle(_ request: FakeHTTPRequest, fd: FakeIO) throws {
+        let (tokens, forbidden, needCertificate) = condition.withLock { (_acceptedTokens, _forbidden, requireClientCertificate) }
+        if needCertificate, fd.tls?.escapedClientCertificate.isEmpty ?? true {
+            throw HTTPFailure(401, "Unauthorized", "Unauthorized")
+        }
         if let tokens {
             let header = request.headers["authorization"] ?? ""
             guard header.hasPrefix("Bearer "), tokens.contains(String(header.dropFirst(7))) else {
@@ -576,7 +601,7 @@ public final class FakeKubeAPIServer: @unchecked Sendable {
         }
     }
 
-    private func serveWatch(_ request: FakeHTTPRequest, route: FakeRoute, fd: CInt) throws {
+    private func serveWatch(_ request: FakeHTTPRequest, route: FakeRoute, fd: FakeIO) throws {
         try request.requireOnly(["watch", "resourceVersion", "resourceVersionMatch", "allowWatchBookmarks", "timeoutSeconds", "fieldSelector", "labelSelector", "sendInitialEvents"])
         let selector = try FakeKubeAPIServer.parseSelector(request.query["fieldSelector"], resource: route.resource)
         var timeout = 1800.0
@@ -615,7 +640,7 @@ public final class FakeKubeAPIServer: @unchecked Sendable {
         }
         defer { condition.withLock { watchers[ObjectIdentifier(watcher)] = nil } }
         let head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nCache-Control: no-cache, private\r\n\r\n"
-        guard Array(head.utf8).withUnsafeBytes({ BlockingSocket.writeAll(fd, $0) }) else { return }
+        guard Array(head.utf8).withUnsafeBytes({ fd.writeAll($0) }) else { return }
         let deadline = Date().addingTimeInterval(timeout)
         while true {
             let (lines, closed, timedOut): ([[UInt8]], Bool, Bool) = condition.withLock {
@@ -628,12 +653,12 @@ public final class FakeKubeAPIServer: @unchecked Sendable {
             }
             for line in lines {
                 var chunk = Array(String(line.count, radix: 16).utf8) + [13, 10] + line + [13, 10]
-                if !chunk.withUnsafeBytes({ BlockingSocket.writeAll(fd, $0) }) { return }
+                if !chunk.withUnsafeBytes({ fd.writeAll($0) }) { return }
                 chunk.removeAll()
             }
             if closed && !lines.isEmpty || timedOut {
                 // A normal end: the last chunk.
-                _ = Array("0\r\n\r\n".utf8).withUnsafeBytes { BlockingSocket.writeAll(fd, $0) }
+                _ = Array("0\r\n\r\n".utf8).withUnsafeBytes { fd.writeAll($0) }
                 return
             }
             if closed { return }

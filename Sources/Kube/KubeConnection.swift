@@ -32,7 +32,7 @@ public enum KubeAPIError: Error, CustomStringConvertible, Sendable {
 /// thread to wake a blocked read (stop, tests).
 final class KubeConnection: @unchecked Sendable {
     private let fd: CInt
-    private let tls: TLSConnection?
+    private var tls: TLSConnection? = nil
     private var closed = false
 
     /// Connects and (for https) completes the TLS handshake.
@@ -43,24 +43,19 @@ final class KubeConnection: @unchecked Sendable {
             throw KubeAPIError.transport("\(error)")
         }
         BlockingSocket.setTimeouts(fd, receiveMilliseconds: Int(timeoutMilliseconds), sendMilliseconds: Int(timeoutMilliseconds))
-        if let tlsContext {
-            do {
-                let connection = try TLSConnection(fd: fd, client: tlsContext, serverName: configuration.host)
-                tls = connection
-                guard connection.handshake() == .bytes(0) else {
-                    let reason = connection.verificationFailure
-                    throw KubeAPIError.transport(
-                        "TLS handshake with \(configuration.serverDescription) failed" + (reason.isEmpty ? "" : ": \(reason)"))
-                }
-            } catch let error as KubeAPIError {
-                Socket.close(fd)
-                throw error
-            } catch {
-                Socket.close(fd)
-                throw KubeAPIError.transport("TLS: \(error)")
-            }
-        } else {
-            tls = nil
+        guard let tlsContext else { return }
+        // Every stored property is set: from here a throw runs deinit, which closes the socket once.
+        let connection: TLSConnection
+        do {
+            connection = try TLSConnection(fd: fd, client: tlsContext, serverName: configuration.host)
+        } catch {
+            throw KubeAPIError.transport("TLS: \(error)")
+        }
+        tls = connection
+        guard connection.handshake() == .bytes(0) else {
+            let reason = connection.verificationFailure
+            throw KubeAPIError.transport(
+                "TLS handshake with \(configuration.serverDescription) failed" + (reason.isEmpty ? "" : ": certificate verify failed: \(reason)"))
         }
     }
 

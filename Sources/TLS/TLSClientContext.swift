@@ -53,12 +53,8 @@ public final class TLSClientContext: @unchecked Sendable {
             SSL_CTX_set_verify(context, SSL_VERIFY_NONE, nil)
         }
         if let clientCertificateChainPEM, let clientPrivateKeyPEM {
-            do {
-                try TLSClientContext.useClientCertificate(context, chain: clientCertificateChainPEM, key: clientPrivateKeyPEM)
-            } catch {
-                SSL_CTX_free(context)
-                throw error
-            }
+            // Every stored property is set: a throw from here runs deinit, which frees the context.
+            try TLSClientContext.useClientCertificate(context, chain: clientCertificateChainPEM, key: clientPrivateKeyPEM)
         }
     }
 

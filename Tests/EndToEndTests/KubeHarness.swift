@@ -75,14 +75,22 @@ final class KubePosternProcess: @unchecked Sendable {
     let port: UInt16
     let adminPort: UInt16
 
-    init(kubeconfig: KubeconfigFile, extraArguments: [String] = [], environment: [String: String] = [:]) throws {
+    /// The HTTPS port (0 unless started with `https: true`).
+    let httpsPort: UInt16
+
+    convenience init(kubeconfig: KubeconfigFile, extraArguments: [String] = [], https: Bool = false) throws {
+        try self.init(kubeconfigPath: kubeconfig.path, extraArguments: extraArguments, https: https)
+    }
+
+    init(kubeconfigPath: String, extraArguments: [String] = [], https: Bool = false) throws {
         child = try ChildProcess(
             executable: Paths.product("postern"),
             arguments: [
-                "run", "--kubeconfig", kubeconfig.path, "--http-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
-                "--https-listen", "off", "--workers", "1",
+                "run", "--kubeconfig", kubeconfigPath, "--http-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
+                "--https-listen", https ? "127.0.0.1:0" : "off", "--workers", "1",
             ] + extraArguments, label: "postern-kube")
         port = try child.waitForListeningPort()
+        httpsPort = https ? try child.waitForListeningPort(prefix: "https listening on ") : 0
         adminPort = try child.waitForListeningPort(prefix: "admin listening on ")
     }
 

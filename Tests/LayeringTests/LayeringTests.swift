@@ -13,7 +13,7 @@ enum LayerRules {
         "Controller": ["Kube", "Translate", "Routing", "RouteModel", "Telemetry"],
         "Proxy": ["Routing", "RouteModel", "HTTP1", "HTTP2", "TLS", "Reactor", "Telemetry"],
         "Kube": ["HTTP1", "TLS", "Reactor"],
-        "FakeKubeAPI": ["Reactor"],
+        "FakeKubeAPI": ["Reactor", "TLS"],
         "Translate": ["Kube", "RouteModel", "RegexEngine"],
         "Routing": ["RouteModel", "RegexEngine"],
         "RegexEngine": ["CRE2"],
