@@ -84,6 +84,9 @@ let package = Package(
         .target(name: "FakeKubeAPI", dependencies: ["Reactor", "TLS"]),
 
         .executableTarget(
+            name: "controller-bench", dependencies: ["FakeKubeAPI", "Reactor"], path: "bench/controller"),
+
+        .executableTarget(
             name: "routing-bench", dependencies: ["Routing", "Translate", "Kube", "RouteModel"], path: "bench/routing",
             swiftSettings: hotPathSettings),
 

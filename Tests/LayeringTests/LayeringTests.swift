@@ -14,6 +14,7 @@ enum LayerRules {
         "Proxy": ["Routing", "RouteModel", "HTTP1", "HTTP2", "TLS", "Reactor", "Telemetry"],
         "Kube": ["HTTP1", "TLS", "Reactor"],
         "FakeKubeAPI": ["Reactor", "TLS"],
+        "controller-bench": ["FakeKubeAPI", "Reactor"],
         "Translate": ["Kube", "RouteModel", "RegexEngine"],
         "Routing": ["RouteModel", "RegexEngine"],
         "RegexEngine": ["CRE2"],
