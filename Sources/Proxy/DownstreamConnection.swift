@@ -507,40 +507,22 @@ extension DownstreamConnection {
     /// Reads into `readBuffer`'s free space.
     @inline(__always)
     func transportRead() -> IOResult {
-        guard let tls else { return Socket.read(fd, into: readBuffer) }
-        switch tls.read(into: readBuffer.writable) {
-        case let .bytes(count):
-            readBuffer.didWrite(count)
-            return .bytes(count)
-        case .wantRead:
-            return .wouldBlock
-        case .wantWrite:
+        var need = Transport.Need.none
+        let result = Transport.read(fd: fd, tls: tls, into: readBuffer, need: &need)
+        if need == .writable {
             tlsReadWantsWrite = true
             updateDownstreamInterest()
-            return .wouldBlock
-        case .closed:
-            return .endOfFile
-        case .failed:
-            return .failed(EPROTO)
         }
+        return result
     }
 
     /// Writes from `writeBuffer`, consuming what was sent.
     @inline(__always)
     func transportWrite() -> IOResult {
-        guard let tls else { return Socket.write(fd, from: writeBuffer) }
-        switch tls.write(writeBuffer.readable) {
-        case let .bytes(count):
-            writeBuffer.consume(count)
-            return .bytes(count)
-        case .wantWrite:
-            return .wouldBlock
-        case .wantRead:
-            tlsWriteWantsRead = true
-            return .wouldBlock
-        case .closed, .failed:
-            return .failed(EPIPE)
-        }
+        var need = Transport.Need.none
+        let result = Transport.write(fd: fd, tls: tls, from: writeBuffer, need: &need)
+        if need == .readable { tlsWriteWantsRead = true }
+        return result
     }
 
     /// Drives the TLS handshake; once done, the connection reads requests.

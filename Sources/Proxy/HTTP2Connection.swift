@@ -95,27 +95,14 @@ final class HTTP2Connection: EventHandler, ClientConnection, HTTP2ServerSessionD
 
     @inline(__always)
     private func transportRead() -> IOResult {
-        guard let tls else { return Socket.read(fd, into: readBuffer) }
-        switch tls.read(into: readBuffer.writable) {
-        case let .bytes(count):
-            readBuffer.didWrite(count)
-            return .bytes(count)
-        case .wantRead, .wantWrite: return .wouldBlock
-        case .closed: return .endOfFile
-        case .failed: return .failed(EPROTO)
-        }
+        var need = Transport.Need.none
+        return Transport.read(fd: fd, tls: tls, into: readBuffer, need: &need)
     }
 
     @inline(__always)
     private func transportWrite() -> IOResult {
-        guard let tls else { return Socket.write(fd, from: writeBuffer) }
-        switch tls.write(writeBuffer.readable) {
-        case let .bytes(count):
-            writeBuffer.consume(count)
-            return .bytes(count)
-        case .wantRead, .wantWrite: return .wouldBlock
-        case .closed, .failed: return .failed(EPIPE)
-        }
+        var need = Transport.Need.none
+        return Transport.write(fd: fd, tls: tls, from: writeBuffer, need: &need)
     }
 
     /// Writes the session's output; closes when the session is finished.
