@@ -197,6 +197,7 @@ EOF
     POSTERN_CMD=("$POSTERN_BIN" run
         --manifests "$WORK/manifests"
         --http-listen 127.0.0.1:0
+        --https-listen off
         --workers 1
         --admin-listen 127.0.0.1:0)
     # shellcheck disable=SC2206
