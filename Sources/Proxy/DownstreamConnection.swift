@@ -52,7 +52,10 @@ final class DownstreamConnection: EventHandler, UpstreamOwner, ClientConnection 
     }
 
     let fd: CInt
-    unowned let worker: Worker
+    // unowned(unsafe): the worker outlives every connection of its loop (it
+    // closes them all before it stops); a checked unowned reference costs a
+    // retain and release per access on the hot path.
+    unowned(unsafe) let worker: Worker
     /// The TLS session on an HTTPS connection (nil: plain HTTP).
     var tls: TLSConnection?
     /// Accepted on the HTTPS listener.

@@ -12,7 +12,10 @@ import Telemetry
 /// Loop-bound: every method runs on its worker's loop.
 final class HTTP2Connection: EventHandler, ClientConnection, HTTP2ServerSessionDelegate {
     let fd: CInt
-    unowned let worker: Worker
+    // unowned(unsafe): the worker outlives every connection of its loop (it
+    // closes them all before it stops); a checked unowned reference costs a
+    // retain and release per access on the hot path.
+    unowned(unsafe) let worker: Worker
     var tls: TLSConnection?
     var registration: Registration?
     var interest: Interest = .none

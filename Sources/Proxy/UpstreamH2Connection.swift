@@ -15,7 +15,10 @@ import Telemetry
 /// Loop-bound.
 final class UpstreamH2Connection: UpstreamOwner, HTTP2ClientSessionDelegate {
     let transport: UpstreamConnection
-    unowned let worker: Worker
+    // unowned(unsafe): the worker outlives every connection of its loop (it
+    // closes them all before it stops); a checked unowned reference costs a
+    // retain and release per access on the hot path.
+    unowned(unsafe) let worker: Worker
     private(set) var session: HTTP2ClientSession!
     var streams: [Int32: HTTP2StreamExchange] = [:]
     /// Exchanges waiting for the connection (connect, handshake) to be ready.

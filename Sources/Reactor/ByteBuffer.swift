@@ -5,8 +5,9 @@
 /// buffer belongs to the event loop of its connection.
 public final class ByteBuffer {
     @usableFromInline var storage: UnsafeMutableRawPointer
+    @usableFromInline var _capacity: Int
     /// Bytes allocated for `storage`.
-    public private(set) var capacity: Int
+    @inlinable public var capacity: Int { _capacity }
     @usableFromInline var _readerIndex: Int = 0
     @usableFromInline var _writerIndex: Int = 0
     /// Offset of the first unread byte.
@@ -17,7 +18,7 @@ public final class ByteBuffer {
     /// Creates a buffer with `capacity` bytes preallocated.
     public init(capacity: Int) {
         precondition(capacity > 0, "ByteBuffer capacity must be positive")
-        self.capacity = capacity
+        self._capacity = capacity
         self.storage = UnsafeMutableRawPointer.allocate(byteCount: capacity, alignment: 16)
     }
 
@@ -67,8 +68,15 @@ public final class ByteBuffer {
 
     /// Makes at least `count` bytes writable: first by moving unread bytes
     /// to the front, then by growing the allocation.
+    @inlinable
     public func reserveWritable(_ count: Int) {
-        if capacity - writerIndex >= count { return }
+        // The common case (room already) stays inline in the caller.
+        if capacity - _writerIndex >= count { return }
+        makeRoom(count)
+    }
+
+    @usableFromInline
+    func makeRoom(_ count: Int) {
         if readerIndex > 0 {
             let unread = readableBytes
             if unread > 0 { (storage).copyMemory(from: storage + readerIndex, byteCount: unread) }
@@ -82,7 +90,7 @@ public final class ByteBuffer {
         newStorage.copyMemory(from: storage, byteCount: writerIndex)
         storage.deallocate()
         storage = newStorage
-        capacity = newCapacity
+        _capacity = newCapacity
     }
 
     /// Moves unread bytes to the front so that `writable` is as large as the
