@@ -182,6 +182,29 @@ final class UpdateLog: @unchecked Sendable {
         #expect(informer.listCount == 1)
     }
 
+    @Test func watchNamespaceUsesTheNamespacedPathAndSeesOnlyThatNamespace() throws {
+        let server = FakeKubeAPIServer()
+        try server.start()
+        defer { server.stop() }
+        try server.apply(serviceJSON("mine", namespace: "team-a"))
+        try server.apply(serviceJSON("theirs", namespace: "team-b"))
+        let resources = WatchedResource.all(namespaces: ["team-a"])
+        #expect(resources.map(\.path).sorted() == [
+            "/api/v1/namespaces/team-a/secrets", "/api/v1/namespaces/team-a/services",
+            "/apis/discovery.k8s.io/v1/namespaces/team-a/endpointslices",
+            "/apis/networking.k8s.io/v1/ingressclasses", "/apis/networking.k8s.io/v1/namespaces/team-a/ingresses",
+        ])
+        let log = UpdateLog()
+        let informer = Informer(resource: WatchedResource(kind: .service, namespace: "team-a"), client: try client(server)) { log.record($0) }
+        informer.start()
+        defer { informer.stop() }
+        #expect(eventually { log.currentNames == ["mine"] && server.openWatchCount == 1 })
+        try server.apply(serviceJSON("later", namespace: "team-b"))
+        try server.apply(serviceJSON("later", namespace: "team-a"))
+        #expect(eventually { log.currentNames == ["mine", "later"] })
+        #expect(server.requests.allSatisfy { $0.path == "/api/v1/namespaces/team-a/services" })
+    }
+
     @Test func rotatedTokenFileIsUsedFromTheNextRequest() throws {
         let server = FakeKubeAPIServer()
         try server.start()
