@@ -146,6 +146,9 @@ public final class TLSServerContext: @unchecked Sendable {
         _ = postern_SSL_CTX_set_mode(context, postern_SSL_MODE_proxy())
         // Stateless tickets only: no server-side session cache to share between workers.
         _ = postern_SSL_CTX_set_session_cache_mode(context, postern_SSL_SESS_CACHE_OFF())
+        // One TLS 1.3 ticket per full handshake (OpenSSL sends two by
+        // default): each costs a seal; one is enough for a client to resume.
+        _ = SSL_CTX_set_num_tickets(context, 1)
         // Resumption with client certificates needs a session id context.
         let sessionContext: [UInt8] = Array("postern".utf8)
         _ = SSL_CTX_set_session_id_context(context, sessionContext, UInt32(sessionContext.count))
