@@ -1083,6 +1083,7 @@ def scenario_6():
 
 
 MEMORY = []
+REPORT_META = {}   # run_label ("DATE TIME at commit X") kept when a report is rewritten from its JSON
 
 
 def scenario_7():
@@ -1502,6 +1503,9 @@ def chart():
                 m = med(r.get("cpu_us") for r in rows_for(s, p))
                 values.append(f"{m:.3f}" if m is not None else "NaN")
             f.write(f"\"{labels[s]}\" " + " ".join(values) + "\n")
+    skipped = sorted({f"{r['target']} in {labels[r['scenario']].split()[0]}" for r in ROWS
+                      if "skipped" in r and r["scenario"] in labels})
+    missing = ("no bar: not measured (" + ", ".join(skipped) + ")") if skipped else ""
     script = os.path.join(WORK, "chart.gp")
     plots = ", ".join(f"'{data}' using {i + 2}:xtic(1) title '{p}'" for i, p in enumerate(proxies))
     with open(script, "w") as f:
@@ -1518,7 +1522,7 @@ set boxwidth 0.9
 set grid ytics
 set xtics nomirror
 set key top left horizontal
-set label 1 'no bar: not supported (Postern: TLS and HTTP/2 not yet; h2o: churn not measured)' at graph 0.99, graph 0.90 right font ',10'
+set label 1 '{missing}' at graph 0.99, graph 0.90 right font ',10'
 plot {plots}
 """)
     subprocess.run(["gnuplot", script], check=False, capture_output=True)
@@ -1549,8 +1553,11 @@ def write_report(load_before, load_after, elapsed):
     chart_path = chart()
     v = versions()
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+    run_label = REPORT_META.get("run_label") or (
+        f"{datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} at commit {v['postern']}")
+    REPORT_META["run_label"] = run_label
     header = [
-        f"Run on {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} at commit {v['postern']}; "
+        f"Run on {run_label}; "
         f"machine: {os.cpu_count()} CPUs ({cpu}), Linux {os.uname().release}. "
         f"Versions: {v['nginx']}, {v['haproxy']}, {v['h2o']}, Envoy {v['envoy']}, {v['wrk']}, {v['h2load']}.",
         "",
@@ -1598,7 +1605,7 @@ def write_report(load_before, load_after, elapsed):
     with open(os.path.join(RESULTS_DIR, f"{DATE}.json"), "w") as f:
         json.dump({"rows": ROWS, "memory": MEMORY, "alloc": ALLOC, "callgrind": CALLGRIND, "parse": PARSE,
                    "notes": NOTES, "meta": {"load_before": load_before, "load_after": load_after,
-                                            "elapsed": elapsed}}, f, indent=1, default=str)
+                                            "elapsed": elapsed, "run_label": run_label}}, f, indent=1, default=str)
     update_summary(header, body, chart_path)
     log(f"report: {os.path.relpath(RESULT_FILE, ROOT)}" + (f", chart: {os.path.relpath(chart_path, ROOT)}" if chart_path else ""))
 
@@ -1657,6 +1664,7 @@ def report_from(path):
     PARSE.extend(saved["parse"])
     NOTES.update(saved["notes"])
     meta = saved.get("meta", {})
+    REPORT_META.update(meta)
     write_report(meta.get("load_before", ["?"] * 3), meta.get("load_after", ["?"] * 3), meta.get("elapsed", 0))
 
 
