@@ -412,10 +412,14 @@ extension DownstreamConnection {
         if host.first != UInt8(ascii: "["), let colon = host.firstIndex(of: UInt8(ascii: ":")) { end = colon }
         let name = host[0..<end]
         // The common case, Host equal to SNI, needs no lookup.
-        if HostSet.equalIgnoringCase(tls.serverName, name) { return false }
-        guard let store = tls.store else { return false }
+        // Without SNI the default certificate answered whatever the host:
+        // nothing to compare. Host equal to SNI (the common case) needs no lookup.
+        if tls.serverName.isEmpty || HostSet.equalIgnoringCase(tls.serverName, name) { return false }
+        guard let store = tls.store, let selected = tls.selectedContext else { return false }
         let hostName = String(decoding: name, as: UTF8.self)
-        return store.context(forServerName: hostName) !== tls.selectedContext
+        // The same Secret can back two contexts (say, an Ingress entry and
+        // --default-ssl-certificate): compare certificates, not objects.
+        return !store.context(forServerName: hostName).servesSameCertificate(as: selected)
     }
 
     /// Answers a plain-HTTP request with a redirect to the same host and

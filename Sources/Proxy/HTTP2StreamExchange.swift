@@ -666,9 +666,9 @@ final class HTTP2StreamExchange: UpstreamOwner {
         var end = host.count
         if host.first != UInt8(ascii: "["), let colon = host.firstIndex(of: UInt8(ascii: ":")) { end = colon }
         let name = host[0..<end]
-        if HostSet.equalIgnoringCase(tls.serverName, name) { return false }
-        guard let store = tls.store else { return false }
-        return store.context(forServerName: String(decoding: name, as: UTF8.self)) !== tls.selectedContext
+        if tls.serverName.isEmpty || HostSet.equalIgnoringCase(tls.serverName, name) { return false }
+        guard let store = tls.store, let selected = tls.selectedContext else { return false }
+        return !store.context(forServerName: String(decoding: name, as: UTF8.self)).servesSameCertificate(as: selected)
     }
 
     /// Plain HTTP/2 (h2c) to a host that has TLS: redirect to HTTPS.

@@ -97,6 +97,14 @@ public final class TLSServerContext: @unchecked Sendable {
         alpnWire.deallocate()
     }
 
+    /// True when both contexts present the same leaf certificate (the same
+    /// Secret can back more than one context).
+    public func servesSameCertificate(as other: TLSServerContext) -> Bool {
+        if self === other { return true }
+        guard let leaf, let otherLeaf = other.leaf else { return false }
+        return X509_cmp(leaf, otherLeaf) == 0
+    }
+
     /// True when the certificate's names (SANs, or CN without SANs) cover `host`.
     public func certificateCovers(host: String) -> Bool {
         guard let leaf else { return false }
@@ -146,9 +154,14 @@ public final class TLSServerContext: @unchecked Sendable {
         _ = postern_SSL_CTX_set_mode(context, postern_SSL_MODE_proxy())
         // Stateless tickets only: no server-side session cache to share between workers.
         _ = postern_SSL_CTX_set_session_cache_mode(context, postern_SSL_SESS_CACHE_OFF())
-        // One TLS 1.3 ticket per full handshake (OpenSSL sends two by
-        // default): each costs a seal; one is enough for a client to resume.
-        _ = SSL_CTX_set_num_tickets(context, 1)
+        if settings.sessionTickets {
+            // One TLS 1.3 ticket per full handshake (OpenSSL sends two by
+            // default): each costs a seal; one is enough for a client to resume.
+            _ = SSL_CTX_set_num_tickets(context, 1)
+        } else {
+            SSL_CTX_set_options(context, postern_SSL_OP_NO_TICKET())
+            _ = SSL_CTX_set_num_tickets(context, 0)
+        }
         // Resumption with client certificates needs a session id context.
         let sessionContext: [UInt8] = Array("postern".utf8)
         _ = SSL_CTX_set_session_id_context(context, sessionContext, UInt32(sessionContext.count))

@@ -30,6 +30,9 @@ public struct TLSServerSettings: Sendable, Equatable {
     public var cipherSuites = "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
     /// Key-exchange groups, most preferred first.
     public var groups = "X25519:P-256:P-384"
+    /// Stateless session tickets (`ssl-session-tickets`): resumption without a
+    /// full handshake. Off makes every handshake full.
+    public var sessionTickets = true
     /// ALPN protocols offered, most preferred first (`h2` joins with HTTP/2).
     public var alpnProtocols: [String] = ["http/1.1"]
 

@@ -61,6 +61,7 @@ struct Settings {
         "ssl-ciphers": { $0.tls.ciphers = try string($1, $2) },
         "ssl-ciphersuites": { $0.tls.cipherSuites = try string($1, $2) },
         "ssl-ecdh-curve": { $0.tls.groups = try string($1, $2) },
+        "ssl-session-tickets": { $0.tls.sessionTickets = try boolean($1, $2) },
         "hsts": { $0.hsts = try boolean($1, $2) },
         "use-http2": { $0.useHTTP2 = try boolean($1, $2) },
         "h2c": { $0.h2c = try boolean($1, $2) },

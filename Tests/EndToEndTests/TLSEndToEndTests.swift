@@ -210,6 +210,31 @@ extension EndToEndTests {
             }
         }
 
+        @Test func clientsWithoutSNIAreNeverMisdirected() throws {
+            // The default certificate is the same Secret as a.example.com's.
+            let fixture = try Fixture(settings: "default-ssl-certificate: default/exact\n")
+            for version in ["--http1.1", "--http2"] {
+                // An IP address in the URL: curl sends no SNI.
+                let result = try runCommand(
+                    "/usr/bin/curl",
+                    ["-sS", "-k", version, "-H", "Host: a.example.com", "-w", "\n%{http_code}", "https://127.0.0.1:\(fixture.postern.httpsPort)/"])
+                #expect(result.stdout.hasSuffix("\n200"), "\(version): \(result.stdout.suffix(80))")
+            }
+        }
+
+        @Test func sessionTicketsCanBeTurnedOff() throws {
+            let fixture = try Fixture(settings: "ssl-session-tickets: false\n")
+            let session = fixture.pki.folder + "/no-ticket"
+            let base = "openssl s_client -connect 127.0.0.1:\(fixture.postern.httpsPort) -servername a.example.com -tls1_2"
+            _ = try runCommand("/bin/bash", ["-c", "(sleep 0.3) | \(base) -sess_out \(session) 2>/dev/null"])
+            let again = try runCommand("/bin/bash", ["-c", "(sleep 0.2) | \(base) -sess_in \(session) 2>/dev/null"])
+            // Without a ticket (and no server-side cache) there is nothing to
+            // resume: s_client either has no session to offer or is refused.
+            #expect(!again.stdout.contains("Reused"), "\(again.stdout.suffix(300))")
+            #expect(try fixture.postern.metric("postern_tls_handshakes_total{result=\"resumed\"}") == 0)
+            #expect(try fixture.postern.metric("postern_tls_handshakes_total{result=\"full\"}") ?? 0 >= 1)
+        }
+
         @Test func refusesTLS10And11() throws {
             let fixture = try Fixture()
             let old = try fixture.curl("a.example.com", extra: ["--tlsv1.0", "--tls-max", "1.1"])
