@@ -16,14 +16,21 @@ public final class KubernetesSource: @unchecked Sendable {
 
     /// - Parameters:
     ///   - namespaces: `--watch-namespace` values; empty means cluster-wide.
+    ///   - publishService: `--publish-service`; watched on its own (by name)
+    ///     when its namespace is not among `namespaces`, so status addresses
+    ///     work with `--watch-namespace` too.
     ///   - watchTimeoutSeconds: the shortest `timeoutSeconds` asked for a watch.
     public init(
-        client: KubeAPIClient, namespaces: [String], watchTimeoutSeconds: Int = 300, pageSize: Int = 500,
+        client: KubeAPIClient, namespaces: [String], publishService: (namespace: String, name: String)? = nil,
+        watchTimeoutSeconds: Int = 300, pageSize: Int = 500,
         log: @escaping @Sendable (String) -> Void
     ) {
         self.client = client
         self.log = log
-        let resources = WatchedResource.all(namespaces: namespaces)
+        var resources = WatchedResource.all(namespaces: namespaces)
+        if let publishService, !namespaces.isEmpty, !namespaces.contains(publishService.namespace) {
+            resources.append(WatchedResource(kind: .service, namespace: publishService.namespace, fieldSelector: "metadata.name=\(publishService.name)"))
+        }
         self.resources = resources
         let store = KubeObjectStore(expected: resources)
         self.store = store

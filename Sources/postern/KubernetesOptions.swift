@@ -74,6 +74,12 @@ struct KubernetesOptions: ParsableArguments {
         return LeaderElectionTiming(leaseDuration: parts[0], renewDeadline: parts[1], retryPeriod: parts[2])
     }
 
+    /// `--publish-service` as (namespace, name).
+    var publishServiceReference: (namespace: String, name: String)? {
+        guard let parts = publishService?.split(separator: "/").map(String.init), parts.count == 2 else { return nil }
+        return (parts[0], parts[1])
+    }
+
     /// Where Ingress status addresses come from; nil writes no status.
     var statusSource: StatusAddressSource? {
         if let publishService {

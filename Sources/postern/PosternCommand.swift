@@ -153,7 +153,8 @@ struct Run: ParsableCommand {
         let publisher = TablePublisher(metrics: metrics, logger: logger, settings: settings)
         let kubeSource = kubeClient.map { client in
             KubernetesSource(
-                client: client, namespaces: kubernetes.watchNamespace, watchTimeoutSeconds: kubernetes.watchTimeout,
+                client: client, namespaces: kubernetes.watchNamespace, publishService: kubernetes.publishServiceReference,
+                watchTimeoutSeconds: kubernetes.watchTimeout,
                 log: { text in logger.warning("\(text)") })
         }
         let leaderDuties = try kubeSource.map { source in

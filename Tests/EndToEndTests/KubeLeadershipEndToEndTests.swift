@@ -89,6 +89,19 @@ extension EndToEndTests {
             #expect(Self.leaseHolder(cluster.api) == nil)
         }
 
+        @Test func publishServiceOutsideTheWatchedNamespacesIsWatchedByName() throws {
+            let cluster = try Cluster(startPostern: false)
+            try cluster.api.apply(KubeObjects.loadBalancerService("postern", namespace: "ingress-system", ip: "198.51.100.9"))
+            try cluster.api.apply(KubeObjects.service("unrelated", namespace: "ingress-system"))
+            let postern = try KubePosternProcess(
+                kubeconfig: cluster.kubeconfig,
+                extraArguments: ["--watch-namespace", "default", "--publish-service", "ingress-system/postern", "--leader-election-timing", "3,2,0.5"])
+            #expect(secondsUntil(timeout: 10) { Self.statusAddresses(cluster.api, "main") == ["198.51.100.9"] } != nil)
+            #expect(postern.probe(host: "a.example.com").backend == "a")
+            let servicePaths = Set(cluster.api.requests.filter { $0.path.hasSuffix("/services") }.map { "\($0.path)?\($0.query["fieldSelector"] ?? "")" })
+            #expect(servicePaths == ["/api/v1/namespaces/default/services?", "/api/v1/namespaces/ingress-system/services?metadata.name=postern"])
+        }
+
         @Test func invalidIngressProducesOneWarningEventAndLeavesTheOthersServed() throws {
             let cluster = try Cluster()
             let postern = cluster.postern!
