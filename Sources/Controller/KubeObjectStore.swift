@@ -90,6 +90,17 @@ public final class KubeObjectStore: @unchecked Sendable {
         for handler in handlers { handler() }
     }
 
+    /// Forgets a resource that is no longer watched (its objects leave the store).
+    public func remove(_ resource: WatchedResource) {
+        let handlers: [@Sendable () -> Void] = lock.withLock {
+            guard tables.removeValue(forKey: resource) != nil else { return [] }
+            synced.remove(resource)
+            sequence &+= 1
+            return changeHandlers
+        }
+        for handler in handlers { handler() }
+    }
+
     /// Every object, grouped by kind, each resource in list order. Keys never
     /// repeat across resources: each resource of a kind covers a different namespace.
     public func snapshot() -> ObjectSnapshot {

@@ -12,6 +12,7 @@ public final class KubernetesSource: @unchecked Sendable {
     public let store: KubeObjectStore
     public let resources: [WatchedResource]
     private let informers: [Informer]
+    private let secretReferences: ReferencedSecretWatcher
     private let log: @Sendable (String) -> Void
 
     /// - Parameters:
@@ -34,6 +35,8 @@ public final class KubernetesSource: @unchecked Sendable {
         self.resources = resources
         let store = KubeObjectStore(expected: resources)
         self.store = store
+        secretReferences = ReferencedSecretWatcher(
+            client: client, store: store, namespaces: namespaces, watchTimeoutSeconds: watchTimeoutSeconds, log: log)
         informers = resources.map { resource in
             Informer(resource: resource, client: client, pageSize: pageSize, watchTimeoutSeconds: watchTimeoutSeconds) { update in
                 if case let .problem(text) = update { log(text) }
@@ -45,12 +48,17 @@ public final class KubernetesSource: @unchecked Sendable {
     /// Starts every informer.
     public func start() {
         for informer in informers { informer.start() }
+        secretReferences.start()
     }
 
     /// Stops every informer and waits for their threads.
     public func stop() {
+        secretReferences.stop()
         for informer in informers { informer.stop() }
     }
+
+    /// Secrets watched by name because an annotation names them.
+    public var referencedSecrets: Set<WatchedResource> { secretReferences.watched }
 
     /// Complete lists per resource (initial list plus relists).
     public var listCounts: [WatchedResource: Int] {
