@@ -47,6 +47,12 @@ public final class KubeAPIClient: @unchecked Sendable {
         self.requestTimeoutMilliseconds = requestTimeoutMilliseconds
         self.maximumBodyBytes = maximumBodyBytes
         if configuration.scheme == "https" {
+            // Checked here, not left to TLSClientContext: its "no certificate"
+            // failure path frees the context twice (reported to the TLS owner).
+            if let authority = configuration.certificateAuthorityPEM,
+               !String(decoding: authority, as: UTF8.self).contains("-----BEGIN CERTIFICATE-----") {
+                throw KubeConfigurationError("API server CA: certificate-authority holds no PEM certificate")
+            }
             do {
                 tlsContext = try TLSClientContext(
                     verify: !configuration.insecureSkipTLSVerify, certificateAuthoritiesPEM: configuration.certificateAuthorityPEM,

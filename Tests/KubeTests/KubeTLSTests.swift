@@ -95,6 +95,13 @@ final class KubePKI: @unchecked Sendable {
         #expect(try client.send(method: "GET", path: "/api/v1/services").status == 200)
     }
 
+    @Test func certificateAuthorityWithoutACertificateIsAStartUpError() throws {
+        #expect(throws: KubeConfigurationError.self) {
+            try KubeAPIClient(configuration: KubeClientConfiguration(
+                scheme: "https", host: "127.0.0.1", port: 1, certificateAuthorityPEM: Array("not a certificate".utf8)))
+        }
+    }
+
     @Test func mismatchedClientKeyIsAStartUpError() throws {
         let pki = try KubePKI()
         #expect(throws: KubeConfigurationError.self) {
