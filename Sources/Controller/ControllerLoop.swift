@@ -123,6 +123,9 @@ public final class ControllerLoop: @unchecked Sendable {
         }
     }
 
+    /// Every diagnostic of the last round (not only the new ones), sorted.
+    public var currentDiagnostics: [Diagnostic] { reloadLock.withLock { reported.sorted() } }
+
     /// The last model built (nil before the first table), for `/debug/routes`-style views.
     public var currentModel: RouteModel? { reloadLock.withLock { lastModel } }
 

@@ -73,6 +73,24 @@ public final class LeaderDuties: @unchecked Sendable {
     public let elector: LeaderElector
     public let status: StatusWriter?
     public let events: EventRecorder
+    private let providerLock = NSLock()
+    private var diagnosticsProvider: (@Sendable () -> [Diagnostic])?
+
+    /// Where a new leader reads the current problems from (the controller
+    /// loop): they are recorded as Events when leadership starts, so a
+    /// failover or a slow first election loses none (deduplication keeps
+    /// them from repeating).
+    public func setDiagnosticsProvider(_ provider: @escaping @Sendable () -> [Diagnostic]) {
+        providerLock.withLock { diagnosticsProvider = provider }
+    }
+
+    private func leadershipChanged(_ leading: Bool) {
+        status?.setLeader(leading)
+        events.setEnabled(leading)
+        if leading, let provider = providerLock.withLock({ diagnosticsProvider }) {
+            events.record(provider())
+        }
+    }
 
     /// - Parameters:
     ///   - statusSource: nil writes no Ingress status (neither `--publish-service`
@@ -89,10 +107,8 @@ public final class LeaderDuties: @unchecked Sendable {
         events.setEnabled(false)
         self.status = status
         self.events = events
-        elector = LeaderElector(client: source.client, namespace: namespace, name: electionID, identity: identity, timing: timing, log: log) { leading in
-            status?.setLeader(leading)
-            events.setEnabled(leading)
-        }
+        elector = LeaderElector(client: source.client, namespace: namespace, name: electionID, identity: identity, timing: timing, log: log) { _ in }
+        elector.onChange = { [weak self] leading in self?.leadershipChanged(leading) }
     }
 
     public func start() {

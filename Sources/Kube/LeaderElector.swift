@@ -31,7 +31,13 @@ public final class LeaderElector: @unchecked Sendable {
     public let name: String
     public let identity: String
     public let timing: LeaderElectionTiming
-    private let onChange: @Sendable (Bool) -> Void
+    private let changeLock = NSLock()
+    private var changeHandler: @Sendable (Bool) -> Void
+    /// Called on the election thread when leadership starts or ends; set before `start()`.
+    public var onChange: @Sendable (Bool) -> Void {
+        get { changeLock.withLock { changeHandler } }
+        set { changeLock.withLock { changeHandler = newValue } }
+    }
     private let log: @Sendable (String) -> Void
 
     private let condition = NSCondition()
@@ -54,7 +60,7 @@ public final class LeaderElector: @unchecked Sendable {
         self.identity = identity
         self.timing = timing
         self.log = log
-        self.onChange = onChange
+        self.changeHandler = onChange
     }
 
     /// Whether this replica leads now.

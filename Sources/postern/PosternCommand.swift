@@ -180,6 +180,7 @@ struct Run: ParsableCommand {
                 report: { diagnostics in publisher.report(diagnostics) })
         }
         publisher.controller = controller
+        leaderDuties?.setDiagnosticsProvider { controller.currentDiagnostics }
         // The API source publishes its first table itself, after every initial list.
         let initial = kubeSource == nil
             ? controller.loadInitialConfiguration()

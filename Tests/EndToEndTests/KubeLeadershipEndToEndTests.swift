@@ -89,6 +89,19 @@ extension EndToEndTests {
             #expect(Self.leaseHolder(cluster.api) == nil)
         }
 
+        @Test func problemsPresentAtStartUpBecomeEventsOnceALeaderIsElected() throws {
+            let cluster = try Cluster(startPostern: false)
+            try cluster.api.apply(KubeObjects.ingress("broken", rules: [("b.example.com", "nope", "svc-a")]))
+            let postern = try KubePosternProcess(kubeconfig: cluster.kubeconfig)
+            #expect(secondsUntil(timeout: 10) { postern.probe(host: "a.example.com").backend == "a" } != nil)
+            let found = secondsUntil(timeout: 10) {
+                cluster.api.objects(resource: "events").contains { ($0["regarding"] as? [String: Any])?["name"] as? String == "broken" }
+            }
+            #expect(found != nil)
+            Thread.sleep(forTimeInterval: 0.5)
+            #expect(cluster.api.objects(resource: "events").count == 1)
+        }
+
         @Test func publishServiceOutsideTheWatchedNamespacesIsWatchedByName() throws {
             let cluster = try Cluster(startPostern: false)
             try cluster.api.apply(KubeObjects.loadBalancerService("postern", namespace: "ingress-system", ip: "198.51.100.9"))
