@@ -205,6 +205,23 @@ final class UpdateLog: @unchecked Sendable {
         #expect(server.requests.allSatisfy { $0.path == "/api/v1/namespaces/team-a/services" })
     }
 
+    @Test func aStalledWatchDeliversNothingUntilItResumesAndThenEverything() throws {
+        let server = FakeKubeAPIServer()
+        try server.start()
+        defer { server.stop() }
+        let log = UpdateLog()
+        let informer = Informer(resource: WatchedResource(kind: .service), client: try client(server)) { log.record($0) }
+        informer.start()
+        defer { informer.stop() }
+        #expect(eventually { server.openWatchCount == 1 })
+        server.setWatchesStalled(true)
+        try server.apply(serviceJSON("held-back"))
+        Thread.sleep(forTimeInterval: 0.5)
+        #expect(log.currentNames.isEmpty)
+        server.setWatchesStalled(false)
+        #expect(eventually { log.currentNames == ["held-back"] })
+    }
+
     @Test func rotatedTokenFileIsUsedFromTheNextRequest() throws {
         let server = FakeKubeAPIServer()
         try server.start()
