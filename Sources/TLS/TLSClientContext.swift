@@ -23,27 +23,37 @@ public final class TLSClientContext: @unchecked Sendable {
     ) throws {
         OpenSSLErrors.clear()
         guard let context = SSL_CTX_new(TLS_client_method()) else { throw TLSError.fromQueue("SSL_CTX_new failed") }
+        // Configure before the stored properties are set: a throw after them
+        // would run deinit, which frees the context a second time.
+        do {
+            try TLSClientContext.configure(
+                context, verify: verify, certificateAuthoritiesPEM: certificateAuthoritiesPEM,
+                clientCertificateChainPEM: clientCertificateChainPEM, clientPrivateKeyPEM: clientPrivateKeyPEM)
+        } catch {
+            SSL_CTX_free(context)
+            throw error
+        }
         self.context = context
         self.verifies = verify
+    }
+
+    private static func configure(
+        _ context: OpaquePointer, verify: Bool, certificateAuthoritiesPEM: [UInt8]?, clientCertificateChainPEM: [UInt8]?,
+        clientPrivateKeyPEM: [UInt8]?
+    ) throws {
         guard postern_SSL_CTX_set_min_proto_version(context, postern_TLS1_2_VERSION()) == 1 else {
-            SSL_CTX_free(context)
             throw TLSError.fromQueue("cannot set the upstream protocol range")
         }
         SSL_CTX_set_options(context, postern_SSL_OP_NO_COMPRESSION() | postern_SSL_OP_NO_RENEGOTIATION())
         _ = postern_SSL_CTX_set_mode(context, postern_SSL_MODE_proxy())
         if verify {
             if let certificateAuthoritiesPEM {
-                do {
-                    let authorities = try PEM.readCertificates(certificateAuthoritiesPEM)
-                    defer { authorities.forEach { X509_free($0) } }
-                    guard !authorities.isEmpty else { throw TLSError("proxy-ssl-secret: ca.crt holds no certificate") }
-                    let store = SSL_CTX_get_cert_store(context)
-                    for authority in authorities where X509_STORE_add_cert(store, authority) != 1 {
-                        throw TLSError.fromQueue("proxy-ssl-secret: a CA certificate is not usable")
-                    }
-                } catch {
-                    SSL_CTX_free(context)
-                    throw error
+                let authorities = try PEM.readCertificates(certificateAuthoritiesPEM)
+                defer { authorities.forEach { X509_free($0) } }
+                guard !authorities.isEmpty else { throw TLSError("proxy-ssl-secret: ca.crt holds no certificate") }
+                let store = SSL_CTX_get_cert_store(context)
+                for authority in authorities where X509_STORE_add_cert(store, authority) != 1 {
+                    throw TLSError.fromQueue("proxy-ssl-secret: a CA certificate is not usable")
                 }
             } else {
                 _ = SSL_CTX_set_default_verify_paths(context)
@@ -53,8 +63,7 @@ public final class TLSClientContext: @unchecked Sendable {
             SSL_CTX_set_verify(context, SSL_VERIFY_NONE, nil)
         }
         if let clientCertificateChainPEM, let clientPrivateKeyPEM {
-            // Every stored property is set: a throw from here runs deinit, which frees the context.
-            try TLSClientContext.useClientCertificate(context, chain: clientCertificateChainPEM, key: clientPrivateKeyPEM)
+            try useClientCertificate(context, chain: clientCertificateChainPEM, key: clientPrivateKeyPEM)
         }
     }
 

@@ -149,3 +149,22 @@ enum TestCertificates {
         #expect(first.name != second.name)
     }
 }
+
+@Suite struct TLSClientContextTests {
+    @Test func anUnusableCABundleIsAnErrorNotACrash() {
+        // A proxy-ssl-secret whose ca.crt is garbage once freed the context
+        // twice (abort in free()); it must only throw.
+        #expect(throws: TLSError.self) {
+            try TLSClientContext(verify: true, certificateAuthoritiesPEM: Array("not a certificate".utf8))
+        }
+        #expect(throws: TLSError.self) {
+            try TLSClientContext(verify: true, certificateAuthoritiesPEM: [])
+        }
+    }
+
+    @Test func verifyingAndNonVerifyingContextsAreMade() throws {
+        let pair = try TestCertificates.make(["ca.example.com"])
+        #expect(try TLSClientContext(verify: true, certificateAuthoritiesPEM: pair.certificate).verifies)
+        #expect(try !TLSClientContext(verify: false, certificateAuthoritiesPEM: nil).verifies)
+    }
+}
