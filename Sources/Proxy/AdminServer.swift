@@ -10,7 +10,12 @@ public final class AdminServer: @unchecked Sendable {
     /// What the admin endpoint reports.
     public struct Status: Sendable {
         public var metrics: MetricsRegistry
-        public init(metrics: MetricsRegistry) { self.metrics = metrics }
+        /// The routing configuration in service as JSON (`/debug/routes`).
+        public var routesJSON: @Sendable () -> String
+        public init(metrics: MetricsRegistry, routesJSON: @escaping @Sendable () -> String = { "{}\n" }) {
+            self.metrics = metrics
+            self.routesJSON = routesJSON
+        }
     }
 
     let loop: EventLoop
@@ -58,11 +63,13 @@ public final class AdminServer: @unchecked Sendable {
             (code, contentType, body) = (200, "text/plain; version=0.0.4; charset=utf-8", status.metrics.renderPrometheus())
         case "/healthz":
             (code, contentType, body) = (200, "text/plain", "ok\n")
+        case "/debug/routes":
+            (code, contentType, body) = (200, "application/json", status.routesJSON())
         case "/readyz":
             let ready = status.metrics.ready.load(ordering: .relaxed)
             (code, contentType, body) = ready ? (200, "text/plain", "ready\n") : (503, "text/plain", "no routing table published yet\n")
         default:
-            (code, contentType, body) = (404, "text/plain", "not found: try /metrics, /healthz or /readyz\n")
+            (code, contentType, body) = (404, "text/plain", "not found: try /metrics, /healthz, /readyz or /debug/routes\n")
         }
         let head = "HTTP/1.1 \(code) \(HTTP1Serializer.reasonPhrase(code))\r\nContent-Type: \(contentType)\r\n"
             + "Content-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n"

@@ -200,7 +200,8 @@ struct Run: ParsableCommand {
         do {
             server = try ProxyServer(
                 configuration: proxyConfiguration, initialTable: initial.table, secure: initialSecure, metrics: metrics)
-            admin = try AdminServer(address: adminAddress, status: .init(metrics: metrics))
+            admin = try AdminServer(
+                address: adminAddress, status: .init(metrics: metrics, routesJSON: { publisher.routesJSON() }))
             try server.start()
             try admin.start()
         } catch {
@@ -338,7 +339,12 @@ final class TablePublisher: @unchecked Sendable {
             ])
     }
 
+    /// The model in service and its generation, for `/debug/routes`.
+    private let current = NSLock()
+    private var currentModel: (generation: UInt64, model: RouteModel)?
+
     func recordPublished(_ table: RoutingTable, model: RouteModel) {
+        current.withLock { currentModel = (table.generation, model) }
         metrics.publishedGeneration.store(table.generation, ordering: .relaxed)
         metrics.lastReloadSuccessTimestamp.store(Int(Date().timeIntervalSince1970), ordering: .relaxed)
     }
@@ -357,5 +363,45 @@ final class TablePublisher: @unchecked Sendable {
                     "field": "\(diagnostic.fieldPath ?? "-")",
                 ])
         }
+    }
+}
+
+extension TablePublisher {
+    /// The routing configuration in service as JSON, for operators
+    /// (`/debug/routes` on the admin address): hosts with their routes,
+    /// clusters with endpoints, sorted as Translate sorts them.
+    func routesJSON() -> String {
+        guard let (generation, model) = current.withLock({ currentModel }) else { return "{}\n" }
+        func host(_ match: HostMatch) -> String {
+            switch match {
+            case let .exact(name): return name
+            case let .wildcard(suffix): return "*" + suffix
+            case .any: return "*"
+            }
+        }
+        let hosts: [[String: Any]] = model.virtualHosts.map { virtualHost in
+            var entry: [String: Any] = [
+                "host": host(virtualHost.host),
+                "routes": virtualHost.routes.map { route -> [String: Any] in
+                    ["path": route.path, "match": "\(route.match)", "cluster": route.cluster, "source": route.source]
+                },
+            ]
+            if let defaultCluster = virtualHost.defaultCluster { entry["defaultCluster"] = defaultCluster }
+            return entry
+        }
+        let clusters: [[String: Any]] = model.clusters.map { cluster in
+            var entry: [String: Any] = [
+                "name": cluster.name, "endpoints": cluster.endpoints.map(\.description),
+                "protocol": cluster.upstream.wireProtocol.rawValue,
+            ]
+            if let reason = cluster.unavailableReason { entry["unavailable"] = reason }
+            return entry
+        }
+        var document: [String: Any] = ["generation": generation, "virtualHosts": hosts, "clusters": clusters]
+        if let defaultCluster = model.defaultCluster { document["defaultCluster"] = defaultCluster }
+        guard let data = try? JSONSerialization.data(withJSONObject: document, options: [.prettyPrinted, .sortedKeys]) else {
+            return "{}\n"
+        }
+        return String(decoding: data, as: UTF8.self) + "\n"
     }
 }

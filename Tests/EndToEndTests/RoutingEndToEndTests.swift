@@ -57,6 +57,20 @@ extension EndToEndTests {
             #expect(headers["connection"] == nil)
         }
 
+        @Test func debugRoutesShowsTheRoutingConfigurationInService() throws {
+            let fixture = try ProxyFixture()
+            let response = try HTTPClient.request(port: fixture.postern.adminPort, path: "/debug/routes")
+            #expect(response.status == 200)
+            let json = try response.json()
+            let hosts = (json["virtualHosts"] as? [[String: Any]] ?? []).compactMap { $0["host"] as? String }
+            #expect(hosts.contains("a.example.com") && hosts.contains("*.wild.example.com"))
+            let clusters = json["clusters"] as? [[String: Any]] ?? []
+            let serviceA = clusters.first { $0["name"] as? String == "default/svc-a:80" }
+            #expect(serviceA?["endpoints"] as? [String] == ["127.0.0.1:\(fixture.backendA.port)"])
+            let empty = clusters.first { $0["name"] as? String == "default/svc-empty:80" }
+            #expect(empty?["unavailable"] as? String != nil)
+        }
+
         @Test func keepsAClientRequestIDAndGeneratesDistinctOnesOtherwise() throws {
             let fixture = try ProxyFixture()
             let kept = try fixture.get("/", host: "a.example.com", headers: [("X-Request-ID", "abc-123")])
