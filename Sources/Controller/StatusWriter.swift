@@ -132,10 +132,10 @@ public final class StatusWriter: @unchecked Sendable {
     private func reconcile() {
         let desired = desiredAddresses()
         let snapshot = store.snapshot()
-        let served = ServedIngresses(options: options, classes: snapshot.ingressClasses)
+        let served = IngressClassFilter(options: options, classes: snapshot.ingressClasses)
         let ours = Set(desired)
         for ingress in snapshot.ingresses {
-            if served.contains(ingress) {
+            if served.serves(ingress) {
                 if ingress.status.ingress != desired { write(ingress, desired) }
             } else if !ours.isEmpty, !ours.isDisjoint(with: ingress.status.ingress) {
                 write(ingress, ingress.status.ingress.filter { !ours.contains($0) })
@@ -156,33 +156,5 @@ public final class StatusWriter: @unchecked Sendable {
         let v4 = text.split(separator: ".", omittingEmptySubsequences: false)
         if v4.count == 4, v4.allSatisfy({ UInt8($0) != nil }) { return true }
         return text.contains(":") && text.allSatisfy { $0.isHexDigit || $0 == ":" || $0 == "." }
-    }
-}
-
-/// Which Ingresses this controller serves. Mirrors Translate's (internal)
-/// `IngressClassFilter`; keep the two in step (or make that one public).
-struct ServedIngresses {
-    let options: TranslateOptions
-    private let ourClassNames: Set<String>
-    private let allClassNames: Set<String>
-    private let ourClassIsDefault: Bool
-
-    init(options: TranslateOptions, classes: [IngressClass]) {
-        self.options = options
-        let ours = classes.filter { $0.spec.controller == options.controllerClass }
-        ourClassNames = Set(ours.map(\.metadata.name))
-        allClassNames = Set(classes.map(\.metadata.name))
-        ourClassIsDefault = ours.contains { $0.isDefaultClass }
-    }
-
-    func contains(_ ingress: Ingress) -> Bool {
-        if let className = ingress.spec.ingressClassName, !className.isEmpty {
-            if ourClassNames.contains(className) { return true }
-            return !allClassNames.contains(className) && className == options.ingressClass
-        }
-        if let legacy = ingress.metadata.annotations["kubernetes.io/ingress.class"] {
-            return legacy == options.ingressClass
-        }
-        return ourClassIsDefault || options.watchIngressWithoutClass
     }
 }

@@ -10,15 +10,16 @@ import Kube
 /// - neither: served when one of our IngressClasses is marked default, or
 ///   `options.watchIngressWithoutClass` is set.
 /// Ingresses of other classes are skipped silently: they belong to another controller.
-struct IngressClassFilter {
+public struct IngressClassFilter: Sendable {
     static let legacyAnnotation = "kubernetes.io/ingress.class"
 
-    let options: TranslateOptions
+    public let options: TranslateOptions
     private let ourClassNames: Set<String>
     private let allClassNames: Set<String>
     private let ourClassIsDefault: Bool
 
-    init(options: TranslateOptions, classes: [IngressClass]) {
+    /// A filter for `options` given the IngressClasses that exist.
+    public init(options: TranslateOptions, classes: [IngressClass]) {
         self.options = options
         let ours = classes.filter { $0.spec.controller == options.controllerClass }
         ourClassNames = Set(ours.map(\.metadata.name))
@@ -26,7 +27,8 @@ struct IngressClassFilter {
         ourClassIsDefault = ours.contains { $0.isDefaultClass }
     }
 
-    func serves(_ ingress: Ingress) -> Bool {
+    /// True when this controller serves `ingress`.
+    public func serves(_ ingress: Ingress) -> Bool {
         if let className = ingress.spec.ingressClassName, !className.isEmpty {
             if ourClassNames.contains(className) { return true }
             return !allClassNames.contains(className) && className == options.ingressClass
