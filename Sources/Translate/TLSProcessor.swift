@@ -19,7 +19,7 @@ public struct TLSTranslation: Sendable, Equatable {
 ///   covers its hosts, is checked when the certificate is loaded (TLS target).
 public func translateTLS(_ snapshot: ObjectSnapshot, options: TranslateOptions, defaultCertificateSecret: String? = nil) -> TLSTranslation {
     let classFilter = IngressClassFilter(options: options, classes: snapshot.ingressClasses)
-    let served = snapshot.ingresses.filter { classFilter.serves($0) }.sorted(by: IngressAge.isOlder)
+    let served = IngressAge.sortedOldestFirst(snapshot.ingresses.filter { classFilter.serves($0) })
     var secrets: [String: Secret] = [:]
     for secret in snapshot.secrets {
         secrets["\(secret.metadata.namespace)/\(secret.metadata.name)"] = secret

@@ -30,9 +30,7 @@ public struct TranslationResult: Sendable, Equatable {
 public func translate(_ snapshot: ObjectSnapshot, options: TranslateOptions) -> TranslationResult {
     let context = TranslationContext(snapshot: snapshot)
     let classFilter = IngressClassFilter(options: options, classes: snapshot.ingressClasses)
-    let served = snapshot.ingresses
-        .filter { classFilter.serves($0) }
-        .sorted(by: IngressAge.isOlder)
+    let served = IngressAge.sortedOldestFirst(snapshot.ingresses.filter { classFilter.serves($0) })
     let clusters = ClusterResolver(context: context)
     var rules = IngressRuleProcessor(context: context, clusters: clusters)
     for ingress in served {
@@ -92,10 +90,22 @@ final class TranslationContext {
 
 /// Conflict order between Ingresses: the oldest wins.
 enum IngressAge {
+    /// `ingresses` oldest first, by `isOlder`, with each timestamp parsed
+    /// once (a sort compares n log n times: parsing per comparison cost most
+    /// of a 10,000-Ingress translation).
+    static func sortedOldestFirst(_ ingresses: [Ingress]) -> [Ingress] {
+        ingresses.map { (ingress: $0, time: $0.metadata.creationTime) }
+            .sorted { isOlder($0.ingress, $0.time, $1.ingress, $1.time) }
+            .map(\.ingress)
+    }
+
     /// Older `creationTimestamp` first (a missing or unparsable one counts as
     /// newest), then namespace, then name.
     static func isOlder(_ lhs: Ingress, _ rhs: Ingress) -> Bool {
-        let l = lhs.metadata.creationTime, r = rhs.metadata.creationTime
+        isOlder(lhs, lhs.metadata.creationTime, rhs, rhs.metadata.creationTime)
+    }
+
+    static func isOlder(_ lhs: Ingress, _ l: KubeTimestamp?, _ rhs: Ingress, _ r: KubeTimestamp?) -> Bool {
         if l != r {
             switch (l, r) {
             case let (l?, r?): return l < r
