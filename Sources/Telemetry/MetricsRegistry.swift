@@ -20,6 +20,15 @@ public final class MetricsRegistry: Sendable {
     /// 1 once the first routing table is published (readiness).
     public let ready = Atomic<Bool>(false)
 
+    /// Metrics kept elsewhere (the Kubernetes source, leader election),
+    /// rendered by their owners in the text format at scrape time.
+    private let collectors = Mutex<[@Sendable () -> String]>([])
+
+    /// Adds a collector: it returns complete `# HELP`/`# TYPE`/sample lines.
+    public func addCollector(_ collector: @escaping @Sendable () -> String) {
+        collectors.withLock { $0.append(collector) }
+    }
+
     /// Creates a registry for `workerCount` workers.
     public init(workerCount: Int) {
         workers = (0..<workerCount).map { _ in WorkerMetrics() }
@@ -88,6 +97,7 @@ public final class MetricsRegistry: Sendable {
         gauge(
             "postern_config_last_reload_success_timestamp_seconds", "Unix time of the last published routing table.",
             "\(lastReloadSuccessTimestamp.load(ordering: .relaxed))")
+        for collector in collectors.withLock({ $0 }) { out += collector() }
         return out
     }
 }

@@ -160,6 +160,9 @@ struct Run: ParsableCommand {
         let leaderDuties = try kubeSource.map { source in
             try kubernetes.makeLeaderDuties(source: source, options: settings.translateOptions, log: { text in logger.info("\(text)") })
         }
+        if let kubeSource, let leaderDuties {
+            metrics.addCollector { KubernetesMetrics.render(source: kubeSource, duties: leaderDuties) }
+        }
         let controller: ControllerLoop
         if let kubeSource {
             controller = ControllerLoop(
@@ -403,5 +406,27 @@ extension TablePublisher {
             return "{}\n"
         }
         return String(decoding: data, as: UTF8.self) + "\n"
+    }
+}
+
+/// The Kubernetes source's and the leader's counters in the Prometheus text
+/// format (added to `/metrics` in cluster mode).
+enum KubernetesMetrics {
+    static func render(source: KubernetesSource, duties: LeaderDuties) -> String {
+        var out = "# HELP postern_kube_lists_total Complete lists from the API server (initial lists and relists), by resource.\n"
+        out += "# TYPE postern_kube_lists_total counter\n"
+        for (resource, count) in source.listCounts.sorted(by: { "\($0.key)" < "\($1.key)" }) {
+            let label = "\(resource)".replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
+            out += "postern_kube_lists_total{resource=\"\(label)\"} \(count)\n"
+        }
+        out += "# HELP postern_leader 1 while this replica holds the leader Lease (writes status and Events).\n"
+        out += "# TYPE postern_leader gauge\npostern_leader \(duties.elector.isLeader ? 1 : 0)\n"
+        out += "# HELP postern_ingress_status_writes_total Ingress status updates written by this replica.\n"
+        out += "# TYPE postern_ingress_status_writes_total counter\npostern_ingress_status_writes_total \(duties.status?.writeCount ?? 0)\n"
+        let events = duties.events.counts
+        out += "# HELP postern_kube_events_total Warning Events for invalid objects, sent or dropped by the rate limit.\n"
+        out += "# TYPE postern_kube_events_total counter\n"
+        out += "postern_kube_events_total{result=\"sent\"} \(events.sent)\npostern_kube_events_total{result=\"dropped\"} \(events.dropped)\n"
+        return out
     }
 }

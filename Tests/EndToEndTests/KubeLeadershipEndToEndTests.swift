@@ -43,6 +43,14 @@ extension EndToEndTests {
             #expect(secondsUntil(timeout: 10) { first.probe(host: "a.example.com").backend == "a" } != nil)
             #expect(secondsUntil(timeout: 10) { second.probe(host: "a.example.com").backend == "a" } != nil)
             #expect(Self.statusWriters(cluster.api) == ["postern/0.1 (\(holder))"])
+            // /metrics says who leads, and that the lists completed.
+            func metrics(_ replica: KubePosternProcess) -> String {
+                (try? HTTPClient.request(port: replica.adminPort, path: "/metrics").bodyText) ?? ""
+            }
+            #expect(metrics(leader).contains("postern_leader 1\n"))
+            #expect(metrics(follower).contains("postern_leader 0\n"))
+            #expect(metrics(leader).contains("postern_kube_lists_total{resource="))
+            #expect(!metrics(leader).contains("postern_ingress_status_writes_total 0\n"))
 
             leader.child.signal(SIGKILL)
             _ = leader.child.waitForExit(timeout: 5)

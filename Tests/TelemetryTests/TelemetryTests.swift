@@ -37,3 +37,14 @@ import Testing
         #expect(registry.renderPrometheus().contains("postern_downstream_connections_active 4\n"))
     }
 }
+
+@Suite struct MetricsCollectorTests {
+    @Test func collectorsAreRenderedAfterTheBuiltInMetricsAtEveryScrape() {
+        let registry = MetricsRegistry(workerCount: 1)
+        let value = Counter()
+        registry.addCollector { "# HELP extra_total An extra.\n# TYPE extra_total counter\nextra_total \(value.current)\n" }
+        #expect(registry.renderPrometheus().hasSuffix("extra_total 0\n"))
+        value.add(3)
+        #expect(registry.renderPrometheus().hasSuffix("extra_total 3\n"))
+    }
+}
