@@ -94,7 +94,7 @@ extension DownstreamConnection {
                 respondWithRedirect(bytes, target: target)
                 return
             }
-            if let tls, target.host != nil, isMisdirected(host: hostBytes, tls: tls) {
+            if let tls, target.host != nil, SecurePolicy.isMisdirected(host: hostBytes, tls: tls) {
                 worker.metrics.count(.badRequest)
                 readBuffer.consume(head.headLength)
                 respondWithError(.misdirected, headParsed: true)
@@ -302,7 +302,7 @@ extension DownstreamConnection {
             return
         }
         if error != 0 {
-            worker.metrics.count(connection.handshakeFailed ? .tlsHandshake : error == ETIMEDOUT ? .connectTimeout : .connectRefused)
+            worker.metrics.count(connection.failureKind(error: error))
             let pending = connection.writeBuffer
             connection.writeBuffer = ByteBuffer(capacity: 16)
             upstream = nil
@@ -404,24 +404,6 @@ extension DownstreamConnection {
 
 /// HTTPS policy per request: redirects of plain HTTP and misdirected requests.
 extension DownstreamConnection {
-    /// RFC 9110 §15.5.20: a request whose Host is served by a different
-    /// certificate than the one the connection's SNI chose gets 421, so the
-    /// client retries on a connection of its own for that host.
-    func isMisdirected(host: UnsafeRawBufferPointer, tls: TLSConnection) -> Bool {
-        var end = host.count
-        if host.first != UInt8(ascii: "["), let colon = host.firstIndex(of: UInt8(ascii: ":")) { end = colon }
-        let name = host[0..<end]
-        // The common case, Host equal to SNI, needs no lookup.
-        // Without SNI the default certificate answered whatever the host:
-        // nothing to compare. Host equal to SNI (the common case) needs no lookup.
-        if tls.serverName.isEmpty || HostSet.equalIgnoringCase(tls.serverName, name) { return false }
-        guard let store = tls.store, let selected = tls.selectedContext else { return false }
-        let hostName = String(decoding: name, as: UTF8.self)
-        // The same Secret can back two contexts (say, an Ingress entry and
-        // --default-ssl-certificate): compare certificates, not objects.
-        return !store.context(forServerName: hostName).servesSameCertificate(as: selected)
-    }
-
     /// Answers a plain-HTTP request with a redirect to the same host and
     /// path on HTTPS (`--http-redirect-code`, 308 by default).
     func respondWithRedirect(_ bytes: UnsafeRawBufferPointer, target: Target) {

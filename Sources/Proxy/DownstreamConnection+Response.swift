@@ -54,24 +54,18 @@ extension DownstreamConnection {
             return
         }
         let buffer = connection.readBuffer
-        if buffer.writableBytes < 4096 {
-            buffer.compact()
-            if buffer.writableBytes < 4096 {
-                if responseHeadDone {
-                    // Body bytes wait for the client: stop reading until it drains.
-                    upstreamReadPaused = true
-                    refreshUpstreamDeadline(connection)
-                    updateUpstreamInterest(connection)
-                    return
-                }
-                if buffer.capacity < worker.configuration.limits.maxHeaderSectionBytes + 4096 {
-                    buffer.reserveWritable(buffer.capacity)
-                } else {
-                    worker.metrics.count(.malformedResponse)
-                    upstreamFailedBeforeResponse(connection, kind: nil, response: .badGatewayMalformed)
-                    return
-                }
-            }
+        switch connection.makeReadRoom(headDone: responseHeadDone) {
+        case .ready:
+            break
+        case .pause:
+            upstreamReadPaused = true
+            refreshUpstreamDeadline(connection)
+            updateUpstreamInterest(connection)
+            return
+        case .headTooLarge:
+            worker.metrics.count(.malformedResponse)
+            upstreamFailedBeforeResponse(connection, kind: nil, response: .badGatewayMalformed)
+            return
         }
         switch connection.transportRead() {
         case .bytes:

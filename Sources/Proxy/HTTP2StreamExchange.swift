@@ -91,7 +91,7 @@ final class HTTP2StreamExchange: UpstreamOwner {
                 respondWithRedirect(authority: authority, path: path)
                 return
             }
-            if let tls = connection.tls, !authority.isEmpty, authority.withUnsafeBytes({ isMisdirected(host: $0, tls: tls) }) {
+            if let tls = connection.tls, !authority.isEmpty, authority.withUnsafeBytes({ SecurePolicy.isMisdirected(host: $0, tls: tls) }) {
                 respondLocally(.misdirected)
                 return
             }
@@ -317,7 +317,7 @@ final class HTTP2StreamExchange: UpstreamOwner {
     func upstreamConnected(_ connection: UpstreamConnection, error: CInt) {
         guard connection === upstream else { return connection.close() }
         if error != 0 {
-            worker.metrics.count(connection.handshakeFailed ? .tlsHandshake : error == ETIMEDOUT ? .connectTimeout : .connectRefused)
+            worker.metrics.count(connection.failureKind(error: error))
             let pending = connection.writeBuffer
             connection.writeBuffer = ByteBuffer(capacity: 16)
             upstream = nil
@@ -406,23 +406,18 @@ final class HTTP2StreamExchange: UpstreamOwner {
 
     private func readFromUpstream(_ upstream: UpstreamConnection) {
         let buffer = upstream.readBuffer
-        if buffer.writableBytes < 4096 {
-            buffer.compact()
-            if buffer.writableBytes < 4096 {
-                if responseHeadDone {
-                    upstreamReadPaused = true
-                    refreshDeadline(upstream)
-                    updateInterest(upstream)
-                    return
-                }
-                if buffer.capacity < worker.configuration.limits.maxHeaderSectionBytes + 4096 {
-                    buffer.reserveWritable(buffer.capacity)
-                } else {
-                    worker.metrics.count(.malformedResponse)
-                    failBeforeResponse(upstream, .badGatewayMalformed)
-                    return
-                }
-            }
+        switch upstream.makeReadRoom(headDone: responseHeadDone) {
+        case .ready:
+            break
+        case .pause:
+            upstreamReadPaused = true
+            refreshDeadline(upstream)
+            updateInterest(upstream)
+            return
+        case .headTooLarge:
+            worker.metrics.count(.malformedResponse)
+            failBeforeResponse(upstream, .badGatewayMalformed)
+            return
         }
         switch upstream.transportRead() {
         case .bytes:
@@ -658,17 +653,6 @@ final class HTTP2StreamExchange: UpstreamOwner {
             // RFC 9113 §8.1: the response is complete; the rest of the request is not needed.
             session.resetStream(stream: stream, errorCode: .noError)
         }
-    }
-
-    /// The same rule as HTTP/1.1 (RFC 9110 §15.5.20): a host served by another
-    /// certificate than the connection's gets 421.
-    private func isMisdirected(host: UnsafeRawBufferPointer, tls: TLSConnection) -> Bool {
-        var end = host.count
-        if host.first != UInt8(ascii: "["), let colon = host.firstIndex(of: UInt8(ascii: ":")) { end = colon }
-        let name = host[0..<end]
-        if tls.serverName.isEmpty || HostSet.equalIgnoringCase(tls.serverName, name) { return false }
-        guard let store = tls.store, let selected = tls.selectedContext else { return false }
-        return !store.context(forServerName: String(decoding: name, as: UTF8.self)).servesSameCertificate(as: selected)
     }
 
     /// Plain HTTP/2 (h2c) to a host that has TLS: redirect to HTTPS.

@@ -24,6 +24,24 @@ public final class SecurePolicy: @unchecked Sendable {
     }
 }
 
+extension SecurePolicy {
+    /// RFC 9110 §15.5.20: a request whose host (Host or `:authority`, port
+    /// ignored) is served by another certificate than the one the
+    /// connection's SNI chose gets 421, so the client retries on a
+    /// connection of its own. Without SNI the default certificate answered
+    /// whatever the host, so nothing is misdirected; the same Secret can back
+    /// two contexts, so certificates are compared, not objects.
+    static func isMisdirected(host: UnsafeRawBufferPointer, tls: TLSConnection) -> Bool {
+        var end = host.count
+        if host.first != UInt8(ascii: "["), let colon = host.firstIndex(of: UInt8(ascii: ":")) { end = colon }
+        let name = host[0..<end]
+        // Host equal to SNI, the common case, needs no lookup.
+        if tls.serverName.isEmpty || HostSet.equalIgnoringCase(tls.serverName, name) { return false }
+        guard let store = tls.store, let selected = tls.selectedContext else { return false }
+        return !store.context(forServerName: String(decoding: name, as: UTF8.self)).servesSameCertificate(as: selected)
+    }
+}
+
 /// A set of host names (exact, or `*.suffix` matching one extra label)
 /// looked up from request bytes without allocating: hosts are hashed
 /// (case-insensitive, port ignored) and confirmed byte by byte.

@@ -3,6 +3,7 @@ import HTTP1
 import Reactor
 import RouteModel
 import TLS
+import Telemetry
 
 /// One TCP connection from a worker to an endpoint. While it serves a
 /// request it belongs to one `DownstreamConnection`, which drives it; between
@@ -107,6 +108,35 @@ final class UpstreamConnection: EventHandler {
     /// True when the last connect failed in the TLS handshake (certificate
     /// refused, no common protocol), rather than at the TCP level.
     var handshakeFailed = false
+
+    /// Which upstream failure a failed connect (`error` from
+    /// `upstreamConnected`) was, for `postern_upstream_errors_total`.
+    func failureKind(error: CInt) -> UpstreamErrorKind {
+        handshakeFailed ? .tlsHandshake : error == ETIMEDOUT ? .connectTimeout : .connectRefused
+    }
+
+    /// Room to read a response into.
+    enum ReadRoom {
+        /// The read buffer has room.
+        case ready
+        /// Body bytes wait for the client: stop reading until it drains.
+        case pause
+        /// A response head larger than the header limit: malformed.
+        case headTooLarge
+    }
+
+    /// Makes room in `readBuffer` for the next read: compacts, grows while a
+    /// response head is still being read (up to the header limit), and says
+    /// when the owner should pause instead.
+    func makeReadRoom(headDone: Bool) -> ReadRoom {
+        guard readBuffer.writableBytes < 4096 else { return .ready }
+        readBuffer.compact()
+        guard readBuffer.writableBytes < 4096 else { return .ready }
+        if headDone { return .pause }
+        guard readBuffer.capacity < worker.configuration.limits.maxHeaderSectionBytes + 4096 else { return .headTooLarge }
+        readBuffer.reserveWritable(readBuffer.capacity)
+        return .ready
+    }
 
     /// TCP connect done: for HTTPS endpoints the TLS handshake follows; the
     /// owner hears `upstreamConnected` once the connection can carry a request.

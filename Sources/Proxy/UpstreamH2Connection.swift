@@ -62,7 +62,7 @@ final class UpstreamH2Connection: UpstreamOwner, HTTP2ClientSessionDelegate {
 
     func upstreamConnected(_ connection: UpstreamConnection, error: CInt) {
         guard error == 0 else {
-            worker.metrics.count(connection.handshakeFailed ? .tlsHandshake : error == ETIMEDOUT ? .connectTimeout : .connectRefused)
+            worker.metrics.count(connection.failureKind(error: error))
             fail()
             return
         }
