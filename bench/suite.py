@@ -1114,6 +1114,9 @@ def scenario_7():
 
 ALLOC = {}
 CALLGRIND = {}
+# The same two measurements over HTTP/2 and TLS (`alloc-h2`, `callgrind-h2`): h2load -c2 -m10 on the HTTPS listener.
+ALLOC_H2 = {}
+CALLGRIND_H2 = {}
 PARSE = []
 
 
@@ -1134,33 +1137,52 @@ def read_malloc_counts(path, pid):
     return counts
 
 
-def alloc_scenario():
+# Load of the allocation and callgrind steps: HTTP/1.1 keep-alive (10 connections, one request each at a time),
+# or HTTP/2 over TLS (2 connections of 10 concurrent streams, as scenario 5 but fewer connections).
+STEP_LOAD = {"h1": {"clients": 10, "streams": 1, "h1": True, "tls": None},
+             "h2": {"clients": 2, "streams": 10, "h1": False, "tls": "rsa"}}
+
+
+def step_proxy(prefix, mode, env=None, wrapper=(), binary=None):
+    proxy = Postern(UPSTREAM)
+    proxy.directory = tempfile.mkdtemp(prefix=prefix, dir=WORK)
+    if binary:
+        proxy.binary = binary
+    proxy.port = free_port()
+    proxy.spec = Spec(tls=STEP_LOAD[mode]["tls"])
+    proxy.launch(proxy.spec, env=env, wrapper=wrapper)
+    proxy.url = f"{'https' if proxy.spec.tls else 'http'}://127.0.0.1:{proxy.port}"
+    return proxy
+
+
+def step_h2load(url, mode, requests):
+    load = STEP_LOAD[mode]
+    return h2load(url, 0, 0, load["clients"], load["streams"], h1=load["h1"], requests=requests)
+
+
+def alloc_scenario(mode="h1"):
+    result = ALLOC if mode == "h1" else ALLOC_H2
     if not MALLOC_COUNT_SO or not os.path.exists(MALLOC_COUNT_SO):
-        ALLOC["error"] = "malloc counter not built"
+        result["error"] = "malloc counter not built"
         return
     out_path = os.path.join(WORK, "malloc-counts.txt")
     env = dict(os.environ, LD_PRELOAD=MALLOC_COUNT_SO, MALLOC_COUNT_OUT=out_path)
-    proxy = Postern(UPSTREAM)
-    proxy.directory = tempfile.mkdtemp(prefix="postern-alloc.", dir=WORK)
-    proxy.port = free_port()
-    proxy.spec = Spec()
-    proxy.launch(proxy.spec, env=env)
-    proxy.url = f"http://127.0.0.1:{proxy.port}"
+    proxy = step_proxy("postern-alloc.", mode, env=env)
     try:
-        wait_status(proxy.url + "/", what="postern (malloc counter)", process=proxy.process)
+        wait_status(proxy.url + "/", tls=bool(proxy.spec.tls), what="postern (malloc counter)", process=proxy.process)
         url = proxy.url + "/"
         n = ALLOC_REQUESTS
-        h2load(url, 0, 0, 10, 1, h1=True, requests=n)          # warm-up: pools, buffers, caches
+        step_h2load(url, mode, n)          # warm-up: pools, buffers, caches
         time.sleep(0.3)
         snapshots = [read_malloc_counts(out_path, proxy.pid)]
         runs = []
         for count in (n, 2 * n):
-            runs.append(h2load(url, 0, 0, 10, 1, h1=True, requests=count))
+            runs.append(step_h2load(url, mode, count))
             time.sleep(0.3)
             snapshots.append(read_malloc_counts(out_path, proxy.pid))
         served = [r["requests"] for r in runs]
-        ALLOC["requests"] = served
-        ALLOC["errors"] = sum(r["errors"] for r in runs)
+        result["requests"] = served
+        result["errors"] = sum(r["errors"] for r in runs)
         threads = []
         keys = set().union(*snapshots)
         for key in sorted(keys):
@@ -1168,19 +1190,19 @@ def alloc_scenario():
             d1 = [a[1][i] - a[0][i] for i in range(3)]
             d2 = [a[2][i] - a[1][i] for i in range(3)]
             threads.append({"tid": key[0], "name": key[1], "n": d1, "2n": d2})
-        ALLOC["threads"] = threads
+        result["threads"] = threads
         total1 = sum(t["n"][0] for t in threads)
         total2 = sum(t["2n"][0] for t in threads)
         bytes1 = sum(t["n"][2] for t in threads)
         bytes2 = sum(t["2n"][2] for t in threads)
         extra = served[1] - served[0]
-        ALLOC["per_request"] = (total2 - total1) / extra if extra else None
-        ALLOC["bytes_per_request"] = (bytes2 - bytes1) / extra if extra else None
-        ALLOC["totals"] = (total1, total2)
-        log(f"alloc: {total1} allocations for {served[0]} requests, {total2} for {served[1]}: "
-            f"{ALLOC['per_request']:.3f} per request ({ALLOC['bytes_per_request']:.0f} bytes)")
+        result["per_request"] = (total2 - total1) / extra if extra else None
+        result["bytes_per_request"] = (bytes2 - bytes1) / extra if extra else None
+        result["totals"] = (total1, total2)
+        log(f"alloc ({mode}): {total1} allocations for {served[0]} requests, {total2} for {served[1]}: "
+            f"{result['per_request']:.3f} per request ({result['bytes_per_request']:.0f} bytes)")
     except Exception as error:
-        ALLOC["error"] = str(error)
+        result["error"] = str(error)
         log(f"alloc: {error}")
     finally:
         proxy.stop()
@@ -1193,45 +1215,43 @@ def callgrind_total(path):
     return None
 
 
-def callgrind_scenario():
+def callgrind_scenario(mode="h1"):
+    result = CALLGRIND if mode == "h1" else CALLGRIND_H2
     if shutil.which("valgrind") is None:
-        CALLGRIND["error"] = "valgrind not installed"
+        result["error"] = "valgrind not installed"
         return
-    out_base = os.path.join(WORK, "callgrind.out")
-    proxy = Postern(UPSTREAM)
-    proxy.directory = tempfile.mkdtemp(prefix="postern-callgrind.", dir=WORK)
+    work = tempfile.mkdtemp(prefix=f"callgrind-{mode}.", dir=WORK)
+    out_base = os.path.join(work, "callgrind.out")
     # Valgrind 3.19 cannot read the DWARF 5 the Swift 6 toolchain emits ("possibly corrupted debuginfo");
     # a copy without debug sections keeps the symbol table, so functions still have names.
-    proxy.binary = os.path.join(WORK, "postern-nodebug")
-    subprocess.run(["objcopy", "--strip-debug", POSTERN_BIN, proxy.binary], check=True)
-    proxy.port = free_port()
-    proxy.spec = Spec()
+    binary = os.path.join(WORK, "postern-nodebug")
+    subprocess.run(["objcopy", "--strip-debug", POSTERN_BIN, binary], check=True)
     wrapper = ("valgrind", "--tool=callgrind", f"--callgrind-out-file={out_base}", "--instr-atstart=no",
                "--dump-instr=no")
-    proxy.launch(proxy.spec, wrapper=wrapper)
-    proxy.url = f"http://127.0.0.1:{proxy.port}"
+    proxy = step_proxy("postern-callgrind.", mode, wrapper=wrapper, binary=binary)
     try:
-        wait_status(proxy.url + "/", what="postern (callgrind)", deadline=120, process=proxy.process)
+        wait_status(proxy.url + "/", tls=bool(proxy.spec.tls), what="postern (callgrind)", deadline=120,
+                    process=proxy.process)
         url = proxy.url + "/"
         control = lambda *args: subprocess.run(["timeout", "60", "callgrind_control", *args, str(proxy.pid)],
                                                capture_output=True, text=True)
         control("-i", "on")
         n = CALLGRIND_REQUESTS
-        h2load(url, 0, 0, 10, 1, h1=True, requests=n)   # warm-up, instrumented
+        step_h2load(url, mode, n)   # warm-up, instrumented
         served = []
         for count in (n, 2 * n):
             control("-z")
-            served.append(h2load(url, 0, 0, 10, 1, h1=True, requests=count)["requests"])
+            served.append(step_h2load(url, mode, count)["requests"])
             control("-d")
-        dumps = sorted((p for p in os.listdir(WORK) if p.startswith("callgrind.out.")),
-                       key=lambda p: os.path.getmtime(os.path.join(WORK, p)))
-        dumps = [os.path.join(WORK, p) for p in dumps if os.path.getsize(os.path.join(WORK, p)) > 0]
+        dumps = sorted((p for p in os.listdir(work) if p.startswith("callgrind.out.")),
+                       key=lambda p: os.path.getmtime(os.path.join(work, p)))
+        dumps = [os.path.join(work, p) for p in dumps if os.path.getsize(os.path.join(work, p)) > 0]
         if len(dumps) < 2:
             raise RuntimeError(f"expected two callgrind dumps, found {dumps}")
         t1, t2 = callgrind_total(dumps[-2]), callgrind_total(dumps[-1])
-        CALLGRIND["requests"] = served
-        CALLGRIND["ir"] = (t1, t2)
-        CALLGRIND["per_request"] = (t2 - t1) / (served[1] - served[0])
+        result["requests"] = served
+        result["ir"] = (t1, t2)
+        result["per_request"] = (t2 - t1) / (served[1] - served[0])
         annotate = subprocess.run(["callgrind_annotate", "--inclusive=no", dumps[-1]], capture_output=True,
                                   text=True).stdout
         top = []
@@ -1242,11 +1262,12 @@ def callgrind_scenario():
                 top.append((ir / served[1], float(m.group(2)), demangle(m.group(3))))
             if len(top) >= 25:
                 break
-        CALLGRIND["top"] = top
-        shutil.copy(dumps[-1], os.path.join(RESULTS_DIR, f"{DATE}-callgrind-postern.out"))
-        log(f"callgrind: {CALLGRIND['per_request']:.0f} instructions per request")
+        result["top"] = top
+        suffix = "" if mode == "h1" else "-h2"
+        shutil.copy(dumps[-1], os.path.join(RESULTS_DIR, f"{DATE}-callgrind-postern{suffix}.out"))
+        log(f"callgrind ({mode}): {result['per_request']:.0f} instructions per request")
     except Exception as error:
-        CALLGRIND["error"] = str(error)
+        result["error"] = str(error)
         log(f"callgrind: {error}")
     finally:
         proxy.stop()
@@ -1423,49 +1444,58 @@ def memory_table():
     return "\n".join(lines)
 
 
-def alloc_section():
-    if not ALLOC:
+def load_text(mode):
+    return "`h2load --h1 -c10 -m1` (HTTP/1.1 keep-alive)" if mode == "h1" else \
+        "`h2load -c2 -m10` (HTTP/2 over TLS, RSA-2048, on the HTTPS listener)"
+
+
+def alloc_section(mode="h1"):
+    data = ALLOC if mode == "h1" else ALLOC_H2
+    if not data:
         return "Not run."
-    if "error" in ALLOC and "per_request" not in ALLOC:
-        return f"Not measured: {ALLOC['error']}."
-    n1, n2 = ALLOC["requests"]
+    if "error" in data and "per_request" not in data:
+        return f"Not measured: {data['error']}."
+    n1, n2 = data["requests"]
+    goal = "; goal: 0" if mode == "h1" else ""
     lines = [f"`LD_PRELOAD` counter (`bench/tools/malloc-count.c`: malloc, calloc, realloc, posix_memalign, "
-             f"aligned_alloc, memalign per thread) on `postern run --workers 1`; `h2load --h1 -c10 -m1` sends "
+             f"aligned_alloc, memalign per thread) on `postern run --workers 1`; {load_text(mode)} sends "
              f"{n1} then {n2} requests on fresh connections after a warm-up; the slope (allocations of the {n2}-request "
              f"run minus those of the {n1}-request run, over the {n2 - n1} extra requests) cancels connection setup.",
              "",
-             f"**{ALLOC['per_request']:.2f} heap allocations per proxied request** "
-             f"({ALLOC['bytes_per_request']:.0f} bytes requested per request); goal: 0. Errors during the runs: "
-             f"{ALLOC['errors']}.",
+             f"**{data['per_request']:.2f} heap allocations per proxied request** "
+             f"({data['bytes_per_request']:.0f} bytes requested per request){goal}. Errors during the runs: "
+             f"{data['errors']}.",
              "",
              "| thread | allocations, N requests | allocations, 2N requests | per extra request |",
              "|---|---|---|---|"]
-    for t in ALLOC["threads"]:
+    for t in data["threads"]:
         if t["n"][0] or t["2n"][0]:
             per = (t["2n"][0] - t["n"][0]) / (n2 - n1)
             lines.append(f"| {t['name']} (tid {t['tid']}) | {t['n'][0]} | {t['2n'][0]} | {per:.3f} |")
     return "\n".join(lines)
 
 
-def callgrind_section():
-    if not CALLGRIND:
+def callgrind_section(mode="h1"):
+    data = CALLGRIND if mode == "h1" else CALLGRIND_H2
+    if not data:
         return "Not run."
-    if "per_request" not in CALLGRIND:
-        return f"Not measured: {CALLGRIND.get('error')}."
-    n1, n2 = CALLGRIND["requests"]
+    if "per_request" not in data:
+        return f"Not measured: {data.get('error')}."
+    n1, n2 = data["requests"]
+    suffix = "" if mode == "h1" else "-h2"
     lines = [f"`valgrind --tool=callgrind` on `postern run --workers 1` (all threads), instrumentation on after start-up, "
-             f"counters zeroed before and dumped after runs of {n1} and {n2} requests (`h2load --h1 -c10 -m1`); "
+             f"counters zeroed before and dumped after runs of {n1} and {n2} requests ({load_text(mode)}); "
              f"per request = difference of the two totals over the {n2 - n1} extra requests.",
              "",
-             f"**{CALLGRIND['per_request']:.0f} instructions per proxied request** (user space; the kernel's "
+             f"**{data['per_request']:.0f} instructions per proxied request** (user space; the kernel's "
              f"socket work is not counted). Top functions by self cost in the {n2}-request run "
              f"(instructions per request, share of the run):",
              "",
              "| Ir/request | share | function (file) |", "|---|---|---|"]
-    for per, share, function in CALLGRIND["top"][:20]:
+    for per, share, function in data["top"][:20]:
         lines.append(f"| {per:.0f} | {share:.1f}% | `{function.replace('|', '/')}` |")
     lines.append("")
-    lines.append(f"The raw profile is kept as `bench/results/{DATE}-callgrind-postern.out` "
+    lines.append(f"The raw profile is kept as `bench/results/{DATE}-callgrind-postern{suffix}.out` "
                  f"(`callgrind_annotate` or KCachegrind read it).")
     return "\n".join(lines)
 
@@ -1586,7 +1616,13 @@ def write_report(load_before, load_after, elapsed):
                  f"Envoy: RDS routes; Postern: {ROUTE_COUNT // 100} Ingresses of 100 paths); \"start-to-serving\" is "
                  f"from process start until the last route answers 200.", "", memory_table(), ""]
     body += ["### Postern: heap allocations per proxied request (HTTP/1.1 keep-alive)", "", alloc_section(), "",
-             "### Postern: callgrind instructions per proxied request", "", callgrind_section(), "",
+             "### Postern: callgrind instructions per proxied request", "", callgrind_section(), ""]
+    if ALLOC_H2:
+        body += ["### Postern: heap allocations per proxied request (HTTP/2 over TLS)", "", alloc_section("h2"), ""]
+    if CALLGRIND_H2:
+        body += ["### Postern: callgrind instructions per proxied request (HTTP/2 over TLS)", "",
+                 callgrind_section("h2"), ""]
+    body += [
              "### Micro-benchmark: HTTP/1.1 request-head parse", "", parse_section(), ""]
     if chart_path:
         body += ["### Chart", "", f"![CPU µs per request by scenario and proxy]({os.path.basename(chart_path)})", ""]
@@ -1604,6 +1640,7 @@ def write_report(load_before, load_after, elapsed):
         f.write(f"# Benchmark suite — {DATE}\n\n" + "\n".join(header + [""] + body + details) + "\n")
     with open(os.path.join(RESULTS_DIR, f"{DATE}.json"), "w") as f:
         json.dump({"rows": ROWS, "memory": MEMORY, "alloc": ALLOC, "callgrind": CALLGRIND, "parse": PARSE,
+                   "alloc_h2": ALLOC_H2, "callgrind_h2": CALLGRIND_H2,
                    "notes": NOTES, "meta": {"load_before": load_before, "load_after": load_after,
                                             "elapsed": elapsed, "run_label": run_label}}, f, indent=1, default=str)
     update_summary(header, body, chart_path)
@@ -1661,6 +1698,8 @@ def report_from(path):
     MEMORY.extend(saved["memory"])
     ALLOC.update(saved["alloc"])
     CALLGRIND.update(saved["callgrind"])
+    ALLOC_H2.update(saved.get("alloc_h2", {}))
+    CALLGRIND_H2.update(saved.get("callgrind_h2", {}))
     PARSE.extend(saved["parse"])
     NOTES.update(saved["notes"])
     meta = saved.get("meta", {})
@@ -1686,7 +1725,8 @@ def main():
     log(f"upstream nginx on 127.0.0.1:{UPSTREAM.port} (CPU {LOAD_CPU}); peers: {', '.join(PEERS)}; "
         f"scenarios: {', '.join(SCENARIOS)}; load average {' '.join(load_before)}")
     steps = {"1": scenario_1, "2": scenario_2, "3": scenario_3, "4": scenario_4, "5": scenario_5, "6": scenario_6,
-             "7": scenario_7, "alloc": alloc_scenario, "callgrind": callgrind_scenario, "parse": parse_scenario}
+             "7": scenario_7, "alloc": alloc_scenario, "callgrind": callgrind_scenario, "parse": parse_scenario,
+             "alloc-h2": lambda: alloc_scenario("h2"), "callgrind-h2": lambda: callgrind_scenario("h2")}
     for name in SCENARIOS:
         if name in steps:
             log(f"scenario {name}")

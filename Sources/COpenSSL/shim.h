@@ -15,6 +15,8 @@ static inline long postern_SSL_CTX_set_mode(SSL_CTX *ctx, long mode) { return SS
 static inline long postern_SSL_MODE_proxy(void) {
     return SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS;
 }
+/// A busy multiplexed connection keeps its record buffers (no malloc and free per record).
+static inline long postern_SSL_keep_buffers(SSL *ssl) { return SSL_clear_mode(ssl, SSL_MODE_RELEASE_BUFFERS); }
 static inline int postern_SSL_CTX_set_min_proto_version(SSL_CTX *ctx, int version) { return (int)SSL_CTX_set_min_proto_version(ctx, version); }
 static inline int postern_SSL_CTX_set_max_proto_version(SSL_CTX *ctx, int version) { return (int)SSL_CTX_set_max_proto_version(ctx, version); }
 static inline int postern_SSL_CTX_set1_groups_list(SSL_CTX *ctx, const char *list) { return (int)SSL_CTX_set1_groups_list(ctx, list); }

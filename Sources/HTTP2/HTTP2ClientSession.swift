@@ -48,7 +48,8 @@ public final class HTTP2ClientSession {
         core.clientDelegate = delegate
     }
 
-    /// The delegate (held weakly).
+    /// The delegate, not retained: it must outlive the session (the connection
+    /// that owns the session is its delegate).
     public var delegate: (any HTTP2ClientSessionDelegate)? {
         get { core.clientDelegate }
         set { core.clientDelegate = newValue }

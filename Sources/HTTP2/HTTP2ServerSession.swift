@@ -65,7 +65,8 @@ public final class HTTP2ServerSession {
         core.serverDelegate = delegate
     }
 
-    /// The delegate (held weakly: the connection that owns the session is its delegate).
+    /// The delegate, not retained: it must outlive the session (the connection
+    /// that owns the session is its delegate).
     public var delegate: (any HTTP2ServerSessionDelegate)? {
         get { core.serverDelegate }
         set { core.serverDelegate = newValue }

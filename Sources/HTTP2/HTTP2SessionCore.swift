@@ -68,8 +68,12 @@ final class HTTP2SessionCore {
     let clock: () -> UInt64
     /// The nghttp2 session; freed in deinit.
     var session: OpaquePointer!
-    weak var serverDelegate: (any HTTP2ServerSessionDelegate)?
-    weak var clientDelegate: (any HTTP2ClientSessionDelegate)?
+    // unowned(unsafe): the delegate owns the session (a connection and its
+    // session) or otherwise outlives it. A weak reference would give the
+    // delegate a side table, which sends every retain and release of it down
+    // the runtime's slow path: a quarter of the proxy's HTTP/2 instructions.
+    unowned(unsafe) var serverDelegate: (any HTTP2ServerSessionDelegate)?
+    unowned(unsafe) var clientDelegate: (any HTTP2ClientSessionDelegate)?
 
     var streams: [Int32: HTTP2StreamState] = [:]
     /// Emptied send buffers kept for the next streams (bounded).

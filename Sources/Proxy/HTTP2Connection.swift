@@ -10,7 +10,7 @@ import Telemetry
 /// `HTTP2StreamExchange` proxied to an HTTP/1.1 upstream over the worker's pool.
 ///
 /// Loop-bound: every method runs on its worker's loop.
-final class HTTP2Connection: EventHandler, ClientConnection, HTTP2ServerSessionDelegate {
+final class HTTP2Connection: EventHandler, ClientConnection, HTTP2ServerSessionDelegate, DeferredWork {
     let fd: CInt
     // unowned(unsafe): the worker outlives every connection of its loop (it
     // closes them all before it stops); a checked unowned reference costs a
@@ -29,6 +29,8 @@ final class HTTP2Connection: EventHandler, ClientConnection, HTTP2ServerSessionD
     var streams: [Int32: HTTP2StreamExchange] = [:]
     var lastActivity: UInt64
     var closed = false
+    /// A flush is deferred to the end of the loop iteration (`requestFlush`).
+    var flushRequested = false
     var draining = false
     var drainStartedAt: UInt64 = 0
     /// Reused for response heads and trailers (no allocation once grown).
@@ -42,6 +44,7 @@ final class HTTP2Connection: EventHandler, ClientConnection, HTTP2ServerSessionD
         self.tls = tls
         self.isTLS = tls != nil
         self.peerText = peerText
+        tls?.tuneForMultiplexing()
         self.lastActivity = worker.loop.now
         var settings = HTTP2Settings()
         settings.maxHeaderListSize = UInt32(worker.configuration.limits.maxHeaderSectionBytes)
@@ -57,7 +60,9 @@ final class HTTP2Connection: EventHandler, ClientConnection, HTTP2ServerSessionD
     /// Starts serving: feeds what was already read, writes the SETTINGS.
     func start() {
         if !readBuffer.isEmpty { feedSession() }
-        flushOutput()
+        // Records that arrived with the handshake and are still inside OpenSSL.
+        if !closed, let tls, tls.hasPendingInput { readFromClient() }
+        if !closed { flushOutput() }
     }
 
     // MARK: Socket
@@ -67,18 +72,24 @@ final class HTTP2Connection: EventHandler, ClientConnection, HTTP2ServerSessionD
         if !readiness.isDisjoint(with: [.readable, .hangup, .error, .readHangup]) {
             readFromClient()
         }
-        if !closed { flushOutput() }
+        if !closed { requestFlush() }
     }
 
     private func readFromClient() {
         readBuffer.clear()
         switch transportRead() {
         case .bytes:
-            while let tls, tls.pendingBytes > 0, readBuffer.writableBytes > 0 {
+            lastActivity = worker.loop.now
+            while true {
+                // With read-ahead OpenSSL may hold several records that epoll
+                // will not announce: take them all, a buffer at a time.
+                while let tls, tls.hasPendingInput, readBuffer.writableBytes > 0 {
+                    guard case .bytes = transportRead() else { break }
+                }
+                feedSession()
+                guard !closed, let tls, tls.hasPendingInput, !session.connectionShouldClose else { break }
                 guard case .bytes = transportRead() else { break }
             }
-            lastActivity = worker.loop.now
-            feedSession()
         case .wouldBlock:
             break
         case .endOfFile, .failed:
@@ -108,23 +119,39 @@ final class HTTP2Connection: EventHandler, ClientConnection, HTTP2ServerSessionD
         return Transport.write(fd: fd, tls: tls, from: writeBuffer, need: &need)
     }
 
+    /// Output gathered from the session before a write: one TLS record and
+    /// one system call carry the frames of many streams.
+    static let writeBatchBytes = 32 * 1024
+
+    /// Flushes once the current loop iteration's events are handled, so that
+    /// every stream answered in the iteration shares one write.
+    func requestFlush() {
+        guard !flushRequested, !closed else { return }
+        flushRequested = true
+        worker.loop.defer(self)
+    }
+
+    func runDeferredWork() {
+        flushRequested = false
+        flushOutput()
+    }
+
     /// Writes the session's output; closes when the session is finished.
     func flushOutput() {
         guard !closed else { return }
         while true {
-            if !writeBuffer.isEmpty {
-                switch transportWrite() {
-                case .failed:
-                    close()
-                    return
-                default:
-                    break
-                }
-                if !writeBuffer.isEmpty { break }
+            while writeBuffer.readableBytes < Self.writeBatchBytes {
+                let chunk = session.nextOutputChunk()
+                if chunk.isEmpty { break }
+                writeBuffer.append(chunk)
             }
-            let chunk = session.nextOutputChunk()
-            if chunk.isEmpty { break }
-            writeBuffer.append(chunk)
+            if writeBuffer.isEmpty { break }
+            if case .failed = transportWrite() {
+                close()
+                return
+            }
+            // The socket is full: the rest stays here and in the session (backpressure).
+            if !writeBuffer.isEmpty { break }
         }
         if writeBuffer.isEmpty, session.isFinished || (session.connectionShouldClose && !session.wantsWrite) {
             close()

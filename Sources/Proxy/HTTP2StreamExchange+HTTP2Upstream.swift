@@ -121,7 +121,7 @@ extension HTTP2StreamExchange {
         guard unconsumed > 0 else { return }
         session.consumed(stream: stream, bytes: unconsumed)
         unconsumed = 0
-        connection.flushOutput()
+        connection.requestFlush()
     }
 
     func upstreamH2ResponseHead(_ head: HTTP2ResponseHead, endStream: Bool) {
@@ -134,7 +134,7 @@ extension HTTP2StreamExchange {
         session.submitResponse(stream: stream, status: head.status, fields: fields, hasBody: !endStream)
         worker.metrics.countResponse(status: head.status)
         if endStream { finishHTTP2Upstream() }
-        connection.flushOutput()
+        connection.requestFlush()
     }
 
     func upstreamH2Data(_ bytes: UnsafeRawBufferPointer, endStream: Bool) {
@@ -144,7 +144,7 @@ extension HTTP2StreamExchange {
         unacknowledgedResponse += bytes.count
         if buffered < worker.configuration.bufferHighWaterMark { acknowledgeResponseBytes() }
         if endStream { finishHTTP2Upstream() }
-        connection.flushOutput()
+        connection.requestFlush()
         h2Upstream.flush()
     }
 
@@ -160,7 +160,7 @@ extension HTTP2StreamExchange {
         guard !finished else { return }
         session.submitTrailers(stream: stream, fields: fields)
         finishHTTP2Upstream()
-        connection.flushOutput()
+        connection.requestFlush()
     }
 
     private func finishHTTP2Upstream() {
@@ -176,7 +176,7 @@ extension HTTP2StreamExchange {
             // Cut off mid-response: the client sees its stream reset.
             finished = true
             session.resetStream(stream: stream, errorCode: errorCode == .noError ? .internalError : errorCode)
-            connection.flushOutput()
+            connection.requestFlush()
         } else {
             worker.metrics.count(.reset)
             respondLocally(errorCode == .refusedStream ? .serviceUnavailable : .badGateway)
@@ -190,7 +190,7 @@ extension HTTP2StreamExchange {
         if responseStarted {
             finished = true
             session.resetStream(stream: stream, errorCode: .internalError)
-            connection.flushOutput()
+            connection.requestFlush()
         } else {
             respondLocally(.badGateway)
         }
@@ -229,6 +229,6 @@ extension HTTP2StreamExchange {
         session.submitResponse(stream: stream, status: 200, fields: fields, hasBody: false)
         if !requestComplete { session.resetStream(stream: stream, errorCode: .noError) }
         worker.metrics.countResponse(status: response.status)
-        connection.flushOutput()
+        connection.requestFlush()
     }
 }

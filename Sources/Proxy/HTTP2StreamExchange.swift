@@ -23,7 +23,10 @@ final class HTTP2StreamExchange: UpstreamOwner {
     }
 
     let stream: Int32
-    unowned let connection: HTTP2Connection
+    // unowned(unsafe): the connection outlives its exchanges (it abandons them
+    // all when it closes); a checked unowned reference costs a retain and
+    // release per access.
+    unowned(unsafe) let connection: HTTP2Connection
     var worker: Worker { connection.worker }
     var session: HTTP2ServerSession { connection.session }
     var cluster: CompiledCluster?
@@ -355,7 +358,7 @@ final class HTTP2StreamExchange: UpstreamOwner {
         connection.close()
         if responseHeadDone {
             session.resetStream(stream: stream, errorCode: .internalError)
-            self.connection.flushOutput()
+            self.connection.requestFlush()
         } else {
             respondLocally(.gatewayTimeout)
         }
@@ -379,7 +382,7 @@ final class HTTP2StreamExchange: UpstreamOwner {
         if unconsumed > 0, upstream.writeBuffer.readableBytes < worker.configuration.bufferHighWaterMark {
             session.consumed(stream: stream, bytes: unconsumed)
             unconsumed = 0
-            connection.flushOutput()
+            connection.requestFlush()
         }
         refreshDeadline(upstream)
         updateInterest(upstream)
@@ -425,7 +428,7 @@ final class HTTP2StreamExchange: UpstreamOwner {
                 guard case .bytes = upstream.transportRead() else { break }
             }
             processResponse()
-            connection.flushOutput()
+            connection.requestFlush()
             if let current = self.upstream {
                 refreshDeadline(current)
                 updateInterest(current)
@@ -465,14 +468,14 @@ final class HTTP2StreamExchange: UpstreamOwner {
             session.submitData(stream: stream, bytes: UnsafeRawBufferPointer(start: nil, count: 0), endStream: true)
             responseBody = .none
             finishResponse(upstream, reusable: false)
-            connection.flushOutput()
+            connection.requestFlush()
             return
         }
         worker.metrics.count(.reset)
         self.upstream = nil
         upstream.close()
         session.resetStream(stream: stream, errorCode: .internalError)
-        connection.flushOutput()
+        connection.requestFlush()
     }
 
     /// Parses the upstream's response and hands it to the session, until the
@@ -580,7 +583,7 @@ final class HTTP2StreamExchange: UpstreamOwner {
         guard upstreamReadPaused, let upstream else { return }
         upstreamReadPaused = false
         processResponse()
-        connection.flushOutput()
+        connection.requestFlush()
         if let current = self.upstream, current === upstream {
             refreshDeadline(current)
             updateInterest(current)
@@ -675,7 +678,7 @@ final class HTTP2StreamExchange: UpstreamOwner {
         session.submitResponse(stream: stream, status: worker.configuration.httpRedirectCode, fields: fields, hasBody: false)
         if !requestComplete { session.resetStream(stream: stream, errorCode: .noError) }
         worker.metrics.countResponse(status: worker.configuration.httpRedirectCode)
-        connection.flushOutput()
+        connection.requestFlush()
     }
 
     /// Answers the stream itself (404, 502, 503, 504, ...); gRPC requests get
@@ -702,7 +705,7 @@ final class HTTP2StreamExchange: UpstreamOwner {
         }
         if !requestComplete { session.resetStream(stream: stream, errorCode: .noError) }
         worker.metrics.countResponse(status: response.status)
-        connection.flushOutput()
+        connection.requestFlush()
     }
 
     /// The stream closed; an unfinished exchange is abandoned (client reset).

@@ -33,6 +33,14 @@ public protocol EventHandler: AnyObject {
     func tick(now: UInt64)
 }
 
+/// Work a handler postpones until every event of the current loop iteration
+/// was handled: typically a connection's output flush, so that responses
+/// produced by several events in one iteration leave in one write.
+public protocol DeferredWork: AnyObject {
+    /// Runs once per `EventLoop.defer(_:)`, after the iteration's events.
+    func runDeferredWork()
+}
+
 /// A registered descriptor: the loop's handle for it.
 public struct Registration: Equatable, Sendable {
     let slot: UInt32
@@ -58,6 +66,10 @@ public final class EventLoop: @unchecked Sendable {
     private let pendingTasks = Mutex<[() -> Void]>([])
     private var timers: [(deadline: UInt64, sequence: UInt64, task: () -> Void)] = []
     private var timerSequence: UInt64 = 0
+    /// Deferred work of this iteration, and its spare array (swapped to run
+    /// without allocating).
+    private var deferredWork: [any DeferredWork] = []
+    private var runningDeferredWork: [any DeferredWork] = []
     private var running = false
     private var stopRequested = false
     private var thread: pthread_t?
@@ -180,6 +192,23 @@ public final class EventLoop: @unchecked Sendable {
         timers.append((now + milliseconds, timerSequence, task))
     }
 
+    /// Runs `work.runDeferredWork()` after the events of the current iteration
+    /// (before the loop waits again). Loop thread only. The caller keeps a flag
+    /// so that it defers at most once per iteration; deferring during the
+    /// deferred phase runs in the same phase.
+    @inline(__always)
+    public func `defer`(_ work: any DeferredWork) {
+        deferredWork.append(work)
+    }
+
+    private func runDeferredWork() {
+        while !deferredWork.isEmpty {
+            swap(&deferredWork, &runningDeferredWork)
+            for work in runningDeferredWork { work.runDeferredWork() }
+            runningDeferredWork.removeAll(keepingCapacity: true)
+        }
+    }
+
     /// Asks the loop to return from `run()`. Safe from any thread.
     public func stop() {
         execute { [unowned self] in self.stopRequested = true }
@@ -214,13 +243,16 @@ public final class EventLoop: @unchecked Sendable {
                 guard generations[slot] == generation, let handler = handlers[slot] else { continue }
                 handler.handleReadiness(Readiness(rawValue: event.events))
             }
+            runDeferredWork()
             runTasks()
             runTimers()
+            runDeferredWork()
             if now &- lastTick >= EventLoop.tickMilliseconds {
                 lastTick = now
                 for slot in 1..<handlers.count {
                     handlers[slot]?.tick(now: now)
                 }
+                runDeferredWork()
             }
         }
     }

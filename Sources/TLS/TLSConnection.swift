@@ -138,6 +138,20 @@ public final class TLSConnection {
     /// waiting for the socket (epoll does not report these).
     public var pendingBytes: Int { Int(SSL_pending(ssl)) }
 
+    /// OpenSSL holds input not returned yet: decrypted bytes, or (with
+    /// `readAhead`) whole records read from the socket. epoll does not report
+    /// either, so a reader must keep reading while this is true.
+    public var hasPendingInput: Bool { SSL_has_pending(ssl) == 1 }
+
+    /// Tunes a long-lived, busy connection (HTTP/2): read as much as the socket
+    /// has in one system call instead of a header and a body per record
+    /// (callers must then read while `hasPendingInput`), and keep the record
+    /// buffers instead of freeing them whenever they empty.
+    public func tuneForMultiplexing() {
+        SSL_set_read_ahead(ssl, 1)
+        _ = postern_SSL_keep_buffers(ssl)
+    }
+
     /// Reads decrypted bytes into `buffer`.
     @inline(__always)
     public func read(into buffer: UnsafeMutableRawBufferPointer) -> TLSIOResult {

@@ -1,4 +1,5 @@
 import Foundation
+import Glibc
 import Reactor
 import Synchronization
 import Testing
@@ -93,6 +94,71 @@ import Testing
             if readiness.contains(.readable) { readable.signal() }
         }
         func tick(now: UInt64) { ticks += 1 }
+    }
+
+    /// Reads one byte when readable and defers one shared flush per iteration,
+    /// the way a connection defers its output.
+    final class PipeReader: EventHandler {
+        let fd: CInt
+        let name: String
+        let flusher: Flusher
+        unowned let loop: EventLoop
+        init(fd: CInt, name: String, flusher: Flusher, loop: EventLoop) {
+            self.fd = fd
+            self.name = name
+            self.flusher = flusher
+            self.loop = loop
+        }
+        func handleReadiness(_ readiness: Readiness) {
+            var byte: UInt8 = 0
+            guard Glibc.read(fd, &byte, 1) == 1 else { return }
+            flusher.log.withLock { $0.append(name) }
+            flusher.request(on: loop)
+        }
+        func tick(now: UInt64) {}
+    }
+
+    final class Flusher: DeferredWork {
+        let log = Mutex<[String]>([])
+        let done = DispatchSemaphore(value: 0)
+        var requested = false
+        func request(on loop: EventLoop) {
+            guard !requested else { return }
+            requested = true
+            loop.defer(self)
+        }
+        func runDeferredWork() {
+            requested = false
+            log.withLock { $0.append("flush") }
+            done.signal()
+        }
+    }
+
+    @Test func deferredWorkRunsOnceAfterAllEventsOfTheIteration() throws {
+        try withRunningLoop { loop in
+            let flusher = Flusher()
+            var pipes: [[CInt]] = []
+            var readers: [PipeReader] = []
+            for name in ["a", "b", "c"] {
+                var ends: [CInt] = [0, 0]
+                #expect(pipe(&ends) == 0)
+                // Written before registration: all three are readable in the loop's next wait.
+                var byte: UInt8 = 1
+                #expect(Glibc.write(ends[1], &byte, 1) == 1)
+                pipes.append(ends)
+                readers.append(PipeReader(fd: ends[0], name: name, flusher: flusher, loop: loop))
+            }
+            defer { for ends in pipes { Glibc.close(ends[0]); Glibc.close(ends[1]) } }
+            loop.execute {
+                for reader in readers { _ = try? loop.register(fd: reader.fd, interest: .read, handler: reader) }
+            }
+            #expect(flusher.done.wait(timeout: .now() + 5) == .success)
+            usleep(50_000)
+            let log = flusher.log.withLock { $0 }
+            #expect(log.count == 4, "\(log)")
+            #expect(Set(log.prefix(3)) == ["a", "b", "c"], "\(log)")
+            #expect(log.last == "flush", "\(log)")
+        }
     }
 
     @Test func reportsReadabilityOfARegisteredListener() throws {
