@@ -8,26 +8,32 @@ extension IPAddress {
     /// never resolves DNS), zone identifiers (`fe80::1%eth0`) and IPv4 parts
     /// with leading zeros (ambiguous: octal in some parsers).
     public init?(parsing text: String) {
-        var utf8 = Array(text.utf8)
-        if utf8.contains(UInt8(ascii: ":")) {
-            guard let bytes = IPAddress.parseIPv6(&utf8) else { return nil }
-            self = .v6(bytes)
-        } else {
-            guard let bytes = IPAddress.parseIPv4(utf8[...]) else { return nil }
+        if !text.utf8.contains(UInt8(ascii: ":")) {
+            // IPv4, by far the most common: read the UTF-8 view in place.
+            guard let bytes = IPAddress.parseIPv4(text.utf8) else { return nil }
             self = .v4(bytes.0, bytes.1, bytes.2, bytes.3)
+            return
         }
+        var utf8 = Array(text.utf8)
+        guard let bytes = IPAddress.parseIPv6(&utf8) else { return nil }
+        self = .v6(bytes)
     }
 
-    private static func parseIPv4(_ text: ArraySlice<UInt8>) -> (UInt8, UInt8, UInt8, UInt8)? {
-        var parts: [UInt8] = []
-        parts.reserveCapacity(4)
+    private static func parseIPv4<Bytes: Sequence>(_ text: Bytes) -> (UInt8, UInt8, UInt8, UInt8)? where Bytes.Element == UInt8 {
+        var parts: (UInt8, UInt8, UInt8) = (0, 0, 0)
+        var count = 0
         var value = 0
         var digits = 0
         var leadingZero = false
         for byte in text {
             if byte == UInt8(ascii: ".") {
-                guard digits > 0, parts.count < 3 else { return nil }
-                parts.append(UInt8(value))
+                guard digits > 0, count < 3 else { return nil }
+                switch count {
+                case 0: parts.0 = UInt8(value)
+                case 1: parts.1 = UInt8(value)
+                default: parts.2 = UInt8(value)
+                }
+                count += 1
                 value = 0
                 digits = 0
                 leadingZero = false
@@ -41,9 +47,8 @@ extension IPAddress {
                 return nil
             }
         }
-        guard digits > 0, parts.count == 3 else { return nil }
-        parts.append(UInt8(value))
-        return (parts[0], parts[1], parts[2], parts[3])
+        guard digits > 0, count == 3 else { return nil }
+        return (parts.0, parts.1, parts.2, UInt8(value))
     }
 
     private static func hexValue(_ byte: UInt8) -> Int? {

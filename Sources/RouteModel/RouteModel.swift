@@ -116,8 +116,14 @@ public enum IPAddress: Sendable, Hashable, Comparable {
     /// Sixteen bytes in network order.
     case v6([UInt8])
 
+    /// Byte order (`bytes` compared lexicographically), without building
+    /// arrays for two IPv4 addresses: sorting a cluster's endpoints compares
+    /// n log n times.
     public static func < (lhs: IPAddress, rhs: IPAddress) -> Bool {
-        lhs.bytes.lexicographicallyPrecedes(rhs.bytes)
+        if case let .v4(a0, a1, a2, a3) = lhs, case let .v4(b0, b1, b2, b3) = rhs {
+            return (a0, a1, a2, a3) < (b0, b1, b2, b3)
+        }
+        return lhs.bytes.lexicographicallyPrecedes(rhs.bytes)
     }
 
     /// The address bytes in network order (4 or 16).
@@ -140,6 +146,7 @@ public struct Endpoint: Sendable, Hashable, Comparable {
     }
 
     public static func < (lhs: Endpoint, rhs: Endpoint) -> Bool {
-        (lhs.address, lhs.port) < (rhs.address, rhs.port)
+        if lhs.address != rhs.address { return lhs.address < rhs.address }
+        return lhs.port < rhs.port
     }
 }

@@ -78,11 +78,22 @@ public struct Diagnostic: Sendable, Hashable, Comparable, CustomStringConvertibl
     }
 
     /// Sorts by object, then file, reason and message: a stable order for output.
+    /// Field by field: kind, namespace, name, file, field path, reason,
+    /// message, severity (an absent file or field path sorts as empty, then
+    /// before an empty one).
     public static func < (lhs: Diagnostic, rhs: Diagnostic) -> Bool {
-        lhs.sortKey.lexicographicallyPrecedes(rhs.sortKey)
-    }
-
-    private var sortKey: [String] {
-        [kind, namespace, name, file ?? "", fieldPath ?? "", reason, message, severity.rawValue]
+        if lhs.kind != rhs.kind { return lhs.kind < rhs.kind }
+        if lhs.namespace != rhs.namespace { return lhs.namespace < rhs.namespace }
+        if lhs.name != rhs.name { return lhs.name < rhs.name }
+        let lhsFile = lhs.file ?? "", rhsFile = rhs.file ?? ""
+        if lhsFile != rhsFile { return lhsFile < rhsFile }
+        let lhsField = lhs.fieldPath ?? "", rhsField = rhs.fieldPath ?? ""
+        if lhsField != rhsField { return lhsField < rhsField }
+        if lhs.reason != rhs.reason { return lhs.reason < rhs.reason }
+        if lhs.message != rhs.message { return lhs.message < rhs.message }
+        if lhs.severity != rhs.severity { return lhs.severity.rawValue < rhs.severity.rawValue }
+        // Only so that the order is total: an absent file or field path before an empty one.
+        if (lhs.file == nil) != (rhs.file == nil) { return lhs.file == nil }
+        return lhs.fieldPath == nil && rhs.fieldPath != nil
     }
 }

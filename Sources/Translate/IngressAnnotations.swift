@@ -25,8 +25,8 @@ struct IngressAnnotations {
 
     static func field(_ key: String) -> String { "metadata.annotations[\(key)]" }
 
-    /// Parses the annotations of `ingress`, reporting problems to `context`.
-    static func parse(_ ingress: Ingress, context: TranslationContext) -> IngressAnnotations {
+    /// Parses the annotations of `ingress`, appending problems to `diagnostics`.
+    static func parse(_ ingress: Ingress, secrets: inout SecretLookup, into diagnostics: inout [Diagnostic]) -> IngressAnnotations {
         var result = IngressAnnotations()
         let annotations = ingress.metadata.annotations
         if let text = annotations[useRegexKey] {
@@ -35,20 +35,20 @@ struct IngressAnnotations {
             case "1", "t", "T", "true", "TRUE", "True": result.useRegex = true
             case "0", "f", "F", "false", "FALSE", "False": result.useRegex = false
             default:
-                context.report(Diagnostic(.error, ingress.key, field: field(useRegexKey), reason: "InvalidAnnotation",
+                diagnostics.append(Diagnostic(.error, ingress.key, field: field(useRegexKey), reason: "InvalidAnnotation",
                     message: "use-regex \"\(text)\" is not true or false; treated as false"))
             }
         }
         if let text = annotations[rewriteTargetKey] {
             if let problem = rewriteTargetProblem(text) {
-                context.report(Diagnostic(.error, ingress.key, field: field(rewriteTargetKey), reason: "InvalidAnnotation",
+                diagnostics.append(Diagnostic(.error, ingress.key, field: field(rewriteTargetKey), reason: "InvalidAnnotation",
                     message: "rewrite-target \"\(text)\" \(problem); the Ingress is not served"))
                 result.usable = false
             } else {
                 result.rewriteTarget = text
             }
         }
-        result.upstream = UpstreamAnnotations.parse(ingress, context: context)
+        result.upstream = UpstreamAnnotations.parse(ingress, secrets: &secrets, into: &diagnostics)
         return result
     }
 

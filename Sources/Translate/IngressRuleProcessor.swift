@@ -2,11 +2,117 @@ import Kube
 import RegexEngine
 import RouteModel
 
+/// A (host, path, match) that one route rule of an Ingress asks for.
+struct RouteKey: Hashable {
+    var host: HostMatch
+    var path: String
+    var match: PathMatch
+}
+
+/// One path rule of an Ingress, checked: the route it claims and its backend.
+struct RouteClaim: Equatable {
+    var key: RouteKey
+    /// `spec.rules[i].http.paths[j]`.
+    var location: String
+    var rewriteTarget: String?
+    var backend: BackendClaim
+}
+
+/// What one Ingress asks for, read from the Ingress alone (and the Secrets
+/// its annotations name): the hosts, route claims and default backend it
+/// wants, and what is wrong with it. Whether a claim wins depends on the
+/// older Ingresses: `IngressRuleProcessor` and `IncrementalTranslator`
+/// decide that.
+struct IngressRoutes: Equatable {
+    /// Problems of this Ingress on its own (hosts, paths, annotations).
+    var diagnostics: [Diagnostic] = []
+    /// False when an annotation is so broken that the Ingress is not served
+    /// at all (then it claims nothing).
+    var usable = true
+    /// Valid rule hosts, each once, in the order written.
+    var hosts: [HostMatch] = []
+    /// Route claims in the order written (rule, then path).
+    var claims: [RouteClaim] = []
+    /// `spec.defaultBackend`, checked.
+    var defaultBackend: BackendClaim?
+    /// Hosts `defaultBackend` is the default of: the rule hosts, or `.any`
+    /// for an Ingress without rules.
+    var defaultHosts: [HostMatch] = []
+
+    /// Reads `ingress`; Secrets come from `secrets`, which records the keys asked for.
+    init(_ ingress: Ingress, secrets: inout SecretLookup) {
+        let key = ingress.key
+        let namespace = ingress.metadata.namespace
+        let annotations = IngressAnnotations.parse(ingress, secrets: &secrets, into: &diagnostics)
+        guard annotations.usable else {
+            usable = false
+            return
+        }
+        for (ruleIndex, rule) in ingress.spec.rules.enumerated() {
+            guard let host = HostRule.parse(rule.host) else {
+                diagnostics.append(Diagnostic(.error, key, field: "spec.rules[\(ruleIndex)].host", reason: "InvalidHost",
+                    message: "host \"\(rule.host ?? "")\" is not a host name or *.suffix wildcard; rule skipped"))
+                continue
+            }
+            if !hosts.contains(host) { hosts.append(host) }
+            for (pathIndex, path) in (rule.http?.paths ?? []).enumerated() {
+                let location = "spec.rules[\(ruleIndex)].http.paths[\(pathIndex)]"
+                let regex = annotations.implementationSpecificIsRegex
+                switch PathRule.parse(path: path.path, pathType: path.pathType, implementationSpecificIsRegex: regex) {
+                case let .failure(problem):
+                    diagnostics.append(Diagnostic(.error, key, field: location + problem.field, reason: problem.reason,
+                        message: "\(problem.message); path skipped"))
+                case let .success(parsed):
+                    if let warning = parsed.warning {
+                        diagnostics.append(Diagnostic(.warning, key, field: location + ".pathType", reason: "InvalidPath", message: warning))
+                    }
+                    if let target = annotations.rewriteTarget {
+                        let highest = IngressAnnotations.highestGroup(target)
+                        if highest > parsed.groups {
+                            diagnostics.append(Diagnostic(.warning, key, field: location + ".path", reason: "RewriteGroupMissing",
+                                message: "rewrite-target \"\(target)\" names $\(highest) but path \"\(parsed.path)\" has \(parsed.groups) capture group(s); the missing ones expand to nothing"))
+                        }
+                    }
+                    claims.append(RouteClaim(
+                        key: RouteKey(host: host, path: parsed.path, match: parsed.match), location: location,
+                        rewriteTarget: annotations.rewriteTarget,
+                        backend: BackendClaim(
+                            path.backend, namespace: namespace, referrer: key, field: location + ".backend",
+                            upstream: annotations.upstream)))
+                }
+            }
+        }
+        guard let backend = ingress.spec.defaultBackend else { return }
+        defaultBackend = BackendClaim(
+            backend, namespace: namespace, referrer: key, field: "spec.defaultBackend", upstream: annotations.upstream)
+        defaultHosts = ingress.spec.rules.isEmpty ? [.any] : hosts
+    }
+
+    /// The `PathConflict` diagnostic for a claim that an older claim holds.
+    static func conflict(
+        _ claim: RouteClaim, of ingress: ObjectKey, source: String, owner: (source: String, location: String)
+    ) -> Diagnostic {
+        let key = claim.key
+        let by = owner.source == source
+            ? "an earlier path of this Ingress (\(owner.location))" : "Ingress \(owner.source), which is older"
+        return Diagnostic(.warning, ingress, field: claim.location + ".path", reason: "PathConflict",
+            message: "\(HostRule.describe(key.host)) \(PathRule.describe(key.match)) \(key.path) is already served by \(by); ignored")
+    }
+
+    /// The `DefaultBackendConflict` diagnostic for an Ingress whose default
+    /// for `host` an older Ingress holds.
+    static func defaultConflict(host: HostMatch, of ingress: ObjectKey, owner: String) -> Diagnostic {
+        Diagnostic(.warning, ingress, field: "spec.defaultBackend", reason: "DefaultBackendConflict",
+            message: "default backend for \(HostRule.describe(host)) is already set by Ingress \(owner), which is older; ignored")
+    }
+}
+
 /// Turns Ingress rules and `spec.defaultBackend` into virtual hosts.
 ///
 /// Feed Ingresses oldest first: the first Ingress to claim a (host, path,
 /// match) keeps it and later claimants get a `PathConflict` diagnostic; the
-/// same holds for a host's default backend (`DefaultBackendConflict`).
+/// same holds for a host's default backend (`DefaultBackendConflict`). A
+/// claim with a malformed backend holds nothing.
 ///
 /// `spec.defaultBackend` becomes the default of every host the Ingress names
 /// in its rules (the `.any` host included when a rule has no host). An
@@ -16,12 +122,6 @@ import RouteModel
 struct IngressRuleProcessor {
     private let context: TranslationContext
     private let clusters: ClusterResolver
-
-    private struct RouteKey: Hashable {
-        var host: HostMatch
-        var path: String
-        var match: PathMatch
-    }
 
     private var hosts: Set<HostMatch> = []
     private var routes: [RouteKey: Route] = [:]
@@ -35,80 +135,35 @@ struct IngressRuleProcessor {
 
     /// Adds one Ingress's hosts, routes and default backend.
     mutating func process(_ ingress: Ingress) {
+        var secrets = SecretLookup(context.secretsByKey)
+        let wanted = IngressRoutes(ingress, secrets: &secrets)
+        for diagnostic in wanted.diagnostics { context.report(diagnostic) }
+        guard wanted.usable else { return }
         let key = ingress.key
-        let namespace = ingress.metadata.namespace
-        let annotations = IngressAnnotations.parse(ingress, context: context)
-        guard annotations.usable else { return }
-        var ingressHosts: [HostMatch] = []
-        for (ruleIndex, rule) in ingress.spec.rules.enumerated() {
-            guard let host = HostRule.parse(rule.host) else {
-                context.report(Diagnostic(.error, key, field: "spec.rules[\(ruleIndex)].host", reason: "InvalidHost",
-                    message: "host \"\(rule.host ?? "")\" is not a host name or *.suffix wildcard; rule skipped"))
+        let source = ingress.sourceName
+        hosts.formUnion(wanted.hosts)
+        for claim in wanted.claims {
+            if let owner = routes[claim.key] {
+                context.report(IngressRoutes.conflict(claim, of: key, source: source, owner: (owner.source, owner.location)))
                 continue
             }
-            if !ingressHosts.contains(host) { ingressHosts.append(host) }
-            hosts.insert(host)
-            for (pathIndex, path) in (rule.http?.paths ?? []).enumerated() {
-                let location = "spec.rules[\(ruleIndex)].http.paths[\(pathIndex)]"
-                let regex = annotations.implementationSpecificIsRegex
-                switch PathRule.parse(path: path.path, pathType: path.pathType, implementationSpecificIsRegex: regex) {
-                case let .failure(problem):
-                    context.report(Diagnostic(.error, key, field: location + problem.field, reason: problem.reason,
-                        message: "\(problem.message); path skipped"))
-                case let .success(parsed):
-                    if let warning = parsed.warning {
-                        context.report(Diagnostic(.warning, key, field: location + ".pathType", reason: "InvalidPath", message: warning))
-                    }
-                    if let target = annotations.rewriteTarget {
-                        let highest = IngressAnnotations.highestGroup(target)
-                        if highest > parsed.groups {
-                            context.report(Diagnostic(.warning, key, field: location + ".path", reason: "RewriteGroupMissing",
-                                message: "rewrite-target \"\(target)\" names $\(highest) but path \"\(parsed.path)\" has \(parsed.groups) capture group(s); the missing ones expand to nothing"))
-                        }
-                    }
-                    claim(
-                        RouteKey(host: host, path: parsed.path, match: parsed.match), backend: path.backend,
-                        ingress: ingress, location: location, rewriteTarget: annotations.rewriteTarget,
-                        upstream: annotations.upstream)
-                }
-            }
+            guard let cluster = clusters.cluster(for: claim.backend, referrer: key) else { continue }
+            routes[claim.key] = Route(
+                path: claim.key.path, match: claim.key.match, cluster: cluster, source: source,
+                location: claim.location, rewriteTarget: claim.rewriteTarget)
         }
-        guard let backend = ingress.spec.defaultBackend else { return }
-        if ingress.spec.rules.isEmpty { ingressHosts = [.any] }
-        for host in ingressHosts {
+        guard let backend = wanted.defaultBackend else { return }
+        for host in wanted.defaultHosts {
             if let owner = hostDefaults[host] {
-                if owner.source != ingress.sourceName {
-                    context.report(Diagnostic(.warning, key, field: "spec.defaultBackend", reason: "DefaultBackendConflict",
-                        message: "default backend for \(HostRule.describe(host)) is already set by Ingress \(owner.source), which is older; ignored"))
+                if owner.source != source {
+                    context.report(IngressRoutes.defaultConflict(host: host, of: key, owner: owner.source))
                 }
                 continue
             }
-            guard let cluster = clusters.cluster(
-                for: backend, namespace: namespace, referrer: key, field: "spec.defaultBackend", upstream: annotations.upstream)
-            else { continue }
+            guard let cluster = clusters.cluster(for: backend, referrer: key) else { continue }
             hosts.insert(host)
-            hostDefaults[host] = (cluster, ingress.sourceName)
+            hostDefaults[host] = (cluster, source)
         }
-    }
-
-    private mutating func claim(
-        _ routeKey: RouteKey, backend: IngressBackend, ingress: Ingress, location: String, rewriteTarget: String?,
-        upstream: UpstreamSettings
-    ) {
-        if let owner = routes[routeKey] {
-            let by = owner.source == ingress.sourceName
-                ? "an earlier path of this Ingress (\(owner.location))" : "Ingress \(owner.source), which is older"
-            context.report(Diagnostic(.warning, ingress.key, field: location + ".path", reason: "PathConflict",
-                message: "\(HostRule.describe(routeKey.host)) \(PathRule.describe(routeKey.match)) \(routeKey.path) is already served by \(by); ignored"))
-            return
-        }
-        guard let cluster = clusters.cluster(
-            for: backend, namespace: ingress.metadata.namespace, referrer: ingress.key, field: location + ".backend",
-            upstream: upstream)
-        else { return }
-        routes[routeKey] = Route(
-            path: routeKey.path, match: routeKey.match, cluster: cluster, source: ingress.sourceName,
-            location: location, rewriteTarget: rewriteTarget)
     }
 
     /// The virtual hosts, sorted by host; routes sorted by path, Exact before Prefix.
@@ -118,9 +173,14 @@ struct IngressRuleProcessor {
             byHost[key.host, default: []].append(route)
         }
         return hosts.sorted().map { host in
-            let sortedRoutes = (byHost[host] ?? []).sorted { ($0.path, $0.match) < ($1.path, $1.match) }
+            let sortedRoutes = (byHost[host] ?? []).sorted(by: IngressRuleProcessor.routeOrder)
             return VirtualHost(host: host, routes: sortedRoutes, defaultCluster: hostDefaults[host]?.cluster)
         }
+    }
+
+    /// A virtual host's route order: by path, then Exact, Prefix, regex.
+    static func routeOrder(_ lhs: Route, _ rhs: Route) -> Bool {
+        (lhs.path, lhs.match) < (rhs.path, rhs.match)
     }
 }
 

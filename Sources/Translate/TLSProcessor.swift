@@ -24,24 +24,57 @@ public func translateTLS(_ snapshot: ObjectSnapshot, options: TranslateOptions, 
     for secret in snapshot.secrets {
         secrets["\(secret.metadata.namespace)/\(secret.metadata.name)"] = secret
     }
+    let wanted = served.map { ingress -> IngressCertificates in
+        var lookup = SecretLookup(secrets)
+        return IngressCertificates(ingress, secrets: &lookup)
+    }
+    return IngressCertificates.assemble(
+        wanted, defaultCertificateSecret: defaultCertificateSecret, defaultSecret: defaultCertificateSecret.flatMap { secrets[$0] })
+}
+
+/// What one Ingress asks for in TLS terms, read from the Ingress alone (and
+/// the Secrets it names): redirects, client-certificate settings and
+/// certificate entries. Whether an entry gets its hosts depends on the older
+/// Ingresses: `assemble` decides that.
+struct IngressCertificates: Equatable {
+    /// One usable `spec.tls` entry.
+    struct Entry: Equatable {
+        var index: Int
+        /// `namespace/name` of the Secret.
+        var secret: String
+        /// Lower-cased, without empty names.
+        var hosts: [String]
+        var certificate: [UInt8]
+        var privateKey: [UInt8]
+        var key: CertificateKey
+    }
+
+    /// `namespace/name`.
+    var name: String
+    var ingress: ObjectKey
     var diagnostics: [Diagnostic] = []
-    var hostOwner: [String: (entry: CertificateKey, ingress: String)] = [:]
-    var bySecret: [CertificateKey: TLSCertificate] = [:]
-    var redirectHosts: Set<String> = []
-    for ingress in served {
-        let ingressName = "\(ingress.metadata.namespace)/\(ingress.metadata.name)"
+    /// Hosts to redirect to HTTPS (repeats possible).
+    var redirectHosts: [String] = []
+    var entries: [Entry] = []
+
+    /// True when the Ingress adds nothing to the TLS model or its diagnostics.
+    var isEmpty: Bool { diagnostics.isEmpty && redirectHosts.isEmpty && entries.isEmpty }
+
+    init(_ ingress: Ingress, secrets: inout SecretLookup) {
+        name = "\(ingress.metadata.namespace)/\(ingress.metadata.name)"
         let key = ObjectKey(kind: "Ingress", namespace: ingress.metadata.namespace, name: ingress.metadata.name)
+        self.ingress = key
         let annotations = ingress.metadata.annotations
         let sslRedirect = RedirectAnnotations.flag(annotations[RedirectAnnotations.sslRedirect], default: true, ingress: key, into: &diagnostics)
         let forceRedirect = RedirectAnnotations.flag(annotations[RedirectAnnotations.forceSSLRedirect], default: false, ingress: key, into: &diagnostics)
         if sslRedirect {
-            for entry in ingress.spec.tls { redirectHosts.formUnion(entry.hosts.map { $0.lowercased() }.filter { !$0.isEmpty }) }
+            for entry in ingress.spec.tls { redirectHosts += entry.hosts.map { $0.lowercased() }.filter { !$0.isEmpty } }
         }
         if forceRedirect {
-            redirectHosts.formUnion(ingress.spec.rules.compactMap { $0.host?.lowercased() }.filter { !$0.isEmpty })
+            redirectHosts += ingress.spec.rules.compactMap { $0.host?.lowercased() }.filter { !$0.isEmpty }
         }
         let clientAuthentication = ClientAuthenticationAnnotations.parse(
-            annotations, ingress: key, secrets: secrets, into: &diagnostics)
+            annotations, ingress: key, secrets: &secrets, into: &diagnostics)
         for (index, entry) in ingress.spec.tls.enumerated() {
             guard let secretName = entry.secretName, !secretName.isEmpty else { continue }
             let secretKey = "\(ingress.metadata.namespace)/\(secretName)"
@@ -68,48 +101,66 @@ public func translateTLS(_ snapshot: ObjectSnapshot, options: TranslateOptions, 
                         message: "spec.tls[\(index)]: Secret \(secretKey): tls.crt or tls.key is not PEM; \(hostList) use the default certificate"))
                 continue
             }
-            let entryKey = CertificateKey(secret: secretKey, clientAuthentication: clientAuthentication)
-            var accepted: [String] = []
-            for host in hosts {
-                if let owner = hostOwner[host], owner.entry != entryKey {
-                    diagnostics.append(
-                        Diagnostic(
-                            .warning, key, reason: "TLSHostConflict",
-                            message: "spec.tls[\(index)]: host \(host) already uses Secret \(owner.entry.secret)"
-                                + " (with its client-certificate settings) from the older Ingress \(owner.ingress)"))
-                    continue
+            entries.append(Entry(
+                index: index, secret: secretKey, hosts: hosts, certificate: certificate, privateKey: privateKey,
+                key: CertificateKey(secret: secretKey, clientAuthentication: clientAuthentication)))
+        }
+    }
+
+    /// The TLS model of `ingresses` (served ones, oldest first): a host
+    /// claimed with different certificates goes to the oldest Ingress.
+    /// `defaultSecret` is the `defaultCertificateSecret` Secret, when it exists.
+    static func assemble(_ ingresses: [IngressCertificates], defaultCertificateSecret: String?, defaultSecret: Secret?) -> TLSTranslation {
+        var diagnostics: [Diagnostic] = []
+        var hostOwner: [String: (entry: CertificateKey, ingress: String)] = [:]
+        var bySecret: [CertificateKey: TLSCertificate] = [:]
+        var redirectHosts: Set<String> = []
+        for wanted in ingresses {
+            diagnostics += wanted.diagnostics
+            redirectHosts.formUnion(wanted.redirectHosts)
+            for entry in wanted.entries {
+                var accepted: [String] = []
+                for host in entry.hosts {
+                    if let owner = hostOwner[host], owner.entry != entry.key {
+                        diagnostics.append(
+                            Diagnostic(
+                                .warning, wanted.ingress, reason: "TLSHostConflict",
+                                message: "spec.tls[\(entry.index)]: host \(host) already uses Secret \(owner.entry.secret)"
+                                    + " (with its client-certificate settings) from the older Ingress \(owner.ingress)"))
+                        continue
+                    }
+                    hostOwner[host] = (entry.key, wanted.name)
+                    accepted.append(host)
                 }
-                hostOwner[host] = (entryKey, ingressName)
-                accepted.append(host)
+                var entryModel = bySecret[entry.key] ?? TLSCertificate(
+                    secret: entry.secret, hosts: [], certificateChainPEM: entry.certificate, privateKeyPEM: entry.privateKey,
+                    ingresses: [], clientAuthentication: entry.key.clientAuthentication)
+                entryModel.hosts = Array(Set(entryModel.hosts + accepted)).sorted()
+                if !entryModel.ingresses.contains(wanted.name) { entryModel.ingresses = (entryModel.ingresses + [wanted.name]).sorted() }
+                bySecret[entry.key] = entryModel
             }
-            var entryModel = bySecret[entryKey] ?? TLSCertificate(
-                secret: secretKey, hosts: [], certificateChainPEM: certificate, privateKeyPEM: privateKey, ingresses: [],
-                clientAuthentication: clientAuthentication)
-            entryModel.hosts = Array(Set(entryModel.hosts + accepted)).sorted()
-            if !entryModel.ingresses.contains(ingressName) { entryModel.ingresses = (entryModel.ingresses + [ingressName]).sorted() }
-            bySecret[entryKey] = entryModel
         }
-    }
-    var model = TLSModel(
-        certificates: bySecret.values.filter { !$0.hosts.isEmpty }.sorted { ($0.secret, $0.hosts.joined(separator: ",")) < ($1.secret, $1.hosts.joined(separator: ",")) },
-        redirectHosts: redirectHosts.sorted())
-    if let defaultSecret = defaultCertificateSecret {
-        let parts = defaultSecret.split(separator: "/", maxSplits: 1).map(String.init)
-        let key = ObjectKey(kind: "Secret", namespace: parts.first ?? "", name: parts.count == 2 ? parts[1] : "")
-        if parts.count == 2, let secret = secrets[defaultSecret], let certificate = secret.value(forKey: "tls.crt"),
-            let privateKey = secret.value(forKey: "tls.key"), PEMShape.holds("CERTIFICATE", in: certificate),
-            PEMShape.holds("PRIVATE KEY", in: privateKey)
-        {
-            model.defaultCertificate = TLSCertificate(
-                secret: defaultSecret, hosts: [], certificateChainPEM: certificate, privateKeyPEM: privateKey, ingresses: [])
-        } else {
-            diagnostics.append(
-                Diagnostic(
-                    .error, key, reason: "InvalidDefaultCertificate",
-                    message: "--default-ssl-certificate \(defaultSecret): no Secret with PEM tls.crt and tls.key; the self-signed certificate is served"))
+        var model = TLSModel(
+            certificates: bySecret.values.filter { !$0.hosts.isEmpty }.sorted { ($0.secret, $0.hosts.joined(separator: ",")) < ($1.secret, $1.hosts.joined(separator: ",")) },
+            redirectHosts: redirectHosts.sorted())
+        if let defaultCertificateSecret {
+            let parts = defaultCertificateSecret.split(separator: "/", maxSplits: 1).map(String.init)
+            let key = ObjectKey(kind: "Secret", namespace: parts.first ?? "", name: parts.count == 2 ? parts[1] : "")
+            if parts.count == 2, let secret = defaultSecret, let certificate = secret.value(forKey: "tls.crt"),
+                let privateKey = secret.value(forKey: "tls.key"), PEMShape.holds("CERTIFICATE", in: certificate),
+                PEMShape.holds("PRIVATE KEY", in: privateKey)
+            {
+                model.defaultCertificate = TLSCertificate(
+                    secret: defaultCertificateSecret, hosts: [], certificateChainPEM: certificate, privateKeyPEM: privateKey, ingresses: [])
+            } else {
+                diagnostics.append(
+                    Diagnostic(
+                        .error, key, reason: "InvalidDefaultCertificate",
+                        message: "--default-ssl-certificate \(defaultCertificateSecret): no Secret with PEM tls.crt and tls.key; the self-signed certificate is served"))
+            }
         }
+        return TLSTranslation(model: model, diagnostics: diagnostics.sorted())
     }
-    return TLSTranslation(model: model, diagnostics: diagnostics.sorted())
 }
 
 /// A cheap shape check before OpenSSL sees the bytes.
@@ -159,7 +210,7 @@ enum RedirectAnnotations {
 
 /// A certificate as served: the Secret plus its client-certificate settings
 /// (the same Secret with and without mTLS needs two server contexts).
-struct CertificateKey: Hashable {
+struct CertificateKey: Hashable, Equatable {
     var secret: String
     var clientAuthentication: ClientAuthentication?
 }
@@ -175,7 +226,7 @@ enum ClientAuthenticationAnnotations {
     static let passCertificate = prefix + "auth-tls-pass-certificate-to-upstream"
 
     static func parse(
-        _ annotations: [String: String], ingress: ObjectKey, secrets: [String: Secret], into diagnostics: inout [Diagnostic]
+        _ annotations: [String: String], ingress: ObjectKey, secrets: inout SecretLookup, into diagnostics: inout [Diagnostic]
     ) -> ClientAuthentication? {
         guard let secretName = annotations[secret], !secretName.isEmpty else { return nil }
         let mode: ClientAuthentication.Mode

@@ -88,6 +88,25 @@ final class TranslationContext {
     }
 }
 
+/// Secrets by `namespace/name`, remembering which keys were asked for (an
+/// Ingress's translation depends on those Secrets).
+struct SecretLookup {
+    private let secrets: [String: Secret]
+    /// Every key asked for, in order (repeats possible).
+    private(set) var keys: [String] = []
+
+    init(_ secrets: [String: Secret]) {
+        self.secrets = secrets
+    }
+
+    subscript(key: String) -> Secret? {
+        mutating get {
+            keys.append(key)
+            return secrets[key]
+        }
+    }
+}
+
 /// Conflict order between Ingresses: the oldest wins.
 enum IngressAge {
     /// `ingresses` oldest first, by `isOlder`, with each timestamp parsed
@@ -97,6 +116,31 @@ enum IngressAge {
         ingresses.map { (ingress: $0, time: $0.metadata.creationTime) }
             .sorted { isOlder($0.ingress, $0.time, $1.ingress, $1.time) }
             .map(\.ingress)
+    }
+
+    /// An Ingress's place in the conflict order, parsed once.
+    struct Key: Equatable, Comparable {
+        var time: KubeTimestamp?
+        var namespace: String
+        var name: String
+
+        init(_ ingress: Ingress) {
+            time = ingress.metadata.creationTime
+            namespace = ingress.metadata.namespace
+            name = ingress.metadata.name
+        }
+
+        /// Older first, as `isOlder`.
+        static func < (lhs: Key, rhs: Key) -> Bool {
+            if lhs.time != rhs.time {
+                switch (lhs.time, rhs.time) {
+                case let (l?, r?): return l < r
+                case (.some, nil): return true
+                default: return false
+                }
+            }
+            return (lhs.namespace, lhs.name) < (rhs.namespace, rhs.name)
+        }
     }
 
     /// Older `creationTimestamp` first (a missing or unparsable one counts as

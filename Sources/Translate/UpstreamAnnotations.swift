@@ -12,14 +12,14 @@ enum UpstreamAnnotations {
     static let secret = prefix + "proxy-ssl-secret"
     static let serverName = prefix + "proxy-ssl-name"
 
-    static func parse(_ ingress: Ingress, context: TranslationContext) -> UpstreamSettings {
+    static func parse(_ ingress: Ingress, secrets: inout SecretLookup, into diagnostics: inout [Diagnostic]) -> UpstreamSettings {
         let annotations = ingress.metadata.annotations
         var settings = UpstreamSettings.http
         if let text = annotations[backendProtocol] {
             if let parsed = UpstreamSettings.WireProtocol(rawValue: text.uppercased()) {
                 settings.wireProtocol = parsed
             } else {
-                context.report(
+                diagnostics.append(
                     Diagnostic(
                         .error, ingress.key, field: IngressAnnotations.field(backendProtocol), reason: "InvalidAnnotation",
                         message: "backend-protocol \"\(text)\" is not HTTP, HTTPS, GRPC, GRPCS or H2C; using HTTP"))
@@ -32,7 +32,7 @@ enum UpstreamAnnotations {
             case "on", "true": verifies = true
             case "off", "false": verifies = false
             default:
-                context.report(
+                diagnostics.append(
                     Diagnostic(
                         .warning, ingress.key, field: IngressAnnotations.field(verify), reason: "InvalidAnnotation",
                         message: "proxy-ssl-verify \"\(text)\" is not on or off; using off"))
@@ -41,12 +41,12 @@ enum UpstreamAnnotations {
         var authorities: [UInt8]?
         if let name = annotations[secret], !name.isEmpty {
             let key = name.contains("/") ? name : "\(ingress.metadata.namespace)/\(name)"
-            if let bundle = context.secretsByKey[key]?.value(forKey: "ca.crt"), PEMShape.holds("CERTIFICATE", in: bundle) {
+            if let bundle = secrets[key]?.value(forKey: "ca.crt"), PEMShape.holds("CERTIFICATE", in: bundle) {
                 authorities = bundle
             } else {
                 // Fail closed: verifying against nothing refuses every endpoint.
                 authorities = []
-                context.report(
+                diagnostics.append(
                     Diagnostic(
                         .error, ingress.key, field: IngressAnnotations.field(secret), reason: "MissingSecret",
                         message: "proxy-ssl-secret: Secret \(key) is missing or has no PEM ca.crt; no endpoint certificate will verify"))
