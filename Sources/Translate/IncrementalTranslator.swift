@@ -1,0 +1,744 @@
+import Kube
+import RouteModel
+
+/// `translate` and `translateTLS` kept up to date object by object: the
+/// same output as translating the whole current set of objects, for work
+/// proportional to what changed.
+///
+/// Feed it object changes (`apply`, `remove`, or `replaceAll` with a whole
+/// set), then call `translate()`. What it remembers between rounds:
+/// - each served Ingress's own reading (`IngressRoutes`, `IngressCertificates`),
+///   redone when the Ingress, the IngressClasses or a Secret it names change;
+/// - for every (host, path, match) the Ingresses claiming it, oldest first,
+///   and who holds it (the first claim with a well-formed backend); likewise
+///   every host's default backend;
+/// - every cluster in use, resolved once and again when its Service, its
+///   EndpointSlices or Endpoints change;
+/// - the sorted virtual hosts, clusters and diagnostics, patched in place.
+///
+/// Conflicts resolve exactly as in `translate`: the oldest Ingress
+/// (`creationTimestamp`, then namespace and name) wins. Certificates are
+/// assembled again (from the remembered readings) only when a TLS-relevant
+/// Ingress, Secret or the default certificate changed. When two different
+/// backend references map to one cluster name (a port named "80" next to port
+/// 80), the round falls back to a full `translate` so the first reference in
+/// age order defines the cluster, as there.
+///
+/// Not thread-safe: use from one thread (the controller's).
+public final class IncrementalTranslator {
+    /// The output of a round.
+    public struct Translation: Sendable, Equatable {
+        public var routes: TranslationResult
+        public var tls: TLSTranslation
+    }
+
+    public let options: TranslateOptions
+    /// `--default-ssl-certificate`: `namespace/name` of a TLS Secret.
+    public let defaultCertificateSecret: String?
+
+    // MARK: Objects
+
+    private var ingressObjects: [ObjectKey: Ingress] = [:]
+    private var classes: [ObjectKey: IngressClass] = [:]
+    /// By `namespace/name`.
+    private var services: [String: Service] = [:]
+    private var slices: [ObjectKey: EndpointSlice] = [:]
+    /// `namespace/service` → slice name → slice.
+    private var slicesByService: [String: [String: EndpointSlice]] = [:]
+    private var endpoints: [String: Endpoints] = [:]
+    private var secrets: [String: Secret] = [:]
+    private var classFilter: IngressClassFilter
+
+    // MARK: Changes not translated yet
+
+    private var dirtyIngresses: Set<ObjectKey> = []
+    /// `namespace/name` of Services whose Service, slices or Endpoints changed.
+    private var dirtyServices: Set<String> = []
+    private var dirtySecrets: Set<String> = []
+    private var classesChanged = false
+
+    // MARK: Ingresses
+
+    /// What a served Ingress asks for.
+    private struct Contribution {
+        var age: IngressAge.Key
+        var key: ObjectKey
+        /// `namespace/name`.
+        var source: String
+        var routes: IngressRoutes
+        var certificates: IngressCertificates
+        var secretKeys: Set<String>
+    }
+
+    /// A claim in a claimant list: the `index`th route claim of an Ingress
+    /// (0 for a default backend claim).
+    private struct ClaimReference {
+        var age: IngressAge.Key
+        var ingress: ObjectKey
+        var index: Int
+
+        func precedes(_ other: ClaimReference) -> Bool {
+            if age != other.age { return age < other.age }
+            return index < other.index
+        }
+    }
+
+    private var contributions: [ObjectKey: Contribution] = [:]
+    private var ingressesBySecret: [String: Set<ObjectKey>] = [:]
+
+    // MARK: Routes
+
+    /// Who holds a route, a host's default or the global default, and what
+    /// the claimants were told.
+    private struct Outcome: Equatable {
+        var route: Route?
+        var cluster: String?
+        var request: ClusterRequest?
+        var diagnostics: [Diagnostic] = []
+    }
+
+    private enum OutcomeKey: Hashable {
+        case route(RouteKey)
+        case hostDefault(HostMatch)
+        case globalDefault
+    }
+
+    private var routeClaimants: [RouteKey: [ClaimReference]] = [:]
+    private var defaultClaimants: [HostMatch: [ClaimReference]] = [:]
+    /// Served Ingresses naming a host in their rules.
+    private var ruleHostCounts: [HostMatch: Int] = [:]
+    private var routeOutcomes: [RouteKey: Outcome] = [:]
+    private var defaultOutcomes: [HostMatch: Outcome] = [:]
+    private var globalDefault = Outcome()
+    private var dirtyRouteKeys: Set<RouteKey> = []
+    private var dirtyDefaultHosts: Set<HostMatch> = []
+    private var globalDefaultDirty = true
+    /// `namespace/name` of the global default backend's Service.
+    private let globalDefaultService: String?
+    /// Routes held per host, in `IngressRuleProcessor.routeOrder`.
+    private var hostRoutes: [HostMatch: [Route]] = [:]
+    private var dirtyHosts: Set<HostMatch> = []
+    private var virtualHosts: [VirtualHost] = []
+
+    // MARK: Clusters
+
+    private struct LiveCluster {
+        var resolution: ClusterResolution
+        var users: Set<OutcomeKey>
+    }
+
+    /// Requests some outcome uses.
+    private var live: [ClusterRequest: LiveCluster] = [:]
+    private var liveByService: [String: Set<ClusterRequest>] = [:]
+    private var liveByName: [String: Set<ClusterRequest>] = [:]
+    /// Resolved this round and not (yet) live.
+    private var resolvedThisRound: [ClusterRequest: ClusterResolution] = [:]
+    private var dirtyClusterNames: Set<String> = []
+    /// Names used by more than one live request: such a round falls back to `translate`.
+    private var collidingNames: Set<String> = []
+    private var clusters: [Cluster] = []
+
+    // MARK: Diagnostics
+
+    private var diagnosticCounts: [Diagnostic: Int] = [:]
+    /// Diagnostics that appeared (true) or went away (false), in order, since the last round.
+    private var diagnosticChanges: [(Diagnostic, Bool)] = []
+    private var sortedDiagnostics: [Diagnostic] = []
+
+    // MARK: Certificates
+
+    /// Served Ingresses whose `IngressCertificates` is not empty, oldest first.
+    private var certificateOrder: [ClaimReference] = []
+    /// Ingresses whose place in `certificateOrder` must be redone.
+    private var certificateChanges: Set<ObjectKey> = []
+    private var certificatesDirty = true
+    private var certificates = TLSTranslation(model: TLSModel(), diagnostics: [])
+
+    /// Above this many changes in one round, a sorted list is rebuilt by one
+    /// sort instead of being patched in place.
+    private let patchLimit: Int
+
+    /// An empty translator.
+    public convenience init(options: TranslateOptions, defaultCertificateSecret: String? = nil) {
+        self.init(options: options, defaultCertificateSecret: defaultCertificateSecret, patchLimit: 64)
+    }
+
+    /// `patchLimit` is for tests, which use both ways of updating sorted lists.
+    init(options: TranslateOptions, defaultCertificateSecret: String?, patchLimit: Int) {
+        self.patchLimit = patchLimit
+        self.options = options
+        self.defaultCertificateSecret = defaultCertificateSecret
+        classFilter = IngressClassFilter(options: options, classes: [])
+        if case let .service(namespace, name)? = DefaultBackendProcessor.parse(options.defaultBackendService) {
+            globalDefaultService = "\(namespace)/\(name)"
+        } else {
+            globalDefaultService = nil
+        }
+    }
+
+    // MARK: Objects in
+
+    /// Adds or replaces an object (`.unsupported` ones are ignored).
+    public func apply(_ object: KubeObject) {
+        switch object {
+        case let .ingress(ingress):
+            let key = object.key
+            guard ingressObjects[key] != ingress else { return }
+            ingressObjects[key] = ingress
+            dirtyIngresses.insert(key)
+        case let .ingressClass(ingressClass):
+            let key = object.key
+            guard classes[key] != ingressClass else { return }
+            classes[key] = ingressClass
+            classesChanged = true
+        case let .service(service):
+            let key = Self.name(service.metadata)
+            guard services[key] != service else { return }
+            services[key] = service
+            dirtyServices.insert(key)
+        case let .endpointSlice(slice):
+            let key = object.key
+            guard slices[key] != slice else { return }
+            removeSlice(key)
+            slices[key] = slice
+            if let service = slice.serviceName {
+                let serviceKey = "\(slice.metadata.namespace)/\(service)"
+                slicesByService[serviceKey, default: [:]][slice.metadata.name] = slice
+                dirtyServices.insert(serviceKey)
+            }
+        case let .endpoints(object):
+            let key = Self.name(object.metadata)
+            guard endpoints[key] != object else { return }
+            endpoints[key] = object
+            dirtyServices.insert(key)
+        case let .secret(secret):
+            let key = Self.name(secret.metadata)
+            guard secrets[key] != secret else { return }
+            secrets[key] = secret
+            dirtySecrets.insert(key)
+        case .unsupported:
+            break
+        }
+    }
+
+    /// Removes an object, if present.
+    public func remove(_ key: ObjectKey) {
+        let name = "\(key.namespace)/\(key.name)"
+        switch key.kind {
+        case "Ingress":
+            if ingressObjects.removeValue(forKey: key) != nil { dirtyIngresses.insert(key) }
+        case "IngressClass":
+            if classes.removeValue(forKey: key) != nil { classesChanged = true }
+        case "Service":
+            if services.removeValue(forKey: name) != nil { dirtyServices.insert(name) }
+        case "EndpointSlice":
+            removeSlice(key)
+        case "Endpoints":
+            if endpoints.removeValue(forKey: name) != nil { dirtyServices.insert(name) }
+        case "Secret":
+            if secrets.removeValue(forKey: name) != nil { dirtySecrets.insert(name) }
+        default:
+            break
+        }
+    }
+
+    /// Makes the objects exactly `objects` (each identity once): applies what
+    /// differs and removes what is not there.
+    public func replaceAll<Objects: Sequence>(with objects: Objects) where Objects.Element == KubeObject {
+        var kept = Set<ObjectKey>()
+        for object in objects {
+            if case .unsupported = object { continue }
+            kept.insert(object.key)
+            apply(object)
+        }
+        for key in keys where !kept.contains(key) { remove(key) }
+    }
+
+    /// Every object held, by kind.
+    public func snapshot() -> ObjectSnapshot {
+        ObjectSnapshot(
+            ingresses: Array(ingressObjects.values), ingressClasses: Array(classes.values), services: Array(services.values),
+            endpointSlices: Array(slices.values), endpoints: Array(endpoints.values), secrets: Array(secrets.values))
+    }
+
+    /// Number of objects held.
+    public var objectCount: Int {
+        ingressObjects.count + classes.count + services.count + slices.count + endpoints.count + secrets.count
+    }
+
+    private var keys: [ObjectKey] {
+        var keys = Array(ingressObjects.keys) + Array(classes.keys) + Array(slices.keys)
+        keys += services.values.map { ObjectKey(kind: "Service", namespace: $0.metadata.namespace, name: $0.metadata.name) }
+        keys += endpoints.values.map { ObjectKey(kind: "Endpoints", namespace: $0.metadata.namespace, name: $0.metadata.name) }
+        keys += secrets.values.map { ObjectKey(kind: "Secret", namespace: $0.metadata.namespace, name: $0.metadata.name) }
+        return keys
+    }
+
+    private static func name(_ metadata: ObjectMeta) -> String {
+        "\(metadata.namespace)/\(metadata.name)"
+    }
+
+    private func removeSlice(_ key: ObjectKey) {
+        guard let old = slices.removeValue(forKey: key), let service = old.serviceName else { return }
+        let serviceKey = "\(old.metadata.namespace)/\(service)"
+        slicesByService[serviceKey]?[old.metadata.name] = nil
+        if slicesByService[serviceKey]?.isEmpty == true { slicesByService[serviceKey] = nil }
+        dirtyServices.insert(serviceKey)
+    }
+
+    // MARK: A round
+
+    /// Brings the output up to date with the objects and returns it: equal
+    /// to `translate` and `translateTLS` of `snapshot()`.
+    public func translate() -> Translation {
+        if classesChanged {
+            classesChanged = false
+            classFilter = IngressClassFilter(options: options, classes: Array(classes.values))
+            for (key, ingress) in ingressObjects where classFilter.serves(ingress) != (contributions[key] != nil) {
+                dirtyIngresses.insert(key)
+            }
+        }
+        for key in dirtySecrets {
+            dirtyIngresses.formUnion(ingressesBySecret[key] ?? [])
+            if key == defaultCertificateSecret { certificatesDirty = true }
+        }
+        dirtySecrets.removeAll()
+        refreshClusters()
+        for key in dirtyIngresses { reread(key) }
+        dirtyIngresses.removeAll()
+
+        for key in dirtyRouteKeys { decideRoute(key) }
+        dirtyRouteKeys.removeAll()
+        for host in dirtyDefaultHosts { decideHostDefault(host) }
+        dirtyDefaultHosts.removeAll()
+        if globalDefaultDirty {
+            globalDefaultDirty = false
+            decideGlobalDefault()
+        }
+        resolvedThisRound.removeAll()
+
+        updateVirtualHosts()
+        updateClusters()
+        updateDiagnostics()
+        if certificatesDirty || !certificateChanges.isEmpty { updateCertificates() }
+
+        var routes = TranslationResult(
+            model: RouteModel(virtualHosts: virtualHosts, clusters: clusters, defaultCluster: globalDefault.cluster),
+            diagnostics: sortedDiagnostics)
+        if !collidingNames.isEmpty {
+            // Which reference defines a shared cluster name depends on the
+            // order of every claim: let the full translation decide.
+            routes = Translate.translate(snapshot(), options: options)
+        }
+        return Translation(routes: routes, tls: certificates)
+    }
+
+    // MARK: Ingresses
+
+    /// Reads the Ingress `key` again (or drops it) and updates its claims.
+    private func reread(_ key: ObjectKey) {
+        let old = contributions[key]
+        var new: Contribution? = nil
+        if let ingress = ingressObjects[key], classFilter.serves(ingress) {
+            var lookup = SecretLookup(secrets)
+            let routes = IngressRoutes(ingress, secrets: &lookup)
+            let certificates = IngressCertificates(ingress, secrets: &lookup)
+            new = Contribution(
+                age: IngressAge.Key(ingress), key: key, source: ingress.sourceName, routes: routes, certificates: certificates,
+                secretKeys: Set(lookup.keys))
+        }
+        if let old, let new, old.age == new.age, old.routes == new.routes, old.certificates == new.certificates,
+           old.secretKeys == new.secretKeys
+        {
+            // Nothing the translation reads changed (status, labels, other annotations).
+            return
+        }
+        if let old { retract(old) }
+        if let new { add(new) }
+    }
+
+    private func retract(_ old: Contribution) {
+        let key = old.key
+        contributions[key] = nil
+        tally(old.routes.diagnostics, by: -1)
+        if old.routes.usable {
+            for host in old.routes.hosts {
+                let remaining = (ruleHostCounts[host] ?? 1) - 1
+                ruleHostCounts[host] = remaining > 0 ? remaining : nil
+                dirtyHosts.insert(host)
+            }
+            for routeKey in Set(old.routes.claims.map(\.key)) {
+                routeClaimants[routeKey]?.removeAll { $0.ingress == key }
+                if routeClaimants[routeKey]?.isEmpty == true { routeClaimants[routeKey] = nil }
+                dirtyRouteKeys.insert(routeKey)
+            }
+            if old.routes.defaultBackend != nil {
+                for host in old.routes.defaultHosts {
+                    defaultClaimants[host]?.removeAll { $0.ingress == key }
+                    if defaultClaimants[host]?.isEmpty == true { defaultClaimants[host] = nil }
+                    dirtyDefaultHosts.insert(host)
+                }
+            }
+        }
+        if !old.certificates.isEmpty { certificateChanges.insert(key) }
+        for secret in old.secretKeys {
+            ingressesBySecret[secret]?.remove(key)
+            if ingressesBySecret[secret]?.isEmpty == true { ingressesBySecret[secret] = nil }
+        }
+    }
+
+    private func add(_ new: Contribution) {
+        let key = new.key
+        contributions[key] = new
+        tally(new.routes.diagnostics, by: 1)
+        if new.routes.usable {
+            for host in new.routes.hosts {
+                ruleHostCounts[host, default: 0] += 1
+                dirtyHosts.insert(host)
+            }
+            for (index, claim) in new.routes.claims.enumerated() {
+                Self.insert(ClaimReference(age: new.age, ingress: key, index: index), into: &routeClaimants[claim.key, default: []])
+                dirtyRouteKeys.insert(claim.key)
+            }
+            if new.routes.defaultBackend != nil {
+                for host in new.routes.defaultHosts {
+                    Self.insert(ClaimReference(age: new.age, ingress: key, index: 0), into: &defaultClaimants[host, default: []])
+                    dirtyDefaultHosts.insert(host)
+                }
+            }
+        }
+        if !new.certificates.isEmpty { certificateChanges.insert(key) }
+        for secret in new.secretKeys {
+            ingressesBySecret[secret, default: []].insert(key)
+        }
+    }
+
+    private static func insert(_ reference: ClaimReference, into list: inout [ClaimReference]) {
+        var low = 0, high = list.count
+        while low < high {
+            let middle = (low + high) / 2
+            if list[middle].precedes(reference) { low = middle + 1 } else { high = middle }
+        }
+        list.insert(reference, at: low)
+    }
+
+    // MARK: Who holds what
+
+    /// The holder of a (host, path, match): the oldest claim with a
+    /// well-formed backend. Malformed claims before it are told why they
+    /// hold nothing; every later claim is told it conflicts.
+    private func decideRoute(_ key: RouteKey) {
+        var outcome = Outcome()
+        var owner: (source: String, location: String)? = nil
+        for reference in routeClaimants[key] ?? [] {
+            guard let contribution = contributions[reference.ingress] else {
+                preconditionFailure("claimant \(reference.ingress) of \(key) has no contribution")
+            }
+            let claim = contribution.routes.claims[reference.index]
+            if let owner {
+                outcome.diagnostics.append(
+                    IngressRoutes.conflict(claim, of: contribution.key, source: contribution.source, owner: owner))
+                continue
+            }
+            outcome.diagnostics += claim.backend.diagnostics
+            guard let request = claim.backend.request else { continue }
+            for problem in resolution(of: request).problems {
+                outcome.diagnostics.append(problem.diagnostic(referrer: contribution.key, field: claim.backend.field))
+            }
+            outcome.request = request
+            outcome.cluster = request.name
+            outcome.route = Route(
+                path: key.path, match: key.match, cluster: request.name, source: contribution.source,
+                location: claim.location, rewriteTarget: claim.rewriteTarget)
+            owner = (contribution.source, claim.location)
+        }
+        let old = routeOutcomes[key] ?? Outcome()
+        guard outcome != old else { return }
+        replace(old, with: outcome, for: .route(key))
+        routeOutcomes[key] = outcome.request == nil && outcome.diagnostics.isEmpty ? nil : outcome
+        if outcome.route != old.route {
+            setRoute(outcome.route, for: key)
+            dirtyHosts.insert(key.host)
+        }
+    }
+
+    /// A host's default backend: the oldest Ingress naming the host with a
+    /// well-formed default backend.
+    private func decideHostDefault(_ host: HostMatch) {
+        var outcome = Outcome()
+        var owner: String? = nil
+        for reference in defaultClaimants[host] ?? [] {
+            guard let contribution = contributions[reference.ingress], let claim = contribution.routes.defaultBackend else {
+                preconditionFailure("default backend claimant \(reference.ingress) of \(host) has no claim")
+            }
+            if let owner {
+                if owner != contribution.source {
+                    outcome.diagnostics.append(IngressRoutes.defaultConflict(host: host, of: contribution.key, owner: owner))
+                }
+                continue
+            }
+            outcome.diagnostics += claim.diagnostics
+            guard let request = claim.request else { continue }
+            for problem in resolution(of: request).problems {
+                outcome.diagnostics.append(problem.diagnostic(referrer: contribution.key, field: claim.field))
+            }
+            outcome.request = request
+            outcome.cluster = request.name
+            owner = contribution.source
+        }
+        let old = defaultOutcomes[host] ?? Outcome()
+        guard outcome != old else { return }
+        replace(old, with: outcome, for: .hostDefault(host))
+        defaultOutcomes[host] = outcome.request == nil && outcome.diagnostics.isEmpty ? nil : outcome
+        if outcome.cluster != old.cluster { dirtyHosts.insert(host) }
+    }
+
+    /// `--default-backend-service`, as `DefaultBackendProcessor` resolves it.
+    private func decideGlobalDefault() {
+        var outcome = Outcome()
+        switch DefaultBackendProcessor.parse(options.defaultBackendService) {
+        case nil:
+            break
+        case let .malformed(diagnostic)?:
+            outcome.diagnostics = [diagnostic]
+        case let .service(namespace, name)?:
+            let request = ClusterResolver.firstPortRequest(
+                namespace: namespace, service: name, object: services["\(namespace)/\(name)"])
+            for problem in resolution(of: request).problems {
+                outcome.diagnostics.append(problem.diagnostic(referrer: DefaultBackendProcessor.option, field: nil))
+            }
+            outcome.request = request
+            outcome.cluster = request.name
+        }
+        let old = globalDefault
+        guard outcome != old else { return }
+        replace(old, with: outcome, for: .globalDefault)
+        globalDefault = outcome
+    }
+
+    /// Swaps an outcome's diagnostics and cluster use.
+    private func replace(_ old: Outcome, with new: Outcome, for key: OutcomeKey) {
+        tally(new.diagnostics, by: 1)
+        tally(old.diagnostics, by: -1)
+        if old.request != new.request {
+            if let request = new.request { use(request, by: key) }
+            if let request = old.request { release(request, by: key) }
+        }
+    }
+
+    private func setRoute(_ route: Route?, for key: RouteKey) {
+        var routes = hostRoutes.removeValue(forKey: key.host) ?? []
+        var low = 0, high = routes.count
+        while low < high {
+            let middle = (low + high) / 2
+            if (routes[middle].path, routes[middle].match) < (key.path, key.match) { low = middle + 1 } else { high = middle }
+        }
+        let found = low < routes.count && routes[low].path == key.path && routes[low].match == key.match
+        switch (route, found) {
+        case let (route?, true): routes[low] = route
+        case let (route?, false): routes.insert(route, at: low)
+        case (nil, true): routes.remove(at: low)
+        case (nil, false): break
+        }
+        if !routes.isEmpty { hostRoutes[key.host] = routes }
+    }
+
+    // MARK: Clusters
+
+    /// The resolution of `request` as the objects are now.
+    private func resolution(of request: ClusterRequest) -> ClusterResolution {
+        if let known = live[request]?.resolution ?? resolvedThisRound[request] { return known }
+        let resolved = resolveNow(request)
+        resolvedThisRound[request] = resolved
+        return resolved
+    }
+
+    private func resolveNow(_ request: ClusterRequest) -> ClusterResolution {
+        let key = request.serviceKey ?? ""
+        let serviceSlices = (slicesByService[key] ?? [:]).sorted { $0.key < $1.key }.map(\.value)
+        return ClusterResolver.resolve(request, service: services[key], slices: serviceSlices, endpoints: endpoints[key])
+    }
+
+    private func use(_ request: ClusterRequest, by user: OutcomeKey) {
+        if live[request] != nil {
+            live[request]?.users.insert(user)
+            return
+        }
+        let resolved = resolution(of: request)
+        live[request] = LiveCluster(resolution: resolved, users: [user])
+        if let service = request.serviceKey { liveByService[service, default: []].insert(request) }
+        liveByName[request.name, default: []].insert(request)
+        dirtyClusterNames.insert(request.name)
+        tally(resolved.endpointDiagnostics, by: 1)
+    }
+
+    private func release(_ request: ClusterRequest, by user: OutcomeKey) {
+        guard var entry = live[request] else { return }
+        entry.users.remove(user)
+        guard entry.users.isEmpty else {
+            live[request] = entry
+            return
+        }
+        live[request] = nil
+        if let service = request.serviceKey {
+            liveByService[service]?.remove(request)
+            if liveByService[service]?.isEmpty == true { liveByService[service] = nil }
+        }
+        liveByName[request.name]?.remove(request)
+        if liveByName[request.name]?.isEmpty == true { liveByName[request.name] = nil }
+        dirtyClusterNames.insert(request.name)
+        tally(entry.resolution.endpointDiagnostics, by: -1)
+    }
+
+    /// Resolves the clusters of changed Services again; their users are
+    /// decided again when what they are told (the problems) changed.
+    private func refreshClusters() {
+        for service in dirtyServices {
+            if service == globalDefaultService { globalDefaultDirty = true }
+            for request in liveByService[service] ?? [] {
+                guard var entry = live[request] else { continue }
+                let resolved = resolveNow(request)
+                guard resolved != entry.resolution else { continue }
+                tally(resolved.endpointDiagnostics, by: 1)
+                tally(entry.resolution.endpointDiagnostics, by: -1)
+                if resolved.problems != entry.resolution.problems {
+                    for user in entry.users {
+                        switch user {
+                        case let .route(key): dirtyRouteKeys.insert(key)
+                        case let .hostDefault(host): dirtyDefaultHosts.insert(host)
+                        case .globalDefault: globalDefaultDirty = true
+                        }
+                    }
+                }
+                entry.resolution = resolved
+                live[request] = entry
+                dirtyClusterNames.insert(request.name)
+            }
+        }
+        dirtyServices.removeAll()
+    }
+
+    /// The live cluster named `name`; records a name two requests share.
+    private func liveCluster(named name: String) -> Cluster? {
+        guard let requests = liveByName[name], let first = requests.first else {
+            collidingNames.remove(name)
+            return nil
+        }
+        if requests.count > 1 { collidingNames.insert(name) } else { collidingNames.remove(name) }
+        return live[first]?.resolution.cluster
+    }
+
+    private func updateClusters() {
+        defer { dirtyClusterNames.removeAll() }
+        if dirtyClusterNames.count > patchLimit {
+            collidingNames.removeAll()
+            clusters = liveByName.keys.compactMap { liveCluster(named: $0) }.sorted { $0.name < $1.name }
+            return
+        }
+        for name in dirtyClusterNames {
+            let cluster = liveCluster(named: name)
+            var low = 0, high = clusters.count
+            while low < high {
+                let middle = (low + high) / 2
+                if clusters[middle].name < name { low = middle + 1 } else { high = middle }
+            }
+            let found = low < clusters.count && clusters[low].name == name
+            switch (cluster, found) {
+            case let (cluster?, true): if clusters[low] != cluster { clusters[low] = cluster }
+            case let (cluster?, false): clusters.insert(cluster, at: low)
+            case (nil, true): clusters.remove(at: low)
+            case (nil, false): break
+            }
+        }
+    }
+
+    // MARK: Virtual hosts
+
+    /// The virtual host for `host`, nil when no served Ingress names it.
+    private func virtualHost(_ host: HostMatch) -> VirtualHost? {
+        let defaultCluster = defaultOutcomes[host]?.cluster
+        guard ruleHostCounts[host] != nil || defaultCluster != nil else { return nil }
+        return VirtualHost(host: host, routes: hostRoutes[host] ?? [], defaultCluster: defaultCluster)
+    }
+
+    private func updateVirtualHosts() {
+        defer { dirtyHosts.removeAll() }
+        if dirtyHosts.count > patchLimit {
+            var hosts = Set(ruleHostCounts.keys)
+            for (host, outcome) in defaultOutcomes where outcome.cluster != nil { hosts.insert(host) }
+            virtualHosts = hosts.sorted().compactMap { virtualHost($0) }
+            return
+        }
+        for host in dirtyHosts {
+            let updated = virtualHost(host)
+            var low = 0, high = virtualHosts.count
+            while low < high {
+                let middle = (low + high) / 2
+                if virtualHosts[middle].host < host { low = middle + 1 } else { high = middle }
+            }
+            let found = low < virtualHosts.count && virtualHosts[low].host == host
+            switch (updated, found) {
+            case let (updated?, true): if virtualHosts[low] != updated { virtualHosts[low] = updated }
+            case let (updated?, false): virtualHosts.insert(updated, at: low)
+            case (nil, true): virtualHosts.remove(at: low)
+            case (nil, false): break
+            }
+        }
+    }
+
+    // MARK: Diagnostics
+
+    private func tally(_ diagnostics: [Diagnostic], by delta: Int) {
+        for diagnostic in diagnostics {
+            let before = diagnosticCounts[diagnostic] ?? 0
+            let after = before + delta
+            precondition(after >= 0, "diagnostic counted away more often than in: \(diagnostic)")
+            diagnosticCounts[diagnostic] = after == 0 ? nil : after
+            if before == 0 { diagnosticChanges.append((diagnostic, true)) }
+            if after == 0 { diagnosticChanges.append((diagnostic, false)) }
+        }
+    }
+
+    private func updateDiagnostics() {
+        defer { diagnosticChanges.removeAll() }
+        guard !diagnosticChanges.isEmpty else { return }
+        if diagnosticChanges.count > patchLimit {
+            sortedDiagnostics = diagnosticCounts.keys.sorted()
+            return
+        }
+        for (diagnostic, present) in diagnosticChanges {
+            var low = 0, high = sortedDiagnostics.count
+            while low < high {
+                let middle = (low + high) / 2
+                if sortedDiagnostics[middle] < diagnostic { low = middle + 1 } else { high = middle }
+            }
+            let found = low < sortedDiagnostics.count && sortedDiagnostics[low] == diagnostic
+            if present, !found { sortedDiagnostics.insert(diagnostic, at: low) }
+            if !present, found { sortedDiagnostics.remove(at: low) }
+        }
+    }
+
+    // MARK: Certificates
+
+    private func updateCertificates() {
+        certificatesDirty = false
+        if !certificateChanges.isEmpty {
+            let changed = certificateChanges
+            certificateChanges.removeAll()
+            certificateOrder.removeAll { changed.contains($0.ingress) }
+            let added = changed.compactMap { key -> ClaimReference? in
+                guard let contribution = contributions[key], !contribution.certificates.isEmpty else { return nil }
+                return ClaimReference(age: contribution.age, ingress: key, index: 0)
+            }
+            if added.count > patchLimit {
+                certificateOrder = (certificateOrder + added).sorted { $0.precedes($1) }
+            } else {
+                for reference in added { Self.insert(reference, into: &certificateOrder) }
+            }
+        }
+        let wanted = certificateOrder.compactMap { contributions[$0.ingress]?.certificates }
+        certificates = IngressCertificates.assemble(
+            wanted, defaultCertificateSecret: defaultCertificateSecret,
+            defaultSecret: defaultCertificateSecret.flatMap { secrets[$0] })
+    }
+}
