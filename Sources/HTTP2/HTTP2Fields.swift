@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// One header field of an `HTTP2Fields` list: byte ranges into its storage.
 public struct HTTP2Field: Sendable, Equatable {
     /// The field name's bytes in `HTTP2Fields.bytes` (lowercase on the wire, RFC 9113 §8.2.1).
@@ -66,12 +70,28 @@ public struct HTTP2Fields: Sendable {
         entries.append(HTTP2Field(name: nameStart..<valueStart, value: valueStart..<bytes.count))
     }
 
+    /// Appends a field with a constant name and a byte-array value (no generic
+    /// dispatch: the proxy's per-response fields go through here).
+    public mutating func append(_ name: StaticString, bytes value: [UInt8]) {
+        let nameStart = bytes.count
+        bytes.append(contentsOf: UnsafeRawBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount))
+        let valueStart = bytes.count
+        bytes.append(contentsOf: value)
+        entries.append(HTTP2Field(name: nameStart..<valueStart, value: valueStart..<bytes.count))
+    }
+
     /// Appends a field whose name comes from HTTP/1.1 (any case), lowercasing it
     /// as RFC 9113 §8.2.1 requires.
     public mutating func append(lowercasingName name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) {
         let nameStart = bytes.count
-        for byte in name { bytes.append(byte &- 0x41 < 26 ? byte | 0x20 : byte) }
+        bytes.append(contentsOf: name)
         let valueStart = bytes.count
+        bytes.withUnsafeMutableBufferPointer { storage in
+            for index in nameStart..<valueStart {
+                let byte = storage[index]
+                if byte &- 0x41 < 26 { storage[index] = byte | 0x20 }
+            }
+        }
         bytes.append(contentsOf: value)
         entries.append(HTTP2Field(name: nameStart..<valueStart, value: valueStart..<bytes.count))
     }
@@ -139,6 +159,14 @@ public struct HTTP2Fields: Sendable {
             offset += 1
         }
         return true
+    }
+
+    /// Byte equality with a constant, for names nghttp2 has already checked
+    /// to be lowercase (RFC 9113 §8.2.1).
+    @inline(__always)
+    static func equals(_ bytes: UnsafeRawBufferPointer, _ constant: StaticString) -> Bool {
+        bytes.count == constant.utf8CodeUnitCount
+            && (bytes.count == 0 || memcmp(bytes.baseAddress!, constant.utf8Start, bytes.count) == 0)
     }
 
     static func equalsIgnoringCase(_ bytes: UnsafeRawBufferPointer, _ lowercase: StaticString) -> Bool {

@@ -82,20 +82,20 @@ extension HTTP2SessionCore {
         if name.first == 0x3a {
             let range = scratch.appendValue(value)
             switch name.count {
-            case 5 where HTTP2Fields.equalsIgnoringCase(name, ":path"): pseudoPath = range
-            case 7 where HTTP2Fields.equalsIgnoringCase(name, ":method"): pseudoMethod = range
-            case 7 where HTTP2Fields.equalsIgnoringCase(name, ":scheme"): pseudoScheme = range
-            case 7 where HTTP2Fields.equalsIgnoringCase(name, ":status"): pseudoStatus = Self.parseStatus(value)
-            case 9 where HTTP2Fields.equalsIgnoringCase(name, ":protocol"): pseudoProtocol = range
-            case 10 where HTTP2Fields.equalsIgnoringCase(name, ":authority"): pseudoAuthority = range
+            case 5 where HTTP2Fields.equals(name, ":path"): pseudoPath = range
+            case 7 where HTTP2Fields.equals(name, ":method"): pseudoMethod = range
+            case 7 where HTTP2Fields.equals(name, ":scheme"): pseudoScheme = range
+            case 7 where HTTP2Fields.equals(name, ":status"): pseudoStatus = Self.parseStatus(value)
+            case 9 where HTTP2Fields.equals(name, ":protocol"): pseudoProtocol = range
+            case 10 where HTTP2Fields.equals(name, ":authority"): pseudoAuthority = range
             default: break
             }
             return 0
         }
         scratch.append(name: name, value: value)
-        if name.count == 4, HTTP2Fields.equalsIgnoringCase(name, "host") {
+        if name.count == 4, HTTP2Fields.equals(name, "host") {
             hostValue = scratch.entries[scratch.entries.count - 1].value
-        } else if name.count == 14, HTTP2Fields.equalsIgnoringCase(name, "content-length") {
+        } else if name.count == 14, HTTP2Fields.equals(name, "content-length") {
             contentLength = Self.parseDecimal(value)
         }
         return 0

@@ -15,10 +15,12 @@ public enum HTTP2Clock {
 
 /// Per-stream state owned by a session: the outbound body buffer (read by
 /// nghttp2's data provider) and receive-side flow-control accounting.
+/// Recycled by the session (`makeStream` / `recycle`): `reset` must put back
+/// every property.
 final class HTTP2StreamState {
-    let id: Int32
+    private(set) var id: Int32
     /// Body bytes submitted but not yet taken by nghttp2: `sendBuffer[sendOffset...]`.
-    var sendBuffer: [UInt8]
+    var sendBuffer: [UInt8] = []
     var sendOffset = 0
     /// No more body will be submitted (end of stream or trailers queued).
     var sendEnded = false
@@ -45,9 +47,27 @@ final class HTTP2StreamState {
     /// The buffer reached the high-water mark; `streamWritable` fires when it drains below.
     var aboveHighWater = false
 
-    init(id: Int32, buffer: [UInt8]) {
+    init(id: Int32) {
         self.id = id
-        self.sendBuffer = buffer
+    }
+
+    /// A fresh stream `id`, keeping only the send buffer's capacity.
+    func reset(id: Int32) {
+        self.id = id
+        sendBuffer.removeAll(keepingCapacity: true)
+        sendOffset = 0
+        sendEnded = false
+        trailers = nil
+        deferred = false
+        bodyProviderActive = false
+        headSubmitted = false
+        discardBody = false
+        unconsumed = 0
+        peerReset = false
+        localReset = false
+        isHeadRequest = false
+        rejected = false
+        aboveHighWater = false
     }
 
     var bufferedBytes: Int { sendBuffer.count - sendOffset }
@@ -75,9 +95,9 @@ final class HTTP2SessionCore {
     unowned(unsafe) var serverDelegate: (any HTTP2ServerSessionDelegate)?
     unowned(unsafe) var clientDelegate: (any HTTP2ClientSessionDelegate)?
 
-    var streams: [Int32: HTTP2StreamState] = [:]
-    /// Emptied send buffers kept for the next streams (bounded).
-    var spareBuffers: [[UInt8]] = []
+    var streams = HTTP2StreamMap<HTTP2StreamState>()
+    /// Closed streams' states kept for the next streams (bounded).
+    var spareStreams: [HTTP2StreamState] = []
 
     // The header block being decoded. HEADERS + CONTINUATION of one block are
     // contiguous on a connection (RFC 9113 §6.10), so one scratch list serves all streams.
@@ -270,17 +290,23 @@ final class HTTP2SessionCore {
     }
 
     func makeStream(id: Int32) -> HTTP2StreamState {
-        let stream = HTTP2StreamState(id: id, buffer: spareBuffers.popLast() ?? [])
+        let stream: HTTP2StreamState
+        if let spare = spareStreams.popLast() {
+            spare.reset(id: id)
+            stream = spare
+        } else {
+            stream = HTTP2StreamState(id: id)
+        }
         streams[id] = stream
         return stream
     }
 
+    /// Keeps a closed stream's state (and its buffer's capacity) for the next
+    /// stream; only states nothing else references (the session hands them to nobody).
     func recycle(_ stream: HTTP2StreamState) {
-        guard spareBuffers.count < 16, stream.sendBuffer.capacity <= 256 * 1024 else { return }
-        var buffer = stream.sendBuffer
-        stream.sendBuffer = []
-        buffer.removeAll(keepingCapacity: true)
-        spareBuffers.append(buffer)
+        guard spareStreams.count < 16, stream.sendBuffer.capacity <= 256 * 1024 else { return }
+        stream.trailers = nil
+        spareStreams.append(stream)
     }
 
     static func dataProvider() -> nghttp2_data_provider {

@@ -26,7 +26,10 @@ final class HTTP2Connection: EventHandler, ClientConnection, HTTP2ServerSessionD
     let readBuffer = ByteBuffer(capacity: 32 * 1024)
     /// Session output the socket did not take yet.
     let writeBuffer = ByteBuffer(capacity: 32 * 1024)
-    var streams: [Int32: HTTP2StreamExchange] = [:]
+    var streams = HTTP2StreamMap<HTTP2StreamExchange>()
+    /// Closed streams' exchanges, reused by the next streams (no allocation per stream).
+    var spareExchanges: [HTTP2StreamExchange] = []
+    static let spareExchangeLimit = 16
     var lastActivity: UInt64
     var closed = false
     /// A flush is deferred to the end of the loop iteration (`requestFlush`).
@@ -190,9 +193,24 @@ final class HTTP2Connection: EventHandler, ClientConnection, HTTP2ServerSessionD
 
     func requestHead(stream: Int32, head: HTTP2RequestHead, endStream: Bool) {
         lastActivity = worker.loop.now
-        let exchange = HTTP2StreamExchange(stream: stream, connection: self)
+        let exchange: HTTP2StreamExchange
+        if let spare = spareExchanges.popLast() {
+            spare.reset(stream: stream)
+            exchange = spare
+        } else {
+            exchange = HTTP2StreamExchange(stream: stream, connection: self)
+        }
         streams[stream] = exchange
         exchange.start(head: head, endStream: endStream)
+    }
+
+    /// Keeps a closed stream's exchange for the next stream, when nothing
+    /// else (an upstream connection, a gRPC upstream's stream table) still
+    /// holds it: only then can no late event of the old stream reach it.
+    private func recycle(_ exchange: inout HTTP2StreamExchange) {
+        guard spareExchanges.count < Self.spareExchangeLimit, exchange.upstream == nil, exchange.h2Upstream == nil,
+              isKnownUniquelyReferenced(&exchange) else { return }
+        spareExchanges.append(exchange)
     }
 
     func requestData(stream: Int32, bytes: UnsafeRawBufferPointer, endStream: Bool) {
@@ -208,8 +226,9 @@ final class HTTP2Connection: EventHandler, ClientConnection, HTTP2ServerSessionD
     }
 
     func streamClosed(stream: Int32, errorCode: HTTP2ErrorCode) {
-        if let exchange = streams.removeValue(forKey: stream) {
+        if var exchange = streams.removeValue(forKey: stream) {
             exchange.streamClosed(errorCode: errorCode)
+            recycle(&exchange)
         }
         lastActivity = worker.loop.now
         if draining, streams.isEmpty { session.finishGracefulShutdown() }
@@ -240,8 +259,9 @@ final class HTTP2Connection: EventHandler, ClientConnection, HTTP2ServerSessionD
     func close() {
         guard !closed else { return }
         closed = true
-        for exchange in streams.values { exchange.abandon() }
+        for exchange in streams.allValues { exchange.abandon() }
         streams.removeAll()
+        spareExchanges.removeAll()
         if let registration { worker.loop.deregister(registration) }
         registration = nil
         tls?.shutdown()

@@ -129,7 +129,7 @@ extension HTTP2StreamExchange {
         responseStarted = true
         var fields = head.fields
         if connection.isTLS, let secure = worker.secure, !secure.strictTransportSecurityValue.isEmpty {
-            fields.append("strict-transport-security", value: secure.strictTransportSecurityValue)
+            fields.append("strict-transport-security", bytes: secure.strictTransportSecurityValue)
         }
         session.submitResponse(stream: stream, status: head.status, fields: fields, hasBody: !endStream)
         worker.metrics.countResponse(status: head.status)

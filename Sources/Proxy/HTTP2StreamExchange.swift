@@ -22,7 +22,7 @@ final class HTTP2StreamExchange: UpstreamOwner {
         case untilClose
     }
 
-    let stream: Int32
+    private(set) var stream: Int32
     // unowned(unsafe): the connection outlives its exchanges (it abandons them
     // all when it closes); a checked unowned reference costs a retain and
     // release per access.
@@ -70,6 +70,45 @@ final class HTTP2StreamExchange: UpstreamOwner {
     init(stream: Int32, connection: HTTP2Connection) {
         self.stream = stream
         self.connection = connection
+    }
+
+    /// Makes a finished exchange new for `stream` on the same connection,
+    /// keeping only buffer capacity. Every stored property is put back here:
+    /// a recycled exchange must carry nothing of the previous stream. Only for
+    /// exchanges nothing else references (`HTTP2Connection.recycle` checks).
+    func reset(stream: Int32) {
+        precondition(upstream == nil && h2Upstream == nil, "a recycled exchange must have released its upstream")
+        self.stream = stream
+        cluster = nil
+        upstreamReused = false
+        attempts = 0
+        requestHead.clear()
+        requestChunked = false
+        requestHasBody = false
+        requestComplete = false
+        unconsumed = 0
+        isHEAD = false
+        responseHead.status = 0
+        responseHead.version = .http11
+        responseHead.reason = 0..<0
+        responseHead.fields.removeAll(keepingCapacity: true)
+        responseHead.headLength = 0
+        responseHead.framing = .none
+        responseHead.keepAlive = true
+        responseHeadDone = false
+        responseBody = .none
+        chunkedDecoder = HTTP1ChunkedDecoder()
+        upstreamReadPaused = false
+        finished = false
+        upstreamFields.removeAll()
+        h2Stream = 0
+        isGRPC = false
+        requestLooksLikeGRPC = false
+        pendingRequestBody.removeAll(keepingCapacity: true)
+        pendingRequestEnd = false
+        pendingRequestTrailers = nil
+        unacknowledgedResponse = 0
+        responseStarted = false
     }
 
     // MARK: Request
@@ -591,7 +630,10 @@ final class HTTP2StreamExchange: UpstreamOwner {
     }
 
     private func submitResponseHead(_ bytes: UnsafeRawBufferPointer) {
+        // Taken out of the connection while filled, so the storage stays
+        // uniquely referenced (no copy-on-write copy per response).
         var fields = connection.scratchFields
+        connection.scratchFields = HTTP2Fields()
         fields.removeAll()
         for field in responseHead.fields where !field.isHopByHop {
             let name = UnsafeRawBufferPointer(rebasing: bytes[field.name])
@@ -599,7 +641,7 @@ final class HTTP2StreamExchange: UpstreamOwner {
             fields.append(lowercasingName: name, value: UnsafeRawBufferPointer(rebasing: bytes[field.value]))
         }
         if connection.isTLS, let secure = worker.secure, !secure.strictTransportSecurity.isEmpty {
-            fields.append("strict-transport-security", value: secure.strictTransportSecurityValue)
+            fields.append("strict-transport-security", bytes: secure.strictTransportSecurityValue)
         }
         switch responseHead.framing {
         case .none: responseBody = .none

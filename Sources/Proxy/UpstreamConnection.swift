@@ -219,6 +219,19 @@ struct PoolKey: Hashable {
     var endpoint: Endpoint
     /// The TLS context (nil: plain HTTP).
     var secure: ObjectIdentifier?
+
+    /// One word per IPv4 key instead of the synthesized byte-by-byte hash
+    /// (taking and parking a connection hash the key on every request).
+    func hash(into hasher: inout Hasher) {
+        switch endpoint.address {
+        case let .v4(a, b, c, d):
+            let word = UInt64(a) << 56 | UInt64(b) << 48 | UInt64(c) << 40 | UInt64(d) << 32 | UInt64(endpoint.port)
+            hasher.combine(word)
+        case .v6:
+            hasher.combine(endpoint)
+        }
+        hasher.combine(secure)
+    }
 }
 
 /// Idle keep-alive connections of one worker, per endpoint. Most recently

@@ -20,7 +20,7 @@ final class UpstreamH2Connection: UpstreamOwner, HTTP2ClientSessionDelegate {
     // retain and release per access on the hot path.
     unowned(unsafe) let worker: Worker
     private(set) var session: HTTP2ClientSession!
-    var streams: [Int32: HTTP2StreamExchange] = [:]
+    var streams = HTTP2StreamMap<HTTP2StreamExchange>()
     /// Exchanges waiting for the connection (connect, handshake) to be ready.
     var waiting: [HTTP2StreamExchange] = []
     var ready = false
@@ -140,7 +140,7 @@ final class UpstreamH2Connection: UpstreamOwner, HTTP2ClientSessionDelegate {
         guard !closed else { return }
         closed = true
         worker.removeH2(self)
-        let affected = Array(streams.values) + waiting
+        let affected = streams.allValues + waiting
         streams.removeAll()
         waiting.removeAll()
         transport.close()
