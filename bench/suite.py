@@ -47,7 +47,7 @@ POSTERN_BIN = ENV.get("POSTERN_BIN", os.path.join(SCRATCH, "release", "postern")
 PARSE_BENCH_BIN = ENV.get("PARSE_BENCH_BIN", os.path.join(SCRATCH, "http1-parse-bench", "http1-parse-bench"))
 MALLOC_COUNT_SO = ENV.get("MALLOC_COUNT_SO", "")
 ENVOY_BIN = ENV.get("ENVOY_BIN", "")
-SCENARIOS = ENV.get("SCENARIOS", "1,2,3,4,5,6,7,alloc,callgrind,parse").split(",")
+SCENARIOS = ENV.get("SCENARIOS", "1,2,3,4,5,6,7,alloc,callgrind,alloc-h2,callgrind-h2,parse").split(",")
 PEERS = ENV.get("PEERS", "nginx,haproxy,h2o,envoy,postern").split(",")
 RESULTS_DIR = ENV.get("RESULTS_DIR", os.path.join(ROOT, "bench", "results"))
 DATE = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
@@ -469,28 +469,47 @@ backend bench
 
 class H2O(Proxy):
     name = "h2o"
-    unsupported = {"churn": "h2o: graceful reload needs its start_server wrapper; not measured"}
 
-    def launch(self, spec):
+    def config(self, spec):
         proxy = {"proxy.reverse.url": f"http://127.0.0.1:{self.upstream.port}/"}
         paths = {"/": proxy}
         for i in range(spec.routes):
             paths[f"/r{i}/"] = proxy
+        hosts = {HOST: {"paths": paths}}
+        if spec.churn is not None:
+            hosts["churn.local"] = {"paths": {f"/churn-{spec.churn}/": proxy}}
         listen = {"host": "127.0.0.1", "port": self.port}
         if spec.tls:
             listen["ssl"] = {"certificate-file": CERTS[spec.tls]["cert"], "key-file": CERTS[spec.tls]["key"]}
-        config = {
+        return {
             "user": "root" if os.getuid() == 0 else os.environ.get("USER", "nobody"),
             "num-threads": 1,
             "error-log": os.path.join(self.directory, "error.log"),
             "ssl-session-resumption": {"mode": "off"},
             "listen": listen,
-            "hosts": {HOST: {"paths": paths}},
+            "hosts": hosts,
         }
-        conf = os.path.join(self.directory, "h2o.conf")
-        with open(conf, "w") as f:
-            json.dump(config, f)   # JSON is YAML
-        self.process = start_process(["h2o", "-c", conf], "h2o", PROXY_CPU)
+
+    def launch(self, spec):
+        self.conf = os.path.join(self.directory, "h2o.conf")
+        with open(self.conf, "w") as f:
+            json.dump(self.config(spec), f)   # JSON is YAML
+        if spec.churn is None:
+            self.process = start_process(["h2o", "-c", self.conf], "h2o", PROXY_CPU)
+            return
+        # Graceful reload the way h2o documents it: start_server owns the listening socket and, on
+        # SIGHUP, starts a new h2o with the new configuration and sends the old one SIGTERM, on
+        # which it stops accepting and finishes its open connections.
+        starter = "/usr/share/h2o/start_server"
+        self.process = start_process([starter, f"--port=127.0.0.1:{self.port}", "--interval=0", "--",
+                                      "h2o", "-c", self.conf], "h2o", PROXY_CPU)
+        self.reloads = 0
+
+    def churn(self, generation):
+        self.spec.churn = generation
+        self.write_atomically(self.conf, json.dumps(self.config(self.spec)))
+        os.kill(self.pid, signal.SIGHUP)
+        self.reloads += 1
 
 
 class Envoy(Proxy):
