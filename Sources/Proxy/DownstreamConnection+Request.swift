@@ -246,71 +246,9 @@ extension DownstreamConnection {
         out.append("\r\n")
     }
 
-    /// Picks an endpoint and attaches an upstream connection: a pooled one
-    /// when allowed and available, else a new non-blocking connect. The
-    /// request head (or `carrying`, the unsent bytes of a failed attempt) is
-    /// queued on it. Returns false when it answered the client with an error instead.
-    @discardableResult
-    func connectUpstream(excluding: Endpoint?, carrying: ByteBuffer?, allowPooled: Bool) -> Bool {
-        guard let cluster else { return false }
-        let connection: UpstreamConnection
-        switch worker.acquireUpstream(cluster: cluster, excluding: excluding, allowPooled: allowPooled, owner: self) {
-        case .noEndpoint:
-            worker.metrics.count(.noEndpoints)
-            respondWithError(.serviceUnavailable, headParsed: true)
-            return false
-        case .tlsUnavailable:
-            worker.metrics.count(.tlsHandshake)
-            respondWithError(.badGateway, headParsed: true)
-            return false
-        case let .refused(endpoint):
-            worker.metrics.count(.connectRefused)
-            return retryOrFail(failed: endpoint, carrying: carrying ?? upstreamRequestHead, error: .badGateway)
-        case let .connection(acquired, reused):
-            connection = acquired
-            upstreamReused = reused
-        }
-        upstream = connection
-        if let carrying, carrying !== upstreamRequestHead {
-            connection.writeBuffer = carrying
-        } else {
-            connection.writeBuffer.clear()
-            connection.writeBuffer.append(upstreamRequestHead.readable)
-        }
-        return true
-    }
-
-    /// After a failed connect: one retry on another endpoint, else `error`.
-    @discardableResult
-    func retryOrFail(failed endpoint: Endpoint, carrying: ByteBuffer, error: ErrorResponse) -> Bool {
-        guard attempts == 0, let cluster, cluster.endpoints.count > 1 else {
-            respondWithError(error, headParsed: true)
-            return false
-        }
-        attempts += 1
-        worker.metrics.upstreamRetries.add()
-        guard connectUpstream(excluding: endpoint, carrying: carrying, allowPooled: true) else { return false }
-        // A pooled connection is ready now; a new one flushes once connected.
-        flushUpstream()
-        return true
-    }
-
-    /// The connect started by `connectUpstream` finished.
-    func upstreamConnected(_ connection: UpstreamConnection, error: CInt) {
-        guard connection === upstream else {
-            connection.close()
-            return
-        }
-        if error != 0 {
-            worker.metrics.count(connection.failureKind(error: error))
-            let pending = connection.writeBuffer
-            connection.writeBuffer = ByteBuffer(capacity: 16)
-            upstream = nil
-            connection.close()
-            retryOrFail(failed: connection.endpoint, carrying: pending, error: .badGateway)
-            return
-        }
-        flushUpstream()
+    /// `UpstreamAttempt`: errors before the upstream answered.
+    func respondBeforeUpstream(_ error: ErrorResponse) {
+        respondWithError(error, headParsed: true)
     }
 
     /// Moves buffered request body bytes to the upstream's write buffer,

@@ -27,25 +27,14 @@ extension DownstreamConnection {
     /// backpressure, write while request bytes wait.
     @inline(__always)
     func updateUpstreamInterest(_ connection: UpstreamConnection) {
-        guard connection.state == .busy else { return }
-        var wanted: Interest = upstreamReadPaused ? .none : .read
-        if !connection.writeBuffer.isEmpty { wanted.insert(.write) }
-        connection.setInterest(wanted)
+        connection.updateInterest(readPaused: upstreamReadPaused)
     }
 
     /// Chooses which timeout applies to the upstream now: send while request
     /// bytes are queued, none while waiting on the client, read otherwise.
     @inline(__always)
     func refreshUpstreamDeadline(_ connection: UpstreamConnection) {
-        guard connection.state == .busy else { return }
-        let now = worker.loop.now
-        if !connection.writeBuffer.isEmpty {
-            connection.deadline = now + worker.configuration.upstreamSendTimeoutMilliseconds
-        } else if requestBody != .complete || upstreamReadPaused {
-            connection.deadline = .max
-        } else {
-            connection.deadline = now + worker.configuration.upstreamReadTimeoutMilliseconds
-        }
+        connection.refreshDeadline(requestPending: requestBody != .complete, readPaused: upstreamReadPaused)
     }
 
     func readFromUpstream(_ connection: UpstreamConnection) {
@@ -53,26 +42,15 @@ extension DownstreamConnection {
             tunnelUpstreamReadable(connection)
             return
         }
-        let buffer = connection.readBuffer
-        switch connection.makeReadRoom(headDone: responseHeadDone) {
-        case .ready:
-            break
+        switch connection.readResponse(headDone: responseHeadDone) {
         case .pause:
             upstreamReadPaused = true
             refreshUpstreamDeadline(connection)
             updateUpstreamInterest(connection)
-            return
         case .headTooLarge:
             worker.metrics.count(.malformedResponse)
             upstreamFailedBeforeResponse(connection, kind: nil, response: .badGatewayMalformed)
-            return
-        }
-        switch connection.transportRead() {
         case .bytes:
-            // Decrypted bytes already inside OpenSSL are not announced by epoll.
-            while let tls = connection.tls, tls.pendingBytes > 0, buffer.writableBytes > 0 {
-                guard case .bytes = connection.transportRead() else { break }
-            }
             processUpstreamInput()
             guard connection === upstream, state == .proxying else { return }
             refreshUpstreamDeadline(connection)
@@ -95,35 +73,20 @@ extension DownstreamConnection {
         let highWater = worker.configuration.bufferHighWaterMark
         var forwarded: UInt64 = 0
         defer { worker.metrics.responseBytesOut.add(forwarded) }
-        while !responseHeadDone {
-            if input.isEmpty { return }
-            switch HTTP1Parser.parseResponseHead(
-                input.readable, requestWasHEAD: isHEAD, limits: worker.configuration.limits, into: &responseHead)
-            {
+        if !responseHeadDone {
+            switch connection.parseFinalResponseHead(requestWasHEAD: isHEAD, into: &responseHead) {
             case .incomplete:
                 return
-            case .failed:
+            case .switchingProtocols where upgradeRequested:
+                startTunnel(connection, head: input.readable)
+                return
+            case .malformed, .switchingProtocols:
+                // A 101 without an upgrade request (Upgrade is hop-by-hop and
+                // stripped otherwise) is a protocol error too.
                 worker.metrics.count(.malformedResponse)
                 upstreamFailedBeforeResponse(connection, kind: nil, response: .badGatewayMalformed)
                 return
-            case .complete:
-                if responseHead.status < 200 {
-                    if responseHead.status == 101, upgradeRequested {
-                        startTunnel(connection, head: input.readable)
-                        return
-                    }
-                    if responseHead.status == 101 {
-                        // No upgrade was requested (Upgrade is hop-by-hop and
-                        // stripped), so a 101 is a protocol error.
-                        worker.metrics.count(.malformedResponse)
-                        upstreamFailedBeforeResponse(connection, kind: nil, response: .badGatewayMalformed)
-                        return
-                    }
-                    // Interim responses (100, 103) are consumed here: the
-                    // proxy answered Expect itself.
-                    input.consume(responseHead.headLength)
-                    continue
-                }
+            case .final:
                 writeResponseHead(input.readable)
                 input.consume(responseHead.headLength)
                 responseHeadDone = true
@@ -318,15 +281,7 @@ extension DownstreamConnection {
             connection.close()
             return
         }
-        if connection.state == .connecting || connection.state == .handshaking {
-            worker.metrics.count(.connectTimeout)
-            let pending = connection.writeBuffer
-            connection.writeBuffer = ByteBuffer(capacity: 16)
-            upstream = nil
-            connection.close()
-            retryOrFail(failed: connection.endpoint, carrying: pending, error: .gatewayTimeout)
-            return
-        }
+        if connectTimedOut(connection) { return }
         worker.metrics.count(connection.writeBuffer.isEmpty ? .readTimeout : .sendTimeout)
         if responseHeadDone {
             flushDownstream()

@@ -16,7 +16,7 @@ import Telemetry
 /// type and its extensions (`+Request`, `+Response`).
 ///
 /// Loop-bound: every method runs on its worker's loop.
-final class DownstreamConnection: EventHandler, UpstreamOwner, ClientConnection {
+final class DownstreamConnection: EventHandler, UpstreamAttempt, ClientConnection {
     /// Where the connection is in its life. One request at a time.
     enum State: Equatable {
         /// TLS handshake under way (HTTPS listener only).

@@ -14,7 +14,7 @@ import Telemetry
 /// upstream's response turned back into HEADERS, DATA and trailers.
 ///
 /// Loop-bound.
-final class HTTP2StreamExchange: UpstreamOwner {
+final class HTTP2StreamExchange: UpstreamAttempt {
     enum ResponseBody: Equatable {
         case none
         case contentLength(remaining: UInt64)
@@ -34,7 +34,7 @@ final class HTTP2StreamExchange: UpstreamOwner {
     var upstreamReused = false
     var attempts = 0
     /// The serialized upstream request head (kept for a retry on another endpoint).
-    let requestHead = ByteBuffer(capacity: 1024)
+    let upstreamRequestHead = ByteBuffer(capacity: 1024)
     var requestChunked = false
     var requestHasBody = false
     var requestComplete = false
@@ -82,7 +82,7 @@ final class HTTP2StreamExchange: UpstreamOwner {
         cluster = nil
         upstreamReused = false
         attempts = 0
-        requestHead.clear()
+        upstreamRequestHead.clear()
         requestChunked = false
         requestHasBody = false
         requestComplete = false
@@ -181,7 +181,7 @@ final class HTTP2StreamExchange: UpstreamOwner {
     private func writeRequestHead(
         _ head: HTTP2RequestHead, authority: ArraySlice<UInt8>, path: ArraySlice<UInt8>, query: Int, rewrite: PathRewrite
     ) {
-        let out = requestHead
+        let out = upstreamRequestHead
         out.clear()
         head.method.withUnsafeBytes { out.append($0) }
         out.append(byte: UInt8(ascii: " "))
@@ -316,58 +316,9 @@ final class HTTP2StreamExchange: UpstreamOwner {
 
     // MARK: Upstream
 
-    @discardableResult
-    private func connectUpstream(excluding: Endpoint?, carrying: ByteBuffer?, allowPooled: Bool) -> Bool {
-        guard let cluster else { return false }
-        switch worker.acquireUpstream(cluster: cluster, excluding: excluding, allowPooled: allowPooled, owner: self) {
-        case .noEndpoint:
-            worker.metrics.count(.noEndpoints)
-            respondLocally(.serviceUnavailable)
-            return false
-        case .tlsUnavailable:
-            worker.metrics.count(.tlsHandshake)
-            respondLocally(.badGateway)
-            return false
-        case let .refused(endpoint):
-            worker.metrics.count(.connectRefused)
-            return retryOrFail(failed: endpoint, carrying: carrying, error: .badGateway)
-        case let .connection(acquired, reused):
-            upstream = acquired
-            upstreamReused = reused
-            if let carrying {
-                acquired.writeBuffer = carrying
-            } else {
-                acquired.writeBuffer.clear()
-                acquired.writeBuffer.append(requestHead.readable)
-            }
-            return true
-        }
-    }
-
-    private func retryOrFail(failed endpoint: Endpoint, carrying: ByteBuffer?, error: ErrorResponse) -> Bool {
-        guard attempts == 0, let cluster, cluster.endpoints.count > 1 else {
-            respondLocally(error)
-            return false
-        }
-        attempts += 1
-        worker.metrics.upstreamRetries.add()
-        guard connectUpstream(excluding: endpoint, carrying: carrying, allowPooled: true) else { return false }
-        flushUpstream()
-        return true
-    }
-
-    func upstreamConnected(_ connection: UpstreamConnection, error: CInt) {
-        guard connection === upstream else { return connection.close() }
-        if error != 0 {
-            worker.metrics.count(connection.failureKind(error: error))
-            let pending = connection.writeBuffer
-            connection.writeBuffer = ByteBuffer(capacity: 16)
-            upstream = nil
-            connection.close()
-            _ = retryOrFail(failed: connection.endpoint, carrying: pending, error: .badGateway)
-            return
-        }
-        flushUpstream()
+    /// `UpstreamAttempt`: errors before the upstream answered.
+    func respondBeforeUpstream(_ error: ErrorResponse) {
+        respondLocally(error)
     }
 
     func upstreamReady(_ connection: UpstreamConnection, _ readiness: Readiness) {
@@ -383,15 +334,7 @@ final class HTTP2StreamExchange: UpstreamOwner {
 
     func upstreamTimedOut(_ connection: UpstreamConnection) {
         guard connection === upstream else { return connection.close() }
-        if connection.state == .connecting || connection.state == .handshaking {
-            worker.metrics.count(.connectTimeout)
-            let pending = connection.writeBuffer
-            connection.writeBuffer = ByteBuffer(capacity: 16)
-            upstream = nil
-            connection.close()
-            _ = retryOrFail(failed: connection.endpoint, carrying: pending, error: .gatewayTimeout)
-            return
-        }
+        if connectTimedOut(connection) { return }
         worker.metrics.count(connection.writeBuffer.isEmpty ? .readTimeout : .sendTimeout)
         upstream = nil
         connection.close()
@@ -428,44 +371,23 @@ final class HTTP2StreamExchange: UpstreamOwner {
     }
 
     private func updateInterest(_ upstream: UpstreamConnection) {
-        guard upstream.state == .busy else { return }
-        var wanted: Interest = upstreamReadPaused ? .none : .read
-        if !upstream.writeBuffer.isEmpty { wanted.insert(.write) }
-        upstream.setInterest(wanted)
+        upstream.updateInterest(readPaused: upstreamReadPaused)
     }
 
     private func refreshDeadline(_ upstream: UpstreamConnection) {
-        guard upstream.state == .busy else { return }
-        let now = worker.loop.now
-        if !upstream.writeBuffer.isEmpty {
-            upstream.deadline = now + worker.configuration.upstreamSendTimeoutMilliseconds
-        } else if !requestComplete || upstreamReadPaused {
-            upstream.deadline = .max
-        } else {
-            upstream.deadline = now + worker.configuration.upstreamReadTimeoutMilliseconds
-        }
+        upstream.refreshDeadline(requestPending: !requestComplete, readPaused: upstreamReadPaused)
     }
 
     private func readFromUpstream(_ upstream: UpstreamConnection) {
-        let buffer = upstream.readBuffer
-        switch upstream.makeReadRoom(headDone: responseHeadDone) {
-        case .ready:
-            break
+        switch upstream.readResponse(headDone: responseHeadDone) {
         case .pause:
             upstreamReadPaused = true
             refreshDeadline(upstream)
             updateInterest(upstream)
-            return
         case .headTooLarge:
             worker.metrics.count(.malformedResponse)
             failBeforeResponse(upstream, .badGatewayMalformed)
-            return
-        }
-        switch upstream.transportRead() {
         case .bytes:
-            while let tls = upstream.tls, tls.pendingBytes > 0, buffer.writableBytes > 0 {
-                guard case .bytes = upstream.transportRead() else { break }
-            }
             processResponse()
             connection.requestFlush()
             if let current = self.upstream {
@@ -522,27 +444,16 @@ final class HTTP2StreamExchange: UpstreamOwner {
     private func processResponse() {
         guard let upstream else { return }
         let input = upstream.readBuffer
-        while !responseHeadDone {
-            if input.isEmpty { return }
-            switch HTTP1Parser.parseResponseHead(
-                input.readable, requestWasHEAD: isHEAD, limits: worker.configuration.limits, into: &responseHead)
-            {
+        if !responseHeadDone {
+            switch upstream.parseFinalResponseHead(requestWasHEAD: isHEAD, into: &responseHead) {
             case .incomplete:
                 return
-            case .failed:
+            case .malformed, .switchingProtocols:
+                // HTTP/2 has no 101 (RFC 9113 §8.6): no upgrade goes upstream.
                 worker.metrics.count(.malformedResponse)
                 failBeforeResponse(upstream, .badGatewayMalformed)
                 return
-            case .complete:
-                if responseHead.status < 200 {
-                    if responseHead.status == 101 {
-                        worker.metrics.count(.malformedResponse)
-                        failBeforeResponse(upstream, .badGatewayMalformed)
-                        return
-                    }
-                    input.consume(responseHead.headLength)
-                    continue
-                }
+            case .final:
                 submitResponseHead(input.readable)
                 input.consume(responseHead.headLength)
                 responseHeadDone = true

@@ -138,6 +138,93 @@ final class UpstreamConnection: EventHandler {
         return .ready
     }
 
+    /// What `readResponse` got.
+    enum ResponseRead {
+        /// Bytes were added to `readBuffer`.
+        case bytes
+        /// Body bytes wait for the client (`makeReadRoom`): stop reading until it drains.
+        case pause
+        /// A response head larger than the header limit: malformed.
+        case headTooLarge
+        case wouldBlock
+        case endOfFile
+        case failed
+    }
+
+    /// Makes room and reads what the socket has, plus the decrypted bytes
+    /// OpenSSL already holds (epoll does not announce those).
+    func readResponse(headDone: Bool) -> ResponseRead {
+        switch makeReadRoom(headDone: headDone) {
+        case .ready: break
+        case .pause: return .pause
+        case .headTooLarge: return .headTooLarge
+        }
+        switch transportRead() {
+        case .bytes:
+            while let tls, tls.pendingBytes > 0, readBuffer.writableBytes > 0 {
+                guard case .bytes = transportRead() else { break }
+            }
+            return .bytes
+        case .wouldBlock: return .wouldBlock
+        case .endOfFile: return .endOfFile
+        case .failed: return .failed
+        }
+    }
+
+    /// Sets the deadline of a connection carrying a request: the send timeout
+    /// while request bytes wait, none while the request body is still coming
+    /// or the owner paused reading (the client sets the pace), else the read timeout.
+    func refreshDeadline(requestPending: Bool, readPaused: Bool) {
+        guard state == .busy else { return }
+        let now = worker.loop.now
+        if !writeBuffer.isEmpty {
+            deadline = now + worker.configuration.upstreamSendTimeoutMilliseconds
+        } else if requestPending || readPaused {
+            deadline = .max
+        } else {
+            deadline = now + worker.configuration.upstreamReadTimeoutMilliseconds
+        }
+    }
+
+    /// Where the response head in `readBuffer` stands.
+    enum ResponseHeadStep {
+        case incomplete
+        case malformed
+        /// 101: only an upgrade the client asked for may answer so.
+        case switchingProtocols
+        /// A final (2xx-5xx) head is parsed; its bytes are still in `readBuffer`.
+        case final
+    }
+
+    /// Parses the response head at the start of `readBuffer`. Interim heads
+    /// (100, 103: the proxy answered `Expect` itself) are consumed and skipped.
+    func parseFinalResponseHead(requestWasHEAD: Bool, into head: inout HTTP1ResponseHead) -> ResponseHeadStep {
+        while true {
+            if readBuffer.isEmpty { return .incomplete }
+            switch HTTP1Parser.parseResponseHead(
+                readBuffer.readable, requestWasHEAD: requestWasHEAD, limits: worker.configuration.limits, into: &head)
+            {
+            case .incomplete:
+                return .incomplete
+            case .failed:
+                return .malformed
+            case .complete:
+                if head.status == 101 { return .switchingProtocols }
+                if head.status >= 200 { return .final }
+                readBuffer.consume(head.headLength)
+            }
+        }
+    }
+
+    /// The epoll interest of a connection carrying a request: read unless the
+    /// owner paused for backpressure, write while request bytes wait.
+    func updateInterest(readPaused: Bool) {
+        guard state == .busy else { return }
+        var wanted: Interest = readPaused ? .none : .read
+        if !writeBuffer.isEmpty { wanted.insert(.write) }
+        setInterest(wanted)
+    }
+
     /// TCP connect done: for HTTPS endpoints the TLS handshake follows; the
     /// owner hears `upstreamConnected` once the connection can carry a request.
     func connectFinished(error: CInt) {
