@@ -20,6 +20,12 @@ import Translate
 /// completed its initial list. After that, a failing API server changes
 /// nothing: the store keeps its objects and the last table keeps serving.
 ///
+/// Translation is incremental (`IncrementalTranslator`): a round hands the
+/// translator only the objects that changed since the last one (read from
+/// the store through a change cursor, or found by comparing the directory's
+/// objects) and gets the same model a full translation of every object
+/// would give, for work proportional to the change.
+///
 /// Threading: `publish` and `report` run on the controller thread. Counters
 /// may be read from any thread. Call `loadInitial()` (optional) before `start()`.
 public final class ControllerLoop: @unchecked Sendable {
@@ -67,6 +73,14 @@ public final class ControllerLoop: @unchecked Sendable {
     private var lastModel: RouteModel? = nil
     private var lastTLS: TLSModel? = nil
     private var reported: Set<Diagnostic> = []
+    /// Keeps the translation up to date with the objects (guarded by `reloadLock`).
+    private let translator: IncrementalTranslator
+    /// The store changes this loop has not translated yet (store source only).
+    private let storeCursor: KubeObjectStore.ChangeCursor?
+    /// The translator's diagnostics of the last round and what they became
+    /// (store source: unchanged diagnostics are not merged and sorted again).
+    private var lastTranslatedDiagnostics: (routes: [Diagnostic], tls: [Diagnostic])? = nil
+    private var lastDiagnostics: [Diagnostic] = []
 
     /// Creates a loop; nothing happens until `loadInitial()` or `start()`.
     public init(
@@ -89,6 +103,8 @@ public final class ControllerLoop: @unchecked Sendable {
         self.report = report
         self.manifests = ManifestDirectory(path: directory)
         self.store = nil
+        translator = IncrementalTranslator(options: options, defaultCertificateSecret: defaultCertificateSecret)
+        storeCursor = nil
     }
 
     /// Creates a loop fed by the Kubernetes API through `store` (whose
@@ -113,6 +129,8 @@ public final class ControllerLoop: @unchecked Sendable {
         self.report = report
         self.manifests = nil
         self.store = store
+        translator = IncrementalTranslator(options: options, defaultCertificateSecret: defaultCertificateSecret)
+        storeCursor = store.makeCursor()
         store.onChange { [weak self] in self?.storeChanged() }
     }
 
@@ -320,17 +338,43 @@ public final class ControllerLoop: @unchecked Sendable {
         defer { reloadLock.unlock() }
         let load = manifests?.load()
             ?? ManifestLoad(objects: [], files: [:], diagnostics: [], failedFiles: [])
-        let snapshot = store?.snapshot() ?? load.snapshot
-        let translation = translate(snapshot, options: options)
-        let tls = translateTLS(snapshot, options: options, defaultCertificateSecret: defaultCertificateSecret)
-        var diagnostics = load.diagnostics
-        for var diagnostic in translation.diagnostics + tls.diagnostics {
-            if diagnostic.file == nil {
-                diagnostic.file = load.files[diagnostic.object]
+        if let store, let storeCursor {
+            let changes = store.changes(since: storeCursor)
+            if changes.isComplete {
+                translator.replaceAll(with: changes.objects)
+            } else {
+                for object in changes.objects { translator.apply(object) }
+                for key in changes.removed { translator.remove(key) }
             }
-            diagnostics.append(diagnostic)
+        } else {
+            translator.replaceAll(with: load.objects)
         }
-        diagnostics.sort()
+        let output = translator.translate()
+        let translation = output.routes
+        let tls = output.tls
+        let diagnostics: [Diagnostic]
+        let diagnosticsChanged: Bool
+        if manifests == nil, let last = lastTranslatedDiagnostics, last.routes == translation.diagnostics,
+           last.tls == tls.diagnostics
+        {
+            // Nothing to merge, sort or compare again (the arrays are the
+            // translator's own, so this comparison is usually by identity).
+            diagnostics = lastDiagnostics
+            diagnosticsChanged = false
+        } else {
+            var merged = load.diagnostics
+            for var diagnostic in translation.diagnostics + tls.diagnostics {
+                if diagnostic.file == nil {
+                    diagnostic.file = load.files[diagnostic.object]
+                }
+                merged.append(diagnostic)
+            }
+            merged.sort()
+            diagnostics = merged
+            diagnosticsChanged = true
+            lastTranslatedDiagnostics = (translation.diagnostics, tls.diagnostics)
+            lastDiagnostics = merged
+        }
 
         let changed = lastModel != translation.model
         var table: RoutingTable? = nil
@@ -344,8 +388,11 @@ public final class ControllerLoop: @unchecked Sendable {
         lastModel = translation.model
         let tlsChanged = lastTLS != tls.model
         lastTLS = tls.model
-        let fresh = diagnostics.filter { !reported.contains($0) }
-        reported = Set(diagnostics)
+        var fresh: [Diagnostic] = []
+        if diagnosticsChanged {
+            fresh = diagnostics.filter { !reported.contains($0) }
+            reported = Set(diagnostics)
+        }
         condition.withLock {
             reloadCount += 1
             if load.failedFiles.isEmpty {

@@ -39,8 +39,28 @@ public final class KubeObjectStore: @unchecked Sendable {
         }
     }
 
+    /// What one consumer has not read yet: the keys of objects added,
+    /// changed or deleted since its last `changes(since:)` (everything, before
+    /// the first). Made by `makeCursor()`; only the store touches its state.
+    public final class ChangeCursor: @unchecked Sendable {
+        fileprivate var keys: Set<ObjectKey> = []
+        fileprivate var everything = true
+    }
+
+    /// What changed for one cursor.
+    public struct Changes: Sendable {
+        /// True on a cursor's first read: `objects` is then every object, to
+        /// replace (not merge with) what the consumer had.
+        public var isComplete: Bool
+        /// The current version of each object added or changed.
+        public var objects: [KubeObject]
+        /// Objects that are gone.
+        public var removed: [ObjectKey]
+    }
+
     private let lock = NSLock()
     private var tables: [WatchedResource: Table] = [:]
+    private var cursors: [ChangeCursor] = []
     private var synced: Set<WatchedResource> = []
     private let expected: Set<WatchedResource>
     /// Resources in a fixed order, so snapshots list kinds the same way every time.
@@ -75,12 +95,18 @@ public final class KubeObjectStore: @unchecked Sendable {
         let handlers: [@Sendable () -> Void] = lock.withLock {
             switch update {
             case let .replaced(list):
-                tables[resource] = Table(list.sorted { $0.key < $1.key })
+                let table = Table(list.sorted { $0.key < $1.key })
+                if cursors.contains(where: { !$0.everything }) {
+                    record(changedKeys(from: tables[resource] ?? Table([]), to: table))
+                }
+                tables[resource] = table
                 synced.insert(resource)
             case let .upserted(object):
                 tables[resource, default: Table([])].upsert(object)
+                record([object.key])
             case let .deleted(object):
                 tables[resource]?.remove(object.key)
+                record([object.key])
             case .problem:
                 return []
             }
@@ -93,7 +119,8 @@ public final class KubeObjectStore: @unchecked Sendable {
     /// Forgets a resource that is no longer watched (its objects leave the store).
     public func remove(_ resource: WatchedResource) {
         let handlers: [@Sendable () -> Void] = lock.withLock {
-            guard tables.removeValue(forKey: resource) != nil else { return [] }
+            guard let table = tables.removeValue(forKey: resource) else { return [] }
+            record(table.ordered.map(\.key))
             synced.remove(resource)
             sequence &+= 1
             return changeHandlers
@@ -101,13 +128,89 @@ public final class KubeObjectStore: @unchecked Sendable {
         for handler in handlers { handler() }
     }
 
+    // MARK: Change cursors
+
+    /// A new consumer of changes; its first `changes(since:)` returns every object.
+    public func makeCursor() -> ChangeCursor {
+        let cursor = ChangeCursor()
+        lock.withLock { cursors.append(cursor) }
+        return cursor
+    }
+
+    /// What changed since `cursor` was last read (everything on its first
+    /// read), and marks it read. Cheap: proportional to the changes.
+    public func changes(since cursor: ChangeCursor) -> Changes {
+        lock.withLock {
+            if cursor.everything {
+                cursor.everything = false
+                cursor.keys.removeAll()
+                var objects: [KubeObject] = []
+                for resource in orderedResources {
+                    objects += tables[resource]?.ordered ?? []
+                }
+                return Changes(isComplete: true, objects: objects, removed: [])
+            }
+            var changes = Changes(isComplete: false, objects: [], removed: [])
+            let order = orderedResources
+            for key in cursor.keys {
+                if let object = currentObject(key, order: order) {
+                    changes.objects.append(object)
+                } else {
+                    changes.removed.append(key)
+                }
+            }
+            cursor.keys.removeAll(keepingCapacity: true)
+            return changes
+        }
+    }
+
+    /// Adds `keys` to every cursor that is not already due for everything. Lock held.
+    private func record<Keys: Sequence>(_ keys: Keys) where Keys.Element == ObjectKey {
+        for cursor in cursors where !cursor.everything {
+            cursor.keys.formUnion(keys)
+        }
+    }
+
+    /// Keys added, removed or changed between two versions of one resource's objects.
+    private func changedKeys(from old: Table, to new: Table) -> [ObjectKey] {
+        var keys: [ObjectKey] = []
+        for object in new.ordered {
+            let key = object.key
+            if let position = old.index[key], old.ordered[position] == object { continue }
+            keys.append(key)
+        }
+        for object in old.ordered where new.index[object.key] == nil {
+            keys.append(object.key)
+        }
+        return keys
+    }
+
+    /// Expected resources in their fixed order, then the others. Lock held.
+    private var orderedResources: [WatchedResource] {
+        resourceOrder + tables.keys.filter { !expected.contains($0) }
+    }
+
+    /// The object with `key` in the first resource (in `order`) that holds it. Lock held.
+    private func currentObject(_ key: ObjectKey, order: [WatchedResource]) -> KubeObject? {
+        for resource in order {
+            if let table = tables[resource], let position = table.index[key] { return table.ordered[position] }
+        }
+        return nil
+    }
+
+    // MARK: Reading
+
     /// Every object, grouped by kind, each resource in list order. Keys never
     /// repeat across resources: each resource of a kind covers a different namespace.
     public func snapshot() -> ObjectSnapshot {
+        snapshot(of: Set(WatchedKind.allCases))
+    }
+
+    /// The objects of `kinds` only (cheaper than copying every kind).
+    public func snapshot(of kinds: Set<WatchedKind>) -> ObjectSnapshot {
         lock.withLock {
             var snapshot = ObjectSnapshot()
-            let order = resourceOrder + tables.keys.filter { !expected.contains($0) }
-            for resource in order {
+            for resource in orderedResources where kinds.contains(resource.kind) {
                 guard let table = tables[resource] else { continue }
                 for object in table.ordered {
                     switch object {

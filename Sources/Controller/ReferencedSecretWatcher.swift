@@ -27,6 +27,12 @@ final class ReferencedSecretWatcher: @unchecked Sendable {
     private var stopping = false
     private var finished = true
     private var informers: [WatchedResource: Informer] = [:]
+    /// Ingress changes not looked at yet.
+    private let cursor: KubeObjectStore.ChangeCursor
+    /// The Secrets each Ingress names, and how many Ingresses name each
+    /// (only the reconcile thread touches these).
+    private var referencesByIngress: [ObjectKey: Set<WatchedResource>] = [:]
+    private var referenceCounts: [WatchedResource: Int] = [:]
 
     init(client: KubeAPIClient, store: KubeObjectStore, namespaces: [String], watchTimeoutSeconds: Int, log: @escaping @Sendable (String) -> Void) {
         self.client = client
@@ -34,6 +40,7 @@ final class ReferencedSecretWatcher: @unchecked Sendable {
         self.namespaces = Set(namespaces)
         self.watchTimeoutSeconds = watchTimeoutSeconds
         self.log = log
+        cursor = store.makeCursor()
         store.onChange { [weak self] in self?.wake() }
     }
 
@@ -107,8 +114,37 @@ final class ReferencedSecretWatcher: @unchecked Sendable {
         }
     }
 
+    /// Updates the references of the Ingresses that changed since the last
+    /// look (every Ingress the first time): proportional to the changes.
+    private func updateReferences() {
+        let changes = store.changes(since: cursor)
+        if changes.isComplete {
+            referencesByIngress = [:]
+            referenceCounts = [:]
+        }
+        for object in changes.objects {
+            guard case let .ingress(ingress) = object else { continue }
+            setReferences(of: object.key, to: ReferencedSecretWatcher.referenced(by: [ingress], namespaces: namespaces))
+        }
+        for key in changes.removed where key.kind == WatchedKind.ingress.rawValue {
+            setReferences(of: key, to: [])
+        }
+    }
+
+    private func setReferences(of ingress: ObjectKey, to references: Set<WatchedResource>) {
+        let old = referencesByIngress[ingress] ?? []
+        guard old != references else { return }
+        referencesByIngress[ingress] = references.isEmpty ? nil : references
+        for resource in old {
+            let remaining = (referenceCounts[resource] ?? 1) - 1
+            referenceCounts[resource] = remaining > 0 ? remaining : nil
+        }
+        for resource in references { referenceCounts[resource, default: 0] += 1 }
+    }
+
     private func reconcile() {
-        let wanted = ReferencedSecretWatcher.referenced(by: store.snapshot().ingresses, namespaces: namespaces)
+        updateReferences()
+        let wanted = Set(referenceCounts.keys)
         let current = condition.withLock { Set(informers.keys) }
         for resource in current.subtracting(wanted) {
             let informer = condition.withLock { informers.removeValue(forKey: resource) }

@@ -91,7 +91,7 @@ public final class StatusWriter: @unchecked Sendable {
         condition.unlock()
         if clearOnShutdown && wasLeader && store.isSynced {
             let ours = Set(desiredAddresses())
-            for ingress in store.snapshot().ingresses where !ours.isDisjoint(with: ingress.status.ingress) {
+            for ingress in store.snapshot(of: [.ingress, .ingressClass]).ingresses where !ours.isDisjoint(with: ingress.status.ingress) {
                 write(ingress, ingress.status.ingress.filter { !ours.contains($0) })
             }
         }
@@ -131,7 +131,7 @@ public final class StatusWriter: @unchecked Sendable {
 
     private func reconcile() {
         let desired = desiredAddresses()
-        let snapshot = store.snapshot()
+        let snapshot = store.snapshot(of: [.ingress, .ingressClass])
         let served = IngressClassFilter(options: options, classes: snapshot.ingressClasses)
         let ours = Set(desired)
         for ingress in snapshot.ingresses {

@@ -70,6 +70,46 @@ func waitUntil(_ seconds: Double = 3, _ condition: () -> Bool) -> Bool {
         #expect(waitUntil { published.all.count == 2 })
     }
 
+    @Test func aCursorReadsEveryObjectFirstAndThenOnlyWhatChanged() {
+        let store = KubeObjectStore(expected: [ingresses])
+        let cursor = store.makeCursor()
+        store.apply(.replaced([ingress("a.example.com")]), from: ingresses)
+        let first = store.changes(since: cursor)
+        #expect(first.isComplete && first.objects.count == 1)
+        #expect(store.changes(since: cursor).objects.isEmpty)
+
+        let other = KubeObject.ingress(Ingress(metadata: ObjectMeta(name: "other")))
+        store.apply(.upserted(other), from: ingresses)
+        let added = store.changes(since: cursor)
+        #expect(!added.isComplete && added.objects == [other] && added.removed.isEmpty)
+
+        // A relist reports only what differs from the objects before it.
+        store.apply(.replaced([ingress("b.example.com"), other]), from: ingresses)
+        let relisted = store.changes(since: cursor)
+        #expect(relisted.objects.map(\.key.name) == ["web"] && relisted.removed.isEmpty)
+        store.apply(.replaced([ingress("b.example.com"), other]), from: ingresses)
+        #expect(store.changes(since: cursor).objects.isEmpty)
+
+        store.apply(.deleted(other), from: ingresses)
+        let deleted = store.changes(since: cursor)
+        #expect(deleted.objects.isEmpty && deleted.removed == [other.key])
+    }
+
+    @Test func aDeletedIngressLeavesThePublishedModel() throws {
+        let store = KubeObjectStore(expected: [ingresses])
+        let published = Published()
+        let loop = makeLoop(store, published)
+        loop.start()
+        defer { loop.stop() }
+        let second = KubeObject.ingress(Ingress(
+            metadata: ObjectMeta(name: "second", annotations: ["kubernetes.io/ingress.class": "postern"]),
+            spec: IngressSpec(rules: [IngressRule(host: "b.example.com")])))
+        store.apply(.replaced([ingress("a.example.com"), second]), from: ingresses)
+        #expect(waitUntil { published.all.last?.virtualHosts.count == 2 })
+        store.apply(.deleted(second), from: ingresses)
+        #expect(waitUntil { published.all.last?.virtualHosts.map(\.host) == [.exact("a.example.com")] })
+    }
+
     @Test func burstOfChangesIsDebouncedIntoFewTables() throws {
         let store = KubeObjectStore(expected: [ingresses])
         let published = Published()
