@@ -71,6 +71,8 @@ public final class ControllerLoop: @unchecked Sendable {
     /// Store changes signalled and not yet taken by the loop (guarded by `condition`).
     private var storeChanges: UInt64 = 0
     private var lastModel: RouteModel? = nil
+    /// The last table built: the next compilation shares its unchanged clusters.
+    private var lastTable: RoutingTable? = nil
     private var lastTLS: TLSModel? = nil
     private var reported: Set<Diagnostic> = []
     /// Keeps the translation up to date with the objects (guarded by `reloadLock`).
@@ -383,7 +385,8 @@ public final class ControllerLoop: @unchecked Sendable {
                 currentGeneration += 1
                 return currentGeneration
             }
-            table = RoutingTable(model: translation.model, generation: generation)
+            table = RoutingTable(model: translation.model, generation: generation, reusing: lastTable)
+            lastTable = table
         }
         lastModel = translation.model
         let tlsChanged = lastTLS != tls.model

@@ -21,44 +21,103 @@ struct ByteKeyTable: Sendable {
     private let slots: [Int32]
     private let mask: Int
 
+    /// Number of distinct keys.
+    var count: Int { entries.count }
+
     /// Value returned by `lookup` for a missing key.
     static let missing: Int32 = -1
 
     /// Builds the table; for a repeated (tag, key) the first value wins.
     init(_ keys: [(tag: UInt32, key: [UInt8], value: Int32)]) {
-        var capacity = 8
-        while capacity < keys.count * 2 { capacity *= 2 }
-        var slots = [Int32](repeating: -1, count: capacity)
-        var entries: [Entry] = []
-        var keyBytes: [UInt8] = []
-        let mask = capacity - 1
+        var builder = Builder(capacity: keys.count)
         for item in keys {
-            var hasher = ByteHasher(tag: item.tag)
-            for byte in item.key { hasher.add(byte) }
-            let hash = hasher.value
-            var slot = ByteKeyTable.slot(for: hash, mask: mask)
-            var duplicate = false
-            while slots[slot] >= 0 {
-                let entry = entries[Int(slots[slot])]
-                if entry.hash == hash, entry.tag == item.tag, Int(entry.length) == item.key.count,
-                   keyBytes[Int(entry.start)..<Int(entry.start + entry.length)].elementsEqual(item.key)
-                {
-                    duplicate = true
-                    break
-                }
-                slot = (slot + 1) & mask
-            }
-            if duplicate { continue }
-            precondition(keyBytes.count + item.key.count < Int(Int32.max), "routing table keys exceed 2 GiB")
-            slots[slot] = Int32(entries.count)
-            entries.append(Entry(
-                hash: hash, tag: item.tag, start: Int32(keyBytes.count), length: Int32(item.key.count), value: item.value))
-            keyBytes.append(contentsOf: item.key)
+            item.key.withUnsafeBufferPointer { builder.add(tag: item.tag, key: $0, value: item.value) }
         }
+        self = builder.build()
+    }
+
+    /// Collects keys straight into one byte buffer (no array per key), then
+    /// builds the table.
+    struct Builder {
+        private var keyBytes: [UInt8] = []
+        private var entries: [Entry] = []
+
+        /// `capacity`: the number of keys expected.
+        init(capacity: Int) {
+            entries.reserveCapacity(capacity)
+        }
+
+        /// Adds `key` under `tag`.
+        mutating func add(tag: UInt32, key: UnsafeBufferPointer<UInt8>, value: Int32) {
+            precondition(keyBytes.count + key.count < Int(Int32.max), "routing table keys exceed 2 GiB")
+            var hasher = ByteHasher(tag: tag)
+            for byte in key { hasher.add(byte) }
+            entries.append(Entry(
+                hash: hasher.value, tag: tag, start: Int32(keyBytes.count), length: Int32(key.count), value: value))
+            keyBytes.append(contentsOf: key)
+        }
+
+        /// Adds the UTF-8 of `key` under `tag`.
+        mutating func add(tag: UInt32, key: String, value: Int32) {
+            ByteKeyTable.withUTF8(key) { add(tag: tag, key: $0, value: value) }
+        }
+
+        /// The table; for a repeated (tag, key) the first value wins.
+        func build() -> ByteKeyTable {
+            var capacity = 8
+            while capacity < entries.count * 2 { capacity *= 2 }
+            var slots = [Int32](repeating: -1, count: capacity)
+            var kept: [Entry] = []
+            kept.reserveCapacity(entries.count)
+            let mask = capacity - 1
+            keyBytes.withUnsafeBufferPointer { bytes in
+                for item in entries {
+                    var slot = ByteKeyTable.slot(for: item.hash, mask: mask)
+                    var duplicate = false
+                    while slots[slot] >= 0 {
+                        let entry = kept[Int(slots[slot])]
+                        if entry.hash == item.hash, entry.tag == item.tag, entry.length == item.length,
+                           bytes[Int(entry.start)..<Int(entry.start + entry.length)]
+                            .elementsEqual(bytes[Int(item.start)..<Int(item.start + item.length)])
+                        {
+                            duplicate = true
+                            break
+                        }
+                        slot = (slot + 1) & mask
+                    }
+                    if duplicate { continue }
+                    slots[slot] = Int32(kept.count)
+                    kept.append(item)
+                }
+            }
+            return ByteKeyTable(keyBytes: keyBytes, entries: kept, slots: slots, mask: mask)
+        }
+    }
+
+    private init(keyBytes: [UInt8], entries: [Entry], slots: [Int32], mask: Int) {
         self.keyBytes = keyBytes
         self.entries = entries
         self.slots = slots
         self.mask = mask
+    }
+
+    /// Calls `body` with the UTF-8 bytes of `text`, without copying them when
+    /// the string is stored contiguously (native strings are).
+    static func withUTF8<Result>(_ text: String, _ body: (UnsafeBufferPointer<UInt8>) -> Result) -> Result {
+        if let result = text.utf8.withContiguousStorageIfAvailable(body) { return result }
+        return Array(text.utf8).withUnsafeBufferPointer(body)
+    }
+
+    /// The value for `key` under `tag`, or `missing` (hashes the key; for
+    /// building tables, not for the request path, which hashes as it scans).
+    func lookup(tag: UInt32, key: UnsafeBufferPointer<UInt8>) -> Int32 {
+        var hasher = ByteHasher(tag: tag)
+        for byte in key { hasher.add(byte) }
+        guard let base = key.baseAddress else {
+            let none: UInt8 = 0
+            return withUnsafePointer(to: none) { lookup(tag: tag, hash: hasher.value, bytes: $0, count: 0) }
+        }
+        return lookup(tag: tag, hash: hasher.value, bytes: base, count: key.count)
     }
 
     @inline(__always)

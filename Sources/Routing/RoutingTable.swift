@@ -74,30 +74,73 @@ public final class RoutingTable: Sendable {
     /// not define get a cluster with no endpoints (503) rather than a crash. A
     /// regex route whose pattern does not compile (Translate reports those
     /// first) never matches.
-    public init(model: RouteModel, generation: UInt64) {
+    ///
+    /// `previous` (the table in service) lends its compiled clusters: one
+    /// that is unchanged at the same position is shared rather than built
+    /// again, which saves an allocation per cluster here and a deallocation on
+    /// a worker when the old table goes.
+    public init(model: RouteModel, generation: UInt64, reusing previous: RoutingTable? = nil) {
         self.generation = generation
         self.model = model
         var clusters: [CompiledCluster] = []
-        var clusterIndex: [String: Int32] = [:]
-        for cluster in model.clusters where clusterIndex[cluster.name] == nil {
-            clusterIndex[cluster.name] = Int32(clusters.count)
-            clusters.append(CompiledCluster(
-                index: clusters.count, name: cluster.name, endpoints: cluster.endpoints,
-                unavailableReason: cluster.unavailableReason, upstream: cluster.upstream))
+        clusters.reserveCapacity(model.clusters.count)
+        var names = ByteKeyTable.Builder(capacity: model.clusters.count)
+        let reusable = previous?.clusters ?? []
+        func compiled(_ index: Int, name: String, endpoints: [Endpoint], unavailableReason: String?, upstream: UpstreamSettings)
+            -> CompiledCluster
+        {
+            if index < reusable.count {
+                let old = reusable[index]
+                if old.name == name, old.endpoints == endpoints, old.unavailableReason == unavailableReason, old.upstream == upstream {
+                    return old
+                }
+            }
+            return CompiledCluster(
+                index: index, name: name, endpoints: endpoints, unavailableReason: unavailableReason, upstream: upstream)
         }
+        for (position, cluster) in model.clusters.enumerated() {
+            names.add(tag: 0, key: cluster.name, value: Int32(position))
+        }
+        // Name → position in the model; of a repeated name the first is kept.
+        let clusterIndex = names.build()
+        // Position in the model → index in `clusters`: the identity unless a name repeats.
+        var compiledIndex: [Int32]? = nil
+        if clusterIndex.count == model.clusters.count {
+            for cluster in model.clusters {
+                clusters.append(compiled(
+                    clusters.count, name: cluster.name, endpoints: cluster.endpoints,
+                    unavailableReason: cluster.unavailableReason, upstream: cluster.upstream))
+            }
+        } else {
+            var positions = [Int32](repeating: -1, count: model.clusters.count)
+            for (position, cluster) in model.clusters.enumerated() {
+                let first = ByteKeyTable.withUTF8(cluster.name) { clusterIndex.lookup(tag: 0, key: $0) }
+                guard first == Int32(position) else { continue }
+                positions[position] = Int32(clusters.count)
+                clusters.append(compiled(
+                    clusters.count, name: cluster.name, endpoints: cluster.endpoints,
+                    unavailableReason: cluster.unavailableReason, upstream: cluster.upstream))
+            }
+            compiledIndex = positions
+        }
+        // Names routes use that the model does not define (rare).
+        var undefined: [String: Int32] = [:]
         func index(of name: String?) -> Int32 {
             guard let name else { return -1 }
-            if let found = clusterIndex[name] { return found }
+            let found = ByteKeyTable.withUTF8(name) { clusterIndex.lookup(tag: 0, key: $0) }
+            if found != ByteKeyTable.missing { return compiledIndex?[Int(found)] ?? found }
+            if let index = undefined[name] { return index }
             let index = Int32(clusters.count)
-            clusterIndex[name] = index
-            clusters.append(CompiledCluster(
-                index: Int(index), name: name, endpoints: [], unavailableReason: "cluster \(name) is not defined"))
+            undefined[name] = index
+            clusters.append(compiled(
+                Int(index), name: name, endpoints: [], unavailableReason: "cluster \(name) is not defined", upstream: .http))
             return index
         }
 
-        var hostKeys: [(tag: UInt32, key: [UInt8], value: Int32)] = []
-        var pathKeys: [(tag: UInt32, key: [UInt8], value: Int32)] = []
+        var hostKeys = ByteKeyTable.Builder(capacity: model.virtualHosts.count)
+        var pathKeys = ByteKeyTable.Builder(capacity: model.virtualHosts.count)
         var virtualHosts: [CompiledVirtualHost] = []
+        virtualHosts.reserveCapacity(model.virtualHosts.count)
         var routes: [CompiledRoute] = []
         var regexRoutes: [CompiledRegexRoute] = []
         var rewrites: [RewriteTemplate] = []
@@ -108,9 +151,9 @@ public final class RoutingTable: Sendable {
             let hostIndex = Int32(virtualHosts.count)
             switch vhost.host {
             case let .exact(name):
-                hostKeys.append((RoutingTable.exactHostTag, Array(name.lowercased().utf8), hostIndex))
+                hostKeys.add(tag: RoutingTable.exactHostTag, key: RoutingTable.lowercased(name), value: hostIndex)
             case let .wildcard(suffix):
-                hostKeys.append((RoutingTable.wildcardHostTag, Array(suffix.lowercased().utf8), hostIndex))
+                hostKeys.add(tag: RoutingTable.wildcardHostTag, key: RoutingTable.lowercased(suffix), value: hostIndex)
             case .any:
                 if anyHost < 0 { anyHost = hostIndex }
             }
@@ -137,16 +180,20 @@ public final class RoutingTable: Sendable {
                 switch route.match {
                 case .exact:
                     compiled.hasExactPaths = true
-                    pathKeys.append((UInt32(hostIndex) &* 2, Array(route.path.utf8), routeIndex))
+                    pathKeys.add(tag: UInt32(hostIndex) &* 2, key: route.path, value: routeIndex)
                 case .prefix:
                     // Matching compares whole segments, so a trailing "/" never matters.
-                    var key = Array(route.path.utf8)
-                    while key.count > 1, key.last == UInt8(ascii: "/") { key.removeLast() }
-                    if key == [UInt8(ascii: "/")] || key.isEmpty {
-                        if compiled.rootRoute < 0 { compiled.rootRoute = routeIndex }
-                    } else {
-                        compiled.hasPrefixPaths = true
-                        pathKeys.append((UInt32(hostIndex) &* 2 &+ 1, key, routeIndex))
+                    ByteKeyTable.withUTF8(route.path) { path in
+                        var count = path.count
+                        while count > 1, path[count - 1] == UInt8(ascii: "/") { count -= 1 }
+                        if count == 0 || (count == 1 && path[0] == UInt8(ascii: "/")) {
+                            if compiled.rootRoute < 0 { compiled.rootRoute = routeIndex }
+                        } else {
+                            compiled.hasPrefixPaths = true
+                            pathKeys.add(
+                                tag: UInt32(hostIndex) &* 2 &+ 1, key: UnsafeBufferPointer(rebasing: path[0..<count]),
+                                value: routeIndex)
+                        }
                     }
                 case .regex:
                     let regex: LinearRegex?
@@ -161,21 +208,32 @@ public final class RoutingTable: Sendable {
                     hostRegexes.append((route, CompiledRegexRoute(regex: regex, route: routeIndex, groups: Int32(groups))))
                 }
             }
-            hostRegexes.sort { RoutingTable.regexPrecedes($0.route, $1.route) }
-            regexRoutes.append(contentsOf: hostRegexes.map(\.compiled))
+            if !hostRegexes.isEmpty {
+                hostRegexes.sort { RoutingTable.regexPrecedes($0.route, $1.route) }
+                regexRoutes.append(contentsOf: hostRegexes.map(\.compiled))
+            }
             compiled.regexEnd = Int32(regexRoutes.count)
             virtualHosts.append(compiled)
         }
         let defaultCluster = index(of: model.defaultCluster)
         self.clusters = clusters
-        self.hostTable = ByteKeyTable(hostKeys)
-        self.pathTable = ByteKeyTable(pathKeys)
+        self.hostTable = hostKeys.build()
+        self.pathTable = pathKeys.build()
         self.virtualHosts = virtualHosts
         self.routes = routes
         self.regexRoutes = regexRoutes
         self.rewrites = rewrites
         self.anyHost = anyHost
         self.defaultCluster = defaultCluster
+    }
+
+    /// `text.lowercased()`, without a copy when `text` is lower-case ASCII
+    /// already (Translate's host names are).
+    private static func lowercased(_ text: String) -> String {
+        let lower = ByteKeyTable.withUTF8(text) { bytes in
+            !bytes.contains { $0 >= 0x80 || ($0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z")) }
+        }
+        return lower ? text : text.lowercased()
     }
 
     /// ingress-nginx's regex location order: the longer pattern first; ties

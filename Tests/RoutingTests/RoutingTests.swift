@@ -196,6 +196,38 @@ extension RoutingTable {
             #expect(cluster.index == position)
         }
     }
+
+    @Test func aRepeatedClusterNameKeepsTheFirstDefinition() {
+        let one = Endpoint(address: .v4(10, 0, 0, 1), port: 80)
+        let two = Endpoint(address: .v4(10, 0, 0, 2), port: 80)
+        let model = RouteModel(
+            virtualHosts: [VirtualHost(host: .any, routes: [prefix("/a", "a"), prefix("/b", "b")])],
+            clusters: [Cluster(name: "a", endpoints: [one]), Cluster(name: "a", endpoints: [two]), Cluster(name: "b", endpoints: [two])])
+        let routes = RoutingTable(model: model, generation: 1)
+        #expect(routes.clusters.map(\.name) == ["a", "b"])
+        #expect(routes.clusters.map(\.index) == [0, 1])
+        guard case let .cluster(a) = routes.route(host: "x", path: "/a"), case let .cluster(b) = routes.route(host: "x", path: "/b") else {
+            Issue.record("both paths route")
+            return
+        }
+        #expect(a.endpoints == [one] && b.name == "b")
+    }
+
+    @Test func unchangedClustersOfThePreviousTableAreShared() {
+        let endpoint = Endpoint(address: .v4(10, 0, 0, 1), port: 80)
+        func model(_ bEndpoints: [Endpoint]) -> RouteModel {
+            RouteModel(
+                virtualHosts: [VirtualHost(host: .any, routes: [prefix("/a", "a"), prefix("/b", "b"), prefix("/c", "c")])],
+                clusters: [Cluster(name: "a", endpoints: [endpoint]), Cluster(name: "b", endpoints: bEndpoints)])
+        }
+        let first = RoutingTable(model: model([endpoint]), generation: 1)
+        let second = RoutingTable(model: model([]), generation: 2, reusing: first)
+        #expect(second.clusters[0] === first.clusters[0])
+        #expect(second.clusters[1] !== first.clusters[1] && second.clusters[1].endpoints.isEmpty)
+        // "c" is not defined: a 503 cluster either way, shared too.
+        #expect(second.clusters[2] === first.clusters[2])
+        #expect(second.clusters.enumerated().allSatisfy { $0.offset == $0.element.index })
+    }
 }
 
 @Suite struct RoundRobinPicking {
