@@ -651,8 +651,13 @@ class Postern(Proxy):
                 "--workers", "1", "--admin-listen", "127.0.0.1:0"]
         if spec.tls:
             # The certificate is also the default one, so a client without SNI (an IP in the URL) gets it too.
-            argv += ["--https-listen", f"127.0.0.1:{self.port}", "--http-listen", f"127.0.0.1:{free_port()}",
-                     "--default-ssl-certificate", "default/bench-tls"]
+            # Session tickets off, as for every peer (nginx `ssl_session_tickets off`, HAProxy `no-tls-tickets`,
+            # h2o and Envoy resumption off): no ticket is minted per handshake, and clients cannot resume.
+            settings = os.path.join(self.directory, "postern.yaml")
+            with open(settings, "w") as f:
+                f.write("ssl-session-tickets: false\n")
+            argv += ["--config", settings, "--https-listen", f"127.0.0.1:{self.port}",
+                     "--http-listen", f"127.0.0.1:{free_port()}", "--default-ssl-certificate", "default/bench-tls"]
         else:
             argv += ["--http-listen", f"127.0.0.1:{self.port}", "--https-listen", "off"]
         self.process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
