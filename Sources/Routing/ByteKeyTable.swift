@@ -1,10 +1,12 @@
-/// An immutable open-addressing hash table from (tag, bytes) to an `Int32`,
-/// looked up with raw bytes so the hot path never builds a `String`.
+/// An open-addressing hash table from (tag, bytes) to an `Int32`, looked up
+/// with raw bytes so the hot path never builds a `String`.
 ///
 /// The tag namespaces keys (e.g. one per virtual host and match kind), so one
 /// table serves every host's paths. Keys come from configuration only; a
 /// request can look up but never insert, and the load factor stays at or
 /// below one half, so probe sequences are short whatever the request holds.
+/// A table in service is never changed: the compiler changes a copy
+/// (`insert`, `remove`) to make the next table.
 struct ByteKeyTable: Sendable {
     private struct Entry: Sendable {
         var hash: UInt64
@@ -14,15 +16,89 @@ struct ByteKeyTable: Sendable {
         var value: Int32
     }
 
-    /// Every key's bytes, back to back.
-    private let keyBytes: [UInt8]
-    private let entries: [Entry]
+    /// Every key's bytes, back to back (removed keys' bytes stay until a rebuild).
+    private var keyBytes: [UInt8]
+    /// Every key added (removed ones stay until a rebuild, unreferenced).
+    private var entries: [Entry]
     /// Entry index per slot, -1 when empty. Count is a power of two.
-    private let slots: [Int32]
+    private var slots: [Int32]
     private let mask: Int
+    /// Keys in the table.
+    private(set) var count: Int
 
-    /// Number of distinct keys.
-    var count: Int { entries.count }
+    /// Entries of removed keys still taking room.
+    var removedCount: Int { entries.count - count }
+
+    /// What `insert` did.
+    enum Insertion {
+        case inserted
+        /// The (tag, key) is already there; its value is unchanged.
+        case present
+        /// The table would be more than half full: build a larger one instead.
+        case full
+    }
+
+    /// Adds (tag, key) → value.
+    mutating func insert(tag: UInt32, key: UnsafeBufferPointer<UInt8>, value: Int32) -> Insertion {
+        let hash = ByteKeyTable.hash(tag: tag, key)
+        if find(tag: tag, hash: hash, key: key) != nil { return .present }
+        guard (count + 1) * 2 <= slots.count, keyBytes.count + key.count < Int(Int32.max) else { return .full }
+        var slot = ByteKeyTable.slot(for: hash, mask: mask)
+        while slots[slot] >= 0 { slot = (slot + 1) & mask }
+        slots[slot] = Int32(entries.count)
+        entries.append(Entry(hash: hash, tag: tag, start: Int32(keyBytes.count), length: Int32(key.count), value: value))
+        keyBytes.append(contentsOf: key)
+        count += 1
+        return .inserted
+    }
+
+    /// Removes (tag, key); returns its value, or `missing` when absent.
+    @discardableResult
+    mutating func remove(tag: UInt32, key: UnsafeBufferPointer<UInt8>) -> Int32 {
+        let hash = ByteKeyTable.hash(tag: tag, key)
+        guard var hole = find(tag: tag, hash: hash, key: key) else { return ByteKeyTable.missing }
+        let value = entries[Int(slots[hole])].value
+        slots[hole] = -1
+        count -= 1
+        // Backward-shift deletion (Knuth 6.4, algorithm R): move later keys of
+        // the probe run into the hole when their home slot is not after it,
+        // so lookups never stop early at the hole.
+        var next = hole
+        while true {
+            next = (next + 1) & mask
+            let index = slots[next]
+            if index < 0 { break }
+            let home = ByteKeyTable.slot(for: entries[Int(index)].hash, mask: mask)
+            let stays = hole <= next ? (hole < home && home <= next) : (hole < home || home <= next)
+            if stays { continue }
+            slots[hole] = index
+            slots[next] = -1
+            hole = next
+        }
+        return value
+    }
+
+    /// The slot holding (tag, key), nil when absent.
+    private func find(tag: UInt32, hash: UInt64, key: UnsafeBufferPointer<UInt8>) -> Int? {
+        var slot = ByteKeyTable.slot(for: hash, mask: mask)
+        while true {
+            let index = slots[slot]
+            if index < 0 { return nil }
+            let entry = entries[Int(index)]
+            if entry.hash == hash, entry.tag == tag, Int(entry.length) == key.count,
+               keyBytes[Int(entry.start)..<Int(entry.start + entry.length)].elementsEqual(key)
+            {
+                return slot
+            }
+            slot = (slot + 1) & mask
+        }
+    }
+
+    private static func hash(tag: UInt32, _ key: UnsafeBufferPointer<UInt8>) -> UInt64 {
+        var hasher = ByteHasher(tag: tag)
+        for byte in key { hasher.add(byte) }
+        return hasher.value
+    }
 
     /// Value returned by `lookup` for a missing key.
     static let missing: Int32 = -1
@@ -50,10 +126,9 @@ struct ByteKeyTable: Sendable {
         /// Adds `key` under `tag`.
         mutating func add(tag: UInt32, key: UnsafeBufferPointer<UInt8>, value: Int32) {
             precondition(keyBytes.count + key.count < Int(Int32.max), "routing table keys exceed 2 GiB")
-            var hasher = ByteHasher(tag: tag)
-            for byte in key { hasher.add(byte) }
             entries.append(Entry(
-                hash: hasher.value, tag: tag, start: Int32(keyBytes.count), length: Int32(key.count), value: value))
+                hash: ByteKeyTable.hash(tag: tag, key), tag: tag, start: Int32(keyBytes.count), length: Int32(key.count),
+                value: value))
             keyBytes.append(contentsOf: key)
         }
 
@@ -62,10 +137,11 @@ struct ByteKeyTable: Sendable {
             ByteKeyTable.withUTF8(key) { add(tag: tag, key: $0, value: value) }
         }
 
-        /// The table; for a repeated (tag, key) the first value wins.
-        func build() -> ByteKeyTable {
+        /// The table; for a repeated (tag, key) the first value wins. Room is
+        /// left for `spare` more keys before the table is half full.
+        func build(spare: Int = 0) -> ByteKeyTable {
             var capacity = 8
-            while capacity < entries.count * 2 { capacity *= 2 }
+            while capacity < (entries.count + spare) * 2 { capacity *= 2 }
             var slots = [Int32](repeating: -1, count: capacity)
             var kept: [Entry] = []
             kept.reserveCapacity(entries.count)
@@ -99,6 +175,7 @@ struct ByteKeyTable: Sendable {
         self.entries = entries
         self.slots = slots
         self.mask = mask
+        count = entries.count
     }
 
     /// Calls `body` with the UTF-8 bytes of `text`, without copying them when
@@ -111,13 +188,8 @@ struct ByteKeyTable: Sendable {
     /// The value for `key` under `tag`, or `missing` (hashes the key; for
     /// building tables, not for the request path, which hashes as it scans).
     func lookup(tag: UInt32, key: UnsafeBufferPointer<UInt8>) -> Int32 {
-        var hasher = ByteHasher(tag: tag)
-        for byte in key { hasher.add(byte) }
-        guard let base = key.baseAddress else {
-            let none: UInt8 = 0
-            return withUnsafePointer(to: none) { lookup(tag: tag, hash: hasher.value, bytes: $0, count: 0) }
-        }
-        return lookup(tag: tag, hash: hasher.value, bytes: base, count: key.count)
+        guard let slot = find(tag: tag, hash: ByteKeyTable.hash(tag: tag, key), key: key) else { return ByteKeyTable.missing }
+        return entries[Int(slots[slot])].value
     }
 
     @inline(__always)

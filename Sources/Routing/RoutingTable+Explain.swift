@@ -69,8 +69,9 @@ extension RoutingTable {
             }
             return explanation
         }
-        // Virtual host indexes follow model order.
-        let vhost = model.virtualHosts[Int(hostIndex)]
+        guard let vhost = modelVirtualHost(at: hostIndex) else {
+            preconditionFailure("virtual host \(hostIndex) of the table has no host in its model")
+        }
         explanation.host = vhost.host
         switch vhost.host {
         case let .exact(name): explanation.hostReason = "exact host \(name)"
@@ -137,6 +138,26 @@ extension RoutingTable {
             (order($0.1.verdict), $0.0) < (order($1.1.verdict), $1.0)
         }.map(\.1)
         return explanation
+    }
+
+    /// The model's virtual host compiled into index `slot` (indexes follow
+    /// model order only in a table compiled from scratch): the first whose
+    /// name leads there.
+    func modelVirtualHost(at slot: Int32) -> VirtualHost? {
+        model.virtualHosts.first { vhost in
+            switch vhost.host {
+            case let .exact(name):
+                return ByteKeyTable.withUTF8(RoutingTable.lowercased(name)) {
+                    hostTable.lookup(tag: RoutingTable.exactHostTag, key: $0)
+                } == slot
+            case let .wildcard(suffix):
+                return ByteKeyTable.withUTF8(RoutingTable.lowercased(suffix)) {
+                    hostTable.lookup(tag: RoutingTable.wildcardHostTag, key: $0)
+                } == slot
+            case .any:
+                return anyHost == slot
+            }
+        }
     }
 
     /// Element-wise Prefix matching, straight from the Ingress specification.
