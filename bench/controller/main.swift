@@ -8,7 +8,9 @@
 // Propagation: with wrk keeping the proxy busy, each of N changes (a new
 // Ingress with its own host) is written to the fake API server, which sends
 // the watch event at once; the time until a request for that host is routed
-// is measured (polled every millisecond). Memory: Postern's RSS after its
+// is measured (polled every millisecond). Then N EndpointSlice changes (one
+// Service's endpoint moved between two echo servers): the time until a
+// request is answered by the new one. Memory: Postern's RSS after its
 // initial sync of I Ingresses, I Services and I EndpointSlices of E endpoints.
 import FakeKubeAPI
 import Foundation
@@ -101,19 +103,25 @@ final class Child {
 
 /// GET with `Connection: close`; the status code, or 0 when the connection failed.
 func get(port: UInt16, host: String, path: String = "/") -> Int {
-    guard let fd = try? BlockingSocket.connect(host: "127.0.0.1", port: port, timeoutMilliseconds: 2000) else { return 0 }
+    fetch(port: port, host: host, path: path) { $0.count >= 12 }.status
+}
+
+/// GET with `Connection: close`: the status code (0 when the connection
+/// failed) and the response read until `enough` says so or the server closed.
+func fetch(port: UInt16, host: String, path: String = "/", until enough: ([UInt8]) -> Bool) -> (status: Int, response: String) {
+    guard let fd = try? BlockingSocket.connect(host: "127.0.0.1", port: port, timeoutMilliseconds: 2000) else { return (0, "") }
     defer { Socket.close(fd) }
     BlockingSocket.setTimeouts(fd, receiveMilliseconds: 2000, sendMilliseconds: 2000)
     let request = Array("GET \(path) HTTP/1.1\r\nHost: \(host)\r\nConnection: close\r\n\r\n".utf8)
-    guard request.withUnsafeBytes({ BlockingSocket.writeAll(fd, $0) }) else { return 0 }
+    guard request.withUnsafeBytes({ BlockingSocket.writeAll(fd, $0) }) else { return (0, "") }
     var buffer = [UInt8](repeating: 0, count: 4096)
     var received: [UInt8] = []
-    while received.count < 12 {
+    while !enough(received) {
         guard let count = buffer.withUnsafeMutableBytes({ BlockingSocket.read(fd, into: $0) }), count > 0 else { break }
         received += buffer[0..<count]
     }
-    guard received.count >= 12 else { return 0 }
-    return Int(String(decoding: received[9..<12], as: UTF8.self)) ?? 0
+    guard received.count >= 12 else { return (0, "") }
+    return (Int(String(decoding: received[9..<12], as: UTF8.self)) ?? 0, String(decoding: received, as: UTF8.self))
 }
 
 func kubeconfig(port: UInt16) throws -> String {
@@ -191,10 +199,16 @@ do {
     try api.start()
     let echo = try Child(options.products + "/postern-echo", ["--listen", "127.0.0.1:0", "--name", "a"])
     let echoPort = echo.port(prefix: "listening on ")
+    let otherEcho = try Child(options.products + "/postern-echo", ["--listen", "127.0.0.1:0", "--name", "b"])
+    let otherEchoPort = otherEcho.port(prefix: "listening on ")
     try api.apply(ingressClass)
     try api.apply(service("svc-a"))
     try api.apply(slice("svc-a", addresses: ["127.0.0.1"], port: echoPort))
     try api.apply(ingress("load", host: "load.example.com", service: "svc-a"))
+    // The Service whose endpoint moves between the two echo servers.
+    try api.apply(service("svc-moving"))
+    try api.apply(slice("svc-moving", addresses: ["127.0.0.1"], port: echoPort))
+    try api.apply(ingress("moving", host: "moving.example.com", service: "svc-moving"))
     try populate(api, count: options.backgroundIngresses, endpointsPerService: options.endpointsPerService)
     let (postern, port, admin) = try startPostern(options, apiPort: api.port)
     guard waitReady(admin: admin, timeout: 600) != nil else { fatalError("postern never became ready") }
@@ -217,17 +231,43 @@ do {
         if seen { samples.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6) } else { missed += 1 }
         usleep(UInt32.random(in: 0..<50_000))
     }
+    // EndpointSlice changes: svc-moving's endpoint goes to the other echo server.
+    var endpointSamples: [Double] = []
+    var endpointMissed = 0
+    for index in 0..<options.changes {
+        let (name, target) = index % 2 == 0 ? ("b", otherEchoPort) : ("a", echoPort)
+        let marker = Array(#""name":"\#(name)""#.utf8)
+        try api.apply(slice("svc-moving", addresses: ["127.0.0.1"], port: target))
+        let start = DispatchTime.now().uptimeNanoseconds
+        var seen = false
+        while Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 < 5 {
+            // Read until the proxy closes (Connection: close): the body names the echo server.
+            let answer = fetch(port: port, host: "moving.example.com") { _ in false }
+            if answer.status == 200, answer.response.utf8.firstRange(of: marker) != nil {
+                seen = true
+                break
+            }
+            usleep(1000)
+        }
+        if seen { endpointSamples.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6) } else { endpointMissed += 1 }
+        usleep(UInt32.random(in: 0..<50_000))
+    }
     wrk.stop()
     let loadStatus = get(port: port, host: "load.example.com")
     postern.stop()
     echo.stop()
+    otherEcho.stop()
     api.stop()
-    samples.sort()
-    print("## propagation: watch event written → new table answers (\(samples.count) changes, \(missed) missed, wrk -c16 running, \(options.backgroundIngresses) other Ingresses loaded)")
-    if !samples.isEmpty {
-        print(String(format: "median %.1f ms, p90 %.1f ms, p99 %.1f ms, max %.1f ms, min %.1f ms",
-                     percentile(samples, 0.5), percentile(samples, 0.9), percentile(samples, 0.99), samples.last!, samples.first!))
+    func report(_ title: String, _ samples: [Double], missed: Int) {
+        let samples = samples.sorted()
+        print("## \(title) (\(samples.count) changes, \(missed) missed, wrk -c16 running, \(options.backgroundIngresses) other Ingresses loaded)")
+        if !samples.isEmpty {
+            print(String(format: "median %.1f ms, p90 %.1f ms, p99 %.1f ms, max %.1f ms, min %.1f ms",
+                         percentile(samples, 0.5), percentile(samples, 0.9), percentile(samples, 0.99), samples.last!, samples.first!))
+        }
     }
+    report("propagation: watch event written → new table answers", samples, missed: missed)
+    report("propagation of an EndpointSlice change: watch event written → the new endpoint answers", endpointSamples, missed: endpointMissed)
     print("load host after the run: HTTP \(loadStatus)")
 } catch {
     print("propagation run failed: \(error)")
