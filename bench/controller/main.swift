@@ -2,8 +2,12 @@
 // how much memory a large cluster costs, with the real `postern` binary
 // watching the fake API server (the same list/watch protocol as a real one).
 //
-//   swift build -c release --product postern --product postern-echo --product controller-bench
+//   for p in postern postern-echo controller-bench; do swift build -c release --product $p; done
 //   .build/release/controller-bench [--changes 200] [--ingresses 10000] [--endpoints-per-service 10]
+//       [--background-ingresses 10000] [--products DIR]
+//
+// (One `swift build` with several `--product` builds only the last one.) The
+// programs are taken from the directory controller-bench is in, or `--products`.
 //
 // Propagation: with wrk keeping the proxy busy, each of N changes (a new
 // Ingress with its own host) is written to the fake API server, which sends
