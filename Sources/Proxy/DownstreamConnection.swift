@@ -213,7 +213,7 @@ final class DownstreamConnection: EventHandler, UpstreamAttempt, ClientConnectio
             lastReadProgress = worker.loop.now
             // Decrypted bytes OpenSSL already holds are not announced by
             // epoll: read them now (the loop below stops when the buffer is full).
-            while let tls, tls.pendingBytes > 0, readBuffer.writableBytes > 0,
+            while let tls, tls.hasPendingInput, readBuffer.writableBytes > 0,
                 state == .waitingForRequest || state == .proxying || state == .tunneling
             {
                 guard case .bytes = transportRead() else { break }
@@ -540,9 +540,13 @@ extension DownstreamConnection {
                 worker.handOverToHTTP2(self)
                 return
             }
+            // HTTP/1.1 reads a record at a time from here on (its reads stop
+            // for backpressure and resume on epoll readiness, which cannot see
+            // records buffered inside OpenSSL).
+            tls.endReadAhead()
             updateDownstreamInterest()
             // Application data may have arrived with the final handshake flight.
-            if tls.pendingBytes > 0 { readFromClient() }
+            if tls.hasPendingInput { readFromClient() }
         case .wantRead:
             handshakeInterest = .read
             updateDownstreamInterest()

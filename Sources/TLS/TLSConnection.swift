@@ -49,6 +49,10 @@ public final class TLSConnection {
             throw TLSError.fromQueue("SSL_set_fd failed")
         }
         SSL_set_accept_state(ssl)
+        // The handshake reads each client flight with one system call instead
+        // of a header and a body per record (`endReadAhead` or
+        // `tuneForMultiplexing` decides afterwards).
+        SSL_set_read_ahead(ssl, 1)
         // The server-name callback finds this connection through app data (index 0).
         SSL_set_ex_data(ssl, 0, Unmanaged.passUnretained(self).toOpaque())
     }
@@ -142,6 +146,13 @@ public final class TLSConnection {
     /// `readAhead`) whole records read from the socket. epoll does not report
     /// either, so a reader must keep reading while this is true.
     public var hasPendingInput: Bool { SSL_has_pending(ssl) == 1 }
+
+    /// Back to reading one record at a time (after the handshake, for
+    /// readers that pause for backpressure). Records already buffered stay
+    /// readable: keep reading while `hasPendingInput`.
+    public func endReadAhead() {
+        SSL_set_read_ahead(ssl, 0)
+    }
 
     /// Tunes a long-lived, busy connection (HTTP/2): read as much as the socket
     /// has in one system call instead of a header and a body per record
