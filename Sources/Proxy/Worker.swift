@@ -106,12 +106,30 @@ public final class Worker: @unchecked Sendable {
     /// Publishes a new routing table to this worker (from any thread).
     public func publish(_ newTable: RoutingTable) {
         loop.execute { [self] in
-            table = newTable
-            if roundRobinCounters.count != newTable.clusters.count {
-                // Start each cluster at a different offset per worker so that
-                // workers do not all pick the same first endpoint.
-                roundRobinCounters = (0..<newTable.clusters.count).map { UInt32(truncatingIfNeeded: $0 &+ index) }
+            // Round-robin counters carry over, so that a configuration change
+            // does not send every cluster's next request back to the same
+            // endpoint: by index when the table kept them (a patched table),
+            // else through the table's map from the previous indexes. New
+            // clusters start at a different offset per worker, so that workers
+            // do not all pick the same first endpoint.
+            let count = newTable.clusters.count
+            if let moved = newTable.previousClusterIndexes, moved.generation == table.generation {
+                var counters: [UInt32] = []
+                counters.reserveCapacity(count)
+                for (position, old) in moved.indexes.enumerated() {
+                    let carried = old >= 0 && Int(old) < roundRobinCounters.count
+                    counters.append(carried ? roundRobinCounters[Int(old)] : UInt32(truncatingIfNeeded: position &+ index))
+                }
+                roundRobinCounters = counters
+            } else {
+                if roundRobinCounters.count > count {
+                    roundRobinCounters.removeLast(roundRobinCounters.count - count)
+                }
+                while roundRobinCounters.count < count {
+                    roundRobinCounters.append(UInt32(truncatingIfNeeded: roundRobinCounters.count &+ index))
+                }
             }
+            table = newTable
             metrics.routingTableGeneration.set(newTable.generation)
         }
     }

@@ -40,6 +40,12 @@ public final class RoutingTable: Sendable {
     let patchState: PatchState?
     /// True when made from a copy of the previous table rather than from scratch.
     let isPatched: Bool
+    /// For per-worker state keyed by cluster index (round-robin counters):
+    /// when this table was compiled afresh from `previous`, the index each
+    /// cluster had in `previous` (-1: new), and `previous`'s generation.
+    /// Nil when indexes did not move (a patched table keeps them) or there
+    /// was no previous table.
+    public let previousClusterIndexes: (generation: UInt64, indexes: [Int32])?
 
     static let exactHostTag: UInt32 = 0
     static let wildcardHostTag: UInt32 = 1
@@ -112,6 +118,16 @@ public final class RoutingTable: Sendable {
         anyHost = compilation.anyHost
         defaultCluster = compilation.defaultCluster
         patchState = compilation.patchState
+        if patched == nil, let previous {
+            var byName: [String: Int32] = [:]
+            byName.reserveCapacity(previous.clusters.count)
+            for cluster in previous.clusters where byName[cluster.name] == nil {
+                byName[cluster.name] = Int32(cluster.index)
+            }
+            previousClusterIndexes = (previous.generation, clusters.map { byName[$0.name] ?? -1 })
+        } else {
+            previousClusterIndexes = nil
+        }
     }
 
     /// `text.lowercased()`, without a copy when `text` is lower-case ASCII

@@ -71,6 +71,36 @@ extension EndToEndTests {
             #expect(try fixture.postern.metric("postern_upstream_errors_total{kind=\"read_timeout\"}") == 1)
         }
 
+        @Test func roundRobinKeepsRotatingAcrossConfigurationChanges() throws {
+            let one = try EchoBackend(name: "one")
+            let two = try EchoBackend(name: "two")
+            let manifests = try ManifestFolder()
+            try manifests.write("class.yaml", Manifests.ingressClass)
+            try manifests.write(
+                "pair.yaml",
+                Manifests.service("pair", ports: [one.port, two.port])
+                    + Manifests.ingress("pair", rules: [("pair.example.com", "/", "Prefix", "pair")]))
+            let postern = try PosternProcess(manifests: manifests, workers: 1)
+            // One request per configuration change, each change adding a
+            // cluster: the pair's endpoints must still alternate.
+            var answered: [String] = []
+            for round in 0..<6 {
+                let before = try postern.metric("postern_routing_table_generation") ?? 0
+                try manifests.write(
+                    "extra-\(round).yaml",
+                    Manifests.service("extra-\(round)", ports: [one.port])
+                        + Manifests.ingress("extra-\(round)", rules: [("extra-\(round).example.com", "/", "Prefix", "extra-\(round)")]))
+                let deadline = Date().addingTimeInterval(10)
+                while try (postern.metric("postern_routing_table_generation") ?? 0) <= before, Date() < deadline {
+                    usleep(20_000)
+                }
+                let response = try HTTPClient.request(port: postern.port, path: "/", host: "pair.example.com")
+                answered.append(try response.json()["name"] as? String ?? "?")
+            }
+            #expect(answered.filter { $0 == "one" }.count == 3, "\(answered)")
+            #expect(answered.filter { $0 == "two" }.count == 3, "\(answered)")
+        }
+
         @Test func failedConnectIsRetriedOnAnotherEndpoint() throws {
             let backend = try EchoBackend(name: "only")
             let refused = try ProxyFixture.closedPort()

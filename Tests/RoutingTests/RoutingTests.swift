@@ -298,3 +298,40 @@ extension RoutingTable {
         }
     }
 }
+
+@Suite struct ClusterIndexContinuity {
+    /// Per-worker state (round-robin counters) is keyed by cluster index: from
+    /// one table to the next, every surviving cluster either keeps its index
+    /// or `previousClusterIndexes` says where it was. Clusters are added
+    /// before and after the watched one in name order, so tables compiled
+    /// afresh move it.
+    @Test func everySurvivingClusterCanBeFollowedToItsNextIndex() throws {
+        let endpoint = Endpoint(address: .v4(10, 0, 0, 1), port: 80)
+        func model(_ extras: Int) -> RouteModel {
+            var names = ["m-pair"]
+            for extra in 0..<extras { names.append(extra % 2 == 0 ? "a-\(extra)" : "z-\(extra)") }
+            names.sort()
+            let hosts = names.map { VirtualHost(host: .exact($0 + ".example.com"), routes: [prefix("/", $0)]) }
+            return RouteModel(virtualHosts: hosts, clusters: names.map { Cluster(name: $0, endpoints: [endpoint]) })
+        }
+        var previous = RoutingTable(model: model(0), generation: 1)
+        var sawFresh = false
+        var sawPatched = false
+        for extras in 1...40 {
+            let next = RoutingTable(model: model(extras), generation: UInt64(extras + 1), reusing: previous)
+            for cluster in previous.clusters where next.clusters.contains(where: { $0.name == cluster.name }) {
+                let now = try #require(next.clusters.first { $0.name == cluster.name })
+                if let moved = next.previousClusterIndexes {
+                    sawFresh = true
+                    #expect(moved.generation == previous.generation)
+                    #expect(moved.indexes[now.index] == Int32(cluster.index), "\(cluster.name) after \(extras) extras")
+                } else {
+                    sawPatched = true
+                    #expect(now.index == cluster.index, "\(cluster.name) after \(extras) extras")
+                }
+            }
+            previous = next
+        }
+        #expect(sawFresh && sawPatched)
+    }
+}
