@@ -1,3 +1,4 @@
+import Foundation
 import Kube
 import Translate
 import Yams
@@ -36,11 +37,19 @@ public struct ManifestError: Error, Sendable, Equatable, CustomStringConvertible
 /// reported with its field path and skipped; the others are kept. `kind: List`
 /// documents contribute their `items`.
 public enum ManifestParser {
+    /// Tag resolution for manifests: merge keys (`<<`) only. Yams' decoder
+    /// builds numbers, booleans and nulls from a plain scalar's text, and
+    /// strings need no tag, so the default resolver's seven regular
+    /// expressions, tried on every plain scalar, bought nothing here and made
+    /// up most of loading a 10,000-route directory (bench/RESULTS.md). The
+    /// typing is pinned by `scalarsAreTypedLikeKubernetesManifests`.
+    static let resolver = Resolver.basic.appending(.merge)
+
     /// Parses `yaml`; `file` is only used in diagnostics.
     public static func parse(yaml: String, file: String?) -> Result<ParsedManifest, ManifestError> {
         var result = ParsedManifest()
         do {
-            var documents = try Yams.compose_all(yaml: yaml)
+            var documents = try Yams.compose_all(yaml: yaml, resolver)
             var index = 0
             while let node = documents.next() {
                 index += 1
@@ -58,7 +67,7 @@ public enum ManifestParser {
     private static func decode(_ node: Node, document: Int, file: String?, into result: inout ParsedManifest) {
         let line = node.mark.map { " (line \($0.line))" } ?? ""
         guard case .mapping = node else {
-            if case let .scalar(scalar) = node, scalar.string.isEmpty || scalar.tag == Tag(.null) { return }
+            if case let .scalar(scalar) = node, scalar.string.isEmpty || NSNull.construct(from: scalar) != nil { return }
             result.diagnostics.append(Diagnostic(
                 severity: .error, kind: "", namespace: "", name: "", file: file, reason: "InvalidManifest",
                 message: "document \(document)\(line) is not a mapping with apiVersion and kind; skipped"))

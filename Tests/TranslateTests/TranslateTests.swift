@@ -370,6 +370,66 @@ private func reasons(_ result: TranslationResult) -> [String] {
         #expect(parsed.diagnostics.first?.file == "w.yaml")
     }
 
+    /// Scalars are typed as a Kubernetes user expects: unquoted numbers are
+    /// numbers (and still strings where a string is wanted), quoted ones are
+    /// strings, `true`/`false` are booleans, `~`/`null` are absent, merge
+    /// keys work. (The parser resolves only booleans and merge keys by tag.)
+    @Test func scalarsAreTypedLikeKubernetesManifests() throws {
+        let yaml = documents(
+            """
+            apiVersion: v1
+            kind: Service
+            metadata:
+              name: s
+              namespace: x
+              annotations: {flag: true, count: 120, quoted: "80"}
+            spec:
+              ports:
+              - &web {name: web, port: 80, targetPort: 8080}
+              - {name: named, port: 81, targetPort: http}
+              - {name: quoted, port: 82, targetPort: "9090"}
+              - {<<: *web, name: merged, port: 83}
+            """,
+            """
+            apiVersion: discovery.k8s.io/v1
+            kind: EndpointSlice
+            metadata: {name: s-1, namespace: x, labels: {kubernetes.io/service-name: s}}
+            addressType: IPv4
+            endpoints:
+            - {addresses: [10.0.0.1], conditions: {ready: true, serving: ~, terminating: false}}
+            - {addresses: [10.0.0.2], conditions: {ready: false, serving: null}}
+            ports: [{name: web, port: 8080}]
+            """,
+            """
+            apiVersion: networking.k8s.io/v1
+            kind: Ingress
+            metadata: {name: i, namespace: x}
+            spec: {ingressClassName: ~, defaultBackend: {service: {name: s, port: {number: 80}}}}
+            """,
+            "~")
+        guard case let .success(parsed) = ManifestParser.parse(yaml: yaml, file: nil) else {
+            Issue.record("the file is valid YAML")
+            return
+        }
+        #expect(parsed.diagnostics.isEmpty, "\(parsed.diagnostics)")
+        #expect(parsed.objects.count == 3)
+        guard case let .service(service) = parsed.objects.first,
+              case let .endpointSlice(slice) = parsed.objects.dropFirst().first,
+              case let .ingress(ingress) = parsed.objects.last
+        else {
+            Issue.record("a Service, an EndpointSlice and an Ingress: \(parsed.objects.map(\.kind))")
+            return
+        }
+        #expect(service.metadata.annotations == ["flag": "true", "count": "120", "quoted": "80"])
+        #expect(service.spec.ports.map(\.targetPort) == [.int(8080), .string("http"), .string("9090"), .int(8080)])
+        #expect(service.spec.ports.map(\.port) == [80, 81, 82, 83])
+        #expect(service.spec.ports.map(\.name) == ["web", "named", "quoted", "merged"])
+        #expect(slice.endpoints.map(\.conditions.ready) == [true, false])
+        #expect(slice.endpoints.map(\.conditions.serving) == [nil, nil])
+        #expect(slice.endpoints.first?.conditions.terminating == false)
+        #expect(ingress.spec.ingressClassName == nil)
+    }
+
     @Test func missingRequiredFieldIsNamed() {
         let result = ManifestParser.parse(yaml: "apiVersion: v1\nkind: Service\nmetadata: {namespace: x}", file: nil)
         guard case let .success(parsed) = result else {
