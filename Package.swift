@@ -86,14 +86,17 @@ let package = Package(
         .executableTarget(
             name: "controller-bench", dependencies: ["FakeKubeAPI", "Reactor"], path: "bench/controller"),
 
+        // Test support: seeded pseudo-random numbers for tests and benchmarks.
+        .target(name: "SeededRandom"),
+
         .executableTarget(
-            name: "routing-bench", dependencies: ["Routing", "Translate", "Kube", "RouteModel"], path: "bench/routing",
+            name: "routing-bench", dependencies: ["Routing", "Translate", "Kube", "RouteModel", "SeededRandom"], path: "bench/routing",
             swiftSettings: hotPathSettings),
 
         .testTarget(name: "HTTP1Tests", dependencies: ["HTTP1"]),
-        .testTarget(name: "HTTP2Tests", dependencies: ["HTTP2"]),
-        .testTarget(name: "RoutingTests", dependencies: ["Routing", "RouteModel", .product(name: "PropertyBased", package: "swift-property-based")]),
-        .testTarget(name: "TranslateTests", dependencies: ["Translate", "Kube", "RouteModel", "Controller", "Routing"]),
+        .testTarget(name: "HTTP2Tests", dependencies: ["HTTP2", "SeededRandom"]),
+        .testTarget(name: "RoutingTests", dependencies: ["Routing", "RouteModel", "SeededRandom", .product(name: "PropertyBased", package: "swift-property-based")]),
+        .testTarget(name: "TranslateTests", dependencies: ["Translate", "Kube", "RouteModel", "Controller", "Routing", "SeededRandom"]),
         .testTarget(name: "ReactorTests", dependencies: ["Reactor"]),
         .testTarget(name: "TelemetryTests", dependencies: ["Telemetry"]),
         .testTarget(name: "SystemLibraryTests", dependencies: ["COpenSSL", "CNGHTTP2"]),

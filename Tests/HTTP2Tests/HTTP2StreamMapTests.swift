@@ -1,4 +1,5 @@
 import HTTP2
+import SeededRandom
 import Testing
 
 @Suite struct HTTP2StreamMapTests {
@@ -7,25 +8,12 @@ import Testing
         init(_ tag: Int) { self.tag = tag }
     }
 
-    /// A small deterministic generator (SplitMix64), so failures replay.
-    struct Generator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-        mutating func below(_ bound: Int) -> Int { Int(next() % UInt64(bound)) }
-    }
-
     /// Random inserts, replacements and removals, checked against a
     /// Dictionary after every step: same count, same value for every key
     /// ever used (present or removed), same key set.
     @Test(arguments: [1, 2, 3, 4])
     func behavesLikeADictionary(seed: UInt64) {
-        var generator = Generator(state: seed)
+        var generator = SplitMix64(seed: seed)
         var map = HTTP2StreamMap<Box>(capacity: 4)
         var reference: [Int32: Box] = [:]
         // Mostly consecutive odd IDs like a real connection, plus far-apart

@@ -1,28 +1,12 @@
 @testable import Routing
 import RouteModel
+import SeededRandom
 import Testing
-
-/// Deterministic pseudo-random numbers (SplitMix64): a failure names its seed.
-private struct Random {
-    var state: UInt64
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9e37_79b9_7f4a_7c15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
-        z = (z ^ (z >> 27)) &* 0x94d0_49bb_1331_11eb
-        return z ^ (z >> 31)
-    }
-
-    mutating func pick<T>(_ choices: [T]) -> T { choices[Int(next() % UInt64(choices.count))] }
-    mutating func chance(_ percent: UInt64) -> Bool { next() % 100 < percent }
-    mutating func upTo(_ count: Int) -> Int { Int(next() % UInt64(count + 1)) }
-}
 
 /// Models as Translate makes them (hosts and clusters sorted and unique,
 /// every cluster named is defined), now and then one that is not.
 private struct ModelGenerator {
-    var random: Random
+    var random: SplitMix64
 
     static let hosts: [HostMatch] = [
         .exact("a.example.com"), .exact("b.example.com"), .exact("c.org"), .exact("d.org"), .exact("e.org"),
@@ -158,7 +142,7 @@ private struct Answer: Equatable, CustomStringConvertible {
 
     @Test(arguments: 0..<150)
     func aTableMadeFromThePreviousOneRoutesLikeOneCompiledFromScratch(seed: Int) {
-        var generator = ModelGenerator(random: Random(state: UInt64(seed) &* 6151))
+        var generator = ModelGenerator(random: SplitMix64(seed: UInt64(seed) &* 6151))
         var model = generator.model()
         var table = RoutingTable(model: model, generation: 1)
         var patched = 0

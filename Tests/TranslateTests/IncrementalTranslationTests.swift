@@ -1,13 +1,8 @@
 import Kube
 import RouteModel
+import SeededRandom
 import Testing
 @testable import Translate
-
-extension SplitMix {
-    mutating func pick<T>(_ choices: [T]) -> T { choices[Int(next() % UInt64(choices.count))] }
-    mutating func chance(_ percent: UInt64) -> Bool { next() % 100 < percent }
-    mutating func upTo(_ count: Int) -> Int { Int(next() % UInt64(count + 1)) }
-}
 
 /// Random objects from small pools of names, hosts, paths and annotations,
 /// so that Ingresses collide, reference each other's Services and Secrets,

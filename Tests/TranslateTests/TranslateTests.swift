@@ -1,4 +1,5 @@
 import Controller
+import SeededRandom
 import Kube
 import RouteModel
 import Routing
@@ -491,15 +492,5 @@ private func reasons(_ result: TranslationResult) -> [String] {
     }
 }
 
-/// A small deterministic generator so shuffles are reproducible.
-struct SplitMix: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9e37_79b9_7f4a_7c15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
-        z = (z ^ (z >> 27)) &* 0x94d0_49bb_1331_11eb
-        return z ^ (z >> 31)
-    }
-}
+/// Seeded shuffles and picks, reproducible from the seed.
+typealias SplitMix = SplitMix64

@@ -5,6 +5,7 @@
 import Kube
 import RouteModel
 import Routing
+import SeededRandom
 import Translate
 
 #if canImport(Glibc)
@@ -31,17 +32,6 @@ let translateOnly = argument("--translate-only", default: 0) != 0
 let lookupsPerRound = 200_000
 let rounds = 11
 
-/// Deterministic pseudo-random numbers (SplitMix64).
-struct SplitMix: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9e37_79b9_7f4a_7c15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
-        z = (z ^ (z >> 27)) &* 0x94d0_49bb_1331_11eb
-        return z ^ (z >> 31)
-    }
-}
 
 func seconds(_ duration: Duration) -> Double {
     Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
@@ -61,7 +51,7 @@ func summary(_ samples: [Double], unit: String, scale: Double) -> String {
 let segments = ["api", "v1", "v2", "users", "items", "static", "img", "cart", "search", "admin", "health", "docs"]
 /// Lookup benchmarks on a synthetic table of `hostCount` hosts.
 func runLookupBenchmarks() {
-    var random = SplitMix(state: 42)
+    var random = SplitMix64(seed: 42)
     var virtualHosts: [VirtualHost] = []
     var clusters: [Cluster] = []
     for h in 0..<hostCount {
@@ -82,7 +72,7 @@ func runLookupBenchmarks() {
 
     /// Requests as bytes (host, path), like the proxy's buffers.
     func makeRequests(dotSegments: Bool) -> [(host: [UInt8], path: [UInt8])] {
-        var random = SplitMix(state: 7)
+        var random = SplitMix64(seed: 7)
         return (0..<4096).map { _ in
             let h = Int(random.next() % UInt64(hostCount))
             let vhost = virtualHosts[h]
