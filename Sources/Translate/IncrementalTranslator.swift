@@ -414,12 +414,7 @@ public final class IncrementalTranslator {
     }
 
     private static func insert(_ reference: ClaimReference, into list: inout [ClaimReference]) {
-        var low = 0, high = list.count
-        while low < high {
-            let middle = (low + high) / 2
-            if list[middle].precedes(reference) { low = middle + 1 } else { high = middle }
-        }
-        list.insert(reference, at: low)
+        list.insert(reference, at: list.partitionPoint { $0.precedes(reference) })
     }
 
     // MARK: Who holds what
@@ -528,18 +523,9 @@ public final class IncrementalTranslator {
 
     private func setRoute(_ route: Route?, for key: RouteKey) {
         var routes = hostRoutes.removeValue(forKey: key.host) ?? []
-        var low = 0, high = routes.count
-        while low < high {
-            let middle = (low + high) / 2
-            if (routes[middle].path, routes[middle].match) < (key.path, key.match) { low = middle + 1 } else { high = middle }
-        }
-        let found = low < routes.count && routes[low].path == key.path && routes[low].match == key.match
-        switch (route, found) {
-        case let (route?, true): routes[low] = route
-        case let (route?, false): routes.insert(route, at: low)
-        case (nil, true): routes.remove(at: low)
-        case (nil, false): break
-        }
+        routes.setSorted(
+            route, isBefore: { ($0.path, $0.match) < (key.path, key.match) },
+            isAt: { $0.path == key.path && $0.match == key.match })
         if !routes.isEmpty { hostRoutes[key.host] = routes }
     }
 
@@ -636,19 +622,7 @@ public final class IncrementalTranslator {
             return
         }
         for name in dirtyClusterNames {
-            let cluster = liveCluster(named: name)
-            var low = 0, high = clusters.count
-            while low < high {
-                let middle = (low + high) / 2
-                if clusters[middle].name < name { low = middle + 1 } else { high = middle }
-            }
-            let found = low < clusters.count && clusters[low].name == name
-            switch (cluster, found) {
-            case let (cluster?, true): if clusters[low] != cluster { clusters[low] = cluster }
-            case let (cluster?, false): clusters.insert(cluster, at: low)
-            case (nil, true): clusters.remove(at: low)
-            case (nil, false): break
-            }
+            clusters.setSorted(liveCluster(named: name), isBefore: { $0.name < name }, isAt: { $0.name == name })
         }
     }
 
@@ -670,19 +644,7 @@ public final class IncrementalTranslator {
             return
         }
         for host in dirtyHosts {
-            let updated = virtualHost(host)
-            var low = 0, high = virtualHosts.count
-            while low < high {
-                let middle = (low + high) / 2
-                if virtualHosts[middle].host < host { low = middle + 1 } else { high = middle }
-            }
-            let found = low < virtualHosts.count && virtualHosts[low].host == host
-            switch (updated, found) {
-            case let (updated?, true): if virtualHosts[low] != updated { virtualHosts[low] = updated }
-            case let (updated?, false): virtualHosts.insert(updated, at: low)
-            case (nil, true): virtualHosts.remove(at: low)
-            case (nil, false): break
-            }
+            virtualHosts.setSorted(virtualHost(host), isBefore: { $0.host < host }, isAt: { $0.host == host })
         }
     }
 
@@ -707,14 +669,7 @@ public final class IncrementalTranslator {
             return
         }
         for (diagnostic, present) in diagnosticChanges {
-            var low = 0, high = sortedDiagnostics.count
-            while low < high {
-                let middle = (low + high) / 2
-                if sortedDiagnostics[middle] < diagnostic { low = middle + 1 } else { high = middle }
-            }
-            let found = low < sortedDiagnostics.count && sortedDiagnostics[low] == diagnostic
-            if present, !found { sortedDiagnostics.insert(diagnostic, at: low) }
-            if !present, found { sortedDiagnostics.remove(at: low) }
+            sortedDiagnostics.setSorted(present ? diagnostic : nil, isBefore: { $0 < diagnostic }, isAt: { $0 == diagnostic })
         }
     }
 
@@ -740,5 +695,35 @@ public final class IncrementalTranslator {
         certificates = IngressCertificates.assemble(
             wanted, defaultCertificateSecret: defaultCertificateSecret,
             defaultSecret: defaultCertificateSecret.flatMap { secrets[$0] })
+    }
+}
+
+extension Array {
+    /// The first index whose element is not `isBefore` (binary search): where
+    /// an element goes in an array sorted so that `isBefore` holds for a prefix.
+    func partitionPoint(_ isBefore: (Element) -> Bool) -> Int {
+        var low = 0, high = count
+        while low < high {
+            let middle = (low + high) / 2
+            if isBefore(self[middle]) { low = middle + 1 } else { high = middle }
+        }
+        return low
+    }
+}
+
+extension Array where Element: Equatable {
+    /// In an array sorted by some key: puts `element` at the place `isBefore`
+    /// finds, replacing the one there when `isAt` says it has the same key,
+    /// or removes that one when `element` is nil. An equal element is left
+    /// alone (no write, so storage shared with a published model stays shared).
+    mutating func setSorted(_ element: Element?, isBefore: (Element) -> Bool, isAt: (Element) -> Bool) {
+        let index = partitionPoint(isBefore)
+        let found = index < count && isAt(self[index])
+        switch (element, found) {
+        case let (element?, true): if self[index] != element { self[index] = element }
+        case let (element?, false): insert(element, at: index)
+        case (nil, true): remove(at: index)
+        case (nil, false): break
+        }
     }
 }
