@@ -55,7 +55,7 @@ extension EndToEndTests {
                 ])
             #expect(download.stdout == "200 \(size)", "\(download.stderr)")
             let file = NSTemporaryDirectory() + "postern-upload-\(UUID().uuidString)"
-            FileManager.default.createFile(atPath: file, contents: nil)
+            try #require(FileManager.default.createFile(atPath: file, contents: nil), "cannot create \(file)")
             let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: file))
             try handle.truncate(atOffset: UInt64(size))
             try handle.close()

@@ -90,7 +90,7 @@ extension EndToEndTests {
                 fixture.tlsArguments + ["-o", "/dev/null", "-w", "%{http_code} %{size_download} %{http_version}", "\(fixture.tlsBase)/bytes/\(size)"])
             #expect(download.stdout == "200 \(size) 2", "\(download.stderr)")
             let file = fixture.pki.folder + "/upload.bin"
-            FileManager.default.createFile(atPath: file, contents: nil)
+            try #require(FileManager.default.createFile(atPath: file, contents: nil), "cannot create \(file)")
             let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: file))
             try handle.truncate(atOffset: UInt64(size))
             try handle.close()

@@ -62,7 +62,8 @@ final class Child {
         process.standardOutput = output
         // Logs of the last run of each program, for when a number looks wrong.
         let log = NSTemporaryDirectory() + "controller-bench-\(URL(fileURLWithPath: executable).lastPathComponent).log"
-        FileManager.default.createFile(atPath: log, contents: nil)
+        // Without the file, the log goes nowhere (FileHandle falls back to the null device).
+        _ = FileManager.default.createFile(atPath: log, contents: nil)
         process.standardError = FileHandle(forWritingAtPath: log) ?? FileHandle.nullDevice
         try process.run()
     }
