@@ -5,13 +5,15 @@
 /// per stream). Stream IDs are positive and mostly consecutive odd numbers,
 /// so a multiplicative hash into an open-addressed table (linear probing,
 /// backward-shift deletion, at most half full) finds them in one or two
-/// probes. Peers choose IDs, but a connection holds at most its
-/// `maxConcurrentStreams` entries, which bounds any probe sequence.
+/// probes. Peers choose IDs: each map mixes a random seed into the hash, so a
+/// peer cannot pick IDs that share a slot, and a connection holds at most its
+/// `maxConcurrentStreams` entries, which bounds any probe sequence anyway.
 public struct HTTP2StreamMap<Value: AnyObject> {
     /// 0 marks a free slot (stream 0 is the connection, never a key).
     @usableFromInline var keys: [Int32]
     @usableFromInline var values: [Value?]
     @usableFromInline var shift: UInt32
+    @usableFromInline let seed: UInt32
     /// Number of entries.
     @inlinable public var count: Int { storedCount }
     @usableFromInline var storedCount = 0
@@ -23,6 +25,7 @@ public struct HTTP2StreamMap<Value: AnyObject> {
         keys = Array(repeating: 0, count: 1 << bits)
         values = Array(repeating: nil, count: 1 << bits)
         shift = 32 - bits
+        seed = UInt32.random(in: 0...UInt32.max)
     }
 
     @inlinable public var isEmpty: Bool { storedCount == 0 }
@@ -32,12 +35,14 @@ public struct HTTP2StreamMap<Value: AnyObject> {
 
     @inlinable @inline(__always)
     func home(_ key: Int32) -> Int {
-        // Fibonacci hashing of the ID without its parity bit.
-        Int(truncatingIfNeeded: (UInt32(bitPattern: key) >> 1 &* 0x9E37_79B1) >> shift)
+        // Fibonacci hashing of the ID without its parity bit, seeded.
+        Int(truncatingIfNeeded: ((UInt32(bitPattern: key) >> 1 ^ seed) &* 0x9E37_79B1) >> shift)
     }
 
     @inlinable @inline(__always)
     func find(_ key: Int32) -> Int? {
+        // 0 marks free slots: it is never a key (a not-yet-opened stream is 0).
+        guard key != 0 else { return nil }
         var slot = home(key)
         while true {
             let present = keys[slot]

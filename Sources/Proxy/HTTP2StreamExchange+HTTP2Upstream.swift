@@ -68,12 +68,19 @@ extension HTTP2StreamExchange {
     /// The upstream stream is open: send what the client sent meanwhile.
     func upstreamH2Opened(_ upstreamConnection: UpstreamH2Connection, stream upstreamStream: Int32) {
         h2Stream = upstreamStream
+        guard !finished else {
+            // Answered or abandoned while waiting (its client may be gone).
+            upstreamConnection.cancel(self)
+            return
+        }
         if !pendingRequestBody.isEmpty || pendingRequestEnd {
             let body = pendingRequestBody
             pendingRequestBody.removeAll()
             let end = pendingRequestEnd && pendingRequestTrailers == nil
             body.withUnsafeBytes { _ = upstreamConnection.session.submitData(stream: upstreamStream, bytes: $0, endStream: end) }
             session.consumed(stream: stream, bytes: body.count)
+            // The client's window reopens: its WINDOW_UPDATE goes out.
+            connection.requestFlush()
         }
         if let trailers = pendingRequestTrailers {
             _ = upstreamConnection.session.submitTrailers(stream: upstreamStream, fields: trailers)
@@ -118,7 +125,7 @@ extension HTTP2StreamExchange {
 
     /// The upstream stream's send buffer drained: acknowledge held client bytes.
     func upstreamH2Writable() {
-        guard unconsumed > 0 else { return }
+        guard !finished, unconsumed > 0 else { return }
         session.consumed(stream: stream, bytes: unconsumed)
         unconsumed = 0
         connection.requestFlush()
@@ -165,8 +172,14 @@ extension HTTP2StreamExchange {
 
     private func finishHTTP2Upstream() {
         finished = true
+        if !requestComplete {
+            // RFC 9113 §8.1: the rest of the request is not needed, on
+            // either side; the upstream stream is reset too, so the upstream
+            // connection lets go of this exchange now.
+            h2Upstream?.cancel(self)
+            session.resetStream(stream: stream, errorCode: .noError)
+        }
         h2Upstream = nil
-        if !requestComplete { session.resetStream(stream: stream, errorCode: .noError) }
     }
 
     func upstreamH2StreamClosed(errorCode: HTTP2ErrorCode) {
@@ -200,7 +213,7 @@ extension HTTP2StreamExchange {
     /// `grpc-message` (14 UNAVAILABLE for 502/503/504, 12 UNIMPLEMENTED for 404).
     func respondGRPCError(_ response: ErrorResponse) {
         if let h2Upstream {
-            h2Upstream.cancel(stream: h2Stream)
+            h2Upstream.cancel(self)
             self.h2Upstream = nil
         }
         guard !finished else { return }

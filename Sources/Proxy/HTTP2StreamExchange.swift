@@ -674,7 +674,7 @@ final class HTTP2StreamExchange: UpstreamAttempt {
             self.upstream = nil
         }
         if let h2Upstream {
-            h2Upstream.cancel(stream: h2Stream)
+            h2Upstream.cancel(self)
             self.h2Upstream = nil
         }
         finished = true

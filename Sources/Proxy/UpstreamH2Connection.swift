@@ -182,9 +182,16 @@ final class UpstreamH2Connection: UpstreamOwner, HTTP2ClientSessionDelegate {
         streams[stream]?.upstreamH2Writable()
     }
 
-    /// The client side of `stream` went away: cancel it upstream.
-    func cancel(stream: Int32) {
-        guard streams.removeValue(forKey: stream) != nil, !closed else { return }
+    /// `exchange` no longer wants its upstream stream (its client went away,
+    /// or its response is complete before its request): forget it, whether
+    /// still waiting for the connection or open, and reset its stream
+    /// upstream. Afterwards this connection holds no reference to it.
+    func cancel(_ exchange: HTTP2StreamExchange) {
+        waiting.removeAll { $0 === exchange }
+        let stream = exchange.h2Stream
+        guard stream != 0, streams[stream] === exchange else { return }
+        streams.removeValue(forKey: stream)
+        guard !closed else { return }
         session.resetStream(stream: stream, errorCode: .cancel)
         flush()
     }

@@ -44,6 +44,18 @@ import Testing
         for key in keys { #expect(map[key] == nil) }
     }
 
+    /// 0 (a stream not opened yet) is never a key: looking it up or removing
+    /// it finds nothing and leaves the count alone, however often.
+    @Test func streamZeroIsNeverFound() {
+        var map = HTTP2StreamMap<Box>(capacity: 4)
+        map[1] = Box(1)
+        for _ in 0..<40 { #expect(map.removeValue(forKey: 0) == nil) }
+        #expect(map[0] == nil)
+        #expect(map.count == 1 && !map.isEmpty)
+        for id in stride(from: Int32(3), through: 99, by: 2) { map[id] = Box(Int(id)) }
+        #expect(map.count == 50 && map[99]?.tag == 99)
+    }
+
     @Test func assigningNilRemoves() {
         var map = HTTP2StreamMap<Box>()
         map[3] = Box(3)
