@@ -16,7 +16,7 @@ import Telemetry
 /// type and its extensions (`+Request`, `+Response`).
 ///
 /// Loop-bound: every method runs on its worker's loop.
-final class DownstreamConnection: EventHandler, UpstreamAttempt, ClientConnection {
+final class DownstreamConnection: EventHandler, UpstreamAttempt, ClientConnection, DeferredWork {
     /// Where the connection is in its life. One request at a time.
     enum State: Equatable {
         /// TLS handshake under way (HTTPS listener only).
@@ -64,6 +64,12 @@ final class DownstreamConnection: EventHandler, UpstreamAttempt, ClientConnectio
     var handshakeInterest: Interest = .read
     /// A TLS read needs the socket writable (or a TLS write needs it readable) to progress.
     var tlsReadWantsWrite = false
+    /// A read of the client's bytes OpenSSL holds is deferred to the end of
+    /// the loop iteration (`updateDownstreamInterest`).
+    var bufferedReadScheduled = false
+    /// The last TLS read found only part of a record inside OpenSSL: the rest
+    /// has to come from the socket, and epoll announces that.
+    var tlsRecordIncomplete = false
     var tlsWriteWantsRead = false
     var registration: Registration?
     var interest: Interest = .none
@@ -359,6 +365,25 @@ final class DownstreamConnection: EventHandler, UpstreamAttempt, ClientConnectio
             break
         }
         setInterest(wanted)
+        // OpenSSL may hold client bytes that epoll will never announce: records
+        // read together with the handshake, or the rest of a record the read
+        // buffer had no room for when reading paused. Read them once this
+        // iteration's events are handled. Each such read takes bytes out of
+        // OpenSSL or finds only part of a record (then the socket has the
+        // rest), so this never spins.
+        if wanted.contains(.read), state != .handshaking, !bufferedReadScheduled, !tlsRecordIncomplete,
+           readBuffer.writableBytes > 0 || readBuffer.readerIndex > 0 || readBuffer.capacity < readBufferLimit,
+           let tls, tls.hasPendingInput
+        {
+            bufferedReadScheduled = true
+            worker.loop.defer(self)
+        }
+    }
+
+    func runDeferredWork() {
+        bufferedReadScheduled = false
+        guard state != .closed, state != .handshaking, let tls, tls.hasPendingInput else { return }
+        readFromClient()
     }
 
     /// Writes queued output; continues whatever was waiting for room.
@@ -512,6 +537,13 @@ extension DownstreamConnection {
     func transportRead() -> IOResult {
         var need = Transport.Need.none
         let result = Transport.read(fd: fd, tls: tls, into: readBuffer, need: &need)
+        if let tls {
+            switch result {
+            case .bytes: tlsRecordIncomplete = false
+            case .wouldBlock: tlsRecordIncomplete = tls.hasPendingInput
+            default: break
+            }
+        }
         if need == .writable {
             tlsReadWantsWrite = true
             updateDownstreamInterest()

@@ -80,23 +80,37 @@ final class HTTP2Connection: EventHandler, ClientConnection, HTTP2ServerSessionD
 
     private func readFromClient() {
         readBuffer.clear()
-        switch transportRead() {
-        case .bytes:
-            lastActivity = worker.loop.now
-            while true {
-                // With read-ahead OpenSSL may hold several records that epoll
-                // will not announce: take them all, a buffer at a time.
-                while let tls, tls.hasPendingInput, readBuffer.writableBytes > 0 {
-                    guard case .bytes = transportRead() else { break }
-                }
-                feedSession()
-                guard !closed, let tls, tls.hasPendingInput, !session.connectionShouldClose else { break }
-                guard case .bytes = transportRead() else { break }
-            }
-        case .wouldBlock:
-            break
-        case .endOfFile, .failed:
+        var result = transportRead()
+        guard case .bytes = result else {
+            if case .wouldBlock = result { return }
             close()
+            return
+        }
+        lastActivity = worker.loop.now
+        while true {
+            // With read-ahead OpenSSL may hold several records that epoll
+            // will not announce: take them all, a buffer at a time. The
+            // client's flow-control windows bound how much that can be.
+            while let tls, tls.hasPendingInput, readBuffer.writableBytes > 0 {
+                result = transportRead()
+                guard case .bytes = result else { break }
+            }
+            feedSession()
+            // close_notify or a broken record behind good ones: no epoll event follows.
+            switch result {
+            case .endOfFile, .failed:
+                close()
+                return
+            case .bytes, .wouldBlock:
+                break
+            }
+            guard !closed, let tls, tls.hasPendingInput, !session.connectionShouldClose else { return }
+            result = transportRead()
+            guard case .bytes = result else {
+                if case .wouldBlock = result { return }
+                close()
+                return
+            }
         }
     }
 

@@ -235,6 +235,44 @@ extension EndToEndTests {
             #expect(try fixture.postern.metric("postern_tls_handshakes_total{result=\"full\"}") ?? 0 >= 1)
         }
 
+        /// The tail of a TLS record that did not fit the read buffer stays
+        /// inside OpenSSL, where epoll cannot see it: Postern must still read
+        /// it once the buffer drains. 13 pipelined requests of 1,268 bytes:
+        /// the first 100 bytes go in one record (an incomplete head that
+        /// stays in the 16 KiB buffer), the other 16,384 in one full record,
+        /// 100 bytes more than the buffer's free room.
+        @Test func readsRecordTailsOpenSSLHoldsAfterTheBufferDrains() throws {
+            let fixture = try Fixture()
+            let script = #"""
+            import socket, ssl, sys, time
+            port, ca = int(sys.argv[1]), sys.argv[2]
+            request = b"GET /bytes/10 HTTP/1.1\r\nHost: a.example.com\r\nX-Pad: " + b"p" * 1212 + b"\r\n\r\n"
+            assert len(request) == 1268, len(request)
+            stream = request * 13
+            assert len(stream) == 100 + 16384
+            context = ssl.create_default_context(cafile=ca)
+            with socket.create_connection(("127.0.0.1", port)) as raw:
+                with context.wrap_socket(raw, server_hostname="a.example.com") as tls:
+                    tls.sendall(stream[:100])
+                    time.sleep(0.3)
+                    tls.sendall(stream[100:])
+                    tls.settimeout(10)
+                    received = b""
+                    try:
+                        while received.count(b"HTTP/1.1 200") < 13:
+                            chunk = tls.recv(65536)
+                            if not chunk:
+                                break
+                            received += chunk
+                    except socket.timeout:
+                        pass
+                    print(received.count(b"HTTP/1.1 200"))
+            """#
+            let result = try runCommand(
+                "/usr/bin/env", ["python3", "-c", script, "\(fixture.postern.httpsPort)", fixture.pki.caPath], timeout: 60)
+            #expect(result.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "13", "\(result.stdout) \(result.stderr)")
+        }
+
         @Test func refusesTLS10And11() throws {
             let fixture = try Fixture()
             let old = try fixture.curl("a.example.com", extra: ["--tlsv1.0", "--tls-max", "1.1"])
