@@ -63,24 +63,35 @@ extension EndToEndTests {
             print("ok", flush=True)
             """
 
-        @Test func grpcsReachesATLSServerOverHTTP2() throws {
+        /// `script` (the gRPC server above by default) with TLS: a certificate
+        /// for grpc-backend.internal made by a test CA. Keep the process.
+        static func startTLSServer(script: String = server) throws -> (ChildProcess, UInt16) {
             let pki = try TestPKI()
             let leaf = try pki.leaf(["grpc-backend.internal"])
             let certificate = pki.folder + "/grpc.crt"
             let key = pki.folder + "/grpc.key"
             try leaf.certificate.write(toFile: certificate, atomically: true, encoding: .utf8)
             try leaf.key.write(toFile: key, atomically: true, encoding: .utf8)
-            let server = try ChildProcess(
-                executable: "/usr/bin/env", arguments: ["python3", "-c", Self.server, certificate, key], label: "grpcs-server")
-            let serverPort = try server.waitForListeningPort()
+            let process = try ChildProcess(
+                executable: "/usr/bin/env", arguments: ["python3", "-c", script, certificate, key], label: "grpcs-server")
+            return (process, try process.waitForListeningPort())
+        }
+
+        /// An Ingress for `host` with `backend-protocol` set.
+        static func grpcIngress(_ name: String, host: String, service: String, backendProtocol: String) -> String {
+            Manifests.ingress(name, rules: [(host, "/", "Prefix", service)]).replacingOccurrences(
+                of: "metadata: {name: \(name), namespace: default}",
+                with: "metadata: {name: \(name), namespace: default, annotations: {\"nginx.ingress.kubernetes.io/backend-protocol\": \"\(backendProtocol)\"}}")
+        }
+
+        @Test func grpcsReachesATLSServerOverHTTP2() throws {
+            let (server, serverPort) = try Self.startTLSServer()
             let manifests = try ManifestFolder()
             try manifests.write("class.yaml", Manifests.ingressClass)
             try manifests.write(
                 "grpcs.yaml",
                 Manifests.service("grpcs", ports: [serverPort])
-                    + Manifests.ingress("grpcs", rules: [("grpc.example.com", "/", "Prefix", "grpcs")]).replacingOccurrences(
-                        of: "metadata: {name: grpcs, namespace: default}",
-                        with: "metadata: {name: grpcs, namespace: default, annotations: {\"nginx.ingress.kubernetes.io/backend-protocol\": \"GRPCS\"}}"))
+                    + Self.grpcIngress("grpcs", host: "grpc.example.com", service: "grpcs", backendProtocol: "GRPCS"))
             let postern = try PosternProcess(manifests: manifests)
             let client = """
                 import sys, grpc
@@ -92,6 +103,7 @@ extension EndToEndTests {
                 """
             let result = try runCommand("/usr/bin/env", ["python3", "-c", client, "\(postern.port)"], timeout: 60)
             #expect(result.status == 0 && result.stdout.contains("ok"), "\(result.stdout)\(result.stderr.suffix(1500))")
+            withExtendedLifetime(server) {}
         }
 
         /// Calls cancelled while their GRPCS connection is still in its TLS
@@ -99,20 +111,12 @@ extension EndToEndTests {
         /// A TCP relay holds the handshake back for 1.5 s; meanwhile a client
         /// opens 20 calls and resets them all.
         @Test func callsCancelledWhileTheUpstreamConnectsNeverReachIt() throws {
-            let pki = try TestPKI()
-            let leaf = try pki.leaf(["grpc-backend.internal"])
-            let certificate = pki.folder + "/grpc.crt"
-            let key = pki.folder + "/grpc.key"
-            try leaf.certificate.write(toFile: certificate, atomically: true, encoding: .utf8)
-            try leaf.key.write(toFile: key, atomically: true, encoding: .utf8)
             let counting = Self.server.replacingOccurrences(
                 of: "def unary(request, context):\n",
                 with: "calls = []\ndef seen(request, context):\n    return b\"%d\" % len(calls)\ndef unary(request, context):\n    calls.append(request)\n")
                 .replacingOccurrences(of: "\"Fail\": grpc.unary_unary_rpc_method_handler(failing),",
                     with: "\"Fail\": grpc.unary_unary_rpc_method_handler(failing),\n    \"Seen\": grpc.unary_unary_rpc_method_handler(seen),")
-            let server = try ChildProcess(
-                executable: "/usr/bin/env", arguments: ["python3", "-c", counting, certificate, key], label: "grpcs-server")
-            let serverPort = try server.waitForListeningPort()
+            let (server, serverPort) = try Self.startTLSServer(script: counting)
             let relayScript = """
                 import socket, sys, threading, time
                 target = int(sys.argv[1])
@@ -149,9 +153,7 @@ extension EndToEndTests {
             try manifests.write(
                 "grpcs.yaml",
                 Manifests.service("grpcs", ports: [relayPort])
-                    + Manifests.ingress("grpcs", rules: [("grpc.example.com", "/", "Prefix", "grpcs")]).replacingOccurrences(
-                        of: "metadata: {name: grpcs, namespace: default}",
-                        with: "metadata: {name: grpcs, namespace: default, annotations: {\"nginx.ingress.kubernetes.io/backend-protocol\": \"GRPCS\"}}"))
+                    + Self.grpcIngress("grpcs", host: "grpc.example.com", service: "grpcs", backendProtocol: "GRPCS"))
             let postern = try PosternProcess(manifests: manifests, workers: 1)
             let client = """
                 import socket, sys, time
@@ -183,6 +185,7 @@ extension EndToEndTests {
             #expect(result.status == 0, "\(result.stdout)\(result.stderr.suffix(1500))")
             // Only the call made after the resets reached the endpoint.
             #expect(result.stdout.contains("seen 1"), "\(result.stdout)")
+            withExtendedLifetime((server, relay)) {}
         }
 
         @Test func unaryAndServerStreamingCallsKeepStatusAndTrailers() throws {
@@ -190,17 +193,12 @@ extension EndToEndTests {
             let serverPort = try server.waitForListeningPort()
             let refused = try ProxyFixture.closedPort()
             let manifests = try ManifestFolder()
-            func grpcIngress(_ name: String, host: String, service: String) -> String {
-                Manifests.ingress(name, rules: [(host, "/", "Prefix", service)]).replacingOccurrences(
-                    of: "metadata: {name: \(name), namespace: default}",
-                    with: "metadata: {name: \(name), namespace: default, annotations: {\"nginx.ingress.kubernetes.io/backend-protocol\": \"GRPC\"}}")
-            }
             try manifests.write("class.yaml", Manifests.ingressClass)
             try manifests.write(
                 "grpc.yaml",
                 Manifests.service("grpc", ports: [serverPort]) + Manifests.service("gone", ports: [refused])
-                    + grpcIngress("grpc", host: "grpc.example.com", service: "grpc")
-                    + grpcIngress("gone", host: "grpc-missing.example.com", service: "gone"))
+                    + Self.grpcIngress("grpc", host: "grpc.example.com", service: "grpc", backendProtocol: "GRPC")
+                    + Self.grpcIngress("gone", host: "grpc-missing.example.com", service: "gone", backendProtocol: "GRPC"))
             let postern = try PosternProcess(manifests: manifests)
             let result = try runCommand("/usr/bin/env", ["python3", "-c", Self.client, "\(postern.port)"], timeout: 60)
             #expect(result.status == 0 && result.stdout.contains("ok"), "\(result.stdout)\(result.stderr.suffix(1500))")
