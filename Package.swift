@@ -101,6 +101,7 @@ let package = Package(
         .testTarget(name: "TelemetryTests", dependencies: ["Telemetry"]),
         .testTarget(name: "SystemLibraryTests", dependencies: ["COpenSSL", "CNGHTTP2"]),
         .testTarget(name: "TLSTests", dependencies: ["TLS"]),
+        .testTarget(name: "ProxyTests", dependencies: ["Proxy", "Routing", "RouteModel", "TLS", "Telemetry", "SeededRandom"]),
         .testTarget(name: "EndToEndTests", dependencies: ["postern", "postern-echo", "FakeKubeAPI"]),
         .testTarget(name: "KubeTests", dependencies: ["Kube", "FakeKubeAPI"]),
         .testTarget(name: "ControllerTests", dependencies: ["Controller", "Kube", "FakeKubeAPI", "Routing", "RouteModel", "Translate"]),

@@ -85,35 +85,19 @@ extension DownstreamConnection {
             respondWithError(.badRequest, headParsed: false)
             return
         }
-        let hostBytes = target.host.map { UnsafeRawBufferPointer(rebasing: bytes[$0]) } ?? UnsafeRawBufferPointer(start: nil, count: 0)
-        let pathBytes = target.path.isEmpty
-            ? UnsafeRawBufferPointer(start: DownstreamConnection.rootPath.utf8Start, count: 1)
-            : UnsafeRawBufferPointer(rebasing: bytes[target.path])
-        if let secure = worker.secure {
-            if !isTLS, !secure.redirectHosts.isEmpty, secure.redirectHosts.contains(hostBytes) {
-                respondWithRedirect(bytes, target: target)
-                return
-            }
-            if let tls, target.host != nil, SecurePolicy.isMisdirected(host: hostBytes, tls: tls) {
-                worker.metrics.count(.badRequest)
-                readBuffer.consume(head.headLength)
-                respondWithError(.misdirected, headParsed: true)
-                return
-            }
-        }
-        let routed = worker.table.route(host: hostBytes, path: pathBytes, rewriteInto: worker.rewriteBuffer)
-        switch routed.decision {
-        case .notFound:
-            worker.metrics.count(.noRoute)
+        let facts = RequestFacts(
+            authority: target.host.map { UnsafeRawBufferPointer(rebasing: bytes[$0]) } ?? UnsafeRawBufferPointer(start: nil, count: 0),
+            target: UnsafeRawBufferPointer(rebasing: bytes[target.originForm]), pathLength: target.path.count)
+        let outcome = worker.pipeline.decide(
+            facts, tls: tls, table: worker.table, secure: worker.secure, rewriteInto: worker.rewriteBuffer,
+            metrics: worker.metrics, redirectStatus: worker.configuration.httpRedirectCode)
+        switch outcome {
+        case let .respond(response):
             readBuffer.consume(head.headLength)
-            respondWithError(.notFound, headParsed: true)
-        case let .cluster(found):
-            if found.endpoints.isEmpty {
-                worker.metrics.count(.noEndpoints)
-                readBuffer.consume(head.headLength)
-                respondWithError(.serviceUnavailable, headParsed: true)
-                return
-            }
+            respondWithError(response, headParsed: true)
+        case let .redirect(status):
+            respondWithRedirect(bytes, target: target, status: status)
+        case let .forward(found, rewrite, passClientCertificate):
             if found.upstream.wireProtocol != .http && found.upstream.wireProtocol != .https {
                 // gRPC and H2C endpoints are reached from HTTP/2 clients only.
                 worker.metrics.count(.badRequest)
@@ -121,13 +105,7 @@ extension DownstreamConnection {
                 respondWithError(.needsHTTP2, headParsed: true)
                 return
             }
-            if case .tooLong = routed.rewrite {
-                worker.metrics.count(.uriTooLong)
-                readBuffer.consume(head.headLength)
-                respondWithError(.uriTooLong, headParsed: true)
-                return
-            }
-            writeUpstreamRequestHead(bytes, target: target, rewrite: routed.rewrite)
+            writeUpstreamRequestHead(bytes, target: target, rewrite: rewrite, passClientCertificate: passClientCertificate)
             let expectsContinue = head.expectsContinue
             readBuffer.consume(head.headLength)
             state = .proxying
@@ -146,12 +124,12 @@ extension DownstreamConnection {
         }
     }
 
-    static let rootPath: StaticString = "/"
-
     /// Serializes the upstream request head into `upstreamRequestHead`:
     /// hop-by-hop fields removed (RFC 9110 §7.6.1), forwarding fields added,
     /// framing rewritten to one canonical field.
-    func writeUpstreamRequestHead(_ bytes: UnsafeRawBufferPointer, target: Target, rewrite: PathRewrite) {
+    func writeUpstreamRequestHead(
+        _ bytes: UnsafeRawBufferPointer, target: Target, rewrite: PathRewrite, passClientCertificate: Bool
+    ) {
         let out = upstreamRequestHead
         out.clear()
         out.append(bytes, head.method)
@@ -216,12 +194,10 @@ extension DownstreamConnection {
         out.append("X-Forwarded-Port: ")
         out.append(isTLS ? worker.httpsPortText : worker.listenPortText)
         out.append("\r\n")
-        if let tls {
-            if !tls.escapedClientCertificate.isEmpty {
-                out.append("ssl-client-cert: ")
-                out.append(tls.escapedClientCertificate)
-                out.append("\r\nssl-client-verify: SUCCESS\r\n")
-            }
+        if passClientCertificate, let tls, !tls.escapedClientCertificate.isEmpty {
+            out.append("ssl-client-cert: ")
+            out.append(tls.escapedClientCertificate)
+            out.append("\r\nssl-client-verify: SUCCESS\r\n")
         }
         if upgradeRequested {
             // RFC 9110 §7.8: Upgrade travels hop by hop, so the proxy re-sends it.
@@ -342,26 +318,12 @@ extension DownstreamConnection {
 
 /// HTTPS policy per request: redirects of plain HTTP and misdirected requests.
 extension DownstreamConnection {
-    /// Answers a plain-HTTP request with a redirect to the same host and
-    /// path on HTTPS (`--http-redirect-code`, 308 by default).
-    func respondWithRedirect(_ bytes: UnsafeRawBufferPointer, target: Target) {
-        worker.metrics.httpsRedirects.add()
-        let code = worker.configuration.httpRedirectCode
-        var location = Array("https://".utf8)
-        if let host = target.host {
-            var end = host.upperBound
-            if bytes[host.lowerBound] != UInt8(ascii: "[") {
-                var index = host.lowerBound
-                while index < host.upperBound, bytes[index] != UInt8(ascii: ":") { index += 1 }
-                end = index
-            }
-            location += bytes[host.lowerBound..<end]
-        }
-        if worker.httpsPortText != Array("443".utf8), !worker.httpsPortText.isEmpty {
-            location.append(UInt8(ascii: ":"))
-            location += worker.httpsPortText
-        }
-        location += target.originForm.isEmpty ? [UInt8(ascii: "/")] : Array(bytes[target.originForm])
+    /// Answers a plain-HTTP request with the pipeline's redirect to the
+    /// same host (canonical) and target on HTTPS.
+    func respondWithRedirect(_ bytes: UnsafeRawBufferPointer, target: Target, status code: Int) {
+        let location = worker.httpsLocation(
+            host: worker.pipeline.canonicalHost,
+            target: target.originForm.isEmpty ? RequestPipeline.rootPath : UnsafeRawBufferPointer(rebasing: bytes[target.originForm]))
         let keepAlive = clientKeepAlive && requestBody == .complete && !worker.isDraining
         readBuffer.consume(head.headLength)
         writeBuffer.append("HTTP/1.1 ")
@@ -395,7 +357,7 @@ private let clientCertificateFields: [[UInt8]] = ["ssl-client-cert", "ssl-client
 func isClientCertificateField(_ bytes: UnsafeRawBufferPointer, _ name: Range<Int>) -> Bool {
     guard name.count == 15 || name.count == 17 else { return false }
     for candidate in clientCertificateFields where candidate.count == name.count {
-        if HostSet.equalIgnoringCase(candidate, bytes[name]) { return true }
+        if equalIgnoringCase(candidate, bytes[name]) { return true }
     }
     return false
 }

@@ -14,7 +14,7 @@ extension DownstreamConnection {
         guard let upgrade = head.upgrade, head.framing == .none, head.version == .http11 else { return false }
         let method = bytes[head.method]
         guard method.count == 3, method.elementsEqual("GET".utf8) else { return false }
-        return HostSet.equalIgnoringCase(webSocketToken, bytes[upgrade])
+        return equalIgnoringCase(webSocketToken, bytes[upgrade])
     }
 
     /// The upstream answered 101: send the head to the client and splice.

@@ -11,11 +11,12 @@ public enum ErrorResponse: Int, CaseIterable, Sendable {
     case badRequest, notFound, requestTimeout, uriTooLong, headerTooLarge, notImplemented
     case badGateway, badGatewayMalformed, serviceUnavailable, gatewayTimeout, versionNotSupported
     case methodNotAllowed, misdirected, needsHTTP2
+    case clientCertificateRequired, unsafeTarget
 
     /// The status code sent.
     public var status: Int {
         switch self {
-        case .badRequest: return 400
+        case .badRequest, .clientCertificateRequired, .unsafeTarget: return 400
         case .notFound: return 404
         case .methodNotAllowed: return 405
         case .misdirected: return 421
@@ -36,6 +37,10 @@ public enum ErrorResponse: Int, CaseIterable, Sendable {
         switch self {
         case .badRequest: return "400 bad request: the request is malformed\n"
         case .notFound: return "404 not found: no Ingress rule matches this host and path\n"
+        case .clientCertificateRequired:
+            return "400 bad request: this host requires a client certificate signed by its CA, over HTTPS with this host as SNI\n"
+        case .unsafeTarget:
+            return "400 bad request: the request target holds a fragment (#), a backslash, or an encoded slash, backslash or NUL in its path\n"
         case .methodNotAllowed: return "405 method not allowed: CONNECT is not proxied\n"
         case .needsHTTP2: return "502 bad gateway: this backend speaks HTTP/2 (gRPC or H2C); connect with HTTP/2\n"
         case .misdirected: return "421 misdirected request: this connection's certificate does not serve the requested host\n"

@@ -9,7 +9,8 @@ import Telemetry
 /// response answered gRPC-style (`grpc-status` 14 UNAVAILABLE).
 extension HTTP2StreamExchange {
     func startHTTP2Upstream(
-        _ head: HTTP2RequestHead, authority: ArraySlice<UInt8>, path: ArraySlice<UInt8>, query: Int, rewrite: PathRewrite
+        _ head: HTTP2RequestHead, authority: ArraySlice<UInt8>, path: ArraySlice<UInt8>, query: Int, rewrite: PathRewrite,
+        passClientCertificate: Bool
     ) {
         guard let cluster else { return }
         isGRPC = cluster.upstream.wireProtocol == .grpc || cluster.upstream.wireProtocol == .grpcs
@@ -49,6 +50,10 @@ extension HTTP2StreamExchange {
         fields.append("x-forwarded-proto", value: (connection.isTLS ? "https" : "http").utf8)
         if !authority.isEmpty { fields.append("x-forwarded-host", value: authority) }
         fields.append("x-forwarded-port", value: connection.isTLS ? worker.httpsPortText : worker.listenPortText)
+        if passClientCertificate, let tls = connection.tls, !tls.escapedClientCertificate.isEmpty {
+            fields.append("ssl-client-cert", value: tls.escapedClientCertificate)
+            fields.append("ssl-client-verify", value: "SUCCESS".utf8)
+        }
         if !sawRequestID {
             let id = ByteBuffer(capacity: 32)
             id.appendHex(of: worker.requestIDs.next())

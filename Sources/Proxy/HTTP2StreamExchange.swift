@@ -121,54 +121,44 @@ final class HTTP2StreamExchange: UpstreamAttempt {
         requestHasBody = !endStream
         guard let path = head.path, let first = path.first, first == UInt8(ascii: "/") else {
             // CONNECT and asterisk-form are not proxied.
+            worker.metrics.count(.badRequest)
             respondLocally(.methodNotAllowed)
             return
         }
         let authority = head.authority ?? []
         let query = path.firstIndex(of: UInt8(ascii: "?")) ?? path.endIndex
-        if let secure = worker.secure {
-            let redirect = !connection.isTLS && !secure.redirectHosts.isEmpty
-                && authority.withUnsafeBytes { secure.redirectHosts.contains($0) }
-            if redirect {
-                respondWithRedirect(authority: authority, path: path)
-                return
-            }
-            if let tls = connection.tls, !authority.isEmpty, authority.withUnsafeBytes({ SecurePolicy.isMisdirected(host: $0, tls: tls) }) {
-                respondLocally(.misdirected)
-                return
+        let outcome = authority.withUnsafeBytes { authorityBytes in
+            path.withUnsafeBytes { target in
+                worker.pipeline.decide(
+                    RequestFacts(authority: authorityBytes, target: target, pathLength: query - path.startIndex),
+                    tls: connection.tls, table: worker.table, secure: worker.secure, rewriteInto: worker.rewriteBuffer,
+                    metrics: worker.metrics, redirectStatus: worker.configuration.httpRedirectCode)
             }
         }
-        let routed = authority.withUnsafeBytes { host in
-            path[path.startIndex..<query].withUnsafeBytes { pathBytes in
-                worker.table.route(host: host, path: pathBytes, rewriteInto: worker.rewriteBuffer)
-            }
-        }
-        switch routed.decision {
-        case .notFound:
-            worker.metrics.count(.noRoute)
-            respondLocally(.notFound)
+        let rewrite: PathRewrite
+        let passClientCertificate: Bool
+        switch outcome {
+        case let .respond(response):
+            respondLocally(response)
             return
-        case let .cluster(found):
-            if found.endpoints.isEmpty {
-                worker.metrics.count(.noEndpoints)
-                respondLocally(.serviceUnavailable)
-                return
-            }
-            if case .tooLong = routed.rewrite {
-                worker.metrics.count(.uriTooLong)
-                respondLocally(.uriTooLong)
-                return
-            }
+        case let .redirect(status):
+            respondWithRedirect(status: status, path: path)
+            return
+        case let .forward(found, foundRewrite, pass):
             cluster = found
+            rewrite = foundRewrite
+            passClientCertificate = pass
         }
         switch cluster?.upstream.wireProtocol {
         case .grpc?, .grpcs?, .h2c?:
-            startHTTP2Upstream(head, authority: authority, path: path, query: query, rewrite: routed.rewrite)
+            startHTTP2Upstream(
+                head, authority: authority, path: path, query: query, rewrite: rewrite, passClientCertificate: passClientCertificate)
             return
         default:
             break
         }
-        writeRequestHead(head, authority: authority, path: path, query: query, rewrite: routed.rewrite)
+        writeRequestHead(
+            head, authority: authority, path: path, query: query, rewrite: rewrite, passClientCertificate: passClientCertificate)
         guard connectUpstream(excluding: nil, carrying: nil, allowPooled: true) else { return }
         flushUpstream()
     }
@@ -179,7 +169,8 @@ final class HTTP2StreamExchange: UpstreamAttempt {
     }
 
     private func writeRequestHead(
-        _ head: HTTP2RequestHead, authority: ArraySlice<UInt8>, path: ArraySlice<UInt8>, query: Int, rewrite: PathRewrite
+        _ head: HTTP2RequestHead, authority: ArraySlice<UInt8>, path: ArraySlice<UInt8>, query: Int, rewrite: PathRewrite,
+        passClientCertificate: Bool
     ) {
         let out = upstreamRequestHead
         out.clear()
@@ -243,7 +234,7 @@ final class HTTP2StreamExchange: UpstreamAttempt {
         out.append("X-Forwarded-Port: ")
         out.append(connection.isTLS ? worker.httpsPortText : worker.listenPortText)
         out.append("\r\n")
-        if let tls = connection.tls, !tls.escapedClientCertificate.isEmpty {
+        if passClientCertificate, let tls = connection.tls, !tls.escapedClientCertificate.isEmpty {
             out.append("ssl-client-cert: ")
             out.append(tls.escapedClientCertificate)
             out.append("\r\nssl-client-verify: SUCCESS\r\n")
@@ -612,25 +603,17 @@ final class HTTP2StreamExchange: UpstreamAttempt {
     }
 
     /// Plain HTTP/2 (h2c) to a host that has TLS: redirect to HTTPS.
-    private func respondWithRedirect(authority: ArraySlice<UInt8>, path: ArraySlice<UInt8>) {
-        worker.metrics.httpsRedirects.add()
-        var location = Array("https://".utf8)
-        let hostEnd = authority.first == UInt8(ascii: "[")
-            ? (authority.firstIndex(of: UInt8(ascii: "]")).map { $0 + 1 } ?? authority.endIndex)
-            : (authority.firstIndex(of: UInt8(ascii: ":")) ?? authority.endIndex)
-        location += authority[authority.startIndex..<hostEnd]
-        if worker.httpsPortText != Array("443".utf8), !worker.httpsPortText.isEmpty {
-            location.append(UInt8(ascii: ":"))
-            location += worker.httpsPortText
-        }
-        location += path
+    /// Answers with the pipeline's redirect to the same host (canonical)
+    /// and path on HTTPS.
+    private func respondWithRedirect(status: Int, path: ArraySlice<UInt8>) {
+        let location = path.withUnsafeBytes { worker.httpsLocation(host: worker.pipeline.canonicalHost, target: $0) }
         finished = true
         var fields = HTTP2Fields()
         fields.append("location", value: location)
         fields.append("content-length", value: "0".utf8)
-        session.submitResponse(stream: stream, status: worker.configuration.httpRedirectCode, fields: fields, hasBody: false)
+        session.submitResponse(stream: stream, status: status, fields: fields, hasBody: false)
         if !requestComplete { session.resetStream(stream: stream, errorCode: .noError) }
-        worker.metrics.countResponse(status: worker.configuration.httpRedirectCode)
+        worker.metrics.countResponse(status: status)
         connection.requestFlush()
     }
 

@@ -1,109 +1,123 @@
+import RouteModel
 import TLS
 
 /// What HTTPS means for the proxy at one moment: the certificate store new
-/// handshakes use, which hosts plain-HTTP requests are redirected for, and
-/// the HSTS header. Immutable; published to every worker like the routing table.
+/// handshakes use, which hosts plain-HTTP requests are redirected for,
+/// which hosts ask for client certificates, and the HSTS header. Immutable;
+/// published to every worker like the routing table.
+///
+/// Exists even without an HTTPS listener (then `certificates` is nil), so
+/// that a host that requires a client certificate is refused over plain
+/// HTTP instead of served without one.
 public final class SecurePolicy: @unchecked Sendable {
-    /// Certificates for new handshakes.
-    public let certificates: TLSCertificateStore
+    /// Certificates for new handshakes (nil: no HTTPS listener).
+    public let certificates: TLSCertificateStore?
     /// Hosts whose plain-HTTP requests are redirected to HTTPS.
-    let redirectHosts: HostSet
+    let redirectHosts: HostTable<Bool>
+    /// Hosts that ask for client certificates, as configuration says,
+    /// whether or not their certificate loaded (`auth-tls-*`).
+    let clientCertificateHosts: HostTable<ClientCertificateRequirement>
     /// `Strict-Transport-Security: ...\r\n`, or empty when HSTS is off.
     let strictTransportSecurity: [UInt8]
     /// The header's value alone (for HTTP/2 fields).
     let strictTransportSecurityValue: [UInt8]
 
     /// - Parameters:
-    ///   - redirectHosts: exact hosts and `*.suffix` wildcards (ssl-redirect / force-ssl-redirect).
+    ///   - certificates: the store for handshakes, nil without an HTTPS listener.
+    ///   - model: redirect hosts (ssl-redirect / force-ssl-redirect) and the
+    ///     client-certificate settings of each TLS host.
     ///   - hsts: the header value (e.g. `max-age=31536000; includeSubDomains`), nil for none.
-    public init(certificates: TLSCertificateStore, redirectHosts: [String], hsts: String?) {
+    public init(certificates: TLSCertificateStore?, model: TLSModel, hsts: String?) {
         self.certificates = certificates
-        self.redirectHosts = HostSet(redirectHosts)
+        // Without an HTTPS listener there is nothing to redirect to (TLS ends
+        // in front of the proxy, if anywhere): redirecting would loop.
+        self.redirectHosts = HostTable(certificates == nil ? [] : model.redirectHosts.map { ($0, true) })
+        var clientHosts: [(String, ClientCertificateRequirement)] = []
+        for certificate in model.certificates {
+            guard let authentication = certificate.clientAuthentication else { continue }
+            // A CA Secret that is missing or empty fails closed: required.
+            let required = authentication.mode == .required || authentication.certificateAuthoritiesPEM.isEmpty
+            for host in certificate.hosts { clientHosts.append((host, required ? .required : .optional)) }
+        }
+        // Hosts with a certificate of their own but no client settings
+        // shadow a wildcard that has them, as they do in the store.
+        for certificate in model.certificates where certificate.clientAuthentication == nil {
+            for host in certificate.hosts where !host.hasPrefix("*.") { clientHosts.append((host, .none)) }
+        }
+        self.clientCertificateHosts = HostTable(clientHosts)
         self.strictTransportSecurity = hsts.map { Array("Strict-Transport-Security: \($0)\r\n".utf8) } ?? []
         self.strictTransportSecurityValue = hsts.map { Array($0.utf8) } ?? []
     }
 }
 
-extension SecurePolicy {
-    /// RFC 9110 §15.5.20: a request whose host (Host or `:authority`, port
-    /// ignored) is served by another certificate than the one the
-    /// connection's SNI chose gets 421, so the client retries on a
-    /// connection of its own. Without SNI the default certificate answered
-    /// whatever the host, so nothing is misdirected; the same Secret can back
-    /// two contexts, so certificates are compared, not objects.
-    static func isMisdirected(host: UnsafeRawBufferPointer, tls: TLSConnection) -> Bool {
-        var end = host.count
-        if host.first != UInt8(ascii: "["), let colon = host.firstIndex(of: UInt8(ascii: ":")) { end = colon }
-        let name = host[0..<end]
-        // Host equal to SNI, the common case, needs no lookup.
-        if tls.serverName.isEmpty || HostSet.equalIgnoringCase(tls.serverName, name) { return false }
-        guard let store = tls.store, let selected = tls.selectedContext else { return false }
-        return !store.context(forServerName: String(decoding: name, as: UTF8.self)).servesSameCertificate(as: selected)
-    }
+/// What a host asks of a client's certificate.
+enum ClientCertificateRequirement {
+    /// Nothing (a host with a certificate of its own and no client
+    /// settings: it shadows a wildcard that has them).
+    case none
+    /// Requested; none is accepted, a bad one is refused.
+    case optional
+    /// A certificate verified against the host's CAs is required.
+    case required
 }
 
-/// A set of host names (exact, or `*.suffix` matching one extra label)
-/// looked up from request bytes without allocating: hosts are hashed
-/// (case-insensitive, port ignored) and confirmed byte by byte.
-struct HostSet {
-    private var exact: [UInt64: [[UInt8]]] = [:]
+/// Host names (exact, or `*.suffix` matching one extra label) mapped to a
+/// value, looked up from canonical host bytes (`HostName`) without
+/// allocating. An exact name wins over a wildcard, as in the certificate
+/// store.
+struct HostTable<Value> {
+    private var exact: [UInt64: [(name: [UInt8], value: Value)]] = [:]
     /// Wildcards keyed by the hash of their suffix (`.example.com`).
-    private var suffixes: [UInt64: [[UInt8]]] = [:]
+    private var suffixes: [UInt64: [(name: [UInt8], value: Value)]] = [:]
 
-    init(_ hosts: [String]) {
-        for host in hosts {
-            let lower = Array(host.lowercased().utf8)
+    init(_ entries: [(String, Value)]) {
+        for (host, value) in entries {
+            var lower = Array(host.lowercased().utf8)
+            if lower.count > 1, lower.last == UInt8(ascii: ".") { lower.removeLast() }
             if lower.starts(with: Array("*.".utf8)) {
                 let suffix = Array(lower.dropFirst())
-                suffixes[HostSet.hash(suffix[...]), default: []].append(suffix)
+                let hash = HostTable.hash(suffix[...])
+                if suffixes[hash]?.contains(where: { $0.name == suffix }) != true { suffixes[hash, default: []].append((suffix, value)) }
             } else {
-                exact[HostSet.hash(lower[...]), default: []].append(lower)
+                let hash = HostTable.hash(lower[...])
+                if exact[hash]?.contains(where: { $0.name == lower }) != true { exact[hash, default: []].append((lower, value)) }
             }
         }
     }
 
     var isEmpty: Bool { exact.isEmpty && suffixes.isEmpty }
 
-    /// FNV-1a over lower-cased bytes.
+    /// FNV-1a.
     @inline(__always)
     static func hash<C: Collection>(_ bytes: C) -> UInt64 where C.Element == UInt8 {
         var value: UInt64 = 0xcbf2_9ce4_8422_2325
-        for byte in bytes {
-            value = (value ^ UInt64(byte >= 65 && byte <= 90 ? byte | 0x20 : byte)) &* 0x100_0000_01b3
-        }
+        for byte in bytes { value = (value ^ UInt64(byte)) &* 0x100_0000_01b3 }
         return value
     }
 
-    @inline(__always)
-    static func equalIgnoringCase(_ candidate: [UInt8], _ bytes: UnsafeRawBufferPointer.SubSequence) -> Bool {
-        guard candidate.count == bytes.count else { return false }
-        var index = bytes.startIndex
-        for byte in candidate {
-            let other = bytes[index]
-            if (other >= 65 && other <= 90 ? other | 0x20 : other) != byte { return false }
-            index += 1
+    /// The value for `host` (canonical: lower case, no port, no trailing dot).
+    func value(for host: UnsafeRawBufferPointer) -> Value? {
+        if let candidates = exact[HostTable.hash(host)] {
+            for candidate in candidates where candidate.name.elementsEqual(host) { return candidate.value }
         }
-        return true
+        guard let dot = host.firstIndex(of: UInt8(ascii: ".")), dot > 0 else { return nil }
+        let suffix = host[dot...]
+        if let candidates = suffixes[HostTable.hash(suffix)] {
+            for candidate in candidates where candidate.name.elementsEqual(suffix) { return candidate.value }
+        }
+        return nil
     }
+}
 
-    /// True when `host` (a Host header value, port allowed) is in the set.
-    func contains(_ host: UnsafeRawBufferPointer) -> Bool {
-        // Strip ":port"; an IPv6 literal keeps its brackets.
-        var end = host.count
-        if host.first == UInt8(ascii: "[") {
-            if let close = host.firstIndex(of: UInt8(ascii: "]")) { end = close + 1 }
-        } else if let colon = host.firstIndex(of: UInt8(ascii: ":")) {
-            end = colon
-        }
-        let name = host[0..<end]
-        if let candidates = exact[HostSet.hash(name)], candidates.contains(where: { HostSet.equalIgnoringCase($0, name) }) {
-            return true
-        }
-        guard let dot = name.firstIndex(of: UInt8(ascii: ".")), dot > 0 else { return false }
-        let suffix = name[dot...]
-        if let candidates = suffixes[HostSet.hash(suffix)], candidates.contains(where: { HostSet.equalIgnoringCase($0, suffix) }) {
-            return true
-        }
-        return false
+/// Case-insensitive comparison of a lower-case literal with request bytes.
+@inline(__always)
+func equalIgnoringCase(_ candidate: [UInt8], _ bytes: UnsafeRawBufferPointer.SubSequence) -> Bool {
+    guard candidate.count == bytes.count else { return false }
+    var index = bytes.startIndex
+    for byte in candidate {
+        let other = bytes[index]
+        if (other >= 65 && other <= 90 ? other | 0x20 : other) != byte { return false }
+        index += 1
     }
+    return true
 }

@@ -47,6 +47,8 @@ public final class Worker: @unchecked Sendable {
     /// Scratch space for `rewrite-target`: the rewritten path is written here
     /// and copied into the upstream request head (one per worker, reused).
     let rewriteBuffer: UnsafeMutableRawBufferPointer
+    /// Every per-request decision (HTTP/1.1 and HTTP/2 alike).
+    let pipeline = RequestPipeline()
     /// Called on the worker's thread when it has finished draining.
     var onStopped: (() -> Void)?
 
@@ -185,7 +187,7 @@ public final class Worker: @unchecked Sendable {
     func accepted(fd: CInt, peer: SocketAddress?, isTLS: Bool) {
         var tls: TLSConnection?
         if isTLS {
-            guard let secure, let session = try? TLSConnection(fd: fd, store: secure.certificates) else {
+            guard let store = secure?.certificates, let session = try? TLSConnection(fd: fd, store: store) else {
                 metrics.tlsHandshakeFailures.add()
                 Socket.close(fd)
                 return

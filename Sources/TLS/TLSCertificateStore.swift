@@ -72,6 +72,12 @@ public final class TLSCertificateStore: @unchecked Sendable {
     let front: TLSServerContext
     /// Session-ticket keys (one ring per builder, so per process).
     let ticketKeys: SessionTicketKeys
+    /// The same contexts keyed by a hash of the host bytes, for lookups
+    /// per request without building a String: exact names under tag 0,
+    /// wildcard suffixes (`.example.com`) under tag 1.
+    private let byHash: [UInt64: [(name: [UInt8], context: TLSServerContext)]]
+    /// True when some host asks for client certificates.
+    public let hasClientVerification: Bool
 
     init(
         front: TLSServerContext, ticketKeys: SessionTicketKeys, defaultContext: TLSServerContext,
@@ -82,12 +88,49 @@ public final class TLSCertificateStore: @unchecked Sendable {
         self.defaultContext = defaultContext
         self.exact = exact
         self.wildcard = wildcard
+        var byHash: [UInt64: [(name: [UInt8], context: TLSServerContext)]] = [:]
+        for (name, context) in exact {
+            let bytes = Array(name.utf8)
+            byHash[TLSCertificateStore.hash(bytes, tag: 0), default: []].append((bytes, context))
+        }
+        for (suffix, context) in wildcard {
+            let bytes = Array(suffix.utf8)
+            byHash[TLSCertificateStore.hash(bytes, tag: 1), default: []].append((bytes, context))
+        }
+        self.byHash = byHash
+        hasClientVerification = exact.values.contains { $0.clientVerification != nil }
+            || wildcard.values.contains { $0.clientVerification != nil }
+    }
+
+    @inline(__always)
+    private static func hash<C: Collection>(_ bytes: C, tag: UInt64) -> UInt64 where C.Element == UInt8 {
+        var value: UInt64 = 0xcbf2_9ce4_8422_2325 ^ tag
+        for byte in bytes { value = (value ^ UInt64(byte)) &* 0x100_0000_01b3 }
+        return value
+    }
+
+    /// The context for a canonical host (lower case, no port, no trailing
+    /// dot: `HostName`'s output), by the same rules as
+    /// `context(forServerName:)`. Allocation-free, for the request path.
+    public func context(forCanonicalHost host: UnsafeRawBufferPointer) -> TLSServerContext {
+        if let candidates = byHash[TLSCertificateStore.hash(host, tag: 0)] {
+            for candidate in candidates where candidate.name.elementsEqual(host) { return candidate.context }
+        }
+        if let dot = host.firstIndex(of: UInt8(ascii: ".")), dot > 0 {
+            let suffix = host[dot...]
+            if let candidates = byHash[TLSCertificateStore.hash(suffix, tag: 1)] {
+                for candidate in candidates where candidate.name.elementsEqual(suffix) { return candidate.context }
+            }
+        }
+        return defaultContext
     }
 
     /// The context for a server name: exact host first, then a wildcard of
     /// exactly one label, else the default.
     public func context(forServerName name: String) -> TLSServerContext {
-        let host = name.lowercased()
+        var host = name.lowercased()
+        // One trailing dot names the same host.
+        if host.count > 1, host.hasSuffix(".") { host.removeLast() }
         if let found = exact[host] { return found }
         if let dot = host.firstIndex(of: "."), dot != host.startIndex, let found = wildcard[String(host[dot...])] {
             return found

@@ -37,6 +37,10 @@ public final class TLSConnection {
     /// With mTLS and `pass-certificate-to-upstream`: the client certificate
     /// as URL-encoded PEM (nginx's `$ssl_client_escaped_cert`), else empty.
     public private(set) var escapedClientCertificate: [UInt8] = []
+    /// The client presented a certificate and it verified against the
+    /// selected context's CAs (also true on a resumed session whose
+    /// certificate did).
+    public private(set) var hasVerifiedClientCertificate = false
 
     /// Wraps `fd` (owned by the caller, who closes it after `deinit`).
     public init(fd: Int32, store: TLSCertificateStore) throws {
@@ -117,6 +121,8 @@ public final class TLSConnection {
                     bytes.append(byte >= 65 && byte <= 90 ? byte | 0x20 : byte)
                     pointer += 1
                 }
+                // One trailing dot names the same host (as for Host).
+                if bytes.count > 1, bytes.last == UInt8(ascii: ".") { bytes.removeLast() }
                 serverName = bytes
             }
             var protocolName: UnsafePointer<UInt8>?
@@ -126,6 +132,10 @@ public final class TLSConnection {
                 applicationProtocol = Array(UnsafeBufferPointer(start: protocolName, count: Int(length)))
             }
             if selectedContext == nil { selectedContext = store?.defaultContext }
+            if selectedContext?.clientVerification != nil, let certificate = SSL_get1_peer_certificate(ssl) {
+                X509_free(certificate)
+                hasVerifiedClientCertificate = SSL_get_verify_result(ssl) == Int(X509_V_OK)
+            }
             if selectedContext?.passClientCertificate == true { escapedClientCertificate = clientCertificateEscaped() }
             return .bytes(0)
         }

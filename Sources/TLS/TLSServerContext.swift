@@ -16,6 +16,13 @@ public final class TLSServerContext: @unchecked Sendable {
     public let name: String
     /// Connections on this context hand the client certificate to the upstream.
     public let passClientCertificate: Bool
+    /// The client-certificate settings of the hosts this context serves
+    /// (nil: none asked for). Requests are checked against them per request.
+    public let clientVerification: TLSClientVerification?
+    /// A handshake on this context fails without a verified client
+    /// certificate (`auth-tls-verify-client: on`, or a CA Secret that is
+    /// missing or empty, which fails closed).
+    public let requiresClientCertificate: Bool
 
     /// Creates a context without a certificate: the front context every
     /// connection starts on, whose server-name callback then switches to the
@@ -25,6 +32,8 @@ public final class TLSServerContext: @unchecked Sendable {
         leaf = nil
         name = "front"
         passClientCertificate = false
+        clientVerification = nil
+        requiresClientCertificate = false
         _ = postern_SSL_CTX_set_tlsext_servername_callback(context, serverNameSelected)
     }
 
@@ -40,6 +49,8 @@ public final class TLSServerContext: @unchecked Sendable {
         self.alpnWire = alpnWire
         self.name = name
         self.passClientCertificate = clientVerification?.passCertificateToUpstream ?? false
+        self.clientVerification = clientVerification
+        self.requiresClientCertificate = clientVerification.map { $0.required || $0.certificateAuthoritiesPEM.isEmpty } ?? false
         do {
             if let clientVerification { try TLSServerContext.requireClientCertificates(context, clientVerification, name: name) }
             let certificates = try PEM.readCertificates(certificateChainPEM)
@@ -82,6 +93,8 @@ public final class TLSServerContext: @unchecked Sendable {
         (context, alpnWire) = try TLSServerContext.makeConfigured(settings)
         self.name = name
         self.passClientCertificate = false
+        self.clientVerification = nil
+        self.requiresClientCertificate = false
         guard SSL_CTX_use_certificate(context, certificate) == 1, SSL_CTX_use_PrivateKey(context, key) == 1,
             SSL_CTX_check_private_key(context) == 1
         else {
@@ -103,6 +116,13 @@ public final class TLSServerContext: @unchecked Sendable {
         if self === other { return true }
         guard let leaf, let otherLeaf = other.leaf else { return false }
         return X509_cmp(leaf, otherLeaf) == 0
+    }
+
+    /// True when a client certificate verified on a connection of `other`
+    /// was verified exactly as this context would verify it (same CAs,
+    /// depth and requirement), or neither asks for one.
+    public func verifiesClientsLike(_ other: TLSServerContext) -> Bool {
+        self === other || clientVerification == other.clientVerification
     }
 
     /// True when the certificate's names (SANs, or CN without SANs) cover `host`.
@@ -134,6 +154,13 @@ public final class TLSServerContext: @unchecked Sendable {
         let required = verification.required || authorities.isEmpty
         SSL_CTX_set_verify(context, SSL_VERIFY_PEER | (required ? SSL_VERIFY_FAIL_IF_NO_PEER_CERT : 0), nil)
         SSL_CTX_set_verify_depth(context, Int32(verification.verifyDepth))
+        // A session resumes only on a context with the same client-certificate
+        // settings: a session whose certificate was verified against another
+        // host's CA (or never asked for) must not skip this host's check.
+        var identifier = SessionContextIdentifier(verification)
+        withUnsafeBytes(of: &identifier.bytes) { bytes in
+            _ = SSL_CTX_set_session_id_context(context, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), UInt32(bytes.count))
+        }
     }
 
     private static func makeConfigured(_ settings: TLSServerSettings) throws -> (OpaquePointer, UnsafeMutableBufferPointer<UInt8>) {
@@ -238,5 +265,23 @@ enum PEM {
             defer { BIO_free(bio) }
             return try body(bio)
         }
+    }
+}
+
+/// 32 bytes naming one set of client-certificate settings (FNV-1a of the
+/// CA bundle, depth and requirement, four times with different seeds),
+/// used as the OpenSSL session id context.
+private struct SessionContextIdentifier {
+    var bytes: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
+
+    init(_ verification: TLSClientVerification) {
+        func hash(seed: UInt64) -> UInt64 {
+            var value: UInt64 = 0xcbf2_9ce4_8422_2325 ^ seed
+            for byte in verification.certificateAuthoritiesPEM { value = (value ^ UInt64(byte)) &* 0x100_0000_01b3 }
+            value = (value ^ UInt64(truncatingIfNeeded: verification.verifyDepth)) &* 0x100_0000_01b3
+            value = (value ^ (verification.required ? 1 : 2)) &* 0x100_0000_01b3
+            return value
+        }
+        bytes = (hash(seed: 1), hash(seed: 2), hash(seed: 3), hash(seed: 4))
     }
 }

@@ -53,6 +53,7 @@ public enum UpstreamErrorKind: Int, CaseIterable, Sendable {
 public enum DownstreamErrorKind: Int, CaseIterable, Sendable {
     case badRequest, uriTooLong, headerTooLarge, notImplemented, versionNotSupported
     case headerTimeout, bodyTimeout, noRoute, clientReset
+    case misdirected, clientCertificate, unsafeTarget
 
     /// The Prometheus label value.
     public var label: String {
@@ -66,6 +67,9 @@ public enum DownstreamErrorKind: Int, CaseIterable, Sendable {
         case .bodyTimeout: return "body_timeout"
         case .noRoute: return "no_route"
         case .clientReset: return "client_reset"
+        case .misdirected: return "misdirected"
+        case .clientCertificate: return "client_certificate"
+        case .unsafeTarget: return "unsafe_target"
         }
     }
 }

@@ -192,7 +192,7 @@ struct Run: ParsableCommand {
         publisher.recordPublished(initial.table, model: initial.model)
         let initialSecure: SecurePolicy?
         do {
-            initialSecure = proxyConfiguration.httpsListen == nil ? nil : try publisher.securePolicy(for: initial.tls)
+            initialSecure = try publisher.securePolicy(for: initial.tls, withCertificates: proxyConfiguration.httpsListen != nil)
         } catch {
             FileHandle.standardError.write(Data("postern: TLS: \(error)\n".utf8))
             throw ExitCode(2)
@@ -277,7 +277,10 @@ final class TablePublisher: @unchecked Sendable {
     /// The certificate store, redirects and HSTS for `model`. Certificates
     /// that fail to load are logged as problems of the Ingresses using them;
     /// their hosts get the default certificate.
-    func securePolicy(for model: TLSModel) throws -> SecurePolicy {
+    func securePolicy(for model: TLSModel, withCertificates: Bool) throws -> SecurePolicy {
+        // Without an HTTPS listener, the policy still refuses plain HTTP to
+        // hosts that require client certificates.
+        guard withCertificates else { return SecurePolicy(certificates: nil, model: model, hsts: nil) }
         if builder == nil || builderDefault != .some(model.defaultCertificate) {
             let input = model.defaultCertificate.map {
                 TLSCertificateInput(name: $0.secret, hosts: [], certificateChainPEM: $0.certificateChainPEM, privateKeyPEM: $0.privateKeyPEM)
@@ -315,14 +318,14 @@ final class TablePublisher: @unchecked Sendable {
                     "ingresses": "\((users[problem.certificate] ?? []).joined(separator: ","))",
                 ])
         }
-        return SecurePolicy(certificates: store, redirectHosts: model.redirectHosts, hsts: settings.strictTransportSecurity)
+        return SecurePolicy(certificates: store, model: model, hsts: settings.strictTransportSecurity)
     }
 
     /// Publishes new certificates (controller thread).
     func publish(_ model: TLSModel) {
-        guard let server, server.boundHTTPSAddress != nil else { return }
+        guard let server else { return }
         do {
-            server.publish(try securePolicy(for: model))
+            server.publish(try securePolicy(for: model, withCertificates: server.boundHTTPSAddress != nil))
             logger.info("certificates published", metadata: ["certificates": "\(model.certificates.count)"])
         } catch {
             logger.error("certificates not published; the previous ones stay in service", metadata: ["error": "\(error)"])

@@ -1,0 +1,206 @@
+import RouteModel
+import Routing
+import TLS
+import Telemetry
+
+/// What the pipeline reads of a client's TLS session. `TLSConnection`
+/// provides it; tests provide values.
+protocol ClientTLSFacts {
+    /// SNI (lower case, no trailing dot), empty when the client sent none.
+    var serverName: [UInt8] { get }
+    /// The context the handshake chose for that name.
+    var selectedContext: TLSServerContext? { get }
+    /// A client certificate was presented and verified on that context.
+    var hasVerifiedClientCertificate: Bool { get }
+}
+
+extension TLSConnection: ClientTLSFacts {}
+
+/// The facts of one request, as its framing gives them. Byte views are
+/// valid for the duration of `RequestPipeline.decide`.
+struct RequestFacts {
+    /// Host, `:authority`, or the authority of an absolute-form target,
+    /// as sent (any case, port, trailing dot); empty when none.
+    var authority: UnsafeRawBufferPointer
+    /// The origin-form target (path and query), as sent.
+    var target: UnsafeRawBufferPointer
+    /// How many bytes of `target` are the path (up to `?`).
+    var pathLength: Int
+}
+
+/// What the pipeline decided for one request. The protocol code only
+/// translates it into its framing; metrics are counted here, so both
+/// protocols count the same.
+enum RequestOutcome {
+    /// Answer with a generated response.
+    case respond(ErrorResponse)
+    /// Redirect to HTTPS: `https://` + `RequestPipeline.canonicalHost` +
+    /// the HTTPS port when not 443 + the original target.
+    case redirect(status: Int)
+    /// Proxy to `cluster`; `rewrite` says which path to send.
+    /// `passClientCertificate`: send `ssl-client-cert` / `ssl-client-verify`.
+    case forward(cluster: CompiledCluster, rewrite: PathRewrite, passClientCertificate: Bool)
+}
+
+/// Every per-request decision, made once for HTTP/1.1 connections and
+/// HTTP/2 streams alike, in named phases:
+///
+/// 1. **target**: a fragment, an encoded separator or NUL in the path is
+///    refused (`RequestTargetPolicy`).
+/// 2. **host**: the authority is canonicalised (`HostName`); an invalid
+///    one (user information, a list, bad port, stray bytes) is refused.
+/// 3. **https**: plain HTTP to a redirect host is redirected; plain HTTP
+///    to a host that requires a client certificate is refused; over TLS, a
+///    host served by another certificate than the SNI chose gets 421, and
+///    a host that asks for client certificates is served only on a
+///    connection whose handshake verified them exactly as that host would
+///    (else 421 when SNI named another host, 400 otherwise).
+/// 4. **route**: the routing table picks the cluster (404, 503, 414).
+///
+/// Every check reads the canonical host, so no two checks can disagree on
+/// which host a request is for. Loop-bound (one per worker): the canonical
+/// host of the last decision stays in `canonicalHost` until the next one.
+final class RequestPipeline {
+    private let hostStorage: UnsafeMutablePointer<UInt8>
+    /// The canonical host of the last decision (empty when the request had none).
+    private(set) var canonicalHost: UnsafeRawBufferPointer
+
+    init() {
+        hostStorage = .allocate(capacity: HostName.maximumLength)
+        canonicalHost = UnsafeRawBufferPointer(start: hostStorage, count: 0)
+    }
+
+    deinit { hostStorage.deallocate() }
+
+    /// Decides what happens to one request against the pinned `table` and
+    /// `secure` policy.
+    @inline(__always)
+    func decide<TLSFacts: ClientTLSFacts>(
+        _ request: RequestFacts, tls: TLSFacts?, table: RoutingTable, secure: SecurePolicy?,
+        rewriteInto: UnsafeMutableRawBufferPointer, metrics: WorkerMetrics, redirectStatus: Int
+    ) -> RequestOutcome {
+        // Phase 1: target.
+        if RequestTargetPolicy.violation(request.target) != nil {
+            metrics.count(.unsafeTarget)
+            return .respond(.unsafeTarget)
+        }
+        // Phase 2: host.
+        switch HostName.canonicalize(request.authority, into: hostStorage) {
+        case .invalid:
+            canonicalHost = UnsafeRawBufferPointer(start: hostStorage, count: 0)
+            metrics.count(.badRequest)
+            return .respond(.badRequest)
+        case .empty:
+            canonicalHost = UnsafeRawBufferPointer(start: hostStorage, count: 0)
+        case let .host(count, _):
+            canonicalHost = UnsafeRawBufferPointer(start: hostStorage, count: count)
+        }
+        let host = canonicalHost
+        // Phase 3: https.
+        var passClientCertificate = false
+        if let secure {
+            let requirement = secure.clientCertificateHosts.isEmpty ? nil : secure.clientCertificateHosts.value(for: host)
+            if let tls {
+                switch checkTLSHost(host, tls: tls, requirement: requirement, secure: secure) {
+                case let .refused(response):
+                    metrics.count(response == .misdirected ? .misdirected : .clientCertificate)
+                    return .respond(response)
+                case let .allowed(pass):
+                    passClientCertificate = pass
+                }
+            } else {
+                if !secure.redirectHosts.isEmpty, secure.redirectHosts.value(for: host) != nil {
+                    metrics.httpsRedirects.add()
+                    return .redirect(status: redirectStatus)
+                }
+                if requirement == .required {
+                    metrics.count(.clientCertificate)
+                    return .respond(.clientCertificateRequired)
+                }
+            }
+        }
+        // Phase 4: route.
+        let path = UnsafeRawBufferPointer(rebasing: request.target[0..<request.pathLength])
+        let routed = table.route(
+            host: host, path: path.isEmpty ? RequestPipeline.rootPath : path, rewriteInto: rewriteInto)
+        switch routed.decision {
+        case .notFound:
+            metrics.count(.noRoute)
+            return .respond(.notFound)
+        case let .cluster(found):
+            if found.endpoints.isEmpty {
+                metrics.count(.noEndpoints)
+                return .respond(.serviceUnavailable)
+            }
+            if case .tooLong = routed.rewrite {
+                metrics.count(.uriTooLong)
+                return .respond(.uriTooLong)
+            }
+            return .forward(cluster: found, rewrite: routed.rewrite, passClientCertificate: passClientCertificate)
+        }
+    }
+
+    private static let rootPathStorage: StaticString = "/"
+    static var rootPath: UnsafeRawBufferPointer {
+        UnsafeRawBufferPointer(start: rootPathStorage.utf8Start, count: 1)
+    }
+
+    private enum TLSHostCheck {
+        case allowed(passClientCertificate: Bool)
+        case refused(ErrorResponse)
+    }
+
+    /// The https phase for a request over TLS.
+    @inline(__always)
+    private func checkTLSHost<TLSFacts: ClientTLSFacts>(
+        _ host: UnsafeRawBufferPointer, tls: TLSFacts, requirement: ClientCertificateRequirement?, secure: SecurePolicy
+    ) -> TLSHostCheck {
+        let asksForCertificate = requirement == .optional || requirement == .required
+        let serverName = tls.serverName
+        // The common case: the request names the host the handshake was for
+        // and that host asks nothing of the client's certificate.
+        let sameAsServerName = !serverName.isEmpty && serverName.elementsEqual(host)
+        if host.isEmpty || (sameAsServerName && !asksForCertificate) { return .allowed(passClientCertificate: false) }
+        guard let store = secure.certificates, let selected = tls.selectedContext else {
+            return asksForCertificate ? .refused(.clientCertificateRequired) : .allowed(passClientCertificate: false)
+        }
+        // The current store, not the handshake's: a host that gained client
+        // certificates (or new CAs) since is checked by its new settings.
+        let hostContext = store.context(forCanonicalHost: host)
+        // RFC 9110 §15.5.20: another certificate serves this host, so the
+        // client retries on a connection of its own. Without SNI the default
+        // certificate answered whatever the host: not misdirected.
+        if !serverName.isEmpty, !sameAsServerName, !hostContext.servesSameCertificate(as: selected) {
+            return .refused(.misdirected)
+        }
+        guard asksForCertificate else { return .allowed(passClientCertificate: false) }
+        // The host asks for client certificates: its context must too (a
+        // certificate that failed to load left the host on the default
+        // context, which asks nothing: fail closed), and this connection's
+        // handshake must have verified them as that context would.
+        guard hostContext.clientVerification != nil, selected.verifiesClientsLike(hostContext) else {
+            return .refused(serverName.isEmpty || sameAsServerName ? .clientCertificateRequired : .misdirected)
+        }
+        let verified = tls.hasVerifiedClientCertificate
+        if !verified, requirement == .required || hostContext.requiresClientCertificate {
+            return .refused(.clientCertificateRequired)
+        }
+        return .allowed(passClientCertificate: verified && hostContext.passClientCertificate)
+    }
+}
+
+extension Worker {
+    /// `https://host[:port]target` for an HTTPS redirect: the canonical
+    /// host, the HTTPS listener's port unless it is 443.
+    func httpsLocation(host: UnsafeRawBufferPointer, target: UnsafeRawBufferPointer) -> [UInt8] {
+        var location = Array("https://".utf8)
+        location.reserveCapacity(location.count + host.count + 6 + target.count)
+        location += host
+        if httpsPortText != Array("443".utf8), !httpsPortText.isEmpty {
+            location.append(UInt8(ascii: ":"))
+            location += httpsPortText
+        }
+        location += target
+        return location
+    }
+}

@@ -1,0 +1,206 @@
+import Foundation
+import RouteModel
+import Routing
+import SeededRandom
+import TLS
+import Telemetry
+import Testing
+
+@testable import Proxy
+
+/// What a test says about a client's TLS session.
+private struct TLSFacts: ClientTLSFacts {
+    var serverName: [UInt8]
+    var selectedContext: TLSServerContext?
+    var hasVerifiedClientCertificate: Bool
+}
+
+/// Certificates made with the `openssl` command line.
+private final class Certificates: @unchecked Sendable {
+    let folder = NSTemporaryDirectory() + "postern-pipeline-\(UUID().uuidString)"
+
+    init() throws {
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+    }
+
+    deinit { try? FileManager.default.removeItem(atPath: folder) }
+
+    /// A self-signed certificate for `names`: (certificate PEM, key PEM).
+    func make(_ names: [String]) throws -> (certificate: [UInt8], key: [UInt8]) {
+        let base = folder + "/" + UUID().uuidString
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
+        process.arguments = [
+            "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "30",
+            "-subj", "/CN=\(names[0])", "-addext", "subjectAltName=" + names.map { "DNS:\($0)" }.joined(separator: ","),
+            "-keyout", base + ".key", "-out", base + ".crt",
+        ]
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0)
+        return (
+            Array(try Data(contentsOf: URL(fileURLWithPath: base + ".crt"))),
+            Array(try Data(contentsOf: URL(fileURLWithPath: base + ".key")))
+        )
+    }
+}
+
+/// One proxy configuration: `tls.test` (HTTPS, redirected), `mtls.test`
+/// (same certificate, client certificate required, redirected),
+/// `optional.test` (same certificate, client certificate optional, not
+/// redirected), `strict.test` (client certificate required, not redirected),
+/// `other.test` (its own certificate), `plain.test` (no TLS).
+private final class Configuration: @unchecked Sendable {
+    let table: RoutingTable
+    let secure: SecurePolicy
+    let store: TLSCertificateStore
+    let pipeline = RequestPipeline()
+    let metrics = WorkerMetrics()
+    let rewrite = UnsafeMutableRawBufferPointer.allocate(byteCount: 4096, alignment: 1)
+
+    static let hosts = ["tls.test", "mtls.test", "optional.test", "strict.test", "other.test", "plain.test"]
+
+    init() throws {
+        let certificates = try Certificates()
+        let shared = try certificates.make(["tls.test", "mtls.test", "optional.test", "strict.test"])
+        let other = try certificates.make(["other.test"])
+        let clientCA = try certificates.make(["client CA"])
+        func authentication(_ mode: ClientAuthentication.Mode) -> ClientAuthentication {
+            ClientAuthentication(
+                mode: mode, certificateAuthoritiesPEM: clientCA.certificate, verifyDepth: 1, passCertificateToUpstream: true,
+                secret: "default/client-ca")
+        }
+        let model = TLSModel(
+            certificates: [
+                TLSCertificate(secret: "default/shared", hosts: ["tls.test"], certificateChainPEM: shared.certificate, privateKeyPEM: shared.key, ingresses: []),
+                TLSCertificate(
+                    secret: "default/shared", hosts: ["mtls.test", "strict.test"], certificateChainPEM: shared.certificate,
+                    privateKeyPEM: shared.key, ingresses: [], clientAuthentication: authentication(.required)),
+                TLSCertificate(
+                    secret: "default/shared", hosts: ["optional.test"], certificateChainPEM: shared.certificate,
+                    privateKeyPEM: shared.key, ingresses: [], clientAuthentication: authentication(.optional)),
+                TLSCertificate(secret: "default/other", hosts: ["other.test"], certificateChainPEM: other.certificate, privateKeyPEM: other.key, ingresses: []),
+            ],
+            redirectHosts: ["mtls.test", "tls.test"])
+        let builder = try TLSStoreBuilder(settings: TLSServerSettings(), defaultCertificate: nil)
+        let (store, problems) = builder.build(
+            model.certificates.map { certificate in
+                TLSCertificateInput(
+                    name: certificate.secret, hosts: certificate.hosts, certificateChainPEM: certificate.certificateChainPEM,
+                    privateKeyPEM: certificate.privateKeyPEM,
+                    clientVerification: certificate.clientAuthentication.map {
+                        TLSClientVerification(
+                            required: $0.mode == .required, certificateAuthoritiesPEM: $0.certificateAuthoritiesPEM,
+                            verifyDepth: $0.verifyDepth, passCertificateToUpstream: $0.passCertificateToUpstream)
+                    })
+            })
+        #expect(problems.filter { $0.severity == .error } == [])
+        self.store = store
+        secure = SecurePolicy(certificates: store, model: model, hsts: nil)
+        let virtualHosts = Self.hosts.map {
+            VirtualHost(host: .exact($0), routes: [Route(path: "/", match: .prefix, cluster: $0, source: "default/test")])
+        }
+        let clusters = Self.hosts.map { Cluster(name: $0, endpoints: [Endpoint(address: .v4(127, 0, 0, 1), port: 8080)]) }
+        table = RoutingTable(model: RouteModel(virtualHosts: virtualHosts, clusters: clusters), generation: 1)
+    }
+
+    deinit { rewrite.deallocate() }
+
+    /// The client's session: nil for plain HTTP; `serverName` "" for no SNI.
+    func session(serverName: String?, certificate: Bool) -> TLSFacts? {
+        guard let serverName else { return nil }
+        let context = serverName.isEmpty ? store.defaultContext : store.context(forServerName: serverName)
+        return TLSFacts(
+            serverName: Array(serverName.utf8), selectedContext: context,
+            hasVerifiedClientCertificate: certificate && context.clientVerification != nil)
+    }
+
+    /// The pipeline's decision as text: `redirect 308`, `respond 421`, `forward tls.test pass`.
+    func decide(host: String, path: String = "/x", tls: TLSFacts?) -> String {
+        var host = host
+        var path = path
+        let outcome = host.withUTF8 { hostBytes in
+            path.withUTF8 { pathBytes in
+                pipeline.decide(
+                    RequestFacts(
+                        authority: UnsafeRawBufferPointer(hostBytes), target: UnsafeRawBufferPointer(pathBytes),
+                        pathLength: pathBytes.firstIndex(of: UInt8(ascii: "?")) ?? pathBytes.count),
+                    tls: tls, table: table, secure: secure, rewriteInto: rewrite, metrics: metrics, redirectStatus: 308)
+            }
+        }
+        switch outcome {
+        case let .respond(response): return "respond \(response.status)"
+        case let .redirect(status):
+            return "redirect \(status) \(String(decoding: pipeline.canonicalHost, as: UTF8.self))"
+        case let .forward(cluster, _, pass): return "forward \(cluster.name)" + (pass ? " pass" : "")
+        }
+    }
+}
+
+@Suite struct RequestPipelineDecisions {
+    @Test func eachHTTPSPropertyOfAHostIsCheckedPerRequest() throws {
+        let c = try Configuration()
+        let plain: TLSFacts? = nil
+        // Plain HTTP.
+        #expect(c.decide(host: "tls.test", tls: plain) == "redirect 308 tls.test")
+        #expect(c.decide(host: "mtls.test", tls: plain) == "redirect 308 mtls.test")
+        #expect(c.decide(host: "strict.test", tls: plain) == "respond 400", "client certificate required, never over plain HTTP")
+        #expect(c.decide(host: "optional.test", tls: plain) == "forward optional.test")
+        #expect(c.decide(host: "plain.test", tls: plain) == "forward plain.test")
+        // No SNI: the default certificate asked for no client certificate.
+        let noSNI = c.session(serverName: "", certificate: false)
+        #expect(c.decide(host: "mtls.test", tls: noSNI) == "respond 400")
+        #expect(c.decide(host: "strict.test", tls: noSNI) == "respond 400")
+        #expect(c.decide(host: "tls.test", tls: noSNI) == "forward tls.test", "no SNI is never misdirected")
+        // SNI of a host that shares the certificate but asks for no client certificate.
+        let viaTLS = c.session(serverName: "tls.test", certificate: false)
+        #expect(c.decide(host: "mtls.test", tls: viaTLS) == "respond 421")
+        #expect(c.decide(host: "optional.test", tls: viaTLS) == "respond 421")
+        #expect(c.decide(host: "other.test", tls: viaTLS) == "respond 421", "another certificate")
+        #expect(c.decide(host: "plain.test", tls: viaTLS) == "respond 421", "plain.test is served by the default certificate")
+        // The mTLS host's own handshake.
+        let verified = c.session(serverName: "mtls.test", certificate: true)
+        #expect(c.decide(host: "mtls.test", tls: verified) == "forward mtls.test pass")
+        #expect(c.decide(host: "strict.test", tls: verified) == "forward strict.test pass", "same settings")
+        #expect(c.decide(host: "tls.test", tls: verified) == "forward tls.test", "the certificate is not passed to a host that did not ask")
+        #expect(c.decide(host: "optional.test", tls: verified) == "respond 421", "optional is verified differently")
+        #expect(c.decide(host: "mtls.test", tls: c.session(serverName: "mtls.test", certificate: false)) == "respond 400")
+        #expect(c.decide(host: "optional.test", tls: c.session(serverName: "optional.test", certificate: false)) == "forward optional.test")
+        // Target and authority policy.
+        #expect(c.decide(host: "plain.test", path: "/public/..%2Fadmin", tls: plain) == "respond 400")
+        #expect(c.decide(host: "plain.test", path: "/public#/../admin", tls: plain) == "respond 400")
+        #expect(c.decide(host: "plain.test@tls.test", tls: plain) == "respond 400")
+        #expect(c.decide(host: "tls.test,plain.test", tls: plain) == "respond 400")
+    }
+
+    /// Random spellings of each host (case, one trailing dot, a port) give
+    /// the decision its canonical spelling gets, for every kind of client
+    /// session.
+    @Test func everySpellingOfAHostGetsTheDecisionOfItsCanonicalForm() throws {
+        let c = try Configuration()
+        var random = SplitMix64(seed: 0x5eed_0012)
+        let sessions: [(String?, Bool)] = [
+            (nil, false), ("", false), ("", true), ("tls.test", false), ("mtls.test", true), ("mtls.test", false),
+            ("optional.test", true), ("optional.test", false), ("other.test", false), ("unknown.test", false),
+        ]
+        var compared = 0
+        for _ in 0..<400 {
+            let host = random.pick(Configuration.hosts)
+            let (serverName, certificate) = random.pick(sessions)
+            let session = c.session(serverName: serverName, certificate: certificate)
+            var spelling = String(host.map { random.chance(50) ? Character($0.uppercased()) : $0 })
+            if random.chance(50) { spelling += "." }
+            if random.chance(50) { spelling += ":\(random.below(65535) + 1)" }
+            let expected = c.decide(host: host, tls: session)
+            #expect(c.decide(host: spelling, tls: session) == expected, "\(spelling) with SNI \(serverName ?? "(plain HTTP)")")
+            compared += 1
+        }
+        // IPv6 literals: case of hex digits and a port.
+        for spelling in ["[FE80::A]", "[fe80::a]:443", "[Fe80::A]:8080"] {
+            #expect(c.decide(host: spelling, tls: nil) == c.decide(host: "[fe80::a]", tls: nil))
+            compared += 1
+        }
+        #expect(compared == 403)
+    }
+}
