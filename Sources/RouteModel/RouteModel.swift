@@ -75,10 +75,13 @@ public struct Route: Sendable, Equatable {
     /// with `$0`-`$9` replaced by the capture groups of a `.regex` route
     /// (empty for other routes). nil sends the client's path unchanged.
     public var rewriteTarget: String?
+    /// What the route asks of each request (source ranges, body size,
+    /// refusal); empty by default.
+    public var policy: RoutePolicy
 
     public init(
         path: String, match: PathMatch, cluster: String, source: String, location: String = "",
-        rewriteTarget: String? = nil
+        rewriteTarget: String? = nil, policy: RoutePolicy = RoutePolicy()
     ) {
         self.path = path
         self.match = match
@@ -86,6 +89,7 @@ public struct Route: Sendable, Equatable {
         self.source = source
         self.location = location
         self.rewriteTarget = rewriteTarget
+        self.policy = policy
     }
 }
 
