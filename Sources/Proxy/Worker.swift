@@ -49,6 +49,8 @@ public final class Worker: @unchecked Sendable {
     let rewriteBuffer: UnsafeMutableRawBufferPointer
     /// Called on the worker's thread when it has finished draining.
     var onStopped: (() -> Void)?
+    /// Rare operational events (drain deadline, descriptor exhaustion).
+    let log = OperationsLog()
 
     init(
         index: Int, configuration: ProxyConfiguration, listenFD: CInt, httpsListenFD: CInt?, table: RoutingTable,
@@ -142,6 +144,8 @@ public final class Worker: @unchecked Sendable {
 
     /// Starts a graceful drain (from any thread): stop accepting, close idle
     /// connections, let in-flight requests finish until `timeoutMilliseconds`.
+    /// The timeout is a hard bound: at the deadline every connection left,
+    /// client or upstream, is closed whatever its state, and the loop stops.
     public func drain(timeoutMilliseconds: UInt64) {
         loop.execute { [self] in
             guard case .serving = phase else { return }
@@ -160,19 +164,43 @@ public final class Worker: @unchecked Sendable {
         loop.schedule(afterMilliseconds: 50) { [self] in
             guard case let .draining(deadline) = phase else { return }
             if loop.now >= deadline {
-                for connection in Array(downstream.values) { connection.abort() }
-                pool.closeAll()
+                stopAtDeadline()
+                return
             }
             checkDrained()
             if case .draining = phase { scheduleDrainCheck() }
         }
     }
 
+    /// The drain deadline passed: closes every client connection (abandoning
+    /// its requests) and every upstream connection, then stops the loop even
+    /// if some connection failed to unregister itself.
+    private func stopAtDeadline() {
+        let clients = downstream.count
+        let upstreams = h2Pool.values.reduce(0) { $0 + $1.count }
+        for connection in Array(downstream.values) { connection.abort() }
+        // A connection that did not leave the table when it closed must not
+        // hold the loop: the deadline is a hard bound.
+        downstream.removeAll()
+        log.warning(
+            "drain deadline reached: closed remaining connections",
+            ["worker": "\(index)", "client_connections": "\(clients)", "upstream_h2_connections": "\(upstreams)"])
+        stop()
+    }
+
     /// Stops the loop once no client connection is left during a drain.
     func checkDrained() {
         guard case .draining = phase, downstream.isEmpty else { return }
+        stop()
+    }
+
+    /// Closes what is left on the upstream side and stops the loop.
+    private func stop() {
+        if case .stopped = phase { return }
         phase = .stopped
         pool.closeAll()
+        for connection in h2Pool.values.flatMap({ $0 }) { connection.close() }
+        h2Pool.removeAll()
         loop.stop()
         onStopped?()
     }
@@ -200,9 +228,12 @@ public final class Worker: @unchecked Sendable {
             return
         }
         connection.interest = .read
-        if tls != nil { connection.continueHandshake() }
+        // Tracked before the first handshake step: that step may close the
+        // connection (garbage instead of a ClientHello) or hand it over, and
+        // either must find it in the table to take it out again.
         downstream[ObjectIdentifier(connection)] = connection
         metrics.downstreamConnectionsAccepted.add()
+        if tls != nil { connection.continueHandshake() }
     }
 
     /// Moves a client connection that turned out to speak HTTP/2 (ALPN `h2`
