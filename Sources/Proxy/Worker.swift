@@ -1,3 +1,4 @@
+import Glibc
 import Reactor
 import Routing
 import RouteModel
@@ -51,12 +52,25 @@ public final class Worker: @unchecked Sendable {
     var onStopped: (() -> Void)?
     /// Rare operational events (drain deadline, descriptor exhaustion).
     let log = OperationsLog()
+    /// Sockets numbered at or above this are closed at once: the descriptors
+    /// above it stay free for the admin endpoint and the controller
+    /// (`DescriptorLimit`).
+    let descriptorCeiling: CInt
+    /// The process's descriptor limit, for log lines.
+    let descriptorLimit: Int?
+    /// Connections refused or not opened for lack of descriptors since the
+    /// last log line, and when that line was written (loop milliseconds).
+    private var descriptorShortfall = (accepts: 0, connects: 0, error: CInt(0))
+    private var descriptorLoggedAt: UInt64?
 
     init(
         index: Int, configuration: ProxyConfiguration, listenFD: CInt, httpsListenFD: CInt?, table: RoutingTable,
-        secure: SecurePolicy?, metrics: WorkerMetrics, errorResponses: ErrorResponseTable
+        secure: SecurePolicy?, metrics: WorkerMetrics, errorResponses: ErrorResponseTable,
+        descriptorLimit: Int? = DescriptorLimit.current()
     ) throws {
         self.index = index
+        self.descriptorLimit = descriptorLimit
+        self.descriptorCeiling = DescriptorLimit.ceiling(forLimit: descriptorLimit)
         self.configuration = configuration
         self.loop = try EventLoop(name: "worker-\(index)")
         self.metrics = metrics
@@ -236,6 +250,60 @@ public final class Worker: @unchecked Sendable {
         if tls != nil { connection.continueHandshake() }
     }
 
+    /// Counts a client connection refused for lack of descriptors (`error`
+    /// EMFILE/ENFILE, or 0: the socket was above the reserve ceiling) and
+    /// logs at most once per second.
+    func acceptFailedForDescriptors(_ error: CInt) {
+        metrics.acceptDescriptorExhaustion.add()
+        descriptorShortfall.accepts += 1
+        descriptorShortfall.error = error
+        logDescriptorShortfall(now: loop.now)
+    }
+
+    /// Counts an upstream connection not opened for lack of descriptors.
+    func connectFailedForDescriptors(_ error: CInt) {
+        metrics.connectDescriptorExhaustion.add()
+        descriptorShortfall.connects += 1
+        descriptorShortfall.error = error
+        logDescriptorShortfall(now: loop.now)
+    }
+
+    /// One warning per second at most, with the counts since the last one
+    /// (also called from the listeners' ticks to report the tail).
+    func logDescriptorShortfall(now: UInt64) {
+        guard descriptorShortfall.accepts + descriptorShortfall.connects > 0 else { return }
+        if let last = descriptorLoggedAt, now &- last < 1_000 { return }
+        descriptorLoggedAt = now
+        let error = descriptorShortfall.error
+        log.warning(
+            "out of file descriptors: connections refused; raise the limit (ulimit -n, LimitNOFILE)",
+            [
+                "worker": "\(index)", "refused_clients": "\(descriptorShortfall.accepts)",
+                "failed_upstream_connects": "\(descriptorShortfall.connects)",
+                "error": error == 0 ? "reserve" : DescriptorLimit.name(error),
+                "limit": descriptorLimit.map { "\($0)" } ?? "unlimited",
+                "reserved_for_admin": descriptorLimit.map { "\(DescriptorLimit.reserve(forLimit: $0))" } ?? "0",
+            ])
+        descriptorShortfall = (0, 0, 0)
+    }
+
+    /// Starts a non-blocking connect to an upstream, keeping the descriptor
+    /// reserve: a socket at or above the ceiling, or none at all for lack of
+    /// descriptors, is counted and reported as a failed connect.
+    func connectUpstream(to address: SocketAddress) -> (CInt, IOResult) {
+        let (socketFD, result) = Socket.connect(to: address)
+        if socketFD < 0 {
+            if case let .failed(error) = result, DescriptorLimit.isExhaustion(error) { connectFailedForDescriptors(error) }
+            return (socketFD, result)
+        }
+        if socketFD >= descriptorCeiling {
+            Socket.close(socketFD)
+            connectFailedForDescriptors(0)
+            return (-1, .failed(EMFILE))
+        }
+        return (socketFD, result)
+    }
+
     /// Moves a client connection that turned out to speak HTTP/2 (ALPN `h2`
     /// or the h2c preface) to an `HTTP2Connection`, with the bytes already read.
     func handOverToHTTP2(_ old: DownstreamConnection) {
@@ -289,21 +357,40 @@ final class Listener: EventHandler {
         for _ in 0..<64 {
             switch Socket.accept(fd) {
             case let .accepted(clientFD, peer):
+                if clientFD >= worker.descriptorCeiling {
+                    // The descriptors above the ceiling belong to the admin
+                    // endpoint and the controller: refuse this client, and
+                    // leave the others in the backlog for a moment.
+                    Socket.close(clientFD)
+                    worker.acceptFailedForDescriptors(0)
+                    pause()
+                    return
+                }
                 Socket.setNoDelay(clientFD)
                 worker.accepted(fd: clientFD, peer: peer, isTLS: isTLS)
             case .wouldBlock:
                 return
-            case .failed:
-                // Out of descriptors or similar: stop listening for a moment
-                // instead of spinning on a level-triggered listener.
-                if let registration { worker.loop.setInterest(registration, .none) }
-                pausedUntil = worker.loop.now + 100
+            case let .failed(error):
+                if DescriptorLimit.isExhaustion(error) { worker.acceptFailedForDescriptors(error) }
+                pause()
                 return
             }
         }
     }
 
+    /// Stops listening for `pauseMilliseconds`: the pending connection that
+    /// cannot be accepted would wake a level-triggered listener at once,
+    /// again and again (a core at 100 %).
+    private func pause() {
+        if let registration { worker.loop.setInterest(registration, .none) }
+        pausedUntil = worker.loop.now + Self.pauseMilliseconds
+    }
+
+    /// How long accepting pauses after running out of descriptors.
+    static let pauseMilliseconds: UInt64 = 100
+
     func tick(now: UInt64) {
+        worker.logDescriptorShortfall(now: now)
         if pausedUntil != 0, now >= pausedUntil, let registration {
             pausedUntil = 0
             worker.loop.setInterest(registration, .read)

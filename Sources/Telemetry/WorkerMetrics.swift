@@ -113,6 +113,11 @@ public final class WorkerMetrics: Sendable {
     public let tlsHandshakeFailures = Counter()
     /// Plain-HTTP requests redirected to HTTPS.
     public let httpsRedirects = Counter()
+    /// Client connections refused because the process is out of descriptors
+    /// (EMFILE/ENFILE, or at the reserve kept for the admin endpoint).
+    public let acceptDescriptorExhaustion = Counter()
+    /// Upstream connections not opened for the same reason.
+    public let connectDescriptorExhaustion = Counter()
     /// HTTP/2 client connections closed with GOAWAY for abuse, by `HTTP2FloodKind`.
     public let http2FloodCloses: [Counter] = HTTP2FloodKind.allCases.map { _ in Counter() }
 
