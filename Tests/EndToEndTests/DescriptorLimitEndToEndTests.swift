@@ -35,17 +35,6 @@ extension EndToEndTests {
                 }
                 return nil
             }
-
-            /// CPU seconds the process used so far (user + system, from /proc).
-            func cpuSeconds() -> Double {
-                guard let stat = try? String(contentsOfFile: "/proc/\(child.pid)/stat", encoding: .utf8),
-                    let end = stat.lastIndex(of: ")")
-                else { return 0 }
-                // Fields after the command name: state is field 3, utime 14, stime 15.
-                let fields = stat[stat.index(after: end)...].split(separator: " ")
-                guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { return 0 }
-                return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
-            }
         }
 
         @Test func clientsBeyondTheLimitAreRefusedLoggedAndCountedWhileAdminAnswers() throws {
@@ -74,9 +63,9 @@ extension EndToEndTests {
             // The directory watch still lists the manifests.
             #expect(!log.contains("cannot list manifest directory"), "\(log.suffix(1500))")
             // Accepting pauses instead of spinning on the pending connections.
-            let cpuBefore = postern.cpuSeconds()
+            let cpuBefore = postern.child.cpuSeconds()
             usleep(2_000_000)
-            let cpuUsed = postern.cpuSeconds() - cpuBefore
+            let cpuUsed = postern.child.cpuSeconds() - cpuBefore
             #expect(cpuUsed < 1.0, "\(cpuUsed) CPU seconds in 2 s while out of descriptors")
             // At most one line per second per worker.
             let lines = postern.child.stderrText.components(separatedBy: "out of file descriptors").count - 1
