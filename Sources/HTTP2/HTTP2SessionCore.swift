@@ -128,10 +128,9 @@ final class HTTP2SessionCore {
     var controlFramesCounted = 0
 
     // Inbound frame accounting (`accountInboundFrames`): a frame-header
-    // scanner that runs ahead of nghttp2, because nghttp2 calls back for
-    // neither the frames it ignores (PRIORITY under
-    // SETTINGS_NO_RFC7540_PRIORITIES, unknown types) nor, usefully, for
-    // WINDOW_UPDATE floods.
+    // scanner that runs ahead of nghttp2. nghttp2 does not call back for the
+    // frames it drops (PRIORITY under SETTINGS_NO_RFC7540_PRIORITIES, unknown
+    // types), and counting first keeps a flood from reaching nghttp2 at all.
     /// Connection preface bytes still to skip (the client's magic, server only).
     var scanPrefaceRemaining: Int
     /// Payload bytes of the current inbound frame still to skip.
@@ -167,7 +166,7 @@ final class HTTP2SessionCore {
         let now = clock()
         rateWindowStart = now
         lastActivity = now
-        scanPrefaceRemaining = role == .server ? 24 : 0
+        scanPrefaceRemaining = role == .server ? HTTP2Preface.bytes.count : 0
 
         var callbacks: OpaquePointer?
         precondition(nghttp2_session_callbacks_new(&callbacks) == 0, "nghttp2 callbacks allocation must succeed")
