@@ -58,11 +58,17 @@ struct Run: ParsableCommand {
     @Option(help: "Admin listen address for /metrics, /healthz and /readyz (default 127.0.0.1:10254).")
     var adminListen: String?
 
-    @Option(help: "Worker event loops (default: one per available CPU).")
+    @Option(help: "Worker event loops (default 0: one per CPU the cgroup's CPU quota allows, rounded up).")
     var workers: Int?
 
     @Option(help: "Seconds to let in-flight requests finish after SIGTERM/SIGINT (default 30).")
     var drainTimeout: Double?
+
+    @Option(help: "Seconds after SIGTERM during which /readyz answers 503 and new connections are still served, before draining (default 0).")
+    var shutdownGracePeriod: Double?
+
+    @Option(help: ArgumentHelp("The cgroup v2 cpu.max file read for the default worker count.", visibility: .hidden))
+    var cgroupCPUMax: String?
 
     @Option(help: "Log format: text or json (default text).")
     var logFormat: String?
@@ -96,13 +102,23 @@ struct Run: ParsableCommand {
             settings.httpRedirectCode = httpRedirectCode
         }
         if let workers {
-            guard workers >= 1 else { throw SettingsError("--workers \(workers): expected at least 1") }
+            guard (0...Settings.maximumWorkers).contains(workers) else {
+                throw SettingsError("--workers \(workers): expected 0 (one per CPU) to \(Settings.maximumWorkers)")
+            }
             settings.workers = workers
         }
         if let drainTimeout {
             guard drainTimeout >= 0 else { throw SettingsError("--drain-timeout \(drainTimeout): expected seconds >= 0") }
             settings.drainTimeoutSeconds = drainTimeout
         }
+        if let shutdownGracePeriod {
+            guard shutdownGracePeriod >= 0, shutdownGracePeriod <= Settings.maximumShutdownGracePeriod else {
+                throw SettingsError(
+                    "--shutdown-grace-period \(shutdownGracePeriod): expected seconds between 0 and \(Int(Settings.maximumShutdownGracePeriod))")
+            }
+            settings.shutdownGracePeriodSeconds = shutdownGracePeriod
+        }
+        if let cgroupCPUMax { settings.cgroupCPUMaxPath = cgroupCPUMax }
         if let logFormat {
             guard let format = LogFormat(rawValue: logFormat) else {
                 throw SettingsError("--log-format \(logFormat): expected text or json")
@@ -150,18 +166,27 @@ struct Run: ParsableCommand {
         WorkerThread.blockTerminationSignals()
 
         let metrics = MetricsRegistry(workerCount: proxyConfiguration.workers)
+        let workerCount = proxyConfiguration.workers
+        metrics.addCollector {
+            "# HELP postern_worker_threads Worker event loops serving traffic.\n# TYPE postern_worker_threads gauge\n"
+                + "postern_worker_threads \(workerCount)\n"
+        }
         let publisher = TablePublisher(metrics: metrics, logger: logger, settings: settings)
+        let shutdown = ShutdownState()
+        let kubeHealth = KubeAPIHealth()
+        let kubeLog = KubeProblemLog(logger: logger, health: kubeHealth)
         let kubeSource = kubeClient.map { client in
             KubernetesSource(
                 client: client, namespaces: kubernetes.watchNamespace, publishService: kubernetes.publishServiceReference,
                 watchTimeoutSeconds: kubernetes.watchTimeout,
-                log: { text in logger.warning("\(text)") })
+                log: { text in kubeLog.log(text, level: .warning) })
         }
         let leaderDuties = try kubeSource.map { source in
-            try kubernetes.makeLeaderDuties(source: source, options: settings.translateOptions, log: { text in logger.info("\(text)") })
+            try kubernetes.makeLeaderDuties(source: source, options: settings.translateOptions, log: { text in kubeLog.log(text, level: .info) })
         }
         if let kubeSource, let leaderDuties {
-            metrics.addCollector { KubernetesMetrics.render(source: kubeSource, duties: leaderDuties) }
+            metrics.addCollector { KubernetesMetrics.render(source: kubeSource, duties: leaderDuties) + kubeHealth.renderPrometheus() }
+            kubeLog.watchLeadership(of: leaderDuties.elector, shutdown: shutdown)
         }
         let controller: ControllerLoop
         if let kubeSource {
@@ -204,7 +229,10 @@ struct Run: ParsableCommand {
             server = try ProxyServer(
                 configuration: proxyConfiguration, initialTable: initial.table, secure: initialSecure, metrics: metrics)
             admin = try AdminServer(
-                address: adminAddress, status: .init(metrics: metrics, routesJSON: { publisher.routesJSON() }))
+                address: adminAddress,
+                status: .init(
+                    metrics: metrics, routesJSON: { publisher.routesJSON() }, notReadyReason: { shutdown.readinessReason },
+                    readinessNotes: { kubeHealth.details }))
             try server.start()
             try admin.start()
         } catch {
@@ -236,9 +264,18 @@ struct Run: ParsableCommand {
                 logger.info("SIGHUP ignored: the manifest directory is watched for changes")
                 continue
             }
-            logger.info("draining", metadata: ["signal": "\(signal)", "timeout_seconds": "\(settings.drainTimeoutSeconds)"])
             break
         }
+        shutdown.begin(gracePeriodSeconds: settings.shutdownGracePeriodSeconds)
+        if settings.shutdownGracePeriodSeconds > 0 {
+            logger.info(
+                "shutting down: /readyz answers 503, new connections are still served until the grace period ends",
+                metadata: ["grace_period_seconds": "\(settings.shutdownGracePeriodSeconds)"])
+            if shutdown.waitForGracePeriodOrSignal(seconds: settings.shutdownGracePeriodSeconds) {
+                logger.info("second signal: grace period cut short")
+            }
+        }
+        logger.info("draining", metadata: ["timeout_seconds": "\(settings.drainTimeoutSeconds)"])
         leaderDuties?.stop()
         kubeSource?.stop()
         controller.stop()

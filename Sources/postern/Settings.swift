@@ -30,8 +30,13 @@ struct Settings {
     var http2MaxResetsPerSecond = 100
     var adminListen = "127.0.0.1:10254"
     var manifests: String?
+    /// Worker event loops; 0: one per CPU the cgroup's quota allows (see `CPUQuota`).
     var workers = 0
     var drainTimeoutSeconds = 30.0
+    /// Seconds between SIGTERM and closing the listeners, with `/readyz` 503 meanwhile.
+    var shutdownGracePeriodSeconds = 0.0
+    /// The cgroup v2 `cpu.max` file read for the default worker count (a flag for tests).
+    var cgroupCPUMaxPath = CPUQuota.defaultPath
     var logFormat = LogFormat.text
     var proxyConnectTimeout = 5.0
     var proxyReadTimeout = 60.0
@@ -48,6 +53,11 @@ struct Settings {
     var ingressClass = "postern"
     var watchIngressWithoutClass = false
     var defaultBackendService: String?
+
+    /// More worker loops than this is a typo, not a machine.
+    static let maximumWorkers = 1024
+    /// An hour: longer would outlast any Pod's termination grace period.
+    static let maximumShutdownGracePeriod = 3600.0
 
     /// The keys `postern.yaml` accepts, with what each sets.
     static let keys: [String: (inout Settings, Node, String) throws -> Void] = [
@@ -77,8 +87,20 @@ struct Settings {
             $0.httpRedirectCode = code
         },
         "manifests": { $0.manifests = try string($1, $2) },
-        "workers": { $0.workers = try integer($1, $2, minimum: 0) },
+        "workers": {
+            let workers = try integer($1, $2, minimum: 0)
+            guard workers <= maximumWorkers else { throw SettingsError("\($2): expected 0 (automatic) to \(maximumWorkers)") }
+            $0.workers = workers
+        },
         "drain-timeout": { $0.drainTimeoutSeconds = try seconds($1, $2) },
+        "shutdown-grace-period": {
+            guard var text = $1.string else { throw SettingsError("\($2): expected seconds") }
+            if text.hasSuffix("s") { text.removeLast() }
+            guard let value = Double(text), value >= 0, value <= maximumShutdownGracePeriod else {
+                throw SettingsError("\($2): expected seconds between 0 and \(Int(maximumShutdownGracePeriod)), e.g. 5 or 5s")
+            }
+            $0.shutdownGracePeriodSeconds = value
+        },
         "log-format": {
             guard let format = LogFormat(rawValue: try string($1, $2)) else {
                 throw SettingsError("\($2): expected text or json")
@@ -169,7 +191,8 @@ struct Settings {
             throw SettingsError("--http-listen \(httpListen): expected HOST:PORT with a numeric address, e.g. 0.0.0.0:8080 or [::1]:8080")
         }
         var configuration = ProxyConfiguration(
-            httpListen: address, workers: workers > 0 ? workers : WorkerThread.availableCPUs)
+            httpListen: address,
+            workers: workers > 0 ? workers : CPUQuota.workers(availableCPUs: WorkerThread.availableCPUs, cpuMaxPath: cgroupCPUMaxPath))
         if httpsListen != "off" {
             guard let secure = SocketAddress(parsing: httpsListen) else {
                 throw SettingsError("--https-listen \(httpsListen): expected HOST:PORT with a numeric address, or off")

@@ -165,6 +165,9 @@ import Yams
         #expect(statusWritten(), "Postern wrote no Ingress status")
         #expect(!api.objects(resource: "events").isEmpty, "Postern recorded no Event")
         #expect(leaseRenewed(), "Postern did not renew its Lease")
+        // The second SIGTERM ends the chart's shutdown grace period early.
+        kill(process.processIdentifier, SIGTERM)
+        usleep(200_000)
         kill(process.processIdentifier, SIGTERM)
         process.waitUntilExit()
         return api.requests

@@ -33,7 +33,9 @@ struct ChartVariant: Sendable, CustomTestStringConvertible {
             #expect(container[path: "securityContext", "allowPrivilegeEscalation"] as? Bool == false)
             #expect(container[path: "securityContext", "readOnlyRootFilesystem"] as? Bool == true)
             #expect(container[path: "securityContext", "capabilities", "drop"] as? [String] == ["ALL"])
-            #expect(pod["terminationGracePeriodSeconds"] as? Int == 40)
+            // Grace period 5 + drain 30 + 10.
+            #expect(pod["terminationGracePeriodSeconds"] as? Int == 45)
+            #expect(rendered.settingsText.contains("shutdown-grace-period: 5\n"))
             #expect(pod["hostNetwork"] == nil)
             #expect(pod["dnsPolicy"] as? String == "ClusterFirst")
             #expect(container["image"] as? String == "ghcr.io/postern/postern:0.1.0")
@@ -143,7 +145,7 @@ struct ChartVariant: Sendable, CustomTestStringConvertible {
             let serviceLabels = service?[path: "metadata", "labels"] as? [String: String] ?? [:]
             #expect(!selector.isEmpty && selector.allSatisfy { serviceLabels[$0.key] == $0.value })
             let rules = ((rendered.one("PrometheusRule")?[path: "spec", "groups"] as? [[String: Any]])?.first?["rules"] as? [[String: Any]]) ?? []
-            #expect(rules.count == 2)
+            #expect(rules.count == 3)
             // Every alert reads a metric Postern exports.
             let exported = ChartTests.exportedMetricNames
             for rule in rules {
