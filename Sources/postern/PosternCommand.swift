@@ -21,6 +21,27 @@ struct PosternCommand: ParsableCommand {
 
     /// The version printed by `postern version`.
     static let version = "0.1.0"
+
+    /// Parses and runs the command. A command line that does not parse
+    /// (an unknown flag, a missing or malformed value) is one line naming
+    /// the flag and exit status 2, as for a bad value of a known flag;
+    /// `--help` prints help and exits 0.
+    static func main() {
+        var command: ParsableCommand
+        do {
+            command = try parseAsRoot()
+        } catch {
+            guard exitCode(for: error) != .success else { exit(withError: error) }
+            let message = message(for: error).split(separator: "\n").first.map(String.init) ?? "\(error)"
+            FileHandle.standardError.write(Data("postern: \(message)\n".utf8))
+            Foundation.exit(2)
+        }
+        do {
+            try command.run()
+        } catch {
+            exit(withError: error)
+        }
+    }
 }
 
 /// `postern version`.
@@ -108,7 +129,9 @@ struct Run: ParsableCommand {
             settings.workers = workers
         }
         if let drainTimeout {
-            guard drainTimeout >= 0 else { throw SettingsError("--drain-timeout \(drainTimeout): expected seconds >= 0") }
+            guard drainTimeout >= 0, drainTimeout <= 86_400 else {
+                throw SettingsError("--drain-timeout \(drainTimeout): expected seconds between 0 and 86400")
+            }
             settings.drainTimeoutSeconds = drainTimeout
         }
         if let shutdownGracePeriod {
@@ -125,9 +148,19 @@ struct Run: ParsableCommand {
             }
             settings.logFormat = format
         }
-        if let defaultBackendService { settings.defaultBackendService = defaultBackendService }
-        if let controllerClass { settings.controllerClass = controllerClass }
-        if let ingressClass { settings.ingressClass = ingressClass }
+        if let defaultSSLCertificate { try SettingsValidation.namespacedName(defaultSSLCertificate, "--default-ssl-certificate") }
+        if let defaultBackendService {
+            try SettingsValidation.namespacedName(defaultBackendService, "--default-backend-service")
+            settings.defaultBackendService = defaultBackendService
+        }
+        if let controllerClass {
+            try SettingsValidation.controllerName(controllerClass, "--controller-class")
+            settings.controllerClass = controllerClass
+        }
+        if let ingressClass {
+            try SettingsValidation.objectName(ingressClass, "--ingress-class")
+            settings.ingressClass = ingressClass
+        }
         if watchIngressWithoutClass { settings.watchIngressWithoutClass = true }
         try kubernetes.validate(manifests: settings.manifests)
         if kubernetes.isEnabled { return settings }
@@ -208,6 +241,12 @@ struct Run: ParsableCommand {
                 report: { diagnostics in publisher.report(diagnostics) })
         }
         publisher.controller = controller
+        let translateOptions = settings.translateOptions
+        if let kubeSource {
+            publisher.skippedIngresses = { SkippedIngresses(kubeSource.store.snapshot(of: [.ingress, .ingressClass]), options: translateOptions) }
+        } else if let directory = settings.manifests {
+            publisher.skippedIngresses = { SkippedIngresses(ManifestDirectory(path: directory).load().snapshot, options: translateOptions) }
+        }
         leaderDuties?.setDiagnosticsProvider { controller.currentDiagnostics }
         // The API source publishes its first table itself, after every initial list.
         let initial = kubeSource == nil
@@ -249,9 +288,22 @@ struct Run: ParsableCommand {
             metadata: [
                 "http": "\(server.boundAddress)", "https": "\(server.boundHTTPSAddress.map { "\($0)" } ?? "off")",
                 "admin": "\(admin.boundAddress)",
-                "workers": "\(proxyConfiguration.workers)", "manifests": "\(settings.manifests ?? "")",
-                "routes": "\(initial.model.virtualHosts.reduce(0) { $0 + $1.routes.count })",
+                "workers": .stringConvertible(proxyConfiguration.workers), "manifests": "\(settings.manifests ?? "")",
+                "routes": .stringConvertible(initial.model.virtualHosts.reduce(0) { $0 + $1.routes.count }),
             ])
+        // Ingresses of other classes change no table, so nothing else would
+        // mention them: look again whenever the objects changed.
+        // The manifest files are checked for unknown fields at the same pace.
+        let manifestDirectory = kubeSource == nil ? settings.manifests : nil
+        let objectsWatch = ObjectChangeWatch {
+            // Counting before every initial list completed would report partial numbers.
+            guard let kubeSource else { return UInt64(controller.reloads) }
+            return kubeSource.store.isSynced ? kubeSource.store.changeSequence : nil
+        } action: {
+            publisher.logSkippedIfChanged()
+            if let manifestDirectory { publisher.logUnknownFields(in: manifestDirectory) }
+        }
+        objectsWatch.start()
         // Tests and scripts read this line to learn the bound port.
         print("listening on \(server.boundAddress)")
         if let https = server.boundHTTPSAddress { print("https listening on \(https)") }
@@ -270,16 +322,18 @@ struct Run: ParsableCommand {
         if settings.shutdownGracePeriodSeconds > 0 {
             logger.info(
                 "shutting down: /readyz answers 503, new connections are still served until the grace period ends",
-                metadata: ["grace_period_seconds": "\(settings.shutdownGracePeriodSeconds)"])
+                metadata: ["grace_period_seconds": .stringConvertible(settings.shutdownGracePeriodSeconds)])
             if shutdown.waitForGracePeriodOrSignal(seconds: settings.shutdownGracePeriodSeconds) {
                 logger.info("second signal: grace period cut short")
             }
         }
-        logger.info("draining", metadata: ["timeout_seconds": "\(settings.drainTimeoutSeconds)"])
+        logger.info("draining", metadata: ["timeout_seconds": .stringConvertible(settings.drainTimeoutSeconds)])
+        // Listeners close and idle connections go first; the controller
+        // threads (Lease release, status clean-up) stop while requests drain.
+        server.drain(timeoutMilliseconds: UInt64(settings.drainTimeoutSeconds * 1000))
         leaderDuties?.stop()
         kubeSource?.stop()
         controller.stop()
-        server.drain(timeoutMilliseconds: UInt64(settings.drainTimeoutSeconds * 1000))
         server.wait()
         admin.stop()
         logger.info("stopped")
@@ -322,12 +376,21 @@ final class TablePublisher: @unchecked Sendable {
             do {
                 builder = try TLSStoreBuilder(settings: tlsSettings, defaultCertificate: input)
             } catch {
-                logger.error("default certificate unusable; serving a self-signed one", metadata: ["error": "\(error)"])
+                logger.error(
+                    "default certificate unusable; serving a self-signed one until the Secret holds a PEM certificate and key",
+                    metadata: ["error": "\(error)", "secret": "\(settings.defaultSSLCertificate ?? "-")"])
                 builder = try TLSStoreBuilder(settings: tlsSettings, defaultCertificate: nil)
             }
             builderDefault = .some(model.defaultCertificate)
             if builder?.defaultIsSelfSigned == true {
-                logger.warning("no usable --default-ssl-certificate: unknown hosts get a generated self-signed certificate")
+                if let secret = settings.defaultSSLCertificate {
+                    logger.warning(
+                        "default certificate Secret \(secret) is missing or has no PEM tls.crt and tls.key: clients whose SNI matches no host get a self-signed certificate until it does",
+                        metadata: ["fix": "kubectl create secret tls \(secret.split(separator: "/").last ?? "NAME") --cert=FILE --key=FILE -n \(secret.split(separator: "/").first ?? "NAMESPACE")"])
+                } else {
+                    logger.info(
+                        "clients whose SNI matches no host get a self-signed certificate generated at start-up; to serve your own, give a TLS Secret with --default-ssl-certificate NAMESPACE/NAME")
+                }
             }
         }
         guard let builder else { throw TLSError("no certificate store") }
@@ -360,7 +423,7 @@ final class TablePublisher: @unchecked Sendable {
         guard let server, server.boundHTTPSAddress != nil else { return }
         do {
             server.publish(try securePolicy(for: model))
-            logger.info("certificates published", metadata: ["certificates": "\(model.certificates.count)"])
+            logger.info("certificates published", metadata: ["certificates": .stringConvertible(model.certificates.count)])
         } catch {
             logger.error("certificates not published; the previous ones stay in service", metadata: ["error": "\(error)"])
         }
@@ -371,13 +434,61 @@ final class TablePublisher: @unchecked Sendable {
         metrics.ready.store(true, ordering: .relaxed)
         metrics.configReloads.add()
         recordPublished(table, model: model)
-        logger.info(
-            "configuration published",
-            metadata: [
-                "generation": "\(table.generation)",
-                "hosts": "\(model.virtualHosts.count)", "clusters": "\(model.clusters.count)",
-            ])
+        // The controller reports the same round's diagnostics right after
+        // this call: the line waits for them, so an operator never reads
+        // "published" before the errors of that change.
+        let metadata: Logger.Metadata = [
+            "generation": .stringConvertible(table.generation),
+            "hosts": .stringConvertible(model.virtualHosts.count), "clusters": .stringConvertible(model.clusters.count),
+        ]
+        pendingLock.withLock { pendingPublished = metadata }
+        DispatchQueue.global().asyncAfter(deadline: .now() + 0.05) { [self] in flushPublished() }
     }
+
+    private let pendingLock = NSLock()
+    private var pendingPublished: Logger.Metadata?
+
+    /// Logs "configuration published" once for the last publish, if not yet logged.
+    private func flushPublished() {
+        guard let metadata = pendingLock.withLock({ () -> Logger.Metadata? in
+            defer { pendingPublished = nil }
+            return pendingPublished
+        }) else { return }
+        logger.info("configuration published", metadata: metadata)
+    }
+
+    /// Logs which Ingresses are left out for their class, when that changed; returns them.
+    @discardableResult
+    func logSkippedIfChanged() -> SkippedIngresses? {
+        guard let skipped = skippedIngresses?() else { return nil }
+        let changed = pendingLock.withLock { () -> Bool in
+            defer { lastSkipped = skipped }
+            return skipped != lastSkipped
+        }
+        if changed, skipped.total > 0 { logger.warning("\(skipped)") }
+        return skipped
+    }
+
+    /// Logs each unknown field of the manifest files once (again if it
+    /// disappears and comes back).
+    func logUnknownFields(in directory: String) {
+        let found = ManifestFieldCheck.check(directory: directory)
+        let fresh = pendingLock.withLock { () -> [ManifestFieldCheck.UnknownField] in
+            defer { loggedUnknownFields = Set(found) }
+            return found.filter { !loggedUnknownFields.contains($0) }
+        }
+        for field in fresh {
+            logger.warning(
+                "unknown field \"\(field.path)\" in \(field.object) is ignored; check its spelling",
+                metadata: ["file": "\(field.file)", "line": .stringConvertible(field.line), "field": "\(field.path)"])
+        }
+    }
+
+    private var loggedUnknownFields: Set<ManifestFieldCheck.UnknownField> = []
+
+    /// The Ingresses left out for their class (set by `run`); logged when they change.
+    var skippedIngresses: (() -> SkippedIngresses?)?
+    private var lastSkipped: SkippedIngresses?
 
     /// The model in service and its generation, for `/debug/routes`.
     private let current = NSLock()
@@ -390,6 +501,7 @@ final class TablePublisher: @unchecked Sendable {
     }
 
     func report(_ diagnostics: [Diagnostic]) {
+        defer { flushPublished() }
         if let controller { metrics.configReloadFailures.set(UInt64(controller.reloadFailures)) }
         metrics.configDiagnostics.store(diagnostics.count, ordering: .relaxed)
         for diagnostic in diagnostics {
@@ -465,5 +577,30 @@ enum KubernetesMetrics {
         out += "# TYPE postern_kube_events_total counter\n"
         out += "postern_kube_events_total{result=\"sent\"} \(events.sent)\npostern_kube_events_total{result=\"dropped\"} \(events.dropped)\n"
         return out
+    }
+}
+
+/// Runs `action` (reports about the objects) once a second when the objects
+/// changed: the store's change sequence, or the manifest reloads.
+final class ObjectChangeWatch: @unchecked Sendable {
+    private let action: () -> Void
+    private let changes: () -> UInt64?
+    private let timer = DispatchSource.makeTimerSource(queue: DispatchQueue.global(qos: .utility))
+    /// Touched only by the timer's handler (one at a time).
+    private var lastSeen: UInt64?
+
+    init(changes: @escaping () -> UInt64?, action: @escaping () -> Void) {
+        self.changes = changes
+        self.action = action
+    }
+
+    func start() {
+        timer.schedule(deadline: .now(), repeating: 1.0)
+        timer.setEventHandler { [self] in
+            guard let current = changes(), current != lastSeen else { return }
+            lastSeen = current
+            action()
+        }
+        timer.resume()
     }
 }

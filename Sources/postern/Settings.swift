@@ -64,7 +64,11 @@ struct Settings {
         "http-listen": { $0.httpListen = try string($1, $2) },
         "admin-listen": { $0.adminListen = try string($1, $2) },
         "https-listen": { $0.httpsListen = try string($1, $2) },
-        "default-ssl-certificate": { $0.defaultSSLCertificate = try string($1, $2) },
+        "default-ssl-certificate": {
+            let value = try string($1, $2)
+            try SettingsValidation.namespacedName(value, $2)
+            $0.defaultSSLCertificate = value
+        },
         "ssl-protocols": {
             do { try $0.tls.setProtocols(try string($1, $2)) } catch { throw SettingsError("\($2): \(error)") }
         },
@@ -118,10 +122,22 @@ struct Settings {
         "max-header-bytes": { $0.maxHeaderBytes = try integer($1, $2, minimum: 1024) },
         "max-header-count": { $0.maxHeaderCount = try integer($1, $2, minimum: 1) },
         "max-request-target-length": { $0.maxRequestTargetLength = try integer($1, $2, minimum: 16) },
-        "controller-class": { $0.controllerClass = try string($1, $2) },
-        "ingress-class": { $0.ingressClass = try string($1, $2) },
+        "controller-class": {
+            let value = try string($1, $2)
+            try SettingsValidation.controllerName(value, $2)
+            $0.controllerClass = value
+        },
+        "ingress-class": {
+            let value = try string($1, $2)
+            try SettingsValidation.objectName(value, $2)
+            $0.ingressClass = value
+        },
         "watch-ingress-without-class": { $0.watchIngressWithoutClass = try boolean($1, $2) },
-        "default-backend-service": { $0.defaultBackendService = try string($1, $2) },
+        "default-backend-service": {
+            let value = try string($1, $2)
+            try SettingsValidation.namespacedName(value, $2)
+            $0.defaultBackendService = value
+        },
     ]
 
     /// Reads `path`, applying its keys over the defaults. Relative
@@ -240,4 +256,46 @@ struct Settings {
 struct SettingsError: Error, CustomStringConvertible {
     let description: String
     init(_ description: String) { self.description = description }
+}
+
+/// Checks of names given as settings, so that a malformed one stops
+/// start-up naming the flag or key instead of surfacing later as a
+/// diagnostic about an internal object.
+enum SettingsValidation {
+    /// A DNS-1123 label (namespaces, Service names).
+    static func isLabel(_ text: Substring) -> Bool {
+        guard (1...63).contains(text.count), let first = text.first, let last = text.last else { return false }
+        let allowed = text.allSatisfy { ("a"..."z").contains($0) || ("0"..."9").contains($0) || $0 == "-" }
+        return allowed && first != "-" && last != "-"
+    }
+
+    /// A DNS-1123 subdomain (IngressClass and Secret names).
+    static func isSubdomain(_ text: Substring) -> Bool {
+        text.count <= 253 && !text.isEmpty && text.split(separator: ".", omittingEmptySubsequences: false).allSatisfy(isLabel)
+    }
+
+    /// `NAMESPACE/NAME`.
+    static func namespacedName(_ value: String, _ name: String) throws {
+        let parts = value.split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count == 2, isLabel(parts[0]), isSubdomain(parts[1]) else {
+            throw SettingsError("\(name) \(value): expected NAMESPACE/NAME, e.g. ingress/fallback")
+        }
+    }
+
+    /// An object name such as an IngressClass's.
+    static func objectName(_ value: String, _ name: String) throws {
+        guard isSubdomain(Substring(value)) else {
+            throw SettingsError("\(name) \(value): expected a lower-case DNS name, e.g. postern")
+        }
+    }
+
+    /// An IngressClass `spec.controller`: a domain-prefixed path.
+    static func controllerName(_ value: String, _ name: String) throws {
+        let parts = value.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false)
+        guard parts.count == 2, isSubdomain(parts[0]), parts[0].contains("."), !parts[1].isEmpty,
+              !value.contains(where: { $0 == " " || $0 == "\t" })
+        else {
+            throw SettingsError("\(name) \(value): expected a domain-prefixed path, e.g. postern.dev/ingress-controller")
+        }
+    }
 }
