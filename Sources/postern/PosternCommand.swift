@@ -106,6 +106,15 @@ struct Run: ParsableCommand {
     @Flag(help: "Serve Ingresses that name no class.")
     var watchIngressWithoutClass = false
 
+    @Option(help: "Serve the validating admission webhook (HTTPS, POST /validate-ingress) on HOST:PORT (default: off).")
+    var admissionWebhookListen: String?
+
+    @Option(help: "PEM certificate chain the admission webhook serves (e.g. from a cert-manager Secret).")
+    var admissionWebhookCertificate: String?
+
+    @Option(help: "PEM private key of that certificate.")
+    var admissionWebhookKey: String?
+
     @OptionGroup(title: "Kubernetes API source")
     var kubernetes: KubernetesOptions
 
@@ -162,6 +171,14 @@ struct Run: ParsableCommand {
             settings.ingressClass = ingressClass
         }
         if watchIngressWithoutClass { settings.watchIngressWithoutClass = true }
+        if let admissionWebhookListen {
+            guard SocketAddress(parsing: admissionWebhookListen) != nil else {
+                throw SettingsError("--admission-webhook-listen \(admissionWebhookListen): expected HOST:PORT with a numeric address")
+            }
+            guard admissionWebhookCertificate != nil, admissionWebhookKey != nil else {
+                throw SettingsError("--admission-webhook-listen needs --admission-webhook-certificate and --admission-webhook-key")
+            }
+        }
         try kubernetes.validate(manifests: settings.manifests)
         if kubernetes.isEnabled { return settings }
         guard let directory = settings.manifests else {
@@ -262,6 +279,25 @@ struct Run: ParsableCommand {
             throw ExitCode(2)
         }
 
+        let admission: AdmissionServer?
+        do {
+            admission = try admissionWebhookListen.flatMap(SocketAddress.init(parsing:)).map { address in
+                let reviewer = AdmissionReviewer(
+                    snapshot: {
+                        if let kubeSource { return kubeSource.store.snapshot() }
+                        return ManifestDirectory(path: settings.manifests ?? ".").load().snapshot
+                    },
+                    options: settings.translateOptions)
+                return try AdmissionServer(
+                    address: address, certificatePath: admissionWebhookCertificate ?? "", keyPath: admissionWebhookKey ?? "",
+                    reviewer: reviewer, logger: logger)
+            }
+        } catch let error as SettingsError {
+            FileHandle.standardError.write(Data("postern: \(error.description)\n".utf8))
+            throw ExitCode(2)
+        }
+        admission?.start()
+
         let server: ProxyServer
         let admin: AdminServer
         do {
@@ -308,6 +344,7 @@ struct Run: ParsableCommand {
         print("listening on \(server.boundAddress)")
         if let https = server.boundHTTPSAddress { print("https listening on \(https)") }
         print("admin listening on \(admin.boundAddress)")
+        if let admission { print("admission webhook listening on \(admission.boundAddress)") }
         fflush(stdout)
 
         while true {
@@ -335,6 +372,7 @@ struct Run: ParsableCommand {
         kubeSource?.stop()
         controller.stop()
         server.wait()
+        admission?.stop()
         admin.stop()
         logger.info("stopped")
     }

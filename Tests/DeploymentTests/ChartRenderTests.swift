@@ -46,7 +46,7 @@ struct ChartVariant: Sendable, CustomTestStringConvertible {
             let service = rendered.one("Service", named: "postern")
             #expect(service?[path: "spec", "type"] as? String == "LoadBalancer")
             #expect((service?[path: "spec", "ports"] as? [[String: Any]])?.map { $0["port"] as? Int } == [80, 443])
-            for kind in ["HorizontalPodAutoscaler", "ServiceMonitor", "PrometheusRule", "DaemonSet"] {
+            for kind in ["HorizontalPodAutoscaler", "ServiceMonitor", "PrometheusRule", "DaemonSet", "ValidatingWebhookConfiguration"] {
                 #expect(rendered.all(kind).isEmpty, "\(kind) rendered by default")
             }
         },
@@ -293,6 +293,40 @@ struct ChartVariant: Sendable, CustomTestStringConvertible {
             #expect(rendered.settingsText.contains("drain-timeout: 45\n"))
         },
         ChartVariant(
+            name: "admission webhook with cert-manager",
+            values: """
+                controller:
+                  scope: {enabled: true, namespace: apps}
+                  admissionWebhooks: {enabled: true, certManager: {enabled: true}, timeoutSeconds: 3}
+                """
+        ) { rendered in
+            let configuration = rendered.one("ValidatingWebhookConfiguration")
+            #expect(configuration?[path: "metadata", "annotations", "cert-manager.io/inject-ca-from"] as? String == "ingress/postern-admission")
+            let webhook = (configuration?["webhooks"] as? [[String: Any]])?.first ?? [:]
+            #expect(webhook["failurePolicy"] as? String == "Fail")
+            #expect(webhook["timeoutSeconds"] as? Int == 3)
+            #expect(webhook["sideEffects"] as? String == "None")
+            #expect(webhook[path: "clientConfig", "service", "name"] as? String == "postern-admission")
+            #expect(webhook[path: "clientConfig", "service", "path"] as? String == "/validate-ingress")
+            #expect(webhook[path: "namespaceSelector", "matchLabels", "kubernetes.io/metadata.name"] as? String == "apps")
+            let rules = (webhook["rules"] as? [[String: Any]])?.first ?? [:]
+            #expect(rules["resources"] as? [String] == ["ingresses"])
+            #expect(rules["operations"] as? [String] == ["CREATE", "UPDATE"])
+            // The Service reaches the Pods' webhook port, which Postern listens on with cert-manager's certificate.
+            let service = rendered.one("Service", named: "postern-admission")
+            #expect((service?[path: "spec", "ports"] as? [[String: Any]])?.first?["targetPort"] as? String == "webhook")
+            let ports = rendered.container["ports"] as? [[String: Any]] ?? []
+            #expect(ports.contains { $0["name"] as? String == "webhook" && $0["containerPort"] as? Int == 8445 })
+            let arguments = rendered.arguments
+            #expect(arguments.firstIndex(of: "--admission-webhook-listen").map { arguments[$0 + 1] } == "0.0.0.0:8445")
+            #expect(arguments.firstIndex(of: "--admission-webhook-certificate").map { arguments[$0 + 1] } == "/etc/postern-admission/tls.crt")
+            let certificate = rendered.one("Certificate")
+            #expect(certificate?[path: "spec", "secretName"] as? String == "postern-admission")
+            #expect((certificate?[path: "spec", "dnsNames"] as? [String])?.first == "postern-admission.ingress.svc")
+            let volumes = rendered.podSpec["volumes"] as? [[String: Any]] ?? []
+            #expect(volumes.contains { $0[path: "secret", "secretName"] as? String == "postern-admission" })
+        },
+        ChartVariant(
             name: "proxy settings keep their types",
             values: """
                 controller:
@@ -359,6 +393,8 @@ struct ChartVariant: Sendable, CustomTestStringConvertible {
         ("controller: {service: {type: External}}", "/controller/service/type"),
         ("rbac: {scope: true}", "rbac.scope needs controller.scope.enabled"),
         ("controller: {hostNetwork: true, hostPort: {enabled: true}}", "must equal controller.containerPort"),
+        ("controller: {admissionWebhooks: {enabled: true}}", "needs controller.admissionWebhooks.certManager.enabled"),
+        ("controller: {admissionWebhooks: {failurePolicy: Sometimes}}", "/controller/admissionWebhooks/failurePolicy"),
     ])
     func badValuesAreRefusedNamingTheValue(values: String, named: String) throws {
         switch try Helm.template(values) {
