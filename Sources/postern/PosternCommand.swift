@@ -73,19 +73,21 @@ struct Run: ParsableCommand {
     @Option(help: "TLS Secret NAMESPACE/NAME served to clients without a matching certificate (default: a self-signed one).")
     var defaultSSLCertificate: String?
 
-    @Option(help: "Status of the HTTP to HTTPS redirect: 301, 302, 307 or 308 (default 308).")
+    // `.unconditional`: a negative number is this option's (refused) value,
+    // not an unknown flag.
+    @Option(parsing: .unconditional, help: "Status of the HTTP to HTTPS redirect: 301, 302, 307 or 308 (default 308).")
     var httpRedirectCode: Int?
 
     @Option(help: "Admin listen address for /metrics, /healthz and /readyz (default 127.0.0.1:10254).")
     var adminListen: String?
 
-    @Option(help: "Worker event loops (default 0: one per CPU the cgroup's CPU quota allows, rounded up).")
+    @Option(parsing: .unconditional, help: "Worker event loops (default 0: one per CPU the cgroup's CPU quota allows, rounded up).")
     var workers: Int?
 
-    @Option(help: "Seconds to let in-flight requests finish after SIGTERM/SIGINT (default 30).")
+    @Option(parsing: .unconditional, help: "Seconds to let in-flight requests finish after SIGTERM/SIGINT (default 30).")
     var drainTimeout: Double?
 
-    @Option(help: "Seconds after SIGTERM during which /readyz answers 503 and new connections are still served, before draining (default 0).")
+    @Option(parsing: .unconditional, help: "Seconds after SIGTERM during which /readyz answers 503 and new connections are still served, before draining (default 0).")
     var shutdownGracePeriod: Double?
 
     @Option(help: ArgumentHelp("The cgroup v2 cpu.max file read for the default worker count.", visibility: .hidden))
@@ -347,14 +349,12 @@ struct Run: ParsableCommand {
         if let admission { print("admission webhook listening on \(admission.boundAddress)") }
         fflush(stdout)
 
-        while true {
-            let signal = WorkerThread.waitForSignal()
-            if signal == SIGHUP {
-                logger.info("SIGHUP ignored: the manifest directory is watched for changes")
-                continue
-            }
-            break
+        var received = WorkerThread.waitForSignal()
+        while received == SIGHUP {
+            logger.info("SIGHUP ignored: the manifest directory is watched for changes")
+            received = WorkerThread.waitForSignal()
         }
+        logger.info("shutting down", metadata: ["signal": .stringConvertible(Int(received))])
         shutdown.begin(gracePeriodSeconds: settings.shutdownGracePeriodSeconds)
         if settings.shutdownGracePeriodSeconds > 0 {
             logger.info(
