@@ -2,7 +2,7 @@
 SWIFT ?= swift
 FUZZ_SECONDS ?= 60
 
-.PHONY: run test build deps fuzz bench clean
+.PHONY: run test build deps fuzz bench clean image image-test
 
 ## Install what is missing, build in release mode and run the example in config/.
 run: deps
@@ -20,6 +20,17 @@ build: deps
 
 deps:
 	scripts/install-deps
+
+## The container image, built offline (no daemon, no registry): an OCI layout and
+## a docker-archive tarball in .build-image/out (see docs/deployment.md).
+image: deps
+	scripts/build-image
+
+## Runs the image's binary from the unpacked image (chroot, uid 65532, read-only
+## root): serves, /readyz, drains on SIGTERM. Not part of `test`: the static
+## release build alone takes longer than the whole test suite.
+image-test: image
+	scripts/test-image
 
 ## libFuzzer on the HTTP/1.1 codec for FUZZ_SECONDS.
 fuzz: deps

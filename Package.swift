@@ -108,7 +108,7 @@ let package = Package(
         .testTarget(name: "LayeringTests", dependencies: []),
         .testTarget(
             name: "DeploymentTests",
-            dependencies: ["postern", .product(name: "Yams", package: "Yams")]),
+            dependencies: ["postern", "FakeKubeAPI", .product(name: "Yams", package: "Yams")]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -12,9 +12,20 @@ public final class AdminServer: @unchecked Sendable {
         public var metrics: MetricsRegistry
         /// The routing configuration in service as JSON (`/debug/routes`).
         public var routesJSON: @Sendable () -> String
-        public init(metrics: MetricsRegistry, routesJSON: @escaping @Sendable () -> String = { "{}\n" }) {
+        /// Non-nil while the process is ready to serve but must leave the
+        /// Service's endpoints (shutting down): `/readyz` answers 503 with it.
+        public var notReadyReason: @Sendable () -> String?
+        /// Problems that leave the process serving but need an operator (a
+        /// lost Lease, 403s from the API server), one line each in `/readyz`.
+        public var readinessNotes: @Sendable () -> [String]
+        public init(
+            metrics: MetricsRegistry, routesJSON: @escaping @Sendable () -> String = { "{}\n" },
+            notReadyReason: @escaping @Sendable () -> String? = { nil }, readinessNotes: @escaping @Sendable () -> [String] = { [] }
+        ) {
             self.metrics = metrics
             self.routesJSON = routesJSON
+            self.notReadyReason = notReadyReason
+            self.readinessNotes = readinessNotes
         }
     }
 
@@ -66,8 +77,14 @@ public final class AdminServer: @unchecked Sendable {
         case "/debug/routes":
             (code, contentType, body) = (200, "application/json", status.routesJSON())
         case "/readyz":
-            let ready = status.metrics.ready.load(ordering: .relaxed)
-            (code, contentType, body) = ready ? (200, "text/plain", "ready\n") : (503, "text/plain", "no routing table published yet\n")
+            let notes = status.readinessNotes().map { $0 + "\n" }.joined()
+            if !status.metrics.ready.load(ordering: .relaxed) {
+                (code, contentType, body) = (503, "text/plain", "no routing table published yet\n" + notes)
+            } else if let reason = status.notReadyReason() {
+                (code, contentType, body) = (503, "text/plain", reason + "\n" + notes)
+            } else {
+                (code, contentType, body) = (200, "text/plain", "ready\n" + notes)
+            }
         default:
             (code, contentType, body) = (404, "text/plain", "not found: try /metrics, /healthz, /readyz or /debug/routes\n")
         }

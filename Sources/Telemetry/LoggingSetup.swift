@@ -37,12 +37,38 @@ public struct LineLogHandler: LogHandler {
             let fields = all.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
             text = "\(time) \(level.rawValue.uppercased()) \(label): \(message)\(fields.isEmpty ? "" : " " + fields)\n"
         case .json:
-            var object: [String: String] = ["time": time, "level": level.rawValue, "logger": label, "msg": message.description]
-            for (key, value) in all { object[key] = "\(value)" }
-            let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data()
+            var object: [String: Any] = ["time": time, "level": level.rawValue, "logger": label, "msg": message.description]
+            for (key, value) in all { object[key] = LineLogHandler.jsonValue(value) }
+            // Paths and addresses read as written: no "\/".
+            let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data()
             text = String(decoding: data, as: UTF8.self) + "\n"
         }
         FileHandle.standardError.write(Data(text.utf8))
+    }
+}
+
+extension LineLogHandler {
+    /// A metadata value as JSON: numbers and booleans given as
+    /// `.stringConvertible` stay numbers and booleans (so log processors can
+    /// compare them), lists and maps nest, everything else is a string.
+    static func jsonValue(_ value: Logger.MetadataValue) -> Any {
+        switch value {
+        case let .string(text): return text
+        case let .stringConvertible(convertible):
+            switch convertible {
+            case let number as Int: return number
+            case let number as Int64: return number
+            case let number as UInt64: return number
+            case let number as UInt: return number
+            case let number as Int32: return number
+            case let number as UInt32: return number
+            case let number as Double where number.isFinite: return number
+            case let flag as Bool: return flag
+            default: return convertible.description
+            }
+        case let .array(values): return values.map(jsonValue)
+        case let .dictionary(values): return values.mapValues(jsonValue)
+        }
     }
 }
 

@@ -6,6 +6,14 @@ import RouteModel
 import Routing
 import Translate
 
+/// A manifest directory translated as `run` would: the result, every
+/// diagnostic, the compiled table, the object count and the Ingresses left
+/// out for their class.
+typealias DirectoryTranslation = (
+    translation: TranslationResult, diagnostics: [Diagnostic], table: RoutingTable, objects: Int, skipped: SkippedIngresses,
+    unknownFields: [ManifestFieldCheck.UnknownField]
+)
+
 /// The options `check` and `route` share: where the manifests are and how
 /// Ingresses are selected, as for `postern run`.
 struct ManifestOptions: ParsableArguments {
@@ -28,13 +36,22 @@ struct ManifestOptions: ParsableArguments {
     var defaultBackendService: String?
 
     /// Loads the directory and translates it, with each diagnostic's file filled in.
-    func translateDirectory() throws -> (translation: TranslationResult, diagnostics: [Diagnostic], table: RoutingTable, objects: Int) {
+    func translateDirectory() throws -> DirectoryTranslation {
         var settings = try config.map(Settings.load(path:)) ?? Settings()
         if let manifests { settings.manifests = manifests }
-        if let controllerClass { settings.controllerClass = controllerClass }
-        if let ingressClass { settings.ingressClass = ingressClass }
+        if let controllerClass {
+            try SettingsValidation.controllerName(controllerClass, "--controller-class")
+            settings.controllerClass = controllerClass
+        }
+        if let ingressClass {
+            try SettingsValidation.objectName(ingressClass, "--ingress-class")
+            settings.ingressClass = ingressClass
+        }
         if watchIngressWithoutClass { settings.watchIngressWithoutClass = true }
-        if let defaultBackendService { settings.defaultBackendService = defaultBackendService }
+        if let defaultBackendService {
+            try SettingsValidation.namespacedName(defaultBackendService, "--default-backend-service")
+            settings.defaultBackendService = defaultBackendService
+        }
         guard let directory = settings.manifests else {
             throw SettingsError("--manifests: required (or `manifests:` in the config file)")
         }
@@ -52,7 +69,10 @@ struct ManifestOptions: ParsableArguments {
             diagnostics.append(diagnostic)
         }
         diagnostics.sort()
-        return (translation, diagnostics, RoutingTable(model: translation.model, generation: 1), load.objects.count)
+        return (
+            translation, diagnostics, RoutingTable(model: translation.model, generation: 1), load.objects.count,
+            SkippedIngresses(load.snapshot, options: settings.translateOptions), ManifestFieldCheck.check(directory: directory)
+        )
     }
 }
 
@@ -70,7 +90,7 @@ struct Check: ParsableCommand {
     @OptionGroup var options: ManifestOptions
 
     func run() throws {
-        let result: (translation: TranslationResult, diagnostics: [Diagnostic], table: RoutingTable, objects: Int)
+        let result: DirectoryTranslation
         do {
             result = try options.translateDirectory()
         } catch let error as SettingsError {
@@ -79,9 +99,11 @@ struct Check: ParsableCommand {
         for diagnostic in result.diagnostics {
             print(diagnostic.description)
         }
+        for field in result.unknownFields { print("warning: \(field)") }
+        if result.skipped.total > 0 { print(result.skipped.description) }
         let model = result.translation.model
         let errors = result.diagnostics.filter { $0.severity == .error }.count
-        let warnings = result.diagnostics.count - errors
+        let warnings = result.diagnostics.count - errors + result.unknownFields.count
         let hosts = model.virtualHosts.filter { $0.host != .any }.count
         let routes = model.virtualHosts.reduce(0) { $0 + $1.routes.count }
         let endpoints = model.clusters.reduce(0) { $0 + $1.endpoints.count }
@@ -89,7 +111,8 @@ struct Check: ParsableCommand {
         print(
             "\(result.objects) objects: \(hosts) hosts\(model.virtualHosts.contains { $0.host == .any } ? " (+ rules without a host)" : ""), "
                 + "\(routes) routes, \(model.clusters.count) backends (\(unavailable) without endpoints), "
-                + "\(endpoints) endpoints; \(errors) errors, \(warnings) warnings")
+                + "\(endpoints) endpoints; \(errors) errors, \(warnings) warnings"
+                + (result.skipped.total > 0 ? "; \(result.skipped.total) Ingresses skipped for their class" : ""))
         if errors > 0 { throw ExitCode(1) }
     }
 }

@@ -47,8 +47,12 @@ struct KubernetesOptions: ParsableArguments {
         if let publishService, publishService.split(separator: "/").count != 2 {
             throw SettingsError("--publish-service \(publishService): expected NAMESPACE/NAME")
         }
+        for namespace in watchNamespace where !SettingsValidation.isLabel(Substring(namespace)) {
+            throw SettingsError("--watch-namespace \(namespace): expected a namespace name, e.g. apps")
+        }
+        try SettingsValidation.objectName(electionID, "--election-id")
         _ = try electionTiming()
-        guard watchTimeout >= 1 else { throw SettingsError("--watch-timeout \(watchTimeout): expected seconds >= 1") }
+        guard (1...86_400).contains(watchTimeout) else { throw SettingsError("--watch-timeout \(watchTimeout): expected seconds between 1 and 86400") }
     }
 
     /// Reads the kubeconfig or the in-cluster files and builds the client.

@@ -21,6 +21,27 @@ struct PosternCommand: ParsableCommand {
 
     /// The version printed by `postern version`.
     static let version = "0.1.0"
+
+    /// Parses and runs the command. A command line that does not parse
+    /// (an unknown flag, a missing or malformed value) is one line naming
+    /// the flag and exit status 2, as for a bad value of a known flag;
+    /// `--help` prints help and exits 0.
+    static func main() {
+        var command: ParsableCommand
+        do {
+            command = try parseAsRoot()
+        } catch {
+            guard exitCode(for: error) != .success else { exit(withError: error) }
+            let message = message(for: error).split(separator: "\n").first.map(String.init) ?? "\(error)"
+            FileHandle.standardError.write(Data("postern: \(message)\n".utf8))
+            Foundation.exit(2)
+        }
+        do {
+            try command.run()
+        } catch {
+            exit(withError: error)
+        }
+    }
 }
 
 /// `postern version`.
@@ -52,17 +73,25 @@ struct Run: ParsableCommand {
     @Option(help: "TLS Secret NAMESPACE/NAME served to clients without a matching certificate (default: a self-signed one).")
     var defaultSSLCertificate: String?
 
-    @Option(help: "Status of the HTTP to HTTPS redirect: 301, 302, 307 or 308 (default 308).")
+    // `.unconditional`: a negative number is this option's (refused) value,
+    // not an unknown flag.
+    @Option(parsing: .unconditional, help: "Status of the HTTP to HTTPS redirect: 301, 302, 307 or 308 (default 308).")
     var httpRedirectCode: Int?
 
     @Option(help: "Admin listen address for /metrics, /healthz and /readyz (default 127.0.0.1:10254).")
     var adminListen: String?
 
-    @Option(help: "Worker event loops (default: one per available CPU).")
+    @Option(parsing: .unconditional, help: "Worker event loops (default 0: one per CPU the cgroup's CPU quota allows, rounded up).")
     var workers: Int?
 
-    @Option(help: "Seconds to let in-flight requests finish after SIGTERM/SIGINT (default 30).")
+    @Option(parsing: .unconditional, help: "Seconds to let in-flight requests finish after SIGTERM/SIGINT (default 30).")
     var drainTimeout: Double?
+
+    @Option(parsing: .unconditional, help: "Seconds after SIGTERM during which /readyz answers 503 and new connections are still served, before draining (default 0).")
+    var shutdownGracePeriod: Double?
+
+    @Option(help: ArgumentHelp("The cgroup v2 cpu.max file read for the default worker count.", visibility: .hidden))
+    var cgroupCPUMax: String?
 
     @Option(help: "Log format: text or json (default text).")
     var logFormat: String?
@@ -78,6 +107,15 @@ struct Run: ParsableCommand {
 
     @Flag(help: "Serve Ingresses that name no class.")
     var watchIngressWithoutClass = false
+
+    @Option(help: "Serve the validating admission webhook (HTTPS, POST /validate-ingress) on HOST:PORT (default: off).")
+    var admissionWebhookListen: String?
+
+    @Option(help: "PEM certificate chain the admission webhook serves (e.g. from a cert-manager Secret).")
+    var admissionWebhookCertificate: String?
+
+    @Option(help: "PEM private key of that certificate.")
+    var admissionWebhookKey: String?
 
     @OptionGroup(title: "Kubernetes API source")
     var kubernetes: KubernetesOptions
@@ -96,23 +134,53 @@ struct Run: ParsableCommand {
             settings.httpRedirectCode = httpRedirectCode
         }
         if let workers {
-            guard workers >= 1 else { throw SettingsError("--workers \(workers): expected at least 1") }
+            guard (0...Settings.maximumWorkers).contains(workers) else {
+                throw SettingsError("--workers \(workers): expected 0 (one per CPU) to \(Settings.maximumWorkers)")
+            }
             settings.workers = workers
         }
         if let drainTimeout {
-            guard drainTimeout >= 0 else { throw SettingsError("--drain-timeout \(drainTimeout): expected seconds >= 0") }
+            guard drainTimeout >= 0, drainTimeout <= 86_400 else {
+                throw SettingsError("--drain-timeout \(drainTimeout): expected seconds between 0 and 86400")
+            }
             settings.drainTimeoutSeconds = drainTimeout
         }
+        if let shutdownGracePeriod {
+            guard shutdownGracePeriod >= 0, shutdownGracePeriod <= Settings.maximumShutdownGracePeriod else {
+                throw SettingsError(
+                    "--shutdown-grace-period \(shutdownGracePeriod): expected seconds between 0 and \(Int(Settings.maximumShutdownGracePeriod))")
+            }
+            settings.shutdownGracePeriodSeconds = shutdownGracePeriod
+        }
+        if let cgroupCPUMax { settings.cgroupCPUMaxPath = cgroupCPUMax }
         if let logFormat {
             guard let format = LogFormat(rawValue: logFormat) else {
                 throw SettingsError("--log-format \(logFormat): expected text or json")
             }
             settings.logFormat = format
         }
-        if let defaultBackendService { settings.defaultBackendService = defaultBackendService }
-        if let controllerClass { settings.controllerClass = controllerClass }
-        if let ingressClass { settings.ingressClass = ingressClass }
+        if let defaultSSLCertificate { try SettingsValidation.namespacedName(defaultSSLCertificate, "--default-ssl-certificate") }
+        if let defaultBackendService {
+            try SettingsValidation.namespacedName(defaultBackendService, "--default-backend-service")
+            settings.defaultBackendService = defaultBackendService
+        }
+        if let controllerClass {
+            try SettingsValidation.controllerName(controllerClass, "--controller-class")
+            settings.controllerClass = controllerClass
+        }
+        if let ingressClass {
+            try SettingsValidation.objectName(ingressClass, "--ingress-class")
+            settings.ingressClass = ingressClass
+        }
         if watchIngressWithoutClass { settings.watchIngressWithoutClass = true }
+        if let admissionWebhookListen {
+            guard SocketAddress(parsing: admissionWebhookListen) != nil else {
+                throw SettingsError("--admission-webhook-listen \(admissionWebhookListen): expected HOST:PORT with a numeric address")
+            }
+            guard admissionWebhookCertificate != nil, admissionWebhookKey != nil else {
+                throw SettingsError("--admission-webhook-listen needs --admission-webhook-certificate and --admission-webhook-key")
+            }
+        }
         try kubernetes.validate(manifests: settings.manifests)
         if kubernetes.isEnabled { return settings }
         guard let directory = settings.manifests else {
@@ -150,18 +218,27 @@ struct Run: ParsableCommand {
         WorkerThread.blockTerminationSignals()
 
         let metrics = MetricsRegistry(workerCount: proxyConfiguration.workers)
+        let workerCount = proxyConfiguration.workers
+        metrics.addCollector {
+            "# HELP postern_worker_threads Worker event loops serving traffic.\n# TYPE postern_worker_threads gauge\n"
+                + "postern_worker_threads \(workerCount)\n"
+        }
         let publisher = TablePublisher(metrics: metrics, logger: logger, settings: settings)
+        let shutdown = ShutdownState()
+        let kubeHealth = KubeAPIHealth()
+        let kubeLog = KubeProblemLog(logger: logger, health: kubeHealth)
         let kubeSource = kubeClient.map { client in
             KubernetesSource(
                 client: client, namespaces: kubernetes.watchNamespace, publishService: kubernetes.publishServiceReference,
                 watchTimeoutSeconds: kubernetes.watchTimeout,
-                log: { text in logger.warning("\(text)") })
+                log: { text in kubeLog.log(text, level: .warning) })
         }
         let leaderDuties = try kubeSource.map { source in
-            try kubernetes.makeLeaderDuties(source: source, options: settings.translateOptions, log: { text in logger.info("\(text)") })
+            try kubernetes.makeLeaderDuties(source: source, options: settings.translateOptions, log: { text in kubeLog.log(text, level: .info) })
         }
         if let kubeSource, let leaderDuties {
-            metrics.addCollector { KubernetesMetrics.render(source: kubeSource, duties: leaderDuties) }
+            metrics.addCollector { KubernetesMetrics.render(source: kubeSource, duties: leaderDuties) + kubeHealth.renderPrometheus() }
+            kubeLog.watchLeadership(of: leaderDuties.elector, shutdown: shutdown)
         }
         let controller: ControllerLoop
         if let kubeSource {
@@ -183,6 +260,12 @@ struct Run: ParsableCommand {
                 report: { diagnostics in publisher.report(diagnostics) })
         }
         publisher.controller = controller
+        let translateOptions = settings.translateOptions
+        if let kubeSource {
+            publisher.skippedIngresses = { SkippedIngresses(kubeSource.store.snapshot(of: [.ingress, .ingressClass]), options: translateOptions) }
+        } else if let directory = settings.manifests {
+            publisher.skippedIngresses = { SkippedIngresses(ManifestDirectory(path: directory).load().snapshot, options: translateOptions) }
+        }
         leaderDuties?.setDiagnosticsProvider { controller.currentDiagnostics }
         // The API source publishes its first table itself, after every initial list.
         let initial = kubeSource == nil
@@ -198,13 +281,35 @@ struct Run: ParsableCommand {
             throw ExitCode(2)
         }
 
+        let admission: AdmissionServer?
+        do {
+            admission = try admissionWebhookListen.flatMap(SocketAddress.init(parsing:)).map { address in
+                let reviewer = AdmissionReviewer(
+                    snapshot: {
+                        if let kubeSource { return kubeSource.store.snapshot() }
+                        return ManifestDirectory(path: settings.manifests ?? ".").load().snapshot
+                    },
+                    options: settings.translateOptions)
+                return try AdmissionServer(
+                    address: address, certificatePath: admissionWebhookCertificate ?? "", keyPath: admissionWebhookKey ?? "",
+                    reviewer: reviewer, logger: logger)
+            }
+        } catch let error as SettingsError {
+            FileHandle.standardError.write(Data("postern: \(error.description)\n".utf8))
+            throw ExitCode(2)
+        }
+        admission?.start()
+
         let server: ProxyServer
         let admin: AdminServer
         do {
             server = try ProxyServer(
                 configuration: proxyConfiguration, initialTable: initial.table, secure: initialSecure, metrics: metrics)
             admin = try AdminServer(
-                address: adminAddress, status: .init(metrics: metrics, routesJSON: { publisher.routesJSON() }))
+                address: adminAddress,
+                status: .init(
+                    metrics: metrics, routesJSON: { publisher.routesJSON() }, notReadyReason: { shutdown.readinessReason },
+                    readinessNotes: { kubeHealth.details }))
             try server.start()
             try admin.start()
         } catch {
@@ -221,29 +326,53 @@ struct Run: ParsableCommand {
             metadata: [
                 "http": "\(server.boundAddress)", "https": "\(server.boundHTTPSAddress.map { "\($0)" } ?? "off")",
                 "admin": "\(admin.boundAddress)",
-                "workers": "\(proxyConfiguration.workers)", "manifests": "\(settings.manifests ?? "")",
-                "routes": "\(initial.model.virtualHosts.reduce(0) { $0 + $1.routes.count })",
+                "workers": .stringConvertible(proxyConfiguration.workers), "manifests": "\(settings.manifests ?? "")",
+                "routes": .stringConvertible(initial.model.virtualHosts.reduce(0) { $0 + $1.routes.count }),
             ])
+        // Ingresses of other classes change no table, so nothing else would
+        // mention them: look again whenever the objects changed.
+        // The manifest files are checked for unknown fields at the same pace.
+        let manifestDirectory = kubeSource == nil ? settings.manifests : nil
+        let objectsWatch = ObjectChangeWatch {
+            // Counting before every initial list completed would report partial numbers.
+            guard let kubeSource else { return UInt64(controller.reloads) }
+            return kubeSource.store.isSynced ? kubeSource.store.changeSequence : nil
+        } action: {
+            publisher.logSkippedIfChanged()
+            if let manifestDirectory { publisher.logUnknownFields(in: manifestDirectory) }
+        }
+        objectsWatch.start()
         // Tests and scripts read this line to learn the bound port.
         print("listening on \(server.boundAddress)")
         if let https = server.boundHTTPSAddress { print("https listening on \(https)") }
         print("admin listening on \(admin.boundAddress)")
+        if let admission { print("admission webhook listening on \(admission.boundAddress)") }
         fflush(stdout)
 
-        while true {
-            let signal = WorkerThread.waitForSignal()
-            if signal == SIGHUP {
-                logger.info("SIGHUP ignored: the manifest directory is watched for changes")
-                continue
-            }
-            logger.info("draining", metadata: ["signal": "\(signal)", "timeout_seconds": "\(settings.drainTimeoutSeconds)"])
-            break
+        var received = WorkerThread.waitForSignal()
+        while received == SIGHUP {
+            logger.info("SIGHUP ignored: the manifest directory is watched for changes")
+            received = WorkerThread.waitForSignal()
         }
+        logger.info("shutting down", metadata: ["signal": .stringConvertible(Int(received))])
+        shutdown.begin(gracePeriodSeconds: settings.shutdownGracePeriodSeconds)
+        if settings.shutdownGracePeriodSeconds > 0 {
+            logger.info(
+                "shutting down: /readyz answers 503, new connections are still served until the grace period ends",
+                metadata: ["grace_period_seconds": .stringConvertible(settings.shutdownGracePeriodSeconds)])
+            if shutdown.waitForGracePeriodOrSignal(seconds: settings.shutdownGracePeriodSeconds) {
+                logger.info("second signal: grace period cut short")
+            }
+        }
+        logger.info("draining", metadata: ["timeout_seconds": .stringConvertible(settings.drainTimeoutSeconds)])
+        // Listeners close and idle connections go first; the controller
+        // threads (Lease release, status clean-up) stop while requests drain.
+        server.drain(timeoutMilliseconds: UInt64(settings.drainTimeoutSeconds * 1000))
         leaderDuties?.stop()
         kubeSource?.stop()
         controller.stop()
-        server.drain(timeoutMilliseconds: UInt64(settings.drainTimeoutSeconds * 1000))
         server.wait()
+        admission?.stop()
         admin.stop()
         logger.info("stopped")
     }
@@ -288,12 +417,21 @@ final class TablePublisher: @unchecked Sendable {
             do {
                 builder = try TLSStoreBuilder(settings: tlsSettings, defaultCertificate: input)
             } catch {
-                logger.error("default certificate unusable; serving a self-signed one", metadata: ["error": "\(error)"])
+                logger.error(
+                    "default certificate unusable; serving a self-signed one until the Secret holds a PEM certificate and key",
+                    metadata: ["error": "\(error)", "secret": "\(settings.defaultSSLCertificate ?? "-")"])
                 builder = try TLSStoreBuilder(settings: tlsSettings, defaultCertificate: nil)
             }
             builderDefault = .some(model.defaultCertificate)
             if builder?.defaultIsSelfSigned == true {
-                logger.warning("no usable --default-ssl-certificate: unknown hosts get a generated self-signed certificate")
+                if let secret = settings.defaultSSLCertificate {
+                    logger.warning(
+                        "default certificate Secret \(secret) is missing or has no PEM tls.crt and tls.key: clients whose SNI matches no host get a self-signed certificate until it does",
+                        metadata: ["fix": "kubectl create secret tls \(secret.split(separator: "/").last ?? "NAME") --cert=FILE --key=FILE -n \(secret.split(separator: "/").first ?? "NAMESPACE")"])
+                } else {
+                    logger.info(
+                        "clients whose SNI matches no host get a self-signed certificate generated at start-up; to serve your own, give a TLS Secret with --default-ssl-certificate NAMESPACE/NAME")
+                }
             }
         }
         guard let builder else { throw TLSError("no certificate store") }
@@ -317,7 +455,7 @@ final class TablePublisher: @unchecked Sendable {
         guard let server else { return }
         do {
             server.publish(try securePolicy(for: model, withCertificates: server.boundHTTPSAddress != nil))
-            logger.info("certificates published", metadata: ["certificates": "\(model.certificates.count)"])
+            logger.info("certificates published", metadata: ["certificates": .stringConvertible(model.certificates.count)])
         } catch {
             logger.error("certificates not published; the previous ones stay in service", metadata: ["error": "\(error)"])
         }
@@ -328,13 +466,61 @@ final class TablePublisher: @unchecked Sendable {
         metrics.ready.store(true, ordering: .relaxed)
         metrics.configReloads.add()
         recordPublished(table, model: model)
-        logger.info(
-            "configuration published",
-            metadata: [
-                "generation": "\(table.generation)",
-                "hosts": "\(model.virtualHosts.count)", "clusters": "\(model.clusters.count)",
-            ])
+        // The controller reports the same round's diagnostics right after
+        // this call: the line waits for them, so an operator never reads
+        // "published" before the errors of that change.
+        let metadata: Logger.Metadata = [
+            "generation": .stringConvertible(table.generation),
+            "hosts": .stringConvertible(model.virtualHosts.count), "clusters": .stringConvertible(model.clusters.count),
+        ]
+        pendingLock.withLock { pendingPublished = metadata }
+        DispatchQueue.global().asyncAfter(deadline: .now() + 0.05) { [self] in flushPublished() }
     }
+
+    private let pendingLock = NSLock()
+    private var pendingPublished: Logger.Metadata?
+
+    /// Logs "configuration published" once for the last publish, if not yet logged.
+    private func flushPublished() {
+        guard let metadata = pendingLock.withLock({ () -> Logger.Metadata? in
+            defer { pendingPublished = nil }
+            return pendingPublished
+        }) else { return }
+        logger.info("configuration published", metadata: metadata)
+    }
+
+    /// Logs which Ingresses are left out for their class, when that changed; returns them.
+    @discardableResult
+    func logSkippedIfChanged() -> SkippedIngresses? {
+        guard let skipped = skippedIngresses?() else { return nil }
+        let changed = pendingLock.withLock { () -> Bool in
+            defer { lastSkipped = skipped }
+            return skipped != lastSkipped
+        }
+        if changed, skipped.total > 0 { logger.warning("\(skipped)") }
+        return skipped
+    }
+
+    /// Logs each unknown field of the manifest files once (again if it
+    /// disappears and comes back).
+    func logUnknownFields(in directory: String) {
+        let found = ManifestFieldCheck.check(directory: directory)
+        let fresh = pendingLock.withLock { () -> [ManifestFieldCheck.UnknownField] in
+            defer { loggedUnknownFields = Set(found) }
+            return found.filter { !loggedUnknownFields.contains($0) }
+        }
+        for field in fresh {
+            logger.warning(
+                "unknown field \"\(field.path)\" in \(field.object) is ignored; check its spelling",
+                metadata: ["file": "\(field.file)", "line": .stringConvertible(field.line), "field": "\(field.path)"])
+        }
+    }
+
+    private var loggedUnknownFields: Set<ManifestFieldCheck.UnknownField> = []
+
+    /// The Ingresses left out for their class (set by `run`); logged when they change.
+    var skippedIngresses: (() -> SkippedIngresses?)?
+    private var lastSkipped: SkippedIngresses?
 
     /// The model in service and its generation, for `/debug/routes`.
     private let current = NSLock()
@@ -347,6 +533,7 @@ final class TablePublisher: @unchecked Sendable {
     }
 
     func report(_ diagnostics: [Diagnostic]) {
+        defer { flushPublished() }
         if let controller { metrics.configReloadFailures.set(UInt64(controller.reloadFailures)) }
         metrics.configDiagnostics.store(diagnostics.count, ordering: .relaxed)
         for diagnostic in diagnostics {
@@ -422,5 +609,30 @@ enum KubernetesMetrics {
         out += "# TYPE postern_kube_events_total counter\n"
         out += "postern_kube_events_total{result=\"sent\"} \(events.sent)\npostern_kube_events_total{result=\"dropped\"} \(events.dropped)\n"
         return out
+    }
+}
+
+/// Runs `action` (reports about the objects) once a second when the objects
+/// changed: the store's change sequence, or the manifest reloads.
+final class ObjectChangeWatch: @unchecked Sendable {
+    private let action: () -> Void
+    private let changes: () -> UInt64?
+    private let timer = DispatchSource.makeTimerSource(queue: DispatchQueue.global(qos: .utility))
+    /// Touched only by the timer's handler (one at a time).
+    private var lastSeen: UInt64?
+
+    init(changes: @escaping () -> UInt64?, action: @escaping () -> Void) {
+        self.changes = changes
+        self.action = action
+    }
+
+    func start() {
+        timer.schedule(deadline: .now(), repeating: 1.0)
+        timer.setEventHandler { [self] in
+            guard let current = changes(), current != lastSeen else { return }
+            lastSeen = current
+            action()
+        }
+        timer.resume()
     }
 }

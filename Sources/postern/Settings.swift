@@ -30,8 +30,13 @@ struct Settings {
     var http2MaxResetsPerSecond = 100
     var adminListen = "127.0.0.1:10254"
     var manifests: String?
+    /// Worker event loops; 0: one per CPU the cgroup's quota allows (see `CPUQuota`).
     var workers = 0
     var drainTimeoutSeconds = 30.0
+    /// Seconds between SIGTERM and closing the listeners, with `/readyz` 503 meanwhile.
+    var shutdownGracePeriodSeconds = 0.0
+    /// The cgroup v2 `cpu.max` file read for the default worker count (a flag for tests).
+    var cgroupCPUMaxPath = CPUQuota.defaultPath
     var logFormat = LogFormat.text
     var proxyConnectTimeout = 5.0
     var proxyReadTimeout = 60.0
@@ -49,12 +54,21 @@ struct Settings {
     var watchIngressWithoutClass = false
     var defaultBackendService: String?
 
+    /// More worker loops than this is a typo, not a machine.
+    static let maximumWorkers = 1024
+    /// An hour: longer would outlast any Pod's termination grace period.
+    static let maximumShutdownGracePeriod = 3600.0
+
     /// The keys `postern.yaml` accepts, with what each sets.
     static let keys: [String: (inout Settings, Node, String) throws -> Void] = [
         "http-listen": { $0.httpListen = try string($1, $2) },
         "admin-listen": { $0.adminListen = try string($1, $2) },
         "https-listen": { $0.httpsListen = try string($1, $2) },
-        "default-ssl-certificate": { $0.defaultSSLCertificate = try string($1, $2) },
+        "default-ssl-certificate": {
+            let value = try string($1, $2)
+            try SettingsValidation.namespacedName(value, $2)
+            $0.defaultSSLCertificate = value
+        },
         "ssl-protocols": {
             do { try $0.tls.setProtocols(try string($1, $2)) } catch { throw SettingsError("\($2): \(error)") }
         },
@@ -77,8 +91,20 @@ struct Settings {
             $0.httpRedirectCode = code
         },
         "manifests": { $0.manifests = try string($1, $2) },
-        "workers": { $0.workers = try integer($1, $2, minimum: 0) },
+        "workers": {
+            let workers = try integer($1, $2, minimum: 0)
+            guard workers <= maximumWorkers else { throw SettingsError("\($2): expected 0 (automatic) to \(maximumWorkers)") }
+            $0.workers = workers
+        },
         "drain-timeout": { $0.drainTimeoutSeconds = try seconds($1, $2) },
+        "shutdown-grace-period": {
+            guard var text = $1.string else { throw SettingsError("\($2): expected seconds") }
+            if text.hasSuffix("s") { text.removeLast() }
+            guard let value = Double(text), value >= 0, value <= maximumShutdownGracePeriod else {
+                throw SettingsError("\($2): expected seconds between 0 and \(Int(maximumShutdownGracePeriod)), e.g. 5 or 5s")
+            }
+            $0.shutdownGracePeriodSeconds = value
+        },
         "log-format": {
             guard let format = LogFormat(rawValue: try string($1, $2)) else {
                 throw SettingsError("\($2): expected text or json")
@@ -96,10 +122,22 @@ struct Settings {
         "max-header-bytes": { $0.maxHeaderBytes = try integer($1, $2, minimum: 1024) },
         "max-header-count": { $0.maxHeaderCount = try integer($1, $2, minimum: 1) },
         "max-request-target-length": { $0.maxRequestTargetLength = try integer($1, $2, minimum: 16) },
-        "controller-class": { $0.controllerClass = try string($1, $2) },
-        "ingress-class": { $0.ingressClass = try string($1, $2) },
+        "controller-class": {
+            let value = try string($1, $2)
+            try SettingsValidation.controllerName(value, $2)
+            $0.controllerClass = value
+        },
+        "ingress-class": {
+            let value = try string($1, $2)
+            try SettingsValidation.objectName(value, $2)
+            $0.ingressClass = value
+        },
         "watch-ingress-without-class": { $0.watchIngressWithoutClass = try boolean($1, $2) },
-        "default-backend-service": { $0.defaultBackendService = try string($1, $2) },
+        "default-backend-service": {
+            let value = try string($1, $2)
+            try SettingsValidation.namespacedName(value, $2)
+            $0.defaultBackendService = value
+        },
     ]
 
     /// Reads `path`, applying its keys over the defaults. Relative
@@ -169,7 +207,8 @@ struct Settings {
             throw SettingsError("--http-listen \(httpListen): expected HOST:PORT with a numeric address, e.g. 0.0.0.0:8080 or [::1]:8080")
         }
         var configuration = ProxyConfiguration(
-            httpListen: address, workers: workers > 0 ? workers : WorkerThread.availableCPUs)
+            httpListen: address,
+            workers: workers > 0 ? workers : CPUQuota.workers(availableCPUs: WorkerThread.availableCPUs, cpuMaxPath: cgroupCPUMaxPath))
         if httpsListen != "off" {
             guard let secure = SocketAddress(parsing: httpsListen) else {
                 throw SettingsError("--https-listen \(httpsListen): expected HOST:PORT with a numeric address, or off")
@@ -217,4 +256,46 @@ struct Settings {
 struct SettingsError: Error, CustomStringConvertible {
     let description: String
     init(_ description: String) { self.description = description }
+}
+
+/// Checks of names given as settings, so that a malformed one stops
+/// start-up naming the flag or key instead of surfacing later as a
+/// diagnostic about an internal object.
+enum SettingsValidation {
+    /// A DNS-1123 label (namespaces, Service names).
+    static func isLabel(_ text: Substring) -> Bool {
+        guard (1...63).contains(text.count), let first = text.first, let last = text.last else { return false }
+        let allowed = text.allSatisfy { ("a"..."z").contains($0) || ("0"..."9").contains($0) || $0 == "-" }
+        return allowed && first != "-" && last != "-"
+    }
+
+    /// A DNS-1123 subdomain (IngressClass and Secret names).
+    static func isSubdomain(_ text: Substring) -> Bool {
+        text.count <= 253 && !text.isEmpty && text.split(separator: ".", omittingEmptySubsequences: false).allSatisfy(isLabel)
+    }
+
+    /// `NAMESPACE/NAME`.
+    static func namespacedName(_ value: String, _ name: String) throws {
+        let parts = value.split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count == 2, isLabel(parts[0]), isSubdomain(parts[1]) else {
+            throw SettingsError("\(name) \(value): expected NAMESPACE/NAME, e.g. ingress/fallback")
+        }
+    }
+
+    /// An object name such as an IngressClass's.
+    static func objectName(_ value: String, _ name: String) throws {
+        guard isSubdomain(Substring(value)) else {
+            throw SettingsError("\(name) \(value): expected a lower-case DNS name, e.g. postern")
+        }
+    }
+
+    /// An IngressClass `spec.controller`: a domain-prefixed path.
+    static func controllerName(_ value: String, _ name: String) throws {
+        let parts = value.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false)
+        guard parts.count == 2, isSubdomain(parts[0]), parts[0].contains("."), !parts[1].isEmpty,
+              !value.contains(where: { $0 == " " || $0 == "\t" })
+        else {
+            throw SettingsError("\(name) \(value): expected a domain-prefixed path, e.g. postern.dev/ingress-controller")
+        }
+    }
 }

@@ -1,18 +1,108 @@
-{{/* The name of every object of the release. */}}
+{{/* The chart name, or nameOverride. */}}
+{{- define "postern.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* The name of every object of the release: fullnameOverride, else the
+release name when it already contains the chart name, else RELEASE-NAME. */}}
 {{- define "postern.fullname" -}}
-{{- printf "%s-postern" .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := include "postern.name" . -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
 {{- end -}}
 
 {{/* Labels on every object. */}}
 {{- define "postern.labels" -}}
-app.kubernetes.io/name: postern
-app.kubernetes.io/instance: {{ .Release.Name }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{ include "postern.selectorLabels" . }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end -}}
 
 {{/* Selector labels of the controller Pods. */}}
 {{- define "postern.selectorLabels" -}}
-app.kubernetes.io/name: postern
+app.kubernetes.io/name: {{ include "postern.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: controller
+{{- end -}}
+
+{{/* The ServiceAccount the Pods run as. */}}
+{{- define "postern.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "postern.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The IngressClass served: ingressClassResource.name, else the full name. */}}
+{{- define "postern.ingressClassName" -}}
+{{- default (include "postern.fullname" .) .Values.controller.ingressClassResource.name -}}
+{{- end -}}
+
+{{/* spec.controller of that class: unique per class unless set. */}}
+{{- define "postern.controllerValue" -}}
+{{- $class := include "postern.ingressClassName" . -}}
+{{- if .Values.controller.ingressClassResource.controllerValue -}}
+{{- .Values.controller.ingressClassResource.controllerValue -}}
+{{- else if eq $class "postern" -}}
+postern.dev/ingress-controller
+{{- else -}}
+{{- printf "postern.dev/ingress-controller-%s" $class -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The Lease used for leader election. */}}
+{{- define "postern.electionID" -}}
+{{- default (printf "%s-leader" (include "postern.fullname" .)) .Values.controller.electionID -}}
+{{- end -}}
+
+{{/* The one namespace watched with controller.scope.enabled. */}}
+{{- define "postern.watchNamespace" -}}
+{{- default .Release.Namespace .Values.controller.scope.namespace -}}
+{{- end -}}
+
+{{/* The image reference: the digest wins over the tag. */}}
+{{- define "postern.image" -}}
+{{- $image := .Values.controller.image -}}
+{{- if $image.digest -}}
+{{- printf "%s@%s" $image.repository $image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" $image.repository (default .Chart.AppVersion $image.tag) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Replicas a Deployment is asked to keep at least (for the PDB). */}}
+{{- define "postern.minimumReplicas" -}}
+{{- if .Values.controller.autoscaling.enabled -}}
+{{- .Values.controller.autoscaling.minReplicas | int -}}
+{{- else -}}
+{{- .Values.controller.replicaCount | int -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Rules for the namespaced kinds, in the ClusterRole or a Role. */}}
+{{- define "postern.namespacedRules" -}}
+- apiGroups: ["networking.k8s.io"]
+  resources: ["ingresses"]
+  verbs: ["list", "watch"]
+- apiGroups: ["networking.k8s.io"]
+  resources: ["ingresses/status"]
+  verbs: ["patch"]
+- apiGroups: [""]
+  resources: ["services", "secrets"]
+  verbs: ["list", "watch"]
+- apiGroups: ["discovery.k8s.io"]
+  resources: ["endpointslices"]
+  verbs: ["list", "watch"]
+- apiGroups: ["events.k8s.io"]
+  resources: ["events"]
+  verbs: ["create"]
 {{- end -}}

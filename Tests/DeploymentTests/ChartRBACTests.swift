@@ -1,0 +1,226 @@
+import FakeKubeAPI
+import Foundation
+import Testing
+import Yams
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// The chart's RBAC is exactly what Postern uses: Postern runs with the
+/// arguments and postern.yaml the chart renders, against the fake API
+/// server, through every duty (lists, watches, leader Lease, Ingress status,
+/// Events); then every request it made is checked against the rendered
+/// Roles and ClusterRoles as the API server's RBAC authorizer would (no
+/// request would be refused with 403), and every verb the chart grants was
+/// used (nothing granted in excess).
+@Suite(.serialized) struct ChartRBACTests {
+    /// One API request as RBAC sees it.
+    struct Access: Hashable, CustomStringConvertible {
+        var verb: String
+        var group: String
+        var resource: String
+        var namespace: String?
+        var name: String?
+        var description: String { "\(verb) \(group.isEmpty ? "core" : group)/\(resource) in \(namespace ?? "cluster")\(name.map { " name \($0)" } ?? "")" }
+    }
+
+    /// A rule of a Role or ClusterRole, with where it applies (nil: every namespace and cluster scope).
+    struct Grant {
+        var groups: [String]
+        var resources: [String]
+        var verbs: [String]
+        var resourceNames: [String]
+        var namespace: String?
+
+        func allows(_ access: Access) -> Bool {
+            guard groups.contains(access.group) || groups.contains("*") else { return false }
+            guard resources.contains(access.resource) || resources.contains("*") else { return false }
+            guard verbs.contains(access.verb) || verbs.contains("*") else { return false }
+            if let namespace, access.namespace != namespace { return false }
+            // A rule with resourceNames never allows create, list or watch of unnamed requests.
+            if !resourceNames.isEmpty { return access.name.map(resourceNames.contains) ?? false }
+            return true
+        }
+    }
+
+    /// The verb, API group, resource (with subresource), namespace and name of a request.
+    static func access(method: String, path: String, query: [String: String]) -> Access? {
+        var parts = path.split(separator: "/").map(String.init)
+        let group: String
+        if parts.first == "api", parts.count >= 2 {
+            group = ""
+            parts.removeFirst(2)
+        } else if parts.first == "apis", parts.count >= 3 {
+            group = parts[1]
+            parts.removeFirst(3)
+        } else {
+            return nil
+        }
+        var namespace: String?
+        if parts.first == "namespaces", parts.count >= 3 {
+            namespace = parts[1]
+            parts.removeFirst(2)
+        }
+        guard let resource = parts.first else { return nil }
+        let name = parts.count >= 2 ? parts[1] : nil
+        let subresource = parts.count >= 3 ? "/" + parts[2] : ""
+        let verb: String
+        switch method {
+        case "GET": verb = name != nil ? "get" : (["1", "true"].contains(query["watch"] ?? "") ? "watch" : "list")
+        case "POST": verb = "create"
+        case "PUT": verb = "update"
+        case "PATCH": verb = "patch"
+        case "DELETE": verb = name != nil ? "delete" : "deletecollection"
+        default: verb = method.lowercased()
+        }
+        return Access(verb: verb, group: group, resource: resource + subresource, namespace: namespace, name: name)
+    }
+
+    /// The rules bound to the chart's ServiceAccount.
+    static func grants(_ rendered: Rendered) -> [Grant] {
+        let account = rendered.podSpec["serviceAccountName"] as? String
+        func rules(of role: [String: Any], namespace: String?) -> [Grant] {
+            (role["rules"] as? [[String: Any]] ?? []).map { rule in
+                Grant(
+                    groups: rule["apiGroups"] as? [String] ?? [], resources: rule["resources"] as? [String] ?? [],
+                    verbs: rule["verbs"] as? [String] ?? [], resourceNames: rule["resourceNames"] as? [String] ?? [], namespace: namespace)
+            }
+        }
+        var result: [Grant] = []
+        for binding in rendered.all("ClusterRoleBinding") + rendered.all("RoleBinding") {
+            let subjects = binding["subjects"] as? [[String: Any]] ?? []
+            guard subjects.contains(where: { $0["kind"] as? String == "ServiceAccount" && $0["name"] as? String == account }) else { continue }
+            let namespace = binding[path: "metadata", "namespace"] as? String
+            let roleKind = binding[path: "roleRef", "kind"] as? String ?? ""
+            let roleName = binding[path: "roleRef", "name"] as? String
+            let role = rendered.all(roleKind).first {
+                $0[path: "metadata", "name"] as? String == roleName && (roleKind == "ClusterRole" || $0[path: "metadata", "namespace"] as? String == namespace)
+            }
+            guard let role else { continue }
+            // A ClusterRole bound by a RoleBinding applies in that namespace only.
+            result += rules(of: role, namespace: binding["kind"] as? String == "RoleBinding" ? namespace : nil)
+        }
+        return result
+    }
+
+    /// Runs Postern as the chart configures it against a fake cluster and
+    /// returns the requests it made, once it wrote status, an Event and renewed its Lease.
+    static func requestsOfAChartConfiguredPostern(_ rendered: Rendered, appsNamespace: String) throws -> [FakeKubeAPIServer.RecordedRequest] {
+        let api = FakeKubeAPIServer(bookmarkInterval: 0.5)
+        try api.start()
+        defer { api.stop() }
+        let controller = rendered.one("IngressClass")?[path: "spec", "controller"] as? String ?? "?"
+        let className = rendered.one("IngressClass")?[path: "metadata", "name"] as? String ?? "?"
+        try api.apply(#"{"apiVersion":"networking.k8s.io/v1","kind":"IngressClass","metadata":{"name":"\#(className)"},"spec":{"controller":"\#(controller)"}}"#)
+        try api.apply(#"{"apiVersion":"v1","kind":"Service","metadata":{"name":"postern","namespace":"ingress"},"spec":{"type":"LoadBalancer","ports":[{"name":"http","port":80}]},"status":{"loadBalancer":{"ingress":[{"ip":"203.0.113.5"}]}}}"#)
+        try api.apply(#"{"apiVersion":"v1","kind":"Service","metadata":{"name":"web","namespace":"\#(appsNamespace)"},"spec":{"type":"ClusterIP","ports":[{"name":"http","port":80,"targetPort":8080}]}}"#)
+        try api.apply(#"{"apiVersion":"discovery.k8s.io/v1","kind":"EndpointSlice","metadata":{"name":"web-0","namespace":"\#(appsNamespace)","labels":{"kubernetes.io/service-name":"web"}},"addressType":"IPv4","endpoints":[{"addresses":["127.0.0.1"],"conditions":{"ready":true}}],"ports":[{"name":"http","port":9,"protocol":"TCP"}]}"#)
+        for (name, path) in [("shop", "/"), ("broken", "nope")] {
+            try api.apply(#"{"apiVersion":"networking.k8s.io/v1","kind":"Ingress","metadata":{"name":"\#(name)","namespace":"\#(appsNamespace)"},"spec":{"ingressClassName":"\#(className)","rules":[{"host":"\#(name).example.com","http":{"paths":[{"path":"\#(path)","pathType":"Prefix","backend":{"service":{"name":"web","port":{"number":80}}}}]}}]}}"#)
+        }
+
+        let folder = try ChartTests.temporaryFolder()
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        try rendered.settingsText.write(toFile: folder + "/postern.yaml", atomically: true, encoding: .utf8)
+        try """
+            apiVersion: v1
+            kind: Config
+            current-context: test
+            clusters: [{name: fake, cluster: {server: "http://127.0.0.1:\(api.port)"}}]
+            contexts: [{name: test, context: {cluster: fake, user: postern, namespace: elsewhere}}]
+            users: [{name: postern, user: {token: chart-test}}]
+            """.write(toFile: folder + "/kubeconfig", atomically: true, encoding: .utf8)
+        // The chart's arguments, with the in-cluster credentials and the
+        // mounted ConfigMap replaced by local files, on loopback ports.
+        var arguments = rendered.arguments.filter { $0 != "--in-cluster" }
+        if let index = arguments.firstIndex(of: "--config") { arguments[index + 1] = folder + "/postern.yaml" }
+        arguments += [
+            "--kubeconfig", folder + "/kubeconfig", "--http-listen", "127.0.0.1:0", "--https-listen", "off",
+            "--admin-listen", "127.0.0.1:0", "--workers", "1", "--leader-election-timing", "3,2,0.5",
+        ]
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: ChartTests.postern)
+        process.arguments = arguments
+        var environment = ProcessInfo.processInfo.environment
+        environment["POD_NAME"] = "postern-0"
+        environment["POD_NAMESPACE"] = "ingress"
+        process.environment = environment
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        defer {
+            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        }
+
+        func statusWritten() -> Bool {
+            let status = api.object(resource: "ingresses", namespace: appsNamespace, name: "shop")?[path: "status", "loadBalancer", "ingress"]
+            return (status as? [[String: Any]])?.first?["ip"] as? String == "203.0.113.5"
+        }
+        func leaseRenewed() -> Bool { api.requests.contains { $0.method == "PUT" && $0.path.contains("/leases/") } }
+        let deadline = Date().addingTimeInterval(20)
+        while Date() < deadline, !(statusWritten() && !api.objects(resource: "events").isEmpty && leaseRenewed()) {
+            usleep(50_000)
+        }
+        #expect(statusWritten(), "Postern wrote no Ingress status")
+        #expect(!api.objects(resource: "events").isEmpty, "Postern recorded no Event")
+        #expect(leaseRenewed(), "Postern did not renew its Lease")
+        // The second SIGTERM ends the chart's shutdown grace period early.
+        kill(process.processIdentifier, SIGTERM)
+        usleep(200_000)
+        kill(process.processIdentifier, SIGTERM)
+        process.waitUntilExit()
+        return api.requests
+    }
+
+    static func expectExactlyWhatIsUsed(_ rendered: Rendered, appsNamespace: String) throws {
+        let grants = grants(rendered)
+        try #require(!grants.isEmpty, "no rules bound to the ServiceAccount")
+        let requests = try requestsOfAChartConfiguredPostern(rendered, appsNamespace: appsNamespace)
+        let accesses = requests.compactMap { access(method: $0.method, path: $0.path, query: $0.query) }
+        #expect(accesses.count == requests.count, "requests RBAC would not recognise: \(requests.map(\.path))")
+        let refused = Set(accesses.filter { access in !grants.contains { $0.allows(access) } })
+        #expect(refused.isEmpty, "the API server would answer 403 to: \(refused.map(\.description).sorted())")
+        // Every (group, resource, verb) granted was used at least once.
+        var unused: [String] = []
+        for grant in grants {
+            for group in grant.groups {
+                for resource in grant.resources {
+                    for verb in grant.verbs where !accesses.contains(where: {
+                        $0.group == group && $0.resource == resource && $0.verb == verb && (grant.namespace == nil || $0.namespace == grant.namespace)
+                    }) {
+                        unused.append("\(verb) \(group)/\(resource) in \(grant.namespace ?? "cluster")")
+                    }
+                }
+            }
+        }
+        #expect(unused.isEmpty, "granted but never used: \(unused)")
+    }
+
+    @Test func clusterWideRBACIsExactlyWhatPosternUses() throws {
+        try Self.expectExactlyWhatIsUsed(try Helm.render("{}"), appsNamespace: "apps")
+    }
+
+    @Test func namespacedRBACIsExactlyWhatPosternUses() throws {
+        let rendered = try Helm.render("controller: {scope: {enabled: true, namespace: apps}}\nrbac: {scope: true}")
+        #expect(rendered.all("ClusterRole").count == 1)
+        try Self.expectExactlyWhatIsUsed(rendered, appsNamespace: "apps")
+    }
+
+    @Test func authorizerModelRefusesWhatTheRulesDoNotGrant() {
+        // The check above must be able to fail: a request outside the rules is refused.
+        let lease = Grant(groups: ["coordination.k8s.io"], resources: ["leases"], verbs: ["get", "update"], resourceNames: ["postern-leader"], namespace: "ingress")
+        let read = Self.access(method: "GET", path: "/apis/coordination.k8s.io/v1/namespaces/ingress/leases/postern-leader", query: [:])
+        let other = Self.access(method: "GET", path: "/apis/coordination.k8s.io/v1/namespaces/ingress/leases/someone-else", query: [:])
+        let create = Self.access(method: "POST", path: "/apis/coordination.k8s.io/v1/namespaces/ingress/leases", query: [:])
+        let elsewhere = Self.access(method: "GET", path: "/apis/coordination.k8s.io/v1/namespaces/default/leases/postern-leader", query: [:])
+        #expect(read.map(lease.allows) == true)
+        #expect(other.map(lease.allows) == false)
+        #expect(create.map(lease.allows) == false)
+        #expect(elsewhere.map(lease.allows) == false)
+        let status = Self.access(method: "PATCH", path: "/apis/networking.k8s.io/v1/namespaces/apps/ingresses/shop/status", query: [:])
+        #expect(status?.resource == "ingresses/status")
+        #expect(status?.verb == "patch")
+        #expect(Self.access(method: "GET", path: "/api/v1/secrets", query: ["watch": "1"])?.verb == "watch")
+    }
+}
