@@ -13,6 +13,17 @@ enum ByteClass {
     private static let tokenLow: UInt64 = 0x03ff_6cfa_0000_0000
     private static let tokenHigh: UInt64 = 0x57ff_ffff_c7ff_fffe
 
+    /// `tchar` without `_`: the field-name scan takes `_` on its slow path,
+    /// so noting an underscore costs nothing for names without one.
+    @inline(__always)
+    static func isTokenOtherThanUnderscore(_ b: UInt8) -> Bool {
+        if b < 64 { return (tokenLow >> UInt64(b)) & 1 == 1 }
+        if b < 128 { return (0x57ff_ffff_47ff_fffe >> UInt64(b &- 64)) & 1 == 1 }
+        return false
+    }
+
+    static let underscore = UInt8(ascii: "_")
+
     /// `tchar`: ALPHA, DIGIT and ``!#$%&'*+-.^_`|~``.
     @inline(__always)
     static func isToken(_ b: UInt8) -> Bool {

@@ -88,7 +88,7 @@ public struct HTTP1ChunkedDecoder: Sendable {
                         return .needMore(consumed: start)
                     case .violation:
                         return fail(.badRequest(.invalidTrailer))
-                    case .field(_, _, _, let next):
+                    case .field(_, _, _, let next, _):
                         j = next
                     case .sectionEnd(let next):
                         state = .done

@@ -61,13 +61,17 @@ public struct HTTP1HeaderField: Sendable, Equatable {
     /// is parsed. Content-Length and Host are never marked through Connection: dropping them would
     /// change the framing or routing the proxy already decided on (a smuggling vector).
     public var isHopByHop: Bool
+    /// The name holds `_` (dropped by default before forwarding: backends
+    /// that map `-` and `_` to one variable would read it as another field).
+    public var nameHasUnderscore: Bool
 
     /// Creates a field from offsets.
-    public init(name: Range<Int>, value: Range<Int>, kind: HTTP1HeaderName, isHopByHop: Bool) {
+    public init(name: Range<Int>, value: Range<Int>, kind: HTTP1HeaderName, isHopByHop: Bool, nameHasUnderscore: Bool = false) {
         self.name = name
         self.value = value
         self.kind = kind
         self.isHopByHop = isHopByHop
+        self.nameHasUnderscore = nameHasUnderscore
     }
 }
 

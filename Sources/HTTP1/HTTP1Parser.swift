@@ -303,11 +303,14 @@ public enum HTTP1Parser {
                 return .failed(.badRequest(violation))
             case .sectionEnd(let next):
                 return .done(next: next)
-            case .field(let nameEnd, let valueStart, let valueEnd, let next):
+            case .field(let nameEnd, let valueStart, let valueEnd, let next, let underscore):
                 if fields.count >= maxCount { return .failed(.headerSectionTooLarge) }
                 let name = i..<nameEnd
                 let kind = HTTP1HeaderName.classify(bytes, name)
-                fields.append(HTTP1HeaderField(name: name, value: valueStart..<valueEnd, kind: kind, isHopByHop: kind.isAlwaysHopByHop))
+                fields.append(
+                    HTTP1HeaderField(
+                        name: name, value: valueStart..<valueEnd, kind: kind, isHopByHop: kind.isAlwaysHopByHop,
+                        nameHasUnderscore: underscore))
                 i = next
             }
         }
@@ -318,8 +321,9 @@ public enum HTTP1Parser {
         case violation(HTTP1Violation)
         /// The empty line ending the section; `next` is just past its CRLF.
         case sectionEnd(next: Int)
-        /// A field line starting at the scan start; `next` is just past its CRLF.
-        case field(nameEnd: Int, valueStart: Int, valueEnd: Int, next: Int)
+        /// A field line starting at the scan start; `next` is just past its
+        /// CRLF; `underscore`: the name holds `_`.
+        case field(nameEnd: Int, valueStart: Int, valueEnd: Int, next: Int, underscore: Bool)
     }
 
     /// Scans one `field-line CRLF` or the final `CRLF` (RFC 9112 §5).
@@ -336,10 +340,16 @@ public enum HTTP1Parser {
         if ByteClass.isWhitespace(first) { return .violation(.obsoleteLineFolding) }
 
         var i = start
+        var underscore = false
         while true {
             guard i < end else { return .needMore }
             let b = bytes[i]
-            if ByteClass.isToken(b) { i &+= 1; continue }
+            if ByteClass.isTokenOtherThanUnderscore(b) { i &+= 1; continue }
+            if b == ByteClass.underscore {
+                underscore = true
+                i &+= 1
+                continue
+            }
             if b == ByteClass.colon && i > start { break }
             // RFC 9112 §5.1: no whitespace between name and colon.
             if ByteClass.isWhitespace(b) { return .violation(.whitespaceBeforeColon) }
@@ -366,7 +376,7 @@ public enum HTTP1Parser {
             if b == ByteClass.cr {
                 guard i &+ 1 < end else { return .needMore }
                 guard bytes[i &+ 1] == ByteClass.lf else { return .violation(.invalidHeaderValue) }
-                return .field(nameEnd: nameEnd, valueStart: valueStart, valueEnd: valueEnd, next: i &+ 2)
+                return .field(nameEnd: nameEnd, valueStart: valueStart, valueEnd: valueEnd, next: i &+ 2, underscore: underscore)
             }
             if b == ByteClass.lf { return .violation(.bareLineFeed) }
             return .violation(.invalidHeaderValue)

@@ -159,6 +159,13 @@ extension DownstreamConnection {
         var forwardedForCount = 0
         var sawRequestID = false
         for field in head.fields where !field.isHopByHop {
+            if field.nameHasUnderscore,
+                !ForwardingFields.forwardsUnderscoreField(
+                    UnsafeRawBufferPointer(rebasing: bytes[field.name]), allowed: worker.configuration.allowUnderscoresInHeaders)
+            {
+                worker.metrics.underscoreFieldsDropped.add()
+                continue
+            }
             switch field.kind {
             case .contentLength, .expect, .xForwardedProto, .xForwardedHost, .xForwardedPort, .xRealIP:
                 // Framing is rewritten below; Expect was answered here; the

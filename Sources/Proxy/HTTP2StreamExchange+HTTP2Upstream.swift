@@ -30,6 +30,7 @@ extension HTTP2StreamExchange {
         for index in 0..<regular.count {
             let name = regular.name(at: index)
             let value = regular.value(at: index)
+            if !forwards(name) { continue }
             if name.elementsEqual("host".utf8) || name.elementsEqual("x-forwarded-proto".utf8)
                 || name.elementsEqual("x-forwarded-host".utf8) || name.elementsEqual("x-forwarded-port".utf8)
                 || name.elementsEqual("x-real-ip".utf8) || name.elementsEqual("ssl-client-cert".utf8)

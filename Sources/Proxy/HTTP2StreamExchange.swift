@@ -170,6 +170,18 @@ final class HTTP2StreamExchange: UpstreamAttempt {
         flushUpstream()
     }
 
+    /// False for a client field whose name holds `_` and that
+    /// `ForwardingFields` does not forward (counted).
+    @inline(__always)
+    func forwards(_ name: ArraySlice<UInt8>) -> Bool {
+        guard name.contains(UInt8(ascii: "_")) else { return true }
+        let forwarded = name.withUnsafeBytes {
+            ForwardingFields.forwardsUnderscoreField($0, allowed: worker.configuration.allowUnderscoresInHeaders)
+        }
+        if !forwarded { worker.metrics.underscoreFieldsDropped.add() }
+        return forwarded
+    }
+
     private static func equals(_ slice: ArraySlice<UInt8>, _ name: StaticString) -> Bool {
         slice.count == name.utf8CodeUnitCount
             && slice.elementsEqual(UnsafeBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount))
@@ -198,6 +210,7 @@ final class HTTP2StreamExchange: UpstreamAttempt {
         for index in 0..<fields.count {
             let name = fields.name(at: index)
             let value = fields.value(at: index)
+            if !forwards(name) { continue }
             if Self.equals(name, "host") || Self.equals(name, "te") || Self.equals(name, "cookie")
                 || Self.equals(name, "content-length") || Self.equals(name, "x-forwarded-proto")
                 || Self.equals(name, "x-forwarded-host") || Self.equals(name, "x-forwarded-port")

@@ -19,6 +19,9 @@ public struct ProxyConfiguration: Sendable {
     public var http2MaxResetsPerSecond: Int = 100
     /// Status of the HTTP → HTTPS redirect (`--http-redirect-code`: 301, 302, 307 or 308).
     public var httpRedirectCode: Int = 308
+    /// `enable-underscores-in-headers`: forward client fields whose names
+    /// hold `_` (default false, as in ingress-nginx: they are dropped).
+    public var allowUnderscoresInHeaders = false
     /// Number of worker loops (each with its own SO_REUSEPORT listener).
     public var workers: Int
     /// Upstream TCP connect timeout (`proxy-connect-timeout`, 5 s).

@@ -95,6 +95,10 @@ public final class MetricsRegistry: Sendable {
             "postern_http2_flood_closes_total", "HTTP/2 client connections closed with GOAWAY for abuse, by reason.",
             HTTP2FloodKind.allCases.map { kind in ("{reason=\"\(kind.label)\"}", sum { $0.http2FloodCloses[kind.rawValue] }) })
         counter("postern_https_redirects_total", "Plain-HTTP requests redirected to HTTPS.", [("", sum { $0.httpsRedirects })])
+        counter(
+            "postern_underscore_fields_dropped_total",
+            "Client header fields not forwarded because their names hold an underscore (enable-underscores-in-headers).",
+            [("", sum { $0.underscoreFieldsDropped })])
         counter("postern_config_reloads_total", "Routing tables published after a configuration change.", [("", configReloads.current)])
         counter(
             "postern_config_reload_errors_total", "Configuration loads that reported errors; the last good configuration kept serving.",

@@ -120,6 +120,8 @@ public final class WorkerMetrics: Sendable {
     public let tlsHandshakeFailures = Counter()
     /// Plain-HTTP requests redirected to HTTPS.
     public let httpsRedirects = Counter()
+    /// Client fields dropped because their names hold `_`.
+    public let underscoreFieldsDropped = Counter()
     /// Client connections refused because the process is out of descriptors
     /// (EMFILE/ENFILE, or at the reserve kept for the admin endpoint).
     public let acceptDescriptorExhaustion = Counter()

@@ -21,6 +21,7 @@ struct Settings {
     var hstsIncludeSubdomains = true
     var hstsPreload = false
     var httpRedirectCode = 308
+    var enableUnderscoresInHeaders = false
     /// Offer HTTP/2 on HTTPS (ALPN h2), as ingress-nginx's `use-http2`.
     var useHTTP2 = true
     /// Accept cleartext HTTP/2 with prior knowledge on the HTTP listener.
@@ -79,6 +80,7 @@ struct Settings {
         "hsts": { $0.hsts = try boolean($1, $2) },
         "use-http2": { $0.useHTTP2 = try boolean($1, $2) },
         "h2c": { $0.h2c = try boolean($1, $2) },
+        "enable-underscores-in-headers": { $0.enableUnderscoresInHeaders = try boolean($1, $2) },
         "http2-max-concurrent-streams": { $0.http2MaxConcurrentStreams = try integer($1, $2, minimum: 1) },
         "http2-initial-window-size": { $0.http2InitialWindowSize = try integer($1, $2, minimum: 65_535) },
         "http2-max-resets-per-second": { $0.http2MaxResetsPerSecond = try integer($1, $2, minimum: 1) },
@@ -216,6 +218,7 @@ struct Settings {
             configuration.httpsListen = secure
         }
         configuration.httpRedirectCode = httpRedirectCode
+        configuration.allowUnderscoresInHeaders = enableUnderscoresInHeaders
         configuration.h2c = h2c
         configuration.http2MaxConcurrentStreams = UInt32(min(http2MaxConcurrentStreams, Int(UInt32.max)))
         configuration.http2InitialWindowSize = UInt32(min(http2InitialWindowSize, Int(Int32.max)))
