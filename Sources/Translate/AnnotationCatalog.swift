@@ -23,6 +23,16 @@ public enum AnnotationCatalog {
         /// less protected than its author asked (authentication, limits,
         /// snippets, WAF, ...): the Ingress is refused (its rules answer 503).
         case unsupportedSecurity
+
+        /// How the docs and `postern check` name the class.
+        public var label: String {
+            switch self {
+            case .honoured: return "honoured"
+            case .withoutEffect: return "accepted, no effect"
+            case .unsupported: return "ignored, warning"
+            case .unsupportedSecurity: return "refused (503)"
+            }
+        }
     }
 
     /// One documented key.
@@ -63,6 +73,16 @@ public enum AnnotationCatalog {
         }
         return result
     }()
+
+    /// The catalog as a Markdown table, as `docs/annotations.md` holds it
+    /// (a test keeps the two equal).
+    public static func markdownTable() -> String {
+        var text = "| annotation | Postern | why / effect |\n|---|---|---|\n"
+        for entry in entries {
+            text += "| `\(entry.name)` | \(entry.support.label) | \(entry.note) |\n"
+        }
+        return text
+    }
 
     /// Levenshtein distance between two byte strings.
     private static func editDistance(_ a: [UInt8], _ b: [UInt8]) -> Int {

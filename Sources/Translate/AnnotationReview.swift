@@ -190,6 +190,18 @@ public struct AnnotationReview: Sendable, Equatable {
     }
 }
 
+extension RouteModel {
+    /// The Ingresses (`namespace/name`) with a refused route, for the
+    /// `postern_ingresses_refused` metric and reports.
+    public var refusedIngresses: Set<String> {
+        var sources: Set<String> = []
+        for host in virtualHosts {
+            for route in host.routes where route.policy.refusal != nil { sources.insert(route.source) }
+        }
+        return sources
+    }
+}
+
 /// Go's `strconv.ParseBool`, which ingress-nginx uses for boolean annotations.
 enum GoBool {
     static func parse(_ text: String) -> Bool? {
