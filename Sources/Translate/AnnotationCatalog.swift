@@ -106,7 +106,7 @@ public enum AnnotationCatalog {
         Entry(name: name, support: .unsupportedSecurity, note: note)
     }
 
-    private static let externalAuthentication = "external authentication (auth-url) is not implemented"
+    private static let externalAuthentication = "external authentication is not implemented"
     private static let basicAuthentication = "basic and digest authentication are not implemented"
     private static let rateLimits = "request, connection and bandwidth limits are not implemented"
     private static let globalRateLimits = "the global rate limiter is not implemented"

@@ -64,7 +64,7 @@ public struct AnnotationReview: Sendable, Equatable {
                 verdict = review(key: key, value: value, annotations: annotations)
             } else if key.hasPrefix(AnnotationCatalog.posternPrefix) {
                 verdict = AnnotationVerdict(
-                    key: key, value: value, outcome: .ignored, reason: "Postern defines no annotation of this name")
+                    key: key, value: value, outcome: .ignored, reason: "unknown: Postern defines no annotation of this name")
             } else {
                 continue
             }
@@ -76,12 +76,12 @@ public struct AnnotationReview: Sendable, Equatable {
             case .ignored:
                 let known = AnnotationCatalog.entry(forKey: key) != nil
                 diagnostics.append(Diagnostic(.warning, object, field: field, reason: known ? "UnsupportedAnnotation" : "UnknownAnnotation",
-                    message: "annotation \(key) \(verdict.reason); ignored"))
+                    message: "annotation \(key): \(verdict.reason); ignored"))
             case .refused:
                 let unsupported = AnnotationCatalog.entry(forKey: key)?.support == .unsupportedSecurity
                 refusals.append(unsupported ? "annotation \(key) is not supported" : "annotation \(key) has an invalid value")
                 diagnostics.append(Diagnostic(.error, object, field: field, reason: unsupported ? "UnsupportedAnnotation" : "InvalidAnnotation",
-                    message: "annotation \(key) \(verdict.reason); the Ingress's rules answer 503 until "
+                    message: "annotation \(key): \(verdict.reason); the Ingress's rules answer 503 until "
                         + (unsupported ? "it is removed" : "the value is fixed")))
             }
         }
@@ -104,7 +104,7 @@ public struct AnnotationReview: Sendable, Equatable {
         guard let entry = AnnotationCatalog.entry(forKey: key) else {
             let name = String(key.dropFirst(AnnotationCatalog.nginxPrefix.count))
             let hint = AnnotationCatalog.closestName(to: name).map { " (did you mean \(AnnotationCatalog.nginxPrefix)\($0)?)" } ?? ""
-            return verdict(.ignored, "is not an annotation ingress-nginx documents\(hint)")
+            return verdict(.ignored, "unknown: not an annotation ingress-nginx documents\(hint)")
         }
         switch entry.support {
         case .withoutEffect:
@@ -116,12 +116,12 @@ public struct AnnotationReview: Sendable, Equatable {
                 }
                 isCanary = true
             }
-            return verdict(.ignored, "is not supported: \(entry.note)")
+            return verdict(.ignored, "not supported: \(entry.note)")
         case .unsupportedSecurity:
-            return verdict(.refused, "is not supported (\(entry.note)) and ignoring it would leave the routes less protected")
+            return verdict(.refused, "not supported, and serving without it would leave the routes less protected: \(entry.note)")
         case .honoured:
             if let problem = problem(key: key, value: value, annotations: annotations) {
-                return verdict(.refused, "has an invalid value: \(problem)")
+                return verdict(.refused, "invalid value: \(problem)")
             }
             return verdict(.honoured, entry.note)
         }
@@ -268,4 +268,14 @@ extension Substring {
         while let last = text.last, set.contains(last) { text.removeLast() }
         return String(text)
     }
+}
+
+/// The annotation review of every Ingress this controller serves (by class,
+/// as `translate` selects them), sorted by namespace and name: what
+/// `postern check` reports for a migration from ingress-nginx.
+public func reviewAnnotations(_ snapshot: ObjectSnapshot, options: TranslateOptions) -> [(ingress: ObjectKey, review: AnnotationReview)] {
+    let classFilter = IngressClassFilter(options: options, classes: snapshot.ingressClasses)
+    return snapshot.ingresses.filter { classFilter.serves($0) }
+        .sorted { ($0.metadata.namespace, $0.metadata.name) < ($1.metadata.namespace, $1.metadata.name) }
+        .map { ($0.key, AnnotationReview($0)) }
 }

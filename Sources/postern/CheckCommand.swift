@@ -28,7 +28,7 @@ struct ManifestOptions: ParsableArguments {
     var defaultBackendService: String?
 
     /// Loads the directory and translates it, with each diagnostic's file filled in.
-    func translateDirectory() throws -> (translation: TranslationResult, diagnostics: [Diagnostic], table: RoutingTable, objects: Int) {
+    func translateDirectory() throws -> DirectoryTranslation {
         var settings = try config.map(Settings.load(path:)) ?? Settings()
         if let manifests { settings.manifests = manifests }
         if let controllerClass { settings.controllerClass = controllerClass }
@@ -52,7 +52,8 @@ struct ManifestOptions: ParsableArguments {
             diagnostics.append(diagnostic)
         }
         diagnostics.sort()
-        return (translation, diagnostics, RoutingTable(model: translation.model, generation: 1), load.objects.count)
+        return (translation, diagnostics, RoutingTable(model: translation.model, generation: 1), load.objects.count,
+            MigrationReport(load: load, options: settings.translateOptions))
     }
 }
 
@@ -69,16 +70,25 @@ struct Check: ParsableCommand {
 
     @OptionGroup var options: ManifestOptions
 
+    @Option(help: "text, or json for scripts (diagnostics and the per-Ingress annotation report).")
+    var output: MigrationReport.Format = .text
+
     func run() throws {
-        let result: (translation: TranslationResult, diagnostics: [Diagnostic], table: RoutingTable, objects: Int)
+        let result: DirectoryTranslation
         do {
             result = try options.translateDirectory()
         } catch let error as SettingsError {
             throw exitWithSettingsError(error)
         }
+        if output == .json {
+            print(result.report.json(diagnostics: result.diagnostics))
+            if result.diagnostics.contains(where: { $0.severity == .error }) { throw ExitCode(1) }
+            return
+        }
         for diagnostic in result.diagnostics {
             print(diagnostic.description)
         }
+        print(result.report.text(), terminator: "")
         let model = result.translation.model
         let errors = result.diagnostics.filter { $0.severity == .error }.count
         let warnings = result.diagnostics.count - errors

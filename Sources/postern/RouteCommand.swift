@@ -44,7 +44,7 @@ struct RouteRequest: ParsableCommand {
     }
 
     func run() throws {
-        let result: (translation: TranslationResult, diagnostics: [Diagnostic], table: RoutingTable, objects: Int)
+        let result: DirectoryTranslation
         let request: (host: String, path: String)
         do {
             request = try RouteRequest.split(url: url, headers: headers)
