@@ -83,6 +83,14 @@ extension EndToEndTests {
                     #expect(response.status == 503, "\(name) \(path)")
                 }
             }
+            // HTTP/2 (cleartext, prior knowledge) gets the same answer.
+            for (name, _, _) in FailClosedFixture.refused {
+                let h2 = try runCommand("/usr/bin/curl", [
+                    "-sS", "--http2-prior-knowledge", "-o", "/dev/null", "-w", "%{http_version} %{http_code}",
+                    "-H", "Host: \(name).example.com", "http://127.0.0.1:\(fixture.postern.port)/",
+                ])
+                #expect(h2.stdout == "2 503", "\(name) over HTTP/2")
+            }
             // /stats itself is one request to the backend.
             #expect(try fixture.backend.stats().requests == before + 1, "no refused request reached the backend")
             let neighbour = try HTTPClient.request(port: fixture.postern.port, path: "/", host: "neighbour.example.com")
