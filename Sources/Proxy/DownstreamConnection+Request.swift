@@ -53,6 +53,16 @@ extension DownstreamConnection {
             originForm: authorityEnd..<target.upperBound, hostFromTarget: true)
     }
 
+    /// The body length a request head declares; nil when only the body's
+    /// end tells (chunked).
+    private func declaredBodyLength(_ framing: HTTP1BodyFraming) -> UInt64? {
+        switch framing {
+        case .none: return 0
+        case let .contentLength(length): return length
+        case .chunked, .untilClose: return nil
+        }
+    }
+
     private func isHTTPScheme(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>) -> Bool {
         let lower = range.map { bytes[$0] | 0x20 }
         return lower == Array("http".utf8) || lower == Array("https".utf8)
@@ -70,7 +80,7 @@ extension DownstreamConnection {
         case .none, .untilClose, .contentLength(0): requestBody = .complete
         case let .contentLength(length): requestBody = .contentLength(remaining: length)
         case .chunked:
-            requestBody = .chunked
+            requestBody = .chunked(budget: .max)
             requestChunkedDecoder = HTTP1ChunkedDecoder()
         }
         if head.isCONNECT {
@@ -87,7 +97,8 @@ extension DownstreamConnection {
         }
         let facts = RequestFacts(
             authority: target.host.map { UnsafeRawBufferPointer(rebasing: bytes[$0]) } ?? UnsafeRawBufferPointer(start: nil, count: 0),
-            target: UnsafeRawBufferPointer(rebasing: bytes[target.originForm]), pathLength: target.path.count)
+            target: UnsafeRawBufferPointer(rebasing: bytes[target.originForm]), pathLength: target.path.count,
+            clientAddress: clientAddress, declaredBodyLength: declaredBodyLength(head.framing))
         let outcome = worker.pipeline.decide(
             facts, tls: tls, table: worker.table, secure: worker.secure, rewriteInto: worker.rewriteBuffer,
             metrics: worker.metrics, redirectStatus: worker.configuration.httpRedirectCode)
@@ -97,7 +108,8 @@ extension DownstreamConnection {
             respondWithError(response, headParsed: true)
         case let .redirect(status):
             respondWithRedirect(bytes, target: target, status: status)
-        case let .forward(found, rewrite, passClientCertificate):
+        case let .forward(found, rewrite, passClientCertificate, bodyLimit):
+            if case .chunked = requestBody { requestBody = .chunked(budget: bodyLimit) }
             if found.upstream.wireProtocol != .http && found.upstream.wireProtocol != .https {
                 // gRPC and H2C endpoints are reached from HTTP/2 clients only.
                 worker.metrics.count(.badRequest)
@@ -244,10 +256,22 @@ extension DownstreamConnection {
                 readBuffer.consume(count)
                 forwarded += UInt64(count)
                 requestBody = remaining == UInt64(count) ? .complete : .contentLength(remaining: remaining - UInt64(count))
-            case .chunked:
+            case let .chunked(budget):
                 let input = readBuffer.readable
                 switch requestChunkedDecoder.next(input) {
                 case let .data(range, consumed):
+                    guard UInt64(range.count) <= budget else {
+                        // proxy-body-size: cut at once, never buffered.
+                        worker.metrics.count(.bodyTooLarge)
+                        if responseHeadDone {
+                            abort()
+                        } else {
+                            readBuffer.clear()
+                            respondWithError(.contentTooLarge, headParsed: false)
+                        }
+                        return
+                    }
+                    requestBody = .chunked(budget: budget - UInt64(range.count))
                     out.appendChunkHeader(size: range.count)
                     out.append(input, range)
                     out.append("\r\n")

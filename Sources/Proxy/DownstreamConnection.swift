@@ -40,7 +40,8 @@ final class DownstreamConnection: EventHandler, UpstreamAttempt, ClientConnectio
     enum RequestBody: Equatable {
         case complete
         case contentLength(remaining: UInt64)
-        case chunked
+        /// `budget`: body bytes still allowed by the route's `proxy-body-size`.
+        case chunked(budget: UInt64)
     }
 
     /// How the response body is read from the upstream.
@@ -78,6 +79,8 @@ final class DownstreamConnection: EventHandler, UpstreamAttempt, ClientConnectio
     let writeBuffer = ByteBuffer(capacity: 16 * 1024)
     /// The client's address as text, for X-Forwarded-For and X-Real-IP.
     let peerText: [UInt8]
+    /// The peer's address for source-range checks (nil: unknown).
+    let clientAddress: ClientAddress?
     var head = HTTP1RequestHead()
 
     // Deadline bookkeeping (loop milliseconds).
@@ -129,6 +132,7 @@ final class DownstreamConnection: EventHandler, UpstreamAttempt, ClientConnectio
         self.isTLS = tls != nil
         self.state = tls != nil ? .handshaking : .waitingForRequest
         self.peerText = Array((peer?.hostText ?? "unknown").utf8)
+        self.clientAddress = peer.flatMap { ClientAddress(bytes: $0.bytes) }
         let now = worker.loop.now
         self.idleSince = now
         self.lastReadProgress = now

@@ -11,13 +11,16 @@ public enum ErrorResponse: Int, CaseIterable, Sendable {
     case badRequest, notFound, requestTimeout, uriTooLong, headerTooLarge, notImplemented
     case badGateway, badGatewayMalformed, serviceUnavailable, gatewayTimeout, versionNotSupported
     case methodNotAllowed, misdirected, needsHTTP2
-    case clientCertificateRequired, unsafeTarget
+    case clientCertificateRequired, unsafeTarget, forbidden, contentTooLarge, routeRefused
 
     /// The status code sent.
     public var status: Int {
         switch self {
         case .badRequest, .clientCertificateRequired, .unsafeTarget: return 400
         case .notFound: return 404
+        case .forbidden: return 403
+        case .contentTooLarge: return 413
+        case .routeRefused: return 503
         case .methodNotAllowed: return 405
         case .misdirected: return 421
         case .needsHTTP2: return 502
@@ -41,6 +44,10 @@ public enum ErrorResponse: Int, CaseIterable, Sendable {
             return "400 bad request: this host requires a client certificate signed by its CA, over HTTPS with this host as SNI\n"
         case .unsafeTarget:
             return "400 bad request: the request target holds a fragment (#), a backslash, or an encoded slash, backslash or NUL in its path\n"
+        case .forbidden: return "403 forbidden: this client's address may not use this route (source ranges)\n"
+        case .contentTooLarge: return "413 content too large: the request body exceeds this route's proxy-body-size\n"
+        case .routeRefused:
+            return "503 service unavailable: this route's Ingress uses an annotation Postern does not honour, so it is not served (see postern check)\n"
         case .methodNotAllowed: return "405 method not allowed: CONNECT is not proxied\n"
         case .needsHTTP2: return "502 bad gateway: this backend speaks HTTP/2 (gRPC or H2C); connect with HTTP/2\n"
         case .misdirected: return "421 misdirected request: this connection's certificate does not serve the requested host\n"

@@ -1,6 +1,7 @@
 import Glibc
 import HTTP2
 import Reactor
+import Routing
 import TLS
 import Telemetry
 
@@ -21,6 +22,8 @@ final class HTTP2Connection: EventHandler, ClientConnection, HTTP2ServerSessionD
     var interest: Interest = .none
     let isTLS: Bool
     let peerText: [UInt8]
+    /// The peer's address for source-range checks (nil: unknown).
+    let clientAddress: ClientAddress?
     private(set) var session: HTTP2ServerSession!
     /// Bytes read from the socket, fed to the session at once.
     let readBuffer = ByteBuffer(capacity: 32 * 1024)
@@ -47,6 +50,7 @@ final class HTTP2Connection: EventHandler, ClientConnection, HTTP2ServerSessionD
         self.tls = tls
         self.isTLS = tls != nil
         self.peerText = peerText
+        self.clientAddress = SocketAddress.parseIP(String(decoding: peerText, as: UTF8.self)).flatMap { ClientAddress(bytes: $0) }
         tls?.tuneForMultiplexing()
         self.lastActivity = worker.loop.now
         var settings = HTTP2Settings()

@@ -215,7 +215,8 @@ extension HTTP2StreamExchange {
     }
 
     /// gRPC's own error reply: HTTP 200, trailers-only, `grpc-status` and
-    /// `grpc-message` (14 UNAVAILABLE for 502/503/504, 12 UNIMPLEMENTED for 404).
+    /// `grpc-message` (14 UNAVAILABLE for 502/503/504, 12 UNIMPLEMENTED for 404,
+    /// 7 PERMISSION_DENIED for 403, 8 RESOURCE_EXHAUSTED for 413).
     func respondGRPCError(_ response: ErrorResponse) {
         if let h2Upstream {
             h2Upstream.cancel(self)
@@ -226,8 +227,10 @@ extension HTTP2StreamExchange {
         var fields = HTTP2Fields()
         let status: StaticString
         switch response.status {
+        case 403: status = "7"
         case 404: status = "12"
         case 405, 414: status = "13"
+        case 413: status = "8"
         default: status = "14"
         }
         fields.append("content-type", value: "application/grpc".utf8)

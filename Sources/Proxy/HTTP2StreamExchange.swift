@@ -66,6 +66,8 @@ final class HTTP2StreamExchange: UpstreamAttempt {
     /// (held while the client's stream buffer is full).
     var unacknowledgedResponse = 0
     var responseStarted = false
+    /// Request body bytes the route's `proxy-body-size` still allows.
+    var requestBodyBudget = UInt64.max
 
     init(stream: Int32, connection: HTTP2Connection) {
         self.stream = stream
@@ -109,6 +111,7 @@ final class HTTP2StreamExchange: UpstreamAttempt {
         pendingRequestTrailers = nil
         unacknowledgedResponse = 0
         responseStarted = false
+        requestBodyBudget = .max
     }
 
     // MARK: Request
@@ -130,7 +133,10 @@ final class HTTP2StreamExchange: UpstreamAttempt {
         let outcome = authority.withUnsafeBytes { authorityBytes in
             path.withUnsafeBytes { target in
                 worker.pipeline.decide(
-                    RequestFacts(authority: authorityBytes, target: target, pathLength: query - path.startIndex),
+                    RequestFacts(
+                        authority: authorityBytes, target: target, pathLength: query - path.startIndex,
+                        clientAddress: connection.clientAddress,
+                        declaredBodyLength: endStream ? 0 : head.contentLength.map { UInt64(clamping: $0) }),
                     tls: connection.tls, table: worker.table, secure: worker.secure, rewriteInto: worker.rewriteBuffer,
                     metrics: worker.metrics, redirectStatus: worker.configuration.httpRedirectCode)
             }
@@ -144,8 +150,9 @@ final class HTTP2StreamExchange: UpstreamAttempt {
         case let .redirect(status):
             respondWithRedirect(status: status, path: path)
             return
-        case let .forward(found, foundRewrite, pass):
+        case let .forward(found, foundRewrite, pass, bodyLimit):
             cluster = found
+            requestBodyBudget = bodyLimit
             rewrite = foundRewrite
             passClientCertificate = pass
         }
@@ -260,6 +267,13 @@ final class HTTP2StreamExchange: UpstreamAttempt {
 
     /// Request body bytes from the client (valid during the call).
     func requestBody(_ bytes: UnsafeRawBufferPointer, endStream: Bool) {
+        if !bytes.isEmpty, !finished {
+            guard UInt64(bytes.count) <= requestBodyBudget else {
+                refuseOversizedBody(bytes.count)
+                return
+            }
+            requestBodyBudget -= UInt64(bytes.count)
+        }
         if cluster.map({ $0.upstream.wireProtocol != .http && $0.upstream.wireProtocol != .https }) == true {
             forwardRequestBodyHTTP2(bytes, endStream: endStream)
             return
@@ -281,6 +295,27 @@ final class HTTP2StreamExchange: UpstreamAttempt {
             requestComplete = true
         }
         flushUpstream()
+    }
+
+    /// The body grew past the route's `proxy-body-size`: 413 while no
+    /// response has begun, else the stream is reset; the upstream request is
+    /// abandoned either way and nothing more is buffered.
+    private func refuseOversizedBody(_ count: Int) {
+        worker.metrics.count(.bodyTooLarge)
+        session.consumed(stream: stream, bytes: count)
+        if let h2Upstream {
+            h2Upstream.cancel(self)
+            self.h2Upstream = nil
+        }
+        if responseHeadDone || responseStarted {
+            upstream?.close()
+            upstream = nil
+            finished = true
+            session.resetStream(stream: stream, errorCode: .cancel)
+            connection.requestFlush()
+        } else {
+            respondLocally(.contentTooLarge)
+        }
     }
 
     /// Request trailers end the body (forwarded when the body is chunked).

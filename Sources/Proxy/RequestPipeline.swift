@@ -26,6 +26,11 @@ struct RequestFacts {
     var target: UnsafeRawBufferPointer
     /// How many bytes of `target` are the path (up to `?`).
     var pathLength: Int
+    /// The client's address (nil: unknown, e.g. a Unix socket).
+    var clientAddress: ClientAddress?
+    /// The body length the request declares (Content-Length), nil when
+    /// unknown (chunked, or an HTTP/2 stream without content-length).
+    var declaredBodyLength: UInt64?
 }
 
 /// What the pipeline decided for one request. The protocol code only
@@ -39,7 +44,9 @@ enum RequestOutcome {
     case redirect(status: Int)
     /// Proxy to `cluster`; `rewrite` says which path to send.
     /// `passClientCertificate`: send `ssl-client-cert` / `ssl-client-verify`.
-    case forward(cluster: CompiledCluster, rewrite: PathRewrite, passClientCertificate: Bool)
+    /// `bodyLimit`: cut the request (413, or a reset once the response has
+    /// begun) when its body grows past this many bytes (`UInt64.max`: no limit).
+    case forward(cluster: CompiledCluster, rewrite: PathRewrite, passClientCertificate: Bool, bodyLimit: UInt64)
 }
 
 /// Every per-request decision, made once for HTTP/1.1 connections and
@@ -56,6 +63,10 @@ enum RequestOutcome {
 ///    connection whose handshake verified them exactly as that host would
 ///    (else 421 when SNI named another host, 400 otherwise).
 /// 4. **route**: the routing table picks the cluster (404, 503, 414).
+/// 5. **policy**: the chosen rule's `RoutePolicy`: a refused Ingress gets
+///    503, a client outside its source ranges 403, a declared body over its
+///    `proxy-body-size` 413; the limit goes with the forward outcome for
+///    bodies of unknown length.
 ///
 /// Every check reads the canonical host, so no two checks can disagree on
 /// which host a request is for. Loop-bound (one per worker): the canonical
@@ -128,6 +139,13 @@ final class RequestPipeline {
             metrics.count(.noRoute)
             return .respond(.notFound)
         case let .cluster(found):
+            // Phase 5: policy. A refused route is never served, whatever
+            // state its backend is in.
+            let policy = routed.policy
+            if let policy, policy.isRefused {
+                metrics.count(.routeRefused)
+                return .respond(.routeRefused)
+            }
             if found.endpoints.isEmpty {
                 metrics.count(.noEndpoints)
                 return .respond(.serviceUnavailable)
@@ -136,7 +154,22 @@ final class RequestPipeline {
                 metrics.count(.uriTooLong)
                 return .respond(.uriTooLong)
             }
-            return .forward(cluster: found, rewrite: routed.rewrite, passClientCertificate: passClientCertificate)
+            var bodyLimit = UInt64.max
+            if let policy {
+                if !policy.admits(request.clientAddress) {
+                    metrics.count(.forbidden)
+                    return .respond(.forbidden)
+                }
+                if let limit = policy.maximumBodySize {
+                    if let declared = request.declaredBodyLength, declared > limit {
+                        metrics.count(.bodyTooLarge)
+                        return .respond(.contentTooLarge)
+                    }
+                    bodyLimit = limit
+                }
+            }
+            return .forward(
+                cluster: found, rewrite: routed.rewrite, passClientCertificate: passClientCertificate, bodyLimit: bodyLimit)
         }
     }
 

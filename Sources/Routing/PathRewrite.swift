@@ -108,10 +108,14 @@ public struct RouteResult: Sendable {
     public var decision: RouteDecision
     /// Whether (and how) the upstream path changes.
     public var rewrite: PathRewrite
+    /// What the chosen rule asks of the request (nil: nothing; also when a
+    /// default backend answered).
+    public var policy: CompiledRoutePolicy?
 
     /// Creates a result.
-    public init(decision: RouteDecision, rewrite: PathRewrite) {
+    public init(decision: RouteDecision, rewrite: PathRewrite, policy: CompiledRoutePolicy? = nil) {
         self.decision = decision
         self.rewrite = rewrite
+        self.policy = policy
     }
 }

@@ -27,6 +27,7 @@ extension RoutingTable {
         var routes: [CompiledRoute] = []
         var regexRoutes: [CompiledRegexRoute] = []
         var rewrites: [RewriteTemplate] = []
+        var policies: [CompiledRoutePolicy] = []
         var anyHost: Int32 = -1
         var defaultCluster: Int32 = -1
         /// nil when the table cannot be the base of a patch (a model that
@@ -43,6 +44,7 @@ extension RoutingTable {
         /// From scratch: the path keys (a patch inserts into `pathTable`).
         private var pathKeys: ByteKeyTable.Builder? = nil
         private var rewriteIndex: [String: Int32] = [:]
+        private var policyIndex: [RoutePolicy: Int32] = [:]
         private var regexCache: [String: LinearRegex?] = [:]
         private var reusableClusters: [CompiledCluster] = []
 
@@ -167,10 +169,20 @@ extension RoutingTable {
                         rewrites.append(RewriteTemplate(target))
                     }
                 }
+                var policy: Int32 = -1
+                if !route.policy.isEmpty {
+                    if let existing = policyIndex[route.policy] {
+                        policy = existing
+                    } else {
+                        policy = Int32(policies.count)
+                        policyIndex[route.policy] = policy
+                        policies.append(CompiledRoutePolicy(route.policy))
+                    }
+                }
                 guard let cluster = clusterIndex(route.cluster) else { return false }
                 clusterUses[Int(cluster)] += 1
                 let routeIndex = Int32(routes.count)
-                routes.append(CompiledRoute(cluster: cluster, rewrite: rewrite, modelRoute: Int32(modelRoute)))
+                routes.append(CompiledRoute(cluster: cluster, rewrite: rewrite, modelRoute: Int32(modelRoute), policy: policy))
                 switch route.match {
                 case .exact:
                     compiled.hasExactPaths = true
@@ -240,6 +252,7 @@ extension RoutingTable {
             routes = previous.routes
             regexRoutes = previous.regexRoutes
             rewrites = previous.rewrites
+            policies = previous.policies
             anyHost = previous.anyHost
             defaultCluster = previous.defaultCluster
             clusterNames = state.clusterNames
@@ -313,7 +326,8 @@ extension RoutingTable {
                   clusterNames.removedCount <= clusterNames.count + slack,
                   state.freeHosts.count <= virtualHosts.count / 2 + slack,
                   state.freeClusters.count <= clusters.count / 2 + slack,
-                  rewrites.count <= routes.count + slack
+                  rewrites.count <= routes.count + slack,
+                  policies.count <= routes.count + slack
             else { return nil }
             state.clusterNames = clusterNames
             state.clusterUses = clusterUses

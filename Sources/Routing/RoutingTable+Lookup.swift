@@ -67,6 +67,7 @@ extension RoutingTable {
     ) -> RouteResult {
         let hostIndex = virtualHostIndex(host: host)
         var cluster: Int32 = -1
+        var policy: Int32 = -1
         var rewrite = PathRewrite.none
         if hostIndex >= 0 {
             let vhost = virtualHosts[Int(hostIndex)]
@@ -76,24 +77,26 @@ extension RoutingTable {
                     let count = PathNormalization.normalize(path, into: buffer.baseAddress!)
                     cluster = matchRoute(
                         UnsafeRawBufferPointer(start: buffer.baseAddress, count: count), host: UInt32(hostIndex), vhost,
-                        rewriteInto: rewriteInto, wantsRewrite: wantsRewrite, rewrite: &rewrite)
+                        rewriteInto: rewriteInto, wantsRewrite: wantsRewrite, rewrite: &rewrite, policy: &policy)
                 }
             } else {
                 cluster = matchRoute(
                     path, host: UInt32(hostIndex), vhost, rewriteInto: rewriteInto, wantsRewrite: wantsRewrite,
-                    rewrite: &rewrite)
+                    rewrite: &rewrite, policy: &policy)
             }
             if cluster < 0 { cluster = vhost.defaultCluster }
         }
         if cluster < 0 { cluster = defaultCluster }
-        return RouteResult(decision: cluster < 0 ? .notFound : .cluster(clusters[Int(cluster)]), rewrite: rewrite)
+        return RouteResult(
+            decision: cluster < 0 ? .notFound : .cluster(clusters[Int(cluster)]), rewrite: rewrite,
+            policy: policy < 0 ? nil : policies[Int(policy)])
     }
 
     /// Cluster of the chosen rule (and its rewrite), or -1.
     @inline(__always)
     private func matchRoute(
         _ path: UnsafeRawBufferPointer, host: UInt32, _ vhost: CompiledVirtualHost,
-        rewriteInto: UnsafeMutableRawBufferPointer, wantsRewrite: Bool, rewrite: inout PathRewrite
+        rewriteInto: UnsafeMutableRawBufferPointer, wantsRewrite: Bool, rewrite: inout PathRewrite, policy: inout Int32
     ) -> Int32 {
         if vhost.regexStart < vhost.regexEnd {
             return withUnsafeTemporaryAllocation(of: Int32.self, capacity: 2 * LinearRegex.maximumGroups) { offsets in
@@ -104,6 +107,7 @@ extension RoutingTable {
                 if wantsRewrite, route.rewrite >= 0 {
                     rewrite = applyRewrite(route.rewrite, path: path, offsets: offsets, groups: groups, into: rewriteInto)
                 }
+                policy = route.policy
                 return route.cluster
             }
         }
@@ -113,6 +117,7 @@ extension RoutingTable {
         if wantsRewrite, route.rewrite >= 0 {
             rewrite = applyRewrite(route.rewrite, path: path, offsets: nil, groups: 0, into: rewriteInto)
         }
+        policy = route.policy
         return route.cluster
     }
 

@@ -32,6 +32,8 @@ public final class RoutingTable: Sendable {
     let regexRoutes: [CompiledRegexRoute]
     /// Rewrite templates referenced by `CompiledRoute.rewrite`.
     let rewrites: [RewriteTemplate]
+    /// Request policies referenced by `CompiledRoute.policy` (one per distinct policy).
+    let policies: [CompiledRoutePolicy]
     /// Index of the `.any` virtual host, -1 when none.
     let anyHost: Int32
     /// Cluster index of the model's default cluster, -1 when none.
@@ -80,6 +82,8 @@ public final class RoutingTable: Sendable {
         var rewrite: Int32
         /// Position of the rule in its model virtual host's `routes`.
         var modelRoute: Int32
+        /// Index into `policies`, -1 for none.
+        var policy: Int32
     }
 
     struct CompiledRegexRoute: Sendable {
@@ -115,6 +119,7 @@ public final class RoutingTable: Sendable {
         routes = compilation.routes
         regexRoutes = compilation.regexRoutes
         rewrites = compilation.rewrites
+        policies = compilation.policies
         anyHost = compilation.anyHost
         defaultCluster = compilation.defaultCluster
         patchState = compilation.patchState

@@ -53,7 +53,7 @@ public enum UpstreamErrorKind: Int, CaseIterable, Sendable {
 public enum DownstreamErrorKind: Int, CaseIterable, Sendable {
     case badRequest, uriTooLong, headerTooLarge, notImplemented, versionNotSupported
     case headerTimeout, bodyTimeout, noRoute, clientReset
-    case misdirected, clientCertificate, unsafeTarget
+    case misdirected, clientCertificate, unsafeTarget, forbidden, bodyTooLarge, routeRefused
 
     /// The Prometheus label value.
     public var label: String {
@@ -70,6 +70,9 @@ public enum DownstreamErrorKind: Int, CaseIterable, Sendable {
         case .misdirected: return "misdirected"
         case .clientCertificate: return "client_certificate"
         case .unsafeTarget: return "unsafe_target"
+        case .forbidden: return "forbidden"
+        case .bodyTooLarge: return "body_too_large"
+        case .routeRefused: return "route_refused"
         }
     }
 }

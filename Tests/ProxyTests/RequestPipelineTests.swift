@@ -117,7 +117,10 @@ private final class Configuration: @unchecked Sendable {
     }
 
     /// The pipeline's decision as text: `redirect 308`, `respond 421`, `forward tls.test pass`.
-    func decide(host: String, path: String = "/x", tls: TLSFacts?) -> String {
+    func decide(
+        host: String, path: String = "/x", tls: TLSFacts?, client: String? = nil, declaredBody: UInt64? = 0,
+        table: RoutingTable? = nil
+    ) -> String {
         var host = host
         var path = path
         let outcome = host.withUTF8 { hostBytes in
@@ -125,15 +128,19 @@ private final class Configuration: @unchecked Sendable {
                 pipeline.decide(
                     RequestFacts(
                         authority: UnsafeRawBufferPointer(hostBytes), target: UnsafeRawBufferPointer(pathBytes),
-                        pathLength: pathBytes.firstIndex(of: UInt8(ascii: "?")) ?? pathBytes.count),
-                    tls: tls, table: table, secure: secure, rewriteInto: rewrite, metrics: metrics, redirectStatus: 308)
+                        pathLength: pathBytes.firstIndex(of: UInt8(ascii: "?")) ?? pathBytes.count,
+                        clientAddress: client.flatMap { IPAddress(parsing: $0) }.flatMap { ClientAddress(bytes: $0.bytes) },
+                        declaredBodyLength: declaredBody),
+                    tls: tls, table: table ?? self.table, secure: secure, rewriteInto: rewrite, metrics: metrics,
+                    redirectStatus: 308)
             }
         }
         switch outcome {
         case let .respond(response): return "respond \(response.status)"
         case let .redirect(status):
             return "redirect \(status) \(String(decoding: pipeline.canonicalHost, as: UTF8.self))"
-        case let .forward(cluster, _, pass): return "forward \(cluster.name)" + (pass ? " pass" : "")
+        case let .forward(cluster, _, pass, limit):
+            return "forward \(cluster.name)" + (pass ? " pass" : "") + (limit == .max ? "" : " limit \(limit)")
         }
     }
 }
@@ -202,5 +209,64 @@ private final class Configuration: @unchecked Sendable {
             compared += 1
         }
         #expect(compared == 403)
+    }
+}
+
+@Suite struct RequestPipelinePolicies {
+    /// policy.test: `/refused` (an unsupported annotation), `/allow` (only
+    /// 10.0.0.0/8 and fd00::/8, but not 10.9.0.0/16), `/deny` (everyone but
+    /// 192.0.2.0/24), `/small` (at most 1,000 body bytes).
+    private static func table() -> RoutingTable {
+        func route(_ path: String, _ policy: RoutePolicy) -> Route {
+            Route(path: path, match: .prefix, cluster: "app", source: "default/policy", policy: policy)
+        }
+        let ranges = { (texts: [String]) in texts.compactMap { IPRange(parsing: $0) } }
+        let host = VirtualHost(
+            host: .exact("policy.test"),
+            routes: [
+                route("/refused", RoutePolicy(refusal: "annotation nginx.ingress.kubernetes.io/auth-url is not supported")),
+                route("/allow", RoutePolicy(allowedSourceRanges: ranges(["10.0.0.0/8", "fd00::/8"]), deniedSourceRanges: ranges(["10.9.0.0/16"]))),
+                route("/deny", RoutePolicy(deniedSourceRanges: ranges(["192.0.2.0/24"]))),
+                route("/small", RoutePolicy(maximumBodySize: 1000)),
+                route("/", RoutePolicy()),
+            ])
+        return RoutingTable(
+            model: RouteModel(virtualHosts: [host], clusters: [Cluster(name: "app", endpoints: [Endpoint(address: .v4(127, 0, 0, 1), port: 80)])]),
+            generation: 1)
+    }
+
+    @Test func refusalSourceRangesAndBodyLimitsAreEnforcedPerRoute() throws {
+        let c = try Configuration()
+        let t = Self.table()
+        func decide(_ path: String, _ client: String?, body: UInt64? = 0) -> String {
+            c.decide(host: "policy.test", path: path, tls: nil, client: client, declaredBody: body, table: t)
+        }
+        #expect(decide("/refused/x", "10.0.0.1") == "respond 503", "never served, whatever the client")
+        #expect(decide("/allow/x", "10.1.2.3") == "forward app")
+        #expect(decide("/allow/x", "::ffff:10.1.2.3") == "forward app", "an IPv4-mapped address is its IPv4 address")
+        #expect(decide("/allow/x", "fd00::7") == "forward app")
+        #expect(decide("/allow/x", "10.9.1.1") == "respond 403", "the deny list wins")
+        #expect(decide("/allow/x", "11.0.0.1") == "respond 403")
+        #expect(decide("/allow/x", "2001:db8::1") == "respond 403")
+        #expect(decide("/allow/x", nil) == "respond 403", "an unknown address is not in an allow list")
+        #expect(decide("/deny/x", "192.0.2.9") == "respond 403")
+        #expect(decide("/deny/x", "198.51.100.1") == "forward app")
+        #expect(decide("/small", "10.0.0.1", body: 1000) == "forward app limit 1000")
+        #expect(decide("/small", "10.0.0.1", body: 1001) == "respond 413")
+        #expect(decide("/small", "10.0.0.1", body: nil) == "forward app limit 1000", "an unknown length is cut while it streams")
+        #expect(decide("/other", "203.0.113.1", body: nil) == "forward app")
+        #expect(c.metrics.downstreamErrors[DownstreamErrorKind.forbidden.rawValue].current == 5, "each refusal is counted")
+    }
+
+    @Test func anAllowListOfAThousandRangesIsOneSearch() throws {
+        var ranges: [IPRange] = []
+        for index in 0..<1000 {
+            ranges.append(try #require(IPRange(parsing: "10.\(index / 250).\(index % 250).0/24")))
+        }
+        let policy = CompiledRoutePolicy(RoutePolicy(allowedSourceRanges: ranges))
+        #expect(policy.admits(ClientAddress(bytes: [10, 3, 249, 7])))
+        #expect(policy.admits(ClientAddress(bytes: [10, 0, 0, 1])))
+        #expect(!policy.admits(ClientAddress(bytes: [10, 3, 250, 1])))
+        #expect(!policy.admits(ClientAddress(bytes: [10, 4, 0, 1])))
     }
 }
