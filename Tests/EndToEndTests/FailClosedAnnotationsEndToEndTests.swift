@@ -73,7 +73,7 @@ extension EndToEndTests {
             } != nil)
         }
 
-        @Test(.disabled("needs the pipeline's refusal enforcement on main"))
+        @Test
         func refusedIngressesAnswer503AndNeverReachTheBackend() throws {
             let fixture = try FailClosedFixture()
             let before = try fixture.backend.stats().requests
