@@ -98,3 +98,62 @@ extension EndToEndTests {
         }
     }
 }
+
+/// The policy annotations Translate parses, enforced by the real binary on
+/// a loopback client (127.0.0.1).
+final class PolicyAnnotationsFixture: @unchecked Sendable {
+    /// (Ingress name, annotations): one host NAME.example.com each.
+    static let ingresses: [(name: String, annotations: [String: String])] = [
+        ("inside", ["whitelist-source-range": "10.0.0.0/8, 127.0.0.0/8"]),
+        ("outside", ["whitelist-source-range": "10.0.0.0/8, 2001:db8::/32"]),
+        ("newer-name", ["allowlist-source-range": "192.0.2.0/24"]),
+        ("denied", ["denylist-source-range": "127.0.0.1"]),
+        ("small", ["proxy-body-size": "1k"]),
+        ("unlimited", ["proxy-body-size": "0"]),
+        ("bad-range", ["whitelist-source-range": "127.0.0.0/33"]),
+    ]
+
+    let backend: EchoBackend
+    let manifests: ManifestFolder
+    let postern: PosternProcess
+
+    init() throws {
+        backend = try EchoBackend(name: "app")
+        manifests = try ManifestFolder()
+        var text = Manifests.ingressClass + Manifests.service("svc-app", ports: [backend.port])
+        for (name, annotations) in PolicyAnnotationsFixture.ingresses {
+            let rendered = annotations.map { "\"nginx.ingress.kubernetes.io/\($0.key)\": \"\($0.value)\"" }.joined(separator: ", ")
+            text += Manifests.ingress(name, rules: [("\(name).example.com", "/", "Prefix", "svc-app")])
+                .replacingOccurrences(
+                    of: "metadata: {name: \(name), namespace: default}",
+                    with: "metadata: {name: \(name), namespace: default, annotations: {\(rendered)}}")
+        }
+        try manifests.write("ingresses.yaml", text)
+        postern = try PosternProcess(manifests: manifests)
+    }
+
+    func status(_ name: String, method: String = "GET", bodySize: Int = 0) throws -> Int {
+        try HTTPClient.request(
+            port: postern.port, method: method, path: "/", host: "\(name).example.com",
+            body: Array(repeating: UInt8(ascii: "x"), count: bodySize)
+        ).status
+    }
+}
+
+extension EndToEndTests {
+    @Suite struct PolicyAnnotations {
+        @Test func sourceRangeAndBodySizeAnnotationsAreEnforced() throws {
+            let fixture = try PolicyAnnotationsFixture()
+            #expect(try fixture.status("inside") == 200)
+            #expect(try fixture.status("outside") == 403)
+            #expect(try fixture.status("newer-name") == 403)
+            #expect(try fixture.status("denied") == 403)
+            #expect(try fixture.status("small", method: "POST", bodySize: 1024) == 200)
+            #expect(try fixture.status("small", method: "POST", bodySize: 1025) == 413)
+            #expect(try fixture.status("unlimited", method: "POST", bodySize: 256 * 1024) == 200)
+            // An invalid range refuses the Ingress instead of serving it to everyone.
+            #expect(try fixture.status("bad-range") == 503)
+            #expect(try fixture.postern.metric("postern_ingresses_refused") == 1)
+        }
+    }
+}
