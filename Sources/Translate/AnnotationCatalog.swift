@@ -239,7 +239,7 @@ public enum AnnotationCatalog {
         refused("proxy-ssl-ciphers", upstreamTLSLimits),
         honoured("proxy-ssl-name", "SNI sent to HTTPS backends and the name verified"),
         refused("proxy-ssl-protocols", upstreamTLSLimits),
-        honoured("proxy-ssl-secret", "CA bundle trusted for HTTPS backends"),
+        honoured("proxy-ssl-secret", "the Secret's ca.crt is trusted for HTTPS backends (its tls.crt/tls.key are not presented to them)"),
         noEffect("proxy-ssl-server-name", "SNI is always sent to HTTPS backends"),
         honoured("proxy-ssl-verify", "verify HTTPS backends' certificates (on or off)"),
         refused("proxy-ssl-verify-depth", upstreamTLSLimits),

@@ -118,12 +118,35 @@ public struct AnnotationReview: Sendable, Equatable {
             }
             return verdict(.ignored, "not supported: \(entry.note)")
         case .unsupportedSecurity:
+            if let why = AnnotationReview.asksForNothing(name: entry.name, value: value) {
+                return verdict(.withoutEffect, why)
+            }
             return verdict(.refused, "not supported, and serving without it would leave the routes less protected: \(entry.note)")
         case .honoured:
             if let problem = problem(key: key, value: value, annotations: annotations) {
                 return verdict(.refused, "invalid value: \(problem)")
             }
             return verdict(.honoured, entry.note)
+        }
+    }
+
+    /// Why a security-relevant key asks for nothing with this value (so
+    /// ignoring it weakens nothing), or nil: an empty value, a switch
+    /// turned off (`enable-modsecurity: "false"`, which ingress-nginx users
+    /// write to exempt a path from a global WAF), a limit of 0 (nginx's
+    /// "no limit"), `satisfy: all` (the default).
+    static func asksForNothing(name: String, value: String) -> String? {
+        let trimmed = value.filter { $0 != " " && $0 != "\t" && $0 != "\n" && $0 != "\r" }
+        if trimmed.isEmpty { return "empty: asks for nothing" }
+        switch name {
+        case "enable-modsecurity", "enable-owasp-core-rules", "ssl-passthrough":
+            return GoBool.parse(value) == false ? "turned off: Postern has nothing to turn off" : nil
+        case "limit-connections", "limit-rps", "limit-rpm", "limit-rate", "limit-rate-after", "global-rate-limit":
+            return trimmed == "0" ? "0: no limit" : nil
+        case "satisfy":
+            return trimmed == "all" ? "all: the default" : nil
+        default:
+            return nil
         }
     }
 

@@ -103,6 +103,16 @@ private func policies(_ result: TranslationResult, of name: String) -> [RoutePol
         #expect(policies(result, of: "web") == [RoutePolicy(), RoutePolicy()])
     }
 
+    @Test(arguments: [
+        ("enable-modsecurity", "false"), ("enable-owasp-core-rules", "false"), ("ssl-passthrough", "false"),
+        ("limit-rps", "0"), ("limit-rate", "0"), ("satisfy", "all"), ("auth-url", ""), ("configuration-snippet", "  \n"),
+    ])
+    func securityKeyThatAsksForNothingDoesNotRefuse(key: String, value: String) {
+        let result = translate(documents(ingressClass, backends, annotated("web", annotations: [key: value])))
+        #expect(result.diagnostics.isEmpty)
+        #expect(policies(result, of: "web") == [RoutePolicy(), RoutePolicy()])
+    }
+
     @Test func misspeltKeyIsAWarningNamingTheClosestKnownKey() {
         let result = translate(documents(ingressClass, backends,
             annotated("web", annotations: ["whitelist-source-rnage": "10.0.0.0/8", "postern.dev/anything": "x"])))
