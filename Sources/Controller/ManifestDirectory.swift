@@ -73,6 +73,22 @@ public final class ManifestDirectory {
         return result
     }
 
+    /// Why `path` cannot be listed, for the diagnostic: out of file
+    /// descriptors (the process, EMFILE, or the system, ENFILE) is told apart
+    /// from a missing or unreadable directory.
+    static func listingFailureReason(_ path: String) -> String {
+        guard let directory = opendir(path) else {
+            let error = errno
+            switch error {
+            case EMFILE: return "out of file descriptors: EMFILE, the process limit (ulimit -n) is reached"
+            case ENFILE: return "out of file descriptors: ENFILE, the system-wide limit is reached"
+            default: return String(cString: strerror(error))
+            }
+        }
+        closedir(directory)
+        return "listing failed"
+    }
+
     /// Loads the directory, reading only files that changed since the last load.
     public func load() -> ManifestLoad {
         var directoryDiagnostics: [Diagnostic] = []
@@ -85,7 +101,7 @@ public final class ManifestDirectory {
             names = lastListing ?? []
             directoryDiagnostics.append(Diagnostic(
                 severity: .error, kind: "", namespace: "", name: "", file: path, reason: "InvalidManifest",
-                message: "cannot list manifest directory; keeping \(names.count) files loaded before"))
+                message: "cannot list manifest directory (\(Self.listingFailureReason(path))); keeping \(names.count) files loaded before"))
         }
         var failed: [String] = []
         var seen = Set<String>()

@@ -107,6 +107,8 @@ public final class HTTP2ServerSession {
     public var openStreamCount: Int { core.streams.count }
     /// Resets charged to the client so far (Rapid Reset accounting), for metrics.
     public var resetsCounted: Int { core.resetsCounted }
+    /// Frames charged to the client's control-frame budget so far, for tests.
+    public var controlFramesCounted: Int { core.controlFramesCounted }
 
     /// Submits the response head. `fields` are regular fields, lowercase names,
     /// no connection-specific ones (see `HTTP2Fields.isConnectionSpecific`).

@@ -109,7 +109,6 @@ extension HTTP2SessionCore {
         lastActivity = clock()
         switch type {
         case NGHTTP2_DATA.rawValue:
-            if header.length == 0, !endStream { countControlFrame() }
             if endStream, let stream = streams[header.stream_id], !stream.rejected {
                 let empty = UnsafeRawBufferPointer(start: nil, count: 0)
                 switch role {
@@ -125,16 +124,14 @@ extension HTTP2SessionCore {
         case NGHTTP2_RST_STREAM.rawValue:
             streams[header.stream_id]?.peerReset = true
             countReset()
+        // SETTINGS, PING, PRIORITY and empty DATA were charged to the
+        // control-frame budget by `accountInboundFrames` before nghttp2 saw them.
         case NGHTTP2_SETTINGS.rawValue:
-            if ack { settingsSentAt = nil } else { countControlFrame() }
+            if ack { settingsSentAt = nil }
         case NGHTTP2_PING.rawValue:
-            if !ack {
-                countControlFrame()
-            } else if shutdown == .noticeSent, Self.isShutdownPing(frame.pointee.ping.opaque_data) {
+            if ack, shutdown == .noticeSent, Self.isShutdownPing(frame.pointee.ping.opaque_data) {
                 finishGracefulShutdown()
             }
-        case NGHTTP2_PRIORITY.rawValue:
-            countControlFrame()
         case NGHTTP2_GOAWAY.rawValue:
             let goaway = frame.pointee.goaway
             let code = HTTP2ErrorCode(rawValue: goaway.error_code)
@@ -264,6 +261,8 @@ extension HTTP2SessionCore {
         }
         let count = min(length, stream.bufferedBytes)
         if count > 0 {
+            // One DATA frame goes out: the peer may acknowledge it.
+            earnWindowUpdateCredit(Self.windowUpdateCreditPerDataFrame)
             stream.sendBuffer.withUnsafeBytes { bytes in
                 UnsafeMutableRawPointer(buffer).copyMemory(from: bytes.baseAddress! + stream.sendOffset, byteCount: count)
             }

@@ -127,6 +127,33 @@ final class HTTP2SessionCore {
     var resetsCounted = 0
     var controlFramesCounted = 0
 
+    // Inbound frame accounting (`accountInboundFrames`): a frame-header
+    // scanner that runs ahead of nghttp2. nghttp2 does not call back for the
+    // frames it drops (PRIORITY under SETTINGS_NO_RFC7540_PRIORITIES, unknown
+    // types), and counting first keeps a flood from reaching nghttp2 at all.
+    /// Connection preface bytes still to skip (the client's magic, server only).
+    var scanPrefaceRemaining: Int
+    /// Payload bytes of the current inbound frame still to skip.
+    var scanPayloadRemaining = 0
+    /// A frame header split across reads: its first `scanHeaderCount` bytes.
+    var scanHeader: (UInt64, UInt64) = (0, 0)
+    var scanHeaderCount = 0
+    /// WINDOW_UPDATE frames the peer may send without being charged to the
+    /// control-frame budget: earned by the DATA frames we send and the
+    /// streams the peer opens (see `HTTP2Settings.maxControlFramesPerSecond`).
+    var windowUpdateCredit = HTTP2SessionCore.initialWindowUpdateCredit
+
+    /// Free WINDOW_UPDATEs at the start of a connection (a client enlarging
+    /// its connection and first streams' windows).
+    static let initialWindowUpdateCredit = 16
+    /// Free WINDOW_UPDATEs per DATA frame we send: one for the stream and one
+    /// for the connection, the most a client acknowledging every frame sends.
+    static let windowUpdateCreditPerDataFrame = 2
+    /// Most free WINDOW_UPDATEs a connection can bank: far more DATA frames
+    /// than any client leaves unacknowledged, few enough that a banked flood
+    /// costs milliseconds.
+    static let maxWindowUpdateCredit = 65_536
+
     /// Opaque data of the PING sent with the shutdown notice; its ACK (one
     /// round trip later, RFC 9113 §6.8) triggers the final GOAWAY.
     static let shutdownPing: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) = (0x50, 0x53, 0x54, 0x52, 0x4e, 0x53, 0x48, 0x44)
@@ -139,6 +166,7 @@ final class HTTP2SessionCore {
         let now = clock()
         rateWindowStart = now
         lastActivity = now
+        scanPrefaceRemaining = role == .server ? HTTP2Preface.bytes.count : 0
 
         var callbacks: OpaquePointer?
         precondition(nghttp2_session_callbacks_new(&callbacks) == 0, "nghttp2 callbacks allocation must succeed")
@@ -206,6 +234,9 @@ final class HTTP2SessionCore {
             return  // Closing by our decision: the rest of the peer's input is ignored.
         }
         guard let base = bytes.baseAddress, bytes.count > 0 else { return }
+        accountInboundFrames(bytes)
+        // A flood found in these bytes: nghttp2 never does its work.
+        if closeReason != nil { return }
         let processed = nghttp2_session_mem_recv(session, base.assumingMemoryBound(to: UInt8.self), bytes.count)
         if processed < 0 {
             let error = Self.sessionError(Int32(truncatingIfNeeded: processed))
@@ -403,12 +434,92 @@ final class HTTP2SessionCore {
         if resetsInWindow > settings.maxResetsPerSecond { terminate(.enhanceYourCalm, reason: .rapidReset) }
     }
 
-    /// PING, SETTINGS, PRIORITY and empty DATA: frames that cost us work and carry no request.
+    /// Frames that cost us work and carry no request (see `chargeInboundFrame`).
     func countControlFrame() {
         controlFramesCounted += 1
         rollRateWindow()
         controlFramesInWindow += 1
         if controlFramesInWindow > settings.maxControlFramesPerSecond { terminate(.enhanceYourCalm, reason: .controlFrameFlood) }
+    }
+
+    /// Walks the frame headers in `bytes` (RFC 9113 §4.1: 9 bytes, then the
+    /// payload, skipped) and charges each frame. Keeps its place across calls;
+    /// stops at the first frame that closes the connection. No allocation.
+    func accountInboundFrames(_ bytes: UnsafeRawBufferPointer) {
+        var index = 0
+        let count = bytes.count
+        if scanPrefaceRemaining > 0 {
+            let skipped = min(scanPrefaceRemaining, count)
+            scanPrefaceRemaining -= skipped
+            index = skipped
+        }
+        while index < count {
+            if scanPayloadRemaining > 0 {
+                let skipped = min(scanPayloadRemaining, count - index)
+                scanPayloadRemaining -= skipped
+                index += skipped
+                continue
+            }
+            let length: Int
+            let type: UInt8
+            let flags: UInt8
+            let stream: UInt32
+            if scanHeaderCount == 0, count - index >= 9 {
+                (length, type, flags, stream) = Self.frameHeader(UnsafeRawBufferPointer(rebasing: bytes[index..<(index + 9)]))
+                index += 9
+            } else {
+                let taken = min(9 - scanHeaderCount, count - index)
+                withUnsafeMutableBytes(of: &scanHeader) { header in
+                    header.baseAddress!.advanced(by: scanHeaderCount)
+                        .copyMemory(from: bytes.baseAddress!.advanced(by: index), byteCount: taken)
+                }
+                scanHeaderCount += taken
+                index += taken
+                guard scanHeaderCount == 9 else { return }
+                scanHeaderCount = 0
+                (length, type, flags, stream) = withUnsafeBytes(of: &scanHeader) { Self.frameHeader(UnsafeRawBufferPointer(rebasing: $0[0..<9])) }
+            }
+            scanPayloadRemaining = length
+            chargeInboundFrame(type: type, flags: flags, stream: stream, length: length)
+            if closeReason != nil { return }
+        }
+    }
+
+    @inline(__always)
+    func earnWindowUpdateCredit(_ amount: Int) {
+        windowUpdateCredit = min(windowUpdateCredit + amount, Self.maxWindowUpdateCredit)
+    }
+
+    @inline(__always)
+    static func frameHeader(_ header: UnsafeRawBufferPointer) -> (length: Int, type: UInt8, flags: UInt8, stream: UInt32) {
+        let length = Int(header[0]) << 16 | Int(header[1]) << 8 | Int(header[2])
+        let stream = (UInt32(header[5]) << 24 | UInt32(header[6]) << 16 | UInt32(header[7]) << 8 | UInt32(header[8])) & 0x7fff_ffff
+        return (length, header[3], header[4], stream)
+    }
+
+    /// The accounting rule (docs/http2.md): a frame that carries a request,
+    /// body bytes or a reset is free (resets have their own budget); one
+    /// that only costs work counts against `maxControlFramesPerSecond`:
+    /// SETTINGS, PING, PRIORITY, GOAWAY, PUSH_PROMISE, unknown types, DATA
+    /// without bytes and without END_STREAM, HEADERS or CONTINUATION without
+    /// a header block, and WINDOW_UPDATE beyond the credit our own DATA
+    /// frames earned (`windowUpdateCreditPerDataFrame` each).
+    @inline(__always)
+    func chargeInboundFrame(type: UInt8, flags: UInt8, stream: UInt32, length: Int) {
+        switch type {
+        case 0x0:  // DATA
+            if length == 0, flags & UInt8(NGHTTP2_FLAG_END_STREAM.rawValue) == 0 { countControlFrame() }
+        case 0x1:  // HEADERS: a stream the peer may then acknowledge our DATA on.
+            if length == 0 { countControlFrame() } else { earnWindowUpdateCredit(1) }
+        case 0x3:  // RST_STREAM: counted by `countReset` once nghttp2 parsed it.
+            break
+        case 0x8:  // WINDOW_UPDATE
+            if windowUpdateCredit > 0 { windowUpdateCredit -= 1 } else { countControlFrame() }
+        case 0x9:  // CONTINUATION (their number per block is nghttp2's `maxContinuations`)
+            if length == 0 { countControlFrame() }
+        default:  // PRIORITY, SETTINGS, PUSH_PROMISE, PING, GOAWAY, unknown types
+            countControlFrame()
+        }
     }
 
     func checkTimeouts() -> HTTP2CloseReason? {

@@ -30,8 +30,12 @@ public struct HTTP2Settings: Sendable, Equatable {
     /// (its RST_STREAMs plus streams we reset for its protocol errors) before the
     /// connection gets GOAWAY ENHANCE_YOUR_CALM.
     public var maxResetsPerSecond: Int = 100
-    /// PING, SETTINGS, PRIORITY and empty DATA frames per second a peer may send
-    /// before GOAWAY ENHANCE_YOUR_CALM (CVE-2019-9512, -9515, -9518).
+    /// Frames per second that cost work without carrying a request or body
+    /// bytes a peer may send before GOAWAY ENHANCE_YOUR_CALM (CVE-2019-9512,
+    /// -9514, -9515, -9518): SETTINGS, PING, PRIORITY, GOAWAY, PUSH_PROMISE,
+    /// unknown frame types, empty DATA without END_STREAM, empty HEADERS or
+    /// CONTINUATION, and WINDOW_UPDATE beyond two per DATA frame we sent
+    /// (plus one per stream the peer opened and 16 at the start).
     public var maxControlFramesPerSecond: Int = 200
     /// Queued SETTINGS/PING ACKs a peer that does not read may cause before
     /// nghttp2 closes the session (its own flood guard).
@@ -115,7 +119,8 @@ public struct HTTP2ErrorCode: RawRepresentable, Hashable, Sendable, CustomString
 public enum HTTP2CloseReason: Sendable, Equatable {
     /// Rapid Reset: too many stream resets per second (GOAWAY ENHANCE_YOUR_CALM sent).
     case rapidReset
-    /// Too many PING/SETTINGS/PRIORITY/empty DATA frames per second (GOAWAY ENHANCE_YOUR_CALM sent).
+    /// Too many frames that carry no request per second: PING, SETTINGS,
+    /// PRIORITY, unearned WINDOW_UPDATE, empty DATA... (GOAWAY ENHANCE_YOUR_CALM sent).
     case controlFrameFlood
     /// The peer did not acknowledge our SETTINGS in time (GOAWAY SETTINGS_TIMEOUT sent).
     case settingsTimeout

@@ -83,18 +83,37 @@ final class AdminListener: EventHandler {
 
     init(server: AdminServer) { self.server = server }
 
+    /// After a failed accept (out of descriptors), accepting pauses until then.
+    private var pausedUntil: UInt64 = 0
+
     func handleReadiness(_ readiness: Readiness) {
-        while case let .accepted(fd, _) = Socket.accept(server.listenFD) {
-            let connection = AdminConnection(fd: fd, server: server)
-            if let registration = try? server.loop.register(fd: fd, interest: .read, handler: connection) {
-                connection.registration = registration
-            } else {
-                Socket.close(fd)
+        while true {
+            switch Socket.accept(server.listenFD) {
+            case let .accepted(fd, _):
+                let connection = AdminConnection(fd: fd, server: server)
+                if let registration = try? server.loop.register(fd: fd, interest: .read, handler: connection) {
+                    connection.registration = registration
+                } else {
+                    Socket.close(fd)
+                }
+            case .wouldBlock:
+                return
+            case .failed:
+                // The pending connection stays: a level-triggered listener
+                // would wake at once, again and again. Retry shortly.
+                if let registration { server.loop.setInterest(registration, .none) }
+                pausedUntil = server.loop.now + 100
+                return
             }
         }
     }
 
-    func tick(now: UInt64) {}
+    func tick(now: UInt64) {
+        if pausedUntil != 0, now >= pausedUntil, let registration {
+            pausedUntil = 0
+            server.loop.setInterest(registration, .read)
+        }
+    }
 }
 
 final class AdminConnection: EventHandler {

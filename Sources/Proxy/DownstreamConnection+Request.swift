@@ -262,13 +262,7 @@ extension DownstreamConnection {
                 case let .data(range, consumed):
                     guard UInt64(range.count) <= budget else {
                         // proxy-body-size: cut at once, never buffered.
-                        worker.metrics.count(.bodyTooLarge)
-                        if responseHeadDone {
-                            abort()
-                        } else {
-                            readBuffer.clear()
-                            respondWithError(.contentTooLarge, headParsed: false)
-                        }
+                        stopRequestBody(.contentTooLarge, counting: .bodyTooLarge, forwarded: forwarded)
                         return
                     }
                     requestBody = .chunked(budget: budget - UInt64(range.count))
@@ -290,18 +284,25 @@ extension DownstreamConnection {
                     readBuffer.consume(consumed)
                     requestBody = .complete
                 case .failed:
-                    worker.metrics.count(.badRequest)
-                    if responseHeadDone {
-                        abort()
-                    } else {
-                        readBuffer.clear()
-                        respondWithError(.badRequest, headParsed: false)
-                    }
+                    stopRequestBody(.badRequest, counting: .badRequest, forwarded: forwarded)
                     return
                 }
             }
         }
         worker.metrics.requestBytesIn.add(forwarded)
+    }
+
+    /// Ends an exchange whose request body cannot go on: `response` when the
+    /// upstream has not answered yet, else the connection is cut.
+    private func stopRequestBody(_ response: ErrorResponse, counting reason: DownstreamErrorKind, forwarded: UInt64) {
+        worker.metrics.count(reason)
+        worker.metrics.requestBytesIn.add(forwarded)
+        if responseHeadDone {
+            abort()
+        } else {
+            readBuffer.clear()
+            respondWithError(response, headParsed: false)
+        }
     }
 
     /// Writes queued request bytes upstream (when connected).

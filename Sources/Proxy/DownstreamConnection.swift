@@ -158,6 +158,16 @@ final class DownstreamConnection: EventHandler, UpstreamAttempt, ClientConnectio
             }
             flushDownstream()
         }
+        if state == .proxying, peerClosedRead {
+            // The client's FIN was seen (and `.ignoringReadHangup` asked
+            // epoll not to repeat it): reading again would find only that
+            // end of file. Only a reset matters now.
+            if !readiness.isDisjoint(with: [.hangup, .error]) {
+                worker.metrics.count(.clientReset)
+                abort()
+            }
+            return
+        }
         if state != .closed, !readiness.isDisjoint(with: [.readable, .hangup, .error, .readHangup]) {
             readFromClient()
         }
@@ -351,7 +361,10 @@ final class DownstreamConnection: EventHandler, UpstreamAttempt, ClientConnectio
         case .waitingForRequest:
             if readBuffer.writableBytes > 0 || readBuffer.capacity < readBufferLimit { wanted.insert(.read) }
         case .proxying:
-            if !peerClosedRead {
+            if peerClosedRead {
+                // The client's FIN is known: stop epoll reporting it on every wait.
+                wanted.insert(.ignoringReadHangup)
+            } else {
                 if requestBody != .complete {
                     if let upstream, upstream.writeBuffer.readableBytes < worker.configuration.bufferHighWaterMark {
                         wanted.insert(.read)

@@ -277,6 +277,12 @@ final class HTTP2Connection: EventHandler, ClientConnection, HTTP2ServerSessionD
     func close() {
         guard !closed else { return }
         closed = true
+        switch session.closeReason {
+        case .rapidReset: worker.metrics.http2FloodCloses[HTTP2FloodKind.rapidReset.rawValue].add()
+        case .controlFrameFlood: worker.metrics.http2FloodCloses[HTTP2FloodKind.controlFrames.rawValue].add()
+        case .protocolError(.flooded): worker.metrics.http2FloodCloses[HTTP2FloodKind.unreadOutput.rawValue].add()
+        default: break
+        }
         for exchange in streams.allValues { exchange.abandon() }
         streams.removeAll()
         spareExchanges.removeAll()

@@ -1,4 +1,5 @@
 import Glibc
+import Synchronization
 import Reactor
 import Routing
 import TLS
@@ -12,6 +13,14 @@ import Telemetry
 public final class ProxyServer: @unchecked Sendable {
     private let workers: [Worker]
     private var threads: [pthread_t] = []
+    /// Worker threads whose loop has returned.
+    private let stoppedWorkers = Atomic<Int>(0)
+    /// Monotonic milliseconds by which `wait` returns after a `drain` (0: no drain yet).
+    private let drainDeadline = Atomic<UInt64>(0)
+    /// How long after the drain deadline `wait` still waits for a worker that
+    /// has not stopped (its loop closes everything at the deadline itself).
+    static let drainGraceMilliseconds: UInt64 = 2_000
+    private let log = OperationsLog()
     /// The address actually bound (port 0 resolved to the real port).
     public let boundAddress: SocketAddress
     /// The HTTPS address actually bound (nil without HTTPS).
@@ -70,12 +79,13 @@ public final class ProxyServer: @unchecked Sendable {
     /// Starts one thread per worker.
     public func start() throws {
         for worker in workers {
-            let thread = try WorkerThread.start(name: "postern-w\(worker.index)") {
+            let thread = try WorkerThread.start(name: "postern-w\(worker.index)") { [self] in
                 do {
                     try worker.run()
                 } catch {
                     fatalError("worker \(worker.index) could not start: \(error)")
                 }
+                stoppedWorkers.add(1, ordering: .releasing)
             }
             threads.append(thread)
         }
@@ -95,11 +105,28 @@ public final class ProxyServer: @unchecked Sendable {
     /// Stops accepting, closes idle connections and lets in-flight requests
     /// finish for up to `timeoutMilliseconds`; then closes what is left.
     public func drain(timeoutMilliseconds: UInt64) {
+        drainDeadline.store(EventLoop.monotonicMilliseconds() + timeoutMilliseconds, ordering: .relaxed)
         for worker in workers { worker.drain(timeoutMilliseconds: timeoutMilliseconds) }
     }
 
-    /// Blocks until every worker thread has exited (after `drain`).
+    /// Blocks until every worker thread has exited. After `drain`, returns at
+    /// the latest `drainGraceMilliseconds` after the drain deadline even if a
+    /// worker is still running (logged): the drain timeout bounds shutdown.
     public func wait() {
+        let deadline = drainDeadline.load(ordering: .relaxed)
+        if deadline != 0 {
+            let limit = deadline + Self.drainGraceMilliseconds
+            while stoppedWorkers.load(ordering: .acquiring) < threads.count, EventLoop.monotonicMilliseconds() < limit {
+                usleep(10_000)
+            }
+            let stopped = stoppedWorkers.load(ordering: .acquiring)
+            if stopped < threads.count {
+                log.warning(
+                    "drain: workers still running after the drain deadline; exiting without them",
+                    ["running_workers": "\(threads.count - stopped)"])
+                return
+            }
+        }
         for thread in threads { WorkerThread.join(thread) }
         threads.removeAll()
     }

@@ -133,7 +133,7 @@ final class RequestPipeline {
         // Phase 4: route.
         let path = UnsafeRawBufferPointer(rebasing: request.target[0..<request.pathLength])
         let routed = table.route(
-            host: host, path: path.isEmpty ? RequestPipeline.rootPath : path, rewriteInto: rewriteInto)
+            canonicalHost: host, path: path.isEmpty ? RequestPipeline.rootPath : path, rewriteInto: rewriteInto)
         switch routed.decision {
         case .notFound:
             metrics.count(.noRoute)
@@ -193,7 +193,11 @@ final class RequestPipeline {
         // The common case: the request names the host the handshake was for
         // and that host asks nothing of the client's certificate.
         let sameAsServerName = !serverName.isEmpty && serverName.elementsEqual(host)
-        if host.isEmpty || (sameAsServerName && !asksForCertificate) { return .allowed(passClientCertificate: false) }
+        // Without SNI nothing is misdirected; a host that asks nothing of
+        // the client's certificate needs no lookup then either.
+        if host.isEmpty || (!asksForCertificate && (sameAsServerName || serverName.isEmpty)) {
+            return .allowed(passClientCertificate: false)
+        }
         guard let store = secure.certificates, let selected = tls.selectedContext else {
             return asksForCertificate ? .refused(.clientCertificateRequired) : .allowed(passClientCertificate: false)
         }

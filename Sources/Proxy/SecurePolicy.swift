@@ -50,6 +50,20 @@ public final class SecurePolicy: @unchecked Sendable {
     }
 }
 
+extension TLSCertificateInput {
+    /// The store's input for one certificate of the TLS model.
+    public init(_ certificate: TLSCertificate) {
+        self.init(
+            name: certificate.secret, hosts: certificate.hosts, certificateChainPEM: certificate.certificateChainPEM,
+            privateKeyPEM: certificate.privateKeyPEM,
+            clientVerification: certificate.clientAuthentication.map {
+                TLSClientVerification(
+                    required: $0.mode == .required, certificateAuthoritiesPEM: $0.certificateAuthoritiesPEM,
+                    verifyDepth: $0.verifyDepth, passCertificateToUpstream: $0.passCertificateToUpstream)
+            })
+    }
+}
+
 /// What a host asks of a client's certificate.
 enum ClientCertificateRequirement {
     /// Nothing (a host with a certificate of its own and no client

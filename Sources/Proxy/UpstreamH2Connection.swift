@@ -220,7 +220,7 @@ extension Worker {
             return existing
         }
         let address = SocketAddress(bytes: endpoint.address.bytes, port: endpoint.port)
-        let (socketFD, result) = Socket.connect(to: address)
+        let (socketFD, result) = connectUpstream(to: address)
         if case .failed = result {
             if socketFD >= 0 { Socket.close(socketFD) }
             metrics.count(.connectRefused)

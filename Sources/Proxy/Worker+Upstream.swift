@@ -53,7 +53,7 @@ extension Worker {
             return .connection(pooled, reused: true)
         }
         let address = SocketAddress(bytes: endpoint.address.bytes, port: endpoint.port)
-        let (socketFD, result) = Socket.connect(to: address)
+        let (socketFD, result) = connectUpstream(to: address)
         if case .failed = result {
             if socketFD >= 0 { Socket.close(socketFD) }
             return .refused(endpoint)

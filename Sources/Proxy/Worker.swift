@@ -1,3 +1,4 @@
+import Glibc
 import Reactor
 import Routing
 import RouteModel
@@ -51,12 +52,27 @@ public final class Worker: @unchecked Sendable {
     let pipeline = RequestPipeline()
     /// Called on the worker's thread when it has finished draining.
     var onStopped: (() -> Void)?
+    /// Rare operational events (drain deadline, descriptor exhaustion).
+    let log = OperationsLog()
+    /// Sockets numbered at or above this are closed at once: the descriptors
+    /// above it stay free for the admin endpoint and the controller
+    /// (`DescriptorLimit`).
+    let descriptorCeiling: CInt
+    /// The process's descriptor limit, for log lines.
+    let descriptorLimit: Int?
+    /// Connections refused or not opened for lack of descriptors since the
+    /// last log line, and when that line was written (loop milliseconds).
+    private var descriptorShortfall = (accepts: 0, connects: 0, error: CInt(0))
+    private var descriptorLoggedAt: UInt64?
 
     init(
         index: Int, configuration: ProxyConfiguration, listenFD: CInt, httpsListenFD: CInt?, table: RoutingTable,
-        secure: SecurePolicy?, metrics: WorkerMetrics, errorResponses: ErrorResponseTable
+        secure: SecurePolicy?, metrics: WorkerMetrics, errorResponses: ErrorResponseTable,
+        descriptorLimit: Int? = DescriptorLimit.current()
     ) throws {
         self.index = index
+        self.descriptorLimit = descriptorLimit
+        self.descriptorCeiling = DescriptorLimit.ceiling(forLimit: descriptorLimit)
         self.configuration = configuration
         self.loop = try EventLoop(name: "worker-\(index)")
         self.metrics = metrics
@@ -144,6 +160,8 @@ public final class Worker: @unchecked Sendable {
 
     /// Starts a graceful drain (from any thread): stop accepting, close idle
     /// connections, let in-flight requests finish until `timeoutMilliseconds`.
+    /// The timeout is a hard bound: at the deadline every connection left,
+    /// client or upstream, is closed whatever its state, and the loop stops.
     public func drain(timeoutMilliseconds: UInt64) {
         loop.execute { [self] in
             guard case .serving = phase else { return }
@@ -162,19 +180,43 @@ public final class Worker: @unchecked Sendable {
         loop.schedule(afterMilliseconds: 50) { [self] in
             guard case let .draining(deadline) = phase else { return }
             if loop.now >= deadline {
-                for connection in Array(downstream.values) { connection.abort() }
-                pool.closeAll()
+                stopAtDeadline()
+                return
             }
             checkDrained()
             if case .draining = phase { scheduleDrainCheck() }
         }
     }
 
+    /// The drain deadline passed: closes every client connection (abandoning
+    /// its requests) and every upstream connection, then stops the loop even
+    /// if some connection failed to unregister itself.
+    private func stopAtDeadline() {
+        let clients = downstream.count
+        let upstreams = h2Pool.values.reduce(0) { $0 + $1.count }
+        for connection in Array(downstream.values) { connection.abort() }
+        // A connection that did not leave the table when it closed must not
+        // hold the loop: the deadline is a hard bound.
+        downstream.removeAll()
+        log.warning(
+            "drain deadline reached: closed remaining connections",
+            ["worker": "\(index)", "client_connections": "\(clients)", "upstream_h2_connections": "\(upstreams)"])
+        stop()
+    }
+
     /// Stops the loop once no client connection is left during a drain.
     func checkDrained() {
         guard case .draining = phase, downstream.isEmpty else { return }
+        stop()
+    }
+
+    /// Closes what is left on the upstream side and stops the loop.
+    private func stop() {
+        if case .stopped = phase { return }
         phase = .stopped
         pool.closeAll()
+        for connection in h2Pool.values.flatMap({ $0 }) { connection.close() }
+        h2Pool.removeAll()
         loop.stop()
         onStopped?()
     }
@@ -202,9 +244,66 @@ public final class Worker: @unchecked Sendable {
             return
         }
         connection.interest = .read
-        if tls != nil { connection.continueHandshake() }
+        // Tracked before the first handshake step: that step may close the
+        // connection (garbage instead of a ClientHello) or hand it over, and
+        // either must find it in the table to take it out again.
         downstream[ObjectIdentifier(connection)] = connection
         metrics.downstreamConnectionsAccepted.add()
+        if tls != nil { connection.continueHandshake() }
+    }
+
+    /// Counts a client connection refused for lack of descriptors (`error`
+    /// EMFILE/ENFILE, or 0: the socket was above the reserve ceiling) and
+    /// logs at most once per second.
+    func acceptFailedForDescriptors(_ error: CInt) {
+        metrics.acceptDescriptorExhaustion.add()
+        descriptorShortfall.accepts += 1
+        descriptorShortfall.error = error
+        logDescriptorShortfall(now: loop.now)
+    }
+
+    /// Counts an upstream connection not opened for lack of descriptors.
+    func connectFailedForDescriptors(_ error: CInt) {
+        metrics.connectDescriptorExhaustion.add()
+        descriptorShortfall.connects += 1
+        descriptorShortfall.error = error
+        logDescriptorShortfall(now: loop.now)
+    }
+
+    /// One warning per second at most, with the counts since the last one
+    /// (also called from the listeners' ticks to report the tail).
+    func logDescriptorShortfall(now: UInt64) {
+        guard descriptorShortfall.accepts + descriptorShortfall.connects > 0 else { return }
+        if let last = descriptorLoggedAt, now &- last < 1_000 { return }
+        descriptorLoggedAt = now
+        let error = descriptorShortfall.error
+        log.warning(
+            "out of file descriptors: connections refused; raise the limit (ulimit -n, LimitNOFILE)",
+            [
+                "worker": "\(index)", "refused_clients": "\(descriptorShortfall.accepts)",
+                "failed_upstream_connects": "\(descriptorShortfall.connects)",
+                "error": error == 0 ? "reserve" : DescriptorLimit.name(error),
+                "limit": descriptorLimit.map { "\($0)" } ?? "unlimited",
+                "reserved_for_admin": descriptorLimit.map { "\(DescriptorLimit.reserve(forLimit: $0))" } ?? "0",
+            ])
+        descriptorShortfall = (0, 0, 0)
+    }
+
+    /// Starts a non-blocking connect to an upstream, keeping the descriptor
+    /// reserve: a socket at or above the ceiling, or none at all for lack of
+    /// descriptors, is counted and reported as a failed connect.
+    func connectUpstream(to address: SocketAddress) -> (CInt, IOResult) {
+        let (socketFD, result) = Socket.connect(to: address)
+        if socketFD < 0 {
+            if case let .failed(error) = result, DescriptorLimit.isExhaustion(error) { connectFailedForDescriptors(error) }
+            return (socketFD, result)
+        }
+        if socketFD >= descriptorCeiling {
+            Socket.close(socketFD)
+            connectFailedForDescriptors(0)
+            return (-1, .failed(EMFILE))
+        }
+        return (socketFD, result)
     }
 
     /// Moves a client connection that turned out to speak HTTP/2 (ALPN `h2`
@@ -260,21 +359,40 @@ final class Listener: EventHandler {
         for _ in 0..<64 {
             switch Socket.accept(fd) {
             case let .accepted(clientFD, peer):
+                if clientFD >= worker.descriptorCeiling {
+                    // The descriptors above the ceiling belong to the admin
+                    // endpoint and the controller: refuse this client, and
+                    // leave the others in the backlog for a moment.
+                    Socket.close(clientFD)
+                    worker.acceptFailedForDescriptors(0)
+                    pause()
+                    return
+                }
                 Socket.setNoDelay(clientFD)
                 worker.accepted(fd: clientFD, peer: peer, isTLS: isTLS)
             case .wouldBlock:
                 return
-            case .failed:
-                // Out of descriptors or similar: stop listening for a moment
-                // instead of spinning on a level-triggered listener.
-                if let registration { worker.loop.setInterest(registration, .none) }
-                pausedUntil = worker.loop.now + 100
+            case let .failed(error):
+                if DescriptorLimit.isExhaustion(error) { worker.acceptFailedForDescriptors(error) }
+                pause()
                 return
             }
         }
     }
 
+    /// Stops listening for `pauseMilliseconds`: the pending connection that
+    /// cannot be accepted would wake a level-triggered listener at once,
+    /// again and again (a core at 100 %).
+    private func pause() {
+        if let registration { worker.loop.setInterest(registration, .none) }
+        pausedUntil = worker.loop.now + Self.pauseMilliseconds
+    }
+
+    /// How long accepting pauses after running out of descriptors.
+    static let pauseMilliseconds: UInt64 = 100
+
     func tick(now: UInt64) {
+        worker.logDescriptorShortfall(now: now)
         if pausedUntil != 0, now >= pausedUntil, let registration {
             pausedUntil = 0
             worker.loop.setInterest(registration, .read)

@@ -20,6 +20,18 @@ public struct Interest: OptionSet, Sendable {
     public static let read = Interest(rawValue: UInt32(POSTERN_EPOLLIN))
     public static let write = Interest(rawValue: UInt32(POSTERN_EPOLLOUT))
     public static let none: Interest = []
+    /// Not an epoll bit: leaves EPOLLRDHUP (otherwise always asked for) out
+    /// of the registration. For a socket whose peer already half-closed:
+    /// level-triggered, RDHUP would wake every wait until the socket closes.
+    /// Hang-ups and errors are still reported.
+    public static let ignoringReadHangup = Interest(rawValue: 1 << 27)
+
+    /// The epoll event mask for this interest.
+    @inline(__always)
+    var epollEvents: UInt32 {
+        contains(.ignoringReadHangup)
+            ? rawValue & ~Interest.ignoringReadHangup.rawValue : rawValue | UInt32(POSTERN_EPOLLRDHUP)
+    }
 }
 
 /// An object driven by an event loop: sockets (listeners, connections).
@@ -141,7 +153,7 @@ public final class EventLoop: @unchecked Sendable {
         }
         let generation = generations[Int(slot)]
         let data = UInt64(generation) << 32 | UInt64(slot)
-        let events = interest.rawValue | UInt32(POSTERN_EPOLLRDHUP)
+        let events = interest.epollEvents
         guard postern_epoll_ctl(epollFD, Int32(POSTERN_EPOLL_CTL_ADD), fd, events, data) == 0 else {
             let error = errno
             handlers[Int(slot)] = nil
@@ -158,7 +170,7 @@ public final class EventLoop: @unchecked Sendable {
         guard generations[slot] == registration.generation, interests[slot] != interest else { return }
         interests[slot] = interest
         let data = UInt64(registration.generation) << 32 | UInt64(registration.slot)
-        let events = interest.rawValue | UInt32(POSTERN_EPOLLRDHUP)
+        let events = interest.epollEvents
         if postern_epoll_ctl(epollFD, Int32(POSTERN_EPOLL_CTL_MOD), registration.fd, events, data) != 0 {
             Socket.checkFatal(errno, "epoll_ctl(mod)")
         }

@@ -53,28 +53,38 @@ public enum HostName {
             for offset in 0..<nameEnd { output[offset] = lower(base[offset]) }
             written = nameEnd
         } else {
+            // One pass over a class table (one load and one compare per
+            // byte in the common case): copy lower-cased, stop at ":", refuse
+            // any byte outside the name set and any empty label.
+            let classes = HostName.byteClasses.utf8Start
             var index = 0
-            var labelLength = 0
-            while index < count, base[index] != UInt8(ascii: ":") {
+            var previous = UInt8(ascii: ".")
+            let end = min(count, maximumLength + 1)
+            while index < end {
                 let byte = base[index]
-                if byte == UInt8(ascii: ".") {
-                    // An empty label: leading dot or two dots in a row.
-                    guard labelLength > 0 else { return .invalid }
-                    labelLength = 0
+                let kind = classes[Int(byte)]
+                if kind == UInt8(ascii: "a") {
+                    output[index] = byte
+                } else if kind == UInt8(ascii: "A") {
+                    output[index] = byte | 0x20
+                } else if kind == UInt8(ascii: ".") {
+                    guard previous != UInt8(ascii: ".") else { return .invalid }
+                    output[index] = byte
+                } else if kind == UInt8(ascii: ":") {
+                    break
                 } else {
-                    guard isNameByte(byte) else { return .invalid }
-                    labelLength += 1
+                    return .invalid
                 }
-                guard index < maximumLength else { return .invalid }
-                output[index] = lower(byte)
+                previous = byte
                 index += 1
             }
+            guard index <= maximumLength else { return .invalid }
             nameEnd = index
             guard nameEnd > 0 else { return .invalid }
             written = nameEnd
             // One trailing dot names the same host (RFC 1034 §3.1, fully
             // qualified form); the check above refused "a..".
-            if output[written - 1] == UInt8(ascii: ".") { written -= 1 }
+            if previous == UInt8(ascii: ".") { written -= 1 }
             guard written > 0 else { return .invalid }
         }
         guard nameEnd < count else { return .host(count: written, port: nil) }
@@ -116,11 +126,9 @@ public enum HostName {
         byte &- 0x30 < 10 || (byte | 0x20) &- 0x61 < 6
     }
 
-    /// Letters, digits, `-`, `_` and `~`: the unreserved set without `.`
-    /// (handled as the label separator). `_` is common in internal names.
-    @inline(__always)
-    static func isNameByte(_ byte: UInt8) -> Bool {
-        byte &- 0x30 < 10 || (byte | 0x20) &- 0x61 < 26 || byte == UInt8(ascii: "-") || byte == UInt8(ascii: "_")
-            || byte == UInt8(ascii: "~")
-    }
+    /// The class of each byte in a host name: `a` kept as is (lower-case
+    /// letters, digits, `-`, `_`, `~`: RFC 3986 unreserved; `_` is common in
+    /// internal names), `A` an upper-case letter, `.` and `:` themselves, `x`
+    /// refused. A literal, so reading it costs no initialisation check.
+    static let byteClasses: StaticString = "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxa.xaaaaaaaaaa:xxxxxxAAAAAAAAAAAAAAAAAAAAAAAAAAxxxxaxaaaaaaaaaaaaaaaaaaaaaaaaaaxxxaxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
 }

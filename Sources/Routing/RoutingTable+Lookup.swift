@@ -31,6 +31,15 @@ extension RoutingTable {
         route(host: host, path: path, rewriteInto: rewriteInto, wantsRewrite: true)
     }
 
+    /// Routes a request whose host is already canonical (`HostName`): the
+    /// request pipeline's call, which skips the case folding and port
+    /// handling of `route(host:path:rewriteInto:)`.
+    public func route(
+        canonicalHost host: UnsafeRawBufferPointer, path: UnsafeRawBufferPointer, rewriteInto: UnsafeMutableRawBufferPointer
+    ) -> RouteResult {
+        route(hostIndex: virtualHostIndex(canonicalHost: host), path: path, rewriteInto: rewriteInto, wantsRewrite: true)
+    }
+
     /// Routes with strings, for tests and `postern route`; a `?query` on
     /// `path` is ignored.
     public func route(host: String, path: String) -> RouteDecision {
@@ -65,7 +74,13 @@ extension RoutingTable {
         host: UnsafeRawBufferPointer, path: UnsafeRawBufferPointer, rewriteInto: UnsafeMutableRawBufferPointer,
         wantsRewrite: Bool
     ) -> RouteResult {
-        let hostIndex = virtualHostIndex(host: host)
+        route(hostIndex: virtualHostIndex(host: host), path: path, rewriteInto: rewriteInto, wantsRewrite: wantsRewrite)
+    }
+
+    @inline(__always)
+    private func route(
+        hostIndex: Int32, path: UnsafeRawBufferPointer, rewriteInto: UnsafeMutableRawBufferPointer, wantsRewrite: Bool
+    ) -> RouteResult {
         var cluster: Int32 = -1
         var policy: Int32 = -1
         var rewrite = PathRewrite.none
@@ -158,29 +173,40 @@ extension RoutingTable {
 
         return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: RoutingTable.maximumHostLength) { buffer in
             guard let lower = buffer.baseAddress else { return anyHost }
-            var hasher = ByteHasher(tag: RoutingTable.exactHostTag)
-            var firstDot = -1
             for i in 0..<end {
-                var byte = host[i]
-                if byte >= UInt8(ascii: "A"), byte <= UInt8(ascii: "Z") { byte |= 0x20 }
-                if byte == UInt8(ascii: "."), firstDot < 0 { firstDot = i }
-                lower[i] = byte
-                hasher.add(byte)
+                let byte = host[i]
+                lower[i] = byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z") ? byte | 0x20 : byte
             }
-            let exact = hostTable.lookup(
-                tag: RoutingTable.exactHostTag, hash: hasher.value, bytes: UnsafePointer(lower), count: end)
-            if exact >= 0 { return exact }
-            // `*.example.com` matches exactly one non-empty label before ".example.com".
-            if firstDot > 0 {
-                var suffixHasher = ByteHasher(tag: RoutingTable.wildcardHostTag)
-                for i in firstDot..<end { suffixHasher.add(lower[i]) }
-                let wildcard = hostTable.lookup(
-                    tag: RoutingTable.wildcardHostTag, hash: suffixHasher.value,
-                    bytes: UnsafePointer(lower + firstDot), count: end - firstDot)
-                if wildcard >= 0 { return wildcard }
-            }
-            return anyHost
+            return virtualHostIndex(canonicalHost: UnsafeRawBufferPointer(start: lower, count: end))
         }
+    }
+
+    /// Index of the virtual host for a canonical host (lower case, no port,
+    /// no trailing dot: `HostName`'s output), or -1. No copy.
+    @inline(__always)
+    func virtualHostIndex(canonicalHost host: UnsafeRawBufferPointer) -> Int32 {
+        let end = host.count
+        guard end > 0, end <= RoutingTable.maximumHostLength,
+            let base = host.baseAddress?.assumingMemoryBound(to: UInt8.self)
+        else { return anyHost }
+        var hasher = ByteHasher(tag: RoutingTable.exactHostTag)
+        var firstDot = -1
+        for i in 0..<end {
+            let byte = base[i]
+            if byte == UInt8(ascii: "."), firstDot < 0 { firstDot = i }
+            hasher.add(byte)
+        }
+        let exact = hostTable.lookup(tag: RoutingTable.exactHostTag, hash: hasher.value, bytes: base, count: end)
+        if exact >= 0 { return exact }
+        // `*.example.com` matches exactly one non-empty label before ".example.com".
+        if firstDot > 0 {
+            var suffixHasher = ByteHasher(tag: RoutingTable.wildcardHostTag)
+            for i in firstDot..<end { suffixHasher.add(base[i]) }
+            let wildcard = hostTable.lookup(
+                tag: RoutingTable.wildcardHostTag, hash: suffixHasher.value, bytes: base + firstDot, count: end - firstDot)
+            if wildcard >= 0 { return wildcard }
+        }
+        return anyHost
     }
 
     /// Route index of the best path rule of one host, or -1, and for a regex

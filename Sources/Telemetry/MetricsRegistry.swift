@@ -90,6 +90,13 @@ public final class MetricsRegistry: Sendable {
                 ("{result=\"full\"}", sum { $0.tlsFullHandshakes }), ("{result=\"resumed\"}", sum { $0.tlsResumedHandshakes }),
                 ("{result=\"failed\"}", sum { $0.tlsHandshakeFailures }),
             ])
+        counter(
+            "postern_descriptor_exhaustion_total",
+            "Connections refused (accept) or not opened (connect) because the process is out of file descriptors.",
+            [("{side=\"accept\"}", sum { $0.acceptDescriptorExhaustion }), ("{side=\"connect\"}", sum { $0.connectDescriptorExhaustion })])
+        counter(
+            "postern_http2_flood_closes_total", "HTTP/2 client connections closed with GOAWAY for abuse, by reason.",
+            HTTP2FloodKind.allCases.map { kind in ("{reason=\"\(kind.label)\"}", sum { $0.http2FloodCloses[kind.rawValue] }) })
         counter("postern_https_redirects_total", "Plain-HTTP requests redirected to HTTPS.", [("", sum { $0.httpsRedirects })])
         counter("postern_config_reloads_total", "Routing tables published after a configuration change.", [("", configReloads.current)])
         counter(

@@ -77,6 +77,25 @@ public enum DownstreamErrorKind: Int, CaseIterable, Sendable {
     }
 }
 
+/// Why an HTTP/2 client connection was cut for abuse, for `postern_http2_flood_closes_total`.
+public enum HTTP2FloodKind: Int, CaseIterable, Sendable {
+    /// More stream resets per second than allowed (Rapid Reset, CVE-2023-44487).
+    case rapidReset
+    /// More frames per second that carry no request than allowed (WINDOW_UPDATE, PRIORITY, PING... floods).
+    case controlFrames
+    /// The client did not read the acknowledgements its frames required (nghttp2's own guard).
+    case unreadOutput
+
+    /// The Prometheus label value.
+    public var label: String {
+        switch self {
+        case .rapidReset: return "rapid_reset"
+        case .controlFrames: return "control_frames"
+        case .unreadOutput: return "unread_output"
+        }
+    }
+}
+
 /// The counters of one worker loop. Written only by that worker; summed
 /// over all workers when scraped. No locks or contended atomics per request.
 public final class WorkerMetrics: Sendable {
@@ -101,6 +120,13 @@ public final class WorkerMetrics: Sendable {
     public let tlsHandshakeFailures = Counter()
     /// Plain-HTTP requests redirected to HTTPS.
     public let httpsRedirects = Counter()
+    /// Client connections refused because the process is out of descriptors
+    /// (EMFILE/ENFILE, or at the reserve kept for the admin endpoint).
+    public let acceptDescriptorExhaustion = Counter()
+    /// Upstream connections not opened for the same reason.
+    public let connectDescriptorExhaustion = Counter()
+    /// HTTP/2 client connections closed with GOAWAY for abuse, by `HTTP2FloodKind`.
+    public let http2FloodCloses: [Counter] = HTTP2FloodKind.allCases.map { _ in Counter() }
 
     public init() {}
 

@@ -297,16 +297,7 @@ final class TablePublisher: @unchecked Sendable {
             }
         }
         guard let builder else { throw TLSError("no certificate store") }
-        let inputs = model.certificates.map { certificate in
-            TLSCertificateInput(
-                name: certificate.secret, hosts: certificate.hosts, certificateChainPEM: certificate.certificateChainPEM,
-                privateKeyPEM: certificate.privateKeyPEM,
-                clientVerification: certificate.clientAuthentication.map {
-                    TLSClientVerification(
-                        required: $0.mode == .required, certificateAuthoritiesPEM: $0.certificateAuthoritiesPEM,
-                        verifyDepth: $0.verifyDepth, passCertificateToUpstream: $0.passCertificateToUpstream)
-                })
-        }
+        let inputs = model.certificates.map(TLSCertificateInput.init)
         let (store, problems) = builder.build(inputs)
         let users = Dictionary(model.certificates.map { ($0.secret, $0.ingresses) }, uniquingKeysWith: { $0 + $1 })
         for problem in problems {

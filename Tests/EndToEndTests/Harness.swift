@@ -324,3 +324,17 @@ func runCommand(_ executable: String, _ arguments: [String], timeout: TimeInterv
     group.wait()
     return (process.terminationStatus, String(decoding: collected.stdout, as: UTF8.self), String(decoding: collected.stderr, as: UTF8.self))
 }
+
+extension ChildProcess {
+    /// CPU seconds the process has used so far (user + system, from
+    /// /proc/PID/stat), to tell a busy loop from a paused one.
+    func cpuSeconds() -> Double {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+            let end = stat.lastIndex(of: ")")
+        else { return 0 }
+        // After the command name: field 3 (state) first; utime is field 14, stime 15.
+        let fields = stat[stat.index(after: end)...].split(separator: " ")
+        guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { return 0 }
+        return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
+    }
+}

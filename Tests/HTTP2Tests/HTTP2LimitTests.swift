@@ -89,6 +89,92 @@ import Testing
         #expect(client.goAwayCode == .enhanceYourCalm)
     }
 
+    @Test func windowUpdateFloodOnTheConnectionGetsGoAwayEnhanceYourCalm() {
+        let client = RawClient(clock: ManualClock().function)
+        client.send(Raw.start + Raw.frame(Raw.settings, flags: Raw.ack))
+        var flood: [UInt8] = []
+        for _ in 0..<300 { flood += Raw.frame(Raw.windowUpdate, stream: 0, Raw.u32(1)) }
+        client.send(flood)
+        #expect(client.goAwayCode == .enhanceYourCalm)
+        #expect(client.server.closeReason == .controlFrameFlood)
+    }
+
+    @Test func windowUpdateFloodOnAnOpenStreamGetsGoAwayEnhanceYourCalm() {
+        let client = RawClient(clock: ManualClock().function)
+        client.send(Raw.start + Raw.frame(Raw.settings, flags: Raw.ack))
+        client.send(Raw.frame(Raw.headers, flags: Raw.endHeaders | Raw.endStream, stream: 1, Raw.getBlock()))
+        var flood: [UInt8] = []
+        for _ in 0..<300 { flood += Raw.frame(Raw.windowUpdate, stream: 1, Raw.u32(1)) }
+        client.send(flood)
+        #expect(client.goAwayCode == .enhanceYourCalm)
+    }
+
+    @Test func priorityFloodGetsGoAwayEnhanceYourCalm() {
+        // nghttp2 drops PRIORITY without a callback (we announce
+        // SETTINGS_NO_RFC7540_PRIORITIES): the frame scanner counts them.
+        let client = RawClient(clock: ManualClock().function)
+        client.send(Raw.start + Raw.frame(Raw.settings, flags: Raw.ack))
+        var flood: [UInt8] = []
+        for _ in 0..<300 { flood += Raw.frame(Raw.priority, stream: 3, [0, 0, 0, 0, 15]) }
+        client.send(flood)
+        #expect(client.goAwayCode == .enhanceYourCalm)
+    }
+
+    @Test func unknownFrameTypeFloodGetsGoAwayEnhanceYourCalm() {
+        let client = RawClient(clock: ManualClock().function)
+        client.send(Raw.start + Raw.frame(Raw.settings, flags: Raw.ack))
+        var flood: [UInt8] = []
+        for _ in 0..<300 { flood += Raw.frame(0xfa, stream: 0, [1, 2, 3, 4]) }
+        client.send(flood)
+        #expect(client.goAwayCode == .enhanceYourCalm)
+    }
+
+    @Test func framesSplitAcrossReadsAreCountedOnce() {
+        // Byte by byte: the scanner keeps its place in headers and payloads.
+        let client = RawClient(clock: ManualClock().function)
+        var bytes = Raw.start + Raw.frame(Raw.settings, flags: Raw.ack)
+        for _ in 0..<150 { bytes += Raw.frame(Raw.priority, stream: 3, [0, 0, 0, 0, 15]) }
+        bytes += Raw.frame(Raw.headers, flags: Raw.endHeaders | Raw.endStream, stream: 1, Raw.getBlock())
+        for byte in bytes { client.send([byte]) }
+        #expect(client.goAwayCode == nil)
+        #expect(client.events.heads.count == 1)
+        // SETTINGS, its ACK and the 150 PRIORITY frames.
+        #expect(client.server.controlFramesCounted == 152)
+    }
+
+    @Test func windowUpdatesAcknowledgingOurDataAreFree() {
+        // A client that acknowledges every DATA frame on the stream and on
+        // the connection sends two WINDOW_UPDATEs per frame, without limit.
+        var settings = HTTP2Settings()
+        settings.maxControlFramesPerSecond = 20
+        let client = RawClient(settings: settings, clock: ManualClock().function)
+        client.send(Raw.start + Raw.frame(Raw.settings, flags: Raw.ack))
+        client.send(Raw.frame(Raw.headers, flags: Raw.endHeaders | Raw.endStream, stream: 1, Raw.getBlock()))
+        client.server.submitResponse(stream: 1, status: 200, fields: HTTP2Fields(), hasBody: true)
+        let chunk = [UInt8](repeating: 0x61, count: 1_000)
+        var dataFrames = 0
+        for _ in 0..<500 {
+            chunk.withUnsafeBytes { _ = client.server.submitData(stream: 1, bytes: $0, endStream: false) }
+            let frames = client.send([]).filter { $0.type == Raw.data }
+            var acknowledgements: [UInt8] = []
+            for frame in frames {
+                dataFrames += 1
+                acknowledgements += Raw.frame(Raw.windowUpdate, stream: 1, Raw.u32(UInt32(frame.payload.count)))
+                acknowledgements += Raw.frame(Raw.windowUpdate, stream: 0, Raw.u32(UInt32(frame.payload.count)))
+            }
+            client.send(acknowledgements)
+        }
+        #expect(dataFrames >= 500)
+        #expect(client.goAwayCode == nil)
+        #expect(client.server.closeReason == nil)
+        // Past its credit (16 at the start, 1 for the stream: 17 left) the
+        // same client is counted: 43 unearned updates, over the 20 allowed.
+        var extra: [UInt8] = []
+        for _ in 0..<60 { extra += Raw.frame(Raw.windowUpdate, stream: 0, Raw.u32(1)) }
+        client.send(extra)
+        #expect(client.goAwayCode == .enhanceYourCalm)
+    }
+
     @Test func continuationFloodClosesTheConnection() {
         let client = RawClient()
         client.send(Raw.start)

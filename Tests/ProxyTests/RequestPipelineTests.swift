@@ -84,17 +84,7 @@ private final class Configuration: @unchecked Sendable {
             ],
             redirectHosts: ["mtls.test", "tls.test"])
         let builder = try TLSStoreBuilder(settings: TLSServerSettings(), defaultCertificate: nil)
-        let (store, problems) = builder.build(
-            model.certificates.map { certificate in
-                TLSCertificateInput(
-                    name: certificate.secret, hosts: certificate.hosts, certificateChainPEM: certificate.certificateChainPEM,
-                    privateKeyPEM: certificate.privateKeyPEM,
-                    clientVerification: certificate.clientAuthentication.map {
-                        TLSClientVerification(
-                            required: $0.mode == .required, certificateAuthoritiesPEM: $0.certificateAuthoritiesPEM,
-                            verifyDepth: $0.verifyDepth, passCertificateToUpstream: $0.passCertificateToUpstream)
-                    })
-            })
+        let (store, problems) = builder.build(model.certificates.map(TLSCertificateInput.init))
         #expect(problems.filter { $0.severity == .error } == [])
         self.store = store
         secure = SecurePolicy(certificates: store, model: model, hsts: nil)

@@ -178,3 +178,20 @@ import Testing
         }
     }
 }
+
+@Suite struct DescriptorLimitTests {
+    @Test func keepsAnEighthOfTheLimitBetweenEightAndSixtyFour() {
+        #expect(DescriptorLimit.reserve(forLimit: 256) == 32)
+        #expect(DescriptorLimit.ceiling(forLimit: 256) == 224)
+        #expect(DescriptorLimit.reserve(forLimit: 32) == 8)
+        #expect(DescriptorLimit.reserve(forLimit: 1_048_576) == 64)
+        #expect(DescriptorLimit.ceiling(forLimit: nil) == .max)
+    }
+
+    @Test func readsTheProcessLimitAndNamesExhaustion() {
+        if let limit = DescriptorLimit.current() { #expect(limit > 0) }
+        #expect(DescriptorLimit.isExhaustion(EMFILE) && DescriptorLimit.isExhaustion(ENFILE))
+        #expect(!DescriptorLimit.isExhaustion(ECONNABORTED))
+        #expect(DescriptorLimit.name(EMFILE) == "EMFILE")
+    }
+}
