@@ -17,6 +17,9 @@ public final class MetricsRegistry: Sendable {
     public let publishedGeneration = Atomic<UInt64>(0)
     /// Unix time (seconds) of the last successful publish.
     public let lastReloadSuccessTimestamp = Atomic<Int>(0)
+    /// Ingresses whose rules are refused in the published table (an
+    /// unsupported security-relevant annotation or an invalid value: 503).
+    public let refusedIngresses = Atomic<Int>(0)
     /// 1 once the first routing table is published (readiness).
     public let ready = Atomic<Bool>(false)
 
@@ -104,6 +107,9 @@ public final class MetricsRegistry: Sendable {
             "postern_config_reload_errors_total", "Configuration loads that reported errors; the last good configuration kept serving.",
             [("", configReloadFailures.current)])
         gauge("postern_config_diagnostics", "Problems reported for the current configuration objects.", "\(configDiagnostics.load(ordering: .relaxed))")
+        gauge(
+            "postern_ingresses_refused", "Ingresses kept out of service by an unsupported or invalid annotation (their rules answer 503).",
+            "\(refusedIngresses.load(ordering: .relaxed))")
         gauge("postern_routing_table_generation", "Generation of the routing table in service.", "\(publishedGeneration.load(ordering: .relaxed))")
         gauge(
             "postern_config_last_reload_success_timestamp_seconds", "Unix time of the last published routing table.",

@@ -444,7 +444,7 @@ public final class IncrementalTranslator {
             outcome.cluster = request.name
             outcome.route = Route(
                 path: key.path, match: key.match, cluster: request.name, source: contribution.source,
-                location: claim.location, rewriteTarget: claim.rewriteTarget)
+                location: claim.location, rewriteTarget: claim.rewriteTarget, policy: claim.policy)
             owner = (contribution.source, claim.location)
         }
         let old = routeOutcomes[key] ?? Outcome()

@@ -15,38 +15,23 @@ struct IngressAnnotations {
     /// `backend-protocol` and `proxy-ssl-*`: how to reach the backends
     /// (the TLS server name is filled in per Service by `ClusterResolver`).
     var upstream: UpstreamSettings = .http
-    /// False when an annotation is so broken that serving the Ingress would
-    /// send requests somewhere its author did not mean (a bad rewrite target).
-    var usable = true
-
     /// ImplementationSpecific paths are regexes with `use-regex`, and (as in
     /// ingress-nginx) whenever a rewrite target is set, so `$1` has a group to name.
     var implementationSpecificIsRegex: Bool { useRegex || rewriteTarget != nil }
 
     static func field(_ key: String) -> String { "metadata.annotations[\(key)]" }
 
-    /// Parses the annotations of `ingress`, appending problems to `diagnostics`.
+    /// Parses the annotations of `ingress`, appending problems to
+    /// `diagnostics`. An invalid value falls back to the default here:
+    /// `AnnotationReview` reports it and refuses the Ingress (fail closed).
     static func parse(_ ingress: Ingress, secrets: inout SecretLookup, into diagnostics: inout [Diagnostic]) -> IngressAnnotations {
         var result = IngressAnnotations()
         let annotations = ingress.metadata.annotations
         if let text = annotations[useRegexKey] {
-            // Go's strconv.ParseBool, which ingress-nginx uses.
-            switch text {
-            case "1", "t", "T", "true", "TRUE", "True": result.useRegex = true
-            case "0", "f", "F", "false", "FALSE", "False": result.useRegex = false
-            default:
-                diagnostics.append(Diagnostic(.error, ingress.key, field: field(useRegexKey), reason: "InvalidAnnotation",
-                    message: "use-regex \"\(text)\" is not true or false; treated as false"))
-            }
+            result.useRegex = GoBool.parse(text) ?? false
         }
-        if let text = annotations[rewriteTargetKey] {
-            if let problem = rewriteTargetProblem(text) {
-                diagnostics.append(Diagnostic(.error, ingress.key, field: field(rewriteTargetKey), reason: "InvalidAnnotation",
-                    message: "rewrite-target \"\(text)\" \(problem); the Ingress is not served"))
-                result.usable = false
-            } else {
-                result.rewriteTarget = text
-            }
+        if let text = annotations[rewriteTargetKey], rewriteTargetProblem(text) == nil {
+            result.rewriteTarget = text
         }
         result.upstream = UpstreamAnnotations.parse(ingress, secrets: &secrets, into: &diagnostics)
         return result

@@ -15,6 +15,8 @@ struct RouteClaim: Equatable {
     /// `spec.rules[i].http.paths[j]`.
     var location: String
     var rewriteTarget: String?
+    /// The Ingress's policy (source ranges, body size, refusal).
+    var policy: RoutePolicy
     var backend: BackendClaim
 }
 
@@ -26,8 +28,8 @@ struct RouteClaim: Equatable {
 struct IngressRoutes: Equatable {
     /// Problems of this Ingress on its own (hosts, paths, annotations).
     var diagnostics: [Diagnostic] = []
-    /// False when an annotation is so broken that the Ingress is not served
-    /// at all (then it claims nothing).
+    /// False when the Ingress is not served at all (a canary): then it
+    /// claims nothing.
     var usable = true
     /// Valid rule hosts, each once, in the order written.
     var hosts: [HostMatch] = []
@@ -43,11 +45,13 @@ struct IngressRoutes: Equatable {
     init(_ ingress: Ingress, secrets: inout SecretLookup) {
         let key = ingress.key
         let namespace = ingress.metadata.namespace
-        let annotations = IngressAnnotations.parse(ingress, secrets: &secrets, into: &diagnostics)
-        guard annotations.usable else {
+        let review = AnnotationReview(ingress)
+        diagnostics += review.diagnostics
+        guard !review.isCanary else {
             usable = false
             return
         }
+        let annotations = IngressAnnotations.parse(ingress, secrets: &secrets, into: &diagnostics)
         for (ruleIndex, rule) in ingress.spec.rules.enumerated() {
             guard let host = HostRule.parse(rule.host) else {
                 diagnostics.append(Diagnostic(.error, key, field: "spec.rules[\(ruleIndex)].host", reason: "InvalidHost",
@@ -75,7 +79,7 @@ struct IngressRoutes: Equatable {
                     }
                     claims.append(RouteClaim(
                         key: RouteKey(host: host, path: parsed.path, match: parsed.match), location: location,
-                        rewriteTarget: annotations.rewriteTarget,
+                        rewriteTarget: annotations.rewriteTarget, policy: review.policy,
                         backend: BackendClaim(
                             path.backend, namespace: namespace, referrer: key, field: location + ".backend",
                             upstream: annotations.upstream)))
@@ -83,6 +87,17 @@ struct IngressRoutes: Equatable {
             }
         }
         guard let backend = ingress.spec.defaultBackend else { return }
+        // A host's default backend carries no policy in the model: the
+        // default of an Ingress with a policy (refused, source ranges, body
+        // size) is withheld (its requests get the next default or 404),
+        // never served unprotected.
+        guard review.policy.isEmpty else {
+            if !review.isRefused {
+                diagnostics.append(Diagnostic(.warning, key, field: "spec.defaultBackend", reason: "UnsupportedDefaultBackend",
+                    message: "the default backend of an Ingress with source ranges or a body size is not served yet (they cannot be enforced on it); write it as a Prefix / rule"))
+            }
+            return
+        }
         defaultBackend = BackendClaim(
             backend, namespace: namespace, referrer: key, field: "spec.defaultBackend", upstream: annotations.upstream)
         defaultHosts = ingress.spec.rules.isEmpty ? [.any] : hosts
@@ -150,7 +165,7 @@ struct IngressRuleProcessor {
             guard let cluster = clusters.cluster(for: claim.backend, referrer: key) else { continue }
             routes[claim.key] = Route(
                 path: claim.key.path, match: claim.key.match, cluster: cluster, source: source,
-                location: claim.location, rewriteTarget: claim.rewriteTarget)
+                location: claim.location, rewriteTarget: claim.rewriteTarget, policy: claim.policy)
         }
         guard let backend = wanted.defaultBackend else { return }
         for host in wanted.defaultHosts {

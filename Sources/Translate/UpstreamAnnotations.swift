@@ -3,8 +3,8 @@ import RouteModel
 
 /// `nginx.ingress.kubernetes.io/backend-protocol` and the upstream TLS
 /// annotations (`proxy-ssl-verify`, `proxy-ssl-secret`, `proxy-ssl-name`),
-/// read as ingress-nginx reads them. Bad values are diagnostics and the
-/// default applies.
+/// read as ingress-nginx reads them. A bad value keeps the default here;
+/// `AnnotationReview` reports it and refuses the Ingress.
 enum UpstreamAnnotations {
     static let prefix = "nginx.ingress.kubernetes.io/"
     static let backendProtocol = prefix + "backend-protocol"
@@ -15,29 +15,12 @@ enum UpstreamAnnotations {
     static func parse(_ ingress: Ingress, secrets: inout SecretLookup, into diagnostics: inout [Diagnostic]) -> UpstreamSettings {
         let annotations = ingress.metadata.annotations
         var settings = UpstreamSettings.http
-        if let text = annotations[backendProtocol] {
-            if let parsed = UpstreamSettings.WireProtocol(rawValue: text.uppercased()) {
-                settings.wireProtocol = parsed
-            } else {
-                diagnostics.append(
-                    Diagnostic(
-                        .error, ingress.key, field: IngressAnnotations.field(backendProtocol), reason: "InvalidAnnotation",
-                        message: "backend-protocol \"\(text)\" is not HTTP, HTTPS, GRPC, GRPCS or H2C; using HTTP"))
-            }
+        // An invalid value keeps the default; `AnnotationReview` refuses the Ingress.
+        if let text = annotations[backendProtocol], let parsed = UpstreamSettings.WireProtocol(rawValue: text.uppercased()) {
+            settings.wireProtocol = parsed
         }
         guard settings.wireProtocol == .https || settings.wireProtocol == .grpcs else { return settings }
-        var verifies = false
-        if let text = annotations[verify] {
-            switch text.lowercased() {
-            case "on", "true": verifies = true
-            case "off", "false": verifies = false
-            default:
-                diagnostics.append(
-                    Diagnostic(
-                        .warning, ingress.key, field: IngressAnnotations.field(verify), reason: "InvalidAnnotation",
-                        message: "proxy-ssl-verify \"\(text)\" is not on or off; using off"))
-            }
-        }
+        let verifies = ["on", "true"].contains(annotations[verify]?.lowercased() ?? "off")
         var authorities: [UInt8]?
         if let name = annotations[secret], !name.isEmpty {
             let key = name.contains("/") ? name : "\(ingress.metadata.namespace)/\(name)"

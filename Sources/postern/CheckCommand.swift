@@ -11,7 +11,7 @@ import Translate
 /// out for their class.
 typealias DirectoryTranslation = (
     translation: TranslationResult, diagnostics: [Diagnostic], table: RoutingTable, objects: Int, skipped: SkippedIngresses,
-    unknownFields: [ManifestFieldCheck.UnknownField]
+    unknownFields: [ManifestFieldCheck.UnknownField], report: MigrationReport
 )
 
 /// The options `check` and `route` share: where the manifests are and how
@@ -71,7 +71,8 @@ struct ManifestOptions: ParsableArguments {
         diagnostics.sort()
         return (
             translation, diagnostics, RoutingTable(model: translation.model, generation: 1), load.objects.count,
-            SkippedIngresses(load.snapshot, options: settings.translateOptions), ManifestFieldCheck.check(directory: directory)
+            SkippedIngresses(load.snapshot, options: settings.translateOptions), ManifestFieldCheck.check(directory: directory),
+            MigrationReport(load: load, options: settings.translateOptions)
         )
     }
 }
@@ -89,6 +90,9 @@ struct Check: ParsableCommand {
 
     @OptionGroup var options: ManifestOptions
 
+    @Option(help: "text, or json for scripts (diagnostics and the per-Ingress annotation report).")
+    var output: MigrationReport.Format = .text
+
     func run() throws {
         let result: DirectoryTranslation
         do {
@@ -96,10 +100,16 @@ struct Check: ParsableCommand {
         } catch let error as SettingsError {
             throw exitWithSettingsError(error)
         }
+        if output == .json {
+            print(result.report.json(diagnostics: result.diagnostics))
+            if result.diagnostics.contains(where: { $0.severity == .error }) { throw ExitCode(1) }
+            return
+        }
         for diagnostic in result.diagnostics {
             print(diagnostic.description)
         }
         for field in result.unknownFields { print("warning: \(field)") }
+        print(result.report.text(), terminator: "")
         if result.skipped.total > 0 { print(result.skipped.description) }
         let model = result.translation.model
         let errors = result.diagnostics.filter { $0.severity == .error }.count

@@ -529,6 +529,7 @@ final class TablePublisher: @unchecked Sendable {
     func recordPublished(_ table: RoutingTable, model: RouteModel) {
         current.withLock { currentModel = (table.generation, model) }
         metrics.publishedGeneration.store(table.generation, ordering: .relaxed)
+        metrics.refusedIngresses.store(model.refusedIngresses.count, ordering: .relaxed)
         metrics.lastReloadSuccessTimestamp.store(Int(Date().timeIntervalSince1970), ordering: .relaxed)
     }
 

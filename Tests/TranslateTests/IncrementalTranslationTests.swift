@@ -65,6 +65,12 @@ struct ObjectGenerator {
             ("nginx.ingress.kubernetes.io/auth-tls-secret", ["ca", "missing"]),
             ("nginx.ingress.kubernetes.io/auth-tls-verify-client", ["optional", "off", "bogus"]),
             ("nginx.ingress.kubernetes.io/auth-tls-verify-depth", ["2", "x"]),
+            ("nginx.ingress.kubernetes.io/auth-url", ["http://auth.example/verify"]),
+            ("nginx.ingress.kubernetes.io/whitelist-source-range", ["10.0.0.0/8", "2001:db8::/32, 192.0.2.1", "10.0.0.0/33"]),
+            ("nginx.ingress.kubernetes.io/denylist-source-range", ["10.1.0.0/16", "bad"]),
+            ("nginx.ingress.kubernetes.io/proxy-body-size", ["8m", "0", "lots"]),
+            ("nginx.ingress.kubernetes.io/canary", ["true", "false"]),
+            ("nginx.ingress.kubernetes.io/affinity", ["cookie"]),
         ]
         for (key, values) in choices where random.chance(12) { annotations[key] = random.pick(values) }
         let hosts: [String?] = [nil, "", "x.example.com", "X.Example.com", "*.example.com", "y.example.com", "bad host"]

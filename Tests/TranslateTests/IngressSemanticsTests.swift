@@ -227,12 +227,14 @@ let annotationCases: [RoutingCase] = [
         #expect(table.route(host: h, path: path).clusterName == "default/b:http")
     }
 
-    @Test func invalidUseRegexValueIsReportedAndTreatedAsFalse() {
+    @Test func invalidUseRegexValueIsReportedAndRefusesTheIngress() {
         let result = translate(documents(ingressClass, backends,
             ingressYAML("r", annotations: ["nginx.ingress.kubernetes.io/use-regex": "yes"], rules: rules((h, "/a.*", "ImplementationSpecific", "a")))))
         #expect(result.diagnostics.map(\.reason) == ["InvalidAnnotation"])
         #expect(result.diagnostics.first?.fieldPath == "metadata.annotations[nginx.ingress.kubernetes.io/use-regex]")
         #expect(result.model.virtualHosts.first?.routes.first?.match == .prefix)
+        #expect(result.model.virtualHosts.first?.routes.first?.policy.refusal
+            == "annotation nginx.ingress.kubernetes.io/use-regex has an invalid value")
     }
 
     @Test func malformedRewriteTargetKeepsTheIngressOutOfService() {
@@ -241,7 +243,11 @@ let annotationCases: [RoutingCase] = [
             ingressYAML("s", rules: rules((h, "/b", "Prefix", "b")))))
         #expect(result.diagnostics.map(\.reason) == ["InvalidAnnotation"])
         #expect(result.diagnostics.first?.name == "r")
-        #expect(result.model.virtualHosts.first?.routes.map(\.path) == ["/b"])
+        // Fail closed: the path stays claimed by "r", refused (503), and is not rewritten.
+        let routes = result.model.virtualHosts.first?.routes ?? []
+        #expect(routes.map(\.path) == ["/a", "/b"])
+        #expect(routes.map { $0.policy.refusal != nil } == [true, false])
+        #expect(routes.first?.rewriteTarget == nil)
     }
 
     @Test func rewriteNamingAMissingGroupIsAWarning() {
