@@ -174,6 +174,14 @@ public final class HTTP2ServerSession {
         core.resetStream(stream, errorCode: errorCode)
     }
 
+    /// Resets the stream (RST_STREAM with NO_ERROR) right after the response
+    /// submitted for it has been sent whole (RFC 9113 §8.1): for a response
+    /// given before the request body ended. Resetting at once would lose
+    /// the response.
+    public func resetStreamAfterResponse(stream: Int32) {
+        core.resetStreamAfterResponse(stream)
+    }
+
     /// Sends GOAWAY now. Streams up to `lastStream` may still complete.
     public func submitGoAway(lastStream: Int32, errorCode: HTTP2ErrorCode) {
         core.submitGoAway(lastStream: lastStream, errorCode: errorCode)

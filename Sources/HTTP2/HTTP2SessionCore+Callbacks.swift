@@ -15,6 +15,12 @@ enum NGHTTP2 {
         nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks, onFrameReceived)
         nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, onDataChunk)
         nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, onStreamClose)
+        nghttp2_session_callbacks_set_on_frame_send_callback(callbacks, onFrameSent)
+    }
+
+    static let onFrameSent: nghttp2_on_frame_send_callback = { _, frame, userData in
+        guard let frame else { return 0 }
+        return core(userData).frameSent(frame)
     }
 
     static let onBeginHeaders: nghttp2_on_begin_headers_callback = { _, frame, userData in
@@ -212,9 +218,8 @@ extension HTTP2SessionCore {
         _ = withNameValues(status: 431, fields: fields) { list, count in
             nghttp2_submit_response(session, stream.id, list, count, nil)
         }
-        if !endStream {
-            _ = nghttp2_submit_rst_stream(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), stream.id, HTTP2ErrorCode.noError.rawValue)
-        }
+        // The 431 first; the reset once it has gone (see resetStreamAfterResponse).
+        if !endStream { stream.resetWhenResponseEnds = true }
     }
 
     func dataChunk(stream id: Int32, bytes: UnsafeRawBufferPointer) -> Int32 {

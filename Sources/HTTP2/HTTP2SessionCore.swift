@@ -40,6 +40,12 @@ final class HTTP2StreamState {
     var peerReset = false
     /// The application asked for the reset (`resetStream`), not the peer's fault.
     var localReset = false
+    /// RST_STREAM(NO_ERROR) goes out once our response's END_STREAM has
+    /// been sent (RFC 9113 §8.1: a complete response before the request's
+    /// end). Submitting it earlier would make nghttp2 drop the response.
+    var resetWhenResponseEnds = false
+    /// Our END_STREAM has been sent.
+    var endSent = false
     /// Server: the request was HEAD, so the response has no body.
     var isHeadRequest = false
     /// Server: the session answered the request itself (431); the delegate never saw it.
@@ -65,6 +71,8 @@ final class HTTP2StreamState {
         unconsumed = 0
         peerReset = false
         localReset = false
+        resetWhenResponseEnds = false
+        endSent = false
         isHeadRequest = false
         rejected = false
         aboveHighWater = false
@@ -374,6 +382,34 @@ final class HTTP2SessionCore {
         guard let stream = streams[id] else { return }
         stream.localReset = true
         _ = nghttp2_submit_rst_stream(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), id, errorCode.rawValue)
+    }
+
+    /// Resets the stream with NO_ERROR once the response submitted for it
+    /// has been sent whole: the client stops sending a request body nobody
+    /// reads, and still receives the response.
+    func resetStreamAfterResponse(_ id: Int32) {
+        guard let stream = streams[id], !stream.localReset else { return }
+        if stream.endSent {
+            stream.localReset = true
+            _ = nghttp2_submit_rst_stream(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), id, HTTP2ErrorCode.noError.rawValue)
+        } else {
+            stream.resetWhenResponseEnds = true
+        }
+    }
+
+    /// A frame left (nghttp2's on_frame_send): the deferred reset follows
+    /// the END_STREAM of a response.
+    func frameSent(_ frame: UnsafePointer<nghttp2_frame>) -> Int32 {
+        let header = frame.pointee.hd
+        guard header.flags & UInt8(NGHTTP2_FLAG_END_STREAM.rawValue) != 0,
+            header.type == UInt8(NGHTTP2_HEADERS.rawValue) || header.type == UInt8(NGHTTP2_DATA.rawValue),
+            let stream = streams[header.stream_id]
+        else { return 0 }
+        stream.endSent = true
+        guard stream.resetWhenResponseEnds, !stream.localReset else { return 0 }
+        stream.localReset = true
+        _ = nghttp2_submit_rst_stream(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), header.stream_id, HTTP2ErrorCode.noError.rawValue)
+        return 0
     }
 
     func consumed(stream id: Int32, bytes: Int) {

@@ -183,7 +183,7 @@ extension HTTP2StreamExchange {
             // either side; the upstream stream is reset too, so the upstream
             // connection lets go of this exchange now.
             h2Upstream?.cancel(self)
-            session.resetStream(stream: stream, errorCode: .noError)
+            session.resetStreamAfterResponse(stream: stream)
         }
         h2Upstream = nil
     }
@@ -249,7 +249,7 @@ extension HTTP2StreamExchange {
         }
         fields.append("grpc-message", value: encoded)
         session.submitResponse(stream: stream, status: 200, fields: fields, hasBody: false)
-        if !requestComplete { session.resetStream(stream: stream, errorCode: .noError) }
+        if !requestComplete { session.resetStreamAfterResponse(stream: stream) }
         worker.metrics.countResponse(status: response.status)
         connection.requestFlush()
     }

@@ -646,7 +646,7 @@ final class HTTP2StreamExchange: UpstreamAttempt {
         }
         if !requestComplete {
             // RFC 9113 §8.1: the response is complete; the rest of the request is not needed.
-            session.resetStream(stream: stream, errorCode: .noError)
+            session.resetStreamAfterResponse(stream: stream)
         }
     }
 
@@ -660,7 +660,7 @@ final class HTTP2StreamExchange: UpstreamAttempt {
         fields.append("location", value: location)
         fields.append("content-length", value: "0".utf8)
         session.submitResponse(stream: stream, status: status, fields: fields, hasBody: false)
-        if !requestComplete { session.resetStream(stream: stream, errorCode: .noError) }
+        if !requestComplete { session.resetStreamAfterResponse(stream: stream) }
         worker.metrics.countResponse(status: status)
         connection.requestFlush()
     }
@@ -687,7 +687,7 @@ final class HTTP2StreamExchange: UpstreamAttempt {
         if !isHEAD {
             body.withUnsafeBytes { _ = session.submitData(stream: stream, bytes: $0, endStream: true) }
         }
-        if !requestComplete { session.resetStream(stream: stream, errorCode: .noError) }
+        if !requestComplete { session.resetStreamAfterResponse(stream: stream) }
         worker.metrics.countResponse(status: response.status)
         connection.requestFlush()
     }
