@@ -106,8 +106,8 @@ extension DownstreamConnection {
         case let .respond(response):
             readBuffer.consume(head.headLength)
             respondWithError(response, headParsed: true)
-        case let .redirect(status):
-            respondWithRedirect(bytes, target: target, status: status)
+        case let .redirect(status, namePort):
+            respondWithRedirect(bytes, target: target, status: status, namePort: namePort)
         case let .forward(found, rewrite, passClientCertificate, bodyLimit):
             if case .chunked = requestBody { requestBody = .chunked(budget: bodyLimit) }
             if found.upstream.wireProtocol != .http && found.upstream.wireProtocol != .https {
@@ -211,7 +211,7 @@ extension DownstreamConnection {
             out.append("\r\n")
         }
         out.append("X-Forwarded-Port: ")
-        out.append(isTLS ? worker.httpsPortText : worker.listenPortText)
+        out.append(worker.pipeline.forwardedPort(isTLS: isTLS))
         out.append("\r\n")
         if passClientCertificate, let tls, !tls.escapedClientCertificate.isEmpty {
             out.append("ssl-client-cert: ")
@@ -352,10 +352,10 @@ extension DownstreamConnection {
 extension DownstreamConnection {
     /// Answers a plain-HTTP request with the pipeline's redirect to the
     /// same host (canonical) and target on HTTPS.
-    func respondWithRedirect(_ bytes: UnsafeRawBufferPointer, target: Target, status code: Int) {
-        let location = worker.httpsLocation(
-            host: worker.pipeline.canonicalHost,
-            target: target.originForm.isEmpty ? RequestPipeline.rootPath : UnsafeRawBufferPointer(rebasing: bytes[target.originForm]))
+    func respondWithRedirect(_ bytes: UnsafeRawBufferPointer, target: Target, status code: Int, namePort: Bool) {
+        let location = worker.pipeline.httpsLocation(
+            target: target.originForm.isEmpty ? RequestPipeline.rootPath : UnsafeRawBufferPointer(rebasing: bytes[target.originForm]),
+            namePort: namePort)
         let keepAlive = clientKeepAlive && requestBody == .complete && !worker.isDraining
         readBuffer.consume(head.headLength)
         writeBuffer.append("HTTP/1.1 ")

@@ -50,7 +50,7 @@ extension HTTP2StreamExchange {
         fields.append("x-real-ip", value: connection.peerText)
         fields.append("x-forwarded-proto", value: (connection.isTLS ? "https" : "http").utf8)
         if !authority.isEmpty { fields.append("x-forwarded-host", value: authority) }
-        fields.append("x-forwarded-port", value: connection.isTLS ? worker.httpsPortText : worker.listenPortText)
+        fields.append("x-forwarded-port", value: worker.pipeline.forwardedPort(isTLS: connection.isTLS))
         if passClientCertificate, let tls = connection.tls, !tls.escapedClientCertificate.isEmpty {
             fields.append("ssl-client-cert", value: tls.escapedClientCertificate)
             fields.append("ssl-client-verify", value: "SUCCESS".utf8)

@@ -147,8 +147,8 @@ final class HTTP2StreamExchange: UpstreamAttempt {
         case let .respond(response):
             respondLocally(response)
             return
-        case let .redirect(status):
-            respondWithRedirect(status: status, path: path)
+        case let .redirect(status, namePort):
+            respondWithRedirect(status: status, namePort: namePort, path: path)
             return
         case let .forward(found, foundRewrite, pass, bodyLimit):
             cluster = found
@@ -252,7 +252,7 @@ final class HTTP2StreamExchange: UpstreamAttempt {
             out.append("\r\n")
         }
         out.append("X-Forwarded-Port: ")
-        out.append(connection.isTLS ? worker.httpsPortText : worker.listenPortText)
+        out.append(worker.pipeline.forwardedPort(isTLS: connection.isTLS))
         out.append("\r\n")
         if passClientCertificate, let tls = connection.tls, !tls.escapedClientCertificate.isEmpty {
             out.append("ssl-client-cert: ")
@@ -653,8 +653,8 @@ final class HTTP2StreamExchange: UpstreamAttempt {
     /// Plain HTTP/2 (h2c) to a host that has TLS: redirect to HTTPS.
     /// Answers with the pipeline's redirect to the same host (canonical)
     /// and path on HTTPS.
-    private func respondWithRedirect(status: Int, path: ArraySlice<UInt8>) {
-        let location = path.withUnsafeBytes { worker.httpsLocation(host: worker.pipeline.canonicalHost, target: $0) }
+    private func respondWithRedirect(status: Int, namePort: Bool, path: ArraySlice<UInt8>) {
+        let location = path.withUnsafeBytes { worker.pipeline.httpsLocation(target: $0, namePort: namePort) }
         finished = true
         var fields = HTTP2Fields()
         fields.append("location", value: location)

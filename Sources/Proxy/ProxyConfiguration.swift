@@ -19,6 +19,11 @@ public struct ProxyConfiguration: Sendable {
     public var http2MaxResetsPerSecond: Int = 100
     /// Status of the HTTP → HTTPS redirect (`--http-redirect-code`: 301, 302, 307 or 308).
     public var httpRedirectCode: Int = 308
+    /// The ports clients use (a Service or load balancer's `port`), apart
+    /// from the ports the listeners bind: HTTPS redirects and
+    /// `X-Forwarded-Port` name these.
+    public var publicHTTPPort: UInt16 = 80
+    public var publicHTTPSPort: UInt16 = 443
     /// `enable-underscores-in-headers`: forward client fields whose names
     /// hold `_` (default false, as in ingress-nginx: they are dropped).
     public var allowUnderscoresInHeaders = false

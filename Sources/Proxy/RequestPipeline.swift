@@ -40,8 +40,9 @@ enum RequestOutcome {
     /// Answer with a generated response.
     case respond(ErrorResponse)
     /// Redirect to HTTPS: `https://` + `RequestPipeline.canonicalHost` +
-    /// the HTTPS port when not 443 + the original target.
-    case redirect(status: Int)
+    /// the public HTTPS port when it is not 443 or `namePort` says so
+    /// (`use-port-in-redirects`) + the original target.
+    case redirect(status: Int, namePort: Bool)
     /// Proxy to `cluster`; `rewrite` says which path to send.
     /// `passClientCertificate`: send `ssl-client-cert` / `ssl-client-verify`.
     /// `bodyLimit`: cut the request (413, or a reset once the response has
@@ -75,10 +76,37 @@ final class RequestPipeline {
     private let hostStorage: UnsafeMutablePointer<UInt8>
     /// The canonical host of the last decision (empty when the request had none).
     private(set) var canonicalHost: UnsafeRawBufferPointer
+    /// The public ports as text, for `X-Forwarded-Port` and redirects.
+    let publicHTTPPortText: [UInt8]
+    let publicHTTPSPortText: [UInt8]
+    /// The public HTTPS port is 443, the scheme's default.
+    private let publicHTTPSPortIsDefault: Bool
 
-    init() {
+    init(publicHTTPPort: UInt16 = 80, publicHTTPSPort: UInt16 = 443) {
         hostStorage = .allocate(capacity: HostName.maximumLength)
         canonicalHost = UnsafeRawBufferPointer(start: hostStorage, count: 0)
+        publicHTTPPortText = Array(String(publicHTTPPort).utf8)
+        publicHTTPSPortText = Array(String(publicHTTPSPort).utf8)
+        publicHTTPSPortIsDefault = publicHTTPSPort == 443
+    }
+
+    /// `X-Forwarded-Port`: the public port of the listener the request came on.
+    @inline(__always)
+    func forwardedPort(isTLS: Bool) -> [UInt8] { isTLS ? publicHTTPSPortText : publicHTTPPortText }
+
+    /// `https://host[:port]target` for an HTTPS redirect: the canonical host
+    /// of the last decision, the public HTTPS port when it is not 443 or
+    /// `namePort` asks for it.
+    func httpsLocation(target: UnsafeRawBufferPointer, namePort: Bool) -> [UInt8] {
+        var location = Array("https://".utf8)
+        location.reserveCapacity(location.count + canonicalHost.count + 6 + target.count)
+        location += canonicalHost
+        if namePort || !publicHTTPSPortIsDefault {
+            location.append(UInt8(ascii: ":"))
+            location += publicHTTPSPortText
+        }
+        location += target
+        return location
     }
 
     deinit { hostStorage.deallocate() }
@@ -120,9 +148,9 @@ final class RequestPipeline {
                     passClientCertificate = pass
                 }
             } else {
-                if !secure.redirectHosts.isEmpty, secure.redirectHosts.value(for: host) != nil {
+                if !secure.redirectHosts.isEmpty, let namePort = secure.redirectHosts.value(for: host) {
                     metrics.httpsRedirects.add()
-                    return .redirect(status: redirectStatus)
+                    return .redirect(status: redirectStatus, namePort: namePort)
                 }
                 if requirement == .required {
                     metrics.count(.clientCertificate)
@@ -223,21 +251,5 @@ final class RequestPipeline {
             return .refused(.clientCertificateRequired)
         }
         return .allowed(passClientCertificate: verified && hostContext.passClientCertificate)
-    }
-}
-
-extension Worker {
-    /// `https://host[:port]target` for an HTTPS redirect: the canonical
-    /// host, the HTTPS listener's port unless it is 443.
-    func httpsLocation(host: UnsafeRawBufferPointer, target: UnsafeRawBufferPointer) -> [UInt8] {
-        var location = Array("https://".utf8)
-        location.reserveCapacity(location.count + host.count + 6 + target.count)
-        location += host
-        if httpsPortText != Array("443".utf8), !httpsPortText.isEmpty {
-            location.append(UInt8(ascii: ":"))
-            location += httpsPortText
-        }
-        location += target
-        return location
     }
 }

@@ -12,7 +12,9 @@ import TLS
 public final class SecurePolicy: @unchecked Sendable {
     /// Certificates for new handshakes (nil: no HTTPS listener).
     public let certificates: TLSCertificateStore?
-    /// Hosts whose plain-HTTP requests are redirected to HTTPS.
+    /// Hosts whose plain-HTTP requests are redirected to HTTPS; the value
+    /// says whether the Location names the port even when it is 443
+    /// (`use-port-in-redirects`).
     let redirectHosts: HostTable<Bool>
     /// Hosts that ask for client certificates, as configuration says,
     /// whether or not their certificate loaded (`auth-tls-*`).
@@ -31,7 +33,8 @@ public final class SecurePolicy: @unchecked Sendable {
         self.certificates = certificates
         // Without an HTTPS listener there is nothing to redirect to (TLS ends
         // in front of the proxy, if anywhere): redirecting would loop.
-        self.redirectHosts = HostTable(certificates == nil ? [] : model.redirectHosts.map { ($0, true) })
+        let withPort = Set(model.redirectHostsWithPort)
+        self.redirectHosts = HostTable(certificates == nil ? [] : model.redirectHosts.map { ($0, withPort.contains($0)) })
         var clientHosts: [(String, ClientCertificateRequirement)] = []
         for certificate in model.certificates {
             guard let authentication = certificate.clientAuthentication else { continue }

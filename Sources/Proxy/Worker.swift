@@ -34,10 +34,6 @@ public final class Worker: @unchecked Sendable {
     /// Open client connections, for closing idle ones on drain.
     var downstream: [ObjectIdentifier: ClientConnection] = [:]
     private var listeners: [Listener] = []
-    /// Port of the HTTP listener, as ASCII digits for X-Forwarded-Port.
-    let listenPortText: [UInt8]
-    /// Port of the HTTPS listener, as ASCII digits (empty without HTTPS).
-    let httpsPortText: [UInt8]
     /// Certificates, redirects and HSTS for new connections and requests.
     private(set) var secure: SecurePolicy?
     /// Client TLS contexts for HTTPS endpoints, made on first use per
@@ -49,7 +45,7 @@ public final class Worker: @unchecked Sendable {
     /// and copied into the upstream request head (one per worker, reused).
     let rewriteBuffer: UnsafeMutableRawBufferPointer
     /// Every per-request decision (HTTP/1.1 and HTTP/2 alike).
-    let pipeline = RequestPipeline()
+    let pipeline: RequestPipeline
     /// Called on the worker's thread when it has finished draining.
     var onStopped: (() -> Void)?
     /// Rare operational events (drain deadline, descriptor exhaustion).
@@ -80,16 +76,10 @@ public final class Worker: @unchecked Sendable {
         self.pool = UpstreamPool(perEndpointLimit: configuration.upstreamKeepAliveConnections)
         self.table = table
         self.roundRobinCounters = Array(repeating: 0, count: table.clusters.count)
-        let port = Socket.localAddress(listenFD)?.port ?? configuration.httpListen.port
-        self.listenPortText = Array(String(port).utf8)
+        self.pipeline = RequestPipeline(publicHTTPPort: configuration.publicHTTPPort, publicHTTPSPort: configuration.publicHTTPSPort)
         self.rewriteBuffer = UnsafeMutableRawBufferPointer.allocate(
             byteCount: max(configuration.limits.maxRequestTargetLength, 8192), alignment: 8)
         self.secure = secure
-        if let httpsListenFD {
-            httpsPortText = Array(String(Socket.localAddress(httpsListenFD)?.port ?? 0).utf8)
-        } else {
-            httpsPortText = []
-        }
         listeners.append(Listener(fd: listenFD, worker: self, isTLS: false))
         if let httpsListenFD { listeners.append(Listener(fd: httpsListenFD, worker: self, isTLS: true)) }
         metrics.routingTableGeneration.set(table.generation)

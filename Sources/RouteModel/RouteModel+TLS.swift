@@ -11,11 +11,18 @@ public struct TLSModel: Sendable, Equatable {
     /// hosts in a `spec.tls` entry unless `ssl-redirect: "false"`, and every
     /// rule host of an Ingress with `force-ssl-redirect: "true"`.
     public var redirectHosts: [String]
+    /// Redirect hosts whose Location names the HTTPS port even when it is
+    /// 443 (`use-port-in-redirects: "true"` on an Ingress of the host; sorted).
+    public var redirectHostsWithPort: [String]
 
-    public init(certificates: [TLSCertificate] = [], defaultCertificate: TLSCertificate? = nil, redirectHosts: [String] = []) {
+    public init(
+        certificates: [TLSCertificate] = [], defaultCertificate: TLSCertificate? = nil, redirectHosts: [String] = [],
+        redirectHostsWithPort: [String] = []
+    ) {
         self.certificates = certificates
         self.defaultCertificate = defaultCertificate
         self.redirectHosts = redirectHosts
+        self.redirectHostsWithPort = redirectHostsWithPort
     }
 
     /// Every host with a certificate of its own (lower-case, sorted).

@@ -269,6 +269,7 @@ public enum AnnotationCatalog {
         ignored("upstream-hash-by-subset", "consistent hashing is not implemented; requests are balanced round-robin"),
         ignored("upstream-hash-by-subset-size", "consistent hashing is not implemented; requests are balanced round-robin"),
         ignored("upstream-vhost", "rewriting the Host sent upstream is not implemented"),
+        honoured("use-port-in-redirects", "the HTTPS redirect names the public HTTPS port even when it is 443"),
         honoured("use-regex", "ImplementationSpecific paths are RE2 regular expressions"),
         honoured("whitelist-source-range", "only these client ranges are served (403 otherwise)"),
         ignored("x-forwarded-prefix", "the X-Forwarded-Prefix header is not implemented"),

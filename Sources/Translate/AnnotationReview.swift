@@ -155,7 +155,7 @@ public struct AnnotationReview: Sendable, Equatable {
     private mutating func problem(key: String, value: String, annotations: [String: String]) -> String? {
         let name = key.dropFirst(AnnotationCatalog.nginxPrefix.count)
         switch name {
-        case "use-regex":
+        case "use-regex", "use-port-in-redirects":
             return GoBool.parse(value) == nil ? "\"\(value)\" is not true or false" : nil
         case "ssl-redirect", "force-ssl-redirect", "auth-tls-pass-certificate-to-upstream":
             return ["true", "false"].contains(value.lowercased()) ? nil : "\"\(value)\" is not true or false"

@@ -55,6 +55,8 @@ struct IngressCertificates: Equatable {
     var diagnostics: [Diagnostic] = []
     /// Hosts to redirect to HTTPS (repeats possible).
     var redirectHosts: [String] = []
+    /// Of those, the hosts whose Location names the port (`use-port-in-redirects`).
+    var redirectHostsWithPort: [String] = []
     var entries: [Entry] = []
 
     /// True when the Ingress adds nothing to the TLS model or its diagnostics.
@@ -72,6 +74,9 @@ struct IngressCertificates: Equatable {
         }
         if forceRedirect {
             redirectHosts += ingress.spec.rules.compactMap { $0.host?.lowercased() }.filter { !$0.isEmpty }
+        }
+        if annotations[RedirectAnnotations.usePortInRedirects].flatMap(GoBool.parse) == true {
+            redirectHostsWithPort = redirectHosts
         }
         let clientAuthentication = ClientAuthenticationAnnotations.parse(
             annotations, ingress: key, secrets: &secrets, into: &diagnostics)
@@ -115,9 +120,11 @@ struct IngressCertificates: Equatable {
         var hostOwner: [String: (entry: CertificateKey, ingress: String)] = [:]
         var bySecret: [CertificateKey: TLSCertificate] = [:]
         var redirectHosts: Set<String> = []
+        var redirectHostsWithPort: Set<String> = []
         for wanted in ingresses {
             diagnostics += wanted.diagnostics
             redirectHosts.formUnion(wanted.redirectHosts)
+            redirectHostsWithPort.formUnion(wanted.redirectHostsWithPort)
             for entry in wanted.entries {
                 var accepted: [String] = []
                 for host in entry.hosts {
@@ -142,7 +149,7 @@ struct IngressCertificates: Equatable {
         }
         var model = TLSModel(
             certificates: bySecret.values.filter { !$0.hosts.isEmpty }.sorted { ($0.secret, $0.hosts.joined(separator: ",")) < ($1.secret, $1.hosts.joined(separator: ",")) },
-            redirectHosts: redirectHosts.sorted())
+            redirectHosts: redirectHosts.sorted(), redirectHostsWithPort: redirectHostsWithPort.sorted())
         if let defaultCertificateSecret {
             let parts = defaultCertificateSecret.split(separator: "/", maxSplits: 1).map(String.init)
             let key = ObjectKey(kind: "Secret", namespace: parts.first ?? "", name: parts.count == 2 ? parts[1] : "")
@@ -194,6 +201,7 @@ enum PEMShape {
 enum RedirectAnnotations {
     static let sslRedirect = "nginx.ingress.kubernetes.io/ssl-redirect"
     static let forceSSLRedirect = "nginx.ingress.kubernetes.io/force-ssl-redirect"
+    static let usePortInRedirects = "nginx.ingress.kubernetes.io/use-port-in-redirects"
 
     static func flag(_ value: String?, default fallback: Bool, ingress: ObjectKey, into diagnostics: inout [Diagnostic]) -> Bool {
         guard let value else { return fallback }

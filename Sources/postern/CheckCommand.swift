@@ -11,7 +11,7 @@ import Translate
 /// out for their class.
 typealias DirectoryTranslation = (
     translation: TranslationResult, diagnostics: [Diagnostic], table: RoutingTable, objects: Int, skipped: SkippedIngresses,
-    unknownFields: [ManifestFieldCheck.UnknownField], report: MigrationReport
+    unknownFields: [ManifestFieldCheck.UnknownField], report: MigrationReport, publicPorts: (http: Int, https: Int)
 )
 
 /// The options `check` and `route` share: where the manifests are and how
@@ -72,7 +72,7 @@ struct ManifestOptions: ParsableArguments {
         return (
             translation, diagnostics, RoutingTable(model: translation.model, generation: 1), load.objects.count,
             SkippedIngresses(load.snapshot, options: settings.translateOptions), ManifestFieldCheck.check(directory: directory),
-            MigrationReport(load: load, options: settings.translateOptions)
+            MigrationReport(load: load, options: settings.translateOptions), (settings.publicHTTPPort, settings.publicHTTPSPort)
         )
     }
 }
@@ -123,6 +123,7 @@ struct Check: ParsableCommand {
                 + "\(routes) routes, \(model.clusters.count) backends (\(unavailable) without endpoints), "
                 + "\(endpoints) endpoints; \(errors) errors, \(warnings) warnings"
                 + (result.skipped.total > 0 ? "; \(result.skipped.total) Ingresses skipped for their class" : ""))
+        print("public ports: http \(result.publicPorts.http), https \(result.publicPorts.https) (redirects, X-Forwarded-Port)")
         if errors > 0 { throw ExitCode(1) }
     }
 }

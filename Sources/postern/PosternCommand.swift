@@ -78,6 +78,12 @@ struct Run: ParsableCommand {
     @Option(parsing: .unconditional, help: "Status of the HTTP to HTTPS redirect: 301, 302, 307 or 308 (default 308).")
     var httpRedirectCode: Int?
 
+    @Option(parsing: .unconditional, help: "Port clients use for HTTP (the Service's port; default 80): X-Forwarded-Port.")
+    var publicHTTPPort: Int?
+
+    @Option(parsing: .unconditional, help: "Port clients use for HTTPS (the Service's port; default 443): redirects and X-Forwarded-Port.")
+    var publicHTTPSPort: Int?
+
     @Option(help: "Admin listen address for /metrics, /healthz and /readyz (default 127.0.0.1:10254).")
     var adminListen: String?
 
@@ -133,6 +139,11 @@ struct Run: ParsableCommand {
             }
             settings.httpRedirectCode = httpRedirectCode
         }
+        for (flag, value) in [("--public-http-port", publicHTTPPort), ("--public-https-port", publicHTTPSPort)] {
+            if let value, !(1...65535).contains(value) { throw SettingsError("\(flag) \(value): expected a port from 1 to 65535") }
+        }
+        if let publicHTTPPort { settings.publicHTTPPort = publicHTTPPort }
+        if let publicHTTPSPort { settings.publicHTTPSPort = publicHTTPSPort }
         if let workers {
             guard (0...Settings.maximumWorkers).contains(workers) else {
                 throw SettingsError("--workers \(workers): expected 0 (one per CPU) to \(Settings.maximumWorkers)")
@@ -345,6 +356,7 @@ struct Run: ParsableCommand {
         // Tests and scripts read this line to learn the bound port.
         print("listening on \(server.boundAddress)")
         if let https = server.boundHTTPSAddress { print("https listening on \(https)") }
+        print("public ports: http \(proxyConfiguration.publicHTTPPort), https \(proxyConfiguration.publicHTTPSPort) (redirects, X-Forwarded-Port)")
         print("admin listening on \(admin.boundAddress)")
         if let admission { print("admission webhook listening on \(admission.boundAddress)") }
         fflush(stdout)

@@ -22,6 +22,9 @@ struct Settings {
     var hstsPreload = false
     var httpRedirectCode = 308
     var enableUnderscoresInHeaders = false
+    /// The ports clients use (Service / load balancer), for redirects and X-Forwarded-Port.
+    var publicHTTPPort = 80
+    var publicHTTPSPort = 443
     /// Offer HTTP/2 on HTTPS (ALPN h2), as ingress-nginx's `use-http2`.
     var useHTTP2 = true
     /// Accept cleartext HTTP/2 with prior knowledge on the HTTP listener.
@@ -81,6 +84,8 @@ struct Settings {
         "use-http2": { $0.useHTTP2 = try boolean($1, $2) },
         "h2c": { $0.h2c = try boolean($1, $2) },
         "enable-underscores-in-headers": { $0.enableUnderscoresInHeaders = try boolean($1, $2) },
+        "public-http-port": { $0.publicHTTPPort = try port($1, $2) },
+        "public-https-port": { $0.publicHTTPSPort = try port($1, $2) },
         "http2-max-concurrent-streams": { $0.http2MaxConcurrentStreams = try integer($1, $2, minimum: 1) },
         "http2-initial-window-size": { $0.http2InitialWindowSize = try integer($1, $2, minimum: 65_535) },
         "http2-max-resets-per-second": { $0.http2MaxResetsPerSecond = try integer($1, $2, minimum: 1) },
@@ -186,6 +191,14 @@ struct Settings {
         return value
     }
 
+    /// A TCP port, 1 to 65535.
+    private static func port(_ node: Node, _ name: String) throws -> Int {
+        guard let text = node.string, let value = Int(text), (1...65535).contains(value) else {
+            throw SettingsError("\(name): expected a port from 1 to 65535")
+        }
+        return value
+    }
+
     private static func seconds(_ node: Node, _ name: String) throws -> Double {
         guard var text = node.string else { throw SettingsError("\(name): expected seconds") }
         if text.hasSuffix("s") { text.removeLast() }
@@ -219,6 +232,8 @@ struct Settings {
         }
         configuration.httpRedirectCode = httpRedirectCode
         configuration.allowUnderscoresInHeaders = enableUnderscoresInHeaders
+        configuration.publicHTTPPort = UInt16(publicHTTPPort)
+        configuration.publicHTTPSPort = UInt16(publicHTTPSPort)
         configuration.h2c = h2c
         configuration.http2MaxConcurrentStreams = UInt32(min(http2MaxConcurrentStreams, Int(UInt32.max)))
         configuration.http2InitialWindowSize = UInt32(min(http2InitialWindowSize, Int(Int32.max)))

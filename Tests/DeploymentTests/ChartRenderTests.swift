@@ -38,6 +38,10 @@ struct ChartVariant: Sendable, CustomTestStringConvertible {
             #expect(rendered.settingsText.contains("shutdown-grace-period: 5\n"))
             #expect(pod["hostNetwork"] == nil)
             #expect(pod["dnsPolicy"] as? String == "ClusterFirst")
+            // Listeners on 8080/8443; clients use the Service's 80/443 (issue 22).
+            #expect(rendered.settingsText.contains("http-listen: 0.0.0.0:8080\n"))
+            #expect(rendered.settingsText.contains("public-http-port: 80\npublic-https-port: 443\n"))
+            #expect(pod[path: "securityContext", "sysctls"] == nil)
             #expect(container["image"] as? String == "ghcr.io/postern/postern:0.1.0")
             #expect(rendered.arguments.contains("--publish-service"))
             #expect(rendered.arguments.contains("ingress/postern"))
@@ -110,9 +114,23 @@ struct ChartVariant: Sendable, CustomTestStringConvertible {
             #expect(ports.compactMap { $0["hostPort"] as? Int } == [8081, 8444])
             #expect(rendered.settingsText.contains("http-listen: 0.0.0.0:8081\n"))
             #expect(rendered.settingsText.contains("https-listen: 0.0.0.0:8444\n"))
+            #expect(rendered.settingsText.contains("public-http-port: 8081\npublic-https-port: 8444\n"), "the node's ports are the public ones")
             // Neither an autoscaler nor a PDB applies to a DaemonSet.
             #expect(rendered.all("HorizontalPodAutoscaler").isEmpty)
             #expect(rendered.all("PodDisruptionBudget").isEmpty)
+        },
+        ChartVariant(
+            name: "listeners on 80 and 443 through the unprivileged-port sysctl",
+            values: "controller: {bindPrivilegedPorts: true}"
+        ) { rendered in
+            let ports = rendered.container["ports"] as? [[String: Any]] ?? []
+            #expect(ports.compactMap { $0["containerPort"] as? Int } == [80, 443, 10254])
+            let sysctls = rendered.podSpec[path: "securityContext", "sysctls"] as? [[String: Any]] ?? []
+            #expect(sysctls.contains { $0["name"] as? String == "net.ipv4.ip_unprivileged_port_start" && $0["value"] as? String == "0" })
+            #expect(rendered.podSpec[path: "securityContext", "runAsNonRoot"] as? Bool == true, "the restricted settings stay")
+            #expect(rendered.settingsText.contains("http-listen: 0.0.0.0:80\n"))
+            #expect(rendered.settingsText.contains("https-listen: 0.0.0.0:443\n"))
+            #expect(rendered.settingsText.contains("public-http-port: 80\npublic-https-port: 443\n"), "listen and public ports agree")
         },
         ChartVariant(
             name: "host ports without the host network",

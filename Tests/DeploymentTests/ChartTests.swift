@@ -143,5 +143,11 @@ import Yams
             #expect(check.status == 0, "postern check on the chart's postern.yaml: \(check.output)", sourceLocation: sourceLocation)
         }
         #expect(check.output.contains("1 hosts"), "the chart's class settings do not select its class: \(check.output)", sourceLocation: sourceLocation)
+        // The public ports the chart derived (Service, host ports or host network) reach Postern.
+        let publicHTTP = settings["public-http-port"] as? Int ?? -1
+        let publicHTTPS = settings["public-https-port"] as? Int ?? -1
+        #expect(
+            check.output.contains("public ports: http \(publicHTTP), https \(publicHTTPS)"), "\(check.output)",
+            sourceLocation: sourceLocation)
     }
 }

@@ -200,10 +200,10 @@ extension EndToEndTests {
             SecurityCase(transport: .plain, host: "split.test", target: "/admin", expected: "200 admin", because: "control"),
             SecurityCase(transport: .tls(serverName: "tls.test", certificate: false), host: "tls.test", expected: "200 tls", because: "control"),
             // Finding 2: the trailing dot, case and port of a TLS host over plain HTTP.
-            SecurityCase(transport: .plain, host: "tls.test.", expected: "308 https://tls.test:PORT/x", because: "finding 2: trailing dot"),
-            SecurityCase(transport: .plain, host: "TLS.Test.", expected: "308 https://tls.test:PORT/x", because: "finding 2: case and dot"),
-            SecurityCase(transport: .plain, host: "tls.test.:80", expected: "308 https://tls.test:PORT/x", because: "finding 2: dot and port"),
-            SecurityCase(transport: .plain, host: "mtls.test.", expected: "308 https://mtls.test:PORT/x", because: "finding 2: mTLS host, dot"),
+            SecurityCase(transport: .plain, host: "tls.test.", expected: "308 https://tls.test/x", because: "finding 2: trailing dot"),
+            SecurityCase(transport: .plain, host: "TLS.Test.", expected: "308 https://tls.test/x", because: "finding 2: case and dot"),
+            SecurityCase(transport: .plain, host: "tls.test.:80", expected: "308 https://tls.test/x", because: "finding 2: dot and port"),
+            SecurityCase(transport: .plain, host: "mtls.test.", expected: "308 https://mtls.test/x", because: "finding 2: mTLS host, dot"),
             SecurityCase(transport: .plain, host: "strict.test", expected: "400", because: "mTLS host without redirect over plain HTTP"),
             SecurityCase(transport: .plain, host: "STRICT.test.:80", expected: "400", because: "finding 2: mTLS host over plain HTTP, any spelling"),
             // Finding 1: no SNI, no client certificate.
@@ -269,9 +269,9 @@ extension EndToEndTests {
             let f = try Fixture()
             let cases = [
                 SecurityCase(transport: .plain, host: "", raw: "GET http://tls.test./x HTTP/1.1\r\nHost: plain.test\r\n",
-                    expected: "308 https://tls.test:PORT/x", because: "finding 2: absolute form with a dot"),
+                    expected: "308 https://tls.test/x", because: "finding 2: absolute form with a dot"),
                 SecurityCase(transport: .plain, host: "", raw: "GET http://TLS.test.:80/x HTTP/1.1\r\nHost: plain.test\r\n",
-                    expected: "308 https://tls.test:PORT/x", because: "finding 2: case, dot, port"),
+                    expected: "308 https://tls.test/x", because: "finding 2: case, dot, port"),
                 SecurityCase(transport: .plain, host: "", raw: "GET http://plain.test@tls.test/x HTTP/1.1\r\nHost: tls.test\r\n",
                     expected: "400", because: "finding 7: user information in the target"),
                 SecurityCase(transport: .plain, host: "", raw: "GET http://strict.test./x HTTP/1.1\r\nHost: plain.test\r\n",

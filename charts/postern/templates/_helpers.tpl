@@ -106,3 +106,16 @@ postern.dev/ingress-controller
   resources: ["events"]
   verbs: ["create"]
 {{- end -}}
+
+{{/* The ports Postern binds (YAML: http, https): 80 and 443 with
+controller.bindPrivilegedPorts (the Pod lowers net.ipv4.ip_unprivileged_port_start),
+else controller.containerPort. */}}
+{{- define "postern.listenPorts" -}}
+{{- if .Values.controller.bindPrivilegedPorts -}}
+http: 80
+https: 443
+{{- else -}}
+http: {{ .Values.controller.containerPort.http | int }}
+https: {{ .Values.controller.containerPort.https | int }}
+{{- end -}}
+{{- end -}}
