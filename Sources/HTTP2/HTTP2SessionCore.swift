@@ -480,7 +480,7 @@ final class HTTP2SessionCore {
         }
         while index < count {
             if scanPayloadRemaining > 0 {
-                if scanPriorityActive { collectPriorityDependency(bytes, at: &index) }
+                if scanPriorityActive { collectPriorityDependency(bytes, from: index) }
                 let skipped = min(scanPayloadRemaining, count - index)
                 scanPayloadRemaining -= skipped
                 index += skipped
@@ -541,9 +541,9 @@ final class HTTP2SessionCore {
     }
 
     /// Reads the PRIORITY payload's stream dependency (RFC 9113 §6.3: E bit
-    /// and 31 bits) as it arrives, possibly over several reads; leaves
-    /// `index` where it was (the caller skips the payload).
-    func collectPriorityDependency(_ bytes: UnsafeRawBufferPointer, at index: inout Int) {
+    /// and 31 bits) as it arrives, possibly over several reads, from the
+    /// payload bytes at `index` (the caller then skips the payload).
+    func collectPriorityDependency(_ bytes: UnsafeRawBufferPointer, from index: Int) {
         var position = index
         while scanPriorityCollected < 4, position < bytes.count {
             scanPriorityDependency = scanPriorityDependency << 8 | UInt32(bytes[position])
