@@ -44,6 +44,15 @@ import Testing
         #expect(client.events.heads.count == 1, "the second HEADERS is no new request")
     }
 
+    @Test func lateDataWhoseHeaderIsSplitAcrossReadsIsStillAnswered() {
+        let client = RawClient()
+        client.send(Raw.start + Self.headersOpen + Self.cancel + Array(Self.data[0..<4]))
+        #expect(client.resetCode(stream: 1) == nil)
+        client.send(Array(Self.data[4...]))
+        #expect(client.resetCode(stream: 1) == .streamClosed)
+        #expect(client.goAwayCode == nil)
+    }
+
     @Test func onlyOneResetAnswersLateFramesOnAStream() {
         let client = RawClient()
         client.send(Raw.start + Self.headersOpen + Self.cancel + Self.data + Self.data + Raw.frame(Raw.windowUpdate, stream: 1, Raw.u32(1)))
