@@ -41,12 +41,14 @@ extension HTTP2ServerSessionDelegate {
 /// unknown names; `:path` form; uppercase and invalid names, invalid value
 /// bytes; connection-specific fields and `te` other than `trailers`;
 /// content-length syntax and its match with the DATA received; frames on
-/// closed or idle streams; flow-control window overflow; frame sizes;
+/// idle streams; flow-control window overflow; frame sizes;
 /// SETTINGS and PING ACK floods (`maxOutboundAcks`, `maxSettingsEntries`);
 /// CONTINUATION floods (`maxContinuations`); streams over
 /// `maxConcurrentStreams` (REFUSED_STREAM). What this session adds: the
 /// header-list size limit (431 for requests), `:authority` vs `host`
-/// (PROTOCOL_ERROR), Rapid Reset and control-frame rate caps (GOAWAY
+/// (PROTOCOL_ERROR), frames on closed streams, decreasing stream IDs and
+/// PRIORITY checks (RFC 9113 §5.1, §5.1.1, §5.3.1, §6.3; see
+/// `HTTP2SessionCore+StreamStates.swift`), Rapid Reset and control-frame rate caps (GOAWAY
 /// ENHANCE_YOUR_CALM), settings and idle timeouts, the graceful shutdown
 /// sequence, HEAD/204/304 responses without bodies, and receive windows
 /// reopened only when the proxy says it forwarded the bytes.

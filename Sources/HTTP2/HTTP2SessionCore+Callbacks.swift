@@ -239,6 +239,7 @@ extension HTTP2SessionCore {
     func streamClosed(_ id: Int32, errorCode: UInt32) -> Int32 {
         guard let stream = streams.removeValue(forKey: id) else { return 0 }
         lastActivity = clock()
+        rememberClosedStream(UInt32(bitPattern: id), closedStreamKind(of: stream, errorCode: errorCode))
         if stream.unconsumed > 0 {
             // Bytes the delegate will never acknowledge now: free the connection window.
             _ = nghttp2_session_consume_connection(session, stream.unconsumed)

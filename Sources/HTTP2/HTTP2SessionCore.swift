@@ -150,6 +150,21 @@ final class HTTP2SessionCore {
     /// control-frame budget: earned by the DATA frames we send and the
     /// streams the peer opens (see `HTTP2Settings.maxControlFramesPerSecond`).
     var windowUpdateCredit = HTTP2SessionCore.initialWindowUpdateCredit
+    /// PRIORITY payload being read by the scanner (server only): its first
+    /// 4 bytes name the stream it depends on (`checkStreamState`).
+    var scanPriorityActive = false
+    var scanPriorityStream: UInt32 = 0
+    var scanPriorityDependency: UInt32 = 0
+    var scanPriorityCollected = 0
+    var scanPriorityOffset = 0
+
+    // Stream states (HTTP2SessionCore+StreamStates.swift), server only.
+    /// Frames of the bytes being received to check before nghttp2 sees them (reused).
+    var frameChecks: [HTTP2FrameCheck] = []
+    /// How recent client streams closed (direct-mapped; empty until the first close).
+    var closedStreams: [UInt32] = []
+    /// The highest stream ID the client opened (or tried to) with HEADERS.
+    var highestClientStream: UInt32 = 0
 
     /// Free WINDOW_UPDATEs at the start of a connection (a client enlarging
     /// its connection and first streams' windows).
@@ -244,7 +259,15 @@ final class HTTP2SessionCore {
         guard let base = bytes.baseAddress, bytes.count > 0 else { return }
         accountInboundFrames(bytes)
         // A flood found in these bytes: nghttp2 never does its work.
-        if closeReason != nil { return }
+        if closeReason != nil {
+            frameChecks.removeAll(keepingCapacity: true)
+            return
+        }
+        if role == .server {
+            try receiveCheckingStreamStates(bytes)
+            deliverWritable()
+            return
+        }
         let processed = nghttp2_session_mem_recv(session, base.assumingMemoryBound(to: UInt8.self), bytes.count)
         if processed < 0 {
             let error = Self.sessionError(Int32(truncatingIfNeeded: processed))
@@ -484,6 +507,8 @@ final class HTTP2SessionCore {
     func accountInboundFrames(_ bytes: UnsafeRawBufferPointer) {
         var index = 0
         let count = bytes.count
+        // A PRIORITY payload that began in an earlier read: its frame starts before these bytes.
+        scanPriorityOffset = 0
         if scanPrefaceRemaining > 0 {
             let skipped = min(scanPrefaceRemaining, count)
             scanPrefaceRemaining -= skipped
@@ -491,6 +516,7 @@ final class HTTP2SessionCore {
         }
         while index < count {
             if scanPayloadRemaining > 0 {
+                if scanPriorityActive { collectPriorityDependency(bytes, from: index) }
                 let skipped = min(scanPayloadRemaining, count - index)
                 scanPayloadRemaining -= skipped
                 index += skipped
@@ -500,10 +526,14 @@ final class HTTP2SessionCore {
             let type: UInt8
             let flags: UInt8
             let stream: UInt32
+            let frameStart: Int
             if scanHeaderCount == 0, count - index >= 9 {
                 (length, type, flags, stream) = Self.frameHeader(UnsafeRawBufferPointer(rebasing: bytes[index..<(index + 9)]))
+                frameStart = index
                 index += 9
             } else {
+                // The header began in an earlier read (or ends in a later one, below).
+                frameStart = 0
                 let taken = min(9 - scanHeaderCount, count - index)
                 withUnsafeMutableBytes(of: &scanHeader) { header in
                     header.baseAddress!.advanced(by: scanHeaderCount)
@@ -518,7 +548,49 @@ final class HTTP2SessionCore {
             scanPayloadRemaining = length
             chargeInboundFrame(type: type, flags: flags, stream: stream, length: length)
             if closeReason != nil { return }
+            if role == .server { noteStateCheck(frameStart: frameStart, type: type, stream: stream, length: length) }
         }
+    }
+
+    /// Queues the frame for the stream-state check (server only): DATA,
+    /// HEADERS and WINDOW_UPDATE on a stream, and every PRIORITY (once the
+    /// stream it depends on is read).
+    @inline(__always)
+    func noteStateCheck(frameStart: Int, type: UInt8, stream: UInt32, length: Int) {
+        switch type {
+        case 0x0, 0x1, 0x8:
+            if stream != 0 { noteFrameForStateCheck(offset: frameStart, type: type, stream: stream, length: length, dependency: nil) }
+        case 0x2:
+            if length == 5 {
+                scanPriorityActive = true
+                scanPriorityStream = stream
+                scanPriorityDependency = 0
+                scanPriorityCollected = 0
+                scanPriorityOffset = frameStart
+            } else {
+                // nghttp2 answers the wrong length (FRAME_SIZE_ERROR); stream 0 is still ours to refuse.
+                noteFrameForStateCheck(offset: frameStart, type: type, stream: stream, length: length, dependency: nil)
+            }
+        default:
+            break
+        }
+    }
+
+    /// Reads the PRIORITY payload's stream dependency (RFC 9113 §6.3: E bit
+    /// and 31 bits) as it arrives, possibly over several reads, from the
+    /// payload bytes at `index` (the caller then skips the payload).
+    func collectPriorityDependency(_ bytes: UnsafeRawBufferPointer, from index: Int) {
+        var position = index
+        while scanPriorityCollected < 4, position < bytes.count {
+            scanPriorityDependency = scanPriorityDependency << 8 | UInt32(bytes[position])
+            scanPriorityCollected += 1
+            position += 1
+        }
+        guard scanPriorityCollected == 4 else { return }
+        scanPriorityActive = false
+        noteFrameForStateCheck(
+            offset: scanPriorityOffset, type: 0x2, stream: scanPriorityStream, length: 5,
+            dependency: scanPriorityDependency & 0x7fff_ffff)
     }
 
     @inline(__always)

@@ -142,4 +142,8 @@ public enum HTTP2SessionError: Error, Sendable, Equatable {
     case terminated
     /// Any other nghttp2 error, by its library code (negative `nghttp2_error`).
     case library(code: Int32)
+    /// A frame the stream states of RFC 9113 §5.1, §5.1.1 or §6.3 forbid as a
+    /// connection error (a HEADERS on a closed or skipped stream, PRIORITY on
+    /// stream 0...): GOAWAY with this code was queued.
+    case streamState(HTTP2ErrorCode)
 }

@@ -109,16 +109,17 @@ import Testing
         #expect(code == .streamClosed)
     }
 
-    @Test func dataOnAFullyClosedStreamIsIgnoredWithoutHarm() {
-        // nghttp2 keeps no closed streams (no_closed_streams, RFC 9218
-        // priorities) and drops such frames; RFC 9113 §5.1 allows frames in
-        // flight on closed streams to be ignored. The connection keeps working.
+    @Test func dataOnAFullyClosedStreamIsAConnectionStreamClosedError() {
+        // RFC 9113 §5.1, closed: after END_STREAM both ways no DATA can be in
+        // flight (the client ended its side itself), so it is an error
+        // (h2spec http2/5.1/11). Frames after our RST_STREAM are still
+        // ignored (HTTP2StreamStateTests).
         let client = Self.reaction(to: Raw.getBlock())
         client.server.submitResponse(stream: 1, status: 200, fields: HTTP2Fields(), hasBody: false)
         client.send([])
         client.send(Raw.frame(Raw.data, flags: Raw.endStream, stream: 1, Array("late".utf8)))
-        #expect(client.goAwayCode == nil || client.goAwayCode == .streamClosed)
-        #expect(client.server.closeReason == nil)
+        #expect(client.goAwayCode == .streamClosed)
+        #expect(client.server.closeReason == .protocolError(.streamState(.streamClosed)))
     }
 
     @Test func dataOnAnIdleStreamIsAConnectionProtocolError() {
