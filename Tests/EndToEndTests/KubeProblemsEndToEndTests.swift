@@ -42,8 +42,8 @@ extension EndToEndTests {
             let readyz = try HTTPClient.request(port: postern.adminPort, path: "/readyz")
             #expect(readyz.bodyText.contains("403 Forbidden"), "\(readyz.bodyText)")
             #expect(readyz.bodyText.contains("leases"), "\(readyz.bodyText)")
-            #expect(!Self.logLines(postern, level: "error", containing: "403").isEmpty, "\(postern.child.stderrText.suffix(2000))")
-            #expect(Self.logLines(postern, level: "info", containing: "403").isEmpty)
+            #expect(!Self.logLines(postern, level: "error", containing: "answered 403").isEmpty, "\(postern.child.stderrText.suffix(2000))")
+            #expect(Self.logLines(postern, level: "info", containing: "answered 403").isEmpty)
         }
 
         @Test func lostLeaseIsLoggedAsAnErrorCountedAndShownByReadyz() throws {

@@ -127,7 +127,7 @@ private final class Configuration: @unchecked Sendable {
         }
         switch outcome {
         case let .respond(response): return "respond \(response.status)"
-        case let .redirect(status):
+        case let .redirect(status, _):
             return "redirect \(status) \(String(decoding: pipeline.canonicalHost, as: UTF8.self))"
         case let .forward(cluster, _, pass, limit):
             return "forward \(cluster.name)" + (pass ? " pass" : "") + (limit == .max ? "" : " limit \(limit)")
