@@ -15,10 +15,25 @@ import Translate
 /// `report` diagnostics that were not reported in the previous round.
 ///
 /// The same loop serves the Kubernetes API source (`init(store:...)`): then
-/// informers fill a `KubeObjectStore`, every store change starts the
-/// debounce, and nothing is published until every watched resource has
-/// completed its initial list. After that, a failing API server changes
-/// nothing: the store keeps its objects and the last table keeps serving.
+/// informers fill a `KubeObjectStore`, and nothing is published until every
+/// watched resource has completed its initial list. After that, a failing
+/// API server changes nothing: the store keeps its objects and the last
+/// table keeps serving. The store source does not debounce; it publishes
+/// at once when quiet and coalesces when busy:
+/// - the first change after a quiet period (no round in the last
+///   `coalescingWindow`) is translated and published at once;
+/// - changes that arrive while a round runs, or within `coalescingWindow`
+///   after it ended, are taken together by the next round, which starts
+///   when that window has passed;
+/// - an EndpointSlice or Endpoints change does not wait for the window: the
+///   next round starts as soon as the one in progress ends, and when that
+///   round also holds many other changes (an Ingress burst), the endpoint
+///   changes are translated and published first, on their own, and the
+///   rest right after.
+/// So a change is published at most `coalescingWindow` plus the round in
+/// progress plus its own round after its watch event, and a bulk delete,
+/// a namespace deletion or a relist that drops thousands of objects costs a
+/// few rounds, not one per object.
 ///
 /// Translation is incremental (`IncrementalTranslator`): a round hands the
 /// translator only the objects that changed since the last one (read from
@@ -34,10 +49,14 @@ public final class ControllerLoop: @unchecked Sendable {
     public let options: TranslateOptions
     /// How often file stamps are compared.
     public let pollInterval: Duration
-    /// Quiet time after the last change before reloading.
+    /// Directory source: quiet time after the last change before reloading.
     public let holdoff: Duration
-    /// Longest delay between the first change and the reload, even if changes continue.
+    /// Directory source: longest delay between the first change and the
+    /// reload, even if changes continue.
     public let maximumHoldoff: Duration
+    /// Store source: after a round, how long further changes are gathered
+    /// before the next round (endpoint changes excepted).
+    public let coalescingWindow: Duration
 
     private let publish: @Sendable (RoutingTable, RouteModel) -> Void
     private let report: @Sendable ([Diagnostic]) -> Void
@@ -101,6 +120,7 @@ public final class ControllerLoop: @unchecked Sendable {
         self.pollInterval = pollInterval
         self.holdoff = holdoff
         self.maximumHoldoff = maximumHoldoff
+        self.coalescingWindow = holdoff
         self.publish = publish
         self.report = report
         self.manifests = ManifestDirectory(path: directory)
@@ -114,7 +134,7 @@ public final class ControllerLoop: @unchecked Sendable {
     /// loop itself once the store is synced.
     public init(
         store: KubeObjectStore, options: TranslateOptions,
-        holdoff: Duration = .milliseconds(100), maximumHoldoff: Duration = .milliseconds(500),
+        coalescingWindow: Duration = .milliseconds(50),
         defaultCertificateSecret: String? = nil,
         publish: @escaping @Sendable (RoutingTable, RouteModel) -> Void,
         publishTLS: (@Sendable (TLSModel) -> Void)? = nil,
@@ -125,8 +145,9 @@ public final class ControllerLoop: @unchecked Sendable {
         self.directory = ""
         self.options = options
         self.pollInterval = .milliseconds(200)
-        self.holdoff = holdoff
-        self.maximumHoldoff = maximumHoldoff
+        self.holdoff = coalescingWindow
+        self.maximumHoldoff = coalescingWindow
+        self.coalescingWindow = coalescingWindow
         self.publish = publish
         self.report = report
         self.manifests = nil
@@ -292,35 +313,60 @@ public final class ControllerLoop: @unchecked Sendable {
         return nil
     }
 
-    /// The loop of the Kubernetes source: debounce store changes; reload once synced.
+    /// Kinds whose changes skip the coalescing window (`ObjectKey.kind` spellings).
+    static let endpointKinds: Set<String> = [WatchedKind.endpointSlice.rawValue, "Endpoints"]
+
+    /// The loop of the Kubernetes source: a round at once when quiet, then
+    /// coalesced rounds while changes keep coming (see the type's comment).
     private func runStoreSource() {
-        guard let store else { return }
+        guard let store, let storeCursor else { return }
         let clock = ContinuousClock()
-        var seen: UInt64 = 0
-        var firstChange: ContinuousClock.Instant? = nil
-        var lastChange = clock.now
+        // Signals before this point are covered by `pending`: counting them
+        // again would start a round with nothing in it.
+        var seen = condition.withLock { storeChanges }
         // The store may have synced before the loop started.
-        if store.isSynced { firstChange = clock.now }
+        var pending = store.isSynced
+        var lastRoundEnd: ContinuousClock.Instant? = nil
+        var trimDue: ContinuousClock.Instant? = nil
         while true {
+            let now = clock.now
             var timeout: Duration? = nil
-            if let first = firstChange {
-                let now = clock.now
-                timeout = max(.zero, min(holdoff - (now - lastChange), maximumHoldoff - (now - first)))
+            // No table before every initial list is complete.
+            if (pending || hasBacklog) && store.isSynced {
+                var due = now
+                if let end = lastRoundEnd, !hasBacklog,
+                   !store.hasPendingChanges(since: storeCursor, ofKinds: Self.endpointKinds)
+                {
+                    due = max(now, end + coalescingWindow)
+                }
+                if due <= now {
+                    pending = false
+                    let round = reload(force: false)
+                    // A round that found nothing new does not start a window.
+                    if round.changesTaken > 0 { lastRoundEnd = clock.now }
+                    if round.removedObjects >= Self.trimAfterRemovals {
+                        // Later, once the workers have let go of the old tables.
+                        trimDue = clock.now + .seconds(1)
+                    }
+                    continue
+                }
+                timeout = due - now
+            }
+            if let due = trimDue {
+                if due <= now {
+                    trimDue = nil
+                    MemoryTrim.giveBackFreedMemory()
+                    continue
+                }
+                timeout = min(timeout ?? (due - now), due - now)
             }
             guard let changed = waitForStoreChanges(seen: &seen, timeout: timeout) else { return }
-            let now = clock.now
-            if changed {
-                lastChange = now
-                if firstChange == nil { firstChange = now }
-            }
-            guard let first = firstChange else { continue }
-            if now - lastChange >= holdoff || now - first >= maximumHoldoff {
-                firstChange = nil
-                // No table before every initial list is complete.
-                if store.isSynced { _ = reload(force: false) }
-            }
+            if changed { pending = true }
         }
     }
+
+    /// Removed objects in one round from which freed memory is given back to the system.
+    static let trimAfterRemovals = 1000
 
     private func lastModelIsEmpty() -> Bool {
         reloadLock.withLock { lastModel == nil }
@@ -331,6 +377,54 @@ public final class ControllerLoop: @unchecked Sendable {
         var model: RouteModel
         var tls: TLSModel
         var diagnostics: [Diagnostic]
+        /// Objects this round removed (store source).
+        var removedObjects = 0
+        /// Changes this round took from the store (store source; 1 for a first, complete read).
+        var changesTaken = 0
+    }
+
+    /// Changes taken from the store and held back for the next round,
+    /// which follows at once: the round before published endpoint changes
+    /// on their own (guarded by `reloadLock`).
+    private var backlog: (objects: [KubeObject], removed: [ObjectKey])? = nil
+
+    /// Above this many other changes in a round, endpoint changes get a round of their own first.
+    static let endpointFirstThreshold = 256
+
+    private var hasBacklog: Bool { reloadLock.withLock { backlog != nil } }
+
+    /// Hands the translator what changed in the store since the last round.
+    /// Returns the number of changes taken and of objects removed. Lock `reloadLock` held.
+    private func applyStoreChanges(_ store: KubeObjectStore, cursor: KubeObjectStore.ChangeCursor) -> (taken: Int, removed: Int) {
+        var taken = 0
+        if let held = backlog {
+            backlog = nil
+            for object in held.objects { translator.apply(object) }
+            for key in held.removed { translator.remove(key) }
+            taken += held.objects.count + held.removed.count
+            // Taken after the backlog: anything newer supersedes it.
+        }
+        let changes = store.changes(since: cursor)
+        if changes.isComplete {
+            translator.replaceAll(with: changes.objects)
+            return (taken + 1, 0)
+        }
+        taken += changes.objects.count + changes.removed.count
+        var objects = changes.objects
+        var removed = changes.removed
+        let endpointChanges = objects.count(where: { Self.endpointKinds.contains($0.kind) })
+            + removed.count(where: { Self.endpointKinds.contains($0.kind) })
+        if endpointChanges > 0, objects.count + removed.count - endpointChanges > Self.endpointFirstThreshold {
+            // This round publishes the endpoint changes alone; the rest
+            // (an Ingress burst, say) follows in the next round, at once.
+            backlog = (objects.filter { !Self.endpointKinds.contains($0.kind) },
+                       removed.filter { !Self.endpointKinds.contains($0.kind) })
+            objects = objects.filter { Self.endpointKinds.contains($0.kind) }
+            removed = removed.filter { Self.endpointKinds.contains($0.kind) }
+        }
+        for object in objects { translator.apply(object) }
+        for key in removed { translator.remove(key) }
+        return (taken, removed.count)
     }
 
     /// One full round. `force` builds a table even when the model is unchanged
@@ -340,14 +434,10 @@ public final class ControllerLoop: @unchecked Sendable {
         defer { reloadLock.unlock() }
         let load = manifests?.load()
             ?? ManifestLoad(objects: [], files: [:], diagnostics: [], failedFiles: [])
+        var removedObjects = 0
+        var changesTaken = 0
         if let store, let storeCursor {
-            let changes = store.changes(since: storeCursor)
-            if changes.isComplete {
-                translator.replaceAll(with: changes.objects)
-            } else {
-                for object in changes.objects { translator.apply(object) }
-                for key in changes.removed { translator.remove(key) }
-            }
+            (changesTaken, removedObjects) = applyStoreChanges(store, cursor: storeCursor)
         } else {
             translator.replaceAll(with: load.objects)
         }
@@ -409,6 +499,7 @@ public final class ControllerLoop: @unchecked Sendable {
             if let table { publish(table, translation.model) }
             if !fresh.isEmpty { report(fresh) }
         }
-        return Round(table: table, model: translation.model, tls: tls.model, diagnostics: diagnostics)
+        return Round(table: table, model: translation.model, tls: tls.model, diagnostics: diagnostics, removedObjects: removedObjects,
+                     changesTaken: changesTaken)
     }
 }
