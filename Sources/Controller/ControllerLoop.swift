@@ -95,7 +95,9 @@ public final class ControllerLoop: @unchecked Sendable {
     private var lastTLS: TLSModel? = nil
     private var reported: Set<Diagnostic> = []
     /// Keeps the translation up to date with the objects (guarded by `reloadLock`).
-    private let translator: IncrementalTranslator
+    private var translator: IncrementalTranslator
+    /// The most objects the translator held since it was made (guarded by `reloadLock`).
+    private var translatorPeak = 0
     /// The store changes this loop has not translated yet (store source only).
     private let storeCursor: KubeObjectStore.ChangeCursor?
     /// The translator's diagnostics of the last round and what they became
@@ -393,6 +395,32 @@ public final class ControllerLoop: @unchecked Sendable {
 
     private var hasBacklog: Bool { reloadLock.withLock { backlog != nil } }
 
+    /// After most objects went away (a bulk delete, a namespace deletion),
+    /// replaces the translator by one made from the objects left: its
+    /// tables never give back their capacity, a new one's fit what is left.
+    /// Costs one translation of what is left. Lock `reloadLock` held.
+    private func compactTranslatorIfSparse() {
+        let count = translator.objectCount
+        translatorPeak = max(translatorPeak, count)
+        guard translatorPeak >= Self.compactionMinimumPeak, count * 8 < translatorPeak else { return }
+        let fresh = IncrementalTranslator(options: options, defaultCertificateSecret: defaultCertificateSecret)
+        let left = translator.snapshot()
+        var objects: [KubeObject] = left.ingressClasses.map(KubeObject.ingressClass) + left.ingresses.map(KubeObject.ingress)
+        objects += left.services.map(KubeObject.service) + left.endpointSlices.map(KubeObject.endpointSlice)
+        objects += left.endpoints.map(KubeObject.endpoints) + left.secrets.map(KubeObject.secret)
+        fresh.replaceAll(with: objects)
+        // Same objects, same translation (a property test of Translate holds
+        // the translator to a full translation); should it differ, the next
+        // round's comparison with `lastModel` publishes the difference.
+        _ = fresh.translate()
+        translator = fresh
+        translatorPeak = count
+        lastTranslatedDiagnostics = nil
+    }
+
+    /// Below this many objects at the peak, a translator is not worth rebuilding.
+    static let compactionMinimumPeak = 4000
+
     /// Hands the translator what changed in the store since the last round.
     /// Returns the number of changes taken and of objects removed. Lock `reloadLock` held.
     private func applyStoreChanges(_ store: KubeObjectStore, cursor: KubeObjectStore.ChangeCursor) -> (taken: Int, removed: Int) {
@@ -479,6 +507,7 @@ public final class ControllerLoop: @unchecked Sendable {
             lastTable = table
         }
         lastModel = translation.model
+        if manifests == nil { compactTranslatorIfSparse() }
         let tlsChanged = lastTLS != tls.model
         lastTLS = tls.model
         var fresh: [Diagnostic] = []

@@ -104,6 +104,7 @@ public final class KubeObjectStore: @unchecked Sendable {
             let key = object.key
             handlers = lock.withLock {
                 tables[resource]?.removeValue(forKey: key)
+                shrinkIfSparse(resource)
                 record(key)
                 sequence &+= 1
                 return changeHandlers
@@ -112,6 +113,16 @@ public final class KubeObjectStore: @unchecked Sendable {
             return
         }
         for handler in handlers { handler() }
+    }
+
+    /// A dictionary never gives back its capacity: after a bulk delete,
+    /// rebuild a table that uses less than an eighth of it. Costs O(count),
+    /// at most once per 7/8 of the table removed: O(1) per delete amortised. Lock held.
+    private func shrinkIfSparse(_ resource: WatchedResource) {
+        guard let table = tables[resource], table.capacity >= 1024, table.count * 8 < table.capacity else { return }
+        var smaller = Table(minimumCapacity: table.count)
+        for (key, object) in table { smaller[key] = object }
+        tables[resource] = smaller
     }
 
     /// Forgets a resource that is no longer watched (its objects leave the store).

@@ -129,6 +129,25 @@ import Translate
         #expect(loop.reloads - before <= 3, "1,500 delete events cost \(loop.reloads - before) rounds")
     }
 
+    @Test func afterMostObjectsAreDeletedTheRestKeepsBeingServedAndUpdated() throws {
+        // Enough objects that the loop rebuilds its translator after the deletes.
+        let objects = (0..<4200).map { ingress("ing-\($0)", host: "h\($0).example.com") } + [service(), slice("10.0.0.1")]
+        let (store, loop, published) = start(window: .milliseconds(100), objects: objects)
+        defer { loop.stop() }
+        #expect(waitUntil(30) { published.all.last?.virtualHosts.count == 4200 })
+        for object in objects.prefix(4000) { store.apply(.deleted(object), from: ingresses) }
+        #expect(waitUntil(10) { published.all.last?.virtualHosts.count == 200 })
+        // The rebuilt state still follows changes to what is left, and new objects.
+        store.apply(.deleted(objects[4100]), from: ingresses)
+        store.apply(.upserted(ingress("new", host: "new.example.com")), from: ingresses)
+        store.apply(.upserted(slice("10.0.0.9")), from: slices)
+        #expect(waitUntil(10) {
+            let hosts = Set(published.all.last?.virtualHosts.map(\.host) ?? [])
+            return hosts.count == 200 && hosts.contains(.exact("new.example.com")) && !hosts.contains(.exact("h4100.example.com"))
+        })
+        #expect(waitUntil(5) { addresses(published.all.last) == ["10.0.0.9"] })
+    }
+
     @Test func aRelistThatDropsThousandsOfObjectsIsOneRound() throws {
         let objects = (0..<1500).map { ingress("ing-\($0)", host: "h\($0).example.com") }
         let (store, loop, published) = start(window: .milliseconds(200), objects: objects)
