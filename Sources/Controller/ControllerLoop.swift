@@ -22,16 +22,20 @@ import Translate
 /// at once when quiet and coalesces when busy:
 /// - the first change after a quiet period (no round in the last
 ///   `coalescingWindow`) is translated and published at once;
-/// - changes that arrive while a round runs, or within `coalescingWindow`
-///   after it ended, are taken together by the next round, which starts
-///   when that window has passed;
+/// - changes that arrive while a round runs, or within the window after it
+///   ended, are taken together by the next round, which starts when that
+///   window has passed; the window is `coalescingWindow` after a quiet
+///   round and doubles with each busy one, up to `maximumCoalescingWindow`,
+///   so a long burst costs a few rounds a second (each round has a cost
+///   that grows with the size of the configuration: comparing and patching
+///   the table);
 /// - an EndpointSlice or Endpoints change does not wait for the window: the
 ///   next round starts as soon as the one in progress ends, and when that
 ///   round also holds many other changes (an Ingress burst), the endpoint
 ///   changes are translated and published first, on their own, and the
 ///   rest right after.
-/// So a change is published at most `coalescingWindow` plus the round in
-/// progress plus its own round after its watch event, and a bulk delete,
+/// So a change is published at most `maximumCoalescingWindow` plus the
+/// round in progress plus its own round after its watch event, and a bulk delete,
 /// a namespace deletion or a relist that drops thousands of objects costs a
 /// few rounds, not one per object.
 ///
@@ -55,8 +59,12 @@ public final class ControllerLoop: @unchecked Sendable {
     /// reload, even if changes continue.
     public let maximumHoldoff: Duration
     /// Store source: after a round, how long further changes are gathered
-    /// before the next round (endpoint changes excepted).
+    /// before the next round (endpoint changes excepted), when the round
+    /// before was on a quiet system.
     public let coalescingWindow: Duration
+    /// Store source: the longest window; while changes keep coming, each
+    /// window is twice the one before, up to this.
+    public let maximumCoalescingWindow: Duration
 
     private let publish: @Sendable (RoutingTable, RouteModel) -> Void
     private let report: @Sendable ([Diagnostic]) -> Void
@@ -123,6 +131,7 @@ public final class ControllerLoop: @unchecked Sendable {
         self.holdoff = holdoff
         self.maximumHoldoff = maximumHoldoff
         self.coalescingWindow = holdoff
+        self.maximumCoalescingWindow = maximumHoldoff
         self.publish = publish
         self.report = report
         self.manifests = ManifestDirectory(path: directory)
@@ -136,7 +145,7 @@ public final class ControllerLoop: @unchecked Sendable {
     /// loop itself once the store is synced.
     public init(
         store: KubeObjectStore, options: TranslateOptions,
-        coalescingWindow: Duration = .milliseconds(50),
+        coalescingWindow: Duration = .milliseconds(50), maximumCoalescingWindow: Duration = .milliseconds(250),
         defaultCertificateSecret: String? = nil,
         publish: @escaping @Sendable (RoutingTable, RouteModel) -> Void,
         publishTLS: (@Sendable (TLSModel) -> Void)? = nil,
@@ -150,6 +159,7 @@ public final class ControllerLoop: @unchecked Sendable {
         self.holdoff = coalescingWindow
         self.maximumHoldoff = coalescingWindow
         self.coalescingWindow = coalescingWindow
+        self.maximumCoalescingWindow = max(coalescingWindow, maximumCoalescingWindow)
         self.publish = publish
         self.report = report
         self.manifests = nil
@@ -328,7 +338,10 @@ public final class ControllerLoop: @unchecked Sendable {
         var seen = condition.withLock { storeChanges }
         // The store may have synced before the loop started.
         var pending = store.isSynced
+        var firstPending = clock.now
         var lastRoundEnd: ContinuousClock.Instant? = nil
+        var window = coalescingWindow
+        var removedSinceTrim = 0
         var trimDue: ContinuousClock.Instant? = nil
         while true {
             let now = clock.now
@@ -339,15 +352,24 @@ public final class ControllerLoop: @unchecked Sendable {
                 if let end = lastRoundEnd, !hasBacklog,
                    !store.hasPendingChanges(since: storeCursor, ofKinds: Self.endpointKinds)
                 {
-                    due = max(now, end + coalescingWindow)
+                    due = max(now, end + window)
                 }
                 if due <= now {
+                    // Quiet: the first change came after the last round's window.
+                    let quiet = lastRoundEnd.map { firstPending >= $0 + window } ?? true
                     pending = false
                     let round = reload(force: false)
                     // A round that found nothing new does not start a window.
-                    if round.changesTaken > 0 { lastRoundEnd = clock.now }
-                    if round.removedObjects >= Self.trimAfterRemovals {
-                        // Later, once the workers have let go of the old tables.
+                    if round.changesTaken > 0 {
+                        lastRoundEnd = clock.now
+                        // While changes keep coming, each window doubles (up to
+                        // the maximum), so a long burst costs a few rounds a second.
+                        window = quiet ? coalescingWindow : min(maximumCoalescingWindow, window * 2)
+                    }
+                    removedSinceTrim += round.removedObjects
+                    if removedSinceTrim >= Self.trimAfterRemovals {
+                        // A second after the last such round, once the workers
+                        // have let go of the old tables.
                         trimDue = clock.now + .seconds(1)
                     }
                     continue
@@ -357,17 +379,21 @@ public final class ControllerLoop: @unchecked Sendable {
             if let due = trimDue {
                 if due <= now {
                     trimDue = nil
+                    removedSinceTrim = 0
                     MemoryTrim.giveBackFreedMemory()
                     continue
                 }
                 timeout = min(timeout ?? (due - now), due - now)
             }
             guard let changed = waitForStoreChanges(seen: &seen, timeout: timeout) else { return }
-            if changed { pending = true }
+            if changed && !pending {
+                pending = true
+                firstPending = clock.now
+            }
         }
     }
 
-    /// Removed objects in one round from which freed memory is given back to the system.
+    /// Objects removed (over one or more rounds) after which freed memory is given back to the system.
     static let trimAfterRemovals = 1000
 
     private func lastModelIsEmpty() -> Bool {

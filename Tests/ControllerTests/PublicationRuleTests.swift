@@ -79,6 +79,25 @@ import Translate
         #expect(loop.reloads <= 3)
     }
 
+    @Test func aLongBurstCostsAFewRoundsASecondNotOnePerWindow() throws {
+        let store = KubeObjectStore(expected: [ingresses])
+        let published = Published()
+        let loop = ControllerLoop(
+            store: store, options: TranslateOptions(), coalescingWindow: .milliseconds(50), maximumCoalescingWindow: .milliseconds(400),
+            publish: { _, model in published.add(model) }, report: { _ in })
+        loop.start()
+        defer { loop.stop() }
+        store.apply(.replaced([]), from: ingresses)
+        #expect(waitUntil { loop.reloads == 1 })
+        // A change every 10 ms for 3 s: with a fixed 50 ms window, about 50 rounds.
+        for index in 0..<300 {
+            store.apply(.upserted(ingress("i\(index)", host: "h\(index).example.com")), from: ingresses)
+            Thread.sleep(forTimeInterval: 0.01)
+        }
+        #expect(waitUntil(5) { published.all.last?.virtualHosts.count == 300 })
+        #expect(loop.reloads <= 16, "\(loop.reloads) rounds for a 3 s burst")
+    }
+
     @Test func anEndpointChangeDoesNotWaitForTheWindow() throws {
         let window = Duration.seconds(2)
         let (store, loop, published) = start(window: window, objects: [ingress("web", host: "a.example.com"), service(), slice("10.0.0.1")])
