@@ -29,9 +29,12 @@ import Translate
 ///   so a long burst costs a few rounds a second (each round has a cost
 ///   that grows with the size of the configuration: comparing and patching
 ///   the table);
+/// - a round reads at most `roundUpsertLimit` added or changed objects
+///   other than endpoints; the rest follows in the next rounds, at once
+///   (removals, which are cheap, are all taken together);
 /// - an EndpointSlice or Endpoints change does not wait for the window: the
-///   next round starts as soon as the one in progress ends, and when that
-///   round also holds many other changes (an Ingress burst), the endpoint
+///   next round starts as soon as the one in progress ends, and when many
+///   other changes are pending with it (an Ingress burst), the endpoint
 ///   changes are translated and published first, on their own, and the
 ///   rest right after.
 /// So a change is published at most `maximumCoalescingWindow` plus the
@@ -411,15 +414,20 @@ public final class ControllerLoop: @unchecked Sendable {
         var changesTaken = 0
     }
 
-    /// Changes taken from the store and held back for the next round,
-    /// which follows at once: the round before published endpoint changes
-    /// on their own (guarded by `reloadLock`).
-    private var backlog: (objects: [KubeObject], removed: [ObjectKey])? = nil
+    /// Changes taken from the store and not yet given to the translator,
+    /// by key (nil: removed); the next round follows at once while any are
+    /// left (guarded by `reloadLock`).
+    private var backlog: [ObjectKey: KubeObject?] = [:]
 
-    /// Above this many other changes in a round, endpoint changes get a round of their own first.
-    static let endpointFirstThreshold = 256
+    /// Above this many other changes pending, endpoint changes get a round of their own first.
+    static let endpointFirstThreshold = 64
+    /// At most this many added or changed objects other than endpoints in
+    /// one round: reading an Ingress is the costly part of a round, and a
+    /// bounded round is what an endpoint change may have to wait for.
+    /// Removals are cheap and are all taken at once.
+    static let roundUpsertLimit = 500
 
-    private var hasBacklog: Bool { reloadLock.withLock { backlog != nil } }
+    private var hasBacklog: Bool { reloadLock.withLock { !backlog.isEmpty } }
 
     /// After most objects went away (a bulk delete, a namespace deletion),
     /// replaces the translator by one made from the objects left: its
@@ -447,38 +455,48 @@ public final class ControllerLoop: @unchecked Sendable {
     /// Below this many objects at the peak, a translator is not worth rebuilding.
     static let compactionMinimumPeak = 4000
 
-    /// Hands the translator what changed in the store since the last round.
-    /// Returns the number of changes taken and of objects removed. Lock `reloadLock` held.
+    /// Hands the translator what changed in the store since the last round
+    /// (see `backlog`). Returns the number of changes taken and of objects
+    /// removed. Lock `reloadLock` held.
     private func applyStoreChanges(_ store: KubeObjectStore, cursor: KubeObjectStore.ChangeCursor) -> (taken: Int, removed: Int) {
-        var taken = 0
-        if let held = backlog {
-            backlog = nil
-            for object in held.objects { translator.apply(object) }
-            for key in held.removed { translator.remove(key) }
-            taken += held.objects.count + held.removed.count
-            // Taken after the backlog: anything newer supersedes it.
-        }
         let changes = store.changes(since: cursor)
         if changes.isComplete {
+            backlog = [:]
             translator.replaceAll(with: changes.objects)
-            return (taken + 1, 0)
+            return (1, 0)
         }
-        taken += changes.objects.count + changes.removed.count
-        var objects = changes.objects
-        var removed = changes.removed
-        let endpointChanges = objects.count(where: { Self.endpointKinds.contains($0.kind) })
-            + removed.count(where: { Self.endpointKinds.contains($0.kind) })
-        if endpointChanges > 0, objects.count + removed.count - endpointChanges > Self.endpointFirstThreshold {
+        // Newer versions replace what the backlog held for the same key.
+        for object in changes.objects { backlog[object.key] = .some(object) }
+        for key in changes.removed { backlog[key] = .some(nil) }
+        let endpointKeys = backlog.keys.filter { Self.endpointKinds.contains($0.kind) }
+        var takenKeys: [ObjectKey]
+        if !endpointKeys.isEmpty, backlog.count - endpointKeys.count > Self.endpointFirstThreshold {
             // This round publishes the endpoint changes alone; the rest
-            // (an Ingress burst, say) follows in the next round, at once.
-            backlog = (objects.filter { !Self.endpointKinds.contains($0.kind) },
-                       removed.filter { !Self.endpointKinds.contains($0.kind) })
-            objects = objects.filter { Self.endpointKinds.contains($0.kind) }
-            removed = removed.filter { Self.endpointKinds.contains($0.kind) }
+            // (an Ingress burst, say) follows in the next rounds, at once.
+            takenKeys = endpointKeys
+        } else {
+            takenKeys = []
+            var upserts = 0
+            for (key, value) in backlog {
+                if value != nil, !Self.endpointKinds.contains(key.kind) {
+                    if upserts >= Self.roundUpsertLimit { continue }
+                    upserts += 1
+                }
+                takenKeys.append(key)
+            }
         }
-        for object in objects { translator.apply(object) }
-        for key in removed { translator.remove(key) }
-        return (taken, removed.count)
+        var removed = 0
+        for key in takenKeys {
+            guard let value = backlog.removeValue(forKey: key) else { continue }
+            if let object = value {
+                translator.apply(object)
+            } else {
+                translator.remove(key)
+                removed += 1
+            }
+        }
+        if backlog.isEmpty { backlog = [:] }
+        return (takenKeys.count, removed)
     }
 
     /// One full round. `force` builds a table even when the model is unchanged

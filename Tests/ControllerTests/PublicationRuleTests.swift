@@ -134,6 +134,23 @@ import Translate
         #expect(rounds.last.map(addresses) == ["10.0.0.2"])
     }
 
+    @Test func aLargeIngressBurstIsPublishedInBoundedRoundsThatFollowAtOnce() throws {
+        let (store, loop, published) = start(window: .seconds(1))
+        defer { loop.stop() }
+        #expect(waitUntil { published.all.count == 1 })
+        store.apply(.upserted(ingress("first", host: "first.example.com")), from: ingresses)
+        #expect(waitUntil(2) { published.all.last?.virtualHosts.count == 1 })
+        let before = published.all.count
+        for index in 0..<1200 {
+            store.apply(.upserted(ingress("burst-\(index)", host: "burst-\(index).example.com")), from: ingresses)
+        }
+        #expect(waitUntil(10) { published.all.last?.virtualHosts.count == 1201 })
+        let counts = [1] + published.all.dropFirst(before).map(\.virtualHosts.count)
+        // At most 500 Ingresses read per round, so a round stays short.
+        #expect(zip(counts, counts.dropFirst()).allSatisfy { $1 - $0 <= 500 }, "\(counts)")
+        #expect(counts.count >= 4)
+    }
+
     @Test func aBulkDeleteIsTranslatedInAFewRoundsNotOnePerObject() throws {
         let objects = (0..<1500).map { ingress("ing-\($0)", host: "h\($0).example.com") } + [service(), slice("10.0.0.1")]
         let (store, loop, published) = start(window: .milliseconds(200), objects: objects)
