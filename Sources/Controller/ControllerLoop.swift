@@ -22,10 +22,10 @@ import Translate
 /// at once when quiet and coalesces when busy:
 /// - the first change after a quiet period (no round in the last
 ///   `coalescingWindow`) is translated and published at once;
-/// - changes that arrive while a round runs, or within the window after it
-///   ended, are taken together by the next round, which starts when that
-///   window has passed; the window is `coalescingWindow` after a quiet
-///   round and doubles with each busy one, up to `maximumCoalescingWindow`,
+/// - changes that arrive while a round runs, or within `coalescingWindow`
+///   after it ended, are taken together by the next round, which starts
+///   when the current window has passed; the window is `coalescingWindow`
+///   after a quiet round and doubles with each busy one, up to `maximumCoalescingWindow`,
 ///   so a long burst costs a few rounds a second (each round has a cost
 ///   that grows with the size of the configuration: comparing and patching
 ///   the table);
@@ -351,15 +351,16 @@ public final class ControllerLoop: @unchecked Sendable {
             var timeout: Duration? = nil
             // No table before every initial list is complete.
             if (pending || hasBacklog) && store.isSynced {
+                // Quiet: the first change came later than `coalescingWindow`
+                // after the last round (whatever the window has grown to).
+                let quiet = lastRoundEnd.map { firstPending >= $0 + coalescingWindow } ?? true
                 var due = now
-                if let end = lastRoundEnd, !hasBacklog,
+                if let end = lastRoundEnd, !quiet, !hasBacklog,
                    !store.hasPendingChanges(since: storeCursor, ofKinds: Self.endpointKinds)
                 {
                     due = max(now, end + window)
                 }
                 if due <= now {
-                    // Quiet: the first change came after the last round's window.
-                    let quiet = lastRoundEnd.map { firstPending >= $0 + window } ?? true
                     pending = false
                     let round = reload(force: false)
                     // A round that found nothing new does not start a window.

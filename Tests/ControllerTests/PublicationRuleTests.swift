@@ -98,6 +98,30 @@ import Translate
         #expect(loop.reloads <= 16, "\(loop.reloads) rounds for a 3 s burst")
     }
 
+    @Test func afterALongBurstAChangeOnAQuietSystemIsPublishedAtOnceAgain() throws {
+        let store = KubeObjectStore(expected: [ingresses])
+        let published = Published()
+        let loop = ControllerLoop(
+            store: store, options: TranslateOptions(), coalescingWindow: .milliseconds(50), maximumCoalescingWindow: .seconds(3),
+            publish: { _, model in published.add(model) }, report: { _ in })
+        loop.start()
+        defer { loop.stop() }
+        store.apply(.replaced([]), from: ingresses)
+        #expect(waitUntil { loop.reloads == 1 })
+        // A burst long enough for the window to grow past a second.
+        for index in 0..<150 {
+            store.apply(.upserted(ingress("i\(index)", host: "h\(index).example.com")), from: ingresses)
+            Thread.sleep(forTimeInterval: 0.01)
+        }
+        #expect(waitUntil(8) { published.all.last?.virtualHosts.count == 150 })
+        // Quiet for longer than the base window, far shorter than the grown one.
+        Thread.sleep(forTimeInterval: 0.3)
+        let written = Date()
+        store.apply(.upserted(ingress("late", host: "late.example.com")), from: ingresses)
+        #expect(waitUntil(3) { published.all.last?.virtualHosts.count == 151 })
+        #expect(Date().timeIntervalSince(written) < 1, "waited for the grown window")
+    }
+
     @Test func anEndpointChangeDoesNotWaitForTheWindow() throws {
         let window = Duration.seconds(2)
         let (store, loop, published) = start(window: window, objects: [ingress("web", host: "a.example.com"), service(), slice("10.0.0.1")])
