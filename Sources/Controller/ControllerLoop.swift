@@ -148,7 +148,7 @@ public final class ControllerLoop: @unchecked Sendable {
     /// loop itself once the store is synced.
     public init(
         store: KubeObjectStore, options: TranslateOptions,
-        coalescingWindow: Duration = .milliseconds(50), maximumCoalescingWindow: Duration = .milliseconds(250),
+        coalescingWindow: Duration = .milliseconds(50), maximumCoalescingWindow: Duration = .milliseconds(150),
         defaultCertificateSecret: String? = nil,
         publish: @escaping @Sendable (RoutingTable, RouteModel) -> Void,
         publishTLS: (@Sendable (TLSModel) -> Void)? = nil,
