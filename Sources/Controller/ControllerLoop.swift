@@ -423,10 +423,13 @@ public final class ControllerLoop: @unchecked Sendable {
     /// Above this many other changes pending, endpoint changes get a round of their own first.
     static let endpointFirstThreshold = 64
     /// At most this many added or changed objects other than endpoints in
-    /// one round: reading an Ingress is the costly part of a round, and a
-    /// bounded round is what an endpoint change may have to wait for.
-    /// Removals are cheap and are all taken at once.
-    static let roundUpsertLimit = 500
+    /// one round: a bounded round is what an endpoint change may have to
+    /// wait for. 64 keeps a round on the patching paths: above 64 changed
+    /// hosts the translator sorts every host again, and a table with many
+    /// changed hosts is compiled afresh (perf at 10,000 sets: those two were
+    /// a third of a burst's CPU with 500 per round). Removals are cheap and
+    /// are all taken at once.
+    static let roundUpsertLimit = 64
 
     private var hasBacklog: Bool { reloadLock.withLock { !backlog.isEmpty } }
 
