@@ -23,7 +23,18 @@ public final class KubeObjectStore: @unchecked Sendable {
     /// the first). Made by `makeCursor()`; only the store touches its state.
     public final class ChangeCursor: @unchecked Sendable {
         fileprivate var keys: Set<ObjectKey> = []
+        /// How many of `keys` are of each kind (`ObjectKey.kind`).
+        fileprivate var kindCounts: [String: Int] = [:]
         fileprivate var everything = true
+
+        fileprivate func insert(_ key: ObjectKey) {
+            if keys.insert(key).inserted { kindCounts[key.kind, default: 0] += 1 }
+        }
+
+        fileprivate func clear(keepingCapacity: Bool) {
+            keys.removeAll(keepingCapacity: keepingCapacity)
+            kindCounts.removeAll(keepingCapacity: true)
+        }
     }
 
     /// What changed for one cursor.
@@ -156,7 +167,7 @@ public final class KubeObjectStore: @unchecked Sendable {
         let everything: [Table]? = lock.withLock {
             guard cursor.everything else { return nil }
             cursor.everything = false
-            cursor.keys.removeAll()
+            cursor.clear(keepingCapacity: false)
             return orderedResources.compactMap { tables[$0] }
         }
         if let everything {
@@ -176,28 +187,28 @@ public final class KubeObjectStore: @unchecked Sendable {
                 }
             }
             // A large batch (a bulk delete) gives its storage back.
-            cursor.keys.removeAll(keepingCapacity: cursor.keys.count < 1024)
+            cursor.clear(keepingCapacity: cursor.keys.count < 1024)
             return changes
         }
     }
 
     /// True when `cursor` has unread changes to objects of one of `kinds`
-    /// (`ObjectKey.kind` spellings). O(changes pending).
+    /// (`ObjectKey.kind` spellings). O(kinds).
     public func hasPendingChanges(since cursor: ChangeCursor, ofKinds kinds: Set<String>) -> Bool {
-        lock.withLock { cursor.everything || cursor.keys.contains { kinds.contains($0.kind) } }
+        lock.withLock { cursor.everything || kinds.contains { cursor.kindCounts[$0, default: 0] > 0 } }
     }
 
     /// Adds `key` to every cursor that is not already due for everything. Lock held.
     private func record(_ key: ObjectKey) {
         for cursor in cursors where !cursor.everything {
-            cursor.keys.insert(key)
+            cursor.insert(key)
         }
     }
 
     /// Adds `keys` to every cursor that is not already due for everything. Lock held.
     private func record<Keys: Sequence>(_ keys: Keys) where Keys.Element == ObjectKey {
         for cursor in cursors where !cursor.everything {
-            cursor.keys.formUnion(keys)
+            for key in keys { cursor.insert(key) }
         }
     }
 

@@ -139,6 +139,13 @@ struct SplitMix64: RandomNumberGenerator {
                 consumers[index].read(store, reference: merged())
             }
             #expect(store.count == merged().count)
+            for consumer in consumers {
+                for kind in ["Ingress", "Service"] {
+                    let expected = !consumer.hasRead || consumer.due.contains { $0.kind == kind }
+                    #expect(store.hasPendingChanges(since: consumer.cursor, ofKinds: [kind]) == expected,
+                            "pending \(kind) changes are known without reading them")
+                }
+            }
         }
         for index in consumers.indices { consumers[index].read(store, reference: merged()) }
 
