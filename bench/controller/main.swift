@@ -1,21 +1,30 @@
-// controller-bench: how fast a Kubernetes change reaches the data path, and
-// how much memory a large cluster costs, with the real `postern` binary
-// watching the fake API server (the same list/watch protocol as a real one).
+// controller-bench: how fast a Kubernetes change reaches the data path, what
+// bulk deletes cost, and how much memory a large cluster costs, with the real
+// `postern` binary watching the fake API server (the same list/watch protocol
+// as a real one).
 //
 //   for p in postern postern-echo controller-bench; do swift build -c release --product $p; done
-//   .build/release/controller-bench [--changes 200] [--ingresses 10000] [--endpoints-per-service 10]
-//       [--background-ingresses 10000] [--products DIR]
+//   .build/release/controller-bench [--scenarios propagation,memory,delete,burst] [--changes 200]
+//       [--ingresses 10000] [--endpoints-per-service 10] [--background-ingresses 10000]
+//       [--sets 10000] [--kubectl-metadata true|false] [--pause-ms 60-110] [--products DIR]
 //
 // (One `swift build` with several `--product` builds only the last one.) The
 // programs are taken from the directory controller-bench is in, or `--products`.
+// Without `--scenarios`, propagation and memory run.
 //
-// Propagation: with wrk keeping the proxy busy, each of N changes (a new
-// Ingress with its own host) is written to the fake API server, which sends
-// the watch event at once; the time until a request for that host is routed
-// is measured (polled every millisecond). Then N EndpointSlice changes (one
-// Service's endpoint moved between two echo servers): the time until a
-// request is answered by the new one. Memory: Postern's RSS after its
-// initial sync of I Ingresses, I Services and I EndpointSlices of E endpoints.
+// propagation: with wrk keeping the proxy busy, each of N changes is written
+// to the fake API server, which sends the watch event at once; the time until
+// a request shows it is measured (polled every millisecond): a new Ingress
+// with its own host (routed), an EndpointSlice change (one Service's endpoint
+// moved between two echo servers: answered by the new one), a path change
+// (the new path routed), an Ingress delete (404). Changes are 60-110 ms apart.
+// memory: Postern's RSS after its initial sync of I Ingresses, I Services and
+// I EndpointSlices of E endpoints.
+// delete: N sets created with Postern running, then deleted (Ingresses in
+// name order, then Services and EndpointSlices): Postern's CPU for each
+// phase, 404 latency after the last delete event, RSS before, at size, after.
+// burst: bursts of 1,000 new Ingresses, and EndpointSlice changes while
+// 10,000 new Ingresses are being written.
 import FakeKubeAPI
 import Foundation
 import Reactor
