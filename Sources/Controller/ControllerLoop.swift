@@ -15,10 +15,32 @@ import Translate
 /// `report` diagnostics that were not reported in the previous round.
 ///
 /// The same loop serves the Kubernetes API source (`init(store:...)`): then
-/// informers fill a `KubeObjectStore`, every store change starts the
-/// debounce, and nothing is published until every watched resource has
-/// completed its initial list. After that, a failing API server changes
-/// nothing: the store keeps its objects and the last table keeps serving.
+/// informers fill a `KubeObjectStore`, and nothing is published until every
+/// watched resource has completed its initial list. After that, a failing
+/// API server changes nothing: the store keeps its objects and the last
+/// table keeps serving. The store source does not debounce; it publishes
+/// at once when quiet and coalesces when busy:
+/// - the first change after a quiet period (no round in the last
+///   `coalescingWindow`) is translated and published at once;
+/// - changes that arrive while a round runs, or within `coalescingWindow`
+///   after it ended, are taken together by the next round, which starts
+///   when the current window has passed; the window is `coalescingWindow`
+///   after a quiet round and doubles with each busy one, up to `maximumCoalescingWindow`,
+///   so a long burst costs a few rounds a second (each round has a cost
+///   that grows with the size of the configuration: comparing and patching
+///   the table);
+/// - a round reads at most `roundUpsertLimit` added or changed objects
+///   other than endpoints; the rest follows in the next rounds, at once
+///   (removals, which are cheap, are all taken together);
+/// - an EndpointSlice or Endpoints change does not wait for the window: the
+///   next round starts as soon as the one in progress ends, and when many
+///   other changes are pending with it (an Ingress burst), the endpoint
+///   changes are translated and published first, on their own, and the
+///   rest right after.
+/// So a change is published at most `maximumCoalescingWindow` plus the
+/// round in progress plus its own round after its watch event, and a bulk delete,
+/// a namespace deletion or a relist that drops thousands of objects costs a
+/// few rounds, not one per object.
 ///
 /// Translation is incremental (`IncrementalTranslator`): a round hands the
 /// translator only the objects that changed since the last one (read from
@@ -34,10 +56,18 @@ public final class ControllerLoop: @unchecked Sendable {
     public let options: TranslateOptions
     /// How often file stamps are compared.
     public let pollInterval: Duration
-    /// Quiet time after the last change before reloading.
+    /// Directory source: quiet time after the last change before reloading.
     public let holdoff: Duration
-    /// Longest delay between the first change and the reload, even if changes continue.
+    /// Directory source: longest delay between the first change and the
+    /// reload, even if changes continue.
     public let maximumHoldoff: Duration
+    /// Store source: after a round, how long further changes are gathered
+    /// before the next round (endpoint changes excepted), when the round
+    /// before was on a quiet system.
+    public let coalescingWindow: Duration
+    /// Store source: the longest window; while changes keep coming, each
+    /// window is twice the one before, up to this.
+    public let maximumCoalescingWindow: Duration
 
     private let publish: @Sendable (RoutingTable, RouteModel) -> Void
     private let report: @Sendable ([Diagnostic]) -> Void
@@ -76,7 +106,9 @@ public final class ControllerLoop: @unchecked Sendable {
     private var lastTLS: TLSModel? = nil
     private var reported: Set<Diagnostic> = []
     /// Keeps the translation up to date with the objects (guarded by `reloadLock`).
-    private let translator: IncrementalTranslator
+    private var translator: IncrementalTranslator
+    /// The most objects the translator held since it was made (guarded by `reloadLock`).
+    private var translatorPeak = 0
     /// The store changes this loop has not translated yet (store source only).
     private let storeCursor: KubeObjectStore.ChangeCursor?
     /// The translator's diagnostics of the last round and what they became
@@ -101,6 +133,8 @@ public final class ControllerLoop: @unchecked Sendable {
         self.pollInterval = pollInterval
         self.holdoff = holdoff
         self.maximumHoldoff = maximumHoldoff
+        self.coalescingWindow = holdoff
+        self.maximumCoalescingWindow = maximumHoldoff
         self.publish = publish
         self.report = report
         self.manifests = ManifestDirectory(path: directory)
@@ -114,7 +148,7 @@ public final class ControllerLoop: @unchecked Sendable {
     /// loop itself once the store is synced.
     public init(
         store: KubeObjectStore, options: TranslateOptions,
-        holdoff: Duration = .milliseconds(100), maximumHoldoff: Duration = .milliseconds(500),
+        coalescingWindow: Duration = .milliseconds(50), maximumCoalescingWindow: Duration = .milliseconds(150),
         defaultCertificateSecret: String? = nil,
         publish: @escaping @Sendable (RoutingTable, RouteModel) -> Void,
         publishTLS: (@Sendable (TLSModel) -> Void)? = nil,
@@ -125,8 +159,10 @@ public final class ControllerLoop: @unchecked Sendable {
         self.directory = ""
         self.options = options
         self.pollInterval = .milliseconds(200)
-        self.holdoff = holdoff
-        self.maximumHoldoff = maximumHoldoff
+        self.holdoff = coalescingWindow
+        self.maximumHoldoff = coalescingWindow
+        self.coalescingWindow = coalescingWindow
+        self.maximumCoalescingWindow = max(coalescingWindow, maximumCoalescingWindow)
         self.publish = publish
         self.report = report
         self.manifests = nil
@@ -292,35 +328,77 @@ public final class ControllerLoop: @unchecked Sendable {
         return nil
     }
 
-    /// The loop of the Kubernetes source: debounce store changes; reload once synced.
+    /// Kinds whose changes skip the coalescing window (`ObjectKey.kind` spellings).
+    static let endpointKinds: Set<String> = [WatchedKind.endpointSlice.rawValue, "Endpoints"]
+
+    /// The loop of the Kubernetes source: a round at once when quiet, then
+    /// coalesced rounds while changes keep coming (see the type's comment).
     private func runStoreSource() {
-        guard let store else { return }
+        guard let store, let storeCursor else { return }
         let clock = ContinuousClock()
-        var seen: UInt64 = 0
-        var firstChange: ContinuousClock.Instant? = nil
-        var lastChange = clock.now
+        // Signals before this point are covered by `pending`: counting them
+        // again would start a round with nothing in it.
+        var seen = condition.withLock { storeChanges }
         // The store may have synced before the loop started.
-        if store.isSynced { firstChange = clock.now }
+        var pending = store.isSynced
+        var firstPending = clock.now
+        var lastRoundEnd: ContinuousClock.Instant? = nil
+        var window = coalescingWindow
+        var removedSinceTrim = 0
+        var trimDue: ContinuousClock.Instant? = nil
         while true {
+            let now = clock.now
             var timeout: Duration? = nil
-            if let first = firstChange {
-                let now = clock.now
-                timeout = max(.zero, min(holdoff - (now - lastChange), maximumHoldoff - (now - first)))
+            // No table before every initial list is complete.
+            if (pending || hasBacklog) && store.isSynced {
+                // Quiet: the first change came later than `coalescingWindow`
+                // after the last round (whatever the window has grown to).
+                let quiet = lastRoundEnd.map { firstPending >= $0 + coalescingWindow } ?? true
+                var due = now
+                if let end = lastRoundEnd, !quiet, !hasBacklog,
+                   !store.hasPendingChanges(since: storeCursor, ofKinds: Self.endpointKinds)
+                {
+                    due = max(now, end + window)
+                }
+                if due <= now {
+                    pending = false
+                    let round = reload(force: false)
+                    // A round that found nothing new does not start a window.
+                    if round.changesTaken > 0 {
+                        lastRoundEnd = clock.now
+                        // While changes keep coming, each window doubles (up to
+                        // the maximum), so a long burst costs a few rounds a second.
+                        window = quiet ? coalescingWindow : min(maximumCoalescingWindow, window * 2)
+                    }
+                    removedSinceTrim += round.removedObjects
+                    if removedSinceTrim >= Self.trimAfterRemovals {
+                        // A second after the last such round, once the workers
+                        // have let go of the old tables.
+                        trimDue = clock.now + .seconds(1)
+                    }
+                    continue
+                }
+                timeout = due - now
+            }
+            if let due = trimDue {
+                if due <= now {
+                    trimDue = nil
+                    removedSinceTrim = 0
+                    MemoryTrim.giveBackFreedMemory()
+                    continue
+                }
+                timeout = min(timeout ?? (due - now), due - now)
             }
             guard let changed = waitForStoreChanges(seen: &seen, timeout: timeout) else { return }
-            let now = clock.now
-            if changed {
-                lastChange = now
-                if firstChange == nil { firstChange = now }
-            }
-            guard let first = firstChange else { continue }
-            if now - lastChange >= holdoff || now - first >= maximumHoldoff {
-                firstChange = nil
-                // No table before every initial list is complete.
-                if store.isSynced { _ = reload(force: false) }
+            if changed && !pending {
+                pending = true
+                firstPending = clock.now
             }
         }
     }
+
+    /// Objects removed (over one or more rounds) after which freed memory is given back to the system.
+    static let trimAfterRemovals = 1000
 
     private func lastModelIsEmpty() -> Bool {
         reloadLock.withLock { lastModel == nil }
@@ -331,6 +409,98 @@ public final class ControllerLoop: @unchecked Sendable {
         var model: RouteModel
         var tls: TLSModel
         var diagnostics: [Diagnostic]
+        /// Objects this round removed (store source).
+        var removedObjects = 0
+        /// Changes this round took from the store (store source; 1 for a first, complete read).
+        var changesTaken = 0
+    }
+
+    /// Changes taken from the store and not yet given to the translator,
+    /// by key (nil: removed); the next round follows at once while any are
+    /// left (guarded by `reloadLock`).
+    private var backlog: [ObjectKey: KubeObject?] = [:]
+
+    /// Above this many other changes pending, endpoint changes get a round of their own first.
+    static let endpointFirstThreshold = 64
+    /// At most this many added or changed objects other than endpoints in
+    /// one round: a bounded round is what an endpoint change may have to
+    /// wait for. 64 keeps a round on the patching paths: above 64 changed
+    /// hosts the translator sorts every host again, and a table with many
+    /// changed hosts is compiled afresh (perf at 10,000 sets: those two were
+    /// a third of a burst's CPU with 500 per round). Removals are cheap and
+    /// are all taken at once.
+    static let roundUpsertLimit = 64
+
+    private var hasBacklog: Bool { reloadLock.withLock { !backlog.isEmpty } }
+
+    /// After most objects went away (a bulk delete, a namespace deletion),
+    /// replaces the translator by one made from the objects left: its
+    /// tables never give back their capacity, a new one's fit what is left.
+    /// Costs one translation of what is left. Lock `reloadLock` held.
+    private func compactTranslatorIfSparse() {
+        let count = translator.objectCount
+        translatorPeak = max(translatorPeak, count)
+        guard translatorPeak >= Self.compactionMinimumPeak, count * 8 < translatorPeak else { return }
+        let fresh = IncrementalTranslator(options: options, defaultCertificateSecret: defaultCertificateSecret)
+        let left = translator.snapshot()
+        var objects: [KubeObject] = left.ingressClasses.map(KubeObject.ingressClass) + left.ingresses.map(KubeObject.ingress)
+        objects += left.services.map(KubeObject.service) + left.endpointSlices.map(KubeObject.endpointSlice)
+        objects += left.endpoints.map(KubeObject.endpoints) + left.secrets.map(KubeObject.secret)
+        fresh.replaceAll(with: objects)
+        // Same objects, same translation (a property test of Translate holds
+        // the translator to a full translation); should it differ, the next
+        // round's comparison with `lastModel` publishes the difference.
+        _ = fresh.translate()
+        translator = fresh
+        translatorPeak = count
+        lastTranslatedDiagnostics = nil
+    }
+
+    /// Below this many objects at the peak, a translator is not worth rebuilding.
+    static let compactionMinimumPeak = 4000
+
+    /// Hands the translator what changed in the store since the last round
+    /// (see `backlog`). Returns the number of changes taken and of objects
+    /// removed. Lock `reloadLock` held.
+    private func applyStoreChanges(_ store: KubeObjectStore, cursor: KubeObjectStore.ChangeCursor) -> (taken: Int, removed: Int) {
+        let changes = store.changes(since: cursor)
+        if changes.isComplete {
+            backlog = [:]
+            translator.replaceAll(with: changes.objects)
+            return (1, 0)
+        }
+        // Newer versions replace what the backlog held for the same key.
+        for object in changes.objects { backlog[object.key] = .some(object) }
+        for key in changes.removed { backlog[key] = .some(nil) }
+        let endpointKeys = backlog.keys.filter { Self.endpointKinds.contains($0.kind) }
+        var takenKeys: [ObjectKey]
+        if !endpointKeys.isEmpty, backlog.count - endpointKeys.count > Self.endpointFirstThreshold {
+            // This round publishes the endpoint changes alone; the rest
+            // (an Ingress burst, say) follows in the next rounds, at once.
+            takenKeys = endpointKeys
+        } else {
+            takenKeys = []
+            var upserts = 0
+            for (key, value) in backlog {
+                if value != nil, !Self.endpointKinds.contains(key.kind) {
+                    if upserts >= Self.roundUpsertLimit { continue }
+                    upserts += 1
+                }
+                takenKeys.append(key)
+            }
+        }
+        var removed = 0
+        for key in takenKeys {
+            guard let value = backlog.removeValue(forKey: key) else { continue }
+            if let object = value {
+                translator.apply(object)
+            } else {
+                translator.remove(key)
+                removed += 1
+            }
+        }
+        if backlog.isEmpty { backlog = [:] }
+        return (takenKeys.count, removed)
     }
 
     /// One full round. `force` builds a table even when the model is unchanged
@@ -340,14 +510,10 @@ public final class ControllerLoop: @unchecked Sendable {
         defer { reloadLock.unlock() }
         let load = manifests?.load()
             ?? ManifestLoad(objects: [], files: [:], diagnostics: [], failedFiles: [])
+        var removedObjects = 0
+        var changesTaken = 0
         if let store, let storeCursor {
-            let changes = store.changes(since: storeCursor)
-            if changes.isComplete {
-                translator.replaceAll(with: changes.objects)
-            } else {
-                for object in changes.objects { translator.apply(object) }
-                for key in changes.removed { translator.remove(key) }
-            }
+            (changesTaken, removedObjects) = applyStoreChanges(store, cursor: storeCursor)
         } else {
             translator.replaceAll(with: load.objects)
         }
@@ -389,6 +555,7 @@ public final class ControllerLoop: @unchecked Sendable {
             lastTable = table
         }
         lastModel = translation.model
+        if manifests == nil { compactTranslatorIfSparse() }
         let tlsChanged = lastTLS != tls.model
         lastTLS = tls.model
         var fresh: [Diagnostic] = []
@@ -409,6 +576,7 @@ public final class ControllerLoop: @unchecked Sendable {
             if let table { publish(table, translation.model) }
             if !fresh.isEmpty { report(fresh) }
         }
-        return Round(table: table, model: translation.model, tls: tls.model, diagnostics: diagnostics)
+        return Round(table: table, model: translation.model, tls: tls.model, diagnostics: diagnostics, removedObjects: removedObjects,
+                     changesTaken: changesTaken)
     }
 }

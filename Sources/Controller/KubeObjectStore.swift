@@ -5,46 +5,36 @@ import Kube
 /// resources finished their initial list. Thread-safe: informers write from
 /// their threads, the controller loop reads snapshots from its own.
 ///
+/// Every write costs O(1) in the number of objects held (a hash-table
+/// insert or removal plus one set insert per change cursor), so a bulk
+/// delete of n objects costs O(n) in all. The deterministic order Translate
+/// and status readers rely on (kind, namespace, name) is produced where it
+/// is read, by `snapshot` and a cursor's first read, outside the lock.
+///
 /// A `.replaced` update swaps one resource's objects in one step, so a
-/// relist never shows a half-empty store.
+/// relist never shows a half-empty store; the objects it drops are freed
+/// outside the lock.
 public final class KubeObjectStore: @unchecked Sendable {
-    /// One resource's objects in list order (the API server lists by
-    /// namespace/name), with an index by key. New objects are appended and
-    /// deletions keep the order, so the arrays stay nearly sorted: the
-    /// snapshot is a plain concatenation, and Translate's own sorts of
-    /// nearly sorted input are close to linear.
-    private struct Table {
-        var ordered: [KubeObject] = []
-        var index: [ObjectKey: Int] = [:]
-
-        init(_ objects: [KubeObject]) {
-            ordered.reserveCapacity(objects.count)
-            for object in objects { upsert(object) }
-        }
-
-        mutating func upsert(_ object: KubeObject) {
-            let key = object.key
-            if let position = index[key] {
-                ordered[position] = object
-            } else {
-                index[key] = ordered.count
-                ordered.append(object)
-            }
-        }
-
-        mutating func remove(_ key: ObjectKey) {
-            guard let position = index.removeValue(forKey: key) else { return }
-            ordered.remove(at: position)
-            for moved in position..<ordered.count { index[ordered[moved].key] = moved }
-        }
-    }
+    /// One resource's objects by key.
+    private typealias Table = [ObjectKey: KubeObject]
 
     /// What one consumer has not read yet: the keys of objects added,
     /// changed or deleted since its last `changes(since:)` (everything, before
     /// the first). Made by `makeCursor()`; only the store touches its state.
     public final class ChangeCursor: @unchecked Sendable {
         fileprivate var keys: Set<ObjectKey> = []
+        /// How many of `keys` are of each kind (`ObjectKey.kind`).
+        fileprivate var kindCounts: [String: Int] = [:]
         fileprivate var everything = true
+
+        fileprivate func insert(_ key: ObjectKey) {
+            if keys.insert(key).inserted { kindCounts[key.kind, default: 0] += 1 }
+        }
+
+        fileprivate func clear(keepingCapacity: Bool) {
+            keys.removeAll(keepingCapacity: keepingCapacity)
+            kindCounts.removeAll(keepingCapacity: true)
+        }
     }
 
     /// What changed for one cursor.
@@ -90,41 +80,73 @@ public final class KubeObjectStore: @unchecked Sendable {
     /// Increases on every applied change.
     public var changeSequence: UInt64 { lock.withLock { sequence } }
 
-    /// Applies one informer update.
+    /// Applies one informer update: O(1) for an upsert or a delete; a
+    /// relist builds its table and compares it with the old one outside the lock.
     public func apply(_ update: InformerUpdate, from resource: WatchedResource) {
-        let handlers: [@Sendable () -> Void] = lock.withLock {
-            switch update {
-            case let .replaced(list):
-                let table = Table(list.sorted { $0.key < $1.key })
-                if cursors.contains(where: { !$0.everything }) {
-                    record(changedKeys(from: tables[resource] ?? Table([]), to: table))
-                }
-                tables[resource] = table
+        let handlers: [@Sendable () -> Void]
+        switch update {
+        case let .replaced(list):
+            var table = Table(minimumCapacity: list.count)
+            for object in list { table[object.key] = object }
+            let (old, compare) = lock.withLock { () -> (Table?, Bool) in
+                let old = tables.updateValue(table, forKey: resource)
                 synced.insert(resource)
-            case let .upserted(object):
-                tables[resource, default: Table([])].upsert(object)
-                record([object.key])
-            case let .deleted(object):
-                tables[resource]?.remove(object.key)
-                record([object.key])
-            case .problem:
-                return []
+                return (old, cursors.contains { !$0.everything })
             }
-            sequence &+= 1
-            return changeHandlers
+            // Compared outside the lock: readers meanwhile see the new table,
+            // and the keys that differ reach the cursors just below, before
+            // the change handlers run, so no consumer misses one.
+            let keys = compare ? Self.changedKeys(from: old ?? [:], to: table) : []
+            // `old` (the objects the relist dropped) is freed after this, outside the lock.
+            handlers = lock.withLock {
+                record(keys)
+                sequence &+= 1
+                return changeHandlers
+            }
+        case let .upserted(object):
+            let key = object.key
+            handlers = lock.withLock {
+                tables[resource, default: [:]][key] = object
+                record(key)
+                sequence &+= 1
+                return changeHandlers
+            }
+        case let .deleted(object):
+            let key = object.key
+            handlers = lock.withLock {
+                tables[resource]?.removeValue(forKey: key)
+                shrinkIfSparse(resource)
+                record(key)
+                sequence &+= 1
+                return changeHandlers
+            }
+        case .problem:
+            return
         }
         for handler in handlers { handler() }
     }
 
+    /// A dictionary never gives back its capacity: after a bulk delete,
+    /// rebuild a table that uses less than an eighth of it. Costs O(count),
+    /// at most once per 7/8 of the table removed: O(1) per delete amortised. Lock held.
+    private func shrinkIfSparse(_ resource: WatchedResource) {
+        guard let table = tables[resource], table.capacity >= 1024, table.count * 8 < table.capacity else { return }
+        var smaller = Table(minimumCapacity: table.count)
+        for (key, object) in table { smaller[key] = object }
+        tables[resource] = smaller
+    }
+
     /// Forgets a resource that is no longer watched (its objects leave the store).
     public func remove(_ resource: WatchedResource) {
-        let handlers: [@Sendable () -> Void] = lock.withLock {
-            guard let table = tables.removeValue(forKey: resource) else { return [] }
-            record(table.ordered.map(\.key))
+        // The table comes out of the lock so that freeing it happens outside.
+        let (handlers, retired): ([@Sendable () -> Void], Table?) = lock.withLock {
+            guard let table = tables.removeValue(forKey: resource) else { return ([], nil) }
+            record(table.keys)
             synced.remove(resource)
             sequence &+= 1
-            return changeHandlers
+            return (changeHandlers, table)
         }
+        _ = retired
         for handler in handlers { handler() }
     }
 
@@ -138,18 +160,23 @@ public final class KubeObjectStore: @unchecked Sendable {
     }
 
     /// What changed since `cursor` was last read (everything on its first
-    /// read), and marks it read. Cheap: proportional to the changes.
+    /// read), and marks it read. Under the lock, work proportional to the
+    /// changes; a first read copies the tables (O(1), shared storage) and
+    /// sorts them outside the lock.
     public func changes(since cursor: ChangeCursor) -> Changes {
-        lock.withLock {
-            if cursor.everything {
-                cursor.everything = false
-                cursor.keys.removeAll()
-                var objects: [KubeObject] = []
-                for resource in orderedResources {
-                    objects += tables[resource]?.ordered ?? []
-                }
-                return Changes(isComplete: true, objects: objects, removed: [])
-            }
+        let everything: [Table]? = lock.withLock {
+            guard cursor.everything else { return nil }
+            cursor.everything = false
+            cursor.clear(keepingCapacity: false)
+            return orderedResources.compactMap { tables[$0] }
+        }
+        if let everything {
+            var objects: [KubeObject] = []
+            objects.reserveCapacity(everything.reduce(0) { $0 + $1.count })
+            for table in everything { objects += Self.sorted(table) }
+            return Changes(isComplete: true, objects: objects, removed: [])
+        }
+        return lock.withLock {
             var changes = Changes(isComplete: false, objects: [], removed: [])
             let order = orderedResources
             for key in cursor.keys {
@@ -159,85 +186,104 @@ public final class KubeObjectStore: @unchecked Sendable {
                     changes.removed.append(key)
                 }
             }
-            cursor.keys.removeAll(keepingCapacity: true)
+            // A large batch (a bulk delete) gives its storage back.
+            cursor.clear(keepingCapacity: cursor.keys.count < 1024)
             return changes
+        }
+    }
+
+    /// True when `cursor` has unread changes to objects of one of `kinds`
+    /// (`ObjectKey.kind` spellings). O(kinds).
+    public func hasPendingChanges(since cursor: ChangeCursor, ofKinds kinds: Set<String>) -> Bool {
+        lock.withLock { cursor.everything || kinds.contains { cursor.kindCounts[$0, default: 0] > 0 } }
+    }
+
+    /// Adds `key` to every cursor that is not already due for everything. Lock held.
+    private func record(_ key: ObjectKey) {
+        for cursor in cursors where !cursor.everything {
+            cursor.insert(key)
         }
     }
 
     /// Adds `keys` to every cursor that is not already due for everything. Lock held.
     private func record<Keys: Sequence>(_ keys: Keys) where Keys.Element == ObjectKey {
         for cursor in cursors where !cursor.everything {
-            cursor.keys.formUnion(keys)
+            for key in keys { cursor.insert(key) }
         }
     }
 
     /// Keys added, removed or changed between two versions of one resource's objects.
-    private func changedKeys(from old: Table, to new: Table) -> [ObjectKey] {
+    private static func changedKeys(from old: Table, to new: Table) -> [ObjectKey] {
         var keys: [ObjectKey] = []
-        for object in new.ordered {
-            let key = object.key
-            if let position = old.index[key], old.ordered[position] == object { continue }
+        for (key, object) in new where old[key] != object {
             keys.append(key)
         }
-        for object in old.ordered where new.index[object.key] == nil {
-            keys.append(object.key)
+        for key in old.keys where new[key] == nil {
+            keys.append(key)
         }
         return keys
     }
 
+    /// One table's objects in key order (namespace, then name: the API
+    /// server's list order).
+    private static func sorted(_ table: Table) -> [KubeObject] {
+        table.sorted { $0.key < $1.key }.map(\.value)
+    }
+
     /// Expected resources in their fixed order, then the others. Lock held.
     private var orderedResources: [WatchedResource] {
-        resourceOrder + tables.keys.filter { !expected.contains($0) }
+        resourceOrder + tables.keys.filter { !expected.contains($0) }.sorted { $0.description < $1.description }
     }
 
     /// The object with `key` in the first resource (in `order`) that holds it. Lock held.
     private func currentObject(_ key: ObjectKey, order: [WatchedResource]) -> KubeObject? {
         for resource in order {
-            if let table = tables[resource], let position = table.index[key] { return table.ordered[position] }
+            if let object = tables[resource]?[key] { return object }
         }
         return nil
     }
 
     // MARK: Reading
 
-    /// Every object, grouped by kind, each resource in list order. Keys never
+    /// Every object, grouped by kind, each resource in key order. Keys never
     /// repeat across resources: each resource of a kind covers a different namespace.
     public func snapshot() -> ObjectSnapshot {
         snapshot(of: Set(WatchedKind.allCases))
     }
 
-    /// The objects of `kinds` only (cheaper than copying every kind).
+    /// The objects of `kinds` only (cheaper than copying every kind). The
+    /// tables are copied under the lock (shared storage) and sorted outside it.
     public func snapshot(of kinds: Set<WatchedKind>) -> ObjectSnapshot {
-        lock.withLock {
-            var snapshot = ObjectSnapshot()
-            for resource in orderedResources where kinds.contains(resource.kind) {
-                guard let table = tables[resource] else { continue }
-                for object in table.ordered {
-                    switch object {
-                    case let .ingress(o): snapshot.ingresses.append(o)
-                    case let .ingressClass(o): snapshot.ingressClasses.append(o)
-                    case let .service(o): snapshot.services.append(o)
-                    case let .endpointSlice(o): snapshot.endpointSlices.append(o)
-                    case let .endpoints(o): snapshot.endpoints.append(o)
-                    case let .secret(o): snapshot.secrets.append(o)
-                    case .unsupported: break
-                    }
+        let selected: [Table] = lock.withLock {
+            orderedResources.filter { kinds.contains($0.kind) }.compactMap { tables[$0] }
+        }
+        var snapshot = ObjectSnapshot()
+        for table in selected {
+            for object in Self.sorted(table) {
+                switch object {
+                case let .ingress(o): snapshot.ingresses.append(o)
+                case let .ingressClass(o): snapshot.ingressClasses.append(o)
+                case let .service(o): snapshot.services.append(o)
+                case let .endpointSlice(o): snapshot.endpointSlices.append(o)
+                case let .endpoints(o): snapshot.endpoints.append(o)
+                case let .secret(o): snapshot.secrets.append(o)
+                case .unsupported: break
                 }
             }
-            return snapshot
         }
+        return snapshot
     }
 
     /// One object by identity.
     public func object(_ key: ObjectKey) -> KubeObject? {
         lock.withLock {
             for table in tables.values {
-                if let position = table.index[key] { return table.ordered[position] }
+                if let object = table[key] { return object }
             }
             return nil
         }
     }
 
     /// Number of objects held.
-    public var count: Int { lock.withLock { tables.values.reduce(0) { $0 + $1.ordered.count } } }
+    public var count: Int { lock.withLock { tables.values.reduce(0) { $0 + $1.count } } }
 }

@@ -109,7 +109,7 @@ public final class StatusWriter: @unchecked Sendable {
             pending = false
             condition.unlock()
             if stop { return }
-            // Let a burst of watch events settle (the same holdoff as the routing table).
+            // Let a burst of watch events settle (100 ms: status writes need no haste).
             Thread.sleep(forTimeInterval: 0.1)
             if lead && store.isSynced { reconcile() }
         }

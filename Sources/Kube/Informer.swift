@@ -38,7 +38,9 @@ public struct Backoff: Sendable {
 /// resourceVersion with bookmarks → apply events; resume the watch from the
 /// last resourceVersion when it ends; relist on 410 Gone (an HTTP 410 on
 /// the list, or an ERROR event with code 410 in the watch); back off with
-/// jitter on failures. `update` is called on the informer's thread.
+/// jitter on failures. `update` is called on the informer's thread. Objects
+/// are trimmed to what Postern reads before they are handed on
+/// (`KubeObject.keepingOnlyWhatPosternReads`).
 public final class Informer: @unchecked Sendable {
     public let resource: WatchedResource
     private let client: KubeAPIClient
@@ -56,6 +58,8 @@ public final class Informer: @unchecked Sendable {
     private var syncedOnce = false
     private var lists = 0
     private var lastVersion: String?
+    /// Shares repeated strings among this informer's objects (its thread only).
+    private let interner = StringInterner()
 
     public init(
         resource: WatchedResource, client: KubeAPIClient, pageSize: Int = 500, watchTimeoutSeconds: Int = 300,
@@ -168,7 +172,7 @@ public final class Informer: @unchecked Sendable {
             for failure in page.failures {
                 update(.problem("\(failure.key): skipped: \(failure.reason)"))
             }
-            objects += page.objects
+            objects += page.objects.map { $0.keepingOnlyWhatPosternReads(interner: interner) }
             token = page.continueToken
             version = page.resourceVersion
         } while token != nil && !isStopping
@@ -212,7 +216,7 @@ public final class Informer: @unchecked Sendable {
             switch event {
             case let .added(object), let .modified(object):
                 current = object.metadata?.resourceVersion ?? current
-                update(.upserted(object))
+                update(.upserted(object.keepingOnlyWhatPosternReads(interner: interner)))
             case let .deleted(object):
                 current = object.metadata?.resourceVersion ?? current
                 update(.deleted(object))

@@ -37,7 +37,7 @@ func waitUntil(_ seconds: Double = 3, _ condition: () -> Bool) -> Bool {
 
     func makeLoop(_ store: KubeObjectStore, _ published: Published) -> ControllerLoop {
         ControllerLoop(
-            store: store, options: TranslateOptions(), holdoff: .milliseconds(20), maximumHoldoff: .milliseconds(100),
+            store: store, options: TranslateOptions(), coalescingWindow: .milliseconds(20),
             publish: { _, model in published.add(model) }, report: { _ in })
     }
 

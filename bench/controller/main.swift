@@ -1,21 +1,30 @@
-// controller-bench: how fast a Kubernetes change reaches the data path, and
-// how much memory a large cluster costs, with the real `postern` binary
-// watching the fake API server (the same list/watch protocol as a real one).
+// controller-bench: how fast a Kubernetes change reaches the data path, what
+// bulk deletes cost, and how much memory a large cluster costs, with the real
+// `postern` binary watching the fake API server (the same list/watch protocol
+// as a real one).
 //
 //   for p in postern postern-echo controller-bench; do swift build -c release --product $p; done
-//   .build/release/controller-bench [--changes 200] [--ingresses 10000] [--endpoints-per-service 10]
-//       [--background-ingresses 10000] [--products DIR]
+//   .build/release/controller-bench [--scenarios propagation,memory,delete,burst] [--changes 200]
+//       [--ingresses 10000] [--endpoints-per-service 10] [--background-ingresses 10000]
+//       [--sets 10000] [--kubectl-metadata true|false] [--pause-ms 60-110] [--products DIR]
 //
 // (One `swift build` with several `--product` builds only the last one.) The
 // programs are taken from the directory controller-bench is in, or `--products`.
+// Without `--scenarios`, propagation and memory run.
 //
-// Propagation: with wrk keeping the proxy busy, each of N changes (a new
-// Ingress with its own host) is written to the fake API server, which sends
-// the watch event at once; the time until a request for that host is routed
-// is measured (polled every millisecond). Then N EndpointSlice changes (one
-// Service's endpoint moved between two echo servers): the time until a
-// request is answered by the new one. Memory: Postern's RSS after its
-// initial sync of I Ingresses, I Services and I EndpointSlices of E endpoints.
+// propagation: with wrk keeping the proxy busy, each of N changes is written
+// to the fake API server, which sends the watch event at once; the time until
+// a request shows it is measured (polled every millisecond): a new Ingress
+// with its own host (routed), an EndpointSlice change (one Service's endpoint
+// moved between two echo servers: answered by the new one), a path change
+// (the new path routed), an Ingress delete (404). Changes are 60-110 ms apart.
+// memory: Postern's RSS after its initial sync of I Ingresses, I Services and
+// I EndpointSlices of E endpoints.
+// delete: N sets created with Postern running, then deleted (Ingresses in
+// name order, then Services and EndpointSlices): Postern's CPU for each
+// phase, 404 latency after the last delete event, RSS before, at size, after.
+// burst: bursts of 1,000 new Ingresses, and EndpointSlice changes while
+// 10,000 new Ingresses are being written.
 import FakeKubeAPI
 import Foundation
 import Reactor
@@ -31,6 +40,15 @@ struct Options {
     /// Ingresses (with Services and EndpointSlices) already in the cluster during the propagation run.
     var backgroundIngresses = 0
     var products = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().path
+    /// Which runs: `propagation`, `memory` (the default pair), `delete`, `burst`.
+    var scenarios: Set<String> = ["propagation", "memory"]
+    /// Pause between two measured changes, in ms (random in this range): at
+    /// least the controller's 50 ms coalescing window makes each change one on a quiet system.
+    var pauseMilliseconds = 60..<110
+    /// Sets (Ingress + Service + EndpointSlice) of the delete scenario.
+    var sets = 10_000
+    /// Give objects what kubectl-applied objects carry: managedFields and the last-applied annotation.
+    var kubectlMetadata = true
 
     init() {
         var arguments = CommandLine.arguments.dropFirst().makeIterator()
@@ -42,6 +60,12 @@ struct Options {
             case "--endpoints-per-service": endpointsPerService = Int(value) ?? endpointsPerService
             case "--background-ingresses": backgroundIngresses = Int(value) ?? backgroundIngresses
             case "--products": products = value
+            case "--scenarios": scenarios = Set(value.split(separator: ",").map(String.init))
+            case "--sets": sets = Int(value) ?? sets
+            case "--pause-ms":
+                let bounds = value.split(separator: "-").compactMap { Int($0) }
+                if bounds.count == 2, bounds[0] < bounds[1] { pauseMilliseconds = bounds[0]..<bounds[1] }
+            case "--kubectl-metadata": kubectlMetadata = value != "false"
             default:
                 FileHandle.standardError.write(Data("unknown option \(name)\n".utf8))
                 exit(2)
@@ -98,6 +122,29 @@ final class Child {
         return (field("VmRSS:"), field("VmHWM:"))
     }
 
+    /// User + system CPU seconds the process used so far (/proc/PID/stat).
+    func cpuSeconds() -> Double {
+        let stat = (try? String(contentsOfFile: "/proc/\(process.processIdentifier)/stat", encoding: .utf8)) ?? ""
+        // Fields after the command name (which may hold spaces) start at field 3.
+        guard let close = stat.lastIndex(of: ")") else { return 0 }
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { return 0 }
+        return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
+    }
+
+    /// Waits until the process used less than 10 ms of CPU in 500 ms (at most `limit` seconds); returns its CPU seconds then.
+    func settledCPU(limit: Double = 120) -> Double {
+        let start = Date()
+        var last = cpuSeconds()
+        while Date().timeIntervalSince(start) < limit {
+            usleep(500_000)
+            let now = cpuSeconds()
+            if now - last < 0.01 { return now }
+            last = now
+        }
+        return last
+    }
+
     func stop() {
         if process.isRunning {
             kill(process.processIdentifier, SIGKILL)
@@ -146,6 +193,11 @@ func ingress(_ name: String, host: String, service: String) -> String {
     #"{"apiVersion":"networking.k8s.io/v1","kind":"Ingress","metadata":{"name":"\#(name)","namespace":"default"},"spec":{"ingressClassName":"postern","rules":[{"host":"\#(host)","http":{"paths":[{"path":"/","pathType":"Prefix","backend":{"service":{"name":"\#(service)","port":{"number":80}}}}]}}]}}"#
 }
 
+/// The Ingress of the path-change runs: host `paths.example.com`, one Exact path.
+func pathIngress(path: String) -> String {
+    #"{"apiVersion":"networking.k8s.io/v1","kind":"Ingress","metadata":{"name":"paths","namespace":"default"},"spec":{"ingressClassName":"postern","rules":[{"host":"paths.example.com","http":{"paths":[{"path":"\#(path)","pathType":"Exact","backend":{"service":{"name":"svc-a","port":{"number":80}}}}]}}]}}"#
+}
+
 func service(_ name: String) -> String {
     #"{"apiVersion":"v1","kind":"Service","metadata":{"name":"\#(name)","namespace":"default"},"spec":{"ports":[{"name":"http","port":80,"targetPort":8080}]}}"#
 }
@@ -155,15 +207,97 @@ func slice(_ service: String, addresses: [String], port: UInt16) -> String {
     return #"{"apiVersion":"discovery.k8s.io/v1","kind":"EndpointSlice","metadata":{"name":"\#(service)-0","namespace":"default","labels":{"kubernetes.io/service-name":"\#(service)"}},"addressType":"IPv4","endpoints":[\#(endpoints)],"ports":[{"name":"http","port":\#(port)}]}"#
 }
 
+/// `json` with what a real cluster adds to an object written by `kubectl
+/// apply` or a controller: the last-applied annotation (the object itself,
+/// as text), managedFields, an owner, a label or two; Services get their
+/// cluster IPs, EndpointSlice endpoints their Pod references. Postern reads
+/// none of it: it is there to be dropped at decode time.
+func withKubectlMetadata(_ json: String, index: Int) -> String {
+    guard var object = (try? JSONSerialization.jsonObject(with: Data(json.utf8))) as? [String: Any],
+          var metadata = object["metadata"] as? [String: Any] else { return json }
+    var annotations = metadata["annotations"] as? [String: Any] ?? [:]
+    annotations["kubectl.kubernetes.io/last-applied-configuration"] = json + "\n"
+    metadata["annotations"] = annotations
+    var labels = metadata["labels"] as? [String: Any] ?? [:]
+    labels["app.kubernetes.io/name"] = "app-\(index)"
+    labels["app.kubernetes.io/part-of"] = "controller-bench"
+    metadata["labels"] = labels
+    metadata["generation"] = 1
+    metadata["managedFields"] = [[
+        "manager": "kubectl-client-side-apply", "operation": "Update", "apiVersion": object["apiVersion"] ?? "v1",
+        "time": "2026-11-27T08:00:00Z", "fieldsType": "FieldsV1",
+        "fieldsV1": ["f:metadata": ["f:annotations": [".": [String: Any](), "f:kubectl.kubernetes.io/last-applied-configuration": [String: Any]()],
+                                    "f:labels": [".": [String: Any](), "f:app.kubernetes.io/name": [String: Any](), "f:app.kubernetes.io/part-of": [String: Any]()]],
+                     "f:spec": ["f:rules": [String: Any](), "f:ports": [String: Any](), "f:selector": [String: Any]()]],
+    ]]
+    switch object["kind"] as? String {
+    case "Service":
+        var spec = object["spec"] as? [String: Any] ?? [:]
+        let ip = "10.96.\((index >> 8) & 255).\(index & 255)"
+        spec["clusterIP"] = ip
+        spec["clusterIPs"] = [ip]
+        spec["ipFamilies"] = ["IPv4"]
+        spec["ipFamilyPolicy"] = "SingleStack"
+        spec["internalTrafficPolicy"] = "Cluster"
+        spec["sessionAffinity"] = "None"
+        spec["type"] = "ClusterIP"
+        spec["selector"] = ["app.kubernetes.io/name": "app-\(index)"]
+        object["spec"] = spec
+        object["status"] = ["loadBalancer": [String: Any]()]
+    case "EndpointSlice":
+        labels["endpointslice.kubernetes.io/managed-by"] = "endpointslice-controller.k8s.io"
+        metadata["labels"] = labels
+        metadata["ownerReferences"] = [["apiVersion": "v1", "kind": "Service", "name": labels["kubernetes.io/service-name"] ?? "",
+                                        "uid": "00000000-0000-4000-8000-\(index)", "controller": true, "blockOwnerDeletion": true]]
+        let endpoints = (object["endpoints"] as? [[String: Any]] ?? []).enumerated().map { position, endpoint -> [String: Any] in
+            var endpoint = endpoint
+            endpoint["nodeName"] = "node-\(position % 3)"
+            endpoint["targetRef"] = ["kind": "Pod", "namespace": "default", "name": "app-\(index)-7d9f8b6c5d-\(position)",
+                                     "uid": "11111111-0000-4000-8000-\(index)-\(position)"]
+            endpoint["zone"] = "zone-\(position % 3)"
+            var conditions = endpoint["conditions"] as? [String: Any] ?? [:]
+            conditions["serving"] = true
+            conditions["terminating"] = false
+            endpoint["conditions"] = conditions
+            return endpoint
+        }
+        object["endpoints"] = endpoints
+    default:
+        break
+    }
+    object["metadata"] = metadata
+    guard let data = try? JSONSerialization.data(withJSONObject: object) else { return json }
+    return String(decoding: data, as: UTF8.self)
+}
+
 /// `count` Ingresses `ing-I` (host `hI.example.com`), each with its own Service
 /// and an EndpointSlice of `endpointsPerService` loopback addresses on a
 /// closed port: a routed request gets 502, and nothing leaves the machine.
-func populate(_ api: FakeKubeAPIServer, count: Int, endpointsPerService: Int) throws {
+/// Sleeps 1 ms after every 50 writes, so the fake's lock is not held by the
+/// writing thread back to back while its watch and request threads wait
+/// (its mutex is not fair): the events then flow while they are written, as
+/// from a real API server.
+struct Pacer {
+    var writes = 0
+    mutating func wrote() {
+        writes += 1
+        if writes % 50 == 0 { usleep(1000) }
+    }
+}
+
+func populate(_ api: FakeKubeAPIServer, count: Int, endpointsPerService: Int, kubectlMetadata: Bool = false) throws {
+    var pacer = Pacer()
     for index in 0..<count {
         let addresses = (0..<endpointsPerService).map { "127.\(1 + (index >> 8) & 255).\(index & 255).\($0 + 1)" }
-        try api.apply(service("svc-\(index)"))
-        try api.apply(slice("svc-\(index)", addresses: addresses, port: 9))
-        try api.apply(ingress("ing-\(index)", host: "h\(index).example.com", service: "svc-\(index)"))
+        var objects = [
+            service("svc-\(index)"), slice("svc-\(index)", addresses: addresses, port: 9),
+            ingress("ing-\(index)", host: "h\(index).example.com", service: "svc-\(index)"),
+        ]
+        if kubectlMetadata { objects = objects.map { withKubectlMetadata($0, index: index) } }
+        for object in objects {
+            try api.apply(object)
+            pacer.wrote()
+        }
     }
 }
 
@@ -199,7 +333,7 @@ print("cpus: \(ProcessInfo.processInfo.activeProcessorCount); postern --workers 
 
 // MARK: Propagation under load
 
-do {
+if options.scenarios.contains("propagation") { do {
     let api = FakeKubeAPIServer(bookmarkInterval: 5)
     try api.start()
     let echo = try Child(options.products + "/postern-echo", ["--listen", "127.0.0.1:0", "--name", "a"])
@@ -214,6 +348,7 @@ do {
     try api.apply(service("svc-moving"))
     try api.apply(slice("svc-moving", addresses: ["127.0.0.1"], port: echoPort))
     try api.apply(ingress("moving", host: "moving.example.com", service: "svc-moving"))
+    try api.apply(pathIngress(path: "/p-0"))
     try populate(api, count: options.backgroundIngresses, endpointsPerService: options.endpointsPerService)
     let (postern, port, admin) = try startPostern(options, apiPort: api.port)
     guard waitReady(admin: admin, timeout: 600) != nil else { fatalError("postern never became ready") }
@@ -234,7 +369,7 @@ do {
             usleep(1000)
         }
         if seen { samples.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6) } else { missed += 1 }
-        usleep(UInt32.random(in: 0..<50_000))
+        usleep(UInt32(1000 * Int.random(in: options.pauseMilliseconds)))
     }
     // EndpointSlice changes: svc-moving's endpoint goes to the other echo server.
     var endpointSamples: [Double] = []
@@ -255,7 +390,42 @@ do {
             usleep(1000)
         }
         if seen { endpointSamples.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6) } else { endpointMissed += 1 }
-        usleep(UInt32.random(in: 0..<50_000))
+        usleep(UInt32(1000 * Int.random(in: options.pauseMilliseconds)))
+    }
+    // Path changes: the Ingress `paths` moves from /p-I to /p-(I+1).
+    var pathSamples: [Double] = []
+    var pathMissed = 0
+    for index in 0..<options.changes {
+        try api.apply(pathIngress(path: "/p-\(index + 1)"))
+        let start = DispatchTime.now().uptimeNanoseconds
+        var seen = false
+        while Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 < 5 {
+            if get(port: port, host: "paths.example.com", path: "/p-\(index + 1)") == 200 {
+                seen = true
+                break
+            }
+            usleep(1000)
+        }
+        if seen { pathSamples.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6) } else { pathMissed += 1 }
+        usleep(UInt32(1000 * Int.random(in: options.pauseMilliseconds)))
+    }
+    // Deletes: each Ingress made above goes, until its host answers 404.
+    var deleteSamples: [Double] = []
+    var deleteMissed = 0
+    for index in 0..<options.changes {
+        let host = "bench-\(index).example.com"
+        api.delete(resource: "ingresses", namespace: "default", name: "bench-\(index)")
+        let start = DispatchTime.now().uptimeNanoseconds
+        var seen = false
+        while Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 < 5 {
+            if get(port: port, host: host) == 404 {
+                seen = true
+                break
+            }
+            usleep(1000)
+        }
+        if seen { deleteSamples.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6) } else { deleteMissed += 1 }
+        usleep(UInt32(1000 * Int.random(in: options.pauseMilliseconds)))
     }
     wrk.stop()
     let loadStatus = get(port: port, host: "load.example.com")
@@ -273,14 +443,16 @@ do {
     }
     report("propagation: watch event written → new table answers", samples, missed: missed)
     report("propagation of an EndpointSlice change: watch event written → the new endpoint answers", endpointSamples, missed: endpointMissed)
+    report("propagation of a path change: watch event written → the new path is routed", pathSamples, missed: pathMissed)
+    report("propagation of an Ingress delete: watch event written → its host answers 404", deleteSamples, missed: deleteMissed)
     print("load host after the run: HTTP \(loadStatus)")
 } catch {
     print("propagation run failed: \(error)")
-}
+} }
 
 // MARK: Memory at size
 
-do {
+if options.scenarios.contains("memory") { do {
     let api = FakeKubeAPIServer(bookmarkInterval: 30)
     try api.start()
     try api.apply(ingressClass)
@@ -312,4 +484,188 @@ do {
     print("a host from the middle of the set answered HTTP \(sample) (502 expected: routed, endpoints refuse)")
 } catch {
     print("memory run failed: \(error)")
+} }
+
+// MARK: Create, then delete, N sets
+
+/// Polls `hosts` until every one answers `status` (at most `limit` seconds);
+/// the seconds that took, nil on timeout.
+func waitForStatus(port: UInt16, hosts: [String], status: Int, limit: Double) -> Double? {
+    let start = DispatchTime.now().uptimeNanoseconds
+    var remaining = hosts
+    while Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 < limit {
+        remaining = remaining.filter { get(port: port, host: $0) != status }
+        if remaining.isEmpty { return Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 }
+        usleep(1000)
+    }
+    return nil
 }
+
+if options.scenarios.contains("delete") { do {
+    let count = options.sets
+    let api = FakeKubeAPIServer(bookmarkInterval: 30, historyLimit: 20_000)
+    try api.start()
+    try api.apply(ingressClass)
+    let (postern, port, admin) = try startPostern(options, apiPort: api.port)
+    guard waitReady(admin: admin, timeout: 60) != nil else { fatalError("postern never became ready") }
+    let idleCPU = postern.settledCPU()
+    let idle = postern.memoryKiB()
+    let sampleIndexes = Array(Set([0, count / 2, count - 1])).sorted()
+    // Name order, the order of `deletecollection` and of a namespace deletion.
+    let sampleHosts = sampleIndexes.map { "h\($0).example.com" }
+
+    let createStart = Date()
+    try populate(api, count: count, endpointsPerService: options.endpointsPerService, kubectlMetadata: options.kubectlMetadata)
+    let written = Date().timeIntervalSince(createStart)
+    let created = waitForStatus(port: port, hosts: sampleHosts, status: 502, limit: 600)
+    let createCPU = postern.settledCPU() - idleCPU
+    let afterCreate = postern.memoryKiB()
+
+    // Delete every Ingress in name order, then every Service and EndpointSlice.
+    let names = (0..<count).map { "\($0)" }.sorted()
+    let deleteCPUStart = postern.cpuSeconds()
+    let deleteStart = Date()
+    var pacer = Pacer()
+    for name in names {
+        api.delete(resource: "ingresses", namespace: "default", name: "ing-\(name)")
+        pacer.wrote()
+    }
+    let lastIngressDelete = DispatchTime.now().uptimeNanoseconds
+    let ingressesWritten = Date().timeIntervalSince(deleteStart)
+    let gone = waitForStatus(port: port, hosts: sampleHosts, status: 404, limit: 600)
+    let goneAfterLastEvent = gone.map { _ in Double(DispatchTime.now().uptimeNanoseconds - lastIngressDelete) / 1e6 }
+    let ingressDeleteCPU = postern.settledCPU() - deleteCPUStart
+    for name in names {
+        api.delete(resource: "services", namespace: "default", name: "svc-\(name)")
+        api.delete(resource: "endpointslices", namespace: "default", name: "svc-\(name)-0")
+        pacer.wrote()
+        pacer.wrote()
+    }
+    let deleteCPU = postern.settledCPU() - deleteCPUStart
+    // The trim runs a second after the round that removed the objects.
+    Thread.sleep(forTimeInterval: 3)
+    let afterDelete = postern.memoryKiB()
+    let stillUp = get(port: admin, host: "admin", path: "/readyz")
+    postern.stop()
+    api.stop()
+
+    print("## create then delete \(count) sets (Ingress + Service + EndpointSlice of \(options.endpointsPerService) endpoints), kubectl metadata: \(options.kubectlMetadata)")
+    print(String(format: "create: %d objects written in %.1f s; sampled hosts routed %.2f s after the last write; postern CPU %.2f s",
+                 3 * count, written, created ?? -1, createCPU))
+    print(String(format: "delete: %d Ingresses written in %.2f s; sampled hosts answered 404 %.0f ms after the last delete event; postern CPU %.2f s (Ingresses) / %.2f s (all %d objects)",
+                 count, ingressesWritten, goneAfterLastEvent ?? -1, ingressDeleteCPU, deleteCPU, 3 * count))
+    print(String(format: "delete CPU / create CPU: %.2f", deleteCPU / max(createCPU, 0.001)))
+    print(String(format: "RSS: new process %.1f MiB; after create %.1f MiB (%.2f MiB per 1,000 sets); after delete %.1f MiB (%+.1f MiB against the new process); peak %.1f MiB",
+                 Double(idle.0) / 1024, Double(afterCreate.0) / 1024, Double(afterCreate.0 - idle.0) / 1024 / (Double(count) / 1000),
+                 Double(afterDelete.0) / 1024, Double(afterDelete.0 - idle.0) / 1024, Double(afterDelete.1) / 1024))
+    print("readyz after the deletes: HTTP \(stillUp)")
+} catch {
+    print("delete run failed: \(error)")
+} }
+
+// MARK: Bursts
+
+/// Writes `count` Ingresses `prefix-I` (host `prefix-I.example.com`, backend
+/// svc-a), paced; returns when the last was written (uptime nanoseconds).
+func writeIngresses(_ api: FakeKubeAPIServer, prefix: String, count: Int) throws -> UInt64 {
+    var pacer = Pacer()
+    for index in 0..<count {
+        try api.apply(ingress("\(prefix)-\(index)", host: "\(prefix)-\(index).example.com", service: "svc-a"))
+        pacer.wrote()
+    }
+    return DispatchTime.now().uptimeNanoseconds
+}
+
+/// Moves svc-moving's endpoint to `target` and waits until a request is answered by `name`; ms, nil after 5 s.
+func moveEndpoint(_ api: FakeKubeAPIServer, port: UInt16, name: String, target: UInt16) throws -> Double? {
+    let marker = Array(#""name":"\#(name)""#.utf8)
+    try api.apply(slice("svc-moving", addresses: ["127.0.0.1"], port: target))
+    let start = DispatchTime.now().uptimeNanoseconds
+    while Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 < 5 {
+        let answer = fetch(port: port, host: "moving.example.com") { _ in false }
+        if answer.status == 200, answer.response.utf8.firstRange(of: marker) != nil {
+            return Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6
+        }
+        usleep(1000)
+    }
+    return nil
+}
+
+/// Written from another thread.
+final class Mark: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value: UInt64? = nil
+    func set(_ new: UInt64) { lock.withLock { value = new } }
+    var get: UInt64? { lock.withLock { value } }
+}
+
+if options.scenarios.contains("burst") { do {
+    let api = FakeKubeAPIServer(bookmarkInterval: 5, historyLimit: 50_000)
+    try api.start()
+    let echo = try Child(options.products + "/postern-echo", ["--listen", "127.0.0.1:0", "--name", "a"])
+    let echoPort = echo.port(prefix: "listening on ")
+    let otherEcho = try Child(options.products + "/postern-echo", ["--listen", "127.0.0.1:0", "--name", "b"])
+    let otherEchoPort = otherEcho.port(prefix: "listening on ")
+    try api.apply(ingressClass)
+    try api.apply(service("svc-a"))
+    try api.apply(slice("svc-a", addresses: ["127.0.0.1"], port: echoPort))
+    try api.apply(ingress("load", host: "load.example.com", service: "svc-a"))
+    try api.apply(service("svc-moving"))
+    try api.apply(slice("svc-moving", addresses: ["127.0.0.1"], port: echoPort))
+    try api.apply(ingress("moving", host: "moving.example.com", service: "svc-moving"))
+    try populate(api, count: options.backgroundIngresses, endpointsPerService: options.endpointsPerService)
+    let (postern, port, admin) = try startPostern(options, apiPort: api.port)
+    guard waitReady(admin: admin, timeout: 600) != nil else { fatalError("postern never became ready") }
+    let wrk = try Child("/usr/bin/wrk", ["-t1", "-c16", "-d3600s", "-H", "Host: load.example.com", "http://127.0.0.1:\(port)/"])
+    Thread.sleep(forTimeInterval: 1)
+
+    // Bursts of 1,000 new Ingresses: from the last write until the last and the first are routed.
+    var burstSamples: [Double] = []
+    for round in 0..<5 {
+        let prefix = "burst\(round)"
+        let last = try writeIngresses(api, prefix: prefix, count: 1000)
+        if waitForStatus(port: port, hosts: ["\(prefix)-999.example.com", "\(prefix)-0.example.com"], status: 200, limit: 30) != nil {
+            burstSamples.append(Double(DispatchTime.now().uptimeNanoseconds - last) / 1e6)
+        }
+        Thread.sleep(forTimeInterval: 1)
+    }
+
+    // EndpointSlice changes while 10,000 new Ingresses are being written.
+    let floodDone = Mark()
+    let flood = Thread {
+        floodDone.set((try? writeIngresses(api, prefix: "flood", count: 10_000)) ?? 0)
+    }
+    let floodStart = DispatchTime.now().uptimeNanoseconds
+    flood.start()
+    var endpointSamples: [Double] = []
+    var endpointMissed = 0
+    var moves = 0
+    while floodDone.get == nil {
+        let (name, target) = moves % 2 == 0 ? ("b", otherEchoPort) : ("a", echoPort)
+        moves += 1
+        if let sample = try moveEndpoint(api, port: port, name: name, target: target) { endpointSamples.append(sample) } else { endpointMissed += 1 }
+        usleep(UInt32(1000 * Int.random(in: 20..<60)))
+    }
+    let floodEnd = floodDone.get ?? 0
+    let floodServed = waitForStatus(port: port, hosts: ["flood-9999.example.com"], status: 200, limit: 60)
+        .map { _ in Double(DispatchTime.now().uptimeNanoseconds - floodEnd) / 1e6 }
+    wrk.stop()
+    postern.stop()
+    echo.stop()
+    otherEcho.stop()
+    api.stop()
+
+    func summary(_ samples: [Double]) -> String {
+        let sorted = samples.sorted()
+        guard !sorted.isEmpty else { return "no samples" }
+        return String(format: "median %.1f ms, p90 %.1f ms, p99 %.1f ms, max %.1f ms, min %.1f ms",
+                      percentile(sorted, 0.5), percentile(sorted, 0.9), percentile(sorted, 0.99), sorted.last!, sorted.first!)
+    }
+    print("## bursts (\(options.backgroundIngresses) other Ingresses loaded, wrk -c16 running)")
+    print("1,000 new Ingresses written at once, last write → last and first routed (\(burstSamples.count) of 5 bursts): \(summary(burstSamples))")
+    print(String(format: "10,000 new Ingresses written in %.1f s; the last routed %.0f ms after the last write",
+                 Double(floodEnd - floodStart) / 1e9, floodServed ?? -1))
+    print("EndpointSlice change during that burst (\(endpointSamples.count) changes, \(endpointMissed) missed): \(summary(endpointSamples))")
+} catch {
+    print("burst run failed: \(error)")
+} }
