@@ -24,6 +24,10 @@ static inline int postern_SSL_CTX_add1_chain_cert(SSL_CTX *ctx, X509 *cert) { re
 static inline long postern_SSL_CTX_set_session_cache_mode(SSL_CTX *ctx, long mode) { return SSL_CTX_set_session_cache_mode(ctx, mode); }
 static inline long postern_SSL_SESS_CACHE_SERVER(void) { return SSL_SESS_CACHE_SERVER; }
 static inline long postern_SSL_SESS_CACHE_OFF(void) { return SSL_SESS_CACHE_OFF; }
+/// Server cache through Postern's callbacks only (OpenSSL's own store and lookup off).
+static inline long postern_SSL_SESS_CACHE_SERVER_EXTERNAL(void) { return SSL_SESS_CACHE_SERVER | SSL_SESS_CACHE_NO_INTERNAL; }
+static inline int postern_SSL_CLIENT_HELLO_SUCCESS(void) { return SSL_CLIENT_HELLO_SUCCESS; }
+static inline uint64_t postern_SSL_OP_PRIORITIZE_CHACHA(void) { return SSL_OP_PRIORITIZE_CHACHA; }
 static inline long postern_SSL_set_tlsext_host_name(SSL *ssl, const char *name) { return SSL_set_tlsext_host_name(ssl, name); }
 static inline long postern_SSL_CTX_set_tlsext_servername_callback(SSL_CTX *ctx, int (*callback)(SSL *, int *, void *)) {
     return SSL_CTX_set_tlsext_servername_callback(ctx, callback);

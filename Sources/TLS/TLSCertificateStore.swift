@@ -78,6 +78,8 @@ public final class TLSCertificateStore: @unchecked Sendable {
     private let byHash: [UInt64: [(name: [UInt8], context: TLSServerContext)]]
     /// True when some host asks for client certificates.
     public let hasClientVerification: Bool
+    /// The shared session cache (nil: `ssl-session-cache` off).
+    var sessionCache: TLSSessionCache? { front.sessionCache }
 
     init(
         front: TLSServerContext, ticketKeys: SessionTicketKeys, defaultContext: TLSServerContext,
@@ -152,14 +154,24 @@ public final class TLSStoreBuilder: @unchecked Sendable {
     private let fallbackDefault: TLSServerContext
     /// Session-ticket keys, installed on every context this builder makes.
     public let ticketKeys: SessionTicketKeys
+    /// The session cache of every store this builder makes (nil: off).
+    public let sessionCache: TLSSessionCache?
     private var cache: [TLSCertificateInput: TLSServerContext] = [:]
 
     /// `defaultCertificate` answers unknown names; nil generates a
     /// self-signed certificate (as ingress-nginx does; log a warning).
-    public init(settings: TLSServerSettings, defaultCertificate: TLSCertificateInput?, ticketKeys: SessionTicketKeys = SessionTicketKeys()) throws {
+    /// `sessionCache` lets a new builder keep the sessions of the one it
+    /// replaces; nil makes a new cache (when `settings.sessionCache` is on).
+    public init(
+        settings: TLSServerSettings, defaultCertificate: TLSCertificateInput?, ticketKeys: SessionTicketKeys = SessionTicketKeys(),
+        sessionCache: TLSSessionCache? = nil
+    ) throws {
         self.settings = settings
         self.ticketKeys = ticketKeys
-        self.front = try TLSServerContext(frontWithSettings: settings)
+        self.sessionCache = settings.sessionCache
+            ? sessionCache ?? TLSSessionCache(capacityBytes: settings.sessionCacheBytes, timeoutSeconds: settings.sessionTimeoutSeconds)
+            : nil
+        self.front = try TLSServerContext(frontWithSettings: settings, sessionCache: self.sessionCache)
         ticketKeys.install(on: front.context)
         if let defaultCertificate {
             fallbackDefault = try TLSServerContext(

@@ -414,13 +414,15 @@ final class TablePublisher: @unchecked Sendable {
             let input = model.defaultCertificate.map {
                 TLSCertificateInput(name: $0.secret, hosts: [], certificateChainPEM: $0.certificateChainPEM, privateKeyPEM: $0.privateKeyPEM)
             }
+            // Sessions stay resumable when the default certificate changes.
+            let sessions = builder?.sessionCache
             do {
-                builder = try TLSStoreBuilder(settings: tlsSettings, defaultCertificate: input)
+                builder = try TLSStoreBuilder(settings: tlsSettings, defaultCertificate: input, sessionCache: sessions)
             } catch {
                 logger.error(
                     "default certificate unusable; serving a self-signed one until the Secret holds a PEM certificate and key",
                     metadata: ["error": "\(error)", "secret": "\(settings.defaultSSLCertificate ?? "-")"])
-                builder = try TLSStoreBuilder(settings: tlsSettings, defaultCertificate: nil)
+                builder = try TLSStoreBuilder(settings: tlsSettings, defaultCertificate: nil, sessionCache: sessions)
             }
             builderDefault = .some(model.defaultCertificate)
             if builder?.defaultIsSelfSigned == true {
