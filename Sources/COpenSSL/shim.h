@@ -42,8 +42,14 @@ static inline int postern_TLS1_2_VERSION(void) { return TLS1_2_VERSION; }
 static inline int postern_TLS1_3_VERSION(void) { return TLS1_3_VERSION; }
 static inline long postern_BIO_get_mem_data(BIO *bio, char **data) { return BIO_get_mem_data(bio, data); }
 static inline EVP_PKEY *postern_EVP_EC_gen_P256(void) { return EVP_EC_gen("P-256"); }
+static inline EVP_PKEY *postern_EVP_RSA_gen_2048(void) { return EVP_RSA_gen(2048); }
 static inline int postern_X509_set_notBefore_now(X509 *cert) { return X509_gmtime_adj(X509_getm_notBefore(cert), 0) != NULL; }
 static inline int postern_X509_set_notAfter_days(X509 *cert, long days) {
     return X509_gmtime_adj(X509_getm_notAfter(cert), days * 24 * 3600) != NULL;
+}
+/// The context's cipher list (TLS 1.2 and TLS 1.3 suites), one by one: the stack type is a macro.
+static inline int postern_SSL_CTX_cipher_count(const SSL_CTX *ctx) { return sk_SSL_CIPHER_num(SSL_CTX_get_ciphers(ctx)); }
+static inline const SSL_CIPHER *postern_SSL_CTX_cipher_at(const SSL_CTX *ctx, int index) {
+    return sk_SSL_CIPHER_value(SSL_CTX_get_ciphers(ctx), index);
 }
 #endif

@@ -57,6 +57,9 @@ public struct TLSCertificateProblem: Sendable, Equatable, CustomStringConvertibl
     public var message: String
 
     public var description: String { "\(certificate): \(message)" }
+
+    /// `reason` of a certificate whose key type no TLS 1.2 suite of `ssl-ciphers` authenticates.
+    public static let noCipherSuiteForKey = "NoCipherSuiteForKey"
 }
 
 /// The certificates in service: which context answers which server name.
@@ -152,6 +155,8 @@ public final class TLSStoreBuilder: @unchecked Sendable {
     private let settings: TLSServerSettings
     private let front: TLSServerContext
     private let fallbackDefault: TLSServerContext
+    /// What the protocol and cipher settings leave usable.
+    public let cipherPolicy: TLSCipherPolicy
     /// Session-ticket keys, installed on every context this builder makes.
     public let ticketKeys: SessionTicketKeys
     /// The session cache of every store this builder makes (nil: off).
@@ -167,6 +172,7 @@ public final class TLSStoreBuilder: @unchecked Sendable {
         sessionCache: TLSSessionCache? = nil
     ) throws {
         self.settings = settings
+        self.cipherPolicy = try TLSCipherPolicy(settings)
         self.ticketKeys = ticketKeys
         self.sessionCache = settings.sessionCache
             ? sessionCache ?? TLSSessionCache(capacityBytes: settings.sessionCacheBytes, timeoutSeconds: settings.sessionTimeoutSeconds)
@@ -178,7 +184,9 @@ public final class TLSStoreBuilder: @unchecked Sendable {
                 name: defaultCertificate.name, certificateChainPEM: defaultCertificate.certificateChainPEM,
                 privateKeyPEM: defaultCertificate.privateKeyPEM, settings: settings)
         } else {
-            fallbackDefault = try SelfSignedCertificate.makeContext(settings: settings)
+            // ECDSA unless ssl-ciphers leaves TLS 1.2 suites for RSA keys only.
+            let keyType: TLSKeyType = cipherPolicy.coversTLS12(.ecdsa) ? .ecdsa : .rsa
+            fallbackDefault = try SelfSignedCertificate.makeContext(settings: settings, keyType: keyType)
         }
         ticketKeys.install(on: fallbackDefault.context)
     }
@@ -190,6 +198,7 @@ public final class TLSStoreBuilder: @unchecked Sendable {
     /// reported and their hosts get the default certificate.
     public func build(_ certificates: [TLSCertificateInput]) -> (TLSCertificateStore, [TLSCertificateProblem]) {
         var problems: [TLSCertificateProblem] = []
+        if let problem = cipherProblem(fallbackDefault, hosts: ["clients without a matching SNI"]) { problems.append(problem) }
         var exact: [String: TLSServerContext] = [:]
         var wildcard: [String: TLSServerContext] = [:]
         var used: [TLSCertificateInput: TLSServerContext] = [:]
@@ -212,6 +221,7 @@ public final class TLSStoreBuilder: @unchecked Sendable {
             }
             ticketKeys.install(on: context.context)
             used[input] = context
+            if let problem = cipherProblem(context, hosts: input.hosts) { problems.append(problem) }
             if let notAfter = context.notAfter, notAfter <= Int(time(nil)) {
                 problems.append(
                     TLSCertificateProblem(
@@ -238,5 +248,19 @@ public final class TLSStoreBuilder: @unchecked Sendable {
             TLSCertificateStore(front: front, ticketKeys: ticketKeys, defaultContext: fallbackDefault, exact: exact, wildcard: wildcard),
             problems
         )
+    }
+}
+
+extension TLSStoreBuilder {
+    /// A warning when TLS 1.2 clients cannot complete a handshake with
+    /// `context`'s key under `ssl-ciphers` (TLS 1.3 clients still can).
+    func cipherProblem(_ context: TLSServerContext, hosts: [String]) -> TLSCertificateProblem? {
+        let keyType = context.keyType
+        guard !cipherPolicy.coversTLS12(keyType) else { return nil }
+        let usable = cipherPolicy.tls12KeyTypes.map(\.rawValue).sorted().joined(separator: ", ")
+        return TLSCertificateProblem(
+            severity: .warning, reason: TLSCertificateProblem.noCipherSuiteForKey, certificate: context.name,
+            message: "ssl-ciphers offers TLS 1.2 no suite for this certificate's \(keyType?.rawValue ?? "unsupported") key"
+                + " (only for \(usable.isEmpty ? "none" : usable) keys): TLS 1.2 clients cannot connect to \(hosts.joined(separator: ", "))")
     }
 }

@@ -142,6 +142,12 @@ public final class TLSServerContext: @unchecked Sendable {
         return host.withCString { X509_check_host(leaf, $0, host.utf8.count, 0, nil) } == 1
     }
 
+    /// The type of the certificate's key (nil: the front context, or a type TLS 1.2 cannot use).
+    public var keyType: TLSKeyType? {
+        guard leaf != nil, let key = SSL_CTX_get0_privatekey(context) else { return nil }
+        return TLSKeyType(key: key)
+    }
+
     /// The certificate's expiry as seconds since 1970 (for metrics and warnings).
     public var notAfter: Int? {
         guard let leaf, let time = X509_get0_notAfter(leaf) else { return nil }

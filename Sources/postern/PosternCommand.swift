@@ -122,6 +122,9 @@ struct Run: ParsableCommand {
 
     func validatedSettings() throws -> Settings {
         var settings = try config.map(Settings.load(path:)) ?? Settings()
+        // ssl-protocols, ssl-ciphers and ssl-ciphersuites together: a protocol
+        // offered without a usable suite stops start-up.
+        do { _ = try TLSCipherPolicy(settings.tls) } catch { throw SettingsError("\(config ?? "settings"): \(error)") }
         if let manifests { settings.manifests = manifests }
         if let httpListen { settings.httpListen = httpListen }
         if let adminListen { settings.adminListen = adminListen }
@@ -280,6 +283,16 @@ struct Run: ParsableCommand {
             FileHandle.standardError.write(Data("postern: TLS: \(error)\n".utf8))
             throw ExitCode(2)
         }
+        // A certificate configured at start-up that TLS 1.2 clients could
+        // never reach with these ciphers is a configuration error; one that
+        // arrives later is served with a warning (TLS 1.3 clients reach it).
+        if let uncovered = publisher.lastCertificateProblems.first(where: { $0.reason == TLSCertificateProblem.noCipherSuiteForKey }) {
+            FileHandle.standardError.write(Data("postern: \(uncovered)\n".utf8))
+            throw ExitCode(2)
+        }
+        if proxyConfiguration.httpsListen != nil, let policy = try? TLSCipherPolicy(settings.tls) {
+            for suite in policy.unusableSuites { logger.warning("ssl-ciphers: \(suite) is never negotiated") }
+        }
 
         let admission: AdmissionServer?
         do {
@@ -389,6 +402,8 @@ final class TablePublisher: @unchecked Sendable {
     /// Builds certificate stores; replaced when the default certificate changes.
     private var builder: TLSStoreBuilder?
     private var builderDefault: TLSCertificate??
+    /// The problems of the last certificate store built (start-up refuses some).
+    private(set) var lastCertificateProblems: [TLSCertificateProblem] = []
 
     init(metrics: MetricsRegistry, logger: Logger, settings: Settings) {
         self.metrics = metrics
@@ -439,6 +454,7 @@ final class TablePublisher: @unchecked Sendable {
         guard let builder else { throw TLSError("no certificate store") }
         let inputs = model.certificates.map(TLSCertificateInput.init)
         let (store, problems) = builder.build(inputs)
+        lastCertificateProblems = problems
         let users = Dictionary(model.certificates.map { ($0.secret, $0.ingresses) }, uniquingKeysWith: { $0 + $1 })
         for problem in problems {
             logger.log(
