@@ -85,6 +85,20 @@ extension EndToEndTests {
             #expect(try fixture.postern.metric("postern_tls_handshakes_total{result=\"resumed\"}") == 0)
         }
 
+        @Test func badCacheSizesAndTimeoutsStopStartUpNamingTheKey() throws {
+            let manifests = try ManifestFolder()
+            try manifests.write("class.yaml", Manifests.ingressClass)
+            for (line, key) in [
+                ("ssl-session-cache-size: 10g", "ssl-session-cache-size"), ("ssl-session-cache-size: 1k", "ssl-session-cache-size"),
+                ("ssl-session-timeout: 0", "ssl-session-timeout"), ("ssl-session-timeout: 10x", "ssl-session-timeout"),
+                ("ssl-session-timeout: 8d", "ssl-session-timeout"), ("ssl-session-cache: maybe", "ssl-session-cache"),
+            ] {
+                let result = try TLSCiphers.start(settings: line + "\n", manifests: manifests)
+                #expect(result.status == 2, "\(line): \(result.stderr)")
+                #expect(result.stderr.contains(": \(key): expected"), "\(line): \(result.stderr)")
+            }
+        }
+
         /// A session made where a client certificate was verified against
         /// one CA must not skip the check of a host with other settings
         /// (another CA, or none), by cache or by ticket, in TLS 1.2 and 1.3;
