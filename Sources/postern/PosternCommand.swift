@@ -122,9 +122,6 @@ struct Run: ParsableCommand {
 
     func validatedSettings() throws -> Settings {
         var settings = try config.map(Settings.load(path:)) ?? Settings()
-        // ssl-protocols, ssl-ciphers and ssl-ciphersuites together: a protocol
-        // offered without a usable suite stops start-up.
-        do { _ = try TLSCipherPolicy(settings.tls) } catch { throw SettingsError("\(config ?? "settings"): \(error)") }
         if let manifests { settings.manifests = manifests }
         if let httpListen { settings.httpListen = httpListen }
         if let adminListen { settings.adminListen = adminListen }

@@ -169,6 +169,9 @@ struct Settings {
             }
             try apply(&settings, valueNode, "\(path): \(key)")
         }
+        // ssl-protocols, ssl-ciphers and ssl-ciphersuites together: a protocol
+        // offered without a usable suite stops start-up (and `postern check`).
+        do { _ = try TLSCipherPolicy(settings.tls) } catch { throw SettingsError("\(path): \(error)") }
         if let manifests = settings.manifests, !manifests.hasPrefix("/") {
             let folder = URL(fileURLWithPath: path).deletingLastPathComponent().path
             settings.manifests = folder + "/" + manifests

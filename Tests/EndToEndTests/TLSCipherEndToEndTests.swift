@@ -63,6 +63,13 @@ extension EndToEndTests {
             #expect(result.status == 2, "\(result.stderr)")
             #expect(result.stderr.contains("ssl-ciphers:") && result.stderr.contains("leaves TLS 1.2 without a usable suite"), "\(result.stderr)")
             #expect(result.stderr.contains("Diffie-Hellman parameters"))
+            // `postern check` refuses the same file.
+            let config = manifests.path + "-check.yaml"
+            try "ssl-ciphers: \"DHE-RSA-AES128-GCM-SHA256\"\n".write(toFile: config, atomically: true, encoding: .utf8)
+            defer { try? FileManager.default.removeItem(atPath: config) }
+            let check = try runCommand(Paths.product("postern"), ["check", "--manifests", manifests.path, "--config", config], timeout: 20)
+            #expect(check.status == 2, "\(check.stdout) \(check.stderr)")
+            #expect(check.stderr.contains("ssl-ciphers:"), "\(check.stderr)")
         }
 
         @Test func aCipherListWithoutSuitesForTheCertificatesKeyStopsStartUp() throws {
