@@ -47,7 +47,7 @@ POSTERN_BIN = ENV.get("POSTERN_BIN", os.path.join(SCRATCH, "release", "postern")
 PARSE_BENCH_BIN = ENV.get("PARSE_BENCH_BIN", os.path.join(SCRATCH, "http1-parse-bench", "http1-parse-bench"))
 MALLOC_COUNT_SO = ENV.get("MALLOC_COUNT_SO", "")
 ENVOY_BIN = ENV.get("ENVOY_BIN", "")
-SCENARIOS = ENV.get("SCENARIOS", "1,2,3,4,5,6,7,alloc,callgrind,alloc-h2,callgrind-h2,parse").split(",")
+SCENARIOS = ENV.get("SCENARIOS", "1,2,3,4,4r,5,6,7,alloc,callgrind,alloc-h2,callgrind-h2,parse").split(",")
 PEERS = ENV.get("PEERS", "nginx,haproxy,h2o,envoy,postern").split(",")
 RESULTS_DIR = ENV.get("RESULTS_DIR", os.path.join(ROOT, "bench", "results"))
 DATE = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
@@ -302,10 +302,11 @@ http {{
 # --- proxies under test -----------------------------------------------------------------------------
 
 class Spec:
-    """What a proxy instance must serve: plain or TLS (rsa|ecdsa), extra routes /rN/, a churn generation."""
+    """What a proxy instance must serve: plain or TLS (rsa|ecdsa), extra routes /rN/, a churn generation,
+    and whether the server keeps a session cache (`resumption`: tickets stay off either way)."""
 
-    def __init__(self, tls=None, routes=0, churn=None):
-        self.tls, self.routes, self.churn = tls, routes, churn
+    def __init__(self, tls=None, routes=0, churn=None, resumption=False):
+        self.tls, self.routes, self.churn, self.resumption = tls, routes, churn, resumption
 
 
 class Proxy:
@@ -385,7 +386,7 @@ http {{
     keepalive_timeout 120s;
     {NGINX_TEMP(self.directory)}
     ssl_protocols TLSv1.2 TLSv1.3;   # nginx 1.22's default lacks TLSv1.3
-    ssl_session_cache off;
+    {"ssl_session_cache shared:SSL:10m; ssl_session_timeout 10m;" if spec.resumption else "ssl_session_cache off;"}
     ssl_session_tickets off;
     upstream bench {{ server 127.0.0.1:{self.upstream.port}; keepalive 64; }}
     proxy_http_version 1.1;
@@ -655,7 +656,8 @@ class Postern(Proxy):
             # h2o and Envoy resumption off): no ticket is minted per handshake, and clients cannot resume.
             settings = os.path.join(self.directory, "postern.yaml")
             with open(settings, "w") as f:
-                f.write("ssl-session-tickets: false\n")
+                # The session cache (on by default) is turned off too unless the scenario measures resumption.
+                f.write("ssl-session-tickets: false\n" + ("" if spec.resumption else "ssl-session-cache: false\n"))
             argv += ["--config", settings, "--https-listen", f"127.0.0.1:{self.port}",
                      "--http-listen", f"127.0.0.1:{free_port()}", "--default-ssl-certificate", "default/bench-tls"]
         else:
@@ -947,6 +949,7 @@ SCENARIO_TITLES = {
     "s3": "3. HTTPS (TLS 1.3, RSA-2048) keep-alive, HTTP/1.1, 100-byte responses",
     "s4-rsa": "4a. Full TLS handshakes per second, RSA-2048 (`openssl s_time -new`: no resumption, no request)",
     "s4-ecdsa": "4b. Full TLS handshakes per second, ECDSA P-256 (`openssl s_time -new`: no resumption, no request)",
+    "s4-resumed": "4c. Resumed TLS 1.2 handshakes per second, RSA-2048, session cache on, tickets off (`openssl s_time -reuse -tls1_2`: session IDs, no request)",
     "s5": "5. HTTP/2 over TLS (RSA-2048), 10 streams per connection, 100-byte responses",
     "s6": "6. Configuration churn: scenario 1 while the routing configuration changes 10 times a second",
 }
@@ -1046,6 +1049,47 @@ def scenario_4():
                 measure(scenario, proxy.name, round_, proxy.pid,
                         lambda: s_time(proxy.port, DURATION, HANDSHAKE_CONNECTIONS))
         finish(scenario, running, skipped)
+
+
+def s_time_resumed(port, duration, processes):
+    """Resumed TLS 1.2 handshakes: `processes` parallel `openssl s_time -reuse -tls1_2` clients.
+
+    Each client makes one full handshake, then offers that session ID on every later connection
+    (s_time prints `r` for each resumed one, counted here). TLS 1.2 because s_time never reads, so a
+    TLS 1.3 ticket (sent after the handshake) never reaches it."""
+    argv = ["timeout", str(duration + 15), "openssl", "s_time", "-connect", f"127.0.0.1:{port}", "-reuse", "-tls1_2",
+            "-time", str(duration)]
+    t0 = time.time()
+    children = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                for _ in range(processes)]
+    outputs = [c.communicate()[0] for c in children]
+    elapsed = time.time() - t0
+    total, resumed, errors = 0, 0, 0
+    for out, child in zip(outputs, children):
+        m = re.search(r"(\d+) connections in [\d.]+ real seconds", out) or re.search(r"(\d+) connections in", out)
+        if m:
+            total += int(m.group(1))
+        resumed += sum(line.count("r") for line in out.splitlines() if line and set(line) <= set("r*123."))
+        if child.returncode != 0 or "ERROR" in out:
+            errors += 1
+    return {"raw": "\n".join(outputs), "requests": total, "rps": total / max(elapsed, duration), "errors": errors,
+            "resumed_share": resumed / total if total else None, "p50": None, "p99": None}
+
+
+def scenario_4_resumed():
+    """Resumed handshakes beside nginx with `ssl_session_cache shared:SSL:10m` (tickets off on both):
+    CPU µs per resumed handshake. Only nginx and Postern: the other peers' caches are not configured here."""
+    scenario = "s4-resumed"
+    peers = [name for name in PEERS if name in ("nginx", "postern")]
+    running, skipped = start_proxies(peers, lambda: Spec(tls="rsa", resumption=True), "tls")
+    for round_ in range(1, ROUNDS + 1):
+        for proxy in running:
+            s_time_resumed(proxy.port, WARMUP, HANDSHAKE_CONNECTIONS)
+            row = measure(scenario, proxy.name, round_, proxy.pid,
+                          lambda: s_time_resumed(proxy.port, DURATION, HANDSHAKE_CONNECTIONS))
+            share = row.get("resumed_share")
+            note(scenario, f"{proxy.name} round {round_}: {'n/a' if share is None else f'{share:.1%}'} of connections resumed")
+    finish(scenario, running, skipped)
 
 
 def scenario_5():
@@ -1549,7 +1593,7 @@ def chart():
         return None
     data = os.path.join(WORK, "chart.dat")
     labels = {"s1": "1 h1 100B", "s2": "2 h1 64KiB", "s3": "3 h1 TLS", "s4-rsa": "4a hs RSA",
-              "s4-ecdsa": "4b hs ECDSA", "s5": "5 h2 TLS", "s6": "6 churn"}
+              "s4-ecdsa": "4b hs ECDSA", "s4-resumed": "4c hs resumed", "s5": "5 h2 TLS", "s6": "6 churn"}
     with open(data, "w") as f:
         for s in scenarios:
             values = []
@@ -1748,7 +1792,8 @@ def main():
     UPSTREAM.start()
     log(f"upstream nginx on 127.0.0.1:{UPSTREAM.port} (CPU {LOAD_CPU}); peers: {', '.join(PEERS)}; "
         f"scenarios: {', '.join(SCENARIOS)}; load average {' '.join(load_before)}")
-    steps = {"1": scenario_1, "2": scenario_2, "3": scenario_3, "4": scenario_4, "5": scenario_5, "6": scenario_6,
+    steps = {"1": scenario_1, "2": scenario_2, "3": scenario_3, "4": scenario_4, "4r": scenario_4_resumed,
+             "5": scenario_5, "6": scenario_6,
              "7": scenario_7, "alloc": alloc_scenario, "callgrind": callgrind_scenario, "parse": parse_scenario,
              "alloc-h2": lambda: alloc_scenario("h2"), "callgrind-h2": lambda: callgrind_scenario("h2")}
     for name in SCENARIOS:

@@ -24,6 +24,10 @@ static inline int postern_SSL_CTX_add1_chain_cert(SSL_CTX *ctx, X509 *cert) { re
 static inline long postern_SSL_CTX_set_session_cache_mode(SSL_CTX *ctx, long mode) { return SSL_CTX_set_session_cache_mode(ctx, mode); }
 static inline long postern_SSL_SESS_CACHE_SERVER(void) { return SSL_SESS_CACHE_SERVER; }
 static inline long postern_SSL_SESS_CACHE_OFF(void) { return SSL_SESS_CACHE_OFF; }
+/// Server cache through Postern's callbacks only (OpenSSL's own store and lookup off).
+static inline long postern_SSL_SESS_CACHE_SERVER_EXTERNAL(void) { return SSL_SESS_CACHE_SERVER | SSL_SESS_CACHE_NO_INTERNAL; }
+static inline int postern_SSL_CLIENT_HELLO_SUCCESS(void) { return SSL_CLIENT_HELLO_SUCCESS; }
+static inline uint64_t postern_SSL_OP_PRIORITIZE_CHACHA(void) { return SSL_OP_PRIORITIZE_CHACHA; }
 static inline long postern_SSL_set_tlsext_host_name(SSL *ssl, const char *name) { return SSL_set_tlsext_host_name(ssl, name); }
 static inline long postern_SSL_CTX_set_tlsext_servername_callback(SSL_CTX *ctx, int (*callback)(SSL *, int *, void *)) {
     return SSL_CTX_set_tlsext_servername_callback(ctx, callback);
@@ -38,8 +42,14 @@ static inline int postern_TLS1_2_VERSION(void) { return TLS1_2_VERSION; }
 static inline int postern_TLS1_3_VERSION(void) { return TLS1_3_VERSION; }
 static inline long postern_BIO_get_mem_data(BIO *bio, char **data) { return BIO_get_mem_data(bio, data); }
 static inline EVP_PKEY *postern_EVP_EC_gen_P256(void) { return EVP_EC_gen("P-256"); }
+static inline EVP_PKEY *postern_EVP_RSA_gen_2048(void) { return EVP_RSA_gen(2048); }
 static inline int postern_X509_set_notBefore_now(X509 *cert) { return X509_gmtime_adj(X509_getm_notBefore(cert), 0) != NULL; }
 static inline int postern_X509_set_notAfter_days(X509 *cert, long days) {
     return X509_gmtime_adj(X509_getm_notAfter(cert), days * 24 * 3600) != NULL;
+}
+/// The context's cipher list (TLS 1.2 and TLS 1.3 suites), one by one: the stack type is a macro.
+static inline int postern_SSL_CTX_cipher_count(const SSL_CTX *ctx) { return sk_SSL_CIPHER_num(SSL_CTX_get_ciphers(ctx)); }
+static inline const SSL_CIPHER *postern_SSL_CTX_cipher_at(const SSL_CTX *ctx, int index) {
+    return sk_SSL_CIPHER_value(SSL_CTX_get_ciphers(ctx), index);
 }
 #endif

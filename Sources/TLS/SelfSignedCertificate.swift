@@ -1,15 +1,18 @@
 import COpenSSL
 
 /// The certificate served when no default certificate is configured:
-/// generated at start-up (ECDSA P-256, valid one year), like ingress-nginx's
+/// generated at start-up (ECDSA P-256, or RSA-2048 when `ssl-ciphers` offers
+/// TLS 1.2 suites for RSA keys only; valid one year), like ingress-nginx's
 /// "Fake Certificate". Clients will not trust it; it only keeps TLS working.
 enum SelfSignedCertificate {
     static let name = "self-signed"
     static let commonName = "Postern Self-Signed Certificate"
 
-    static func makeContext(settings: TLSServerSettings) throws -> TLSServerContext {
+    /// `keyType` RSA when `ssl-ciphers` offers TLS 1.2 suites for RSA keys only.
+    static func makeContext(settings: TLSServerSettings, keyType: TLSKeyType = .ecdsa) throws -> TLSServerContext {
         OpenSSLErrors.clear()
-        guard let key = postern_EVP_EC_gen_P256() else { throw TLSError.fromQueue("cannot generate a P-256 key") }
+        let generated = keyType == .rsa ? postern_EVP_RSA_gen_2048() : postern_EVP_EC_gen_P256()
+        guard let key = generated else { throw TLSError.fromQueue("cannot generate a \(keyType) key") }
         defer { EVP_PKEY_free(key) }
         guard let certificate = X509_new() else { throw TLSError.fromQueue("X509_new failed") }
         defer { X509_free(certificate) }

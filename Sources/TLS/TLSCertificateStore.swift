@@ -57,6 +57,9 @@ public struct TLSCertificateProblem: Sendable, Equatable, CustomStringConvertibl
     public var message: String
 
     public var description: String { "\(certificate): \(message)" }
+
+    /// `reason` of a certificate whose key type no TLS 1.2 suite of `ssl-ciphers` authenticates.
+    public static let noCipherSuiteForKey = "NoCipherSuiteForKey"
 }
 
 /// The certificates in service: which context answers which server name.
@@ -78,6 +81,8 @@ public final class TLSCertificateStore: @unchecked Sendable {
     private let byHash: [UInt64: [(name: [UInt8], context: TLSServerContext)]]
     /// True when some host asks for client certificates.
     public let hasClientVerification: Bool
+    /// The shared session cache (nil: `ssl-session-cache` off).
+    var sessionCache: TLSSessionCache? { front.sessionCache }
 
     init(
         front: TLSServerContext, ticketKeys: SessionTicketKeys, defaultContext: TLSServerContext,
@@ -150,23 +155,38 @@ public final class TLSStoreBuilder: @unchecked Sendable {
     private let settings: TLSServerSettings
     private let front: TLSServerContext
     private let fallbackDefault: TLSServerContext
+    /// What the protocol and cipher settings leave usable.
+    public let cipherPolicy: TLSCipherPolicy
     /// Session-ticket keys, installed on every context this builder makes.
     public let ticketKeys: SessionTicketKeys
+    /// The session cache of every store this builder makes (nil: off).
+    public let sessionCache: TLSSessionCache?
     private var cache: [TLSCertificateInput: TLSServerContext] = [:]
 
     /// `defaultCertificate` answers unknown names; nil generates a
     /// self-signed certificate (as ingress-nginx does; log a warning).
-    public init(settings: TLSServerSettings, defaultCertificate: TLSCertificateInput?, ticketKeys: SessionTicketKeys = SessionTicketKeys()) throws {
+    /// `sessionCache` lets a new builder keep the sessions of the one it
+    /// replaces; nil makes a new cache (when `settings.sessionCache` is on).
+    public init(
+        settings: TLSServerSettings, defaultCertificate: TLSCertificateInput?, ticketKeys: SessionTicketKeys = SessionTicketKeys(),
+        sessionCache: TLSSessionCache? = nil
+    ) throws {
         self.settings = settings
+        self.cipherPolicy = try TLSCipherPolicy(settings)
         self.ticketKeys = ticketKeys
-        self.front = try TLSServerContext(frontWithSettings: settings)
+        self.sessionCache = settings.sessionCache
+            ? sessionCache ?? TLSSessionCache(capacityBytes: settings.sessionCacheBytes, timeoutSeconds: settings.sessionTimeoutSeconds)
+            : nil
+        self.front = try TLSServerContext(frontWithSettings: settings, sessionCache: self.sessionCache)
         ticketKeys.install(on: front.context)
         if let defaultCertificate {
             fallbackDefault = try TLSServerContext(
                 name: defaultCertificate.name, certificateChainPEM: defaultCertificate.certificateChainPEM,
                 privateKeyPEM: defaultCertificate.privateKeyPEM, settings: settings)
         } else {
-            fallbackDefault = try SelfSignedCertificate.makeContext(settings: settings)
+            // ECDSA unless ssl-ciphers leaves TLS 1.2 suites for RSA keys only.
+            let keyType: TLSKeyType = cipherPolicy.coversTLS12(.ecdsa) ? .ecdsa : .rsa
+            fallbackDefault = try SelfSignedCertificate.makeContext(settings: settings, keyType: keyType)
         }
         ticketKeys.install(on: fallbackDefault.context)
     }
@@ -178,6 +198,7 @@ public final class TLSStoreBuilder: @unchecked Sendable {
     /// reported and their hosts get the default certificate.
     public func build(_ certificates: [TLSCertificateInput]) -> (TLSCertificateStore, [TLSCertificateProblem]) {
         var problems: [TLSCertificateProblem] = []
+        if let problem = cipherProblem(fallbackDefault, hosts: ["clients without a matching SNI"]) { problems.append(problem) }
         var exact: [String: TLSServerContext] = [:]
         var wildcard: [String: TLSServerContext] = [:]
         var used: [TLSCertificateInput: TLSServerContext] = [:]
@@ -200,6 +221,7 @@ public final class TLSStoreBuilder: @unchecked Sendable {
             }
             ticketKeys.install(on: context.context)
             used[input] = context
+            if let problem = cipherProblem(context, hosts: input.hosts) { problems.append(problem) }
             if let notAfter = context.notAfter, notAfter <= Int(time(nil)) {
                 problems.append(
                     TLSCertificateProblem(
@@ -226,5 +248,19 @@ public final class TLSStoreBuilder: @unchecked Sendable {
             TLSCertificateStore(front: front, ticketKeys: ticketKeys, defaultContext: fallbackDefault, exact: exact, wildcard: wildcard),
             problems
         )
+    }
+}
+
+extension TLSStoreBuilder {
+    /// A warning when TLS 1.2 clients cannot complete a handshake with
+    /// `context`'s key under `ssl-ciphers` (TLS 1.3 clients still can).
+    func cipherProblem(_ context: TLSServerContext, hosts: [String]) -> TLSCertificateProblem? {
+        let keyType = context.keyType
+        guard !cipherPolicy.coversTLS12(keyType) else { return nil }
+        let usable = cipherPolicy.tls12KeyTypes.map(\.rawValue).sorted().joined(separator: ", ")
+        return TLSCertificateProblem(
+            severity: .warning, reason: TLSCertificateProblem.noCipherSuiteForKey, certificate: context.name,
+            message: "ssl-ciphers offers TLS 1.2 no suite for this certificate's \(keyType?.rawValue ?? "unsupported") key"
+                + " (only for \(usable.isEmpty ? "none" : usable) keys): TLS 1.2 clients cannot connect to \(hosts.joined(separator: ", "))")
     }
 }

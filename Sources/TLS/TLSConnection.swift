@@ -83,7 +83,13 @@ public final class TLSConnection {
         }
     }
 
-    deinit { SSL_free(ssl) }
+    deinit {
+        // A connection closed without close_notify keeps its session
+        // resumable (RFC 5246 §7.2.1, as nginx): otherwise SSL_free drops it
+        // from the session cache.
+        SSL_set_shutdown(ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN)
+        SSL_free(ssl)
+    }
 
     /// Client side: why the upstream's certificate was refused (empty when it was not).
     public var verificationFailure: String {
@@ -199,7 +205,8 @@ public final class TLSConnection {
         ERR_clear_error()
     }
 
-    fileprivate func selectContext(forServerName name: String?) {
+    /// Switches to the context for `name` (called from the client-hello and server-name callbacks).
+    func selectContext(forServerName name: String?) {
         guard let store else { return }
         let context = name.map { store.context(forServerName: $0) } ?? store.defaultContext
         selectedContext = context

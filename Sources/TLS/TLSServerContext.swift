@@ -23,18 +23,27 @@ public final class TLSServerContext: @unchecked Sendable {
     /// certificate (`auth-tls-verify-client: on`, or a CA Secret that is
     /// missing or empty, which fails closed).
     public let requiresClientCertificate: Bool
+    /// The front context only: the session cache every connection stores in
+    /// and looks up (OpenSSL's session context is the one a connection starts on).
+    let sessionCache: TLSSessionCache?
 
     /// Creates a context without a certificate: the front context every
-    /// connection starts on, whose server-name callback then switches to the
-    /// context for the requested host.
-    init(frontWithSettings settings: TLSServerSettings) throws {
+    /// connection starts on. Its client-hello callback switches to the
+    /// context for the requested host before OpenSSL looks for a session to
+    /// resume, so the session id context compared is the selected host's
+    /// (client-certificate settings), never the front's; the server-name
+    /// callback then confirms the choice.
+    init(frontWithSettings settings: TLSServerSettings, sessionCache: TLSSessionCache? = nil) throws {
         (context, alpnWire) = try TLSServerContext.makeConfigured(settings)
         leaf = nil
         name = "front"
         passClientCertificate = false
         clientVerification = nil
         requiresClientCertificate = false
+        self.sessionCache = sessionCache
         _ = postern_SSL_CTX_set_tlsext_servername_callback(context, serverNameSelected)
+        SSL_CTX_set_client_hello_cb(context, clientHelloReceived, nil)
+        sessionCache?.install(on: context)
     }
 
     /// Creates a context serving `certificateChainPEM` (leaf first, then
@@ -51,6 +60,7 @@ public final class TLSServerContext: @unchecked Sendable {
         self.passClientCertificate = clientVerification?.passCertificateToUpstream ?? false
         self.clientVerification = clientVerification
         self.requiresClientCertificate = clientVerification.map { $0.required || $0.certificateAuthoritiesPEM.isEmpty } ?? false
+        self.sessionCache = nil
         do {
             if let clientVerification { try TLSServerContext.requireClientCertificates(context, clientVerification, name: name) }
             let certificates = try PEM.readCertificates(certificateChainPEM)
@@ -95,6 +105,7 @@ public final class TLSServerContext: @unchecked Sendable {
         self.passClientCertificate = false
         self.clientVerification = nil
         self.requiresClientCertificate = false
+        self.sessionCache = nil
         guard SSL_CTX_use_certificate(context, certificate) == 1, SSL_CTX_use_PrivateKey(context, key) == 1,
             SSL_CTX_check_private_key(context) == 1
         else {
@@ -129,6 +140,12 @@ public final class TLSServerContext: @unchecked Sendable {
     public func certificateCovers(host: String) -> Bool {
         guard let leaf else { return false }
         return host.withCString { X509_check_host(leaf, $0, host.utf8.count, 0, nil) } == 1
+    }
+
+    /// The type of the certificate's key (nil: the front context, or a type TLS 1.2 cannot use).
+    public var keyType: TLSKeyType? {
+        guard leaf != nil, let key = SSL_CTX_get0_privatekey(context) else { return nil }
+        return TLSKeyType(key: key)
     }
 
     /// The certificate's expiry as seconds since 1970 (for metrics and warnings).
@@ -174,20 +191,31 @@ public final class TLSServerContext: @unchecked Sendable {
         guard postern_SSL_CTX_set_min_proto_version(context, settings.minimumVersion.openSSLValue) == 1,
             postern_SSL_CTX_set_max_proto_version(context, settings.maximumVersion.openSSLValue) == 1
         else { throw fail("ssl-protocols: cannot set the protocol range") }
-        // No compression (CRIME), no renegotiation, the server's cipher order.
-        SSL_CTX_set_options(
-            context,
-            postern_SSL_OP_NO_COMPRESSION() | postern_SSL_OP_NO_RENEGOTIATION() | postern_SSL_OP_CIPHER_SERVER_PREFERENCE())
+        // No compression (CRIME), no renegotiation.
+        SSL_CTX_set_options(context, postern_SSL_OP_NO_COMPRESSION() | postern_SSL_OP_NO_RENEGOTIATION())
+        if settings.preferServerCiphers {
+            // The server's cipher order, except that a client listing
+            // ChaCha20 first (no AES instructions, typically a phone) gets it.
+            SSL_CTX_set_options(context, postern_SSL_OP_CIPHER_SERVER_PREFERENCE() | postern_SSL_OP_PRIORITIZE_CHACHA())
+        }
         _ = postern_SSL_CTX_set_mode(context, postern_SSL_MODE_proxy())
-        // Stateless tickets only: no server-side session cache to share between workers.
-        _ = postern_SSL_CTX_set_session_cache_mode(context, postern_SSL_SESS_CACHE_OFF())
+        // No cache of OpenSSL's own: the front context installs the shared
+        // TLSSessionCache's callbacks. Every context still says "server
+        // cache" because OpenSSL reads that flag on the context the
+        // connection switched to when it decides to hand out a session id.
+        _ = postern_SSL_CTX_set_session_cache_mode(
+            context, settings.sessionCache ? postern_SSL_SESS_CACHE_SERVER_EXTERNAL() : postern_SSL_SESS_CACHE_OFF())
+        // Lifetime of cached sessions and of tickets (as nginx's ssl_session_timeout).
+        _ = SSL_CTX_set_timeout(context, settings.sessionTimeoutSeconds)
         if settings.sessionTickets {
             // One TLS 1.3 ticket per full handshake (OpenSSL sends two by
             // default): each costs a seal; one is enough for a client to resume.
             _ = SSL_CTX_set_num_tickets(context, 1)
         } else {
             SSL_CTX_set_options(context, postern_SSL_OP_NO_TICKET())
-            _ = SSL_CTX_set_num_tickets(context, 0)
+            // TLS 1.3 without tickets resumes through the cache: OpenSSL then
+            // sends one stateful ticket, which is the session's cache id.
+            _ = SSL_CTX_set_num_tickets(context, settings.sessionCache ? 1 : 0)
         }
         // Resumption with client certificates needs a session id context.
         let sessionContext: [UInt8] = Array("postern".utf8)
@@ -230,6 +258,48 @@ private func alpnSelect(
     guard result == OPENSSL_NPN_NEGOTIATED, let selected else { return SSL_TLSEXT_ERR_ALERT_FATAL }
     out.pointee = UnsafePointer(selected)
     return SSL_TLSEXT_ERR_OK
+}
+
+/// Client-hello callback of the front context: selects the host's context
+/// from the SNI in the ClientHello before OpenSSL looks for a session to
+/// resume. Switching here also switches the session id context, so a
+/// session (cached or ticket) resumes only where client certificates are
+/// verified as in the handshake that made it.
+private func clientHelloReceived(_ ssl: OpaquePointer?, _ alert: UnsafeMutablePointer<Int32>?, _ argument: UnsafeMutableRawPointer?) -> Int32 {
+    guard let ssl, let raw = SSL_get_ex_data(ssl, 0) else { return postern_SSL_CLIENT_HELLO_SUCCESS() }
+    let connection = Unmanaged<TLSConnection>.fromOpaque(raw).takeUnretainedValue()
+    var data: UnsafePointer<UInt8>?
+    var length = 0
+    var name: String?
+    if SSL_client_hello_get0_ext(ssl, UInt32(TLSEXT_TYPE_server_name), &data, &length) == 1, let data {
+        name = ServerNameExtension.hostName(UnsafeRawBufferPointer(start: data, count: length))
+    }
+    connection.selectContext(forServerName: name)
+    return postern_SSL_CLIENT_HELLO_SUCCESS()
+}
+
+/// The server_name extension (RFC 6066 §3).
+enum ServerNameExtension {
+    /// The first host_name entry, or nil when there is none or the bytes are malformed.
+    static func hostName(_ bytes: UnsafeRawBufferPointer) -> String? {
+        guard bytes.count >= 2 else { return nil }
+        let listLength = Int(bytes[0]) << 8 | Int(bytes[1])
+        guard listLength == bytes.count - 2 else { return nil }
+        var offset = 2
+        while offset + 3 <= bytes.count {
+            let type = bytes[offset]
+            let length = Int(bytes[offset + 1]) << 8 | Int(bytes[offset + 2])
+            offset += 3
+            guard offset + length <= bytes.count else { return nil }
+            if type == 0 {
+                let name = UnsafeRawBufferPointer(rebasing: bytes[offset..<offset + length])
+                guard !name.isEmpty, !name.contains(0) else { return nil }
+                return String(decoding: name, as: UTF8.self)
+            }
+            offset += length
+        }
+        return nil
+    }
 }
 
 /// PEM decoding from memory.

@@ -33,6 +33,19 @@ public struct TLSServerSettings: Sendable, Equatable {
     /// Stateless session tickets (`ssl-session-tickets`): resumption without a
     /// full handshake. Off makes every handshake full.
     public var sessionTickets = true
+    /// Server-side session cache (`ssl-session-cache`), shared by every
+    /// worker: TLS 1.2 session-ID resumption, and TLS 1.3 resumption when
+    /// tickets are off. On by default, as ingress-nginx's `shared:SSL:10m`.
+    public var sessionCache = true
+    /// Byte budget of the session cache (`ssl-session-cache-size`, nginx
+    /// units: 10m is 10 MiB, about 40,000 sessions).
+    public var sessionCacheBytes = 10 * 1024 * 1024
+    /// Seconds a session (cached or ticket) stays resumable (`ssl-session-timeout`).
+    public var sessionTimeoutSeconds = 600
+    /// The server picks the cipher (`ssl-prefer-server-ciphers`), except that a
+    /// client listing ChaCha20 first gets ChaCha20 (it likely lacks AES
+    /// instructions). False: the client's order decides.
+    public var preferServerCiphers = true
     /// ALPN protocols offered, most preferred first (`h2` joins with HTTP/2).
     public var alpnProtocols: [String] = ["http/1.1"]
 

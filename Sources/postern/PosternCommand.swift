@@ -291,6 +291,16 @@ struct Run: ParsableCommand {
             FileHandle.standardError.write(Data("postern: TLS: \(error)\n".utf8))
             throw ExitCode(2)
         }
+        // A certificate configured at start-up that TLS 1.2 clients could
+        // never reach with these ciphers is a configuration error; one that
+        // arrives later is served with a warning (TLS 1.3 clients reach it).
+        if let uncovered = publisher.lastCertificateProblems.first(where: { $0.reason == TLSCertificateProblem.noCipherSuiteForKey }) {
+            FileHandle.standardError.write(Data("postern: \(uncovered)\n".utf8))
+            throw ExitCode(2)
+        }
+        if proxyConfiguration.httpsListen != nil, let policy = try? TLSCipherPolicy(settings.tls) {
+            for suite in policy.unusableSuites { logger.warning("ssl-ciphers: \(suite) is never negotiated") }
+        }
 
         let admission: AdmissionServer?
         do {
@@ -401,6 +411,8 @@ final class TablePublisher: @unchecked Sendable {
     /// Builds certificate stores; replaced when the default certificate changes.
     private var builder: TLSStoreBuilder?
     private var builderDefault: TLSCertificate??
+    /// The problems of the last certificate store built (start-up refuses some).
+    private(set) var lastCertificateProblems: [TLSCertificateProblem] = []
 
     init(metrics: MetricsRegistry, logger: Logger, settings: Settings) {
         self.metrics = metrics
@@ -426,13 +438,15 @@ final class TablePublisher: @unchecked Sendable {
             let input = model.defaultCertificate.map {
                 TLSCertificateInput(name: $0.secret, hosts: [], certificateChainPEM: $0.certificateChainPEM, privateKeyPEM: $0.privateKeyPEM)
             }
+            // Sessions stay resumable when the default certificate changes.
+            let sessions = builder?.sessionCache
             do {
-                builder = try TLSStoreBuilder(settings: tlsSettings, defaultCertificate: input)
+                builder = try TLSStoreBuilder(settings: tlsSettings, defaultCertificate: input, sessionCache: sessions)
             } catch {
                 logger.error(
                     "default certificate unusable; serving a self-signed one until the Secret holds a PEM certificate and key",
                     metadata: ["error": "\(error)", "secret": "\(settings.defaultSSLCertificate ?? "-")"])
-                builder = try TLSStoreBuilder(settings: tlsSettings, defaultCertificate: nil)
+                builder = try TLSStoreBuilder(settings: tlsSettings, defaultCertificate: nil, sessionCache: sessions)
             }
             builderDefault = .some(model.defaultCertificate)
             if builder?.defaultIsSelfSigned == true {
@@ -449,6 +463,7 @@ final class TablePublisher: @unchecked Sendable {
         guard let builder else { throw TLSError("no certificate store") }
         let inputs = model.certificates.map(TLSCertificateInput.init)
         let (store, problems) = builder.build(inputs)
+        lastCertificateProblems = problems
         let users = Dictionary(model.certificates.map { ($0.secret, $0.ingresses) }, uniquingKeysWith: { $0 + $1 })
         for problem in problems {
             logger.log(

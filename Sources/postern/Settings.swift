@@ -80,6 +80,10 @@ struct Settings {
         "ssl-ciphersuites": { $0.tls.cipherSuites = try string($1, $2) },
         "ssl-ecdh-curve": { $0.tls.groups = try string($1, $2) },
         "ssl-session-tickets": { $0.tls.sessionTickets = try boolean($1, $2) },
+        "ssl-session-cache": { $0.tls.sessionCache = try boolean($1, $2) },
+        "ssl-session-cache-size": { $0.tls.sessionCacheBytes = try nginxSize($1, $2, minimum: 4096) },
+        "ssl-session-timeout": { $0.tls.sessionTimeoutSeconds = try nginxSeconds($1, $2) },
+        "ssl-prefer-server-ciphers": { $0.tls.preferServerCiphers = try boolean($1, $2) },
         "hsts": { $0.hsts = try boolean($1, $2) },
         "use-http2": { $0.useHTTP2 = try boolean($1, $2) },
         "h2c": { $0.h2c = try boolean($1, $2) },
@@ -172,6 +176,9 @@ struct Settings {
             }
             try apply(&settings, valueNode, "\(path): \(key)")
         }
+        // ssl-protocols, ssl-ciphers and ssl-ciphersuites together: a protocol
+        // offered without a usable suite stops start-up (and `postern check`).
+        do { _ = try TLSCipherPolicy(settings.tls) } catch { throw SettingsError("\(path): \(error)") }
         if let manifests = settings.manifests, !manifests.hasPrefix("/") {
             let folder = URL(fileURLWithPath: path).deletingLastPathComponent().path
             settings.manifests = folder + "/" + manifests
@@ -206,6 +213,36 @@ struct Settings {
             throw SettingsError("\(name): expected seconds between 0 and 86400, e.g. 60 or 1.5s")
         }
         return value
+    }
+
+    /// An nginx size: bytes, or a number with `k` or `m` (`10m`, `512k`), as
+    /// ingress-nginx writes `ssl-session-cache-size`.
+    static func nginxSize(_ node: Node, _ name: String, minimum: Int) throws -> Int {
+        let problem = SettingsError("\(name): expected a size of at least \(minimum) bytes, e.g. 10m, 512k or 1048576")
+        guard var text = node.string?.lowercased(), !text.isEmpty else { throw problem }
+        var unit = 1
+        if text.hasSuffix("k") { unit = 1024 } else if text.hasSuffix("m") { unit = 1024 * 1024 }
+        if unit > 1 { text.removeLast() }
+        guard let value = Int(text), value > 0, value <= Int(Int32.max) / unit, value * unit >= minimum else { throw problem }
+        return value * unit
+    }
+
+    /// An nginx time in whole seconds: a number with `s`, `m`, `h` or `d`, or
+    /// bare seconds (`10m`, `300s`, `300`), as ingress-nginx writes `ssl-session-timeout`.
+    static func nginxSeconds(_ node: Node, _ name: String) throws -> Int {
+        let problem = SettingsError("\(name): expected a time between 1s and 7d, e.g. 10m, 300s or 1h")
+        guard var text = node.string?.lowercased(), !text.isEmpty else { throw problem }
+        var unit = 1
+        switch text.last {
+        case "s": unit = 1
+        case "m": unit = 60
+        case "h": unit = 3600
+        case "d": unit = 86_400
+        default: unit = 0
+        }
+        if unit == 0 { unit = 1 } else { text.removeLast() }
+        guard let value = Int(text), value > 0, value <= 7 * 86_400 / unit else { throw problem }
+        return value * unit
     }
 
     private static func boolean(_ node: Node, _ name: String) throws -> Bool {
