@@ -39,19 +39,9 @@ struct ManifestOptions: ParsableArguments {
     func translateDirectory() throws -> DirectoryTranslation {
         var settings = try config.map(Settings.load(path:)) ?? Settings()
         if let manifests { settings.manifests = manifests }
-        if let controllerClass {
-            try SettingsValidation.controllerName(controllerClass, "--controller-class")
-            settings.controllerClass = controllerClass
-        }
-        if let ingressClass {
-            try SettingsValidation.objectName(ingressClass, "--ingress-class")
-            settings.ingressClass = ingressClass
-        }
-        if watchIngressWithoutClass { settings.watchIngressWithoutClass = true }
-        if let defaultBackendService {
-            try SettingsValidation.namespacedName(defaultBackendService, "--default-backend-service")
-            settings.defaultBackendService = defaultBackendService
-        }
+        try settings.applySelectionFlags(
+            controllerClass: controllerClass, ingressClass: ingressClass, watchIngressWithoutClass: watchIngressWithoutClass,
+            defaultBackendService: defaultBackendService)
         guard let directory = settings.manifests else {
             throw SettingsError("--manifests: required (or `manifests:` in the config file)")
         }

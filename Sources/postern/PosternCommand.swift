@@ -171,19 +171,9 @@ struct Run: ParsableCommand {
             settings.logFormat = format
         }
         if let defaultSSLCertificate { try SettingsValidation.namespacedName(defaultSSLCertificate, "--default-ssl-certificate") }
-        if let defaultBackendService {
-            try SettingsValidation.namespacedName(defaultBackendService, "--default-backend-service")
-            settings.defaultBackendService = defaultBackendService
-        }
-        if let controllerClass {
-            try SettingsValidation.controllerName(controllerClass, "--controller-class")
-            settings.controllerClass = controllerClass
-        }
-        if let ingressClass {
-            try SettingsValidation.objectName(ingressClass, "--ingress-class")
-            settings.ingressClass = ingressClass
-        }
-        if watchIngressWithoutClass { settings.watchIngressWithoutClass = true }
+        try settings.applySelectionFlags(
+            controllerClass: controllerClass, ingressClass: ingressClass, watchIngressWithoutClass: watchIngressWithoutClass,
+            defaultBackendService: defaultBackendService)
         if let admissionWebhookListen {
             guard SocketAddress(parsing: admissionWebhookListen) != nil else {
                 throw SettingsError("--admission-webhook-listen \(admissionWebhookListen): expected HOST:PORT with a numeric address")

@@ -354,3 +354,25 @@ enum SettingsValidation {
         }
     }
 }
+
+extension Settings {
+    /// Applies the Ingress-selection flags `run`, `check` and `route` share,
+    /// each validated and named in the error as the flag it came from.
+    mutating func applySelectionFlags(
+        controllerClass: String?, ingressClass: String?, watchIngressWithoutClass: Bool, defaultBackendService: String?
+    ) throws {
+        if let defaultBackendService {
+            try SettingsValidation.namespacedName(defaultBackendService, "--default-backend-service")
+            self.defaultBackendService = defaultBackendService
+        }
+        if let controllerClass {
+            try SettingsValidation.controllerName(controllerClass, "--controller-class")
+            self.controllerClass = controllerClass
+        }
+        if let ingressClass {
+            try SettingsValidation.objectName(ingressClass, "--ingress-class")
+            self.ingressClass = ingressClass
+        }
+        if watchIngressWithoutClass { self.watchIngressWithoutClass = true }
+    }
+}
