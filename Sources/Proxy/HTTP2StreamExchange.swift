@@ -316,13 +316,8 @@ final class HTTP2StreamExchange: UpstreamAttempt {
     private func refuseOversizedBody(_ count: Int) {
         worker.metrics.count(.bodyTooLarge)
         session.consumed(stream: stream, bytes: count)
-        if let h2Upstream {
-            h2Upstream.cancel(self)
-            self.h2Upstream = nil
-        }
         if responseHeadDone || responseStarted {
-            upstream?.close()
-            upstream = nil
+            releaseUpstreams()
             finished = true
             session.resetStream(stream: stream, errorCode: .cancel)
             connection.requestFlush()
@@ -668,15 +663,25 @@ final class HTTP2StreamExchange: UpstreamAttempt {
     /// Answers the stream itself (404, 502, 503, 504, ...); gRPC requests get
     /// a trailers-only gRPC answer instead (`grpc-status` 14 UNAVAILABLE for
     /// 502/503/504, 12 UNIMPLEMENTED for 404).
+    /// Lets go of the upstream side, HTTP/1.1 (closed) or HTTP/2 (its
+    /// stream cancelled), when the exchange is answered here instead.
+    private func releaseUpstreams() {
+        if let upstream {
+            upstream.close()
+            self.upstream = nil
+        }
+        if let h2Upstream {
+            h2Upstream.cancel(self)
+            self.h2Upstream = nil
+        }
+    }
+
     func respondLocally(_ response: ErrorResponse) {
         if isGRPC || requestLooksLikeGRPC {
             respondGRPCError(response)
             return
         }
-        if let upstream {
-            upstream.close()
-            self.upstream = nil
-        }
+        releaseUpstreams()
         guard !finished else { return }
         finished = true
         var fields = HTTP2Fields()
