@@ -27,6 +27,8 @@ public struct ProxyConfiguration: Sendable {
     /// `enable-underscores-in-headers`: forward client fields whose names
     /// hold `_` (default false, as in ingress-nginx: they are dropped).
     public var allowUnderscoresInHeaders = false
+    /// Forwarded headers and PROXY protocol: who the client is.
+    public var clientAddress = ClientAddressSettings()
     /// Number of worker loops (each with its own SO_REUSEPORT listener).
     public var workers: Int
     /// Upstream TCP connect timeout (`proxy-connect-timeout`, 5 s).

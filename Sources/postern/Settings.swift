@@ -22,6 +22,8 @@ struct Settings {
     var hstsPreload = false
     var httpRedirectCode = 308
     var enableUnderscoresInHeaders = false
+    /// Who the client is: forwarded headers, PROXY protocol (`Settings+ClientAddress.swift`).
+    var clientAddress = ClientAddressSettings()
     /// The ports clients use (Service / load balancer), for redirects and X-Forwarded-Port.
     var publicHTTPPort = 80
     var publicHTTPSPort = 443
@@ -64,7 +66,12 @@ struct Settings {
     static let maximumShutdownGracePeriod = 3600.0
 
     /// The keys `postern.yaml` accepts, with what each sets.
-    static let keys: [String: (inout Settings, Node, String) throws -> Void] = [
+    static let keys: [String: (inout Settings, Node, String) throws -> Void] = coreKeys
+        .merging(tlsKeys) { _, _ in preconditionFailure("a settings key is defined twice") }
+        .merging(clientAddressKeys) { _, _ in preconditionFailure("a settings key is defined twice") }
+
+    /// Keys of the listeners, timeouts, limits and Ingress selection.
+    static let coreKeys: [String: (inout Settings, Node, String) throws -> Void] = [
         "http-listen": { $0.httpListen = try string($1, $2) },
         "admin-listen": { $0.adminListen = try string($1, $2) },
         "https-listen": { $0.httpsListen = try string($1, $2) },
@@ -73,17 +80,6 @@ struct Settings {
             try SettingsValidation.namespacedName(value, $2)
             $0.defaultSSLCertificate = value
         },
-        "ssl-protocols": {
-            do { try $0.tls.setProtocols(try string($1, $2)) } catch { throw SettingsError("\($2): \(error)") }
-        },
-        "ssl-ciphers": { $0.tls.ciphers = try string($1, $2) },
-        "ssl-ciphersuites": { $0.tls.cipherSuites = try string($1, $2) },
-        "ssl-ecdh-curve": { $0.tls.groups = try string($1, $2) },
-        "ssl-session-tickets": { $0.tls.sessionTickets = try boolean($1, $2) },
-        "ssl-session-cache": { $0.tls.sessionCache = try boolean($1, $2) },
-        "ssl-session-cache-size": { $0.tls.sessionCacheBytes = try nginxSize($1, $2, minimum: 4096) },
-        "ssl-session-timeout": { $0.tls.sessionTimeoutSeconds = try nginxSeconds($1, $2) },
-        "ssl-prefer-server-ciphers": { $0.tls.preferServerCiphers = try boolean($1, $2) },
         "hsts": { $0.hsts = try boolean($1, $2) },
         "use-http2": { $0.useHTTP2 = try boolean($1, $2) },
         "h2c": { $0.h2c = try boolean($1, $2) },
@@ -186,12 +182,12 @@ struct Settings {
         return settings
     }
 
-    private static func string(_ node: Node, _ name: String) throws -> String {
+    static func string(_ node: Node, _ name: String) throws -> String {
         guard let value = node.string else { throw SettingsError("\(name): expected a string") }
         return value
     }
 
-    private static func integer(_ node: Node, _ name: String, minimum: Int) throws -> Int {
+    static func integer(_ node: Node, _ name: String, minimum: Int) throws -> Int {
         guard let text = node.string, let value = Int(text), value >= minimum else {
             throw SettingsError("\(name): expected an integer >= \(minimum)")
         }
@@ -199,14 +195,14 @@ struct Settings {
     }
 
     /// A TCP port, 1 to 65535.
-    private static func port(_ node: Node, _ name: String) throws -> Int {
+    static func port(_ node: Node, _ name: String) throws -> Int {
         guard let text = node.string, let value = Int(text), (1...65535).contains(value) else {
             throw SettingsError("\(name): expected a port from 1 to 65535")
         }
         return value
     }
 
-    private static func seconds(_ node: Node, _ name: String) throws -> Double {
+    static func seconds(_ node: Node, _ name: String) throws -> Double {
         guard var text = node.string else { throw SettingsError("\(name): expected seconds") }
         if text.hasSuffix("s") { text.removeLast() }
         guard let value = Double(text), value > 0, value <= 86_400 else {
@@ -245,7 +241,7 @@ struct Settings {
         return value * unit
     }
 
-    private static func boolean(_ node: Node, _ name: String) throws -> Bool {
+    static func boolean(_ node: Node, _ name: String) throws -> Bool {
         switch node.string?.lowercased() {
         case "true", "yes", "on": return true
         case "false", "no", "off": return false
@@ -269,6 +265,7 @@ struct Settings {
         }
         configuration.httpRedirectCode = httpRedirectCode
         configuration.allowUnderscoresInHeaders = enableUnderscoresInHeaders
+        configuration.clientAddress = clientAddress
         configuration.publicHTTPPort = UInt16(publicHTTPPort)
         configuration.publicHTTPSPort = UInt16(publicHTTPSPort)
         configuration.h2c = h2c
