@@ -33,6 +33,8 @@ public final class FakeKubeAPIServer: @unchecked Sendable {
         "ingressclasses": ResourceType(groupVersion: "networking.k8s.io/v1", prefix: "/apis/networking.k8s.io/v1", kind: "IngressClass", namespaced: false, hasStatus: false),
         "services": ResourceType(groupVersion: "v1", prefix: "/api/v1", kind: "Service", namespaced: true, hasStatus: true),
         "secrets": ResourceType(groupVersion: "v1", prefix: "/api/v1", kind: "Secret", namespaced: true, hasStatus: false),
+        "configmaps": ResourceType(groupVersion: "v1", prefix: "/api/v1", kind: "ConfigMap", namespaced: true, hasStatus: false),
+        "validatingwebhookconfigurations": ResourceType(groupVersion: "admissionregistration.k8s.io/v1", prefix: "/apis/admissionregistration.k8s.io/v1", kind: "ValidatingWebhookConfiguration", namespaced: false, hasStatus: false),
         "endpointslices": ResourceType(groupVersion: "discovery.k8s.io/v1", prefix: "/apis/discovery.k8s.io/v1", kind: "EndpointSlice", namespaced: true, hasStatus: false),
         "leases": ResourceType(groupVersion: "coordination.k8s.io/v1", prefix: "/apis/coordination.k8s.io/v1", kind: "Lease", namespaced: true, hasStatus: false),
         "events": ResourceType(groupVersion: "events.k8s.io/v1", prefix: "/apis/events.k8s.io/v1", kind: "Event", namespaced: true, hasStatus: false),
