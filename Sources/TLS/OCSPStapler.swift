@@ -112,8 +112,13 @@ public final class OCSPStapler: @unchecked Sendable {
             log: log ?? OCSPStapler.logToStandardError)
     }
 
-    init(settings: OCSPSettings, fetch: @escaping Fetch, clock: @escaping @Sendable () -> Int, log: @escaping @Sendable (OCSPLogEntry) -> Void) {
+    /// `background: false` (tests) never starts the thread: `refresh` is called by hand.
+    init(
+        settings: OCSPSettings, fetch: @escaping Fetch, clock: @escaping @Sendable () -> Int,
+        log: @escaping @Sendable (OCSPLogEntry) -> Void, background: Bool = true
+    ) {
         self.settings = settings
+        self.thread = background ? .notStarted : .stopping
         self.fetch = fetch
         self.clock = clock
         self.log = log
