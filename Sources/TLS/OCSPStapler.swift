@@ -279,7 +279,9 @@ public final class OCSPStapler: @unchecked Sendable {
                 return nil
             }
             guard let due else { return }
-            for entry in due { refresh(entry) }
+            // A new must-staple certificate first: a publish may be waiting for it.
+            let waitedFor = due.filter { entry in entry.subject.mustStaple && !lock.withLock { entry.attempted } }
+            for entry in waitedFor + due.filter({ entry in !waitedFor.contains { $0 === entry } }) { refresh(entry) }
         }
     }
 
