@@ -8,6 +8,9 @@ final class OCSPTestAuthority: @unchecked Sendable {
     let folder: URL
     var caCertificate: String { path("ca.crt") }
 
+    /// A leaf: its file name (NAME.crt, NAME.key), chain (leaf then CA) and key.
+    typealias Leaf = (name: String, chainPEM: [UInt8], keyPEM: [UInt8])
+
     /// How a response is signed.
     enum Signer { case delegatedResponder, issuer, rogue }
 
@@ -53,7 +56,7 @@ final class OCSPTestAuthority: @unchecked Sendable {
     /// A leaf for `host` naming `responder` (nil: no AIA), must-staple when
     /// asked. Returns its name (files NAME.crt, NAME.key) and its chain
     /// (leaf then CA) as tls.crt would hold it.
-    func leaf(_ host: String, responder: String? = "http://127.0.0.1:9/", mustStaple: Bool = false) throws -> (name: String, chainPEM: [UInt8], keyPEM: [UInt8]) {
+    func leaf(_ host: String, responder: String? = "http://127.0.0.1:9/", mustStaple: Bool = false) throws -> Leaf {
         let name = "leaf-\(UUID().uuidString)"
         var extensions = "subjectAltName=DNS:\(host)\n"
         if let responder { extensions += "authorityInfoAccess=OCSP;URI:\(responder)\n" }

@@ -142,13 +142,19 @@ import Testing
         func advance(_ by: Int) { seconds.add(by, ordering: .relaxed) }
     }
 
-    @Test func keepsTheLastGoodResponseWhileTheResponderFailsUntilItExpires() throws {
+    /// A leaf recorded as valid, served by a stapler without its thread.
+    static func served() throws -> (OCSPTestAuthority, OCSPTestAuthority.Leaf, Script, OCSPStapler, OCSPEntry) {
         let authority = try OCSPTestAuthority()
         let leaf = try authority.leaf("a.example.com")
         try authority.record(leaf.name, revoked: false)
         let script = Script()
         let stapler = script.stapler()
         let entry = try #require(try stapler.entry(forChainPEM: leaf.chainPEM, name: "default/a"))
+        return (authority, leaf, script, stapler, entry)
+    }
+
+    @Test func keepsTheLastGoodResponseWhileTheResponderFailsUntilItExpires() throws {
+        let (authority, _, script, stapler, entry) = try Self.served()
 
         // Responder down at first: nothing to staple, and a retry soon.
         stapler.refresh(entry)
@@ -180,12 +186,7 @@ import Testing
     }
 
     @Test func badlySignedOrExpiredResponsesNeverReplaceAGoodOne() throws {
-        let authority = try OCSPTestAuthority()
-        let leaf = try authority.leaf("a.example.com")
-        try authority.record(leaf.name, revoked: false)
-        let script = Script()
-        let stapler = script.stapler()
-        let entry = try #require(try stapler.entry(forChainPEM: leaf.chainPEM, name: "default/a"))
+        let (authority, _, script, stapler, entry) = try Self.served()
         let rogue = try authority.response(to: entry.subject.requestDER(), signer: .rogue)
         script.answer.withLock { $0 = .success(rogue) }
         stapler.refresh(entry)
@@ -208,12 +209,7 @@ import Testing
     }
 
     @Test func aRevokedStatusDropsTheStapleAndIsLoggedAsAnError() throws {
-        let authority = try OCSPTestAuthority()
-        let leaf = try authority.leaf("a.example.com")
-        try authority.record(leaf.name, revoked: false)
-        let script = Script()
-        let stapler = script.stapler()
-        let entry = try #require(try stapler.entry(forChainPEM: leaf.chainPEM, name: "default/a"))
+        let (authority, leaf, script, stapler, entry) = try Self.served()
         script.answer.withLock { $0 = .success((try? authority.response(to: entry.subject.requestDER())) ?? []) }
         stapler.refresh(entry)
         #expect(entry.current(at: script.now) != nil)
