@@ -50,7 +50,9 @@ public struct TLSCertificateProblem: Sendable, Equatable, CustomStringConvertibl
     public enum Severity: Sendable { case warning, error }
     public var severity: Severity
     /// A short code for logs and events: `InvalidCertificate`,
-    /// `CertificateExpired` or `CertificateHostMismatch`.
+    /// `CertificateExpired`, `CertificateHostMismatch`, or with OCSP
+    /// `CertificateRevoked`, `MustStapleWithoutStaple`,
+    /// `MustStapleWithoutOCSP`, `OCSPUnavailable`.
     public var reason: String
     /// The Secret (`namespace/name`).
     public var certificate: String
