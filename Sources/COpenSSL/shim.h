@@ -10,6 +10,9 @@
 #include <openssl/ec.h>
 #include <openssl/rand.h>
 #include <openssl/core_names.h>
+#include <openssl/ocsp.h>
+#include <openssl/http.h>
+#include <string.h>
 
 static inline long postern_SSL_CTX_set_mode(SSL_CTX *ctx, long mode) { return SSL_CTX_set_mode(ctx, mode); }
 static inline long postern_SSL_MODE_proxy(void) {
@@ -51,5 +54,40 @@ static inline int postern_X509_set_notAfter_days(X509 *cert, long days) {
 static inline int postern_SSL_CTX_cipher_count(const SSL_CTX *ctx) { return sk_SSL_CIPHER_num(SSL_CTX_get_ciphers(ctx)); }
 static inline const SSL_CIPHER *postern_SSL_CTX_cipher_at(const SSL_CTX *ctx, int index) {
     return sk_SSL_CIPHER_value(SSL_CTX_get_ciphers(ctx), index);
+}
+/// OCSP stapling: the status callback and its argument are set through SSL_CTX_ctrl macros.
+static inline long postern_SSL_CTX_set_tlsext_status_cb(SSL_CTX *ctx, int (*callback)(SSL *, void *)) {
+    return SSL_CTX_set_tlsext_status_cb(ctx, callback);
+}
+static inline long postern_SSL_CTX_set_tlsext_status_arg(SSL_CTX *ctx, void *arg) { return SSL_CTX_set_tlsext_status_arg(ctx, arg); }
+/// Staples a copy of `der` on `ssl`: OpenSSL takes ownership of an OPENSSL_malloc'd buffer (a macro).
+static inline int postern_SSL_staple_copy(SSL *ssl, const unsigned char *der, long length) {
+    unsigned char *copy = OPENSSL_malloc((size_t)length);
+    if (copy == NULL) return 0;
+    memcpy(copy, der, (size_t)length);
+    if (SSL_set_tlsext_status_ocsp_resp(ssl, copy, length) != 1) { OPENSSL_free(copy); return 0; }
+    return 1;
+}
+/// The first OCSP responder URL of the certificate's AIA into `out` (NUL-terminated);
+/// returns its length, 0 without one, -1 when it does not fit. The list is a stack (macros).
+static inline int postern_X509_first_ocsp_url(X509 *cert, char *out, size_t capacity) {
+    STACK_OF(OPENSSL_STRING) *urls = X509_get1_ocsp(cert);
+    int result = 0;
+    if (urls != NULL && sk_OPENSSL_STRING_num(urls) > 0) {
+        const char *url = sk_OPENSSL_STRING_value(urls, 0);
+        size_t length = strlen(url);
+        if (length + 1 > capacity) result = -1;
+        else { memcpy(out, url, length + 1); result = (int)length; }
+    }
+    X509_email_free(urls);
+    return result;
+}
+/// OCSP_basic_verify with `issuer` offered as a possible signer (a one-element stack: macros).
+static inline int postern_OCSP_basic_verify_issuer(OCSP_BASICRESP *response, X509 *issuer, X509_STORE *store) {
+    STACK_OF(X509) *certs = sk_X509_new_null();
+    if (certs == NULL || !sk_X509_push(certs, issuer)) { sk_X509_free(certs); return -1; }
+    int result = OCSP_basic_verify(response, certs, store, 0);
+    sk_X509_free(certs);
+    return result;
 }
 #endif

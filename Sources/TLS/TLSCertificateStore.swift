@@ -50,7 +50,9 @@ public struct TLSCertificateProblem: Sendable, Equatable, CustomStringConvertibl
     public enum Severity: Sendable { case warning, error }
     public var severity: Severity
     /// A short code for logs and events: `InvalidCertificate`,
-    /// `CertificateExpired` or `CertificateHostMismatch`.
+    /// `CertificateExpired`, `CertificateHostMismatch`, or with OCSP
+    /// `CertificateRevoked`, `MustStapleWithoutStaple`,
+    /// `MustStapleWithoutOCSP`, `OCSPUnavailable`.
     public var reason: String
     /// The Secret (`namespace/name`).
     public var certificate: String
@@ -162,16 +164,24 @@ public final class TLSStoreBuilder: @unchecked Sendable {
     /// The session cache of every store this builder makes (nil: off).
     public let sessionCache: TLSSessionCache?
     private var cache: [TLSCertificateInput: TLSServerContext] = [:]
+    /// OCSP stapling (nil: `enable-ocsp` off, and no handshake pays for it).
+    public let ocspStapler: OCSPStapler?
+    /// The default certificate's chain, for its OCSP responder.
+    private let defaultChainPEM: [UInt8]?
 
     /// `defaultCertificate` answers unknown names; nil generates a
     /// self-signed certificate (as ingress-nginx does; log a warning).
     /// `sessionCache` lets a new builder keep the sessions of the one it
     /// replaces; nil makes a new cache (when `settings.sessionCache` is on).
+    /// `ocspStapler` likewise keeps the OCSP responses already fetched; nil
+    /// makes a new stapler when `settings.enableOCSP` is on.
     public init(
         settings: TLSServerSettings, defaultCertificate: TLSCertificateInput?, ticketKeys: SessionTicketKeys = SessionTicketKeys(),
-        sessionCache: TLSSessionCache? = nil
+        sessionCache: TLSSessionCache? = nil, ocspStapler: OCSPStapler? = nil
     ) throws {
         self.settings = settings
+        self.ocspStapler = settings.enableOCSP ? ocspStapler ?? OCSPStapler(settings: settings.ocsp) : nil
+        self.defaultChainPEM = defaultCertificate?.certificateChainPEM
         self.cipherPolicy = try TLSCipherPolicy(settings)
         self.ticketKeys = ticketKeys
         self.sessionCache = settings.sessionCache
@@ -202,6 +212,8 @@ public final class TLSStoreBuilder: @unchecked Sendable {
         var exact: [String: TLSServerContext] = [:]
         var wildcard: [String: TLSServerContext] = [:]
         var used: [TLSCertificateInput: TLSServerContext] = [:]
+        var stapling = OCSPAttachments()
+        if let defaultChainPEM { stapling.attach(fallbackDefault, chainPEM: defaultChainPEM, stapler: ocspStapler, problems: &problems) }
         for input in certificates {
             let context: TLSServerContext
             if let cached = cache[input] {
@@ -221,6 +233,7 @@ public final class TLSStoreBuilder: @unchecked Sendable {
             }
             ticketKeys.install(on: context.context)
             used[input] = context
+            stapling.attach(context, chainPEM: input.certificateChainPEM, stapler: ocspStapler, problems: &problems)
             if let problem = cipherProblem(context, hosts: input.hosts) { problems.append(problem) }
             if let notAfter = context.notAfter, notAfter <= Int(time(nil)) {
                 problems.append(
@@ -244,6 +257,7 @@ public final class TLSStoreBuilder: @unchecked Sendable {
             }
         }
         cache = used
+        stapling.finish(stapler: ocspStapler, problems: &problems)
         return (
             TLSCertificateStore(front: front, ticketKeys: ticketKeys, defaultContext: fallbackDefault, exact: exact, wildcard: wildcard),
             problems
@@ -262,5 +276,66 @@ extension TLSStoreBuilder {
             severity: .warning, reason: TLSCertificateProblem.noCipherSuiteForKey, certificate: context.name,
             message: "ssl-ciphers offers TLS 1.2 no suite for this certificate's \(keyType?.rawValue ?? "unsupported") key"
                 + " (only for \(usable.isEmpty ? "none" : usable) keys): TLS 1.2 clients cannot connect to \(hosts.joined(separator: ", "))")
+    }
+}
+
+/// The OCSP side of one store build: which certificates are stapled, and
+/// what to report about them.
+struct OCSPAttachments {
+    private var entries: [OCSPEntry] = []
+    private var seen: Set<ObjectIdentifier> = []
+
+    /// Staples `context`'s certificate when it names a responder; with OCSP
+    /// off, warns about a must-staple certificate (clients will refuse it).
+    mutating func attach(_ context: TLSServerContext, chainPEM: [UInt8], stapler: OCSPStapler?, problems: inout [TLSCertificateProblem]) {
+        guard let stapler else {
+            if context.mustStaple {
+                problems.append(
+                    TLSCertificateProblem(
+                        severity: .warning, reason: "MustStapleWithoutOCSP", certificate: context.name,
+                        message: "the certificate requires OCSP stapling (TLS feature status_request) but enable-ocsp is false: clients that honour must-staple refuse it"))
+            }
+            return
+        }
+        let entry: OCSPEntry?
+        if let attached = context.ocspEntry {
+            entry = attached
+        } else {
+            do {
+                entry = try stapler.entry(forChainPEM: chainPEM, name: context.name)
+            } catch {
+                problems.append(
+                    TLSCertificateProblem(severity: .warning, reason: "OCSPUnavailable", certificate: context.name, message: "\(error)"))
+                return
+            }
+            if let entry { context.installStapling(entry) }
+        }
+        if let entry, seen.insert(ObjectIdentifier(entry)).inserted { entries.append(entry) }
+    }
+
+    /// Drops the certificates no longer served, waits (bounded) for the
+    /// first response of new must-staple certificates, and reports those
+    /// served without a staple and those revoked.
+    func finish(stapler: OCSPStapler?, problems: inout [TLSCertificateProblem]) {
+        guard let stapler else { return }
+        stapler.keepOnly(entries)
+        let mustStaple = entries.filter(\.subject.mustStaple)
+        stapler.waitForFirstAttempt(mustStaple, seconds: stapler.settings.timeoutSeconds + 1)
+        let now = Int(time(nil))
+        for entry in entries {
+            let failure = stapler.lastFailure(of: entry)
+            if failure?.reason == .revoked {
+                problems.append(
+                    TLSCertificateProblem(
+                        severity: .error, reason: "CertificateRevoked", certificate: entry.name,
+                        message: "the OCSP responder says this certificate is revoked; no OCSP response is stapled: replace the certificate"))
+            } else if entry.subject.mustStaple, entry.current(at: now) == nil {
+                problems.append(
+                    TLSCertificateProblem(
+                        severity: .warning, reason: "MustStapleWithoutStaple", certificate: entry.name,
+                        message: "the certificate requires OCSP stapling but no current OCSP response is available yet"
+                            + (failure.map { " (\($0))" } ?? "") + "; it is served without one until a fetch succeeds"))
+            }
+        }
     }
 }

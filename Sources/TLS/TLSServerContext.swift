@@ -26,6 +26,9 @@ public final class TLSServerContext: @unchecked Sendable {
     /// The front context only: the session cache every connection stores in
     /// and looks up (OpenSSL's session context is the one a connection starts on).
     let sessionCache: TLSSessionCache?
+    /// The OCSP state of this context's certificate (nil: not stapled).
+    /// Set once by the store builder before the context is published.
+    var ocspEntry: OCSPEntry?
 
     /// Creates a context without a certificate: the front context every
     /// connection starts on. Its client-hello callback switches to the
@@ -147,6 +150,10 @@ public final class TLSServerContext: @unchecked Sendable {
         guard leaf != nil, let key = SSL_CTX_get0_privatekey(context) else { return nil }
         return TLSKeyType(key: key)
     }
+
+    /// The certificate asks clients to require a stapled OCSP response
+    /// (TLS feature extension, status_request: RFC 7633).
+    public var mustStaple: Bool { leaf.map(OCSPSubject.isMustStaple) ?? false }
 
     /// The certificate's expiry as seconds since 1970 (for metrics and warnings).
     public var notAfter: Int? {

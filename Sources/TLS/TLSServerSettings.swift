@@ -46,6 +46,10 @@ public struct TLSServerSettings: Sendable, Equatable {
     /// client listing ChaCha20 first gets ChaCha20 (it likely lacks AES
     /// instructions). False: the client's order decides.
     public var preferServerCiphers = true
+    /// OCSP stapling (`enable-ocsp`, off by default as in ingress-nginx).
+    public var enableOCSP = false
+    /// Refresh, retry and timeout of OCSP fetches (`ocsp-*`), used when `enableOCSP` is on.
+    public var ocsp = OCSPSettings()
     /// ALPN protocols offered, most preferred first (`h2` joins with HTTP/2).
     public var alpnProtocols: [String] = ["http/1.1"]
 

@@ -2,7 +2,8 @@ import TLS
 import Yams
 
 extension Settings {
-    /// The `ssl-*` keys: protocols, ciphers, groups, session resumption.
+    /// The `ssl-*` keys: protocols, ciphers, groups, session resumption;
+    /// and `enable-ocsp` with the `ocsp-*` knobs of OCSP stapling.
     /// They set `tls` (`TLSServerSettings`).
     static let tlsKeys: [String: (inout Settings, Node, String) throws -> Void] = [
         "ssl-protocols": {
@@ -16,5 +17,14 @@ extension Settings {
         "ssl-session-cache-size": { $0.tls.sessionCacheBytes = try nginxSize($1, $2, minimum: 4096) },
         "ssl-session-timeout": { $0.tls.sessionTimeoutSeconds = try nginxSeconds($1, $2) },
         "ssl-prefer-server-ciphers": { $0.tls.preferServerCiphers = try boolean($1, $2) },
+        // OCSP stapling (docs/configuration.md, "OCSP stapling").
+        "enable-ocsp": { $0.tls.enableOCSP = try boolean($1, $2) },
+        "ocsp-refresh-interval": { $0.tls.ocsp.refreshIntervalSeconds = try nginxSeconds($1, $2) },
+        "ocsp-retry-interval": { $0.tls.ocsp.retryIntervalSeconds = try nginxSeconds($1, $2) },
+        "ocsp-timeout": {
+            let seconds = try nginxSeconds($1, $2)
+            guard seconds <= 60 else { throw SettingsError("\($2): expected a time between 1s and 60s, e.g. 5s") }
+            $0.tls.ocsp.timeoutSeconds = seconds
+        },
     ]
 }
