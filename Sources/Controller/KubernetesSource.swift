@@ -21,8 +21,11 @@ public final class KubernetesSource: @unchecked Sendable {
     ///     when its namespace is not among `namespaces`, so status addresses
     ///     work with `--watch-namespace` too.
     ///   - watchTimeoutSeconds: the shortest `timeoutSeconds` asked for a watch.
+    ///   - configMap: `--configmap`: the settings ConfigMap, watched alone
+    ///     (by name, like ingress-nginx); the first table waits for its list.
     public init(
         client: KubeAPIClient, namespaces: [String], publishService: (namespace: String, name: String)? = nil,
+        configMap: (namespace: String, name: String)? = nil,
         watchTimeoutSeconds: Int = 300, pageSize: Int = 500,
         log: @escaping @Sendable (String) -> Void
     ) {
@@ -31,6 +34,9 @@ public final class KubernetesSource: @unchecked Sendable {
         var resources = WatchedResource.all(namespaces: namespaces)
         if let publishService, !namespaces.isEmpty, !namespaces.contains(publishService.namespace) {
             resources.append(WatchedResource(kind: .service, namespace: publishService.namespace, fieldSelector: "metadata.name=\(publishService.name)"))
+        }
+        if let configMap {
+            resources.append(WatchedResource(kind: .configMap, namespace: configMap.namespace, fieldSelector: "metadata.name=\(configMap.name)"))
         }
         self.resources = resources
         let store = KubeObjectStore(expected: resources)

@@ -219,7 +219,8 @@ public final class IncrementalTranslator {
             guard secrets[key] != secret else { return }
             secrets[key] = secret
             dirtySecrets.insert(key)
-        case .unsupported:
+        case .configMap, .unsupported:
+            // The settings ConfigMap is read by the controller loop, not translated.
             break
         }
     }
