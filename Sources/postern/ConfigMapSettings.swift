@@ -38,6 +38,8 @@ extension Run {
 struct ConfigMapSettings: @unchecked Sendable {
     /// The command line (flags and the settings file), immutable.
     let command: Run
+    /// The settings file as read at start-up.
+    let file: Settings
     /// `NAMESPACE/NAME`.
     let reference: String
     /// The ConfigMap the process started with (its restart keys are in force).
@@ -69,7 +71,7 @@ struct ConfigMapSettings: @unchecked Sendable {
         let data = configMap?.data ?? [:]
         let settings: Settings
         do {
-            settings = try command.validatedSettings(configMapData: data)
+            settings = try command.validatedSettings(configMapData: data, file: file)
         } catch {
             status.rejected()
             let field = data.keys.sorted().first { "\(error)".contains(": \($0)") || "\(error)".contains("'\($0)'") }

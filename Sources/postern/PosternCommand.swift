@@ -131,8 +131,10 @@ struct Run: ParsableCommand {
 
     /// The settings: `postern.yaml`, then the ConfigMap's `data` (when
     /// given), then the flags: flags > ConfigMap > settings file.
-    func validatedSettings(configMapData: [String: String]? = nil) throws -> Settings {
-        var settings = try config.map(Settings.load(path:)) ?? Settings()
+    /// `file`: the settings file as read at start-up (so that a ConfigMap
+    /// change never re-reads it); nil reads it now.
+    func validatedSettings(configMapData: [String: String]? = nil, file: Settings? = nil) throws -> Settings {
+        var settings = try file ?? config.map(Settings.load(path:)) ?? Settings()
         if let configmap { try SettingsValidation.namespacedName(configmap, "--configmap") }
         if let configMapData { try settings.apply(configMapData: configMapData, source: "ConfigMap \(configmap ?? "")") }
         if let manifests { settings.manifests = manifests }
@@ -207,11 +209,14 @@ struct Run: ParsableCommand {
         let adminAddress: SocketAddress
         let kubeClient: KubeAPIClient?
         let startupConfigMap: ConfigMap?
+        let fileSettings: Settings
         do {
-            let fileAndFlags = try validatedSettings()
+            let file = try config.map(Settings.load(path:)) ?? Settings()
+            fileSettings = file
+            let fileAndFlags = try validatedSettings(file: file)
             kubeClient = try kubernetes.isEnabled ? kubernetes.makeClient() : nil
             startupConfigMap = try readConfigMap(client: kubeClient, manifests: fileAndFlags.manifests)
-            settings = try startupConfigMap.map { try validatedSettings(configMapData: $0.data) } ?? fileAndFlags
+            settings = try startupConfigMap.map { try validatedSettings(configMapData: $0.data, file: file) } ?? fileAndFlags
             proxyConfiguration = try settings.proxyConfiguration()
             guard let address = SocketAddress(parsing: settings.adminListen) else {
                 throw SettingsError("--admin-listen \(settings.adminListen): expected HOST:PORT with a numeric address")
@@ -238,7 +243,8 @@ struct Run: ParsableCommand {
         let configMapStatus = ConfigMapStatus()
         metrics.addCollector { configMapStatus.renderPrometheus() }
         let follower = configmap.map { reference in
-            ConfigMapSettings(command: self, reference: reference, startup: startupConfigMap, status: configMapStatus, logger: logger)
+            ConfigMapSettings(
+                command: self, file: fileSettings, reference: reference, startup: startupConfigMap, status: configMapStatus, logger: logger)
                 .follower()
         }
         let shutdown = ShutdownState()
