@@ -74,7 +74,9 @@ struct ConfigMapSettings: @unchecked Sendable {
             settings = try command.validatedSettings(configMapData: data, file: file)
         } catch {
             status.rejected()
-            let field = data.keys.sorted().first { "\(error)".contains(": \($0)") || "\(error)".contains("'\($0)'") }
+            // The key the error names (the longest that fits: `hsts-max-age`, not `hsts`).
+            let text = "\(error)"
+            let field = data.keys.filter { text.contains(": \($0):") || text.contains("'\($0)'") }.max { $0.count < $1.count }
             return .init(options: nil, diagnostics: [
                 Diagnostic(.error, key, field: field.map { "data.\($0)" }, reason: "InvalidConfigMap",
                     message: "\(error); the last good settings stay in service until it is fixed"),
