@@ -30,6 +30,7 @@ extension EndToEndTests {
             let upload: String
 
             var port: UInt16 { directoryPostern?.port ?? apiPostern?.port ?? 0 }
+            var httpsPort: UInt16 { directoryPostern?.httpsPort ?? apiPostern?.httpsPort ?? 0 }
             var adminPort: UInt16 { directoryPostern?.adminPort ?? apiPostern?.adminPort ?? 0 }
             var log: String { (directoryPostern?.child ?? apiPostern?.child)?.stderrText ?? "" }
 
@@ -229,6 +230,24 @@ extension EndToEndTests {
             // A listener key is noted, not applied.
             try setup.setConfigMap(["proxy-body-size": "1k", "workers": "3"])
             #expect(secondsUntil(timeout: 10) { setup.log.contains("takes effect at restart") } != nil)
+        }
+
+        @Test(arguments: Source.allCases)
+        func hstsKeysApplyWithoutRestart(_ source: Source) throws {
+            let setup = try Setup(source)
+            func header() -> String? {
+                let result = try? runCommand("/usr/bin/curl", [
+                    "-sk", "-o", "/dev/null", "-D", "-", "--resolve", "tls.cm.test:\(setup.httpsPort):127.0.0.1",
+                    "https://tls.cm.test:\(setup.httpsPort)/",
+                ])
+                return result?.stdout.split(separator: "\r\n").first { $0.lowercased().hasPrefix("strict-transport-security:") }
+                    .map { String($0.split(separator: ":", maxSplits: 1)[1]).trimmingCharacters(in: .whitespaces) }
+            }
+            #expect(header() == "max-age=31536000; includeSubDomains")
+            try setup.setConfigMap(["hsts-max-age": "600", "hsts-include-subdomains": "false"])
+            #expect(secondsUntil(timeout: 10) { header() == "max-age=600" } != nil, "\(source): \(header() ?? "none")")
+            try setup.setConfigMap(["hsts": "false"])
+            #expect(secondsUntil(timeout: 10) { header() == nil } != nil, "\(source): hsts off")
         }
 
         @Test func theDefaultBodyLimitIs1mAndTheAnnotationOverridesIt() throws {
