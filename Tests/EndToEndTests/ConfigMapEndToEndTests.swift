@@ -34,7 +34,10 @@ extension EndToEndTests {
             var adminPort: UInt16 { directoryPostern?.adminPort ?? apiPostern?.adminPort ?? 0 }
             var log: String { (directoryPostern?.child ?? apiPostern?.child)?.stderrText ?? "" }
 
-            init(_ source: Source, data: [String: String] = [:], extraIngresses: [(name: String, annotations: [String: String])] = []) throws {
+            init(
+                _ source: Source, data: [String: String] = [:], extraIngresses: [(name: String, annotations: [String: String])] = [],
+                settings: String = ""
+            ) throws {
                 self.source = source
                 backend = try EchoBackend(name: "app")
                 upload = NSTemporaryDirectory() + "postern-upload-\(UUID().uuidString)"
@@ -50,7 +53,7 @@ extension EndToEndTests {
                     try folder.write("ingress.yaml", ingresses.map { Setup.ingressYAML($0.0, host: $0.1, annotations: $0.2, tls: $0.3) }.joined())
                     try folder.write("configmap.yaml", Setup.configMapYAML(data))
                     manifests = folder
-                    directoryPostern = try PosternProcess(manifests: folder, extraArguments: ["--configmap", "ingress/postern"])
+                    directoryPostern = try PosternProcess(manifests: folder, settings: settings, extraArguments: ["--configmap", "ingress/postern"])
                 case .api:
                     let server = FakeKubeAPIServer()
                     try server.start()
@@ -248,6 +251,42 @@ extension EndToEndTests {
             #expect(secondsUntil(timeout: 10) { header() == "max-age=600" } != nil, "\(source): \(header() ?? "none")")
             try setup.setConfigMap(["hsts": "false"])
             #expect(secondsUntil(timeout: 10) { header() == nil } != nil, "\(source): hsts off")
+        }
+
+        @Test func flagsWinOverTheConfigMapWhichWinsOverTheSettingsFile() throws {
+            // postern.yaml: 1k and 1 worker; ConfigMap: 4m and 3 workers; flag (PosternProcess): --workers 2.
+            let setup = try Setup(.directory, data: ["proxy-body-size": "4m", "workers": "3"], settings: "proxy-body-size: 1k\nworkers: 1\n")
+            #expect(setup.status(host: "open.cm.test", upload: true, http2: false) == "200", "the ConfigMap's 4m over the file's 1k")
+            #expect(setup.metric("postern_worker_threads") == 2, "the --workers flag over the ConfigMap and the file")
+            try setup.setConfigMap([:])
+            #expect(secondsUntil(timeout: 10) { setup.status(host: "open.cm.test", upload: true, http2: false) == "413" } != nil,
+                    "without the ConfigMap's key, the file's 1k applies again")
+            #expect(setup.status(host: "open.cm.test", upload: false, http2: false) == "200", "a GET has no body")
+            #expect(secondsUntil(timeout: 10) { setup.log.contains("setting workers changed; it takes effect at restart") } != nil)
+        }
+
+        @Test func checkValidatesAConfigMapFileOrOneInTheDirectory() throws {
+            let folder = try ManifestFolder()
+            try folder.write("class.yaml", Manifests.ingressClass)
+            try folder.write("configmap.yaml", Setup.configMapYAML(["proxy-body-size": "8m", "block-cidrs": "10.0.0.0/8"]))
+            let good = try runCommand(Paths.product("postern"), ["check", "--manifests", folder.path, "--configmap", "ingress/postern"])
+            #expect(good.status == 0, "\(good.stdout) \(good.stderr)")
+            let file = folder.path + "-bad-configmap.yaml"
+            defer { try? FileManager.default.removeItem(atPath: file) }
+            try Setup.configMapYAML(["whitelist-source-range": "10.0.0.0/33"]).write(toFile: file, atomically: true, encoding: .utf8)
+            let bad = try runCommand(Paths.product("postern"), ["check", "--manifests", folder.path, "--configmap", file])
+            #expect(bad.status == 2)
+            #expect(bad.stderr.contains("whitelist-source-range") && bad.stderr.contains("10.0.0.0/33"), "\(bad.stderr)")
+            let missing = try runCommand(Paths.product("postern"), ["check", "--manifests", folder.path, "--configmap", "ingress/other"])
+            #expect(missing.status == 2 && missing.stderr.contains("ingress/other"), "\(missing.stderr)")
+            // `run` with a bad ConfigMap at start-up stops with one line naming the key.
+            try folder.write("configmap.yaml", Setup.configMapYAML(["proxy-body-size": "lots"]))
+            let run = try runCommand(Paths.product("postern"), [
+                "run", "--manifests", folder.path, "--configmap", "ingress/postern", "--http-listen", "127.0.0.1:0",
+                "--https-listen", "off", "--admin-listen", "127.0.0.1:0",
+            ], timeout: 30)
+            #expect(run.status == 2)
+            #expect(run.stderr.contains("proxy-body-size"), "\(run.stderr)")
         }
 
         @Test func theDefaultBodyLimitIs1mAndTheAnnotationOverridesIt() throws {
