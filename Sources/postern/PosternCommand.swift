@@ -241,7 +241,7 @@ struct Run: ParsableCommand {
         }
         let publisher = TablePublisher(metrics: metrics, logger: logger, settings: settings)
         let configMapStatus = ConfigMapStatus()
-        metrics.addCollector { configMapStatus.renderPrometheus() }
+        if configmap != nil { metrics.addCollector { configMapStatus.renderPrometheus() } }
         let follower = configmap.map { reference in
             ConfigMapSettings(
                 command: self, file: fileSettings, reference: reference, startup: startupConfigMap, status: configMapStatus, logger: logger)
