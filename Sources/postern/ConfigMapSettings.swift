@@ -40,6 +40,9 @@ struct ConfigMapSettings: @unchecked Sendable {
     let command: Run
     /// The settings file as read at start-up.
     let file: Settings
+    /// The settings in force since start-up (file, ConfigMap, flags): the
+    /// restart keys keep these values.
+    let running: Settings
     /// `NAMESPACE/NAME`.
     let reference: String
     /// The ConfigMap the process started with (its restart keys are in force).
@@ -89,7 +92,12 @@ struct ConfigMapSettings: @unchecked Sendable {
             notes.append(Diagnostic(.warning, key, field: "data.\(name)", reason: "RestartRequired",
                 message: "setting \(name) changed; it takes effect at restart (the running value stays)"))
         }
-        return .init(options: settings.translateOptions, diagnostics: notes)
+        // Only the live keys change what runs; class selection and the
+        // default backend (read by the status writer too) wait for a restart.
+        var options = running.translateOptions
+        options.global = settings.global
+        options.strictTransportSecurity = settings.strictTransportSecurity
+        return .init(options: options, diagnostics: notes)
     }
 }
 

@@ -244,7 +244,8 @@ struct Run: ParsableCommand {
         if configmap != nil { metrics.addCollector { configMapStatus.renderPrometheus() } }
         let follower = configmap.map { reference in
             ConfigMapSettings(
-                command: self, file: fileSettings, reference: reference, startup: startupConfigMap, status: configMapStatus, logger: logger)
+                command: self, file: fileSettings, running: settings, reference: reference, startup: startupConfigMap,
+                status: configMapStatus, logger: logger)
                 .follower()
         }
         let shutdown = ShutdownState()

@@ -263,6 +263,11 @@ extension EndToEndTests {
                     "without the ConfigMap's key, the file's 1k applies again")
             #expect(setup.status(host: "open.cm.test", upload: false, http2: false) == "200", "a GET has no body")
             #expect(secondsUntil(timeout: 10) { setup.log.contains("setting workers changed; it takes effect at restart") } != nil)
+            // A restart key that translation also reads (the class served) is noted and not applied.
+            try setup.setConfigMap(["controller-class": "example.com/other-controller"])
+            #expect(secondsUntil(timeout: 10) { setup.log.contains("setting controller-class changed; it takes effect at restart") } != nil)
+            Thread.sleep(forTimeInterval: 0.5)
+            #expect(setup.status(host: "open.cm.test", upload: false, http2: false) == "200", "still serving the class it started with")
         }
 
         @Test func checkValidatesAConfigMapFileOrOneInTheDirectory() throws {
