@@ -53,7 +53,10 @@ import Translate
 public final class ControllerLoop: @unchecked Sendable {
     /// The manifest directory.
     public let directory: String
-    public let options: TranslateOptions
+    /// The translation options in force: those given at `init`, then those
+    /// of the last good settings ConfigMap (`configMap`).
+    public var options: TranslateOptions { reloadLock.withLock { currentOptions } }
+    private var currentOptions: TranslateOptions
     /// How often file stamps are compared.
     public let pollInterval: Duration
     /// Directory source: quiet time after the last change before reloading.
@@ -69,10 +72,17 @@ public final class ControllerLoop: @unchecked Sendable {
     /// window is twice the one before, up to this.
     public let maximumCoalescingWindow: Duration
 
-    private let publish: @Sendable (RoutingTable, RouteModel) -> Void
+    /// Receives each round's new snapshot: the table and/or the certificate
+    /// model that changed, together (see `ControllerPublication`).
+    private let publishSnapshot: @Sendable (ControllerPublication) -> Void
     private let report: @Sendable ([Diagnostic]) -> Void
-    /// Receives the certificate model when it changes (before `publish` of the same round).
-    private let publishTLS: (@Sendable (TLSModel) -> Void)?
+    /// The settings ConfigMap followed (`--configmap`), if any.
+    public let configMap: ConfigMapFollower?
+    /// The ConfigMap's data last given to `configMap.apply` (nil: absent),
+    /// and the diagnostics it gave (guarded by `reloadLock`).
+    private var lastConfigMapData: [String: String]?? = .none
+    private var configMapDiagnostics: [Diagnostic] = []
+    private var lastConfigMapDiagnostics: [Diagnostic] = []
     /// `--default-ssl-certificate`: `namespace/name` of a TLS Secret.
     public let defaultCertificateSecret: String?
 
@@ -117,7 +127,7 @@ public final class ControllerLoop: @unchecked Sendable {
     private var lastDiagnostics: [Diagnostic] = []
 
     /// Creates a loop; nothing happens until `loadInitial()` or `start()`.
-    public init(
+    public convenience init(
         directory: String, options: TranslateOptions,
         pollInterval: Duration = .milliseconds(200), holdoff: Duration = .milliseconds(100),
         maximumHoldoff: Duration = .milliseconds(500),
@@ -126,16 +136,33 @@ public final class ControllerLoop: @unchecked Sendable {
         publishTLS: (@Sendable (TLSModel) -> Void)? = nil,
         report: @escaping @Sendable ([Diagnostic]) -> Void
     ) {
+        self.init(
+            directory: directory, options: options, pollInterval: pollInterval, holdoff: holdoff, maximumHoldoff: maximumHoldoff,
+            defaultCertificateSecret: defaultCertificateSecret, configMap: nil,
+            publishSnapshot: ControllerPublication.splitting(publish: publish, publishTLS: publishTLS), report: report)
+    }
+
+    /// Creates a loop on a manifest directory that hands each round's
+    /// table and certificate model to `publishSnapshot` in one call.
+    public init(
+        directory: String, options: TranslateOptions,
+        pollInterval: Duration = .milliseconds(200), holdoff: Duration = .milliseconds(100),
+        maximumHoldoff: Duration = .milliseconds(500),
+        defaultCertificateSecret: String? = nil,
+        configMap: ConfigMapFollower?,
+        publishSnapshot: @escaping @Sendable (ControllerPublication) -> Void,
+        report: @escaping @Sendable ([Diagnostic]) -> Void
+    ) {
         self.defaultCertificateSecret = defaultCertificateSecret
-        self.publishTLS = publishTLS
+        self.publishSnapshot = publishSnapshot
+        self.configMap = configMap
         self.directory = directory
-        self.options = options
+        self.currentOptions = options
         self.pollInterval = pollInterval
         self.holdoff = holdoff
         self.maximumHoldoff = maximumHoldoff
         self.coalescingWindow = holdoff
         self.maximumCoalescingWindow = maximumHoldoff
-        self.publish = publish
         self.report = report
         self.manifests = ManifestDirectory(path: directory)
         self.store = nil
@@ -146,7 +173,7 @@ public final class ControllerLoop: @unchecked Sendable {
     /// Creates a loop fed by the Kubernetes API through `store` (whose
     /// informers the caller starts). The first table is published by the
     /// loop itself once the store is synced.
-    public init(
+    public convenience init(
         store: KubeObjectStore, options: TranslateOptions,
         coalescingWindow: Duration = .milliseconds(50), maximumCoalescingWindow: Duration = .milliseconds(150),
         defaultCertificateSecret: String? = nil,
@@ -154,16 +181,32 @@ public final class ControllerLoop: @unchecked Sendable {
         publishTLS: (@Sendable (TLSModel) -> Void)? = nil,
         report: @escaping @Sendable ([Diagnostic]) -> Void
     ) {
+        self.init(
+            store: store, options: options, coalescingWindow: coalescingWindow, maximumCoalescingWindow: maximumCoalescingWindow,
+            defaultCertificateSecret: defaultCertificateSecret, configMap: nil,
+            publishSnapshot: ControllerPublication.splitting(publish: publish, publishTLS: publishTLS), report: report)
+    }
+
+    /// Creates a loop fed by `store` that hands each round's table and
+    /// certificate model to `publishSnapshot` in one call.
+    public init(
+        store: KubeObjectStore, options: TranslateOptions,
+        coalescingWindow: Duration = .milliseconds(50), maximumCoalescingWindow: Duration = .milliseconds(150),
+        defaultCertificateSecret: String? = nil,
+        configMap: ConfigMapFollower?,
+        publishSnapshot: @escaping @Sendable (ControllerPublication) -> Void,
+        report: @escaping @Sendable ([Diagnostic]) -> Void
+    ) {
         self.defaultCertificateSecret = defaultCertificateSecret
-        self.publishTLS = publishTLS
+        self.publishSnapshot = publishSnapshot
+        self.configMap = configMap
         self.directory = ""
-        self.options = options
+        self.currentOptions = options
         self.pollInterval = .milliseconds(200)
         self.holdoff = coalescingWindow
         self.maximumHoldoff = coalescingWindow
         self.coalescingWindow = coalescingWindow
         self.maximumCoalescingWindow = max(coalescingWindow, maximumCoalescingWindow)
-        self.publish = publish
         self.report = report
         self.manifests = nil
         self.store = store
@@ -441,7 +484,7 @@ public final class ControllerLoop: @unchecked Sendable {
         let count = translator.objectCount
         translatorPeak = max(translatorPeak, count)
         guard translatorPeak >= Self.compactionMinimumPeak, count * 8 < translatorPeak else { return }
-        let fresh = IncrementalTranslator(options: options, defaultCertificateSecret: defaultCertificateSecret)
+        let fresh = IncrementalTranslator(options: currentOptions, defaultCertificateSecret: defaultCertificateSecret)
         let left = translator.snapshot()
         var objects: [KubeObject] = left.ingressClasses.map(KubeObject.ingressClass) + left.ingresses.map(KubeObject.ingress)
         objects += left.services.map(KubeObject.service) + left.endpointSlices.map(KubeObject.endpointSlice)
@@ -517,20 +560,24 @@ public final class ControllerLoop: @unchecked Sendable {
         } else {
             translator.replaceAll(with: load.objects)
         }
+        if let configMap {
+            followConfigMap(configMap, objects: store == nil ? load.objects : nil)
+        }
         let output = translator.translate()
         let translation = output.routes
         let tls = output.tls
         let diagnostics: [Diagnostic]
         let diagnosticsChanged: Bool
         if manifests == nil, let last = lastTranslatedDiagnostics, last.routes == translation.diagnostics,
-           last.tls == tls.diagnostics
+           last.tls == tls.diagnostics, lastConfigMapDiagnostics == configMapDiagnostics
         {
             // Nothing to merge, sort or compare again (the arrays are the
             // translator's own, so this comparison is usually by identity).
             diagnostics = lastDiagnostics
             diagnosticsChanged = false
         } else {
-            var merged = load.diagnostics
+            var merged = load.diagnostics + configMapDiagnostics
+            lastConfigMapDiagnostics = configMapDiagnostics
             for var diagnostic in translation.diagnostics + tls.diagnostics {
                 if diagnostic.file == nil {
                     diagnostic.file = load.files[diagnostic.object]
@@ -572,11 +619,120 @@ public final class ControllerLoop: @unchecked Sendable {
             }
         }
         if !force {
-            if tlsChanged, let publishTLS { publishTLS(tls.model) }
-            if let table { publish(table, translation.model) }
+            // One call for the table and the certificates of one round: the
+            // proxy installs both in one task per worker.
+            if table != nil || tlsChanged {
+                publishSnapshot(ControllerPublication(table: table, model: translation.model, tls: tlsChanged ? tls.model : nil))
+            }
             if !fresh.isEmpty { report(fresh) }
         }
         return Round(table: table, model: translation.model, tls: tls.model, diagnostics: diagnostics, removedObjects: removedObjects,
                      changesTaken: changesTaken)
+    }
+}
+
+/// What one controller round hands the proxy: a new table, a new
+/// certificate model, or both, in one call, so that they are installed
+/// together (a request never sees a new table with old certificates).
+public struct ControllerPublication: Sendable {
+    /// The new routing table, nil when the routes did not change.
+    public var table: RoutingTable?
+    /// The model the table in service was compiled from (this round's).
+    public var model: RouteModel
+    /// The new certificate model, nil when it did not change.
+    public var tls: TLSModel?
+
+    public init(table: RoutingTable?, model: RouteModel, tls: TLSModel?) {
+        self.table = table
+        self.model = model
+        self.tls = tls
+    }
+
+    /// A snapshot callback for the older two-callback form: certificates
+    /// first, then the table (tests written against that form).
+    static func splitting(
+        publish: @escaping @Sendable (RoutingTable, RouteModel) -> Void, publishTLS: (@Sendable (TLSModel) -> Void)?
+    ) -> @Sendable (ControllerPublication) -> Void {
+        { publication in
+            if let tls = publication.tls, let publishTLS { publishTLS(tls) }
+            if let table = publication.table { publish(table, publication.model) }
+        }
+    }
+}
+
+/// The settings ConfigMap the loop follows (`--configmap NAMESPACE/NAME`):
+/// each round reads it (from the store, or among the manifest directory's
+/// objects) and, when its data changed, asks `apply` what it means.
+public struct ConfigMapFollower: Sendable {
+    /// What a ConfigMap's data makes of the settings.
+    public struct Outcome: Sendable {
+        /// The translation options to use, nil when the ConfigMap is refused
+        /// (a bad value or an unknown key): the last good options stay.
+        public var options: TranslateOptions?
+        /// Problems and notes (refusal, "takes effect at restart"), about
+        /// the ConfigMap; reported, logged and recorded as Events like any
+        /// other diagnostic, as long as the ConfigMap stays as it is.
+        public var diagnostics: [Diagnostic]
+
+        public init(options: TranslateOptions?, diagnostics: [Diagnostic]) {
+            self.options = options
+            self.diagnostics = diagnostics
+        }
+    }
+
+    public var namespace: String
+    public var name: String
+    /// Called on the controller thread with the ConfigMap (nil when it does not exist).
+    public var apply: @Sendable (ConfigMap?) -> Outcome
+
+    public init(namespace: String, name: String, apply: @escaping @Sendable (ConfigMap?) -> Outcome) {
+        self.namespace = namespace
+        self.name = name
+        self.apply = apply
+    }
+
+    /// The ConfigMap's identity.
+    public var key: ObjectKey { ObjectKey(kind: WatchedKind.configMap.rawValue, namespace: namespace, name: name) }
+}
+
+extension ControllerLoop {
+    /// Reads the followed ConfigMap; when its data changed, applies it, and
+    /// when the options it gives differ from those in force, translates
+    /// every object again with them (a new translator: a settings change
+    /// is rare, and every route may carry a global value). `objects`: the
+    /// directory's objects (nil with the store source). Lock `reloadLock` held.
+    fileprivate func followConfigMap(_ follower: ConfigMapFollower, objects: [KubeObject]?) {
+        var found: ConfigMap? = nil
+        if let objects {
+            for object in objects {
+                if case let .configMap(candidate) = object, candidate.metadata.namespace == follower.namespace,
+                    candidate.metadata.name == follower.name
+                {
+                    found = candidate
+                }
+            }
+        } else if case let .configMap(candidate)? = store?.object(follower.key) {
+            found = candidate
+        }
+        let data = found?.data
+        if case let .some(last) = lastConfigMapData, last == data { return }
+        lastConfigMapData = .some(data)
+        let outcome = follower.apply(found)
+        configMapDiagnostics = outcome.diagnostics
+        guard let options = outcome.options, options != currentOptions else { return }
+        currentOptions = options
+        let fresh = IncrementalTranslator(options: options, defaultCertificateSecret: defaultCertificateSecret)
+        if let objects {
+            fresh.replaceAll(with: objects)
+        } else {
+            let left = translator.snapshot()
+            var all: [KubeObject] = left.ingressClasses.map(KubeObject.ingressClass) + left.ingresses.map(KubeObject.ingress)
+            all += left.services.map(KubeObject.service) + left.endpointSlices.map(KubeObject.endpointSlice)
+            all += left.endpoints.map(KubeObject.endpoints) + left.secrets.map(KubeObject.secret)
+            fresh.replaceAll(with: all)
+        }
+        translator = fresh
+        translatorPeak = translator.objectCount
+        lastTranslatedDiagnostics = nil
     }
 }

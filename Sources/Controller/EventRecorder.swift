@@ -97,7 +97,7 @@ public final class EventRecorder: @unchecked Sendable {
     static func apiVersion(of kind: String) -> String? {
         switch kind {
         case "Ingress", "IngressClass": return "networking.k8s.io/v1"
-        case "Service", "Secret", "Endpoints": return "v1"
+        case "Service", "Secret", "Endpoints", "ConfigMap": return "v1"
         case "EndpointSlice": return "discovery.k8s.io/v1"
         default: return nil
         }

@@ -267,6 +267,7 @@ public final class KubeObjectStore: @unchecked Sendable {
                 case let .endpointSlice(o): snapshot.endpointSlices.append(o)
                 case let .endpoints(o): snapshot.endpoints.append(o)
                 case let .secret(o): snapshot.secrets.append(o)
+                case let .configMap(o): snapshot.configMaps.append(o)
                 case .unsupported: break
                 }
             }

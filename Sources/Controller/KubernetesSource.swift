@@ -21,8 +21,11 @@ public final class KubernetesSource: @unchecked Sendable {
     ///     when its namespace is not among `namespaces`, so status addresses
     ///     work with `--watch-namespace` too.
     ///   - watchTimeoutSeconds: the shortest `timeoutSeconds` asked for a watch.
+    ///   - configMap: `--configmap`: the settings ConfigMap, watched alone
+    ///     (by name, like ingress-nginx); the first table waits for its list.
     public init(
         client: KubeAPIClient, namespaces: [String], publishService: (namespace: String, name: String)? = nil,
+        configMap: (namespace: String, name: String)? = nil,
         watchTimeoutSeconds: Int = 300, pageSize: Int = 500,
         log: @escaping @Sendable (String) -> Void
     ) {
@@ -32,11 +35,16 @@ public final class KubernetesSource: @unchecked Sendable {
         if let publishService, !namespaces.isEmpty, !namespaces.contains(publishService.namespace) {
             resources.append(WatchedResource(kind: .service, namespace: publishService.namespace, fieldSelector: "metadata.name=\(publishService.name)"))
         }
+        let settingsResource = configMap.map {
+            WatchedResource(kind: .configMap, namespace: $0.namespace, fieldSelector: "metadata.name=\($0.name)")
+        }
+        if let settingsResource { resources.append(settingsResource) }
         self.resources = resources
         let store = KubeObjectStore(expected: resources)
         self.store = store
         secretReferences = ReferencedSecretWatcher(
-            client: client, store: store, namespaces: namespaces, watchTimeoutSeconds: watchTimeoutSeconds, log: log)
+            client: client, store: store, namespaces: namespaces, watchTimeoutSeconds: watchTimeoutSeconds,
+            excluded: Set([settingsResource].compactMap { $0 }), log: log)
         informers = resources.map { resource in
             Informer(resource: resource, client: client, pageSize: pageSize, watchTimeoutSeconds: watchTimeoutSeconds) { update in
                 if case let .problem(text) = update { log(text) }
@@ -57,7 +65,7 @@ public final class KubernetesSource: @unchecked Sendable {
         for informer in informers { informer.stop() }
     }
 
-    /// Secrets watched by name because an annotation names them.
+    /// Secrets and ConfigMaps watched by name because an annotation names them.
     public var referencedSecrets: Set<WatchedResource> { secretReferences.watched }
 
     /// Complete lists per resource (initial list plus relists).

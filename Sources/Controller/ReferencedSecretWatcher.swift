@@ -9,6 +9,11 @@ import Kube
 /// never lists the cluster's other Secrets. Informers start and stop as
 /// annotations change; a stopped one's Secret leaves the store.
 ///
+/// ConfigMaps named by annotations (`…/custom-headers`) are watched the
+/// same way (`fieldSelector=metadata.name=NAME`), namespaced, only those
+/// referenced; the settings ConfigMap (`--configmap`) has its own watch and
+/// is never taken over here.
+///
 /// These informers are not part of the initial sync: an Ingress naming a
 /// Secret is served once the first table is out, and the Secret follows
 /// within one list (a missing CA fails closed meanwhile, as Translate does).
@@ -16,6 +21,8 @@ import Kube
 /// Threading: its own thread, woken by store changes.
 final class ReferencedSecretWatcher: @unchecked Sendable {
     static let annotations = ["nginx.ingress.kubernetes.io/auth-tls-secret", "nginx.ingress.kubernetes.io/proxy-ssl-secret"]
+    /// Annotations whose value names a ConfigMap (`NAMESPACE/NAME` or `NAME`).
+    static let configMapAnnotations = ["nginx.ingress.kubernetes.io/custom-headers"]
 
     private let client: KubeAPIClient
     private let store: KubeObjectStore
@@ -34,7 +41,14 @@ final class ReferencedSecretWatcher: @unchecked Sendable {
     private var referencesByIngress: [ObjectKey: Set<WatchedResource>] = [:]
     private var referenceCounts: [WatchedResource: Int] = [:]
 
-    init(client: KubeAPIClient, store: KubeObjectStore, namespaces: [String], watchTimeoutSeconds: Int, log: @escaping @Sendable (String) -> Void) {
+    /// Resources watched elsewhere (the settings ConfigMap), never by this watcher.
+    private let excluded: Set<WatchedResource>
+
+    init(
+        client: KubeAPIClient, store: KubeObjectStore, namespaces: [String], watchTimeoutSeconds: Int, excluded: Set<WatchedResource> = [],
+        log: @escaping @Sendable (String) -> Void
+    ) {
+        self.excluded = excluded
         self.client = client
         self.store = store
         self.namespaces = Set(namespaces)
@@ -44,18 +58,23 @@ final class ReferencedSecretWatcher: @unchecked Sendable {
         store.onChange { [weak self] in self?.wake() }
     }
 
-    /// The Secret resources the Ingresses name now.
-    static func referenced(by ingresses: [Ingress], namespaces: Set<String>) -> Set<WatchedResource> {
+    /// The Secret and ConfigMap resources the Ingresses name now, without
+    /// `excluded` (the settings ConfigMap's own watch).
+    static func referenced(by ingresses: [Ingress], namespaces: Set<String>, excluded: Set<WatchedResource> = []) -> Set<WatchedResource> {
         var result: Set<WatchedResource> = []
         for ingress in ingresses {
-            for annotation in annotations {
-                guard let value = ingress.metadata.annotations[annotation]?.trimmingCharacters(in: .whitespaces), !value.isEmpty else { continue }
-                let parts = value.split(separator: "/", maxSplits: 1).map(String.init)
-                let (namespace, name) = parts.count == 2 ? (parts[0], parts[1]) : (ingress.metadata.namespace, parts[0])
-                // A name the API server would reject cannot name a Secret (and must not reach a query string unchecked).
-                guard isDNSSubdomain(name), isDNSSubdomain(namespace) else { continue }
-                if !namespaces.isEmpty && !namespaces.contains(namespace) { continue }
-                result.insert(WatchedResource(kind: .secret, namespace: namespace, fieldSelector: "metadata.name=\(name),type!=kubernetes.io/tls"))
+            for (kind, keys) in [(WatchedKind.secret, annotations), (.configMap, configMapAnnotations)] {
+                for annotation in keys {
+                    guard let value = ingress.metadata.annotations[annotation]?.trimmingCharacters(in: .whitespaces), !value.isEmpty else { continue }
+                    let parts = value.split(separator: "/", maxSplits: 1).map(String.init)
+                    let (namespace, name) = parts.count == 2 ? (parts[0], parts[1]) : (ingress.metadata.namespace, parts[0])
+                    // A name the API server would reject cannot name an object (and must not reach a query string unchecked).
+                    guard isDNSSubdomain(name), isDNSSubdomain(namespace) else { continue }
+                    if !namespaces.isEmpty && !namespaces.contains(namespace) { continue }
+                    let selector = kind == .secret ? "metadata.name=\(name),type!=kubernetes.io/tls" : "metadata.name=\(name)"
+                    let resource = WatchedResource(kind: kind, namespace: namespace, fieldSelector: selector)
+                    if !excluded.contains(resource) { result.insert(resource) }
+                }
             }
         }
         return result
@@ -124,7 +143,7 @@ final class ReferencedSecretWatcher: @unchecked Sendable {
         }
         for object in changes.objects {
             guard case let .ingress(ingress) = object else { continue }
-            setReferences(of: object.key, to: ReferencedSecretWatcher.referenced(by: [ingress], namespaces: namespaces))
+            setReferences(of: object.key, to: ReferencedSecretWatcher.referenced(by: [ingress], namespaces: namespaces, excluded: excluded))
         }
         for key in changes.removed where key.kind == WatchedKind.ingress.rawValue {
             setReferences(of: key, to: [])

@@ -75,6 +75,9 @@ extension KubeObject {
         case var .secret(secret):
             secret.metadata = secret.metadata.trimmed(interner, keepAnnotations: false, keepLabels: [], keepCreation: false)
             return .secret(secret)
+        case var .configMap(configMap):
+            configMap.metadata = configMap.metadata.trimmed(interner, keepAnnotations: false, keepLabels: [], keepCreation: false)
+            return .configMap(configMap)
         case .unsupported:
             return self
         }

@@ -9,6 +9,7 @@ public enum KubeObject: Decodable, Sendable, Equatable {
     case endpointSlice(EndpointSlice)
     case endpoints(Endpoints)
     case secret(Secret)
+    case configMap(ConfigMap)
     /// A kind (or an API version of a kind) Postern does not read.
     case unsupported(UnsupportedObject)
 
@@ -27,6 +28,7 @@ public enum KubeObject: Decodable, Sendable, Equatable {
         case ("discovery.k8s.io/v1", "EndpointSlice"): self = .endpointSlice(try EndpointSlice(from: decoder))
         case ("v1", "Endpoints"): self = .endpoints(try Endpoints(from: decoder))
         case ("v1", "Secret"): self = .secret(try Secret(from: decoder))
+        case ("v1", "ConfigMap"): self = .configMap(try ConfigMap(from: decoder))
         default:
             let metadata = try? c.decodeIfPresent(ObjectMeta.self, forKey: .metadata)
             self = .unsupported(UnsupportedObject(
@@ -43,6 +45,7 @@ public enum KubeObject: Decodable, Sendable, Equatable {
         case .endpointSlice: return "EndpointSlice"
         case .endpoints: return "Endpoints"
         case .secret: return "Secret"
+        case .configMap: return "ConfigMap"
         case let .unsupported(object): return object.kind
         }
     }
@@ -56,6 +59,7 @@ public enum KubeObject: Decodable, Sendable, Equatable {
         case let .endpointSlice(o): return o.metadata
         case let .endpoints(o): return o.metadata
         case let .secret(o): return o.metadata
+        case let .configMap(o): return o.metadata
         case .unsupported: return nil
         }
     }
@@ -117,6 +121,8 @@ public struct ObjectSnapshot: Sendable, Equatable {
     public var endpointSlices: [EndpointSlice]
     public var endpoints: [Endpoints]
     public var secrets: [Secret]
+    /// ConfigMaps (the `--configmap` one; Translate does not read them).
+    public var configMaps: [ConfigMap] = []
 
     /// Creates a snapshot from arrays of each kind.
     public init(
@@ -142,6 +148,7 @@ public struct ObjectSnapshot: Sendable, Equatable {
             case let .endpointSlice(o): endpointSlices.append(o)
             case let .endpoints(o): endpoints.append(o)
             case let .secret(o): secrets.append(o)
+            case let .configMap(o): configMaps.append(o)
             case .unsupported: break
             }
         }

@@ -7,12 +7,13 @@ public enum WatchedKind: String, Sendable, CaseIterable, Hashable {
     case service = "Service"
     case endpointSlice = "EndpointSlice"
     case secret = "Secret"
+    case configMap = "ConfigMap"
 
     /// `/apis/networking.k8s.io/v1` or `/api/v1`.
     public var groupVersionPath: String {
         switch self {
         case .ingress, .ingressClass: return "/apis/networking.k8s.io/v1"
-        case .service, .secret: return "/api/v1"
+        case .service, .secret, .configMap: return "/api/v1"
         case .endpointSlice: return "/apis/discovery.k8s.io/v1"
         }
     }
@@ -25,6 +26,7 @@ public enum WatchedKind: String, Sendable, CaseIterable, Hashable {
         case .service: return "services"
         case .endpointSlice: return "endpointslices"
         case .secret: return "secrets"
+        case .configMap: return "configmaps"
         }
     }
 
@@ -45,6 +47,7 @@ public enum WatchedKind: String, Sendable, CaseIterable, Hashable {
         case .service: return .service(try Service(from: decoder))
         case .endpointSlice: return .endpointSlice(try EndpointSlice(from: decoder))
         case .secret: return .secret(try Secret(from: decoder))
+        case .configMap: return .configMap(try ConfigMap(from: decoder))
         }
     }
 }

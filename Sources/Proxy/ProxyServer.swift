@@ -102,6 +102,15 @@ public final class ProxyServer: @unchecked Sendable {
         for worker in workers { worker.publish(secure) }
     }
 
+    /// Hands one snapshot to every worker: the table and the certificates,
+    /// redirects and HSTS built for it, installed on each worker in one loop
+    /// task (nil: that part is unchanged). Build `secure` (the certificate
+    /// store) before calling: nothing is built on a worker loop.
+    public func publish(table: RoutingTable?, secure: SecurePolicy?) {
+        guard table != nil || secure != nil else { return }
+        for worker in workers { worker.publish(table: table, secure: secure) }
+    }
+
     /// Stops accepting, closes idle connections and lets in-flight requests
     /// finish for up to `timeoutMilliseconds`; then closes what is left.
     public func drain(timeoutMilliseconds: UInt64) {

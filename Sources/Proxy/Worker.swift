@@ -113,7 +113,17 @@ public final class Worker: @unchecked Sendable {
 
     /// Publishes a new routing table to this worker (from any thread).
     public func publish(_ newTable: RoutingTable) {
+        publish(table: newTable, secure: nil)
+    }
+
+    /// Publishes one snapshot (from any thread): the routing table and the
+    /// certificates, redirects and HSTS that go with it, installed together
+    /// in one loop task, so that no request sees a new table with the old
+    /// certificates or the reverse. nil leaves that part as it is.
+    public func publish(table newTable: RoutingTable?, secure newPolicy: SecurePolicy?) {
         loop.execute { [self] in
+            if let newPolicy { secure = newPolicy }
+            guard let newTable else { return }
             // Round-robin counters carry over, so that a configuration change
             // does not send every cluster's next request back to the same
             // endpoint: by index when the table kept them (a patched table),
@@ -145,7 +155,7 @@ public final class Worker: @unchecked Sendable {
     /// Publishes new certificates, redirects and HSTS (from any thread).
     /// Handshakes already under way finish with the certificates they began with.
     public func publish(_ newPolicy: SecurePolicy) {
-        loop.execute { [self] in secure = newPolicy }
+        publish(table: nil, secure: newPolicy)
     }
 
     /// Starts a graceful drain (from any thread): stop accepting, close idle

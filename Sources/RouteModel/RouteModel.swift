@@ -12,11 +12,21 @@ public struct RouteModel: Sendable, Equatable {
     /// The cluster answering requests that no host and no rule matched
     /// (`--default-backend-service`); nil answers 404.
     public var defaultCluster: String?
+    /// The global policy (ConfigMap / `postern.yaml`: `proxy-body-size`,
+    /// `whitelist-source-range`, `denylist-source-range`, `block-cidrs`)
+    /// for requests forwarded without a route of their own: a host's
+    /// `spec.defaultBackend` and the global default backend. Routes carry
+    /// the global policy merged into their own (Translate does that).
+    public var defaultPolicy: RoutePolicy
 
-    public init(virtualHosts: [VirtualHost] = [], clusters: [Cluster] = [], defaultCluster: String? = nil) {
+    public init(
+        virtualHosts: [VirtualHost] = [], clusters: [Cluster] = [], defaultCluster: String? = nil,
+        defaultPolicy: RoutePolicy = RoutePolicy()
+    ) {
         self.virtualHosts = virtualHosts
         self.clusters = clusters
         self.defaultCluster = defaultCluster
+        self.defaultPolicy = defaultPolicy
     }
 }
 

@@ -83,6 +83,7 @@ extension RoutingTable {
     ) -> RouteResult {
         var cluster: Int32 = -1
         var policy: Int32 = -1
+        var viaDefault = hostIndex < 0
         var rewrite = PathRewrite.none
         if hostIndex >= 0 {
             let vhost = virtualHosts[Int(hostIndex)]
@@ -99,12 +100,20 @@ extension RoutingTable {
                     path, host: UInt32(hostIndex), vhost, rewriteInto: rewriteInto, wantsRewrite: wantsRewrite,
                     rewrite: &rewrite, policy: &policy)
             }
-            if cluster < 0 { cluster = vhost.defaultCluster }
+            if cluster < 0 {
+                cluster = vhost.defaultCluster
+                viaDefault = true
+            }
         }
-        if cluster < 0 { cluster = defaultCluster }
+        if cluster < 0 {
+            cluster = defaultCluster
+            viaDefault = true
+        }
+        // A default backend has no rule of its own: the global policy
+        // (`proxy-body-size`, source ranges, `block-cidrs`) applies to it.
         return RouteResult(
             decision: cluster < 0 ? .notFound : .cluster(clusters[Int(cluster)]), rewrite: rewrite,
-            policy: policy < 0 ? nil : policies[Int(policy)])
+            policy: policy >= 0 ? policies[Int(policy)] : (viaDefault ? defaultPolicy : nil))
     }
 
     /// Cluster of the chosen rule (and its rewrite), or -1.

@@ -34,6 +34,9 @@ public final class RoutingTable: Sendable {
     let rewrites: [RewriteTemplate]
     /// Request policies referenced by `CompiledRoute.policy` (one per distinct policy).
     let policies: [CompiledRoutePolicy]
+    /// The model's `defaultPolicy` for requests a default backend answers
+    /// (nil when it asks nothing).
+    let defaultPolicy: CompiledRoutePolicy?
     /// Index of the `.any` virtual host, -1 when none.
     let anyHost: Int32
     /// Cluster index of the model's default cluster, -1 when none.
@@ -120,6 +123,7 @@ public final class RoutingTable: Sendable {
         regexRoutes = compilation.regexRoutes
         rewrites = compilation.rewrites
         policies = compilation.policies
+        defaultPolicy = model.defaultPolicy.isEmpty ? nil : CompiledRoutePolicy(model.defaultPolicy)
         anyHost = compilation.anyHost
         defaultCluster = compilation.defaultCluster
         patchState = compilation.patchState

@@ -42,6 +42,15 @@ public struct AnnotationReview: Sendable, Equatable {
     public var isCanary = false
     /// Diagnostics for refused, ignored and unknown keys.
     public var diagnostics: [Diagnostic] = []
+    /// The Ingress sets its own `proxy-body-size` (so the global one does not apply).
+    public var setsBodySize = false
+    /// The Ingress sets its own allow list (`whitelist-` / `allowlist-source-range`).
+    public var setsAllowList = false
+    /// The Ingress sets its own `denylist-source-range`.
+    public var setsDenyList = false
+
+    /// A review of no annotations.
+    public init() {}
 
     /// True when the Ingress's rules are kept out of service.
     public var isRefused: Bool { policy.refusal != nil }
@@ -191,6 +200,7 @@ public struct AnnotationReview: Sendable, Equatable {
                     return "it differs from \(other); give one of the two"
                 }
                 policy.allowedSourceRanges = ranges
+                setsAllowList = true
                 return nil
             }
         case "denylist-source-range":
@@ -198,6 +208,7 @@ public struct AnnotationReview: Sendable, Equatable {
             case let .failure(problem): return problem.text
             case let .success(ranges):
                 policy.deniedSourceRanges = ranges
+                setsDenyList = true
                 return nil
             }
         case "proxy-body-size":
@@ -205,6 +216,7 @@ public struct AnnotationReview: Sendable, Equatable {
             case nil: return "\"\(value)\" is not a size (bytes, or a number with k, m or g)"
             case let .some(size):
                 policy.maximumBodySize = size == 0 ? nil : size
+                setsBodySize = true
                 return nil
             }
         default:

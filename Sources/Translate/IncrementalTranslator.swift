@@ -33,6 +33,8 @@ public final class IncrementalTranslator {
     }
 
     public let options: TranslateOptions
+    /// `options.global` for default backends, computed once.
+    private let defaultPolicy: RoutePolicy
     /// `--default-ssl-certificate`: `namespace/name` of a TLS Secret.
     public let defaultCertificateSecret: String?
 
@@ -168,6 +170,7 @@ public final class IncrementalTranslator {
         self.patchLimit = patchLimit
         self.options = options
         self.defaultCertificateSecret = defaultCertificateSecret
+        defaultPolicy = options.global.defaultRoutePolicy
         classFilter = IngressClassFilter(options: options, classes: [])
         if case let .service(namespace, name)? = DefaultBackendProcessor.parse(options.defaultBackendService) {
             globalDefaultService = "\(namespace)/\(name)"
@@ -216,7 +219,8 @@ public final class IncrementalTranslator {
             guard secrets[key] != secret else { return }
             secrets[key] = secret
             dirtySecrets.insert(key)
-        case .unsupported:
+        case .configMap, .unsupported:
+            // The settings ConfigMap is read by the controller loop, not translated.
             break
         }
     }
@@ -323,7 +327,9 @@ public final class IncrementalTranslator {
         if certificatesDirty || !certificateChanges.isEmpty { updateCertificates() }
 
         var routes = TranslationResult(
-            model: RouteModel(virtualHosts: virtualHosts, clusters: clusters, defaultCluster: globalDefault.cluster),
+            model: RouteModel(
+                virtualHosts: virtualHosts, clusters: clusters, defaultCluster: globalDefault.cluster,
+                defaultPolicy: defaultPolicy),
             diagnostics: sortedDiagnostics)
         if !collidingNames.isEmpty {
             // Which reference defines a shared cluster name depends on the
@@ -341,8 +347,8 @@ public final class IncrementalTranslator {
         var new: Contribution? = nil
         if let ingress = ingressObjects[key], classFilter.serves(ingress) {
             var lookup = SecretLookup(secrets)
-            let routes = IngressRoutes(ingress, secrets: &lookup)
-            let certificates = IngressCertificates(ingress, secrets: &lookup)
+            let routes = IngressRoutes(ingress, secrets: &lookup, global: options.global)
+            let certificates = IngressCertificates(ingress, secrets: &lookup, global: options.global)
             new = Contribution(
                 age: IngressAge.Key(ingress), key: key, source: ingress.sourceName, routes: routes, certificates: certificates,
                 secretKeys: Set(lookup.keys))
@@ -694,7 +700,8 @@ public final class IncrementalTranslator {
         let wanted = certificateOrder.compactMap { contributions[$0.ingress]?.certificates }
         certificates = IngressCertificates.assemble(
             wanted, defaultCertificateSecret: defaultCertificateSecret,
-            defaultSecret: defaultCertificateSecret.flatMap { secrets[$0] })
+            defaultSecret: defaultCertificateSecret.flatMap { secrets[$0] },
+            strictTransportSecurity: options.strictTransportSecurity)
     }
 }
 

@@ -41,8 +41,9 @@ struct IngressRoutes: Equatable {
     /// for an Ingress without rules.
     var defaultHosts: [HostMatch] = []
 
-    /// Reads `ingress`; Secrets come from `secrets`, which records the keys asked for.
-    init(_ ingress: Ingress, secrets: inout SecretLookup) {
+    /// Reads `ingress`; Secrets come from `secrets`, which records the keys
+    /// asked for. `global` fills what the annotations leave unset.
+    init(_ ingress: Ingress, secrets: inout SecretLookup, global: GlobalPolicy) {
         let key = ingress.key
         let namespace = ingress.metadata.namespace
         let review = AnnotationReview(ingress)
@@ -52,6 +53,7 @@ struct IngressRoutes: Equatable {
             return
         }
         let annotations = IngressAnnotations.parse(ingress, secrets: &secrets, into: &diagnostics)
+        let policy = global.policy(for: review)
         for (ruleIndex, rule) in ingress.spec.rules.enumerated() {
             guard let host = HostRule.parse(rule.host) else {
                 diagnostics.append(Diagnostic(.error, key, field: "spec.rules[\(ruleIndex)].host", reason: "InvalidHost",
@@ -79,7 +81,7 @@ struct IngressRoutes: Equatable {
                     }
                     claims.append(RouteClaim(
                         key: RouteKey(host: host, path: parsed.path, match: parsed.match), location: location,
-                        rewriteTarget: annotations.rewriteTarget, policy: review.policy,
+                        rewriteTarget: annotations.rewriteTarget, policy: policy,
                         backend: BackendClaim(
                             path.backend, namespace: namespace, referrer: key, field: location + ".backend",
                             upstream: annotations.upstream)))
@@ -143,15 +145,19 @@ struct IngressRuleProcessor {
     /// Host → (cluster, source Ingress).
     private var hostDefaults: [HostMatch: (cluster: String, source: String)] = [:]
 
-    init(context: TranslationContext, clusters: ClusterResolver) {
+    /// The global policy keys, merged into every route's policy.
+    private let global: GlobalPolicy
+
+    init(context: TranslationContext, clusters: ClusterResolver, global: GlobalPolicy) {
         self.context = context
         self.clusters = clusters
+        self.global = global
     }
 
     /// Adds one Ingress's hosts, routes and default backend.
     mutating func process(_ ingress: Ingress) {
         var secrets = SecretLookup(context.secretsByKey)
-        let wanted = IngressRoutes(ingress, secrets: &secrets)
+        let wanted = IngressRoutes(ingress, secrets: &secrets, global: global)
         for diagnostic in wanted.diagnostics { context.report(diagnostic) }
         guard wanted.usable else { return }
         let key = ingress.key

@@ -26,10 +26,11 @@ public func translateTLS(_ snapshot: ObjectSnapshot, options: TranslateOptions, 
     }
     let wanted = served.map { ingress -> IngressCertificates in
         var lookup = SecretLookup(secrets)
-        return IngressCertificates(ingress, secrets: &lookup)
+        return IngressCertificates(ingress, secrets: &lookup, global: options.global)
     }
     return IngressCertificates.assemble(
-        wanted, defaultCertificateSecret: defaultCertificateSecret, defaultSecret: defaultCertificateSecret.flatMap { secrets[$0] })
+        wanted, defaultCertificateSecret: defaultCertificateSecret, defaultSecret: defaultCertificateSecret.flatMap { secrets[$0] },
+        strictTransportSecurity: options.strictTransportSecurity)
 }
 
 /// What one Ingress asks for in TLS terms, read from the Ingress alone (and
@@ -62,13 +63,14 @@ struct IngressCertificates: Equatable {
     /// True when the Ingress adds nothing to the TLS model or its diagnostics.
     var isEmpty: Bool { diagnostics.isEmpty && redirectHosts.isEmpty && entries.isEmpty }
 
-    init(_ ingress: Ingress, secrets: inout SecretLookup) {
+    /// `global` gives the defaults of `ssl-redirect` and `force-ssl-redirect`.
+    init(_ ingress: Ingress, secrets: inout SecretLookup, global: GlobalPolicy) {
         name = "\(ingress.metadata.namespace)/\(ingress.metadata.name)"
         let key = ObjectKey(kind: "Ingress", namespace: ingress.metadata.namespace, name: ingress.metadata.name)
         self.ingress = key
         let annotations = ingress.metadata.annotations
-        let sslRedirect = RedirectAnnotations.flag(annotations[RedirectAnnotations.sslRedirect], default: true, ingress: key, into: &diagnostics)
-        let forceRedirect = RedirectAnnotations.flag(annotations[RedirectAnnotations.forceSSLRedirect], default: false, ingress: key, into: &diagnostics)
+        let sslRedirect = RedirectAnnotations.flag(annotations[RedirectAnnotations.sslRedirect], default: global.sslRedirect, ingress: key, into: &diagnostics)
+        let forceRedirect = RedirectAnnotations.flag(annotations[RedirectAnnotations.forceSSLRedirect], default: global.forceSSLRedirect, ingress: key, into: &diagnostics)
         if sslRedirect {
             for entry in ingress.spec.tls { redirectHosts += entry.hosts.map { $0.lowercased() }.filter { !$0.isEmpty } }
         }
@@ -115,7 +117,10 @@ struct IngressCertificates: Equatable {
     /// The TLS model of `ingresses` (served ones, oldest first): a host
     /// claimed with different certificates goes to the oldest Ingress.
     /// `defaultSecret` is the `defaultCertificateSecret` Secret, when it exists.
-    static func assemble(_ ingresses: [IngressCertificates], defaultCertificateSecret: String?, defaultSecret: Secret?) -> TLSTranslation {
+    static func assemble(
+        _ ingresses: [IngressCertificates], defaultCertificateSecret: String?, defaultSecret: Secret?,
+        strictTransportSecurity: String? = nil
+    ) -> TLSTranslation {
         var diagnostics: [Diagnostic] = []
         var hostOwner: [String: (entry: CertificateKey, ingress: String)] = [:]
         var bySecret: [CertificateKey: TLSCertificate] = [:]
@@ -149,7 +154,8 @@ struct IngressCertificates: Equatable {
         }
         var model = TLSModel(
             certificates: bySecret.values.filter { !$0.hosts.isEmpty }.sorted { ($0.secret, $0.hosts.joined(separator: ",")) < ($1.secret, $1.hosts.joined(separator: ",")) },
-            redirectHosts: redirectHosts.sorted(), redirectHostsWithPort: redirectHostsWithPort.sorted())
+            redirectHosts: redirectHosts.sorted(), redirectHostsWithPort: redirectHostsWithPort.sorted(),
+            strictTransportSecurity: strictTransportSecurity)
         if let defaultCertificateSecret {
             let parts = defaultCertificateSecret.split(separator: "/", maxSplits: 1).map(String.init)
             let key = ObjectKey(kind: "Secret", namespace: parts.first ?? "", name: parts.count == 2 ? parts[1] : "")

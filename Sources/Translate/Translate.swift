@@ -32,7 +32,7 @@ public func translate(_ snapshot: ObjectSnapshot, options: TranslateOptions) -> 
     let classFilter = IngressClassFilter(options: options, classes: snapshot.ingressClasses)
     let served = IngressAge.sortedOldestFirst(snapshot.ingresses.filter { classFilter.serves($0) })
     let clusters = ClusterResolver(context: context)
-    var rules = IngressRuleProcessor(context: context, clusters: clusters)
+    var rules = IngressRuleProcessor(context: context, clusters: clusters, global: options.global)
     for ingress in served {
         rules.process(ingress)
     }
@@ -41,7 +41,8 @@ public func translate(_ snapshot: ObjectSnapshot, options: TranslateOptions) -> 
     let model = RouteModel(
         virtualHosts: rules.virtualHosts(),
         clusters: clusters.allClusters(),
-        defaultCluster: defaultCluster)
+        defaultCluster: defaultCluster,
+        defaultPolicy: options.global.defaultRoutePolicy)
     return TranslationResult(model: model, diagnostics: context.sortedDiagnostics())
 }
 

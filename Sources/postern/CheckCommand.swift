@@ -35,10 +35,18 @@ struct ManifestOptions: ParsableArguments {
     @Option(help: "Service NAMESPACE/NAME answering requests no rule matches (default: 404).")
     var defaultBackendService: String?
 
+    @Option(help: "Settings ConfigMap to validate and apply, as `run --configmap`: a YAML file holding one ConfigMap, or NAMESPACE/NAME of one in the manifest directory.")
+    var configmap: String?
+
     /// Loads the directory and translates it, with each diagnostic's file filled in.
     func translateDirectory() throws -> DirectoryTranslation {
         var settings = try config.map(Settings.load(path:)) ?? Settings()
         if let manifests { settings.manifests = manifests }
+        if let configmap {
+            let (data, source) = try ManifestOptions.configMapData(configmap, directory: settings.manifests)
+            try settings.apply(configMapData: data, source: source)
+            if let manifests { settings.manifests = manifests }
+        }
         try settings.applySelectionFlags(
             controllerClass: controllerClass, ingressClass: ingressClass, watchIngressWithoutClass: watchIngressWithoutClass,
             defaultBackendService: defaultBackendService)
@@ -64,6 +72,41 @@ struct ManifestOptions: ParsableArguments {
             SkippedIngresses(load.snapshot, options: settings.translateOptions), ManifestFieldCheck.check(directory: directory),
             MigrationReport(load: load, options: settings.translateOptions), (settings.publicHTTPPort, settings.publicHTTPSPort)
         )
+    }
+}
+
+extension ManifestOptions {
+    /// The `data` of the `--configmap` ConfigMap, and how errors name it:
+    /// from a YAML file that holds one ConfigMap, or `NAMESPACE/NAME` of
+    /// one in the manifest directory.
+    static func configMapData(_ reference: String, directory: String?) throws -> (data: [String: String], source: String) {
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: reference, isDirectory: &isDirectory), !isDirectory.boolValue {
+            guard let bytes = FileManager.default.contents(atPath: reference) else {
+                throw SettingsError("--configmap \(reference): cannot read the file")
+            }
+            switch ManifestParser.parse(yaml: String(decoding: bytes, as: UTF8.self), file: reference) {
+            case let .failure(error):
+                throw SettingsError("--configmap \(reference): \(error)")
+            case let .success(parsed):
+                let found = parsed.objects.compactMap { object -> ConfigMap? in
+                    if case let .configMap(configMap) = object { return configMap }
+                    return nil
+                }
+                guard found.count == 1, let configMap = found.first else {
+                    throw SettingsError("--configmap \(reference): expected a file with one ConfigMap (apiVersion v1, kind ConfigMap), found \(found.count)")
+                }
+                return (configMap.data, "ConfigMap \(configMap.metadata.namespace)/\(configMap.metadata.name) (\(reference))")
+            }
+        }
+        try SettingsValidation.namespacedName(reference, "--configmap")
+        let parts = reference.split(separator: "/").map(String.init)
+        guard let directory,
+            let configMap = ConfigMapSettings.find(namespace: parts[0], name: parts[1], in: ManifestDirectory(path: directory).load().objects)
+        else {
+            throw SettingsError("--configmap \(reference): no such ConfigMap in the manifest directory, and no such file")
+        }
+        return (configMap.data, "ConfigMap \(reference)")
     }
 }
 

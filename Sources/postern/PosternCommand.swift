@@ -64,6 +64,9 @@ struct Run: ParsableCommand {
     @Option(help: "Proxy settings file (YAML); see docs/configuration.md.")
     var config: String?
 
+    @Option(help: "Settings ConfigMap NAMESPACE/NAME, as ingress-nginx's --configmap: the keys of the settings file; flags > ConfigMap > settings file. Policy and hsts keys apply on change; the others at restart.")
+    var configmap: String?
+
     @Option(help: "HTTP listen address HOST:PORT (default 0.0.0.0:8080; port 0 picks a free port).")
     var httpListen: String?
 
@@ -126,8 +129,14 @@ struct Run: ParsableCommand {
     @OptionGroup(title: "Kubernetes API source")
     var kubernetes: KubernetesOptions
 
-    func validatedSettings() throws -> Settings {
-        var settings = try config.map(Settings.load(path:)) ?? Settings()
+    /// The settings: `postern.yaml`, then the ConfigMap's `data` (when
+    /// given), then the flags: flags > ConfigMap > settings file.
+    /// `file`: the settings file as read at start-up (so that a ConfigMap
+    /// change never re-reads it); nil reads it now.
+    func validatedSettings(configMapData: [String: String]? = nil, file: Settings? = nil) throws -> Settings {
+        var settings = try file ?? config.map(Settings.load(path:)) ?? Settings()
+        if let configmap { try SettingsValidation.namespacedName(configmap, "--configmap") }
+        if let configMapData { try settings.apply(configMapData: configMapData, source: "ConfigMap \(configmap ?? "")") }
         if let manifests { settings.manifests = manifests }
         if let httpListen { settings.httpListen = httpListen }
         if let adminListen { settings.adminListen = adminListen }
@@ -199,14 +208,20 @@ struct Run: ParsableCommand {
         let proxyConfiguration: ProxyConfiguration
         let adminAddress: SocketAddress
         let kubeClient: KubeAPIClient?
+        let startupConfigMap: ConfigMap?
+        let fileSettings: Settings
         do {
-            settings = try validatedSettings()
+            let file = try config.map(Settings.load(path:)) ?? Settings()
+            fileSettings = file
+            let fileAndFlags = try validatedSettings(file: file)
+            kubeClient = try kubernetes.isEnabled ? kubernetes.makeClient() : nil
+            startupConfigMap = try readConfigMap(client: kubeClient, manifests: fileAndFlags.manifests)
+            settings = try startupConfigMap.map { try validatedSettings(configMapData: $0.data, file: file) } ?? fileAndFlags
             proxyConfiguration = try settings.proxyConfiguration()
             guard let address = SocketAddress(parsing: settings.adminListen) else {
                 throw SettingsError("--admin-listen \(settings.adminListen): expected HOST:PORT with a numeric address")
             }
             adminAddress = address
-            kubeClient = try kubernetes.isEnabled ? kubernetes.makeClient() : nil
         } catch let error as SettingsError {
             FileHandle.standardError.write(Data("postern: \(error.description)\n".utf8))
             throw ExitCode(2)
@@ -225,12 +240,21 @@ struct Run: ParsableCommand {
                 + "postern_worker_threads \(workerCount)\n"
         }
         let publisher = TablePublisher(metrics: metrics, logger: logger, settings: settings)
+        let configMapStatus = ConfigMapStatus()
+        if configmap != nil { metrics.addCollector { configMapStatus.renderPrometheus() } }
+        let follower = configmap.map { reference in
+            ConfigMapSettings(
+                command: self, file: fileSettings, running: settings, reference: reference, startup: startupConfigMap,
+                status: configMapStatus, logger: logger)
+                .follower()
+        }
         let shutdown = ShutdownState()
         let kubeHealth = KubeAPIHealth()
         let kubeLog = KubeProblemLog(logger: logger, health: kubeHealth)
         let kubeSource = kubeClient.map { client in
             KubernetesSource(
                 client: client, namespaces: kubernetes.watchNamespace, publishService: kubernetes.publishServiceReference,
+                configMap: follower.map { ($0.namespace, $0.name) },
                 watchTimeoutSeconds: kubernetes.watchTimeout,
                 log: { text in kubeLog.log(text, level: .warning) })
         }
@@ -245,9 +269,8 @@ struct Run: ParsableCommand {
         if let kubeSource {
             controller = ControllerLoop(
                 store: kubeSource.store, options: settings.translateOptions,
-                defaultCertificateSecret: settings.defaultSSLCertificate,
-                publish: { table, model in publisher.publish(table, model: model) },
-                publishTLS: { tls in publisher.publish(tls) },
+                defaultCertificateSecret: settings.defaultSSLCertificate, configMap: follower,
+                publishSnapshot: { publication in publisher.publish(publication) },
                 report: { diagnostics in
                     publisher.report(diagnostics)
                     leaderDuties?.record(diagnostics)
@@ -255,9 +278,8 @@ struct Run: ParsableCommand {
         } else {
             controller = ControllerLoop(
                 directory: settings.manifests ?? ".", options: settings.translateOptions,
-                defaultCertificateSecret: settings.defaultSSLCertificate,
-                publish: { table, model in publisher.publish(table, model: model) },
-                publishTLS: { tls in publisher.publish(tls) },
+                defaultCertificateSecret: settings.defaultSSLCertificate, configMap: follower,
+                publishSnapshot: { publication in publisher.publish(publication) },
                 report: { diagnostics in publisher.report(diagnostics) })
         }
         publisher.controller = controller
@@ -464,22 +486,35 @@ final class TablePublisher: @unchecked Sendable {
                     "ingresses": "\((users[problem.certificate] ?? []).joined(separator: ","))",
                 ])
         }
-        return SecurePolicy(certificates: store, model: model, hsts: settings.strictTransportSecurity)
+        return SecurePolicy(certificates: store, model: model, hsts: model.strictTransportSecurity)
     }
 
-    /// Publishes new certificates (controller thread).
-    func publish(_ model: TLSModel) {
+    /// Publishes one controller round (controller thread): the certificate
+    /// store is built here, off the worker loops, then the table and the
+    /// certificates go to every worker in one task each, so that no request
+    /// sees a new table with old certificates. When the certificates cannot
+    /// be built, the table is not published either: the last good snapshot
+    /// stays whole.
+    func publish(_ publication: ControllerPublication) {
         guard let server else { return }
-        do {
-            server.publish(try securePolicy(for: model, withCertificates: server.boundHTTPSAddress != nil))
-            logger.info("certificates published", metadata: ["certificates": .stringConvertible(model.certificates.count)])
-        } catch {
-            logger.error("certificates not published; the previous ones stay in service", metadata: ["error": "\(error)"])
+        var secure: SecurePolicy? = nil
+        if let model = publication.tls {
+            do {
+                secure = try securePolicy(for: model, withCertificates: server.boundHTTPSAddress != nil)
+            } catch {
+                logger.error("configuration not published; the previous one stays in service", metadata: ["error": "\(error)"])
+                return
+            }
         }
+        server.publish(table: publication.table, secure: secure)
+        if let model = publication.tls {
+            logger.info("certificates published", metadata: ["certificates": .stringConvertible(model.certificates.count)])
+        }
+        if let table = publication.table { published(table, model: publication.model) }
     }
 
-    func publish(_ table: RoutingTable, model: RouteModel) {
-        server?.publish(table)
+    /// Metrics and the log line of a table now in service.
+    private func published(_ table: RoutingTable, model: RouteModel) {
         metrics.ready.store(true, ordering: .relaxed)
         metrics.configReloads.add()
         recordPublished(table, model: model)

@@ -59,6 +59,9 @@ struct Settings {
     var ingressClass = "postern"
     var watchIngressWithoutClass = false
     var defaultBackendService: String?
+    /// `proxy-body-size`, source ranges, `block-cidrs`, `ssl-redirect`,
+    /// `force-ssl-redirect` (`Settings+Global.swift`): ingress-nginx's defaults.
+    var global = GlobalPolicy.ingressNginxDefaults
 
     /// More worker loops than this is a typo, not a machine.
     static let maximumWorkers = 1024
@@ -69,6 +72,7 @@ struct Settings {
     static let keys: [String: (inout Settings, Node, String) throws -> Void] = coreKeys
         .merging(tlsKeys) { _, _ in preconditionFailure("a settings key is defined twice") }
         .merging(clientAddressKeys) { _, _ in preconditionFailure("a settings key is defined twice") }
+        .merging(globalPolicyKeys) { _, _ in preconditionFailure("a settings key is defined twice") }
 
     /// Keys of the listeners, timeouts, limits and Ingress selection.
     static let coreKeys: [String: (inout Settings, Node, String) throws -> Void] = [
@@ -300,6 +304,8 @@ struct Settings {
         options.ingressClass = ingressClass
         options.watchIngressWithoutClass = watchIngressWithoutClass
         options.defaultBackendService = defaultBackendService
+        options.global = global
+        options.strictTransportSecurity = strictTransportSecurity
         return options
     }
 }

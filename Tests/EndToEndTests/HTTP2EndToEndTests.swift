@@ -22,7 +22,8 @@ extension EndToEndTests {
                     Manifests.service("app", ports: [backend.port])
                         + TestPKI.secret("h2", certificate: certificate.certificate, key: certificate.key)
                         + tlsIngress("h2", tls: [(["h2.example.com"], "h2")], hosts: ["h2.example.com"], service: "app",
-                            annotations: ["nginx.ingress.kubernetes.io/ssl-redirect": "false"])
+                            // proxy-body-size 0: the streaming tests upload 64 MiB, over the 1m default.
+                            annotations: ["nginx.ingress.kubernetes.io/ssl-redirect": "false", "nginx.ingress.kubernetes.io/proxy-body-size": "0"])
                         // Rules without a host: load tools address the proxy by IP.
                         + Manifests.ingress("any", rules: [(nil, "/", "Prefix", "app")]))
                 postern = try PosternProcess(manifests: manifests)

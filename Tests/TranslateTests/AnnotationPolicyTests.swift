@@ -187,7 +187,9 @@ private func policies(_ result: TranslationResult, of name: String) -> [RoutePol
         #expect(policies(result, of: "web").map(\.maximumBodySize) == [bytes, bytes])
     }
 
-    @Test func unsetBodySizeMeansNoLimitForNow() {
+    /// `TranslateOptions()` carries no global `proxy-body-size`; the 1m
+    /// default is the settings' (GlobalPolicyTests).
+    @Test func unsetBodySizeWithoutAGlobalValueMeansNoLimit() {
         let result = translate(documents(ingressClass, backends, annotated("web", annotations: [:])))
         #expect(policies(result, of: "web").map(\.maximumBodySize) == [nil, nil])
     }
