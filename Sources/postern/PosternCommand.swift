@@ -240,6 +240,7 @@ struct Run: ParsableCommand {
                 + "postern_worker_threads \(workerCount)\n"
         }
         let publisher = TablePublisher(metrics: metrics, logger: logger, settings: settings)
+        if let stapler = publisher.ocspStapler { metrics.addCollector { stapler.renderPrometheus() } }
         let configMapStatus = ConfigMapStatus()
         if configmap != nil { metrics.addCollector { configMapStatus.renderPrometheus() } }
         let follower = configmap.map { reference in
@@ -425,11 +426,20 @@ final class TablePublisher: @unchecked Sendable {
     private var builderDefault: TLSCertificate??
     /// The problems of the last certificate store built (start-up refuses some).
     private(set) var lastCertificateProblems: [TLSCertificateProblem] = []
+    /// OCSP stapling, shared by every store builder so fetched responses
+    /// survive a change of the default certificate (nil: `enable-ocsp` off).
+    let ocspStapler: OCSPStapler?
 
     init(metrics: MetricsRegistry, logger: Logger, settings: Settings) {
         self.metrics = metrics
         self.logger = logger
         self.settings = settings
+        ocspStapler = settings.tls.enableOCSP
+            ? OCSPStapler(settings: settings.tls.ocsp) { [logger] entry in
+                let level: Logger.Level = entry.level == .error ? .error : entry.level == .warning ? .warning : .info
+                logger.log(level: level, "\(entry.message)", metadata: ["secret": "\(entry.certificate)"])
+            }
+            : nil
     }
 
     /// TLS settings with ALPN as configured (`use-http2`).
@@ -453,12 +463,12 @@ final class TablePublisher: @unchecked Sendable {
             // Sessions stay resumable when the default certificate changes.
             let sessions = builder?.sessionCache
             do {
-                builder = try TLSStoreBuilder(settings: tlsSettings, defaultCertificate: input, sessionCache: sessions)
+                builder = try TLSStoreBuilder(settings: tlsSettings, defaultCertificate: input, sessionCache: sessions, ocspStapler: ocspStapler)
             } catch {
                 logger.error(
                     "default certificate unusable; serving a self-signed one until the Secret holds a PEM certificate and key",
                     metadata: ["error": "\(error)", "secret": "\(settings.defaultSSLCertificate ?? "-")"])
-                builder = try TLSStoreBuilder(settings: tlsSettings, defaultCertificate: nil, sessionCache: sessions)
+                builder = try TLSStoreBuilder(settings: tlsSettings, defaultCertificate: nil, sessionCache: sessions, ocspStapler: ocspStapler)
             }
             builderDefault = .some(model.defaultCertificate)
             if builder?.defaultIsSelfSigned == true {
