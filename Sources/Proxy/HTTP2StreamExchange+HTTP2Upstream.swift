@@ -25,42 +25,15 @@ extension HTTP2StreamExchange {
             method: head.method, scheme: (cluster.upstream.tls != nil ? "https" : "http").utf8, authority: authority,
             path: upstreamPath)
         let regular = head.fields
-        var forwardedFor: [UInt8] = []
-        var sawRequestID = false
         for index in 0..<regular.count {
             let name = regular.name(at: index)
-            let value = regular.value(at: index)
-            if !forwards(name) { continue }
-            if name.elementsEqual("host".utf8) || name.elementsEqual("x-forwarded-proto".utf8)
-                || name.elementsEqual("x-forwarded-host".utf8) || name.elementsEqual("x-forwarded-port".utf8)
-                || name.elementsEqual("x-real-ip".utf8) || name.elementsEqual("ssl-client-cert".utf8)
-                || name.elementsEqual("ssl-client-verify".utf8)
-            {
-                continue
-            }
-            if name.elementsEqual("x-forwarded-for".utf8) {
-                forwardedFor += value
-                forwardedFor += ", ".utf8
-                continue
-            }
-            if name.elementsEqual("x-request-id".utf8) { sawRequestID = true }
-            fields.append(name: name, value: value)
+            if name.elementsEqual("host".utf8) || !forwards(name) { continue }
+            fields.append(name: name, value: regular.value(at: index))
         }
-        fields.append("x-forwarded-for", value: forwardedFor + connection.peerText)
-        fields.append("x-real-ip", value: connection.peerText)
-        fields.append("x-forwarded-proto", value: (connection.isTLS ? "https" : "http").utf8)
-        if !authority.isEmpty { fields.append("x-forwarded-host", value: authority) }
-        fields.append("x-forwarded-port", value: worker.pipeline.forwardedPort(isTLS: connection.isTLS))
-        if passClientCertificate, let tls = connection.tls, !tls.escapedClientCertificate.isEmpty {
-            fields.append("ssl-client-cert", value: tls.escapedClientCertificate)
-            fields.append("ssl-client-verify", value: "SUCCESS".utf8)
-        }
-        if !sawRequestID {
-            let id = ByteBuffer(capacity: 32)
-            id.appendHex(of: worker.requestIDs.next())
-            id.appendHex(of: worker.requestIDs.next())
-            fields.append("x-request-id", value: id.readable)
-        }
+        var sink = HTTP2FieldSink(fields: fields)
+        fields = HTTP2Fields()
+        emitForwardingFields(head, authority: authority, passClientCertificate: passClientCertificate, into: &sink)
+        fields = sink.fields
         upstreamFields = fields
         guard let upstreamConnection = worker.acquireH2(cluster: cluster) else {
             worker.metrics.count(.noEndpoints)

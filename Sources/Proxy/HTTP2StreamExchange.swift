@@ -135,9 +135,9 @@ final class HTTP2StreamExchange: UpstreamAttempt {
                 worker.pipeline.decide(
                     RequestFacts(
                         authority: authorityBytes, target: target, pathLength: query - path.startIndex,
-                        clientAddress: connection.clientAddress,
+                        peer: connection.peer,
                         declaredBodyLength: endStream ? 0 : head.contentLength.map { UInt64(clamping: $0) }),
-                    tls: connection.tls, table: worker.table, secure: worker.secure, rewriteInto: worker.rewriteBuffer,
+                    fields: HTTP2RequestFields(fields: head.fields), tls: connection.tls, table: worker.table, secure: worker.secure, rewriteInto: worker.rewriteBuffer,
                     metrics: worker.metrics, redirectStatus: worker.configuration.httpRedirectCode)
             }
         }
@@ -170,16 +170,34 @@ final class HTTP2StreamExchange: UpstreamAttempt {
         flushUpstream()
     }
 
-    /// False for a client field whose name holds `_` and that
-    /// `ForwardingFields` does not forward (counted).
+    /// True for a client field that goes upstream as sent: not one the
+    /// forwarding policy owns, not a dropped `_` name (counted).
     @inline(__always)
     func forwards(_ name: ArraySlice<UInt8>) -> Bool {
-        guard name.contains(UInt8(ascii: "_")) else { return true }
-        let forwarded = name.withUnsafeBytes {
-            ForwardingFields.forwardsUnderscoreField($0, allowed: worker.configuration.allowUnderscoresInHeaders)
+        switch name.withUnsafeBytes({ worker.pipeline.forwarding.role(ofName: $0) }) {
+        case .forward:
+            return true
+        case .dropUnderscore:
+            worker.metrics.underscoreFieldsDropped.add()
+            return false
+        case .drop, .forwardedFor, .forwardedHost, .forwardedPort, .forwardedProto, .requestID:
+            return false
         }
-        if !forwarded { worker.metrics.underscoreFieldsDropped.add() }
-        return forwarded
+    }
+
+    /// The forwarding fields (the one policy's) for this stream's request.
+    func emitForwardingFields<Sink: ForwardingFieldSink>(
+        _ head: HTTP2RequestHead, authority: ArraySlice<UInt8>, passClientCertificate: Bool, into sink: inout Sink
+    ) {
+        authority.withUnsafeBytes { authorityBytes in
+            worker.pipeline.forwarding.emit(
+                ForwardingHeaderPolicy.Request(
+                    fields: HTTP2RequestFields(fields: head.fields), peer: connection.peer, clientText: worker.pipeline.clientText,
+                    authority: authorityBytes, isTLS: connection.isTLS,
+                    publicPort: worker.pipeline.forwardedPort(isTLS: connection.isTLS),
+                    clientCertificate: passClientCertificate ? connection.tls?.escapedClientCertificate ?? [] : []),
+                requestIDs: &worker.requestIDs, into: &sink)
+        }
     }
 
     private static func equals(_ slice: ArraySlice<UInt8>, _ name: StaticString) -> Bool {
@@ -205,28 +223,17 @@ final class HTTP2StreamExchange: UpstreamAttempt {
         authority.withUnsafeBytes { out.append($0) }
         out.append("\r\n")
         let fields = head.fields
-        var sawRequestID = false
-        var forwardedFor: [ArraySlice<UInt8>] = []
         for index in 0..<fields.count {
             let name = fields.name(at: index)
-            let value = fields.value(at: index)
-            if !forwards(name) { continue }
             if Self.equals(name, "host") || Self.equals(name, "te") || Self.equals(name, "cookie")
-                || Self.equals(name, "content-length") || Self.equals(name, "x-forwarded-proto")
-                || Self.equals(name, "x-forwarded-host") || Self.equals(name, "x-forwarded-port")
-                || Self.equals(name, "x-real-ip") || Self.equals(name, "ssl-client-cert")
-                || Self.equals(name, "ssl-client-verify")
+                || Self.equals(name, "content-length")
             {
                 continue
             }
-            if Self.equals(name, "x-forwarded-for") {
-                forwardedFor.append(value)
-                continue
-            }
-            if Self.equals(name, "x-request-id") { sawRequestID = true }
+            if !forwards(name) { continue }
             name.withUnsafeBytes { out.append($0) }
             out.append(": ")
-            value.withUnsafeBytes { out.append($0) }
+            fields.value(at: index).withUnsafeBytes { out.append($0) }
             out.append("\r\n")
         }
         // RFC 9113 §8.2.3: cookie crumbs become one Cookie line for HTTP/1.1.
@@ -237,34 +244,8 @@ final class HTTP2StreamExchange: UpstreamAttempt {
             out.append(joined)
             out.append("\r\n")
         }
-        out.append("X-Forwarded-For: ")
-        for value in forwardedFor {
-            value.withUnsafeBytes { out.append($0) }
-            out.append(", ")
-        }
-        out.append(connection.peerText)
-        out.append("\r\nX-Real-IP: ")
-        out.append(connection.peerText)
-        out.append(connection.isTLS ? "\r\nX-Forwarded-Proto: https\r\n" : "\r\nX-Forwarded-Proto: http\r\n")
-        if !authority.isEmpty {
-            out.append("X-Forwarded-Host: ")
-            authority.withUnsafeBytes { out.append($0) }
-            out.append("\r\n")
-        }
-        out.append("X-Forwarded-Port: ")
-        out.append(worker.pipeline.forwardedPort(isTLS: connection.isTLS))
-        out.append("\r\n")
-        if passClientCertificate, let tls = connection.tls, !tls.escapedClientCertificate.isEmpty {
-            out.append("ssl-client-cert: ")
-            out.append(tls.escapedClientCertificate)
-            out.append("\r\nssl-client-verify: SUCCESS\r\n")
-        }
-        if !sawRequestID {
-            out.append("X-Request-ID: ")
-            out.appendHex(of: worker.requestIDs.next())
-            out.appendHex(of: worker.requestIDs.next())
-            out.append("\r\n")
-        }
+        var sink = HTTP1FieldSink(out: out)
+        emitForwardingFields(head, authority: authority, passClientCertificate: passClientCertificate, into: &sink)
         if requestHasBody {
             if let length = head.contentLength {
                 out.append("Content-Length: ")
@@ -715,4 +696,34 @@ final class HTTP2StreamExchange: UpstreamAttempt {
         }
         finished = true
     }
+}
+
+/// The fields of an HTTP/2 request, for the pipeline and the forwarding policy.
+struct HTTP2RequestFields: RequestFieldList {
+    let fields: HTTP2Fields
+
+    var fieldCount: Int { fields.count }
+
+    @inline(__always)
+    func withField<Result>(at index: Int, _ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) -> Result) -> Result {
+        fields.name(at: index).withUnsafeBytes { name in fields.value(at: index).withUnsafeBytes { value in body(name, value) } }
+    }
+}
+
+/// Forwarding fields into an HTTP/2 field list (gRPC and h2c upstreams).
+struct HTTP2FieldSink: ForwardingFieldSink {
+    var fields: HTTP2Fields
+    private var name: ForwardedField = .requestID
+    private var value: [UInt8] = []
+
+    init(fields: HTTP2Fields) { self.fields = fields }
+
+    mutating func begin(_ field: ForwardedField) {
+        name = field
+        value.removeAll(keepingCapacity: true)
+    }
+
+    mutating func append(_ bytes: UnsafeRawBufferPointer) { value.append(contentsOf: bytes) }
+
+    mutating func end() { fields.append(name.http2Name, value: value) }
 }
