@@ -157,46 +157,10 @@ extension DownstreamConnection {
             out.append(bytes, target.originForm)
         }
         out.append(" HTTP/1.1\r\n")
-        let forwarding = worker.pipeline.forwarding
-        for field in head.fields where !field.isHopByHop {
-            let name = UnsafeRawBufferPointer(rebasing: bytes[field.name])
-            switch field.kind {
-            case .contentLength, .expect:
-                // Framing is rewritten below; Expect was answered here.
-                continue
-            case .host:
-                if target.hostFromTarget { continue }
-            default:
-                break
-            }
-            switch forwarding.role(of: field.kind, name: name, hasUnderscore: field.nameHasUnderscore) {
-            case .forward:
-                break
-            case .dropUnderscore:
-                worker.metrics.underscoreFieldsDropped.add()
-                continue
-            case .drop, .forwardedFor, .forwardedHost, .forwardedPort, .forwardedProto, .requestID:
-                // Set by the forwarding policy below, never taken as sent.
-                continue
-            }
-            out.append(name)
-            out.append(": ")
-            out.append(bytes, field.value)
-            out.append("\r\n")
-        }
-        if let host = target.host, target.hostFromTarget || head.host == nil {
-            out.append("Host: ")
-            out.append(bytes, host)
-            out.append("\r\n")
-        }
-        var sink = HTTP1FieldSink(out: out)
-        forwarding.emit(
-            ForwardingHeaderPolicy.Request(
-                fields: HTTP1RequestFields(fields: head.fields, bytes: bytes), peer: peer, clientText: worker.pipeline.clientText,
-                authority: target.host.map { UnsafeRawBufferPointer(rebasing: bytes[$0]) } ?? UnsafeRawBufferPointer(start: nil, count: 0),
-                isTLS: isTLS, publicPort: worker.pipeline.forwardedPort(isTLS: isTLS),
-                clientCertificate: passClientCertificate ? tls?.escapedClientCertificate ?? [] : []),
-            requestIDs: &worker.requestIDs, into: &sink)
+        let dropped = UpstreamRequestFields.http1(
+            head: head, bytes: bytes, host: target.host, hostFromTarget: target.hostFromTarget,
+            context: forwardingContext(passClientCertificate: passClientCertificate), requestIDs: &worker.requestIDs, into: out)
+        if dropped > 0 { worker.metrics.underscoreFieldsDropped.add(UInt64(dropped)) }
         if upgradeRequested {
             // RFC 9110 §7.8: Upgrade travels hop by hop, so the proxy re-sends it.
             out.append("Connection: upgrade\r\nUpgrade: websocket\r\n")
@@ -354,17 +318,13 @@ extension DownstreamConnection {
     }
 }
 
-/// The fields of an HTTP/1.1 request head, for the pipeline and the
-/// forwarding policy.
-struct HTTP1RequestFields: RequestFieldList {
-    let fields: [HTTP1HeaderField]
-    let bytes: UnsafeRawBufferPointer
-
-    var fieldCount: Int { fields.count }
-
+extension DownstreamConnection {
+    /// The forwarding policy's view of the current request.
     @inline(__always)
-    func withField<Result>(at index: Int, _ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) -> Result) -> Result {
-        let field = fields[index]
-        return body(UnsafeRawBufferPointer(rebasing: bytes[field.name]), UnsafeRawBufferPointer(rebasing: bytes[field.value]))
+    func forwardingContext(passClientCertificate: Bool) -> ForwardingContext {
+        ForwardingContext(
+            policy: worker.pipeline.forwarding, peer: peer, clientText: worker.pipeline.clientText, isTLS: isTLS,
+            publicPort: worker.pipeline.forwardedPort(isTLS: isTLS),
+            clientCertificate: passClientCertificate ? tls?.escapedClientCertificate ?? [] : [])
     }
 }

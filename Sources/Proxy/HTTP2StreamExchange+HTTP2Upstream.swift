@@ -24,16 +24,10 @@ extension HTTP2StreamExchange {
         var fields = HTTP2Fields.request(
             method: head.method, scheme: (cluster.upstream.tls != nil ? "https" : "http").utf8, authority: authority,
             path: upstreamPath)
-        let regular = head.fields
-        for index in 0..<regular.count {
-            let name = regular.name(at: index)
-            if name.elementsEqual("host".utf8) || !forwards(name) { continue }
-            fields.append(name: name, value: regular.value(at: index))
-        }
-        var sink = HTTP2FieldSink(fields: fields)
-        fields = HTTP2Fields()
-        emitForwardingFields(head, authority: authority, passClientCertificate: passClientCertificate, into: &sink)
-        fields = sink.fields
+        let dropped = UpstreamRequestFields.http2ToHTTP2(
+            fields: head.fields, authority: authority, context: forwardingContext(passClientCertificate: passClientCertificate),
+            requestIDs: &worker.requestIDs, into: &fields)
+        if dropped > 0 { worker.metrics.underscoreFieldsDropped.add(UInt64(dropped)) }
         upstreamFields = fields
         guard let upstreamConnection = worker.acquireH2(cluster: cluster) else {
             worker.metrics.count(.noEndpoints)

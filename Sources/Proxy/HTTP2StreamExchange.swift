@@ -170,39 +170,12 @@ final class HTTP2StreamExchange: UpstreamAttempt {
         flushUpstream()
     }
 
-    /// True for a client field that goes upstream as sent: not one the
-    /// forwarding policy owns, not a dropped `_` name (counted).
-    @inline(__always)
-    func forwards(_ name: ArraySlice<UInt8>) -> Bool {
-        switch name.withUnsafeBytes({ worker.pipeline.forwarding.role(ofName: $0) }) {
-        case .forward:
-            return true
-        case .dropUnderscore:
-            worker.metrics.underscoreFieldsDropped.add()
-            return false
-        case .drop, .forwardedFor, .forwardedHost, .forwardedPort, .forwardedProto, .requestID:
-            return false
-        }
-    }
-
-    /// The forwarding fields (the one policy's) for this stream's request.
-    func emitForwardingFields<Sink: ForwardingFieldSink>(
-        _ head: HTTP2RequestHead, authority: ArraySlice<UInt8>, passClientCertificate: Bool, into sink: inout Sink
-    ) {
-        authority.withUnsafeBytes { authorityBytes in
-            worker.pipeline.forwarding.emit(
-                ForwardingHeaderPolicy.Request(
-                    fields: HTTP2RequestFields(fields: head.fields), peer: connection.peer, clientText: worker.pipeline.clientText,
-                    authority: authorityBytes, isTLS: connection.isTLS,
-                    publicPort: worker.pipeline.forwardedPort(isTLS: connection.isTLS),
-                    clientCertificate: passClientCertificate ? connection.tls?.escapedClientCertificate ?? [] : []),
-                requestIDs: &worker.requestIDs, into: &sink)
-        }
-    }
-
-    private static func equals(_ slice: ArraySlice<UInt8>, _ name: StaticString) -> Bool {
-        slice.count == name.utf8CodeUnitCount
-            && slice.elementsEqual(UnsafeBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount))
+    /// The forwarding policy's view of this stream's request.
+    func forwardingContext(passClientCertificate: Bool) -> ForwardingContext {
+        ForwardingContext(
+            policy: worker.pipeline.forwarding, peer: connection.peer, clientText: worker.pipeline.clientText,
+            isTLS: connection.isTLS, publicPort: worker.pipeline.forwardedPort(isTLS: connection.isTLS),
+            clientCertificate: passClientCertificate ? connection.tls?.escapedClientCertificate ?? [] : [])
     }
 
     private func writeRequestHead(
@@ -219,33 +192,11 @@ final class HTTP2StreamExchange: UpstreamAttempt {
         } else {
             path.withUnsafeBytes { out.append($0) }
         }
-        out.append(" HTTP/1.1\r\nHost: ")
-        authority.withUnsafeBytes { out.append($0) }
-        out.append("\r\n")
-        let fields = head.fields
-        for index in 0..<fields.count {
-            let name = fields.name(at: index)
-            if Self.equals(name, "host") || Self.equals(name, "te") || Self.equals(name, "cookie")
-                || Self.equals(name, "content-length")
-            {
-                continue
-            }
-            if !forwards(name) { continue }
-            name.withUnsafeBytes { out.append($0) }
-            out.append(": ")
-            fields.value(at: index).withUnsafeBytes { out.append($0) }
-            out.append("\r\n")
-        }
-        // RFC 9113 §8.2.3: cookie crumbs become one Cookie line for HTTP/1.1.
-        if fields.firstIndex(named: "cookie") != nil {
-            var joined: [UInt8] = []
-            fields.appendJoinedCookies(to: &joined)
-            out.append("Cookie: ")
-            out.append(joined)
-            out.append("\r\n")
-        }
-        var sink = HTTP1FieldSink(out: out)
-        emitForwardingFields(head, authority: authority, passClientCertificate: passClientCertificate, into: &sink)
+        out.append(" HTTP/1.1\r\n")
+        let dropped = UpstreamRequestFields.http2ToHTTP1(
+            fields: head.fields, authority: authority, context: forwardingContext(passClientCertificate: passClientCertificate),
+            requestIDs: &worker.requestIDs, into: out)
+        if dropped > 0 { worker.metrics.underscoreFieldsDropped.add(UInt64(dropped)) }
         if requestHasBody {
             if let length = head.contentLength {
                 out.append("Content-Length: ")
@@ -698,32 +649,3 @@ final class HTTP2StreamExchange: UpstreamAttempt {
     }
 }
 
-/// The fields of an HTTP/2 request, for the pipeline and the forwarding policy.
-struct HTTP2RequestFields: RequestFieldList {
-    let fields: HTTP2Fields
-
-    var fieldCount: Int { fields.count }
-
-    @inline(__always)
-    func withField<Result>(at index: Int, _ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) -> Result) -> Result {
-        fields.name(at: index).withUnsafeBytes { name in fields.value(at: index).withUnsafeBytes { value in body(name, value) } }
-    }
-}
-
-/// Forwarding fields into an HTTP/2 field list (gRPC and h2c upstreams).
-struct HTTP2FieldSink: ForwardingFieldSink {
-    var fields: HTTP2Fields
-    private var name: ForwardedField = .requestID
-    private var value: [UInt8] = []
-
-    init(fields: HTTP2Fields) { self.fields = fields }
-
-    mutating func begin(_ field: ForwardedField) {
-        name = field
-        value.removeAll(keepingCapacity: true)
-    }
-
-    mutating func append(_ bytes: UnsafeRawBufferPointer) { value.append(contentsOf: bytes) }
-
-    mutating func end() { fields.append(name.http2Name, value: value) }
-}
