@@ -147,9 +147,10 @@ struct ForwardingHeaderPolicy {
         case 15:
             if matches(name, "x-forwarded-for") { return .forwardedFor }
             return matches(name, "ssl-client-cert") ? .drop : .forward
-        case 16: return matches(name, "x-forwarded-host") ? .forwardedHost : .forward
+        case 16:
+            if matches(name, "x-forwarded-host") { return .forwardedHost }
+            return matches(name, "x-forwarded-port") ? .forwardedPort : .forward
         case 17:
-            if matches(name, "x-forwarded-port") { return .forwardedPort }
             if matches(name, "x-forwarded-proto") { return .forwardedProto }
             return matches(name, "ssl-client-verify") ? .drop : .forward
         case 20: return matches(name, "ssl-client-issuer-dn") ? .drop : .forward
