@@ -47,7 +47,7 @@ POSTERN_BIN = ENV.get("POSTERN_BIN", os.path.join(SCRATCH, "release", "postern")
 PARSE_BENCH_BIN = ENV.get("PARSE_BENCH_BIN", os.path.join(SCRATCH, "http1-parse-bench", "http1-parse-bench"))
 MALLOC_COUNT_SO = ENV.get("MALLOC_COUNT_SO", "")
 ENVOY_BIN = ENV.get("ENVOY_BIN", "")
-SCENARIOS = ENV.get("SCENARIOS", "1,2,3,4,4r,5,6,7,alloc,callgrind,alloc-h2,callgrind-h2,parse").split(",")
+SCENARIOS = ENV.get("SCENARIOS", "1,2,3,4,4r,5,6,7,8,alloc,callgrind,alloc-h2,callgrind-h2,parse").split(",")
 PEERS = ENV.get("PEERS", "nginx,haproxy,h2o,envoy,postern").split(",")
 RESULTS_DIR = ENV.get("RESULTS_DIR", os.path.join(ROOT, "bench", "results"))
 DATE = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
@@ -303,10 +303,12 @@ http {{
 
 class Spec:
     """What a proxy instance must serve: plain or TLS (rsa|ecdsa), extra routes /rN/, a churn generation,
-    and whether the server keeps a session cache (`resumption`: tickets stay off either way)."""
+    whether the server keeps a session cache (`resumption`: tickets stay off either way), and whether the
+    route carries the request policies of scenario 8 (`policy`: Postern only)."""
 
-    def __init__(self, tls=None, routes=0, churn=None, resumption=False):
+    def __init__(self, tls=None, routes=0, churn=None, resumption=False, policy=False):
         self.tls, self.routes, self.churn, self.resumption = tls, routes, churn, resumption
+        self.policy = policy
 
 
 class Proxy:
@@ -334,7 +336,10 @@ class Proxy:
         self.launch(spec)
         scheme = "https" if spec.tls else "http"
         self.url = f"{scheme}://127.0.0.1:{self.port}"
-        wait_status(self.url + "/", tls=bool(spec.tls), what=self.name, process=self.process)
+        # Scenario 8's route admits only its allowlist: without the trusted X-Forwarded-For the peer
+        # (127.0.0.1) is refused, which is what this start-up check then expects.
+        expected = "403" if getattr(spec, "policy", False) else "200"
+        wait_status(self.url + "/", expected=expected, tls=bool(spec.tls), what=self.name, process=self.process)
 
     def stop(self):
         if self.process is not None:
@@ -606,7 +611,7 @@ class Postern(Proxy):
                           "labels": {"kubernetes.io/service-name": "bench"}},
              "addressType": "IPv4", "endpoints": [{"addresses": ["127.0.0.1"], "conditions": {"ready": True}}],
              "ports": [{"name": "http", "port": self.upstream.port}]},
-            self.ingress("bench", HOST, ["/"]),
+            self.ingress("bench", HOST, ["/"], annotations=POLICY_ANNOTATIONS if spec.policy else None),
         ]
         if spec.tls:
             import base64
@@ -620,9 +625,12 @@ class Postern(Proxy):
         return docs
 
     @staticmethod
-    def ingress(name, host, paths):
+    def ingress(name, host, paths, annotations=None):
+        metadata = {"name": name, "namespace": "default"}
+        if annotations:
+            metadata["annotations"] = annotations
         return {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
-                "metadata": {"name": name, "namespace": "default"},
+                "metadata": metadata,
                 "spec": {"ingressClassName": "postern", "rules": [{"host": host, "http": {"paths": [
                     {"path": p, "pathType": "Prefix",
                      "backend": {"service": {"name": "bench", "port": {"number": 80}}}} for p in paths]}}]}}
@@ -662,6 +670,12 @@ class Postern(Proxy):
                      "--http-listen", f"127.0.0.1:{free_port()}", "--default-ssl-certificate", "default/bench-tls"]
         else:
             argv += ["--http-listen", f"127.0.0.1:{self.port}", "--https-listen", "off"]
+            if spec.policy:
+                # Trusted forwarded headers: wrk (127.0.0.1) is the trusted proxy, its X-Forwarded-For the client.
+                settings = os.path.join(self.directory, "postern.yaml")
+                with open(settings, "w") as f:
+                    f.write("use-forwarded-headers: true\nproxy-real-ip-cidr: 127.0.0.1/32\n")
+                argv += ["--config", settings]
         self.process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         PROCESSES.append(self.process)
         end = time.time() + 60
@@ -952,7 +966,16 @@ SCENARIO_TITLES = {
     "s4-resumed": "4c. Resumed TLS 1.2 handshakes per second, RSA-2048, session cache on, tickets off (`openssl s_time -reuse -tls1_2`: session IDs, no request)",
     "s5": "5. HTTP/2 over TLS (RSA-2048), 10 streams per connection, 100-byte responses",
     "s6": "6. Configuration churn: scenario 1 while the routing configuration changes 10 times a second",
+    "s8": "8. HTTP/1.1 keep-alive, 100-byte responses, Postern's route with an allowlist of 1,000 CIDRs, a body limit "
+          "and trusted forwarded headers (`postern-policy`) next to the same route without them (`postern`)",
 }
+
+# Scenario 8: 1,000 CIDRs (10.0.0.0/24 … 10.3.231.0/24), the client's (10.3.7.9, from X-Forwarded-For) among them.
+POLICY_ANNOTATIONS = {
+    "nginx.ingress.kubernetes.io/whitelist-source-range": ",".join(f"10.{i // 256}.{i % 256}.0/24" for i in range(1000)),
+    "nginx.ingress.kubernetes.io/proxy-body-size": "1m",
+}
+POLICY_HEADERS = ("X-Forwarded-For: 198.51.100.1, 10.3.7.9",)
 
 
 def keepalive_scenario(scenario, path, feature="http1", tls=None, with_direct=True, connections=CONNECTIONS,
@@ -978,6 +1001,36 @@ def scenario_2():
 
 def scenario_3():
     keepalive_scenario("s3", "/", feature="tls", tls="rsa", with_direct=False)
+
+
+def scenario_8():
+    """Postern alone, two instances interleaved: the plain route and the route with request policies.
+    Both get the same X-Forwarded-For; only the policy instance trusts it (and needs it: 127.0.0.1 is
+    not in its allowlist, so a request that bypassed the client-address phase would get 403 and count
+    as an error)."""
+    running, skipped = [], {}
+    for name, spec in (("postern", Spec()), ("postern-policy", Spec(policy=True))):
+        proxy = Postern(UPSTREAM)
+        proxy.name = name
+        try:
+            proxy.start(spec)
+            running.append(proxy)
+        except Exception as error:
+            skipped[name] = f"{name}: failed to start ({error})"
+            proxy.stop()
+    for round_ in range(1, ROUNDS + 1):
+        for proxy in running:
+            wrk(proxy.url + "/", WARMUP, CONNECTIONS, POLICY_HEADERS, latency=False)
+            measure("s8", proxy.name, round_, proxy.pid, lambda: wrk(proxy.url + "/", DURATION, CONNECTIONS, POLICY_HEADERS))
+    finish("s8", running, skipped)
+    medians = {}
+    for target in ("postern", "postern-policy"):
+        values = sorted(r["cpu_us"] for r in ROWS if r["scenario"] == "s8" and r["target"] == target and "cpu_us" in r)
+        if values:
+            medians[target] = values[len(values) // 2]
+    if len(medians) == 2:
+        note("s8", f"CPU µs/req with the policies / without: {medians['postern-policy'] / medians['postern']:.3f} "
+                   f"({medians['postern-policy']:.2f} vs {medians['postern']:.2f}); the target is within 1.05")
 
 
 def count_resumed(port):
@@ -1587,7 +1640,8 @@ def parse_section():
 
 
 def chart():
-    scenarios = [s for s in SCENARIO_TITLES if any(r["scenario"] == s for r in ROWS)]
+    # Scenario 8 compares Postern with itself (two routes), not the proxies: it has no bar.
+    scenarios = [s for s in SCENARIO_TITLES if s != "s8" and any(r["scenario"] == s for r in ROWS)]
     proxies = [p for p in PEERS if any(r["target"] == p for r in ROWS)]
     if not scenarios or not proxies or shutil.which("gnuplot") is None:
         return None
@@ -1793,7 +1847,7 @@ def main():
     log(f"upstream nginx on 127.0.0.1:{UPSTREAM.port} (CPU {LOAD_CPU}); peers: {', '.join(PEERS)}; "
         f"scenarios: {', '.join(SCENARIOS)}; load average {' '.join(load_before)}")
     steps = {"1": scenario_1, "2": scenario_2, "3": scenario_3, "4": scenario_4, "4r": scenario_4_resumed,
-             "5": scenario_5, "6": scenario_6,
+             "5": scenario_5, "6": scenario_6, "8": scenario_8,
              "7": scenario_7, "alloc": alloc_scenario, "callgrind": callgrind_scenario, "parse": parse_scenario,
              "alloc-h2": lambda: alloc_scenario("h2"), "callgrind-h2": lambda: callgrind_scenario("h2")}
     for name in SCENARIOS:

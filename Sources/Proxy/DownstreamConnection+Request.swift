@@ -98,10 +98,11 @@ extension DownstreamConnection {
         let facts = RequestFacts(
             authority: target.host.map { UnsafeRawBufferPointer(rebasing: bytes[$0]) } ?? UnsafeRawBufferPointer(start: nil, count: 0),
             target: UnsafeRawBufferPointer(rebasing: bytes[target.originForm]), pathLength: target.path.count,
-            clientAddress: clientAddress, declaredBodyLength: declaredBodyLength(head.framing))
+            peer: peer, declaredBodyLength: declaredBodyLength(head.framing))
         let outcome = worker.pipeline.decide(
-            facts, tls: tls, table: worker.table, secure: worker.secure, rewriteInto: worker.rewriteBuffer,
-            metrics: worker.metrics, redirectStatus: worker.configuration.httpRedirectCode)
+            facts, fields: HTTP1RequestFields(fields: head.fields, bytes: bytes), tls: tls, table: worker.table,
+            secure: worker.secure, rewriteInto: worker.rewriteBuffer, metrics: worker.metrics,
+            redirectStatus: worker.configuration.httpRedirectCode)
         switch outcome {
         case let .respond(response):
             readBuffer.consume(head.headLength)
@@ -156,77 +157,13 @@ extension DownstreamConnection {
             out.append(bytes, target.originForm)
         }
         out.append(" HTTP/1.1\r\n")
-        var forwardedForCount = 0
-        var sawRequestID = false
-        for field in head.fields where !field.isHopByHop {
-            if field.nameHasUnderscore,
-                !ForwardingFields.forwardsUnderscoreField(
-                    UnsafeRawBufferPointer(rebasing: bytes[field.name]), allowed: worker.configuration.allowUnderscoresInHeaders)
-            {
-                worker.metrics.underscoreFieldsDropped.add()
-                continue
-            }
-            switch field.kind {
-            case .contentLength, .expect, .xForwardedProto, .xForwardedHost, .xForwardedPort, .xRealIP:
-                // Framing is rewritten below; Expect was answered here; the
-                // forwarding fields are set by the proxy, never taken from the client.
-                continue
-            case .xForwardedFor:
-                forwardedForCount += 1
-                continue
-            case .host:
-                if target.hostFromTarget { continue }
-            case .xRequestID:
-                sawRequestID = true
-            case .other:
-                // Only the proxy vouches for a client certificate.
-                if isClientCertificateField(bytes, field.name) { continue }
-            default:
-                break
-            }
-            out.append(bytes, field.name)
-            out.append(": ")
-            out.append(bytes, field.value)
-            out.append("\r\n")
-        }
-        if let host = target.host, target.hostFromTarget || head.host == nil {
-            out.append("Host: ")
-            out.append(bytes, host)
-            out.append("\r\n")
-        }
-        out.append("X-Forwarded-For: ")
-        if forwardedForCount > 0 {
-            for field in head.fields where field.kind == .xForwardedFor && !field.isHopByHop {
-                out.append(bytes, field.value)
-                out.append(", ")
-            }
-        }
-        out.append(peerText)
-        out.append("\r\nX-Real-IP: ")
-        out.append(peerText)
-        out.append(isTLS ? "\r\nX-Forwarded-Proto: https\r\n" : "\r\nX-Forwarded-Proto: http\r\n")
-        if let host = target.host {
-            out.append("X-Forwarded-Host: ")
-            out.append(bytes, host)
-            out.append("\r\n")
-        }
-        out.append("X-Forwarded-Port: ")
-        out.append(worker.pipeline.forwardedPort(isTLS: isTLS))
-        out.append("\r\n")
-        if passClientCertificate, let tls, !tls.escapedClientCertificate.isEmpty {
-            out.append("ssl-client-cert: ")
-            out.append(tls.escapedClientCertificate)
-            out.append("\r\nssl-client-verify: SUCCESS\r\n")
-        }
+        let dropped = UpstreamRequestFields.http1(
+            head: head, bytes: bytes, host: target.host, hostFromTarget: target.hostFromTarget,
+            context: forwardingContext(passClientCertificate: passClientCertificate), requestIDs: &worker.requestIDs, into: out)
+        if dropped > 0 { worker.metrics.underscoreFieldsDropped.add(UInt64(dropped)) }
         if upgradeRequested {
             // RFC 9110 §7.8: Upgrade travels hop by hop, so the proxy re-sends it.
             out.append("Connection: upgrade\r\nUpgrade: websocket\r\n")
-        }
-        if !sawRequestID {
-            out.append("X-Request-ID: ")
-            out.appendHex(of: worker.requestIDs.next())
-            out.appendHex(of: worker.requestIDs.next())
-            out.append("\r\n")
         }
         switch requestBody {
         case .complete:
@@ -381,15 +318,13 @@ extension DownstreamConnection {
     }
 }
 
-private let clientCertificateFields: [[UInt8]] = ["ssl-client-cert", "ssl-client-verify"].map { Array($0.utf8) }
-
-/// True for `ssl-client-cert` and `ssl-client-verify` (any case): fields
-/// only the proxy may set, after verifying a client certificate itself.
-@inline(__always)
-func isClientCertificateField(_ bytes: UnsafeRawBufferPointer, _ name: Range<Int>) -> Bool {
-    guard name.count == 15 || name.count == 17 else { return false }
-    for candidate in clientCertificateFields where candidate.count == name.count {
-        if equalIgnoringCase(candidate, bytes[name]) { return true }
+extension DownstreamConnection {
+    /// The forwarding policy's view of the current request.
+    @inline(__always)
+    func forwardingContext(passClientCertificate: Bool) -> ForwardingContext {
+        ForwardingContext(
+            policy: worker.pipeline.forwarding, peer: peer, clientText: worker.pipeline.clientText, isTLS: isTLS,
+            publicPort: worker.pipeline.forwardedPort(isTLS: isTLS),
+            clientCertificate: passClientCertificate ? tls?.escapedClientCertificate ?? [] : [])
     }
-    return false
 }

@@ -19,6 +19,9 @@ import Telemetry
 final class DownstreamConnection: EventHandler, UpstreamAttempt, ClientConnection, DeferredWork {
     /// Where the connection is in its life. One request at a time.
     enum State: Equatable {
+        /// Waiting for the PROXY protocol header (`use-proxy-protocol`),
+        /// before TLS or HTTP.
+        case readingProxyHeader
         /// TLS handshake under way (HTTPS listener only).
         case handshaking
         /// Between requests, or reading a request head.
@@ -77,10 +80,10 @@ final class DownstreamConnection: EventHandler, UpstreamAttempt, ClientConnectio
     var state: State
     let readBuffer = ByteBuffer(capacity: 16 * 1024)
     let writeBuffer = ByteBuffer(capacity: 16 * 1024)
-    /// The client's address as text, for X-Forwarded-For and X-Real-IP.
-    let peerText: [UInt8]
-    /// The peer's address for source-range checks (nil: unknown).
-    let clientAddress: ClientAddress?
+    /// Who is at the other end: TCP peer, PROXY protocol source, trust.
+    let peer: ConnectionPeer
+    /// The TCP peer's address as text.
+    var peerText: [UInt8] { peer.text }
     var head = HTTP1RequestHead()
 
     // Deadline bookkeeping (loop milliseconds).
@@ -130,9 +133,10 @@ final class DownstreamConnection: EventHandler, UpstreamAttempt, ClientConnectio
         self.worker = worker
         self.tls = tls
         self.isTLS = tls != nil
-        self.state = tls != nil ? .handshaking : .waitingForRequest
-        self.peerText = Array((peer?.hostText ?? "unknown").utf8)
-        self.clientAddress = peer.flatMap { ClientAddress(bytes: $0.bytes) }
+        self.peer = worker.pipeline.peer(peer, configuration: worker.configuration)
+        // The PROXY header comes first, before TLS: `Worker.accepted`'s
+        // first handshake step finds the connection not handshaking yet.
+        self.state = self.peer.policy.useProxyProtocol ? .readingProxyHeader : tls != nil ? .handshaking : .waitingForRequest
         let now = worker.loop.now
         self.idleSince = now
         self.lastReadProgress = now
@@ -142,6 +146,10 @@ final class DownstreamConnection: EventHandler, UpstreamAttempt, ClientConnectio
     // MARK: Readiness
 
     func handleReadiness(_ readiness: Readiness) {
+        if state == .readingProxyHeader {
+            readProxyHeader()
+            return
+        }
         if state == .handshaking {
             continueHandshake()
             return
@@ -176,6 +184,11 @@ final class DownstreamConnection: EventHandler, UpstreamAttempt, ClientConnectio
     func tick(now: UInt64) {
         let configuration = worker.configuration
         switch state {
+        case .readingProxyHeader:
+            if now &- idleSince >= peer.policy.headerTimeoutMilliseconds {
+                worker.metrics.count(.proxyProtocol)
+                close()
+            }
         case .handshaking:
             if now &- idleSince >= configuration.clientHeaderTimeoutMilliseconds {
                 worker.metrics.tlsHandshakeFailures.add()
@@ -251,7 +264,7 @@ final class DownstreamConnection: EventHandler, UpstreamAttempt, ClientConnectio
                 tunnelClientBytes()
             case .closingAfterWrite, .lingering:
                 readBuffer.clear()
-            case .handshaking, .closed:
+            case .readingProxyHeader, .handshaking, .closed:
                 break
             }
         case .wouldBlock:
@@ -271,7 +284,7 @@ final class DownstreamConnection: EventHandler, UpstreamAttempt, ClientConnectio
     /// The client closed its sending side.
     func clientClosed() {
         switch state {
-        case .handshaking, .waitingForRequest, .closingAfterWrite, .lingering, .tunneling:
+        case .readingProxyHeader, .handshaking, .waitingForRequest, .closingAfterWrite, .lingering, .tunneling:
             close()
         case .proxying:
             if requestBody == .complete {
@@ -301,6 +314,7 @@ final class DownstreamConnection: EventHandler, UpstreamAttempt, ClientConnectio
                 // Cleartext HTTP/2 with prior knowledge starts with the preface.
                 switch HTTP2Preface.matches(prefixOf: readBuffer.readable) {
                 case .yes:
+                    worker.pipeline.handOver(peer)
                     worker.handOverToHTTP2(self)
                     return
                 case .needMore:
@@ -356,6 +370,8 @@ final class DownstreamConnection: EventHandler, UpstreamAttempt, ClientConnectio
         var wanted: Interest = writeBuffer.isEmpty && !tlsReadWantsWrite ? .none : .write
         if tlsWriteWantsRead { wanted.insert(.read) }
         switch state {
+        case .readingProxyHeader:
+            wanted = .read
         case .handshaking:
             wanted = handshakeInterest
         case .waitingForRequest:
@@ -399,7 +415,7 @@ final class DownstreamConnection: EventHandler, UpstreamAttempt, ClientConnectio
 
     func runDeferredWork() {
         bufferedReadScheduled = false
-        guard state != .closed, state != .handshaking, let tls, tls.hasPendingInput else { return }
+        guard state != .closed, state != .handshaking, state != .readingProxyHeader, let tls, tls.hasPendingInput else { return }
         readFromClient()
     }
 
@@ -438,7 +454,7 @@ final class DownstreamConnection: EventHandler, UpstreamAttempt, ClientConnectio
             if let upstream, writeBuffer.readableBytes < highWater { tunnelUpstreamBytes(upstream) }
             if state == .tunneling { updateDownstreamInterest() }
             return
-        case .handshaking, .lingering, .closed:
+        case .readingProxyHeader, .handshaking, .lingering, .closed:
             return
         }
         if state != .closed { updateDownstreamInterest() }
@@ -505,7 +521,7 @@ final class DownstreamConnection: EventHandler, UpstreamAttempt, ClientConnectio
     /// During a drain: closes now if no request is under way.
     func drainIfIdle() {
         // A connection still in its TLS handshake has no request in flight either.
-        if (state == .waitingForRequest && !requestStarted) || state == .handshaking { close() }
+        if (state == .waitingForRequest && !requestStarted) || state == .handshaking || state == .readingProxyHeader { close() }
     }
 
     /// ALPN identifier of HTTP/2 over TLS.
@@ -586,6 +602,7 @@ extension DownstreamConnection {
             state = .waitingForRequest
             idleSince = worker.loop.now
             if tls.applicationProtocol == DownstreamConnection.h2Protocol {
+                worker.pipeline.handOver(peer)
                 worker.handOverToHTTP2(self)
                 return
             }
@@ -606,5 +623,75 @@ extension DownstreamConnection {
             worker.metrics.tlsHandshakeFailures.add()
             close()
         }
+    }
+}
+
+/// PROXY protocol (`use-proxy-protocol`): the header is read before
+/// anything else, with bounded reads that never take a byte behind it (the
+/// TLS ClientHello, or the first request, stays in the socket).
+extension DownstreamConnection {
+    func readProxyHeader() {
+        guard state == .readingProxyHeader else { return }
+        // The header's bytes read so far are at the start of `readBuffer`.
+        let have = readBuffer.readableBytes
+        let space = readBuffer.writable
+        let limit = min(space.count, ProxyProtocol.maximumV2Length - have)
+        guard limit > 0 else { return refuseProxyHeader() }
+        let window = UnsafeMutableRawBufferPointer(rebasing: space[0..<limit])
+        let peeked: Int
+        switch Socket.peek(fd, into: window) {
+        case let .bytes(count):
+            peeked = count
+        case .wouldBlock:
+            return
+        case .endOfFile, .failed:
+            // Gone before a header: counted when it had begun one (a bare
+            // TCP health check that connects and closes is not a failure).
+            if have > 0 { worker.metrics.count(.proxyProtocol) }
+            close()
+            return
+        }
+        let candidate = UnsafeRawBufferPointer(start: readBuffer.readable.baseAddress, count: have + peeked)
+        let take: Int
+        var header: ProxyProtocol.Header?
+        switch ProxyProtocol.parse(candidate) {
+        case .invalid:
+            return refuseProxyHeader()
+        case .needMore:
+            // Every byte seen belongs to the header: take them all.
+            take = peeked
+        case let .complete(parsed, length):
+            take = length - have
+            header = parsed
+        }
+        guard take > 0 else { return }
+        switch Socket.receive(fd, into: UnsafeMutableRawBufferPointer(rebasing: window[0..<take])) {
+        case let .bytes(count):
+            readBuffer.didWrite(count)
+            if count < take { return }
+        case .wouldBlock:
+            return
+        case .endOfFile, .failed:
+            worker.metrics.count(.proxyProtocol)
+            close()
+            return
+        }
+        guard let header else { return }
+        readBuffer.clear()
+        peer.accept(header)
+        idleSince = worker.loop.now
+        if tls != nil {
+            state = .handshaking
+            continueHandshake()
+        } else {
+            state = .waitingForRequest
+            readFromClient()
+        }
+    }
+
+    /// No header, a malformed one, or one longer than the bound: closed and counted.
+    private func refuseProxyHeader() {
+        worker.metrics.count(.proxyProtocol)
+        close()
     }
 }

@@ -21,9 +21,9 @@ final class HTTP2Connection: EventHandler, ClientConnection, HTTP2ServerSessionD
     var registration: Registration?
     var interest: Interest = .none
     let isTLS: Bool
-    let peerText: [UInt8]
-    /// The peer's address for source-range checks (nil: unknown).
-    let clientAddress: ClientAddress?
+    /// Who is at the other end (handed over by the HTTP/1.1 connection
+    /// that read the PROXY header and checked the peer's trust).
+    let peer: ConnectionPeer
     private(set) var session: HTTP2ServerSession!
     /// Bytes read from the socket, fed to the session at once.
     let readBuffer = ByteBuffer(capacity: 32 * 1024)
@@ -49,8 +49,10 @@ final class HTTP2Connection: EventHandler, ClientConnection, HTTP2ServerSessionD
         self.worker = worker
         self.tls = tls
         self.isTLS = tls != nil
-        self.peerText = peerText
-        self.clientAddress = SocketAddress.parseIP(String(decoding: peerText, as: UTF8.self)).flatMap { ClientAddress(bytes: $0) }
+        self.peer = worker.pipeline.takeHandedOverPeer()
+            ?? ConnectionPeer(
+                address: SocketAddress.parseIP(String(decoding: peerText, as: UTF8.self)).flatMap { ClientAddress(bytes: $0) },
+                text: peerText, policy: worker.pipeline.clientPolicy)
         tls?.tuneForMultiplexing()
         self.lastActivity = worker.loop.now
         var settings = HTTP2Settings()

@@ -24,43 +24,10 @@ extension HTTP2StreamExchange {
         var fields = HTTP2Fields.request(
             method: head.method, scheme: (cluster.upstream.tls != nil ? "https" : "http").utf8, authority: authority,
             path: upstreamPath)
-        let regular = head.fields
-        var forwardedFor: [UInt8] = []
-        var sawRequestID = false
-        for index in 0..<regular.count {
-            let name = regular.name(at: index)
-            let value = regular.value(at: index)
-            if !forwards(name) { continue }
-            if name.elementsEqual("host".utf8) || name.elementsEqual("x-forwarded-proto".utf8)
-                || name.elementsEqual("x-forwarded-host".utf8) || name.elementsEqual("x-forwarded-port".utf8)
-                || name.elementsEqual("x-real-ip".utf8) || name.elementsEqual("ssl-client-cert".utf8)
-                || name.elementsEqual("ssl-client-verify".utf8)
-            {
-                continue
-            }
-            if name.elementsEqual("x-forwarded-for".utf8) {
-                forwardedFor += value
-                forwardedFor += ", ".utf8
-                continue
-            }
-            if name.elementsEqual("x-request-id".utf8) { sawRequestID = true }
-            fields.append(name: name, value: value)
-        }
-        fields.append("x-forwarded-for", value: forwardedFor + connection.peerText)
-        fields.append("x-real-ip", value: connection.peerText)
-        fields.append("x-forwarded-proto", value: (connection.isTLS ? "https" : "http").utf8)
-        if !authority.isEmpty { fields.append("x-forwarded-host", value: authority) }
-        fields.append("x-forwarded-port", value: worker.pipeline.forwardedPort(isTLS: connection.isTLS))
-        if passClientCertificate, let tls = connection.tls, !tls.escapedClientCertificate.isEmpty {
-            fields.append("ssl-client-cert", value: tls.escapedClientCertificate)
-            fields.append("ssl-client-verify", value: "SUCCESS".utf8)
-        }
-        if !sawRequestID {
-            let id = ByteBuffer(capacity: 32)
-            id.appendHex(of: worker.requestIDs.next())
-            id.appendHex(of: worker.requestIDs.next())
-            fields.append("x-request-id", value: id.readable)
-        }
+        let dropped = UpstreamRequestFields.http2ToHTTP2(
+            fields: head.fields, authority: authority, context: forwardingContext(passClientCertificate: passClientCertificate),
+            requestIDs: &worker.requestIDs, into: &fields)
+        if dropped > 0 { worker.metrics.underscoreFieldsDropped.add(UInt64(dropped)) }
         upstreamFields = fields
         guard let upstreamConnection = worker.acquireH2(cluster: cluster) else {
             worker.metrics.count(.noEndpoints)

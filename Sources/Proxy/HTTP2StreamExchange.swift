@@ -135,9 +135,9 @@ final class HTTP2StreamExchange: UpstreamAttempt {
                 worker.pipeline.decide(
                     RequestFacts(
                         authority: authorityBytes, target: target, pathLength: query - path.startIndex,
-                        clientAddress: connection.clientAddress,
+                        peer: connection.peer,
                         declaredBodyLength: endStream ? 0 : head.contentLength.map { UInt64(clamping: $0) }),
-                    tls: connection.tls, table: worker.table, secure: worker.secure, rewriteInto: worker.rewriteBuffer,
+                    fields: HTTP2RequestFields(fields: head.fields), tls: connection.tls, table: worker.table, secure: worker.secure, rewriteInto: worker.rewriteBuffer,
                     metrics: worker.metrics, redirectStatus: worker.configuration.httpRedirectCode)
             }
         }
@@ -170,21 +170,12 @@ final class HTTP2StreamExchange: UpstreamAttempt {
         flushUpstream()
     }
 
-    /// False for a client field whose name holds `_` and that
-    /// `ForwardingFields` does not forward (counted).
-    @inline(__always)
-    func forwards(_ name: ArraySlice<UInt8>) -> Bool {
-        guard name.contains(UInt8(ascii: "_")) else { return true }
-        let forwarded = name.withUnsafeBytes {
-            ForwardingFields.forwardsUnderscoreField($0, allowed: worker.configuration.allowUnderscoresInHeaders)
-        }
-        if !forwarded { worker.metrics.underscoreFieldsDropped.add() }
-        return forwarded
-    }
-
-    private static func equals(_ slice: ArraySlice<UInt8>, _ name: StaticString) -> Bool {
-        slice.count == name.utf8CodeUnitCount
-            && slice.elementsEqual(UnsafeBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount))
+    /// The forwarding policy's view of this stream's request.
+    func forwardingContext(passClientCertificate: Bool) -> ForwardingContext {
+        ForwardingContext(
+            policy: worker.pipeline.forwarding, peer: connection.peer, clientText: worker.pipeline.clientText,
+            isTLS: connection.isTLS, publicPort: worker.pipeline.forwardedPort(isTLS: connection.isTLS),
+            clientCertificate: passClientCertificate ? connection.tls?.escapedClientCertificate ?? [] : [])
     }
 
     private func writeRequestHead(
@@ -201,70 +192,11 @@ final class HTTP2StreamExchange: UpstreamAttempt {
         } else {
             path.withUnsafeBytes { out.append($0) }
         }
-        out.append(" HTTP/1.1\r\nHost: ")
-        authority.withUnsafeBytes { out.append($0) }
-        out.append("\r\n")
-        let fields = head.fields
-        var sawRequestID = false
-        var forwardedFor: [ArraySlice<UInt8>] = []
-        for index in 0..<fields.count {
-            let name = fields.name(at: index)
-            let value = fields.value(at: index)
-            if !forwards(name) { continue }
-            if Self.equals(name, "host") || Self.equals(name, "te") || Self.equals(name, "cookie")
-                || Self.equals(name, "content-length") || Self.equals(name, "x-forwarded-proto")
-                || Self.equals(name, "x-forwarded-host") || Self.equals(name, "x-forwarded-port")
-                || Self.equals(name, "x-real-ip") || Self.equals(name, "ssl-client-cert")
-                || Self.equals(name, "ssl-client-verify")
-            {
-                continue
-            }
-            if Self.equals(name, "x-forwarded-for") {
-                forwardedFor.append(value)
-                continue
-            }
-            if Self.equals(name, "x-request-id") { sawRequestID = true }
-            name.withUnsafeBytes { out.append($0) }
-            out.append(": ")
-            value.withUnsafeBytes { out.append($0) }
-            out.append("\r\n")
-        }
-        // RFC 9113 §8.2.3: cookie crumbs become one Cookie line for HTTP/1.1.
-        if fields.firstIndex(named: "cookie") != nil {
-            var joined: [UInt8] = []
-            fields.appendJoinedCookies(to: &joined)
-            out.append("Cookie: ")
-            out.append(joined)
-            out.append("\r\n")
-        }
-        out.append("X-Forwarded-For: ")
-        for value in forwardedFor {
-            value.withUnsafeBytes { out.append($0) }
-            out.append(", ")
-        }
-        out.append(connection.peerText)
-        out.append("\r\nX-Real-IP: ")
-        out.append(connection.peerText)
-        out.append(connection.isTLS ? "\r\nX-Forwarded-Proto: https\r\n" : "\r\nX-Forwarded-Proto: http\r\n")
-        if !authority.isEmpty {
-            out.append("X-Forwarded-Host: ")
-            authority.withUnsafeBytes { out.append($0) }
-            out.append("\r\n")
-        }
-        out.append("X-Forwarded-Port: ")
-        out.append(worker.pipeline.forwardedPort(isTLS: connection.isTLS))
-        out.append("\r\n")
-        if passClientCertificate, let tls = connection.tls, !tls.escapedClientCertificate.isEmpty {
-            out.append("ssl-client-cert: ")
-            out.append(tls.escapedClientCertificate)
-            out.append("\r\nssl-client-verify: SUCCESS\r\n")
-        }
-        if !sawRequestID {
-            out.append("X-Request-ID: ")
-            out.appendHex(of: worker.requestIDs.next())
-            out.appendHex(of: worker.requestIDs.next())
-            out.append("\r\n")
-        }
+        out.append(" HTTP/1.1\r\n")
+        let dropped = UpstreamRequestFields.http2ToHTTP1(
+            fields: head.fields, authority: authority, context: forwardingContext(passClientCertificate: passClientCertificate),
+            requestIDs: &worker.requestIDs, into: out)
+        if dropped > 0 { worker.metrics.underscoreFieldsDropped.add(UInt64(dropped)) }
         if requestHasBody {
             if let length = head.contentLength {
                 out.append("Content-Length: ")
@@ -716,3 +648,4 @@ final class HTTP2StreamExchange: UpstreamAttempt {
         finished = true
     }
 }
+

@@ -1,4 +1,5 @@
 import RouteModel
+import Reactor
 import Routing
 import TLS
 import Telemetry
@@ -26,8 +27,9 @@ struct RequestFacts {
     var target: UnsafeRawBufferPointer
     /// How many bytes of `target` are the path (up to `?`).
     var pathLength: Int
-    /// The client's address (nil: unknown, e.g. a Unix socket).
-    var clientAddress: ClientAddress?
+    /// Who is at the other end of the connection (TCP peer, PROXY
+    /// protocol source, trust); the client address phase starts from it.
+    var peer: ConnectionPeer
     /// The body length the request declares (Content-Length), nil when
     /// unknown (chunked, or an HTTP/2 stream without content-length).
     var declaredBodyLength: UInt64?
@@ -53,6 +55,12 @@ enum RequestOutcome {
 /// Every per-request decision, made once for HTTP/1.1 connections and
 /// HTTP/2 streams alike, in named phases:
 ///
+/// 0. **client address**: the TCP peer, or, for a peer inside
+///    `proxy-real-ip-cidr` (when the realip step is on), the PROXY protocol
+///    source or the address `forwarded-for-header` names (walked from the
+///    right past trusted addresses, nginx's `real_ip_recursive on`). An
+///    untrusted peer never sets it. Source ranges, `X-Real-IP` and
+///    `X-Forwarded-For` all read this one address (`clientAddress`).
 /// 1. **target**: a fragment, an encoded separator or NUL in the path is
 ///    refused (`RequestTargetPolicy`).
 /// 2. **host**: the authority is canonicalised (`HostName`); an invalid
@@ -81,6 +89,19 @@ final class RequestPipeline {
     let publicHTTPSPortText: [UInt8]
     /// The public HTTPS port is 443, the scheme's default.
     private let publicHTTPSPortIsDefault: Bool
+    /// Forwarded headers and PROXY protocol, compiled once per worker.
+    private(set) var clientPolicy: ClientAddressPolicy
+    /// The forwarding fields every forwarded request gets.
+    private(set) var forwarding: ForwardingHeaderPolicy
+    /// False until `clientPolicy` and `forwarding` were made from the
+    /// worker's configuration (at start, or by its first connection).
+    private var configured: Bool
+    /// The client address of the last decision (phase 0), and its text.
+    private(set) var clientAddress: ClientAddress?
+    private let clientTextStorage: UnsafeMutableRawBufferPointer
+    private(set) var clientText: UnsafeRawBufferPointer
+    /// A connection's peer on its way from HTTP/1.1 to HTTP/2 (`handOver`).
+    private var handedOverPeer: ConnectionPeer?
 
     init(publicHTTPPort: UInt16 = 80, publicHTTPSPort: UInt16 = 443) {
         hostStorage = .allocate(capacity: HostName.maximumLength)
@@ -88,6 +109,41 @@ final class RequestPipeline {
         publicHTTPPortText = Array(String(publicHTTPPort).utf8)
         publicHTTPSPortText = Array(String(publicHTTPSPort).utf8)
         publicHTTPSPortIsDefault = publicHTTPSPort == 443
+        clientPolicy = .disabled
+        forwarding = ForwardingHeaderPolicy(allowsUnderscores: false)
+        configured = false
+        clientTextStorage = .allocate(byteCount: AddressText.maximumLength, alignment: 1)
+        clientText = UnsafeRawBufferPointer(start: clientTextStorage.baseAddress, count: 0)
+    }
+
+    /// The pipeline of a worker with `configuration`: public ports,
+    /// client-address settings, underscores.
+    convenience init(configuration: ProxyConfiguration) {
+        self.init(publicHTTPPort: configuration.publicHTTPPort, publicHTTPSPort: configuration.publicHTTPSPort)
+        configure(configuration)
+    }
+
+    /// Compiles the client-address and forwarding settings (once).
+    func configure(_ configuration: ProxyConfiguration) {
+        clientPolicy = ClientAddressPolicy(configuration.clientAddress)
+        forwarding = ForwardingHeaderPolicy(allowsUnderscores: configuration.allowUnderscoresInHeaders)
+        configured = true
+    }
+
+    /// The peer of a new client connection on a worker with `configuration`.
+    @inline(__always)
+    func peer(_ socketPeer: SocketAddress?, configuration: ProxyConfiguration) -> ConnectionPeer {
+        if !configured { configure(configuration) }
+        return ConnectionPeer(peer: socketPeer, policy: clientPolicy)
+    }
+
+    /// Hands a connection's peer to the HTTP/2 connection about to take it
+    /// over (same loop, same call): `takeHandedOverPeer` returns it once.
+    func handOver(_ peer: ConnectionPeer) { handedOverPeer = peer }
+
+    func takeHandedOverPeer() -> ConnectionPeer? {
+        defer { handedOverPeer = nil }
+        return handedOverPeer
     }
 
     /// `X-Forwarded-Port`: the public port of the listener the request came on.
@@ -109,15 +165,20 @@ final class RequestPipeline {
         return location
     }
 
-    deinit { hostStorage.deallocate() }
+    deinit {
+        hostStorage.deallocate()
+        clientTextStorage.deallocate()
+    }
 
     /// Decides what happens to one request against the pinned `table` and
     /// `secure` policy.
     @inline(__always)
-    func decide<TLSFacts: ClientTLSFacts>(
-        _ request: RequestFacts, tls: TLSFacts?, table: RoutingTable, secure: SecurePolicy?,
+    func decide<TLSFacts: ClientTLSFacts, Fields: RequestFieldList>(
+        _ request: RequestFacts, fields: Fields, tls: TLSFacts?, table: RoutingTable, secure: SecurePolicy?,
         rewriteInto: UnsafeMutableRawBufferPointer, metrics: WorkerMetrics, redirectStatus: Int
     ) -> RequestOutcome {
+        // Phase 0: client address.
+        decideClientAddress(peer: request.peer, fields: fields)
         // Phase 1: target.
         if RequestTargetPolicy.violation(request.target) != nil {
             metrics.count(.unsafeTarget)
@@ -184,7 +245,7 @@ final class RequestPipeline {
             }
             var bodyLimit = UInt64.max
             if let policy {
-                if !policy.admits(request.clientAddress) {
+                if !policy.admits(clientAddress) {
                     metrics.count(.forbidden)
                     return .respond(.forbidden)
                 }
@@ -199,6 +260,23 @@ final class RequestPipeline {
             return .forward(
                 cluster: found, rewrite: routed.rewrite, passClientCertificate: passClientCertificate, bodyLimit: bodyLimit)
         }
+    }
+
+    /// Phase 0: the client address and its text, from the connection's
+    /// peer and, for a trusted peer, `forwarded-for-header`.
+    @inline(__always)
+    func decideClientAddress<Fields: RequestFieldList>(peer: ConnectionPeer, fields: Fields) {
+        if peer.isTrusted, peer.policy.readsForwardedForField, let found = peer.policy.forwardedClient(in: fields) {
+            clientAddress = found
+            clientText = UnsafeRawBufferPointer(start: clientTextStorage.baseAddress, count: AddressText.write(found, into: clientTextStorage))
+            return
+        }
+        clientAddress = peer.connectionAddress
+        let count = min(peer.connectionText.count, clientTextStorage.count)
+        peer.connectionText.withUnsafeBytes { text in
+            clientTextStorage.baseAddress!.copyMemory(from: text.baseAddress!, byteCount: count)
+        }
+        clientText = UnsafeRawBufferPointer(start: clientTextStorage.baseAddress, count: count)
     }
 
     private static let rootPathStorage: StaticString = "/"

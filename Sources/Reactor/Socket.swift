@@ -154,6 +154,32 @@ public enum Socket {
         }
     }
 
+    /// Copies up to `space.count` bytes the socket holds into `space`
+    /// without taking them (`MSG_PEEK`): a PROXY protocol header is looked
+    /// at before the bytes behind it (a TLS ClientHello) are left to TLS.
+    public static func peek(_ fd: CInt, into space: UnsafeMutableRawBufferPointer) -> IOResult {
+        receive(fd, into: space, flags: CInt(MSG_PEEK))
+    }
+
+    /// Takes exactly what `recv` returns into `space` (at most `space.count`).
+    public static func receive(_ fd: CInt, into space: UnsafeMutableRawBufferPointer) -> IOResult {
+        receive(fd, into: space, flags: 0)
+    }
+
+    private static func receive(_ fd: CInt, into space: UnsafeMutableRawBufferPointer, flags: CInt) -> IOResult {
+        precondition(space.count > 0, "receive into no space")
+        while true {
+            let count = Glibc.recv(fd, space.baseAddress, space.count, flags)
+            if count > 0 { return .bytes(count) }
+            if count == 0 { return .endOfFile }
+            let error = errno
+            if error == EINTR { continue }
+            if error == EAGAIN || error == EWOULDBLOCK { return .wouldBlock }
+            checkFatal(error, "recv")
+            return .failed(error)
+        }
+    }
+
     /// Writes as much of `buffer`'s readable bytes as the socket takes and
     /// consumes what was written.
     @inline(__always)

@@ -54,6 +54,9 @@ public enum DownstreamErrorKind: Int, CaseIterable, Sendable {
     case badRequest, uriTooLong, headerTooLarge, notImplemented, versionNotSupported
     case headerTimeout, bodyTimeout, noRoute, clientReset
     case misdirected, clientCertificate, unsafeTarget, forbidden, bodyTooLarge, routeRefused
+    /// A connection refused for its PROXY protocol header (`use-proxy-protocol`):
+    /// none, malformed, or not sent in time.
+    case proxyProtocol
 
     /// The Prometheus label value.
     public var label: String {
@@ -73,6 +76,7 @@ public enum DownstreamErrorKind: Int, CaseIterable, Sendable {
         case .forbidden: return "forbidden"
         case .bodyTooLarge: return "body_too_large"
         case .routeRefused: return "route_refused"
+        case .proxyProtocol: return "proxy_protocol"
         }
     }
 }

@@ -45,7 +45,10 @@ extension EndToEndTests {
             #expect(json["path"] as? String == "/path?q=1")
             let headers = try response.echoedHeaders()
             #expect(headers["host"] == "a.example.com")
-            #expect(headers["x-forwarded-for"] == "203.0.113.9, 127.0.0.1")
+            // ingress-nginx's default (no use-forwarded-headers): the client's list is
+            // replaced by the address the proxy sees, and kept as X-Original-Forwarded-For.
+            #expect(headers["x-forwarded-for"] == "127.0.0.1")
+            #expect(headers["x-original-forwarded-for"] == "203.0.113.9")
             #expect(headers["x-real-ip"] == "127.0.0.1")
             #expect(headers["x-forwarded-proto"] == "http")
             #expect(headers["x-forwarded-host"] == "a.example.com")

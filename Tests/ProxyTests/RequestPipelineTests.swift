@@ -119,9 +119,11 @@ private final class Configuration: @unchecked Sendable {
                     RequestFacts(
                         authority: UnsafeRawBufferPointer(hostBytes), target: UnsafeRawBufferPointer(pathBytes),
                         pathLength: pathBytes.firstIndex(of: UInt8(ascii: "?")) ?? pathBytes.count,
-                        clientAddress: client.flatMap { IPAddress(parsing: $0) }.flatMap { ClientAddress(bytes: $0.bytes) },
+                        peer: ConnectionPeer(
+                            address: client.flatMap { IPAddress(parsing: $0) }.flatMap { ClientAddress(bytes: $0.bytes) },
+                            text: Array((client ?? "unknown").utf8), policy: .disabled),
                         declaredBodyLength: declaredBody),
-                    tls: tls, table: table ?? self.table, secure: secure, rewriteInto: rewrite, metrics: metrics,
+                    fields: NoFields(), tls: tls, table: table ?? self.table, secure: secure, rewriteInto: rewrite, metrics: metrics,
                     redirectStatus: 308)
             }
         }

@@ -1,0 +1,203 @@
+import HTTP1
+import HTTP2
+import Reactor
+
+/// What the forwarding policy needs of one request beyond its fields.
+struct ForwardingContext {
+    var policy: ForwardingHeaderPolicy
+    var peer: ConnectionPeer
+    /// The client address the pipeline settled on (phase 0), as text.
+    var clientText: UnsafeRawBufferPointer
+    var isTLS: Bool
+    /// The public port of the listener, as text.
+    var publicPort: [UInt8]
+    /// The escaped client certificate to pass upstream (empty: none).
+    var clientCertificate: [UInt8]
+}
+
+/// The header fields of an upstream request, for each pair of client and
+/// upstream framing: the client's fields the policy lets through, then the
+/// forwarding policy's fields. Free of sockets and connections, so tests
+/// run one case table through every framing. Each returns how many client
+/// fields were dropped for an `_` in their names (for the metric).
+enum UpstreamRequestFields {
+    /// HTTP/1.1 client → HTTP/1.1 upstream: `Name: value` lines, Host first
+    /// when it came from an absolute-form target (or was missing). Framing
+    /// (Content-Length, Transfer-Encoding, Expect), hop-by-hop fields and
+    /// Upgrade are the caller's.
+    static func http1(
+        head: HTTP1RequestHead, bytes: UnsafeRawBufferPointer, host: Range<Int>?, hostFromTarget: Bool,
+        context: ForwardingContext, requestIDs: inout RequestIDGenerator, into out: ByteBuffer
+    ) -> Int {
+        var dropped = 0
+        for field in head.fields where !field.isHopByHop {
+            let name = UnsafeRawBufferPointer(rebasing: bytes[field.name])
+            switch field.kind {
+            case .contentLength, .expect:
+                // Framing is rewritten by the caller; Expect was answered by the proxy.
+                continue
+            case .host:
+                if hostFromTarget { continue }
+            default:
+                break
+            }
+            switch context.policy.role(of: field.kind, name: name, hasUnderscore: field.nameHasUnderscore) {
+            case .forward:
+                break
+            case .dropUnderscore:
+                dropped += 1
+                continue
+            case .drop, .forwardedFor, .forwardedHost, .forwardedPort, .forwardedProto, .requestID:
+                // Set by the forwarding policy below, never taken as sent.
+                continue
+            }
+            out.append(name)
+            out.append(": ")
+            out.append(bytes, field.value)
+            out.append("\r\n")
+        }
+        if let host, hostFromTarget || head.host == nil {
+            out.append("Host: ")
+            out.append(bytes, host)
+            out.append("\r\n")
+        }
+        var sink = HTTP1FieldSink(out: out)
+        context.policy.emit(
+            ForwardingHeaderPolicy.Request(
+                fields: HTTP1RequestFields(fields: head.fields, bytes: bytes), peer: context.peer, clientText: context.clientText,
+                authority: host.map { UnsafeRawBufferPointer(rebasing: bytes[$0]) } ?? UnsafeRawBufferPointer(start: nil, count: 0),
+                isTLS: context.isTLS, publicPort: context.publicPort, clientCertificate: context.clientCertificate),
+            requestIDs: &requestIDs, into: &sink)
+        return dropped
+    }
+
+    /// HTTP/2 client → HTTP/1.1 upstream: Host from `:authority`, the
+    /// fields, cookie crumbs joined into one Cookie line (RFC 9113 §8.2.3),
+    /// the forwarding fields. Framing is the caller's.
+    static func http2ToHTTP1(
+        fields: HTTP2Fields, authority: ArraySlice<UInt8>, context: ForwardingContext, requestIDs: inout RequestIDGenerator,
+        into out: ByteBuffer
+    ) -> Int {
+        var dropped = 0
+        out.append("Host: ")
+        authority.withUnsafeBytes { out.append($0) }
+        out.append("\r\n")
+        for index in 0..<fields.count {
+            let name = fields.name(at: index)
+            if equals(name, "host") || equals(name, "te") || equals(name, "cookie") || equals(name, "content-length") { continue }
+            guard forwards(name, context.policy, dropped: &dropped) else { continue }
+            name.withUnsafeBytes { out.append($0) }
+            out.append(": ")
+            fields.value(at: index).withUnsafeBytes { out.append($0) }
+            out.append("\r\n")
+        }
+        if fields.firstIndex(named: "cookie") != nil {
+            var joined: [UInt8] = []
+            fields.appendJoinedCookies(to: &joined)
+            out.append("Cookie: ")
+            out.append(joined)
+            out.append("\r\n")
+        }
+        var sink = HTTP1FieldSink(out: out)
+        emit(fields: fields, authority: authority, context: context, requestIDs: &requestIDs, into: &sink)
+        return dropped
+    }
+
+    /// HTTP/2 client → HTTP/2 upstream (gRPC, h2c): the regular fields after
+    /// the pseudo-headers already in `upstream`.
+    static func http2ToHTTP2(
+        fields: HTTP2Fields, authority: ArraySlice<UInt8>, context: ForwardingContext, requestIDs: inout RequestIDGenerator,
+        into upstream: inout HTTP2Fields
+    ) -> Int {
+        var dropped = 0
+        for index in 0..<fields.count {
+            let name = fields.name(at: index)
+            if equals(name, "host") { continue }
+            guard forwards(name, context.policy, dropped: &dropped) else { continue }
+            upstream.append(name: name, value: fields.value(at: index))
+        }
+        var sink = HTTP2FieldSink(fields: upstream)
+        upstream = HTTP2Fields()
+        emit(fields: fields, authority: authority, context: context, requestIDs: &requestIDs, into: &sink)
+        upstream = sink.fields
+        return dropped
+    }
+
+    private static func emit<Sink: ForwardingFieldSink>(
+        fields: HTTP2Fields, authority: ArraySlice<UInt8>, context: ForwardingContext, requestIDs: inout RequestIDGenerator,
+        into sink: inout Sink
+    ) {
+        authority.withUnsafeBytes { authorityBytes in
+            context.policy.emit(
+                ForwardingHeaderPolicy.Request(
+                    fields: HTTP2RequestFields(fields: fields), peer: context.peer, clientText: context.clientText,
+                    authority: authorityBytes, isTLS: context.isTLS, publicPort: context.publicPort,
+                    clientCertificate: context.clientCertificate),
+                requestIDs: &requestIDs, into: &sink)
+        }
+    }
+
+    @inline(__always)
+    private static func forwards(_ name: ArraySlice<UInt8>, _ policy: ForwardingHeaderPolicy, dropped: inout Int) -> Bool {
+        switch name.withUnsafeBytes({ policy.role(ofName: $0) }) {
+        case .forward:
+            return true
+        case .dropUnderscore:
+            dropped += 1
+            return false
+        case .drop, .forwardedFor, .forwardedHost, .forwardedPort, .forwardedProto, .requestID:
+            return false
+        }
+    }
+
+    @inline(__always)
+    private static func equals(_ slice: ArraySlice<UInt8>, _ name: StaticString) -> Bool {
+        slice.count == name.utf8CodeUnitCount
+            && slice.elementsEqual(UnsafeBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount))
+    }
+}
+
+/// The fields of an HTTP/1.1 request head, for the pipeline and the
+/// forwarding policy.
+struct HTTP1RequestFields: RequestFieldList {
+    let fields: [HTTP1HeaderField]
+    let bytes: UnsafeRawBufferPointer
+
+    var fieldCount: Int { fields.count }
+
+    @inline(__always)
+    func withField<Result>(at index: Int, _ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) -> Result) -> Result {
+        let field = fields[index]
+        return body(UnsafeRawBufferPointer(rebasing: bytes[field.name]), UnsafeRawBufferPointer(rebasing: bytes[field.value]))
+    }
+}
+
+/// The fields of an HTTP/2 request, for the pipeline and the forwarding policy.
+struct HTTP2RequestFields: RequestFieldList {
+    let fields: HTTP2Fields
+
+    var fieldCount: Int { fields.count }
+
+    @inline(__always)
+    func withField<Result>(at index: Int, _ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) -> Result) -> Result {
+        fields.name(at: index).withUnsafeBytes { name in fields.value(at: index).withUnsafeBytes { value in body(name, value) } }
+    }
+}
+
+/// Forwarding fields into an HTTP/2 field list (gRPC and h2c upstreams).
+struct HTTP2FieldSink: ForwardingFieldSink {
+    var fields: HTTP2Fields
+    private var name: ForwardedField = .requestID
+    private var value: [UInt8] = []
+
+    init(fields: HTTP2Fields) { self.fields = fields }
+
+    mutating func begin(_ field: ForwardedField) {
+        name = field
+        value.removeAll(keepingCapacity: true)
+    }
+
+    mutating func append(_ bytes: UnsafeRawBufferPointer) { value.append(contentsOf: bytes) }
+
+    mutating func end() { fields.append(name.http2Name, value: value) }
+}
