@@ -133,7 +133,7 @@ final class DownstreamConnection: EventHandler, UpstreamAttempt, ClientConnectio
         self.worker = worker
         self.tls = tls
         self.isTLS = tls != nil
-        self.peer = worker.pipeline.peer(peer, configuration: worker.configuration)
+        self.peer = worker.pipeline.peer(peer)
         // The PROXY header comes first, before TLS: `Worker.accepted`'s
         // first handshake step finds the connection not handshaking yet.
         self.state = self.peer.policy.useProxyProtocol ? .readingProxyHeader : tls != nil ? .handshaking : .waitingForRequest

@@ -93,9 +93,6 @@ final class RequestPipeline {
     private(set) var clientPolicy: ClientAddressPolicy
     /// The forwarding fields every forwarded request gets.
     private(set) var forwarding: ForwardingHeaderPolicy
-    /// False until `clientPolicy` and `forwarding` were made from the
-    /// worker's configuration (at start, or by its first connection).
-    private var configured: Bool
     /// The client address of the last decision (phase 0), and its text.
     private(set) var clientAddress: ClientAddress?
     private let clientTextStorage: UnsafeMutableRawBufferPointer
@@ -111,7 +108,6 @@ final class RequestPipeline {
         publicHTTPSPortIsDefault = publicHTTPSPort == 443
         clientPolicy = .disabled
         forwarding = ForwardingHeaderPolicy(allowsUnderscores: false)
-        configured = false
         clientTextStorage = .allocate(byteCount: AddressText.maximumLength, alignment: 1)
         clientText = UnsafeRawBufferPointer(start: clientTextStorage.baseAddress, count: 0)
     }
@@ -123,17 +119,15 @@ final class RequestPipeline {
         configure(configuration)
     }
 
-    /// Compiles the client-address and forwarding settings (once).
+    /// Compiles the client-address and forwarding settings.
     func configure(_ configuration: ProxyConfiguration) {
         clientPolicy = ClientAddressPolicy(configuration.clientAddress)
         forwarding = ForwardingHeaderPolicy(allowsUnderscores: configuration.allowUnderscoresInHeaders)
-        configured = true
     }
 
-    /// The peer of a new client connection on a worker with `configuration`.
+    /// The peer of a new client connection, trusted or not by the worker's client-address settings.
     @inline(__always)
-    func peer(_ socketPeer: SocketAddress?, configuration: ProxyConfiguration) -> ConnectionPeer {
-        if !configured { configure(configuration) }
+    func peer(_ socketPeer: SocketAddress?) -> ConnectionPeer {
         return ConnectionPeer(peer: socketPeer, policy: clientPolicy)
     }
 

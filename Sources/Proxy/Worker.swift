@@ -76,7 +76,7 @@ public final class Worker: @unchecked Sendable {
         self.pool = UpstreamPool(perEndpointLimit: configuration.upstreamKeepAliveConnections)
         self.table = table
         self.roundRobinCounters = Array(repeating: 0, count: table.clusters.count)
-        self.pipeline = RequestPipeline(publicHTTPPort: configuration.publicHTTPPort, publicHTTPSPort: configuration.publicHTTPSPort)
+        self.pipeline = RequestPipeline(configuration: configuration)
         self.rewriteBuffer = UnsafeMutableRawBufferPointer.allocate(
             byteCount: max(configuration.limits.maxRequestTargetLength, 8192), alignment: 8)
         self.secure = secure
