@@ -85,6 +85,7 @@ public final class FakeKubeAPIServer: @unchecked Sendable {
     private var stalled = false
     private var uidCounter = 0
     private var requestLog: [RecordedRequest] = []
+    private var webhookCallLog: [WebhookCall] = []
     private var tlsStore: TLSCertificateStore?
     private var requireClientCertificate = false
 
@@ -206,6 +207,13 @@ public final class FakeKubeAPIServer: @unchecked Sendable {
 
     /// Every request received so far.
     public var requests: [RecordedRequest] { condition.withLock { requestLog } }
+
+    /// Every validating webhook call made so far (see `FakeKubeAPIServer+Admission.swift`).
+    public var webhookCalls: [WebhookCall] { condition.withLock { webhookCallLog } }
+
+    func recordWebhookCall(_ call: WebhookCall) {
+        condition.withLock { webhookCallLog.append(call) }
+    }
 
     /// Number of watch streams open now.
     public var openWatchCount: Int { condition.withLock { watchers.count } }
@@ -457,6 +465,8 @@ public final class FakeKubeAPIServer: @unchecked Sendable {
             object["metadata"] = metadata
             try FakeKubeAPIServer.checkKind(object, route.type)
             if route.resource == "events" { try FakeKubeAPIServer.validateEvent(object) }
+            // Admission runs before the write, as in kube-apiserver (an existing name is still 409 afterwards).
+            try admit(operation: "CREATE", resource: route.resource, object: object, oldObject: nil)
             let stored = try condition.withLock { try store(resource: route.resource, object: object, requireVersion: false, create: true) }
             respond(fd, status: 201, object: stored)
         case ("PUT", let name?, nil):
@@ -467,6 +477,15 @@ public final class FakeKubeAPIServer: @unchecked Sendable {
             guard (object["metadata"] as? [String: Any])?["name"] as? String == name else {
                 throw HTTPFailure(400, "BadRequest", "the name of the object (\((object["metadata"] as? [String: Any])?["name"] ?? "")) does not match the name on the URL (\(name))")
             }
+            guard let old = self.object(resource: route.resource, namespace: route.namespace, name: name) else {
+                throw HTTPFailure(404, "NotFound", "\(route.resource) \"\(name)\" not found")
+            }
+            var incoming = object
+            if route.type.namespaced, var metadata = incoming["metadata"] as? [String: Any] {
+                metadata["namespace"] = route.namespace
+                incoming["metadata"] = metadata
+            }
+            try admit(operation: "UPDATE", resource: route.resource, object: incoming, oldObject: old)
             let stored = try condition.withLock { () -> [String: Any] in
                 guard objects[route.resource]?["\(route.namespace ?? "")/\(name)"] != nil else {
                     throw HTTPFailure(404, "NotFound", "\(route.resource) \"\(name)\" not found")
