@@ -217,5 +217,140 @@ extension EndToEndTests {
             #expect(try AdmissionKube.send(cluster.api, "POST", "/api/v1/namespaces/default/services", KubeObjects.service("svc-x")).status == 201)
             #expect(cluster.api.webhookCalls.map(\.outcome) == [.failed, .failed, .failed, .failed])
         }
+
+        static func managedArguments(timing: String) -> [String] {
+            [
+                "--admission-webhook-listen", "127.0.0.1:0", "--admission-webhook-secret", "postern-admission",
+                "--admission-webhook-configuration", "postern-admission", "--admission-webhook-service", "postern-admission",
+                "--admission-webhook-certificate-host", "127.0.0.1", "--admission-webhook-certificate-timing", timing,
+                "--leader-election-timing", "3,2,0.5",
+            ]
+        }
+
+        /// Starts a replica that manages the certificate; returns it and its webhook port.
+        static func startManaged(_ cluster: Cluster, timing: String = "3600,0.3") throws -> (KubePosternProcess, UInt16) {
+            let postern = try KubePosternProcess(kubeconfig: cluster.kubeconfig, extraArguments: managedArguments(timing: timing))
+            return (postern, try postern.child.waitForListeningPort(prefix: "admission webhook listening on "))
+        }
+
+        /// Points the webhook at `port`, keeping the caBundle the fake holds now.
+        static func pointWebhook(_ cluster: Cluster, at port: UInt16) throws {
+            try cluster.api.apply(AdmissionKube.webhookConfiguration(url: "https://127.0.0.1:\(port)/validate-ingress", caBundle: AdmissionKube.caBundle(cluster.api)))
+        }
+
+        /// Whether creating a refused Ingress through the API server is denied with Postern's diagnostic
+        /// (so the API server reached and trusted the webhook).
+        static func refusesThroughTheAPIServer(_ cluster: Cluster) -> Bool {
+            guard let answer = try? AdmissionKube.createIngress(cluster.api, AdmissionKube.ingress("bad", host: "bad.example.com", annotations: AdmissionKube.refusedAnnotation))
+            else { return false }
+            return answer.status == 400 && AdmissionKube.message(answer.object).contains("denied the request: Postern would not serve this Ingress")
+        }
+
+        /// Writes of the managed Secret seen by the API server.
+        static func secretWrites(_ cluster: Cluster) -> [FakeKubeAPIServer.RecordedRequest] {
+            cluster.api.requests.filter { ($0.method == "POST" || $0.method == "PUT") && $0.path.hasPrefix("/api/v1/namespaces/ingress-system/secrets") }
+        }
+
+        @Test func managedCertificateIsCreatedTrustedThroughTheCABundleServedByEveryReplicaReusedAndRotated() throws {
+            let cluster = try Cluster(startPostern: false)
+            let (first, firstPort) = try Self.startManaged(cluster)
+            let (second, secondPort) = try Self.startManaged(cluster)
+            try cluster.api.apply(AdmissionKube.webhookConfiguration(url: "https://127.0.0.1:\(firstPort)/validate-ingress", caBundle: nil))
+
+            // The leader creates the Secret and sets the caBundle to its CA.
+            #expect(secondsUntil(timeout: 15) {
+                let bundle = AdmissionKube.caBundle(cluster.api)
+                return bundle != nil && bundle == AdmissionKube.secretData(cluster.api)?["ca.crt"]
+            } != nil)
+            let secret = try #require(cluster.api.object(resource: "secrets", namespace: AdmissionKube.namespace, name: "postern-admission"))
+            #expect(secret["type"] as? String == "kubernetes.io/tls")
+            let data = try #require(AdmissionKube.secretData(cluster.api))
+            #expect(Set(data.keys) == ["tls.crt", "tls.key", "ca.crt", "ca.key"])
+
+            // What it holds is a CA and a certificate it signed for the Service's names.
+            let folder = NSTemporaryDirectory() + "postern-managed-\(UUID().uuidString)"
+            try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(atPath: folder) }
+            try AdmissionKube.decoded(data["ca.crt"]).write(toFile: folder + "/ca.crt", atomically: true, encoding: .utf8)
+            try AdmissionKube.decoded(data["tls.crt"]).write(toFile: folder + "/tls.crt", atomically: true, encoding: .utf8)
+            let verify = try runCommand("/usr/bin/openssl", ["verify", "-CAfile", folder + "/ca.crt", folder + "/tls.crt"])
+            #expect(verify.status == 0, "\(verify.stdout) \(verify.stderr)")
+            let names = try runCommand("/usr/bin/openssl", ["x509", "-noout", "-ext", "subjectAltName", "-in", folder + "/tls.crt"])
+            #expect(names.stdout.contains("DNS:postern-admission.ingress-system.svc"), "\(names.stdout)")
+            #expect(names.stdout.contains("IP Address:127.0.0.1"), "\(names.stdout)")
+
+            // The API server trusts the webhook through that caBundle: a bad Ingress is refused with Postern's diagnostic, on either replica.
+            #expect(secondsUntil(timeout: 10) { Self.refusesThroughTheAPIServer(cluster) } != nil)
+            try Self.pointWebhook(cluster, at: secondPort)
+            #expect(secondsUntil(timeout: 10) { Self.refusesThroughTheAPIServer(cluster) } != nil)
+            #expect(try AdmissionKube.createIngress(cluster.api, AdmissionKube.ingress("good", host: "good.example.com")).status == 201)
+            // Only the leader wrote, once.
+            #expect(Self.secretWrites(cluster).count == 1)
+            #expect(Set(Self.secretWrites(cluster).map { $0.headers["user-agent"] ?? "" }).count == 1)
+
+            // A second start reuses the Secret: nothing is written, the same certificate is served.
+            let version = (secret["metadata"] as? [String: Any])?["resourceVersion"] as? String
+            for replica in [first, second] {
+                replica.child.signal(SIGTERM)
+                #expect(replica.child.waitForExit(timeout: 10) != nil)
+            }
+            let (third, thirdPort) = try Self.startManaged(cluster)
+            try Self.pointWebhook(cluster, at: thirdPort)
+            #expect(secondsUntil(timeout: 10) { Self.refusesThroughTheAPIServer(cluster) } != nil)
+            #expect(secondsUntil(timeout: 10) { AdmissionKube.metric(third, "postern_admission_certificate_sync_errors_total") == 0 } != nil)
+            Thread.sleep(forTimeInterval: 1)
+            let reread = cluster.api.object(resource: "secrets", namespace: AdmissionKube.namespace, name: "postern-admission")
+            #expect((reread?["metadata"] as? [String: Any])?["resourceVersion"] as? String == version)
+            #expect(Self.secretWrites(cluster).count == 1)
+
+            // Rotation: the Secret is replaced (here: deleted); the leader makes a new CA, sets the
+            // caBundle, and the running replica serves the new certificate without a restart.
+            let oldBundle = AdmissionKube.caBundle(cluster.api)
+            cluster.api.delete(resource: "secrets", namespace: AdmissionKube.namespace, name: "postern-admission")
+            #expect(secondsUntil(timeout: 10) {
+                let bundle = AdmissionKube.caBundle(cluster.api)
+                return bundle != oldBundle && bundle == AdmissionKube.secretData(cluster.api)?["ca.crt"]
+            } != nil)
+            #expect(secondsUntil(timeout: 10) { Self.refusesThroughTheAPIServer(cluster) } != nil)
+            #expect(third.child.process.isRunning)
+            #expect(AdmissionKube.metric(third, "postern_admission_certificate_reloads_total") ?? 0 >= 1)
+        }
+
+        @Test func managedCertificateIsRenewedBeforeItExpiresWithTheSameCA() throws {
+            let cluster = try Cluster(startPostern: false)
+            // Valid 6 s: renewed once less than 2 s remain.
+            let (postern, port) = try Self.startManaged(cluster, timing: "6,0.3")
+            try cluster.api.apply(AdmissionKube.webhookConfiguration(url: "https://127.0.0.1:\(port)/validate-ingress", caBundle: nil))
+            #expect(secondsUntil(timeout: 15) { AdmissionKube.caBundle(cluster.api) != nil } != nil)
+            let first = try #require(AdmissionKube.secretData(cluster.api))
+            #expect(secondsUntil(timeout: 10) { AdmissionKube.secretData(cluster.api)?["tls.crt"] != first["tls.crt"] } != nil)
+            let renewed = try #require(AdmissionKube.secretData(cluster.api))
+            // The CA (and so the caBundle) stays; the API server keeps trusting the renewed certificate.
+            #expect(renewed["ca.crt"] == first["ca.crt"])
+            #expect(AdmissionKube.caBundle(cluster.api) == first["ca.crt"])
+            #expect(secondsUntil(timeout: 10) { Self.refusesThroughTheAPIServer(cluster) } != nil)
+            #expect(AdmissionKube.metric(postern, "postern_admission_certificate_writes_total{write=\"secret_renewed\"}") ?? 0 >= 1)
+        }
+
+        @Test func managedCertificateFlagsAreCheckedAtStartUp() throws {
+            let manifests = try ManifestFolder()
+            let withoutCluster = try runCommand(Paths.product("postern"), [
+                "run", "--manifests", manifests.path, "--admission-webhook-listen", "127.0.0.1:0", "--admission-webhook-secret", "postern-admission",
+            ])
+            #expect(withoutCluster.status == 2)
+            #expect(withoutCluster.stderr.contains("--admission-webhook-secret needs the Kubernetes API source"), "\(withoutCluster.stderr)")
+            let cluster = try Cluster(startPostern: false)
+            let noNames = try runCommand(Paths.product("postern"), [
+                "run", "--kubeconfig", cluster.kubeconfig.path, "--admission-webhook-listen", "127.0.0.1:0", "--admission-webhook-secret", "postern-admission",
+            ])
+            #expect(noNames.status == 2)
+            #expect(noNames.stderr.contains("needs --admission-webhook-service or --admission-webhook-certificate-host"), "\(noNames.stderr)")
+            let both = try runCommand(Paths.product("postern"), [
+                "run", "--kubeconfig", cluster.kubeconfig.path, "--admission-webhook-listen", "127.0.0.1:0", "--admission-webhook-secret", "x",
+                "--admission-webhook-certificate", "/a.crt", "--admission-webhook-key", "/a.key",
+            ])
+            #expect(both.status == 2)
+            #expect(both.stderr.contains("give one, not both"), "\(both.stderr)")
+        }
     }
 }
