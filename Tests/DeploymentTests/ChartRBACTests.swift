@@ -106,10 +106,19 @@ import Yams
 
     /// Runs Postern as the chart configures it against a fake cluster and
     /// returns the requests it made, once it wrote status, an Event and renewed its Lease.
-    static func requestsOfAChartConfiguredPostern(_ rendered: Rendered, appsNamespace: String) throws -> [FakeKubeAPIServer.RecordedRequest] {
+    /// With `webhookDuties`, the chart's ValidatingWebhookConfiguration is
+    /// stored too and the run lasts until the managed webhook certificate
+    /// was created, renewed and its caBundle set.
+    static func requestsOfAChartConfiguredPostern(
+        _ rendered: Rendered, appsNamespace: String, webhookDuties: Bool = false
+    ) throws -> [FakeKubeAPIServer.RecordedRequest] {
         let api = FakeKubeAPIServer(bookmarkInterval: 0.5)
         try api.start()
         defer { api.stop() }
+        let webhookConfiguration = rendered.one("ValidatingWebhookConfiguration")
+        if webhookDuties, let webhookConfiguration {
+            try api.apply(String(decoding: try JSONSerialization.data(withJSONObject: webhookConfiguration), as: UTF8.self))
+        }
         let controller = rendered.one("IngressClass")?[path: "spec", "controller"] as? String ?? "?"
         let className = rendered.one("IngressClass")?[path: "metadata", "name"] as? String ?? "?"
         try api.apply(#"{"apiVersion":"networking.k8s.io/v1","kind":"IngressClass","metadata":{"name":"\#(className)"},"spec":{"controller":"\#(controller)"}}"#)
@@ -135,6 +144,9 @@ import Yams
         // mounted ConfigMap replaced by local files, on loopback ports.
         var arguments = rendered.arguments.filter { $0 != "--in-cluster" }
         if let index = arguments.firstIndex(of: "--config") { arguments[index + 1] = folder + "/postern.yaml" }
+        if let index = arguments.firstIndex(of: "--admission-webhook-listen") { arguments[index + 1] = "127.0.0.1:0" }
+        // A short-lived certificate, so that the run renews it too.
+        if webhookDuties { arguments += ["--admission-webhook-certificate-timing", "6,0.3"] }
         arguments += [
             "--kubeconfig", folder + "/kubeconfig", "--http-listen", "127.0.0.1:0", "--https-listen", "off",
             "--admin-listen", "127.0.0.1:0", "--workers", "1", "--leader-election-timing", "3,2,0.5",
@@ -158,10 +170,17 @@ import Yams
             return (status as? [[String: Any]])?.first?["ip"] as? String == "203.0.113.5"
         }
         func leaseRenewed() -> Bool { api.requests.contains { $0.method == "PUT" && $0.path.contains("/leases/") } }
+        func webhookDutiesDone() -> Bool {
+            guard webhookDuties else { return true }
+            let requests = api.requests
+            return requests.contains { $0.method == "PUT" && $0.path.contains("/secrets/") }
+                && requests.contains { $0.method == "PUT" && $0.path.contains("/validatingwebhookconfigurations/") }
+        }
         let deadline = Date().addingTimeInterval(20)
-        while Date() < deadline, !(statusWritten() && !api.objects(resource: "events").isEmpty && leaseRenewed()) {
+        while Date() < deadline, !(statusWritten() && !api.objects(resource: "events").isEmpty && leaseRenewed() && webhookDutiesDone()) {
             usleep(50_000)
         }
+        #expect(webhookDutiesDone(), "Postern did not create, renew and publish the webhook certificate")
         #expect(statusWritten(), "Postern wrote no Ingress status")
         #expect(!api.objects(resource: "events").isEmpty, "Postern recorded no Event")
         #expect(leaseRenewed(), "Postern did not renew its Lease")
@@ -173,10 +192,10 @@ import Yams
         return api.requests
     }
 
-    static func expectExactlyWhatIsUsed(_ rendered: Rendered, appsNamespace: String) throws {
+    static func expectExactlyWhatIsUsed(_ rendered: Rendered, appsNamespace: String, webhookDuties: Bool = false) throws {
         let grants = grants(rendered)
         try #require(!grants.isEmpty, "no rules bound to the ServiceAccount")
-        let requests = try requestsOfAChartConfiguredPostern(rendered, appsNamespace: appsNamespace)
+        let requests = try requestsOfAChartConfiguredPostern(rendered, appsNamespace: appsNamespace, webhookDuties: webhookDuties)
         let accesses = requests.compactMap { access(method: $0.method, path: $0.path, query: $0.query) }
         #expect(accesses.count == requests.count, "requests RBAC would not recognise: \(requests.map(\.path))")
         let refused = Set(accesses.filter { access in !grants.contains { $0.allows(access) } })
@@ -205,6 +224,16 @@ import Yams
         let rendered = try Helm.render("controller: {scope: {enabled: true, namespace: apps}}\nrbac: {scope: true}")
         #expect(rendered.all("ClusterRole").count == 1)
         try Self.expectExactlyWhatIsUsed(rendered, appsNamespace: "apps")
+    }
+
+    @Test func managedAdmissionWebhookRBACIsExactlyWhatPosternUses() throws {
+        let rendered = try Helm.render("controller: {admissionWebhooks: {enabled: true}}")
+        try Self.expectExactlyWhatIsUsed(rendered, appsNamespace: "apps", webhookDuties: true)
+    }
+
+    @Test func namespacedManagedAdmissionWebhookRBACIsExactlyWhatPosternUses() throws {
+        let rendered = try Helm.render("controller: {scope: {enabled: true, namespace: apps}, admissionWebhooks: {enabled: true}}\nrbac: {scope: true}")
+        try Self.expectExactlyWhatIsUsed(rendered, appsNamespace: "apps", webhookDuties: true)
     }
 
     @Test func authorizerModelRefusesWhatTheRulesDoNotGrant() {
