@@ -86,24 +86,31 @@ extension FakeKubeAPIServer {
                         "Internal error occurred: failed calling webhook \"\(webhookName)\": failed to call webhook: Post \"\(url)?timeout=\(timeout)s\": \(error.description)")
                 case let .success(response):
                     if response["allowed"] as? Bool == true { continue }
-                    let status = response["status"] as? [String: Any] ?? [:]
-                    let deniedBy = "admission webhook \"\(webhookName)\" denied the request"
-                    let message: String
-                    if let text = status["message"] as? String, !text.isEmpty {
-                        message = "\(deniedBy): \(text)"
-                    } else if let reason = status["reason"] as? String, !reason.isEmpty {
-                        message = "\(deniedBy): \(reason)"
-                    } else {
-                        message = "\(deniedBy) without explanation"
-                    }
-                    // Never a success code with a refusal.
-                    let code = max(status["code"] as? Int ?? 400, 400)
+                    let denial = FakeKubeAPIServer.denial(webhook: webhookName, status: response["status"] as? [String: Any])
                     call.outcome = .denied
-                    call.message = message
-                    throw HTTPFailure(code, status["reason"] as? String ?? "", message)
+                    call.message = denial.message
+                    throw denial
                 }
             }
         }
+    }
+
+    /// The API error for a webhook's refusal, as kube-apiserver builds it:
+    /// the webhook's message (else its reason) after "admission webhook
+    /// \"NAME\" denied the request", its code when at least 400, else 400.
+    static func denial(webhook: String, status: [String: Any]?) -> HTTPFailure {
+        let status = status ?? [:]
+        let deniedBy = "admission webhook \"\(webhook)\" denied the request"
+        let message: String
+        if let text = status["message"] as? String, !text.isEmpty {
+            message = "\(deniedBy): \(text)"
+        } else if let reason = status["reason"] as? String, !reason.isEmpty {
+            message = "\(deniedBy): \(reason)"
+        } else {
+            message = "\(deniedBy) without explanation"
+        }
+        // Never a success code with a refusal.
+        return HTTPFailure(max(status["code"] as? Int ?? 400, 400), status["reason"] as? String ?? "", message)
     }
 
     static func splitGroupVersion(_ groupVersion: String) -> (group: String, version: String) {

@@ -48,7 +48,7 @@ final class AdmissionCertificateManager: @unchecked Sendable {
     let client: KubeAPIClient
     let configuration: Configuration
     private let isLeader: @Sendable () -> Bool
-    private let onCertificate: @Sendable (PEMKeyPair) -> Void
+    private let onCertificate: @Sendable (PEMKeyPair) throws -> Void
     private let log: @Sendable (String, _ isError: Bool) -> Void
     private let condition = NSCondition()
     private var stopping = false
@@ -60,7 +60,7 @@ final class AdmissionCertificateManager: @unchecked Sendable {
 
     init(
         client: KubeAPIClient, configuration: Configuration, isLeader: @escaping @Sendable () -> Bool,
-        onCertificate: @escaping @Sendable (PEMKeyPair) -> Void, log: @escaping @Sendable (String, _ isError: Bool) -> Void
+        onCertificate: @escaping @Sendable (PEMKeyPair) throws -> Void, log: @escaping @Sendable (String, _ isError: Bool) -> Void
     ) {
         self.client = client
         self.configuration = configuration
@@ -120,7 +120,7 @@ final class AdmissionCertificateManager: @unchecked Sendable {
                     try maintainCABundle(name: name, bundle: bundle)
                 }
             }
-            if let secret { serve(secret) }
+            if let secret { try serve(secret) }
             report(nil)
         } catch {
             condition.withLock { counts.errors += 1 }
@@ -217,19 +217,25 @@ final class AdmissionCertificateManager: @unchecked Sendable {
 
     // MARK: Every replica
 
-    private func serve(_ secret: [String: Any]) {
+    /// Serves the Secret's certificate when it changed; an unusable one is
+    /// an error of this round (the previous certificate stays in service,
+    /// and the next round tries again).
+    private func serve(_ secret: [String: Any]) throws {
+        let name = "Secret \(configuration.namespace)/\(configuration.secretName)"
         guard let certificate = Self.value(secret, "tls.crt"), let key = Self.value(secret, "tls.key") else {
-            report("admission webhook certificate: Secret \(configuration.namespace)/\(configuration.secretName) has no tls.crt/tls.key")
-            return
+            throw TLSError("\(name) has no tls.crt and tls.key")
         }
         let pair = PEMKeyPair(certificatePEM: certificate, privateKeyPEM: key)
-        let isNew = condition.withLock { () -> Bool in
-            guard served != pair else { return false }
+        guard condition.withLock({ served != pair }) else { return }
+        do {
+            try onCertificate(pair)
+        } catch {
+            throw TLSError("\(name): the certificate is not usable: \(error)")
+        }
+        condition.withLock {
             served = pair
             counts.certificateNotAfter = CertificateAuthority.validity(ofCertificatePEM: certificate)?.notAfter
-            return true
         }
-        if isNew { onCertificate(pair) }
     }
 
     /// Logs a problem once (and its end), not every round.

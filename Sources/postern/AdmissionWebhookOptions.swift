@@ -200,12 +200,8 @@ extension AdmissionWebhookOptions {
                 hosts: certificateHosts(namespace: namespace), validitySeconds: timing.validity, periodSeconds: timing.period),
             isLeader: { elector.isLeader },
             onCertificate: { pair in
-                do {
-                    try server.useCertificate(pair)
-                    logger.info("admission webhook: serving the certificate from Secret \(namespace)/\(secret)")
-                } catch {
-                    logger.error("admission webhook: the certificate in Secret \(namespace)/\(secret) is not usable: \(error)")
-                }
+                try server.useCertificate(pair)
+                logger.info("admission webhook: serving the certificate from Secret \(namespace)/\(secret)")
             },
             log: { text, isError in
                 if isError { logger.error("\(text)") } else { logger.info("\(text)") }
