@@ -1,5 +1,5 @@
 import COpenSSL
-import Foundation
+import Glibc
 
 /// A PEM certificate and its PEM private key.
 public struct PEMKeyPair: Sendable, Equatable {
@@ -70,8 +70,9 @@ public enum CertificateAuthority {
         return PEMKeyPair(certificatePEM: try pem(certificate: certificate), privateKeyPEM: try pem(privateKey: key))
     }
 
-    /// When the first certificate in `pem` was issued and when it expires; nil when unreadable.
-    public static func validity(ofCertificatePEM pem: [UInt8]) -> (notBefore: Date, notAfter: Date)? {
+    /// When the first certificate in `pem` becomes valid and when it
+    /// expires, in seconds since the Unix epoch; nil when unreadable.
+    public static func validity(ofCertificatePEM pem: [UInt8]) -> (notBefore: Int, notAfter: Int)? {
         guard let certificates = try? PEM.readCertificates(pem), let certificate = certificates.first else { return nil }
         defer { certificates.forEach { X509_free($0) } }
         guard let notBefore = date(X509_get0_notBefore(certificate)), let notAfter = date(X509_get0_notAfter(certificate)) else { return nil }
@@ -146,12 +147,13 @@ public enum CertificateAuthority {
         return Array(UnsafeRawBufferPointer(start: pointer, count: length))
     }
 
-    private static func date(_ time: UnsafePointer<ASN1_TIME>?) -> Date? {
+    private static func date(_ time: UnsafePointer<ASN1_TIME>?) -> Int? {
         guard let time else { return nil }
         var days: Int32 = 0
         var seconds: Int32 = 0
         // From now (nil) to `time`.
+        let now = Glibc.time(nil)
         guard ASN1_TIME_diff(&days, &seconds, nil, time) == 1 else { return nil }
-        return Date().addingTimeInterval(Double(days) * 86_400 + Double(seconds))
+        return Int(now) + Int(days) * 86_400 + Int(seconds)
     }
 }

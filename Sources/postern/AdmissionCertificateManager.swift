@@ -134,9 +134,11 @@ final class AdmissionCertificateManager: @unchecked Sendable {
         let now = Date()
         let caValidity = configuration.validitySeconds * 10
         let hosts = configuration.hosts
+        let nowSeconds = Int(now.timeIntervalSince1970)
         func stale(_ pem: [UInt8]?, validity: Int) -> Bool {
             guard let pem, let dates = CertificateAuthority.validity(ofCertificatePEM: pem) else { return true }
-            return dates.notAfter.timeIntervalSince(now) < Double(validity) / 3 || dates.notBefore > now.addingTimeInterval(300)
+            // Less than a third left, or not valid yet by more than clock skew explains.
+            return dates.notAfter - nowSeconds < validity / 3 || dates.notBefore > nowSeconds + 300
         }
         let caBundle = existing.flatMap { Self.value($0, "ca.crt") }
         let caKey = existing.flatMap { Self.value($0, "ca.key") }
@@ -153,7 +155,7 @@ final class AdmissionCertificateManager: @unchecked Sendable {
             bundle = authority.certificatePEM
             // The previous CA stays trusted while it is valid: replicas still serve what it signed.
             if let caBundle, let previous = Optional(Self.firstCertificate(caBundle)), !previous.isEmpty,
-               let dates = CertificateAuthority.validity(ofCertificatePEM: previous), dates.notAfter > now {
+               let dates = CertificateAuthority.validity(ofCertificatePEM: previous), dates.notAfter > nowSeconds {
                 bundle += previous
             }
             changed.append(existing == nil ? "created" : "new CA")
@@ -234,7 +236,7 @@ final class AdmissionCertificateManager: @unchecked Sendable {
         }
         condition.withLock {
             served = pair
-            counts.certificateNotAfter = CertificateAuthority.validity(ofCertificatePEM: certificate)?.notAfter
+            counts.certificateNotAfter = CertificateAuthority.validity(ofCertificatePEM: certificate).map { Date(timeIntervalSince1970: Double($0.notAfter)) }
         }
     }
 
