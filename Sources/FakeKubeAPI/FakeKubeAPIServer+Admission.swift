@@ -15,11 +15,13 @@ import TLS
 /// write with a 500 InternalError "failed calling webhook", `Ignore` admits it.
 ///
 /// Supported: `rules` (apiGroups, apiVersions, operations, resources with
-/// `*`), `objectSelector.matchLabels`, `failurePolicy`, `timeoutSeconds`
-/// (default 10, as the API server's). Not supported, and said here so a test
-/// does not rely on them: `clientConfig.service` (the fake cannot resolve
-/// Services; such a webhook is a call failure), `namespaceSelector` (the fake
-/// stores no Namespaces; ignored), `matchConditions`, mutating webhooks.
+/// `*`; `scope` is not checked), `objectSelector`, `namespaceSelector`
+/// (against the `kubernetes.io/metadata.name` label only: the fake stores no
+/// Namespaces), `failurePolicy`, `timeoutSeconds` (default 10, as the API
+/// server's). Not supported, and said here so a test does not rely on them:
+/// `clientConfig.service` (the fake cannot resolve Services; such a webhook
+/// is a call failure), `matchPolicy: Equivalent` for other versions,
+/// `matchConditions`, mutating webhooks.
 extension FakeKubeAPIServer {
     /// One webhook call the fake made.
     public struct WebhookCall: Sendable {
@@ -53,8 +55,12 @@ extension FakeKubeAPIServer {
         let (group, version) = FakeKubeAPIServer.splitGroupVersion(type.groupVersion)
         for configuration in configurations {
             for webhook in configuration["webhooks"] as? [[String: Any]] ?? [] {
+                // The fake stores no Namespaces: a namespace's labels are the one every namespace
+                // carries, kubernetes.io/metadata.name (what the chart selects on).
+                let namespaceLabels = namespace.map { ["kubernetes.io/metadata.name": $0] }
                 guard FakeKubeAPIServer.rulesMatch(webhook["rules"], group: group, version: version, resource: resource, operation: operation),
-                      FakeKubeAPIServer.selectorMatches(webhook["objectSelector"], labels: metadata["labels"] as? [String: String] ?? [:])
+                      FakeKubeAPIServer.selectorMatches(webhook["objectSelector"], labels: metadata["labels"] as? [String: String] ?? [:]),
+                      namespaceLabels.map({ FakeKubeAPIServer.selectorMatches(webhook["namespaceSelector"], labels: $0) }) ?? true
                 else { continue }
                 let webhookName = webhook["name"] as? String ?? ""
                 let failurePolicy = webhook["failurePolicy"] as? String ?? "Fail"
@@ -129,10 +135,24 @@ extension FakeKubeAPIServer {
         }
     }
 
-    /// `matchLabels` only; an absent or empty selector matches everything.
+    /// A label selector (`matchLabels` and `matchExpressions` with In,
+    /// NotIn, Exists, DoesNotExist); an absent or empty one matches
+    /// everything, an unknown operator nothing.
     static func selectorMatches(_ selector: Any?, labels: [String: String]) -> Bool {
-        let required = (selector as? [String: Any])?["matchLabels"] as? [String: String] ?? [:]
-        return required.allSatisfy { labels[$0.key] == $0.value }
+        let selector = selector as? [String: Any] ?? [:]
+        let required = selector["matchLabels"] as? [String: String] ?? [:]
+        guard required.allSatisfy({ labels[$0.key] == $0.value }) else { return false }
+        return (selector["matchExpressions"] as? [[String: Any]] ?? []).allSatisfy { expression in
+            let key = expression["key"] as? String ?? ""
+            let values = expression["values"] as? [String] ?? []
+            switch expression["operator"] as? String {
+            case "In": return labels[key].map(values.contains) ?? false
+            case "NotIn": return labels[key].map { !values.contains($0) } ?? true
+            case "Exists": return labels[key] != nil
+            case "DoesNotExist": return labels[key] == nil
+            default: return false
+            }
+        }
     }
 
     static func admissionReview(

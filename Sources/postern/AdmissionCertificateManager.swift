@@ -7,8 +7,8 @@ import TLS
 /// bundle the API server must trust, and `ca.key`).
 ///
 /// Every `period` (and at once when leadership is gained):
-/// - the leader creates the Secret when absent (a new CA valid ten times the
-///   server certificate's validity, and a server certificate for `hosts`
+/// - the leader creates the Secret when absent (a new CA, by default valid
+///   ten times the server certificate's validity, and a server certificate for `hosts`
 ///   that it signs); renews the server certificate when less than a third
 ///   of its validity remains, when it does not name every host or was not
 ///   signed by the CA; renews the CA the same way, keeping the previous CA
@@ -31,8 +31,10 @@ final class AdmissionCertificateManager: @unchecked Sendable {
         var secretName: String
         var webhookConfigurationName: String?
         var hosts: [String]
-        /// Validity of the server certificate; the CA's is ten times this.
+        /// Validity of the server certificate.
         var validitySeconds: Int
+        /// Validity of the CA (ten times the certificate's by default).
+        var authorityValiditySeconds: Int
         var periodSeconds: Double
     }
 
@@ -132,7 +134,7 @@ final class AdmissionCertificateManager: @unchecked Sendable {
 
     private func maintainSecret(_ existing: [String: Any]?) throws -> [String: Any]? {
         let now = Date()
-        let caValidity = configuration.validitySeconds * 10
+        let caValidity = configuration.authorityValiditySeconds
         let hosts = configuration.hosts
         let nowSeconds = Int(now.timeIntervalSince1970)
         func stale(_ pem: [UInt8]?, validity: Int) -> Bool {
@@ -149,13 +151,19 @@ final class AdmissionCertificateManager: @unchecked Sendable {
         var changed: [String] = []
         if let caBundle, let caKey, !stale(Self.firstCertificate(caBundle), validity: caValidity) {
             authority = PEMKeyPair(certificatePEM: Self.firstCertificate(caBundle), privateKeyPEM: caKey)
-            bundle = caBundle
+            // A previous CA leaves the bundle once it expired (nothing it signed is valid any more).
+            let blocks = Self.certificates(in: caBundle)
+            let kept = [blocks[0]] + blocks.dropFirst().filter { block in
+                (CertificateAuthority.validity(ofCertificatePEM: block)?.notAfter ?? 0) > nowSeconds
+            }
+            bundle = kept.flatMap { $0 }
+            if kept.count != blocks.count { changed.append("expired CA removed from ca.crt") }
         } else {
             authority = try CertificateAuthority.makeAuthority(commonName: "Postern admission webhook CA", validitySeconds: caValidity)
             bundle = authority.certificatePEM
             // The previous CA stays trusted while it is valid: replicas still serve what it signed.
-            if let caBundle, let previous = Optional(Self.firstCertificate(caBundle)), !previous.isEmpty,
-               let dates = CertificateAuthority.validity(ofCertificatePEM: previous), dates.notAfter > nowSeconds {
+            if let previous = caBundle.map(Self.firstCertificate), let dates = CertificateAuthority.validity(ofCertificatePEM: previous),
+               dates.notAfter > nowSeconds {
                 bundle += previous
             }
             changed.append(existing == nil ? "created" : "new CA")
@@ -258,9 +266,18 @@ final class AdmissionCertificateManager: @unchecked Sendable {
 
     /// The first PEM block of `bundle` (the current CA).
     static func firstCertificate(_ bundle: [UInt8]) -> [UInt8] {
+        certificates(in: bundle).first ?? []
+    }
+
+    /// Every PEM certificate block of `bundle`, each ending in a newline.
+    static func certificates(in bundle: [UInt8]) -> [[UInt8]] {
         let text = String(decoding: bundle, as: UTF8.self)
-        let marker = "-----END CERTIFICATE-----"
-        guard let end = text.range(of: marker) else { return [] }
-        return Array((String(text[..<end.upperBound]) + "\n").utf8)
+        var blocks: [[UInt8]] = []
+        var rest = Substring(text)
+        while let begin = rest.range(of: "-----BEGIN CERTIFICATE-----"), let end = rest.range(of: "-----END CERTIFICATE-----", range: begin.upperBound..<rest.endIndex) {
+            blocks.append(Array((String(rest[begin.lowerBound..<end.upperBound]) + "\n").utf8))
+            rest = rest[end.upperBound...]
+        }
+        return blocks
     }
 }

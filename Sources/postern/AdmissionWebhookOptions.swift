@@ -34,7 +34,7 @@ struct AdmissionWebhookOptions: ParsableArguments {
     @Option(help: "Another DNS name or IP address the managed certificate names (repeatable).")
     var admissionWebhookCertificateHost: [String] = []
 
-    @Option(help: ArgumentHelp("Managed certificate: validity and Secret re-read period in seconds.", visibility: .hidden))
+    @Option(help: ArgumentHelp("Managed certificate: validity, Secret re-read period and CA validity (default 10x) in seconds.", visibility: .hidden))
     var admissionWebhookCertificateTiming = "31536000,30"
 
     /// Whether Postern manages the certificate (instead of reading files).
@@ -83,15 +83,17 @@ struct AdmissionWebhookOptions: ParsableArguments {
         }
     }
 
-    /// (validity, re-read period) of the managed certificate, in seconds.
-    func certificateTiming() throws -> (validity: Int, period: Double) {
+    /// (validity, re-read period, CA validity) of the managed certificate, in seconds.
+    func certificateTiming() throws -> (validity: Int, period: Double, authorityValidity: Int) {
         let parts = admissionWebhookCertificateTiming.split(separator: ",")
-        guard parts.count == 2, let validity = Int(parts[0]), let period = Double(parts[1]),
+        let problem = SettingsError(
+            "--admission-webhook-certificate-timing \(admissionWebhookCertificateTiming): expected VALIDITY,PERIOD[,CA_VALIDITY] seconds, the CA's longer")
+        guard parts.count == 2 || parts.count == 3, let validity = Int(parts[0]), let period = Double(parts[1]),
               (3...(10 * 365 * 86_400)).contains(validity), period > 0, period <= 3600
-        else {
-            throw SettingsError("--admission-webhook-certificate-timing \(admissionWebhookCertificateTiming): expected VALIDITY,PERIOD seconds")
-        }
-        return (validity, period)
+        else { throw problem }
+        let authorityValidity = parts.count == 3 ? Int(parts[2]) : validity * 10
+        guard let authorityValidity, authorityValidity > validity, authorityValidity <= 100 * 365 * 86_400 else { throw problem }
+        return (validity, period, authorityValidity)
     }
 
     /// The names the managed certificate is for.
@@ -197,7 +199,8 @@ extension AdmissionWebhookOptions {
             client: client,
             configuration: .init(
                 namespace: namespace, secretName: secret, webhookConfigurationName: admissionWebhookConfiguration,
-                hosts: certificateHosts(namespace: namespace), validitySeconds: timing.validity, periodSeconds: timing.period),
+                hosts: certificateHosts(namespace: namespace), validitySeconds: timing.validity,
+                authorityValiditySeconds: timing.authorityValidity, periodSeconds: timing.period),
             isLeader: { elector.isLeader },
             onCertificate: { pair in
                 try server.useCertificate(pair)

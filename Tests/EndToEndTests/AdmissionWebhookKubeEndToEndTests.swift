@@ -332,6 +332,30 @@ extension EndToEndTests {
             #expect(AdmissionKube.metric(postern, "postern_admission_certificate_writes_total{write=\"secret_renewed\"}") ?? 0 >= 1)
         }
 
+        @Test func managedCAIsRotatedWithTheOldCATrustedUntilItExpires() throws {
+            let cluster = try Cluster(startPostern: false)
+            // Certificate 4 s, CA 9 s: a new CA once less than 3 s of the first remain.
+            let (postern, port) = try Self.startManaged(cluster, timing: "4,0.3,9")
+            try cluster.api.apply(AdmissionKube.webhookConfiguration(url: "https://127.0.0.1:\(port)/validate-ingress", caBundle: nil))
+            #expect(secondsUntil(timeout: 15) { AdmissionKube.caBundle(cluster.api) != nil } != nil)
+            let first = try #require(AdmissionKube.secretData(cluster.api))
+            let firstCA = AdmissionKube.decoded(first["ca.crt"])
+            #expect(firstCA.components(separatedBy: "BEGIN CERTIFICATE").count - 1 == 1)
+            // The new CA comes first, the old one stays while it is valid, and the caBundle follows.
+            #expect(secondsUntil(timeout: 12) { AdmissionKube.decoded(AdmissionKube.secretData(cluster.api)?["ca.crt"]).hasSuffix(firstCA) && AdmissionKube.decoded(AdmissionKube.secretData(cluster.api)?["ca.crt"]) != firstCA } != nil)
+            let rotated = try #require(AdmissionKube.secretData(cluster.api))
+            #expect(AdmissionKube.decoded(rotated["ca.crt"]).components(separatedBy: "BEGIN CERTIFICATE").count - 1 == 2)
+            #expect(secondsUntil(timeout: 5) { AdmissionKube.caBundle(cluster.api) == AdmissionKube.secretData(cluster.api)?["ca.crt"] } != nil)
+            #expect(secondsUntil(timeout: 10) { Self.refusesThroughTheAPIServer(cluster) } != nil)
+            // Once the old CA expired it leaves the bundle.
+            #expect(secondsUntil(timeout: 12) {
+                let bundle = AdmissionKube.decoded(AdmissionKube.secretData(cluster.api)?["ca.crt"])
+                return !bundle.contains(firstCA) && AdmissionKube.caBundle(cluster.api) == AdmissionKube.secretData(cluster.api)?["ca.crt"]
+            } != nil)
+            #expect(secondsUntil(timeout: 10) { Self.refusesThroughTheAPIServer(cluster) } != nil)
+            #expect(AdmissionKube.metric(postern, "postern_admission_certificate_sync_errors_total") == 0)
+        }
+
         @Test func managedCertificateFlagsAreCheckedAtStartUp() throws {
             let manifests = try ManifestFolder()
             let withoutCluster = try runCommand(Paths.product("postern"), [

@@ -62,5 +62,15 @@ import Testing
         #expect(FakeKubeAPIServer.selectorMatches(["matchLabels": ["team": "a"]], labels: ["team": "a", "x": "y"]))
         #expect(!FakeKubeAPIServer.selectorMatches(["matchLabels": ["team": "a"]], labels: [:]))
         #expect(FakeKubeAPIServer.selectorMatches(nil, labels: [:]))
+        let chart: [String: Any] = ["matchLabels": ["kubernetes.io/metadata.name": "apps"]]
+        #expect(FakeKubeAPIServer.selectorMatches(chart, labels: ["kubernetes.io/metadata.name": "apps"]))
+        #expect(!FakeKubeAPIServer.selectorMatches(chart, labels: ["kubernetes.io/metadata.name": "other"]))
+        let expressions: [String: Any] = ["matchExpressions": [
+            ["key": "tier", "operator": "In", "values": ["web", "api"]], ["key": "legacy", "operator": "DoesNotExist"],
+        ]]
+        #expect(FakeKubeAPIServer.selectorMatches(expressions, labels: ["tier": "api"]))
+        #expect(!FakeKubeAPIServer.selectorMatches(expressions, labels: ["tier": "db"]))
+        #expect(!FakeKubeAPIServer.selectorMatches(expressions, labels: ["tier": "web", "legacy": "1"]))
+        #expect(!FakeKubeAPIServer.selectorMatches(["matchExpressions": [["key": "a", "operator": "Near"]]], labels: ["a": "b"]))
     }
 }
