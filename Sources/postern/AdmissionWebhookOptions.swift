@@ -140,33 +140,36 @@ final class AdmissionWebhookRuntime: @unchecked Sendable {
     /// Prometheus text of the webhook's counters.
     func renderPrometheus() -> String {
         let counts = server.metrics
-        var text = "# HELP postern_admission_reviews_total AdmissionReviews answered by the validating webhook, by result.\n"
-        text += "# TYPE postern_admission_reviews_total counter\n"
-        text += "postern_admission_reviews_total{result=\"allowed\"} \(counts.allowed)\n"
-        text += "postern_admission_reviews_total{result=\"denied\"} \(counts.denied)\n"
-        text += "postern_admission_reviews_total{result=\"bad_request\"} \(counts.badRequests)\n"
-        text += "# HELP postern_admission_connections_without_certificate_total Webhook connections closed because no serving certificate was available yet.\n"
-        text += "# TYPE postern_admission_connections_without_certificate_total counter\n"
-        text += "postern_admission_connections_without_certificate_total \(counts.handshakesWithoutCertificate)\n"
-        text += "# HELP postern_admission_certificate_reloads_total Serving certificates replaced without restart.\n"
-        text += "# TYPE postern_admission_certificate_reloads_total counter\n"
-        text += "postern_admission_certificate_reloads_total \(counts.certificateReloads)\n"
-        if let manager {
-            let managed = manager.metrics
-            text += "# HELP postern_admission_certificate_sync_errors_total Failed rounds of webhook certificate management (API errors, unusable Secret).\n"
-            text += "# TYPE postern_admission_certificate_sync_errors_total counter\n"
-            text += "postern_admission_certificate_sync_errors_total \(managed.errors)\n"
-            text += "# HELP postern_admission_certificate_writes_total Writes of the managed certificate Secret and caBundle by this replica.\n"
-            text += "# TYPE postern_admission_certificate_writes_total counter\n"
-            text += "postern_admission_certificate_writes_total{write=\"secret_created\"} \(managed.secretsCreated)\n"
-            text += "postern_admission_certificate_writes_total{write=\"secret_renewed\"} \(managed.certificatesRenewed)\n"
-            text += "postern_admission_certificate_writes_total{write=\"ca_bundle\"} \(managed.caBundlesPatched)\n"
-            if let notAfter = managed.certificateNotAfter {
-                text += "# HELP postern_admission_certificate_expiry_timestamp_seconds When the served webhook certificate expires.\n"
-                text += "# TYPE postern_admission_certificate_expiry_timestamp_seconds gauge\n"
-                text += "postern_admission_certificate_expiry_timestamp_seconds \(Int(notAfter.timeIntervalSince1970))\n"
-            }
+        var text = Self.family(
+            "postern_admission_reviews_total", "counter", "AdmissionReviews answered by the validating webhook, by result.",
+            [("{result=\"allowed\"}", counts.allowed), ("{result=\"denied\"}", counts.denied), ("{result=\"bad_request\"}", counts.badRequests)])
+        text += Self.family(
+            "postern_admission_connections_without_certificate_total", "counter",
+            "Webhook connections closed because no serving certificate was available yet.", [("", counts.handshakesWithoutCertificate)])
+        text += Self.family(
+            "postern_admission_certificate_reloads_total", "counter", "Serving certificates replaced without restart.", [("", counts.certificateReloads)])
+        guard let manager else { return text }
+        let managed = manager.metrics
+        text += Self.family(
+            "postern_admission_certificate_sync_errors_total", "counter",
+            "Failed rounds of webhook certificate management (API errors, unusable Secret).", [("", managed.errors)])
+        text += Self.family(
+            "postern_admission_certificate_writes_total", "counter", "Writes of the managed certificate Secret and caBundle by this replica.",
+            [
+                ("{write=\"secret_created\"}", managed.secretsCreated), ("{write=\"secret_renewed\"}", managed.certificatesRenewed),
+                ("{write=\"ca_bundle\"}", managed.caBundlesPatched),
+            ])
+        if let notAfter = managed.certificateNotAfter {
+            text += Self.family(
+                "postern_admission_certificate_expiry_timestamp_seconds", "gauge", "When the served webhook certificate expires.",
+                [("", Int(notAfter.timeIntervalSince1970))])
         }
+        return text
+    }
+
+    private static func family(_ name: String, _ type: String, _ help: String, _ samples: [(labels: String, value: Int)]) -> String {
+        var text = "# HELP \(name) \(help)\n# TYPE \(name) \(type)\n"
+        for sample in samples { text += "\(name)\(sample.labels) \(sample.value)\n" }
         return text
     }
 }
