@@ -6,8 +6,10 @@ import TLS
 /// CREATE or UPDATE through the API (not `apply(_:)`, the test's direct
 /// write) of an object that a stored ValidatingWebhookConfiguration's rules
 /// match, an `admission.k8s.io/v1` AdmissionReview is POSTed over HTTPS to
-/// `clientConfig.url` with `?timeout=Ns` appended, the server certificate
-/// checked against `clientConfig.caBundle` and the URL's host. A denial
+/// `clientConfig.url` (or a `clientConfig.service` the test registered in
+/// `serviceEndpoints`, called by its name NAME.NAMESPACE.svc) with
+/// `?timeout=Ns` appended, the server certificate checked against
+/// `clientConfig.caBundle` and the URL's host. A denial
 /// becomes the API error kube-apiserver returns ("admission webhook \"NAME\"
 /// denied the request: MESSAGE", the webhook's code when at least 400, else
 /// 400); a call that fails (refused, timed out, untrusted certificate, not an
@@ -19,8 +21,9 @@ import TLS
 /// (against the `kubernetes.io/metadata.name` label only: the fake stores no
 /// Namespaces), `failurePolicy`, `timeoutSeconds` (default 10, as the API
 /// server's). Not supported, and said here so a test does not rely on them:
-/// `clientConfig.service` (the fake cannot resolve Services; such a webhook
-/// is a call failure), `matchPolicy: Equivalent` for other versions,
+/// resolving a Service through its Endpoints (a Service not in
+/// `serviceEndpoints` fails as one without endpoints), `matchPolicy:
+/// Equivalent` for other versions,
 /// `matchConditions`, mutating webhooks.
 extension FakeKubeAPIServer {
     /// One webhook call the fake made.
@@ -66,7 +69,20 @@ extension FakeKubeAPIServer {
                 let failurePolicy = webhook["failurePolicy"] as? String ?? "Fail"
                 let timeout = webhook["timeoutSeconds"] as? Int ?? 10
                 let clientConfig = webhook["clientConfig"] as? [String: Any] ?? [:]
-                let url = clientConfig["url"] as? String ?? ""
+                // A Service is called as https://NAME.NAMESPACE.svc:PORT/PATH (the name the
+                // certificate must hold), dialled at the loopback port the test registered.
+                let service = clientConfig["service"] as? [String: Any]
+                var url = clientConfig["url"] as? String ?? ""
+                var dialPort: UInt16? = nil
+                var unresolved: String? = nil
+                if url.isEmpty, let service {
+                    let serviceName = service["name"] as? String ?? ""
+                    let serviceNamespace = service["namespace"] as? String ?? ""
+                    let path = service["path"] as? String ?? "/"
+                    url = "https://\(serviceName).\(serviceNamespace).svc:\(service["port"] as? Int ?? 443)\(path)"
+                    dialPort = serviceEndpoints["\(serviceNamespace)/\(serviceName)"]
+                    if dialPort == nil { unresolved = "no endpoints available for service \"\(serviceName)\"" }
+                }
                 var call = WebhookCall(
                     webhook: webhookName, url: url, operation: operation, resource: resource, namespace: namespace, name: name,
                     outcome: .allowed, message: "")
@@ -75,11 +91,13 @@ extension FakeKubeAPIServer {
                     uid: UUID().uuidString.lowercased(), group: group, version: version, kind: type.kind, resource: resource,
                     namespace: namespace, name: name, operation: operation, object: object, oldObject: oldObject)
                 let result: Result<[String: Any], WebhookCallError>
-                if url.isEmpty {
-                    result = .failure(WebhookCallError("clientConfig.service is not supported by the fake API server; give clientConfig.url"))
+                if let unresolved {
+                    result = .failure(WebhookCallError(unresolved))
+                } else if url.isEmpty {
+                    result = .failure(WebhookCallError("clientConfig: neither url nor service"))
                 } else {
                     result = FakeKubeAPIServer.callWebhook(
-                        url: url, caBundle: clientConfig["caBundle"] as? String, timeoutSeconds: timeout, review: review)
+                        url: url, dialPort: dialPort, caBundle: clientConfig["caBundle"] as? String, timeoutSeconds: timeout, review: review)
                 }
                 switch result {
                 case let .failure(error):
@@ -182,7 +200,12 @@ extension FakeKubeAPIServer {
     /// One HTTPS POST of `review`; the AdmissionReview's `response` (whose
     /// uid must match) or why the call failed, in the words Go's client uses
     /// where they matter to a reader (connection refused, certificate).
-    static func callWebhook(url: String, caBundle: String?, timeoutSeconds: Int, review: [String: Any]) -> Result<[String: Any], WebhookCallError> {
+    /// `dialPort`: connect to 127.0.0.1 at this port instead of the URL's
+    /// host and port (a Service's endpoint); the URL's host is still the
+    /// name sent as SNI and checked in the certificate.
+    static func callWebhook(
+        url: String, dialPort: UInt16? = nil, caBundle: String?, timeoutSeconds: Int, review: [String: Any]
+    ) -> Result<[String: Any], WebhookCallError> {
         guard let components = URLComponents(string: url), components.scheme == "https", let host = components.host else {
             return .failure(WebhookCallError("clientConfig.url \(url): expected an https URL"))
         }
@@ -206,9 +229,9 @@ extension FakeKubeAPIServer {
         let started = Date()
         let fd: CInt
         do {
-            fd = try BlockingSocket.connect(host: host, port: port, timeoutMilliseconds: milliseconds)
+            fd = try BlockingSocket.connect(host: dialPort == nil ? host : "127.0.0.1", port: dialPort ?? port, timeoutMilliseconds: milliseconds)
         } catch {
-            return .failure(WebhookCallError("dial tcp \(host):\(port): connect: \(error)"))
+            return .failure(WebhookCallError("dial tcp \(dialPort == nil ? host : "127.0.0.1"):\(dialPort ?? port): connect: \(error)"))
         }
         defer { Socket.close(fd) }
         BlockingSocket.setTimeouts(fd, receiveMilliseconds: Int(milliseconds), sendMilliseconds: Int(milliseconds))

@@ -214,6 +214,14 @@ public final class FakeKubeAPIServer: @unchecked Sendable {
     /// Every request received so far.
     public var requests: [RecordedRequest] { condition.withLock { requestLog } }
 
+    /// Loopback ports of webhook Services ("namespace/name" → port): a
+    /// webhook whose clientConfig names such a Service is dialled there.
+    public var serviceEndpoints: [String: UInt16] {
+        get { condition.withLock { _serviceEndpoints } }
+        set { condition.withLock { _serviceEndpoints = newValue } }
+    }
+    private var _serviceEndpoints: [String: UInt16] = [:]
+
     /// Every validating webhook call made so far (see `FakeKubeAPIServer+Admission.swift`).
     public var webhookCalls: [WebhookCall] { condition.withLock { webhookCallLog } }
 
