@@ -179,8 +179,11 @@ extension AdmissionWebhookOptions {
     /// given). Throws `SettingsError` for unreadable or unusable files.
     /// With a managed certificate, `leaderDuties`' elector decides who
     /// writes, and a change of leadership runs a round at once.
+    /// `log` reports the certificate management's API problems (the Kubernetes
+    /// problem log: a 403 is an error and shows in `/readyz`).
     func makeRuntime(
-        reviewer: AdmissionReviewer, client: KubeAPIClient?, namespace: String?, leaderDuties: LeaderDuties?, logger: Logger
+        reviewer: AdmissionReviewer, client: KubeAPIClient?, namespace: String?, leaderDuties: LeaderDuties?, logger: Logger,
+        log: @escaping @Sendable (String, Logger.Level) -> Void
     ) throws -> AdmissionWebhookRuntime? {
         guard let listen = admissionWebhookListen, let address = SocketAddress(parsing: listen) else { return nil }
         let server = try AdmissionServer(address: address, reviewer: reviewer, logger: logger)
@@ -209,9 +212,7 @@ extension AdmissionWebhookOptions {
                 try server.useCertificate(pair)
                 logger.info("admission webhook: serving the certificate from Secret \(namespace)/\(secret)")
             },
-            log: { text, isError in
-                if isError { logger.error("\(text)") } else { logger.info("\(text)") }
-            })
+            log: { text, isError in log(text, isError ? .error : .info) })
         let previous = elector.onChange
         elector.onChange = { [weak manager] leading in
             previous(leading)

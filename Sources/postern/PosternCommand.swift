@@ -289,7 +289,7 @@ struct Run: ParsableCommand {
                 options: settings.translateOptions)
             admission = try admissionWebhook.makeRuntime(
                 reviewer: reviewer, client: kubeSource?.client, namespace: kubeSource.map { kubernetes.leaseNamespace($0.client) },
-                leaderDuties: leaderDuties, logger: logger)
+                leaderDuties: leaderDuties, logger: logger, log: { text, level in kubeLog.log(text, level: level) })
         } catch let error as SettingsError {
             FileHandle.standardError.write(Data("postern: \(error.description)\n".utf8))
             throw ExitCode(2)

@@ -356,6 +356,20 @@ extension EndToEndTests {
             #expect(AdmissionKube.metric(postern, "postern_admission_certificate_sync_errors_total") == 0)
         }
 
+        @Test func forbiddenSecretIsAnErrorInReadinessAndMetricsAndRecoversWhenAllowed() throws {
+            let cluster = try Cluster(startPostern: false)
+            cluster.api.forbiddenPathPrefixes = ["/api/v1/namespaces/ingress-system/secrets"]
+            let (postern, _) = try Self.startManaged(cluster)
+            #expect(secondsUntil(timeout: 10) { (AdmissionKube.metric(postern, "postern_admission_certificate_sync_errors_total") ?? 0) >= 1 } != nil)
+            let readiness = try HTTPClient.request(port: postern.adminPort, path: "/readyz")
+            #expect(readiness.bodyText.contains("403"), "\(readiness.bodyText)")
+            #expect(AdmissionKube.secretData(cluster.api) == nil)
+            // Allowed again: the next round creates it.
+            cluster.api.forbiddenPathPrefixes = []
+            #expect(secondsUntil(timeout: 10) { AdmissionKube.secretData(cluster.api) != nil } != nil)
+            #expect(AdmissionKube.metric(postern, "postern_admission_certificate_writes_total{write=\"secret_created\"}") == 1)
+        }
+
         @Test func managedCertificateFlagsAreCheckedAtStartUp() throws {
             let manifests = try ManifestFolder()
             let withoutCluster = try runCommand(Paths.product("postern"), [
