@@ -81,7 +81,13 @@ final class AdmissionServer: @unchecked Sendable {
         var badRequests = 0
         var handshakesWithoutCertificate = 0
         var certificateReloads = 0
+        var connectionsRefusedBusy = 0
     }
+
+    /// Connections served at once; more are closed at once (each holds a
+    /// thread for up to the 10 s I/O timeout, so slow clients cannot pile
+    /// up threads). The API server needs a handful.
+    static let maximumConnections = 64
 
     let listener: CInt
     let boundAddress: SocketAddress
@@ -91,6 +97,7 @@ final class AdmissionServer: @unchecked Sendable {
     private let lock = NSLock()
     private var stopping = false
     private var counts = Counts()
+    private var activeConnections = 0
 
     /// Binds `address`; serves nothing until `useCertificate` succeeds.
     init(address: SocketAddress, reviewer: AdmissionReviewer, logger: Logger) throws {
@@ -132,7 +139,22 @@ final class AdmissionServer: @unchecked Sendable {
         let thread = Thread { [self] in
             while !lock.withLock({ stopping }) {
                 guard let connection = BlockingSocket.accept(listener, timeoutMilliseconds: 200) else { continue }
-                let worker = Thread { [self] in serve(connection) }
+                let admitted = lock.withLock { () -> Bool in
+                    guard activeConnections < Self.maximumConnections else {
+                        counts.connectionsRefusedBusy += 1
+                        return false
+                    }
+                    activeConnections += 1
+                    return true
+                }
+                guard admitted else {
+                    Socket.close(connection)
+                    continue
+                }
+                let worker = Thread { [self] in
+                    serve(connection)
+                    lock.withLock { activeConnections -= 1 }
+                }
                 worker.name = "postern-admission"
                 worker.start()
             }

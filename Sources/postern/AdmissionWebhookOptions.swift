@@ -147,6 +147,9 @@ final class AdmissionWebhookRuntime: @unchecked Sendable {
             "postern_admission_connections_without_certificate_total", "counter",
             "Webhook connections closed because no serving certificate was available yet.", [("", counts.handshakesWithoutCertificate)])
         text += Self.family(
+            "postern_admission_connections_refused_total", "counter",
+            "Webhook connections closed at once because \(AdmissionServer.maximumConnections) were being served.", [("", counts.connectionsRefusedBusy)])
+        text += Self.family(
             "postern_admission_certificate_reloads_total", "counter", "Serving certificates replaced without restart.", [("", counts.certificateReloads)])
         guard let manager else { return text }
         let managed = manager.metrics
