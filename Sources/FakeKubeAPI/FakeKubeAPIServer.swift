@@ -9,7 +9,9 @@ import TLS
 /// event inside a watch and as HTTP 410 on a list or an expired continue
 /// token, `Status` bodies on errors, bearer-token authentication (401) and
 /// authorisation (403), Lease optimistic concurrency (409), the Ingress
-/// `status` subresource (PUT and merge-patch) and Event creation.
+/// `status` subresource (PUT and merge-patch), Event creation, and
+/// validating admission webhooks called on creates and updates
+/// (`FakeKubeAPIServer+Admission.swift`).
 ///
 /// Strict: unknown paths are 404, unknown query parameters, malformed
 /// values and unsupported field selectors are 400, wrong content types are
@@ -85,6 +87,7 @@ public final class FakeKubeAPIServer: @unchecked Sendable {
     private var stalled = false
     private var uidCounter = 0
     private var requestLog: [RecordedRequest] = []
+    private var webhookCallLog: [WebhookCall] = []
     private var tlsStore: TLSCertificateStore?
     private var requireClientCertificate = false
 
@@ -139,6 +142,10 @@ public final class FakeKubeAPIServer: @unchecked Sendable {
 
     /// Listens on 127.0.0.1 (port 0 first time; the same port after `stop()`).
     public func start() throws {
+        // Webhook calls write through OpenSSL to servers that may hang up
+        // (a webhook without a certificate yet closes at once): EPIPE, not
+        // a signal that ends the test process.
+        Socket.ignoreSIGPIPE()
         let address = SocketAddress(bytes: [127, 0, 0, 1], port: port)
         let fd = try Socket.listen(at: address, reusePort: false, backlog: 128)
         guard let bound = Socket.localAddress(fd) else { throw SystemError("getsockname", errno: 0) }
@@ -206,6 +213,21 @@ public final class FakeKubeAPIServer: @unchecked Sendable {
 
     /// Every request received so far.
     public var requests: [RecordedRequest] { condition.withLock { requestLog } }
+
+    /// Loopback ports of webhook Services ("namespace/name" → port): a
+    /// webhook whose clientConfig names such a Service is dialled there.
+    public var serviceEndpoints: [String: UInt16] {
+        get { condition.withLock { _serviceEndpoints } }
+        set { condition.withLock { _serviceEndpoints = newValue } }
+    }
+    private var _serviceEndpoints: [String: UInt16] = [:]
+
+    /// Every validating webhook call made so far (see `FakeKubeAPIServer+Admission.swift`).
+    public var webhookCalls: [WebhookCall] { condition.withLock { webhookCallLog } }
+
+    func recordWebhookCall(_ call: WebhookCall) {
+        condition.withLock { webhookCallLog.append(call) }
+    }
 
     /// Number of watch streams open now.
     public var openWatchCount: Int { condition.withLock { watchers.count } }
@@ -457,6 +479,8 @@ public final class FakeKubeAPIServer: @unchecked Sendable {
             object["metadata"] = metadata
             try FakeKubeAPIServer.checkKind(object, route.type)
             if route.resource == "events" { try FakeKubeAPIServer.validateEvent(object) }
+            // Admission runs before the write, as in kube-apiserver (an existing name is still 409 afterwards).
+            try admit(operation: "CREATE", resource: route.resource, object: object, oldObject: nil)
             let stored = try condition.withLock { try store(resource: route.resource, object: object, requireVersion: false, create: true) }
             respond(fd, status: 201, object: stored)
         case ("PUT", let name?, nil):
@@ -467,6 +491,15 @@ public final class FakeKubeAPIServer: @unchecked Sendable {
             guard (object["metadata"] as? [String: Any])?["name"] as? String == name else {
                 throw HTTPFailure(400, "BadRequest", "the name of the object (\((object["metadata"] as? [String: Any])?["name"] ?? "")) does not match the name on the URL (\(name))")
             }
+            guard let old = self.object(resource: route.resource, namespace: route.namespace, name: name) else {
+                throw HTTPFailure(404, "NotFound", "\(route.resource) \"\(name)\" not found")
+            }
+            var incoming = object
+            if route.type.namespaced, var metadata = incoming["metadata"] as? [String: Any] {
+                metadata["namespace"] = route.namespace
+                incoming["metadata"] = metadata
+            }
+            try admit(operation: "UPDATE", resource: route.resource, object: incoming, oldObject: old)
             let stored = try condition.withLock { () -> [String: Any] in
                 guard objects[route.resource]?["\(route.namespace ?? "")/\(name)"] != nil else {
                     throw HTTPFailure(404, "NotFound", "\(route.resource) \"\(name)\" not found")

@@ -21,8 +21,9 @@ struct AdmissionReviewer {
     static let refusedWarnings: Set<String> = ["PathConflict", "DefaultBackendConflict"]
 
     /// An `admission.k8s.io/v1` AdmissionReview request in, the review with
-    /// its response out; nil when `body` is not an AdmissionReview.
-    func review(_ body: [UInt8]) -> [UInt8]? {
+    /// its response and whether it allowed the request out; nil when `body`
+    /// is not an AdmissionReview.
+    func review(_ body: [UInt8]) -> (answer: [UInt8], allowed: Bool)? {
         guard let review = try? JSONSerialization.jsonObject(with: Data(body)) as? [String: Any],
               let request = review["request"] as? [String: Any], let uid = request["uid"] as? String
         else { return nil }
@@ -30,7 +31,8 @@ struct AdmissionReviewer {
         var response: [String: Any] = ["uid": uid, "allowed": allowed]
         if let message { response["status"] = ["code": 400, "reason": "Invalid", "message": message] }
         let out: [String: Any] = ["apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response]
-        return (try? JSONSerialization.data(withJSONObject: out, options: [.sortedKeys, .withoutEscapingSlashes])).map(Array.init)
+        guard let answer = try? JSONSerialization.data(withJSONObject: out, options: [.sortedKeys, .withoutEscapingSlashes]) else { return nil }
+        return (Array(answer), allowed)
     }
 
     private func decide(_ request: [String: Any]) -> (allowed: Bool, message: String?) {
@@ -66,44 +68,93 @@ struct AdmissionReviewer {
 /// and threads, away from the proxy's workers: one thread accepts, one
 /// thread per connection, one request per connection (the API server
 /// opens a connection per call or reuses one; both work).
+///
+/// The certificate can be replaced at any time (`useCertificate`): the next
+/// handshake serves the new one. Until one is set (a managed certificate
+/// not read yet) connections are closed at once, so the API server applies
+/// the webhook's failure policy.
 final class AdmissionServer: @unchecked Sendable {
+    /// Reviews answered and requests refused, for `/metrics`.
+    struct Counts {
+        var allowed = 0
+        var denied = 0
+        var badRequests = 0
+        var handshakesWithoutCertificate = 0
+        var certificateReloads = 0
+        var connectionsRefusedBusy = 0
+    }
+
+    /// Connections served at once; more are closed at once (each holds a
+    /// thread for up to the 10 s I/O timeout, so slow clients cannot pile
+    /// up threads). The API server needs a handful.
+    static let maximumConnections = 64
+
     let listener: CInt
     let boundAddress: SocketAddress
-    private let store: TLSCertificateStore
+    private var store: TLSCertificateStore?
     private let reviewer: AdmissionReviewer
     private let logger: Logger
     private let lock = NSLock()
     private var stopping = false
+    private var counts = Counts()
+    private var activeConnections = 0
 
-    /// Binds `address` with the certificate and key files (PEM).
-    init(address: SocketAddress, certificatePath: String, keyPath: String, reviewer: AdmissionReviewer, logger: Logger) throws {
-        guard let chain = FileManager.default.contents(atPath: certificatePath) else {
-            throw SettingsError("--admission-webhook-certificate \(certificatePath): cannot read the file")
-        }
-        guard let key = FileManager.default.contents(atPath: keyPath) else {
-            throw SettingsError("--admission-webhook-key \(keyPath): cannot read the file")
-        }
-        let input = TLSCertificateInput(name: "admission-webhook", hosts: [], certificateChainPEM: Array(chain), privateKeyPEM: Array(key))
-        var settings = TLSServerSettings()
-        settings.alpnProtocols = ["http/1.1"]
-        do {
-            let builder = try TLSStoreBuilder(settings: settings, defaultCertificate: input)
-            guard !builder.defaultIsSelfSigned else { throw TLSError("the certificate or key is not usable") }
-            store = builder.build([]).0
-        } catch {
-            throw SettingsError("--admission-webhook-certificate \(certificatePath): \(error)")
-        }
+    /// Binds `address`; serves nothing until `useCertificate` succeeds.
+    init(address: SocketAddress, reviewer: AdmissionReviewer, logger: Logger) throws {
         listener = try Socket.listen(at: address, reusePort: false, backlog: 64)
         boundAddress = Socket.localAddress(listener) ?? address
         self.reviewer = reviewer
         self.logger = logger
     }
 
+    /// Reads the certificate and key files (PEM) given on the command line.
+    static func readFiles(certificatePath: String, keyPath: String) throws -> PEMKeyPair {
+        guard let chain = FileManager.default.contents(atPath: certificatePath) else {
+            throw SettingsError("--admission-webhook-certificate \(certificatePath): cannot read the file")
+        }
+        guard let key = FileManager.default.contents(atPath: keyPath) else {
+            throw SettingsError("--admission-webhook-key \(keyPath): cannot read the file")
+        }
+        return PEMKeyPair(certificatePEM: Array(chain), privateKeyPEM: Array(key))
+    }
+
+    /// Serves `pair` from the next handshake on; an unusable pair is refused
+    /// (the previous certificate stays in service).
+    func useCertificate(_ pair: PEMKeyPair) throws {
+        let input = TLSCertificateInput(name: "admission-webhook", hosts: [], certificateChainPEM: pair.certificatePEM, privateKeyPEM: pair.privateKeyPEM)
+        var settings = TLSServerSettings()
+        settings.alpnProtocols = ["http/1.1"]
+        let builder = try TLSStoreBuilder(settings: settings, defaultCertificate: input)
+        guard !builder.defaultIsSelfSigned else { throw TLSError("the certificate or key is not usable") }
+        let built = builder.build([]).0
+        lock.withLock {
+            if store != nil { counts.certificateReloads += 1 }
+            store = built
+        }
+    }
+
+    var metrics: Counts { lock.withLock { counts } }
+
     func start() {
         let thread = Thread { [self] in
             while !lock.withLock({ stopping }) {
                 guard let connection = BlockingSocket.accept(listener, timeoutMilliseconds: 200) else { continue }
-                let worker = Thread { [self] in serve(connection) }
+                let admitted = lock.withLock { () -> Bool in
+                    guard activeConnections < Self.maximumConnections else {
+                        counts.connectionsRefusedBusy += 1
+                        return false
+                    }
+                    activeConnections += 1
+                    return true
+                }
+                guard admitted else {
+                    Socket.close(connection)
+                    continue
+                }
+                let worker = Thread { [self] in
+                    serve(connection)
+                    lock.withLock { activeConnections -= 1 }
+                }
                 worker.name = "postern-admission"
                 worker.start()
             }
@@ -121,6 +172,10 @@ final class AdmissionServer: @unchecked Sendable {
         defer { Socket.close(fd) }
         BlockingSocket.setBlocking(fd)
         BlockingSocket.setTimeouts(fd, receiveMilliseconds: 10_000, sendMilliseconds: 10_000)
+        guard let store = lock.withLock({ store }) else {
+            lock.withLock { counts.handshakesWithoutCertificate += 1 }
+            return
+        }
         guard let tls = try? TLSConnection(fd: fd, store: store), tls.handshake() == .bytes(0) else { return }
         defer { tls.shutdown() }
         // The head, then Content-Length bytes of body (the API server sends no chunked bodies).
@@ -151,11 +206,15 @@ final class AdmissionServer: @unchecked Sendable {
             respond(tls, status: 404, body: Array("not found: POST /validate-ingress\n".utf8))
             return
         }
-        guard let answer = reviewer.review(Array(data[headEnd..<(headEnd + length)])) else {
+        guard let result = reviewer.review(Array(data[headEnd..<(headEnd + length)])) else {
+            lock.withLock { counts.badRequests += 1 }
             respond(tls, status: 400, body: Array("expected an admission.k8s.io/v1 AdmissionReview\n".utf8))
             return
         }
-        respond(tls, status: 200, body: answer, contentType: "application/json")
+        lock.withLock {
+            if result.allowed { counts.allowed += 1 } else { counts.denied += 1 }
+        }
+        respond(tls, status: 200, body: result.answer, contentType: "application/json")
     }
 
     private func respond(_ tls: TLSConnection, status: Int, body: [UInt8], contentType: String = "text/plain") {

@@ -117,14 +117,8 @@ struct Run: ParsableCommand {
     @Flag(help: "Serve Ingresses that name no class.")
     var watchIngressWithoutClass = false
 
-    @Option(help: "Serve the validating admission webhook (HTTPS, POST /validate-ingress) on HOST:PORT (default: off).")
-    var admissionWebhookListen: String?
-
-    @Option(help: "PEM certificate chain the admission webhook serves (e.g. from a cert-manager Secret).")
-    var admissionWebhookCertificate: String?
-
-    @Option(help: "PEM private key of that certificate.")
-    var admissionWebhookKey: String?
+    @OptionGroup(title: "Admission webhook")
+    var admissionWebhook: AdmissionWebhookOptions
 
     @OptionGroup(title: "Kubernetes API source")
     var kubernetes: KubernetesOptions
@@ -183,14 +177,7 @@ struct Run: ParsableCommand {
         try settings.applySelectionFlags(
             controllerClass: controllerClass, ingressClass: ingressClass, watchIngressWithoutClass: watchIngressWithoutClass,
             defaultBackendService: defaultBackendService)
-        if let admissionWebhookListen {
-            guard SocketAddress(parsing: admissionWebhookListen) != nil else {
-                throw SettingsError("--admission-webhook-listen \(admissionWebhookListen): expected HOST:PORT with a numeric address")
-            }
-            guard admissionWebhookCertificate != nil, admissionWebhookKey != nil else {
-                throw SettingsError("--admission-webhook-listen needs --admission-webhook-certificate and --admission-webhook-key")
-            }
-        }
+        try admissionWebhook.validate(kubernetesEnabled: kubernetes.isEnabled)
         try kubernetes.validate(manifests: settings.manifests)
         if kubernetes.isEnabled { return settings }
         guard let directory = settings.manifests else {
@@ -315,23 +302,22 @@ struct Run: ParsableCommand {
             for suite in policy.unusableSuites { logger.warning("ssl-ciphers: \(suite) is never negotiated") }
         }
 
-        let admission: AdmissionServer?
+        let admission: AdmissionWebhookRuntime?
         do {
-            admission = try admissionWebhookListen.flatMap(SocketAddress.init(parsing:)).map { address in
-                let reviewer = AdmissionReviewer(
-                    snapshot: {
-                        if let kubeSource { return kubeSource.store.snapshot() }
-                        return ManifestDirectory(path: settings.manifests ?? ".").load().snapshot
-                    },
-                    options: settings.translateOptions)
-                return try AdmissionServer(
-                    address: address, certificatePath: admissionWebhookCertificate ?? "", keyPath: admissionWebhookKey ?? "",
-                    reviewer: reviewer, logger: logger)
-            }
+            let reviewer = AdmissionReviewer(
+                snapshot: {
+                    if let kubeSource { return kubeSource.store.snapshot() }
+                    return ManifestDirectory(path: settings.manifests ?? ".").load().snapshot
+                },
+                options: settings.translateOptions)
+            admission = try admissionWebhook.makeRuntime(
+                reviewer: reviewer, client: kubeSource?.client, namespace: kubeSource.map { kubernetes.leaseNamespace($0.client) },
+                leaderDuties: leaderDuties, logger: logger, log: { text, level in kubeLog.log(text, level: level) })
         } catch let error as SettingsError {
             FileHandle.standardError.write(Data("postern: \(error.description)\n".utf8))
             throw ExitCode(2)
         }
+        if let admission { metrics.addCollector { admission.renderPrometheus() } }
         admission?.start()
 
         let server: ProxyServer

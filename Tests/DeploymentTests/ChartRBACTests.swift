@@ -106,10 +106,19 @@ import Yams
 
     /// Runs Postern as the chart configures it against a fake cluster and
     /// returns the requests it made, once it wrote status, an Event and renewed its Lease.
-    static func requestsOfAChartConfiguredPostern(_ rendered: Rendered, appsNamespace: String) throws -> [FakeKubeAPIServer.RecordedRequest] {
+    /// With `webhookDuties`, the chart's ValidatingWebhookConfiguration is
+    /// stored too and the run lasts until the managed webhook certificate
+    /// was created, renewed and its caBundle set.
+    static func requestsOfAChartConfiguredPostern(
+        _ rendered: Rendered, appsNamespace: String, webhookDuties: Bool = false
+    ) throws -> [FakeKubeAPIServer.RecordedRequest] {
         let api = FakeKubeAPIServer(bookmarkInterval: 0.5)
         try api.start()
         defer { api.stop() }
+        let webhookConfiguration = rendered.one("ValidatingWebhookConfiguration")
+        if webhookDuties, let webhookConfiguration {
+            try api.apply(String(decoding: try JSONSerialization.data(withJSONObject: webhookConfiguration), as: UTF8.self))
+        }
         let controller = rendered.one("IngressClass")?[path: "spec", "controller"] as? String ?? "?"
         let className = rendered.one("IngressClass")?[path: "metadata", "name"] as? String ?? "?"
         try api.apply(#"{"apiVersion":"networking.k8s.io/v1","kind":"IngressClass","metadata":{"name":"\#(className)"},"spec":{"controller":"\#(controller)"}}"#)
@@ -135,6 +144,20 @@ import Yams
         // mounted ConfigMap replaced by local files, on loopback ports.
         var arguments = rendered.arguments.filter { $0 != "--in-cluster" }
         if let index = arguments.firstIndex(of: "--config") { arguments[index + 1] = folder + "/postern.yaml" }
+        // The webhook Service's endpoint: a free loopback port the fake dials for it.
+        let webhookService = (webhookConfiguration?["webhooks"] as? [[String: Any]])?.first?[path: "clientConfig", "service"] as? [String: Any]
+        if let index = arguments.firstIndex(of: "--admission-webhook-listen") {
+            let probe = FakeKubeAPIServer()
+            try probe.start()
+            let port = probe.port
+            probe.stop()
+            arguments[index + 1] = "127.0.0.1:\(port)"
+            if let webhookService {
+                api.serviceEndpoints["\(webhookService["namespace"] as? String ?? "")/\(webhookService["name"] as? String ?? "")"] = port
+            }
+        }
+        // A short-lived certificate, so that the run renews it too.
+        if webhookDuties { arguments += ["--admission-webhook-certificate-timing", "6,0.3"] }
         arguments += [
             "--kubeconfig", folder + "/kubeconfig", "--http-listen", "127.0.0.1:0", "--https-listen", "off",
             "--admin-listen", "127.0.0.1:0", "--workers", "1", "--leader-election-timing", "3,2,0.5",
@@ -158,9 +181,35 @@ import Yams
             return (status as? [[String: Any]])?.first?["ip"] as? String == "203.0.113.5"
         }
         func leaseRenewed() -> Bool { api.requests.contains { $0.method == "PUT" && $0.path.contains("/leases/") } }
+        func webhookDutiesDone() -> Bool {
+            guard webhookDuties else { return true }
+            let requests = api.requests
+            return requests.contains { $0.method == "PUT" && $0.path.contains("/secrets/") }
+                && requests.contains { $0.method == "PUT" && $0.path.contains("/validatingwebhookconfigurations/") }
+        }
         let deadline = Date().addingTimeInterval(20)
-        while Date() < deadline, !(statusWritten() && !api.objects(resource: "events").isEmpty && leaseRenewed()) {
+        while Date() < deadline, !(statusWritten() && !api.objects(resource: "events").isEmpty && leaseRenewed() && webhookDutiesDone()) {
             usleep(50_000)
+        }
+        #expect(webhookDutiesDone(), "Postern did not create, renew and publish the webhook certificate")
+        if webhookDuties {
+            // The chart's webhook as the API server calls it (the Service's name, the caBundle Postern set):
+            // a bad Ingress is refused with Postern's diagnostic, a good one admitted.
+            let bad = #"{"apiVersion":"networking.k8s.io/v1","kind":"Ingress","metadata":{"name":"regex","namespace":"\#(appsNamespace)","annotations":{"nginx.ingress.kubernetes.io/use-regex":"yes"}},"spec":{"ingressClassName":"\#(className)","rules":[{"host":"regex.example.com","http":{"paths":[{"path":"/","pathType":"Prefix","backend":{"service":{"name":"web","port":{"number":80}}}}]}}]}}"#
+            var refused: (status: Int, body: String) = (0, "")
+            let until = Date().addingTimeInterval(10)
+            while Date() < until {
+                refused = try createThroughTheAPIServer(api, namespace: appsNamespace, bad)
+                if refused.status == 400 { break }
+                usleep(200_000)
+            }
+            #expect(refused.status == 400, "\(refused.body)")
+            #expect(refused.body.contains("denied the request: Postern would not serve this Ingress as written"), "\(refused.body)")
+            #expect(refused.body.contains("InvalidAnnotation"), "\(refused.body)")
+            let good = bad.replacingOccurrences(of: #""annotations":{"nginx.ingress.kubernetes.io/use-regex":"yes"}"#, with: #""annotations":{}"#)
+                .replacingOccurrences(of: "regex", with: "fine")
+            #expect(try createThroughTheAPIServer(api, namespace: appsNamespace, good).status == 201)
+            #expect(api.webhookCalls.last?.url == "https://\(webhookService?["name"] as? String ?? "").ingress.svc:443/validate-ingress")
         }
         #expect(statusWritten(), "Postern wrote no Ingress status")
         #expect(!api.objects(resource: "events").isEmpty, "Postern recorded no Event")
@@ -170,13 +219,34 @@ import Yams
         usleep(200_000)
         kill(process.processIdentifier, SIGTERM)
         process.waitUntilExit()
-        return api.requests
+        // The test's own writes are not Postern's.
+        return api.requests.filter { $0.headers["user-agent"] != "chart-test" }
     }
 
-    static func expectExactlyWhatIsUsed(_ rendered: Rendered, appsNamespace: String) throws {
+    /// `kubectl create` of an Ingress through the fake's HTTP API (so that its webhooks run).
+    static func createThroughTheAPIServer(_ api: FakeKubeAPIServer, namespace: String, _ json: String) throws -> (status: Int, body: String) {
+        let folder = try ChartTests.temporaryFolder()
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        try json.write(toFile: folder + "/ingress.json", atomically: true, encoding: .utf8)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
+        process.arguments = [
+            "-s", "-o", folder + "/out", "-w", "%{http_code}", "-A", "chart-test", "-H", "Content-Type: application/json",
+            "--data-binary", "@" + folder + "/ingress.json", "http://127.0.0.1:\(api.port)/apis/networking.k8s.io/v1/namespaces/\(namespace)/ingresses",
+        ]
+        let output = Pipe()
+        process.standardOutput = output
+        try process.run()
+        let status = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        let body = (try? String(contentsOfFile: folder + "/out", encoding: .utf8)) ?? ""
+        return (Int(status) ?? 0, body)
+    }
+
+    static func expectExactlyWhatIsUsed(_ rendered: Rendered, appsNamespace: String, webhookDuties: Bool = false) throws {
         let grants = grants(rendered)
         try #require(!grants.isEmpty, "no rules bound to the ServiceAccount")
-        let requests = try requestsOfAChartConfiguredPostern(rendered, appsNamespace: appsNamespace)
+        let requests = try requestsOfAChartConfiguredPostern(rendered, appsNamespace: appsNamespace, webhookDuties: webhookDuties)
         let accesses = requests.compactMap { access(method: $0.method, path: $0.path, query: $0.query) }
         #expect(accesses.count == requests.count, "requests RBAC would not recognise: \(requests.map(\.path))")
         let refused = Set(accesses.filter { access in !grants.contains { $0.allows(access) } })
@@ -205,6 +275,16 @@ import Yams
         let rendered = try Helm.render("controller: {scope: {enabled: true, namespace: apps}}\nrbac: {scope: true}")
         #expect(rendered.all("ClusterRole").count == 1)
         try Self.expectExactlyWhatIsUsed(rendered, appsNamespace: "apps")
+    }
+
+    @Test func managedAdmissionWebhookRBACIsExactlyWhatPosternUses() throws {
+        let rendered = try Helm.render("controller: {admissionWebhooks: {enabled: true}}")
+        try Self.expectExactlyWhatIsUsed(rendered, appsNamespace: "apps", webhookDuties: true)
+    }
+
+    @Test func namespacedManagedAdmissionWebhookRBACIsExactlyWhatPosternUses() throws {
+        let rendered = try Helm.render("controller: {scope: {enabled: true, namespace: apps}, admissionWebhooks: {enabled: true}}\nrbac: {scope: true}")
+        try Self.expectExactlyWhatIsUsed(rendered, appsNamespace: "apps", webhookDuties: true)
     }
 
     @Test func authorizerModelRefusesWhatTheRulesDoNotGrant() {

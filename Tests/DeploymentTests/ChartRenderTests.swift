@@ -345,6 +345,42 @@ struct ChartVariant: Sendable, CustomTestStringConvertible {
             #expect(volumes.contains { $0[path: "secret", "secretName"] as? String == "postern-admission" })
         },
         ChartVariant(
+            name: "admission webhook with the certificate managed by Postern",
+            values: """
+                controller:
+                  admissionWebhooks: {enabled: true}
+                """
+        ) { rendered in
+            // The default: no cert-manager objects; Postern's leader fills in the caBundle.
+            #expect(rendered.all("Certificate").isEmpty && rendered.all("Issuer").isEmpty)
+            let configuration = rendered.one("ValidatingWebhookConfiguration")
+            #expect(configuration?[path: "metadata", "annotations"] == nil)
+            #expect(configuration?[path: "metadata", "name"] as? String == "postern-admission")
+            let webhook = (configuration?["webhooks"] as? [[String: Any]])?.first ?? [:]
+            #expect(webhook["failurePolicy"] as? String == "Fail")
+            #expect(webhook["timeoutSeconds"] as? Int == 5)
+            #expect(webhook[path: "clientConfig", "caBundle"] == nil)
+            let arguments = rendered.arguments
+            func value(_ flag: String) -> String? { arguments.firstIndex(of: flag).map { arguments[$0 + 1] } }
+            #expect(value("--admission-webhook-secret") == "postern-admission")
+            #expect(value("--admission-webhook-configuration") == "postern-admission")
+            #expect(value("--admission-webhook-service") == "postern-admission")
+            #expect(!arguments.contains("--admission-webhook-certificate"))
+            let volumes = rendered.podSpec["volumes"] as? [[String: Any]] ?? []
+            #expect(!volumes.contains { $0[path: "secret", "secretName"] as? String == "postern-admission" })
+            // Only that Secret and that configuration may be read and updated.
+            let clusterRules = rendered.one("ClusterRole")?["rules"] as? [[String: Any]] ?? []
+            #expect(clusterRules.contains {
+                $0["resources"] as? [String] == ["validatingwebhookconfigurations"] && $0["resourceNames"] as? [String] == ["postern-admission"]
+                    && $0["verbs"] as? [String] == ["get", "update"]
+            })
+            let roleRules = rendered.all("Role").flatMap { $0["rules"] as? [[String: Any]] ?? [] }
+            #expect(roleRules.contains {
+                $0["resources"] as? [String] == ["secrets"] && $0["resourceNames"] as? [String] == ["postern-admission"]
+                    && $0["verbs"] as? [String] == ["get", "update"]
+            })
+        },
+        ChartVariant(
             name: "proxy settings keep their types",
             values: """
                 controller:
@@ -411,7 +447,7 @@ struct ChartVariant: Sendable, CustomTestStringConvertible {
         ("controller: {service: {type: External}}", "/controller/service/type"),
         ("rbac: {scope: true}", "rbac.scope needs controller.scope.enabled"),
         ("controller: {hostNetwork: true, hostPort: {enabled: true}}", "must equal controller.containerPort"),
-        ("controller: {admissionWebhooks: {enabled: true}}", "needs controller.admissionWebhooks.certManager.enabled"),
+        ("controller: {admissionWebhooks: {timeoutSeconds: 60}}", "/controller/admissionWebhooks/timeoutSeconds"),
         ("controller: {admissionWebhooks: {failurePolicy: Sometimes}}", "/controller/admissionWebhooks/failurePolicy"),
     ])
     func badValuesAreRefusedNamingTheValue(values: String, named: String) throws {

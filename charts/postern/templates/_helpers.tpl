@@ -64,6 +64,11 @@ postern.dev/ingress-controller
 {{- default (printf "%s-leader" (include "postern.fullname" .)) .Values.controller.electionID -}}
 {{- end -}}
 
+{{/* The admission webhook's Service, Secret and ValidatingWebhookConfiguration. */}}
+{{- define "postern.admissionName" -}}
+{{- printf "%s-admission" (include "postern.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
 {{/* The one namespace watched with controller.scope.enabled. */}}
 {{- define "postern.watchNamespace" -}}
 {{- default .Release.Namespace .Values.controller.scope.namespace -}}
