@@ -63,7 +63,7 @@ import Yams
             parts.removeFirst(2)
         }
         guard let resource = parts.first else { return nil }
-        let name = parts.count >= 2 ? parts[1] : nil
+        var name = parts.count >= 2 ? parts[1] : nil
         let subresource = parts.count >= 3 ? "/" + parts[2] : ""
         let verb: String
         switch method {
@@ -73,6 +73,14 @@ import Yams
         case "PATCH": verb = "patch"
         case "DELETE": verb = name != nil ? "delete" : "deletecollection"
         default: verb = method.lowercased()
+        }
+        // The API server takes a list or watch with fieldSelector
+        // metadata.name=NAME as a request for that name (RequestInfo), so
+        // a rule's resourceNames can allow it.
+        if verb == "list" || verb == "watch", let selector = query["fieldSelector"] {
+            for term in selector.split(separator: ",") where term.hasPrefix("metadata.name=") {
+                name = String(term.dropFirst("metadata.name=".count))
+            }
         }
         return Access(verb: verb, group: group, resource: resource + subresource, namespace: namespace, name: name)
     }
@@ -122,12 +130,24 @@ import Yams
         let controller = rendered.one("IngressClass")?[path: "spec", "controller"] as? String ?? "?"
         let className = rendered.one("IngressClass")?[path: "metadata", "name"] as? String ?? "?"
         try api.apply(#"{"apiVersion":"networking.k8s.io/v1","kind":"IngressClass","metadata":{"name":"\#(className)"},"spec":{"controller":"\#(controller)"}}"#)
-        try api.apply(#"{"apiVersion":"v1","kind":"Service","metadata":{"name":"postern","namespace":"ingress"},"spec":{"type":"LoadBalancer","ports":[{"name":"http","port":80}]},"status":{"loadBalancer":{"ingress":[{"ip":"203.0.113.5"}]}}}"#)
+        // The chart's own Service (published) and settings ConfigMap, as Helm would create them.
+        var published = rendered.one("Service", named: rendered.argument("--publish-service")?.split(separator: "/").last.map(String.init))
+            ?? ["apiVersion": "v1", "kind": "Service", "metadata": ["name": "postern", "namespace": "ingress"], "spec": ["type": "LoadBalancer", "ports": [["name": "http", "port": 80]]]]
+        published["status"] = ["loadBalancer": ["ingress": [["ip": "203.0.113.5"]]]]
+        try api.apply(String(decoding: try JSONSerialization.data(withJSONObject: published), as: UTF8.self))
+        if let settings = rendered.settingsConfigMap {
+            try api.apply(String(decoding: try JSONSerialization.data(withJSONObject: settings), as: UTF8.self))
+        }
         try api.apply(#"{"apiVersion":"v1","kind":"Service","metadata":{"name":"web","namespace":"\#(appsNamespace)"},"spec":{"type":"ClusterIP","ports":[{"name":"http","port":80,"targetPort":8080}]}}"#)
         try api.apply(#"{"apiVersion":"discovery.k8s.io/v1","kind":"EndpointSlice","metadata":{"name":"web-0","namespace":"\#(appsNamespace)","labels":{"kubernetes.io/service-name":"web"}},"addressType":"IPv4","endpoints":[{"addresses":["127.0.0.1"],"conditions":{"ready":true}}],"ports":[{"name":"http","port":9,"protocol":"TCP"}]}"#)
         for (name, path) in [("shop", "/"), ("broken", "nope")] {
             try api.apply(#"{"apiVersion":"networking.k8s.io/v1","kind":"Ingress","metadata":{"name":"\#(name)","namespace":"\#(appsNamespace)"},"spec":{"ingressClassName":"\#(className)","rules":[{"host":"\#(name).example.com","http":{"paths":[{"path":"\#(path)","pathType":"Prefix","backend":{"service":{"name":"web","port":{"number":80}}}}]}}]}}"#)
         }
+
+        // custom-headers names a ConfigMap, watched by name in the Ingress's namespace
+        // (the annotation itself is refused until it is implemented).
+        try api.apply(#"{"apiVersion":"networking.k8s.io/v1","kind":"Ingress","metadata":{"name":"headers","namespace":"\#(appsNamespace)","annotations":{"nginx.ingress.kubernetes.io/custom-headers":"security-headers"}},"spec":{"ingressClassName":"\#(className)","rules":[{"host":"headers.example.com","http":{"paths":[{"path":"/","pathType":"Prefix","backend":{"service":{"name":"web","port":{"number":80}}}}]}}]}}"#)
+        try api.apply(#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"security-headers","namespace":"\#(appsNamespace)"},"data":{"X-Frame-Options":"DENY"}}"#)
 
         let folder = try ChartTests.temporaryFolder()
         defer { try? FileManager.default.removeItem(atPath: folder) }
@@ -181,6 +201,9 @@ import Yams
             return (status as? [[String: Any]])?.first?["ip"] as? String == "203.0.113.5"
         }
         func leaseRenewed() -> Bool { api.requests.contains { $0.method == "PUT" && $0.path.contains("/leases/") } }
+        func headersWatched() -> Bool {
+            api.requests.contains { $0.query["watch"] != nil && $0.path.hasSuffix("/namespaces/\(appsNamespace)/configmaps") }
+        }
         func webhookDutiesDone() -> Bool {
             guard webhookDuties else { return true }
             let requests = api.requests
@@ -188,7 +211,7 @@ import Yams
                 && requests.contains { $0.method == "PUT" && $0.path.contains("/validatingwebhookconfigurations/") }
         }
         let deadline = Date().addingTimeInterval(20)
-        while Date() < deadline, !(statusWritten() && !api.objects(resource: "events").isEmpty && leaseRenewed() && webhookDutiesDone()) {
+        while Date() < deadline, !(statusWritten() && !api.objects(resource: "events").isEmpty && leaseRenewed() && webhookDutiesDone() && headersWatched()) {
             usleep(50_000)
         }
         #expect(webhookDutiesDone(), "Postern did not create, renew and publish the webhook certificate")
@@ -214,6 +237,7 @@ import Yams
         #expect(statusWritten(), "Postern wrote no Ingress status")
         #expect(!api.objects(resource: "events").isEmpty, "Postern recorded no Event")
         #expect(leaseRenewed(), "Postern did not renew its Lease")
+        #expect(headersWatched(), "Postern did not watch the ConfigMap custom-headers names")
         // The second SIGTERM ends the chart's shutdown grace period early.
         kill(process.processIdentifier, SIGTERM)
         usleep(200_000)
@@ -302,5 +326,13 @@ import Yams
         #expect(status?.resource == "ingresses/status")
         #expect(status?.verb == "patch")
         #expect(Self.access(method: "GET", path: "/api/v1/secrets", query: ["watch": "1"])?.verb == "watch")
+        // resourceNames allow a list or watch selecting that name, nothing wider.
+        let settings = Grant(groups: [""], resources: ["configmaps"], verbs: ["get", "list", "watch"], resourceNames: ["postern-settings"], namespace: "ingress")
+        let byName = Self.access(method: "GET", path: "/api/v1/namespaces/ingress/configmaps", query: ["watch": "1", "fieldSelector": "metadata.name=postern-settings"])
+        let everything = Self.access(method: "GET", path: "/api/v1/namespaces/ingress/configmaps", query: ["watch": "1"])
+        let another = Self.access(method: "GET", path: "/api/v1/namespaces/ingress/configmaps", query: ["fieldSelector": "metadata.name=other"])
+        #expect(byName.map(settings.allows) == true)
+        #expect(everything.map(settings.allows) == false)
+        #expect(another.map(settings.allows) == false)
     }
 }
