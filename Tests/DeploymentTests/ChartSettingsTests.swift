@@ -89,6 +89,18 @@ import Yams
         #expect(!rules.contains { ($0["resources"] as? [String]) == ["services"] && ($0["verbs"] as? [String]) == ["get"] })
     }
 
+    @Test func defaultAndSysctlVariantsListenAndPublishPortsThatAgreeWithTheService() throws {
+        // Default: listeners 8080/8443 behind Service ports 80/443; with the sysctl, listeners on 80/443 themselves.
+        for (values, listen) in [("{}", (8080, 8443)), ("controller: {bindPrivilegedPorts: true}", (80, 443))] {
+            let rendered = try Helm.render(values)
+            #expect(rendered.settingsText.contains("http-listen: 0.0.0.0:\(listen.0)\nhttps-listen: 0.0.0.0:\(listen.1)\n"), "\(rendered.settingsText)")
+            let containerPorts = (rendered.container["ports"] as? [[String: Any]] ?? []).compactMap { $0["containerPort"] as? Int }
+            #expect(containerPorts.prefix(2) == [listen.0, listen.1])
+            let output = try ChartTests.expectPosternCheckAccepts(rendered)
+            #expect(output.contains("public ports: http 80, https 443 (redirects, X-Forwarded-Port)\npublic ports source: http Service ingress/postern"), "\(output)")
+        }
+    }
+
     /// Postern started with the chart's arguments against a fake cluster
     /// holding what `helm install` creates; a `helm upgrade` of a live key
     /// replaces the settings ConfigMap and the running Postern applies it.
