@@ -50,24 +50,19 @@ struct PublicPorts: Equatable {
             return (ports, ["--publish-service \(reference): cannot read the Service (\(error)); public ports stay http \(ports.http), https \(ports.https)"])
         }
         var warnings: [String] = []
-        if needsHTTP {
-            let listener = listenPort(settings.httpListen)
-            if let match = servicePort(in: service, targetingListenerPort: listener, named: httpPortName) {
-                ports.http = match.port
-                ports.httpSource = sourceDescription(reference, match)
+        // (needed, listen address, port name, listener label, port, source) for HTTP then HTTPS.
+        let listeners: [(Bool, String, String, String, WritableKeyPath<PublicPorts, Int>, WritableKeyPath<PublicPorts, String>)] = [
+            (needsHTTP, settings.httpListen, httpPortName, "HTTP", \.http, \.httpSource),
+            (needsHTTPS, settings.httpsListen, httpsPortName, "HTTPS", \.https, \.httpsSource),
+        ]
+        for (needed, address, name, label, port, source) in listeners where needed {
+            let listener = listenPort(address)
+            if let match = servicePort(in: service, targetingListenerPort: listener, named: name) {
+                ports[keyPath: port] = match.port
+                ports[keyPath: source] = sourceDescription(reference, match)
             } else {
                 warnings.append(
-                    "--publish-service \(reference): no port of the Service targets the HTTP listener (\(targetDescription(listener, httpPortName))); public http port stays \(ports.http)")
-            }
-        }
-        if needsHTTPS {
-            let listener = listenPort(settings.httpsListen)
-            if let match = servicePort(in: service, targetingListenerPort: listener, named: httpsPortName) {
-                ports.https = match.port
-                ports.httpsSource = sourceDescription(reference, match)
-            } else {
-                warnings.append(
-                    "--publish-service \(reference): no port of the Service targets the HTTPS listener (\(targetDescription(listener, httpsPortName))); public https port stays \(ports.https)")
+                    "--publish-service \(reference): no port of the Service targets the \(label) listener (\(targetDescription(listener, name))); public \(name) port stays \(ports[keyPath: port])")
             }
         }
         return (ports, warnings)

@@ -127,43 +127,20 @@ import Yams
         if webhookDuties, let webhookConfiguration {
             try api.apply(String(decoding: try JSONSerialization.data(withJSONObject: webhookConfiguration), as: UTF8.self))
         }
-        let controller = rendered.one("IngressClass")?[path: "spec", "controller"] as? String ?? "?"
-        let className = rendered.one("IngressClass")?[path: "metadata", "name"] as? String ?? "?"
-        try api.apply(#"{"apiVersion":"networking.k8s.io/v1","kind":"IngressClass","metadata":{"name":"\#(className)"},"spec":{"controller":"\#(controller)"}}"#)
-        // The chart's own Service (published) and settings ConfigMap, as Helm would create them.
-        var published = rendered.one("Service", named: rendered.argument("--publish-service")?.split(separator: "/").last.map(String.init))
-            ?? ["apiVersion": "v1", "kind": "Service", "metadata": ["name": "postern", "namespace": "ingress"], "spec": ["type": "LoadBalancer", "ports": [["name": "http", "port": 80]]]]
-        published["status"] = ["loadBalancer": ["ingress": [["ip": "203.0.113.5"]]]]
-        try api.apply(String(decoding: try JSONSerialization.data(withJSONObject: published), as: UTF8.self))
-        if let settings = rendered.settingsConfigMap {
-            try api.apply(String(decoding: try JSONSerialization.data(withJSONObject: settings), as: UTF8.self))
-        }
-        try api.apply(#"{"apiVersion":"v1","kind":"Service","metadata":{"name":"web","namespace":"\#(appsNamespace)"},"spec":{"type":"ClusterIP","ports":[{"name":"http","port":80,"targetPort":8080}]}}"#)
-        try api.apply(#"{"apiVersion":"discovery.k8s.io/v1","kind":"EndpointSlice","metadata":{"name":"web-0","namespace":"\#(appsNamespace)","labels":{"kubernetes.io/service-name":"web"}},"addressType":"IPv4","endpoints":[{"addresses":["127.0.0.1"],"conditions":{"ready":true}}],"ports":[{"name":"http","port":9,"protocol":"TCP"}]}"#)
+        let className = ChartCluster.className(rendered)
+        try ChartCluster.install(rendered, into: api, appsNamespace: appsNamespace)
         for (name, path) in [("shop", "/"), ("broken", "nope")] {
-            try api.apply(#"{"apiVersion":"networking.k8s.io/v1","kind":"Ingress","metadata":{"name":"\#(name)","namespace":"\#(appsNamespace)"},"spec":{"ingressClassName":"\#(className)","rules":[{"host":"\#(name).example.com","http":{"paths":[{"path":"\#(path)","pathType":"Prefix","backend":{"service":{"name":"web","port":{"number":80}}}}]}}]}}"#)
+            try api.apply(ChartCluster.ingress(name, namespace: appsNamespace, rendered: rendered, path: path))
         }
-
         // custom-headers names a ConfigMap, watched by name in the Ingress's namespace
         // (the annotation itself is refused until it is implemented).
-        try api.apply(#"{"apiVersion":"networking.k8s.io/v1","kind":"Ingress","metadata":{"name":"headers","namespace":"\#(appsNamespace)","annotations":{"nginx.ingress.kubernetes.io/custom-headers":"security-headers"}},"spec":{"ingressClassName":"\#(className)","rules":[{"host":"headers.example.com","http":{"paths":[{"path":"/","pathType":"Prefix","backend":{"service":{"name":"web","port":{"number":80}}}}]}}]}}"#)
+        try api.apply(ChartCluster.ingress("headers", namespace: appsNamespace, rendered: rendered, annotations: ["nginx.ingress.kubernetes.io/custom-headers": "security-headers"]))
         try api.apply(#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"security-headers","namespace":"\#(appsNamespace)"},"data":{"X-Frame-Options":"DENY"}}"#)
 
         let folder = try ChartTests.temporaryFolder()
         defer { try? FileManager.default.removeItem(atPath: folder) }
-        try rendered.settingsText.write(toFile: folder + "/postern.yaml", atomically: true, encoding: .utf8)
-        try """
-            apiVersion: v1
-            kind: Config
-            current-context: test
-            clusters: [{name: fake, cluster: {server: "http://127.0.0.1:\(api.port)"}}]
-            contexts: [{name: test, context: {cluster: fake, user: postern, namespace: elsewhere}}]
-            users: [{name: postern, user: {token: chart-test}}]
-            """.write(toFile: folder + "/kubeconfig", atomically: true, encoding: .utf8)
-        // The chart's arguments, with the in-cluster credentials and the
-        // mounted ConfigMap replaced by local files, on loopback ports.
-        var arguments = rendered.arguments.filter { $0 != "--in-cluster" }
-        if let index = arguments.firstIndex(of: "--config") { arguments[index + 1] = folder + "/postern.yaml" }
+        // The chart's arguments, with local files for the credentials and postern.yaml, on loopback ports.
+        var arguments = try ChartCluster.arguments(rendered, apiPort: api.port, folder: folder)
         // The webhook Service's endpoint: a free loopback port the fake dials for it.
         let webhookService = (webhookConfiguration?["webhooks"] as? [[String: Any]])?.first?[path: "clientConfig", "service"] as? [String: Any]
         if let index = arguments.firstIndex(of: "--admission-webhook-listen") {
@@ -178,20 +155,8 @@ import Yams
         }
         // A short-lived certificate, so that the run renews it too.
         if webhookDuties { arguments += ["--admission-webhook-certificate-timing", "6,0.3"] }
-        arguments += [
-            "--kubeconfig", folder + "/kubeconfig", "--http-listen", "127.0.0.1:0", "--https-listen", "off",
-            "--admin-listen", "127.0.0.1:0", "--workers", "1", "--leader-election-timing", "3,2,0.5",
-        ]
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: ChartTests.postern)
-        process.arguments = arguments
-        var environment = ProcessInfo.processInfo.environment
-        environment["POD_NAME"] = "postern-0"
-        environment["POD_NAMESPACE"] = "ingress"
-        process.environment = environment
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
+        arguments += ChartCluster.loopbackArguments
+        let process = try ChartCluster.launch(arguments, standardOutput: FileHandle.nullDevice, standardError: FileHandle.nullDevice)
         defer {
             if process.isRunning { kill(process.processIdentifier, SIGKILL) }
         }

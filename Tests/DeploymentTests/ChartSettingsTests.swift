@@ -111,46 +111,19 @@ import Yams
         defer { api.stop() }
         func apply(_ object: [String: Any]?) throws {
             guard let object else { throw Helm.TemplateFailure(message: "object missing from the rendering") }
-            try api.apply(String(decoding: try JSONSerialization.data(withJSONObject: object), as: UTF8.self))
+            try ChartCluster.apply(object, to: api)
         }
-        try apply(installed.one("IngressClass"))
-        try apply(installed.one("Service", named: "postern"))
-        try apply(installed.settingsConfigMap)
-        let className = installed.one("IngressClass")?[path: "metadata", "name"] as? String ?? "?"
-        try api.apply(#"{"apiVersion":"v1","kind":"Service","metadata":{"name":"web","namespace":"apps"},"spec":{"type":"ClusterIP","ports":[{"name":"http","port":80,"targetPort":8080}]}}"#)
-        try api.apply(#"{"apiVersion":"discovery.k8s.io/v1","kind":"EndpointSlice","metadata":{"name":"web-0","namespace":"apps","labels":{"kubernetes.io/service-name":"web"}},"addressType":"IPv4","endpoints":[{"addresses":["127.0.0.1"],"conditions":{"ready":true}}],"ports":[{"name":"http","port":9,"protocol":"TCP"}]}"#)
-        try api.apply(#"{"apiVersion":"networking.k8s.io/v1","kind":"Ingress","metadata":{"name":"shop","namespace":"apps"},"spec":{"ingressClassName":"\#(className)","rules":[{"host":"shop.example.com","http":{"paths":[{"path":"/","pathType":"Prefix","backend":{"service":{"name":"web","port":{"number":80}}}}]}}]}}"#)
+        try ChartCluster.install(installed, into: api, appsNamespace: "apps")
+        try api.apply(ChartCluster.ingress("shop", namespace: "apps", rendered: installed))
 
         let folder = try ChartTests.temporaryFolder()
         defer { try? FileManager.default.removeItem(atPath: folder) }
-        try installed.settingsText.write(toFile: folder + "/postern.yaml", atomically: true, encoding: .utf8)
-        try """
-            apiVersion: v1
-            kind: Config
-            current-context: test
-            clusters: [{name: fake, cluster: {server: "http://127.0.0.1:\(api.port)"}}]
-            contexts: [{name: test, context: {cluster: fake, user: postern, namespace: ingress}}]
-            users: [{name: postern, user: {token: chart-test}}]
-            """.write(toFile: folder + "/kubeconfig", atomically: true, encoding: .utf8)
-        var arguments = installed.arguments.filter { $0 != "--in-cluster" }
-        if let index = arguments.firstIndex(of: "--config") { arguments[index + 1] = folder + "/postern.yaml" }
-        arguments += [
-            "--kubeconfig", folder + "/kubeconfig", "--http-listen", "127.0.0.1:0", "--https-listen", "off",
-            "--admin-listen", "127.0.0.1:0", "--workers", "1", "--leader-election-timing", "3,2,0.5",
-        ]
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: ChartTests.postern)
-        process.arguments = arguments
-        var environment = ProcessInfo.processInfo.environment
-        environment["POD_NAME"] = "postern-0"
-        environment["POD_NAMESPACE"] = "ingress"
-        process.environment = environment
         let outputPath = folder + "/stdout"
-        _ = FileManager.default.createFile(atPath: outputPath, contents: nil)
-        process.standardOutput = FileHandle(forWritingAtPath: outputPath)
-        _ = FileManager.default.createFile(atPath: folder + "/stderr", contents: nil)
-        process.standardError = FileHandle(forWritingAtPath: folder + "/stderr") ?? FileHandle.nullDevice
-        try process.run()
+        for file in [outputPath, folder + "/stderr"] { _ = FileManager.default.createFile(atPath: file, contents: nil) }
+        let process = try ChartCluster.launch(
+            try ChartCluster.arguments(installed, apiPort: api.port, folder: folder) + ChartCluster.loopbackArguments,
+            standardOutput: FileHandle(forWritingAtPath: outputPath) ?? .nullDevice,
+            standardError: FileHandle(forWritingAtPath: folder + "/stderr") ?? .nullDevice)
         defer {
             if process.isRunning {
                 kill(process.processIdentifier, SIGKILL)
