@@ -203,6 +203,17 @@ import Yams
         #expect(!api.objects(resource: "events").isEmpty, "Postern recorded no Event")
         #expect(leaseRenewed(), "Postern did not renew its Lease")
         #expect(headersWatched(), "Postern did not watch the ConfigMap custom-headers names")
+        // A bad version of the settings ConfigMap: refused with a Warning Event on it, in the release namespace.
+        if var settings = rendered.settingsConfigMap {
+            settings["data"] = ["proxy-body-size": "a lot"]
+            try ChartCluster.apply(settings, to: api)
+            func configMapEvent() -> Bool {
+                api.objects(resource: "events").contains { $0[path: "regarding", "kind"] as? String == "ConfigMap" }
+            }
+            let until = Date().addingTimeInterval(10)
+            while Date() < until, !configMapEvent() { usleep(50_000) }
+            #expect(configMapEvent(), "Postern recorded no Event on the refused settings ConfigMap")
+        }
         // The second SIGTERM ends the chart's shutdown grace period early.
         kill(process.processIdentifier, SIGTERM)
         usleep(200_000)

@@ -299,7 +299,7 @@ struct ChartVariant: Sendable, CustomTestStringConvertible {
             // The published Service and the settings ConfigMap live in the release namespace.
             let releaseRole = rendered.all("Role").first { $0[path: "metadata", "namespace"] as? String == "ingress" }
             let released = (releaseRole?["rules"] as? [[String: Any]] ?? []).flatMap { $0["resources"] as? [String] ?? [] }
-            #expect(Set(released) == ["leases", "services", "configmaps"])
+            #expect(Set(released) == ["leases", "services", "configmaps", "events"])
         },
         ChartVariant(
             name: "rollout settings",
