@@ -11,7 +11,7 @@ import Translate
 /// out for their class.
 typealias DirectoryTranslation = (
     translation: TranslationResult, diagnostics: [Diagnostic], table: RoutingTable, objects: Int, skipped: SkippedIngresses,
-    unknownFields: [ManifestFieldCheck.UnknownField], report: MigrationReport, publicPorts: (http: Int, https: Int)
+    unknownFields: [ManifestFieldCheck.UnknownField], report: MigrationReport, publicPorts: PublicPorts, publicPortWarnings: [String]
 )
 
 /// The options `check` and `route` share: where the manifests are and how
@@ -38,6 +38,9 @@ struct ManifestOptions: ParsableArguments {
     @Option(help: "Settings ConfigMap to validate and apply, as `run --configmap`: a YAML file holding one ConfigMap, or NAMESPACE/NAME of one in the manifest directory.")
     var configmap: String?
 
+    @Option(help: "Service NAMESPACE/NAME in the manifest directory to learn the public ports from, as `run --publish-service`.")
+    var publishService: String?
+
     /// Loads the directory and translates it, with each diagnostic's file filled in.
     func translateDirectory() throws -> DirectoryTranslation {
         var settings = try config.map(Settings.load(path:)) ?? Settings()
@@ -57,7 +60,15 @@ struct ManifestOptions: ParsableArguments {
         guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
             throw SettingsError("--manifests \(directory): not a readable directory")
         }
+        if let publishService { try SettingsValidation.namespacedName(publishService, "--publish-service") }
         let load = ManifestDirectory(path: directory).load()
+        let publishReference = publishService.map { value in
+            let parts = value.split(separator: "/").map(String.init)
+            return (namespace: parts[0], name: parts[1])
+        }
+        let (publicPorts, publicPortWarnings) = PublicPorts.resolve(settings: settings, publishService: publishReference) {
+            publishReference.flatMap { manifestService(namespace: $0.namespace, name: $0.name, in: load.objects) }
+        }
         let translation = translate(load.snapshot, options: settings.translateOptions)
         var diagnostics = load.diagnostics
         // Certificates (spec.tls, Secrets, TLS annotations) are checked too.
@@ -70,7 +81,7 @@ struct ManifestOptions: ParsableArguments {
         return (
             translation, diagnostics, RoutingTable(model: translation.model, generation: 1), load.objects.count,
             SkippedIngresses(load.snapshot, options: settings.translateOptions), ManifestFieldCheck.check(directory: directory),
-            MigrationReport(load: load, options: settings.translateOptions), (settings.publicHTTPPort, settings.publicHTTPSPort)
+            MigrationReport(load: load, options: settings.translateOptions), publicPorts, publicPortWarnings
         )
     }
 }
@@ -142,11 +153,12 @@ struct Check: ParsableCommand {
             print(diagnostic.description)
         }
         for field in result.unknownFields { print("warning: \(field)") }
+        for warning in result.publicPortWarnings { print("warning: \(warning)") }
         print(result.report.text(), terminator: "")
         if result.skipped.total > 0 { print(result.skipped.description) }
         let model = result.translation.model
         let errors = result.diagnostics.filter { $0.severity == .error }.count
-        let warnings = result.diagnostics.count - errors + result.unknownFields.count
+        let warnings = result.diagnostics.count - errors + result.unknownFields.count + result.publicPortWarnings.count
         let hosts = model.virtualHosts.filter { $0.host != .any }.count
         let routes = model.virtualHosts.reduce(0) { $0 + $1.routes.count }
         let endpoints = model.clusters.reduce(0) { $0 + $1.endpoints.count }
@@ -157,6 +169,7 @@ struct Check: ParsableCommand {
                 + "\(endpoints) endpoints; \(errors) errors, \(warnings) warnings"
                 + (result.skipped.total > 0 ? "; \(result.skipped.total) Ingresses skipped for their class" : ""))
         print("public ports: http \(result.publicPorts.http), https \(result.publicPorts.https) (redirects, X-Forwarded-Port)")
+        print(result.publicPorts.sourceLine)
         if errors > 0 { throw ExitCode(1) }
     }
 }

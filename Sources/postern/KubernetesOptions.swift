@@ -21,7 +21,7 @@ struct KubernetesOptions: ParsableArguments {
     @Option(help: "Name of the Lease used for leader election (default postern-leader).")
     var electionID = "postern-leader"
 
-    @Option(help: "Service NAMESPACE/NAME whose addresses are written to Ingress status.")
+    @Option(help: "Service NAMESPACE/NAME whose addresses are written to Ingress status; read once at start-up for the public ports (the port whose targetPort is a listener) unless they are set.")
     var publishService: String?
 
     @Option(help: "Address written to Ingress status (IPs become ip, names hostname); repeatable.")
@@ -41,12 +41,11 @@ struct KubernetesOptions: ParsableArguments {
 
     /// Checks the flags; a problem is a one-line message naming the flag.
     func validate(manifests: String?) throws {
+        // With --manifests too: the public ports are learned from a Service in the directory.
+        if let publishService { try SettingsValidation.namespacedName(publishService, "--publish-service") }
         guard isEnabled else { return }
         if kubeconfig != nil && inCluster { throw SettingsError("--kubeconfig and --in-cluster: give one, not both") }
         if manifests != nil { throw SettingsError("--manifests cannot be combined with --kubeconfig or --in-cluster") }
-        if let publishService, publishService.split(separator: "/").count != 2 {
-            throw SettingsError("--publish-service \(publishService): expected NAMESPACE/NAME")
-        }
         for namespace in watchNamespace where !SettingsValidation.isLabel(Substring(namespace)) {
             throw SettingsError("--watch-namespace \(namespace): expected a namespace name, e.g. apps")
         }

@@ -145,8 +145,14 @@ struct Run: ParsableCommand {
         for (flag, value) in [("--public-http-port", publicHTTPPort), ("--public-https-port", publicHTTPSPort)] {
             if let value, !(1...65535).contains(value) { throw SettingsError("\(flag) \(value): expected a port from 1 to 65535") }
         }
-        if let publicHTTPPort { settings.publicHTTPPort = publicHTTPPort }
-        if let publicHTTPSPort { settings.publicHTTPSPort = publicHTTPSPort }
+        if let publicHTTPPort {
+            settings.publicHTTPPort = publicHTTPPort
+            settings.publicHTTPPortSource = "--public-http-port"
+        }
+        if let publicHTTPSPort {
+            settings.publicHTTPSPort = publicHTTPSPort
+            settings.publicHTTPSPortSource = "--public-https-port"
+        }
         if let workers {
             guard (0...Settings.maximumWorkers).contains(workers) else {
                 throw SettingsError("--workers \(workers): expected 0 (one per CPU) to \(Settings.maximumWorkers)")
@@ -192,7 +198,7 @@ struct Run: ParsableCommand {
 
     func run() throws {
         let settings: Settings
-        let proxyConfiguration: ProxyConfiguration
+        var proxyConfiguration: ProxyConfiguration
         let adminAddress: SocketAddress
         let kubeClient: KubeAPIClient?
         let startupConfigMap: ConfigMap?
@@ -215,6 +221,9 @@ struct Run: ParsableCommand {
         }
         LoggingSetup.bootstrap(format: settings.logFormat)
         let logger = Logger(label: "postern")
+        let publicPorts = resolvePublicPorts(settings: settings, client: kubeClient, logger: logger)
+        proxyConfiguration.publicHTTPPort = UInt16(publicPorts.http)
+        proxyConfiguration.publicHTTPSPort = UInt16(publicPorts.https)
         // Before any thread starts: every thread inherits the mask, so only
         // the main thread's sigwait sees SIGTERM/SIGINT.
         Socket.ignoreSIGPIPE()
@@ -366,6 +375,7 @@ struct Run: ParsableCommand {
         print("listening on \(server.boundAddress)")
         if let https = server.boundHTTPSAddress { print("https listening on \(https)") }
         print("public ports: http \(proxyConfiguration.publicHTTPPort), https \(proxyConfiguration.publicHTTPSPort) (redirects, X-Forwarded-Port)")
+        print(publicPorts.sourceLine)
         print("admin listening on \(admin.boundAddress)")
         if let admission { print("admission webhook listening on \(admission.boundAddress)") }
         fflush(stdout)

@@ -27,6 +27,10 @@ struct Settings {
     /// The ports clients use (Service / load balancer), for redirects and X-Forwarded-Port.
     var publicHTTPPort = 80
     var publicHTTPSPort = 443
+    /// Where each public port was set (a flag, or `FILE: key` / `ConfigMap NS/NAME: key`);
+    /// nil: not set, so `--publish-service` may supply it (see `PublicPorts`).
+    var publicHTTPPortSource: String?
+    var publicHTTPSPortSource: String?
     /// Offer HTTP/2 on HTTPS (ALPN h2), as ingress-nginx's `use-http2`.
     var useHTTP2 = true
     /// Accept cleartext HTTP/2 with prior knowledge on the HTTP listener.
@@ -88,8 +92,14 @@ struct Settings {
         "use-http2": { $0.useHTTP2 = try boolean($1, $2) },
         "h2c": { $0.h2c = try boolean($1, $2) },
         "enable-underscores-in-headers": { $0.enableUnderscoresInHeaders = try boolean($1, $2) },
-        "public-http-port": { $0.publicHTTPPort = try port($1, $2) },
-        "public-https-port": { $0.publicHTTPSPort = try port($1, $2) },
+        "public-http-port": {
+            $0.publicHTTPPort = try port($1, $2)
+            $0.publicHTTPPortSource = $2
+        },
+        "public-https-port": {
+            $0.publicHTTPSPort = try port($1, $2)
+            $0.publicHTTPSPortSource = $2
+        },
         "http2-max-concurrent-streams": { $0.http2MaxConcurrentStreams = try integer($1, $2, minimum: 1) },
         "http2-initial-window-size": { $0.http2InitialWindowSize = try integer($1, $2, minimum: 65_535) },
         "http2-max-resets-per-second": { $0.http2MaxResetsPerSecond = try integer($1, $2, minimum: 1) },

@@ -63,7 +63,7 @@ import Yams
             parts.removeFirst(2)
         }
         guard let resource = parts.first else { return nil }
-        let name = parts.count >= 2 ? parts[1] : nil
+        var name = parts.count >= 2 ? parts[1] : nil
         let subresource = parts.count >= 3 ? "/" + parts[2] : ""
         let verb: String
         switch method {
@@ -73,6 +73,14 @@ import Yams
         case "PATCH": verb = "patch"
         case "DELETE": verb = name != nil ? "delete" : "deletecollection"
         default: verb = method.lowercased()
+        }
+        // The API server takes a list or watch with fieldSelector
+        // metadata.name=NAME as a request for that name (RequestInfo), so
+        // a rule's resourceNames can allow it.
+        if verb == "list" || verb == "watch", let selector = query["fieldSelector"] {
+            for term in selector.split(separator: ",") where term.hasPrefix("metadata.name=") {
+                name = String(term.dropFirst("metadata.name=".count))
+            }
         }
         return Access(verb: verb, group: group, resource: resource + subresource, namespace: namespace, name: name)
     }
@@ -119,31 +127,20 @@ import Yams
         if webhookDuties, let webhookConfiguration {
             try api.apply(String(decoding: try JSONSerialization.data(withJSONObject: webhookConfiguration), as: UTF8.self))
         }
-        let controller = rendered.one("IngressClass")?[path: "spec", "controller"] as? String ?? "?"
-        let className = rendered.one("IngressClass")?[path: "metadata", "name"] as? String ?? "?"
-        try api.apply(#"{"apiVersion":"networking.k8s.io/v1","kind":"IngressClass","metadata":{"name":"\#(className)"},"spec":{"controller":"\#(controller)"}}"#)
-        try api.apply(#"{"apiVersion":"v1","kind":"Service","metadata":{"name":"postern","namespace":"ingress"},"spec":{"type":"LoadBalancer","ports":[{"name":"http","port":80}]},"status":{"loadBalancer":{"ingress":[{"ip":"203.0.113.5"}]}}}"#)
-        try api.apply(#"{"apiVersion":"v1","kind":"Service","metadata":{"name":"web","namespace":"\#(appsNamespace)"},"spec":{"type":"ClusterIP","ports":[{"name":"http","port":80,"targetPort":8080}]}}"#)
-        try api.apply(#"{"apiVersion":"discovery.k8s.io/v1","kind":"EndpointSlice","metadata":{"name":"web-0","namespace":"\#(appsNamespace)","labels":{"kubernetes.io/service-name":"web"}},"addressType":"IPv4","endpoints":[{"addresses":["127.0.0.1"],"conditions":{"ready":true}}],"ports":[{"name":"http","port":9,"protocol":"TCP"}]}"#)
+        let className = ChartCluster.className(rendered)
+        try ChartCluster.install(rendered, into: api, appsNamespace: appsNamespace)
         for (name, path) in [("shop", "/"), ("broken", "nope")] {
-            try api.apply(#"{"apiVersion":"networking.k8s.io/v1","kind":"Ingress","metadata":{"name":"\#(name)","namespace":"\#(appsNamespace)"},"spec":{"ingressClassName":"\#(className)","rules":[{"host":"\#(name).example.com","http":{"paths":[{"path":"\#(path)","pathType":"Prefix","backend":{"service":{"name":"web","port":{"number":80}}}}]}}]}}"#)
+            try api.apply(ChartCluster.ingress(name, namespace: appsNamespace, rendered: rendered, path: path))
         }
+        // custom-headers names a ConfigMap, watched by name in the Ingress's namespace
+        // (the annotation itself is refused until it is implemented).
+        try api.apply(ChartCluster.ingress("headers", namespace: appsNamespace, rendered: rendered, annotations: ["nginx.ingress.kubernetes.io/custom-headers": "security-headers"]))
+        try api.apply(#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"security-headers","namespace":"\#(appsNamespace)"},"data":{"X-Frame-Options":"DENY"}}"#)
 
         let folder = try ChartTests.temporaryFolder()
         defer { try? FileManager.default.removeItem(atPath: folder) }
-        try rendered.settingsText.write(toFile: folder + "/postern.yaml", atomically: true, encoding: .utf8)
-        try """
-            apiVersion: v1
-            kind: Config
-            current-context: test
-            clusters: [{name: fake, cluster: {server: "http://127.0.0.1:\(api.port)"}}]
-            contexts: [{name: test, context: {cluster: fake, user: postern, namespace: elsewhere}}]
-            users: [{name: postern, user: {token: chart-test}}]
-            """.write(toFile: folder + "/kubeconfig", atomically: true, encoding: .utf8)
-        // The chart's arguments, with the in-cluster credentials and the
-        // mounted ConfigMap replaced by local files, on loopback ports.
-        var arguments = rendered.arguments.filter { $0 != "--in-cluster" }
-        if let index = arguments.firstIndex(of: "--config") { arguments[index + 1] = folder + "/postern.yaml" }
+        // The chart's arguments, with local files for the credentials and postern.yaml, on loopback ports.
+        var arguments = try ChartCluster.arguments(rendered, apiPort: api.port, folder: folder)
         // The webhook Service's endpoint: a free loopback port the fake dials for it.
         let webhookService = (webhookConfiguration?["webhooks"] as? [[String: Any]])?.first?[path: "clientConfig", "service"] as? [String: Any]
         if let index = arguments.firstIndex(of: "--admission-webhook-listen") {
@@ -158,20 +155,8 @@ import Yams
         }
         // A short-lived certificate, so that the run renews it too.
         if webhookDuties { arguments += ["--admission-webhook-certificate-timing", "6,0.3"] }
-        arguments += [
-            "--kubeconfig", folder + "/kubeconfig", "--http-listen", "127.0.0.1:0", "--https-listen", "off",
-            "--admin-listen", "127.0.0.1:0", "--workers", "1", "--leader-election-timing", "3,2,0.5",
-        ]
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: ChartTests.postern)
-        process.arguments = arguments
-        var environment = ProcessInfo.processInfo.environment
-        environment["POD_NAME"] = "postern-0"
-        environment["POD_NAMESPACE"] = "ingress"
-        process.environment = environment
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
+        arguments += ChartCluster.loopbackArguments
+        let process = try ChartCluster.launch(arguments, standardOutput: FileHandle.nullDevice, standardError: FileHandle.nullDevice)
         defer {
             if process.isRunning { kill(process.processIdentifier, SIGKILL) }
         }
@@ -181,6 +166,9 @@ import Yams
             return (status as? [[String: Any]])?.first?["ip"] as? String == "203.0.113.5"
         }
         func leaseRenewed() -> Bool { api.requests.contains { $0.method == "PUT" && $0.path.contains("/leases/") } }
+        func headersWatched() -> Bool {
+            api.requests.contains { $0.query["watch"] != nil && $0.path.hasSuffix("/namespaces/\(appsNamespace)/configmaps") }
+        }
         func webhookDutiesDone() -> Bool {
             guard webhookDuties else { return true }
             let requests = api.requests
@@ -188,7 +176,7 @@ import Yams
                 && requests.contains { $0.method == "PUT" && $0.path.contains("/validatingwebhookconfigurations/") }
         }
         let deadline = Date().addingTimeInterval(20)
-        while Date() < deadline, !(statusWritten() && !api.objects(resource: "events").isEmpty && leaseRenewed() && webhookDutiesDone()) {
+        while Date() < deadline, !(statusWritten() && !api.objects(resource: "events").isEmpty && leaseRenewed() && webhookDutiesDone() && headersWatched()) {
             usleep(50_000)
         }
         #expect(webhookDutiesDone(), "Postern did not create, renew and publish the webhook certificate")
@@ -214,6 +202,18 @@ import Yams
         #expect(statusWritten(), "Postern wrote no Ingress status")
         #expect(!api.objects(resource: "events").isEmpty, "Postern recorded no Event")
         #expect(leaseRenewed(), "Postern did not renew its Lease")
+        #expect(headersWatched(), "Postern did not watch the ConfigMap custom-headers names")
+        // A bad version of the settings ConfigMap: refused with a Warning Event on it, in the release namespace.
+        if var settings = rendered.settingsConfigMap {
+            settings["data"] = ["proxy-body-size": "a lot"]
+            try ChartCluster.apply(settings, to: api)
+            func configMapEvent() -> Bool {
+                api.objects(resource: "events").contains { $0[path: "regarding", "kind"] as? String == "ConfigMap" }
+            }
+            let until = Date().addingTimeInterval(10)
+            while Date() < until, !configMapEvent() { usleep(50_000) }
+            #expect(configMapEvent(), "Postern recorded no Event on the refused settings ConfigMap")
+        }
         // The second SIGTERM ends the chart's shutdown grace period early.
         kill(process.processIdentifier, SIGTERM)
         usleep(200_000)
@@ -302,5 +302,13 @@ import Yams
         #expect(status?.resource == "ingresses/status")
         #expect(status?.verb == "patch")
         #expect(Self.access(method: "GET", path: "/api/v1/secrets", query: ["watch": "1"])?.verb == "watch")
+        // resourceNames allow a list or watch selecting that name, nothing wider.
+        let settings = Grant(groups: [""], resources: ["configmaps"], verbs: ["get", "list", "watch"], resourceNames: ["postern-settings"], namespace: "ingress")
+        let byName = Self.access(method: "GET", path: "/api/v1/namespaces/ingress/configmaps", query: ["watch": "1", "fieldSelector": "metadata.name=postern-settings"])
+        let everything = Self.access(method: "GET", path: "/api/v1/namespaces/ingress/configmaps", query: ["watch": "1"])
+        let another = Self.access(method: "GET", path: "/api/v1/namespaces/ingress/configmaps", query: ["fieldSelector": "metadata.name=other"])
+        #expect(byName.map(settings.allows) == true)
+        #expect(everything.map(settings.allows) == false)
+        #expect(another.map(settings.allows) == false)
     }
 }

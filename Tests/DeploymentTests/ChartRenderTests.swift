@@ -22,8 +22,12 @@ struct ChartVariant: Sendable, CustomTestStringConvertible {
             #expect(rendered.one("PodDisruptionBudget")?[path: "spec", "minAvailable"] as? Int == 1)
             #expect(rendered.one("IngressClass")?[path: "metadata", "name"] as? String == "postern")
             #expect(rendered.one("IngressClass")?[path: "spec", "controller"] as? String == "postern.dev/ingress-controller")
-            #expect(rendered.settingsText.contains("hsts-max-age: 31536000\n"), "\(rendered.settingsText)")
-            #expect(!rendered.settingsText.contains("e+"), "a number printed in float notation: \(rendered.settingsText)")
+            // controller.config is the settings ConfigMap (--configmap), values as strings.
+            #expect(rendered.argument("--configmap") == "ingress/postern-settings")
+            #expect(rendered.settingsData["hsts-max-age"] == "31536000", "\(rendered.settingsData)")
+            #expect(rendered.settingsData["use-http2"] == "true")
+            #expect(!rendered.settingsData.values.contains { $0.contains("e+") }, "a number printed in float notation: \(rendered.settingsData)")
+            #expect(!rendered.settingsText.contains("hsts"), "controller.config leaked into postern.yaml: \(rendered.settingsText)")
             // Pod Security "restricted".
             let pod = rendered.podSpec
             #expect(pod[path: "securityContext", "runAsNonRoot"] as? Bool == true)
@@ -38,9 +42,10 @@ struct ChartVariant: Sendable, CustomTestStringConvertible {
             #expect(rendered.settingsText.contains("shutdown-grace-period: 5\n"))
             #expect(pod["hostNetwork"] == nil)
             #expect(pod["dnsPolicy"] as? String == "ClusterFirst")
-            // Listeners on 8080/8443; clients use the Service's 80/443 (issue 22).
+            // Listeners on 8080/8443; clients use the Service's 80/443 (issue 22),
+            // which Postern learns from the published Service: the chart writes no public port.
             #expect(rendered.settingsText.contains("http-listen: 0.0.0.0:8080\n"))
-            #expect(rendered.settingsText.contains("public-http-port: 80\npublic-https-port: 443\n"))
+            #expect(!rendered.settingsText.contains("public-"), "\(rendered.settingsText)")
             #expect(pod[path: "securityContext", "sysctls"] == nil)
             #expect(container["image"] as? String == "ghcr.io/postern/postern:0.1.0")
             #expect(rendered.arguments.contains("--publish-service"))
@@ -130,7 +135,9 @@ struct ChartVariant: Sendable, CustomTestStringConvertible {
             #expect(rendered.podSpec[path: "securityContext", "runAsNonRoot"] as? Bool == true, "the restricted settings stay")
             #expect(rendered.settingsText.contains("http-listen: 0.0.0.0:80\n"))
             #expect(rendered.settingsText.contains("https-listen: 0.0.0.0:443\n"))
-            #expect(rendered.settingsText.contains("public-http-port: 80\npublic-https-port: 443\n"), "listen and public ports agree")
+            // The public ports come from the Service (80 -> http, 443 -> https): listen and public ports agree,
+            // as `postern check` shows (below, for every variant).
+            #expect(!rendered.settingsText.contains("public-"))
         },
         ChartVariant(
             name: "host ports without the host network",
@@ -246,7 +253,7 @@ struct ChartVariant: Sendable, CustomTestStringConvertible {
         },
         ChartVariant(name: "fullnameOverride", values: "fullnameOverride: edge") { rendered in
             let names = Set(rendered.objects.compactMap { $0[path: "metadata", "name"] as? String })
-            #expect(names == ["edge"], "\(names)")
+            #expect(names == ["edge", "edge-settings"], "\(names)")
             #expect(rendered.arguments.contains("edge-leader"))
             #expect(rendered.settingsText.contains("ingress-class: edge\n"))
         },
@@ -288,11 +295,11 @@ struct ChartVariant: Sendable, CustomTestStringConvertible {
             #expect(clusterRules.flatMap { $0["resources"] as? [String] ?? [] } == ["ingressclasses"])
             let watchRole = rendered.all("Role").first { $0[path: "metadata", "namespace"] as? String == "apps" }
             let watched = (watchRole?["rules"] as? [[String: Any]] ?? []).flatMap { $0["resources"] as? [String] ?? [] }
-            #expect(Set(watched) == ["ingresses", "ingresses/status", "services", "secrets", "endpointslices", "events"])
-            // The published Service lives in the release namespace.
+            #expect(Set(watched) == ["ingresses", "ingresses/status", "services", "secrets", "endpointslices", "events", "configmaps"])
+            // The published Service and the settings ConfigMap live in the release namespace.
             let releaseRole = rendered.all("Role").first { $0[path: "metadata", "namespace"] as? String == "ingress" }
             let released = (releaseRole?["rules"] as? [[String: Any]] ?? []).flatMap { $0["resources"] as? [String] ?? [] }
-            #expect(Set(released) == ["leases", "services"])
+            #expect(Set(released) == ["leases", "services", "configmaps", "events"])
         },
         ChartVariant(
             name: "rollout settings",
@@ -395,9 +402,14 @@ struct ChartVariant: Sendable, CustomTestStringConvertible {
                     use-http2: false
                 """
         ) { rendered in
+            // Numbers and booleans become the strings Postern reads (ConfigMap data is strings).
+            let data = rendered.settingsData
+            for (key, value) in [("hsts-max-age", "63072000"), ("hsts-include-subdomains", "true"), ("http2-max-concurrent-streams", "250"),
+                                 ("proxy-read-timeout", "120s"), ("upstream-keepalive-connections", "320"), ("use-http2", "false")] {
+                #expect(data[key] == value, "\(key) in \(data)")
+            }
             let settings = rendered.settingsText
-            for line in ["hsts-max-age: 63072000", "http2-max-concurrent-streams: 250", "upstream-keepalive-connections: 320",
-                         "use-http2: false", "default-ssl-certificate: ingress/wildcard", "watch-ingress-without-class: true"] {
+            for line in ["default-ssl-certificate: ingress/wildcard", "watch-ingress-without-class: true"] {
                 #expect(settings.contains(line + "\n"), "\(line) missing from \(settings)")
             }
         },
@@ -443,6 +455,8 @@ struct ChartVariant: Sendable, CustomTestStringConvertible {
         ("controller: {replicas: 3}", "replicas"),
         ("controller: {config: {hsts-max-age: {seconds: 1}}}", "/controller/config/hsts-max-age"),
         ("controller: {config: {http-listen: \"0.0.0.0:80\"}}", "http-listen"),
+        ("controller: {config: {default-ssl-certificate: ingress/wildcard}}", "default-ssl-certificate"),
+        ("controller: {config: {proxy-body-size: [8m]}}", "/controller/config/proxy-body-size"),
         ("controller: {image: {digest: latest}}", "/controller/image/digest"),
         ("controller: {service: {type: External}}", "/controller/service/type"),
         ("rbac: {scope: true}", "rbac.scope needs controller.scope.enabled"),

@@ -101,10 +101,14 @@ import Yams
         }
     }
 
-    /// The rendered postern.yaml, loaded by `postern check` next to an
-    /// Ingress of the rendered class: the settings are accepted and the
-    /// class settings select that Ingress.
-    static func expectPosternCheckAccepts(_ rendered: Rendered, sourceLocation: SourceLocation = #_sourceLocation) throws {
+    /// The rendered postern.yaml and settings ConfigMap, loaded by
+    /// `postern check --config ... --configmap FILE` next to an Ingress of
+    /// the rendered class (and the rendered Service, named by
+    /// `--publish-service` as the chart does): the settings are accepted,
+    /// the class settings select that Ingress, and the public ports are
+    /// those clients use. Returns check's output.
+    @discardableResult
+    static func expectPosternCheckAccepts(_ rendered: Rendered, sourceLocation: SourceLocation = #_sourceLocation) throws -> String {
         let folder = try temporaryFolder()
         defer { try? FileManager.default.removeItem(atPath: folder) }
         let settingsPath = folder + "/postern.yaml"
@@ -134,20 +138,47 @@ import Yams
             metadata: {name: web, namespace: apps}
             spec: {ports: [{name: http, port: 80, targetPort: 8080}]}
             """.write(toFile: manifests + "/shop.yaml", atomically: true, encoding: .utf8)
-        let check = try run(["check", "--config", settingsPath, "--manifests", manifests])
+        var arguments = ["check", "--config", settingsPath, "--manifests", manifests]
+        #expect(rendered.settingsConfigMap != nil, "no --configmap naming a rendered ConfigMap", sourceLocation: sourceLocation)
+        if let configMap = rendered.settingsConfigMap {
+            let path = folder + "/settings-configmap.json"
+            try JSONSerialization.data(withJSONObject: configMap).write(to: URL(fileURLWithPath: path))
+            arguments += ["--configmap", path]
+        }
+        // The published Service as the API server would hand it to Postern.
+        let publishService = rendered.argument("--publish-service")
+        if let publishService {
+            arguments += ["--publish-service", publishService]
+            let name = publishService.split(separator: "/").last.map(String.init)
+            if var service = rendered.one("Service", named: name) {
+                service["metadata"] = ["name": name ?? "", "namespace": publishService.split(separator: "/").first.map(String.init) ?? ""]
+                try JSONSerialization.data(withJSONObject: service).write(to: URL(fileURLWithPath: manifests + "/published-service.json.yaml"))
+            }
+        }
+        let check = try run(arguments)
         if let certificate = settings["default-ssl-certificate"] as? String {
             // Exit 1 only for the default certificate's Secret, absent here.
-            #expect(check.status != 2, "postern.yaml from the chart is refused: \(check.output)", sourceLocation: sourceLocation)
+            #expect(check.status != 2, "the chart's settings are refused: \(check.output)", sourceLocation: sourceLocation)
             #expect(check.output.contains(certificate), "\(check.output)", sourceLocation: sourceLocation)
         } else {
-            #expect(check.status == 0, "postern check on the chart's postern.yaml: \(check.output)", sourceLocation: sourceLocation)
+            #expect(check.status == 0, "postern check on the chart's settings: \(check.output)", sourceLocation: sourceLocation)
         }
         #expect(check.output.contains("1 hosts"), "the chart's class settings do not select its class: \(check.output)", sourceLocation: sourceLocation)
-        // The public ports the chart derived (Service, host ports or host network) reach Postern.
-        let publicHTTP = settings["public-http-port"] as? Int ?? -1
-        let publicHTTPS = settings["public-https-port"] as? Int ?? -1
-        #expect(
-            check.output.contains("public ports: http \(publicHTTP), https \(publicHTTPS)"), "\(check.output)",
-            sourceLocation: sourceLocation)
+        // The public ports: the settings ConfigMap, then postern.yaml, then
+        // the published Service's port targeting each listener, then 80/443.
+        let data = rendered.settingsData
+        let servicePorts = (rendered.one("Service", named: publishService?.split(separator: "/").last.map(String.init))?[path: "spec", "ports"]
+            as? [[String: Any]]) ?? []
+        func expected(_ key: String, _ listenerName: String, _ fallback: Int) -> Int {
+            if let value = data[key].flatMap({ Int($0) }) { return value }
+            if let value = settings[key] as? Int { return value }
+            if publishService != nil, let port = servicePorts.first(where: { $0["targetPort"] as? String == listenerName })?["port"] as? Int { return port }
+            return fallback
+        }
+        let http = expected("public-http-port", "http", 80)
+        let https = expected("public-https-port", "https", 443)
+        #expect(check.output.contains("public ports: http \(http), https \(https)"), "\(check.output)", sourceLocation: sourceLocation)
+        #expect(!check.output.contains("warning: --publish-service"), "\(check.output)", sourceLocation: sourceLocation)
+        return check.output
     }
 }

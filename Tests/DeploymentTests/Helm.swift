@@ -97,8 +97,22 @@ struct Rendered {
     var podSpec: [String: Any] { workload?[path: "spec", "template", "spec"] as? [String: Any] ?? [:] }
     var container: [String: Any] { (podSpec["containers"] as? [[String: Any]])?.first ?? [:] }
     var arguments: [String] { container["args"] as? [String] ?? [] }
-    /// The postern.yaml the ConfigMap carries.
-    var settingsText: String { one("ConfigMap")?[path: "data", "postern.yaml"] as? String ?? "" }
+    /// The postern.yaml the mounted ConfigMap carries (the settings the chart fixes).
+    var settingsText: String {
+        all("ConfigMap").compactMap { $0[path: "data", "postern.yaml"] as? String }.first ?? ""
+    }
+    /// The settings ConfigMap the chart passes with `--configmap` (controller.config).
+    var settingsConfigMap: [String: Any]? {
+        guard let index = arguments.firstIndex(of: "--configmap"), index + 1 < arguments.count else { return nil }
+        let name = arguments[index + 1].split(separator: "/").last.map(String.init)
+        return one("ConfigMap", named: name)
+    }
+    /// That ConfigMap's data.
+    var settingsData: [String: String] { settingsConfigMap?["data"] as? [String: String] ?? [:] }
+    /// The value of `flag` in the container's arguments.
+    func argument(_ flag: String) -> String? {
+        arguments.firstIndex(of: flag).flatMap { $0 + 1 < arguments.count ? arguments[$0 + 1] : nil }
+    }
 }
 
 extension Dictionary where Key == String, Value == Any {

@@ -107,6 +107,11 @@ postern.dev/ingress-controller
 - apiGroups: ["discovery.k8s.io"]
   resources: ["endpointslices"]
   verbs: ["list", "watch"]
+# ConfigMaps named by the custom-headers annotation, in the Ingress's
+# namespace, each watched by name (as ingress-nginx's ClusterRole allows).
+- apiGroups: [""]
+  resources: ["configmaps"]
+  verbs: ["list", "watch"]
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create"]
@@ -122,5 +127,55 @@ https: 443
 {{- else -}}
 http: {{ .Values.controller.containerPort.http | int }}
 https: {{ .Values.controller.containerPort.https | int }}
+{{- end -}}
+{{- end -}}
+
+{{/* The settings ConfigMap (--configmap): controller.config. */}}
+{{- define "postern.settingsName" -}}
+{{- printf "%s-settings" (include "postern.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* controller.config as ConfigMap data: one string per key. Numbers are
+printed with toYaml, so 31536000 stays 31536000 (quote alone printed
+"3.1536e+07", which Postern refuses); booleans become "true"/"false". */}}
+{{- define "postern.settingsData" -}}
+{{- range $key, $value := .Values.controller.config }}
+{{- if kindIs "string" $value }}
+{{ $key }}: {{ $value | quote }}
+{{- else if or (kindIs "map" $value) (kindIs "slice" $value) }}
+{{- fail (printf "controller.config.%s: expected a string, number or boolean" $key) }}
+{{- else if not (kindIs "invalid" $value) }}
+{{ $key }}: {{ toYaml $value | trim | quote }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{/* Keys Postern applies from the settings ConfigMap without a restart
+(Settings.liveKeys in Sources/postern/Settings+Global.swift; a chart test
+keeps the two equal). */}}
+{{- define "postern.liveSettingKeys" -}}
+proxy-body-size whitelist-source-range denylist-source-range block-cidrs ssl-redirect force-ssl-redirect hsts hsts-max-age hsts-include-subdomains hsts-preload
+{{- end -}}
+
+{{/* The settings ConfigMap's data without the live keys: its checksum
+rolls the Pods when a key that needs a restart changes. */}}
+{{- define "postern.restartSettings" -}}
+{{- $live := splitList " " (include "postern.liveSettingKeys" .) -}}
+{{- $restart := dict -}}
+{{- range $key, $value := .Values.controller.config -}}
+{{- if not (has $key $live) -}}
+{{- $_ := set $restart $key (toString $value) -}}
+{{- end -}}
+{{- end -}}
+{{- toJson $restart -}}
+{{- end -}}
+
+{{/* "true" when Postern learns the public ports from the published
+Service (it exists and clients reach the Pods through it); empty when the
+chart writes them (host network, host ports, or no published Service). */}}
+{{- define "postern.learnsPublicPorts" -}}
+{{- $c := .Values.controller -}}
+{{- if and $c.publishService.enabled $c.service.enabled (not $c.hostNetwork) (not $c.hostPort.enabled) -}}
+true
 {{- end -}}
 {{- end -}}
