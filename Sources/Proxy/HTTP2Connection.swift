@@ -26,9 +26,9 @@ final class HTTP2Connection: EventHandler, ClientConnection, HTTP2ServerSessionD
     let peer: ConnectionPeer
     private(set) var session: HTTP2ServerSession!
     /// Bytes read from the socket, fed to the session at once.
-    let readBuffer = ByteBuffer(capacity: 32 * 1024)
+    let readBuffer: ByteBuffer
     /// Session output the socket did not take yet.
-    let writeBuffer = ByteBuffer(capacity: 32 * 1024)
+    let writeBuffer: ByteBuffer
     var streams = HTTP2StreamMap<HTTP2StreamExchange>()
     /// Closed streams' exchanges, reused by the next streams (no allocation per stream).
     var spareExchanges: [HTTP2StreamExchange] = []
@@ -49,6 +49,10 @@ final class HTTP2Connection: EventHandler, ClientConnection, HTTP2ServerSessionD
         self.worker = worker
         self.tls = tls
         self.isTLS = tls != nil
+        // Chunks of the worker's pool, held only while bytes are in flight:
+        // given back whenever a flush leaves them empty.
+        self.readBuffer = ByteBuffer(pool: worker.largeBufferPool)
+        self.writeBuffer = ByteBuffer(pool: worker.largeBufferPool)
         self.peer = worker.pipeline.takeHandedOverPeer()
             ?? ConnectionPeer(
                 address: SocketAddress.parseIP(String(decoding: peerText, as: UTF8.self)).flatMap { ClientAddress(bytes: $0) },
@@ -186,6 +190,11 @@ final class HTTP2Connection: EventHandler, ClientConnection, HTTP2ServerSessionD
             interest = wanted
             worker.loop.setInterest(registration, wanted)
         }
+        // Nothing in flight: the buffers go back to the pool (a no-op for
+        // one that holds bytes, e.g. while the session is being fed).
+        readBuffer.releaseStorage()
+        writeBuffer.releaseStorage()
+        if streams.isEmpty, writeBuffer.isEmpty, let tls { tls.releaseIdleBuffers() }
     }
 
     func tick(now: UInt64) {
