@@ -34,6 +34,10 @@ final class HTTP2Connection: EventHandler, ClientConnection, HTTP2ServerSessionD
     var spareExchanges: [HTTP2StreamExchange] = []
     static let spareExchangeLimit = 16
     var lastActivity: UInt64
+    /// OpenSSL's record buffers may be allocated (cleared once freed while idle).
+    var tlsBuffersHeld = true
+    /// Idle time after which OpenSSL's record buffers are freed.
+    static let tlsBufferIdleMilliseconds: UInt64 = 1_000
     var closed = false
     /// A flush is deferred to the end of the loop iteration (`requestFlush`).
     var flushRequested = false
@@ -97,6 +101,7 @@ final class HTTP2Connection: EventHandler, ClientConnection, HTTP2ServerSessionD
             return
         }
         lastActivity = worker.loop.now
+        tlsBuffersHeld = tls != nil
         while true {
             // With read-ahead OpenSSL may hold several records that epoll
             // will not announce: take them all, a buffer at a time. The
@@ -194,7 +199,6 @@ final class HTTP2Connection: EventHandler, ClientConnection, HTTP2ServerSessionD
         // one that holds bytes, e.g. while the session is being fed).
         readBuffer.releaseStorage()
         writeBuffer.releaseStorage()
-        if streams.isEmpty, writeBuffer.isEmpty, let tls { tls.releaseIdleBuffers() }
     }
 
     func tick(now: UInt64) {
@@ -203,6 +207,15 @@ final class HTTP2Connection: EventHandler, ClientConnection, HTTP2ServerSessionD
             flushOutput()
             if !closed, writeBuffer.isEmpty { close() }
             return
+        }
+        // OpenSSL's record buffers (kept while busy: `tuneForMultiplexing`)
+        // are freed once the connection has been idle for a second; freeing
+        // them whenever the last stream ends cost an allocation of both
+        // every few requests under load (measured: +0.3 allocations and
+        // +2.3 KB per request).
+        if tlsBuffersHeld, streams.isEmpty, writeBuffer.isEmpty, now &- lastActivity >= Self.tlsBufferIdleMilliseconds, let tls {
+            tls.releaseIdleBuffers()
+            tlsBuffersHeld = false
         }
         if streams.isEmpty, now &- lastActivity >= worker.configuration.keepAliveTimeoutMilliseconds {
             // Idle keep-alive: say goodbye properly, then close.
