@@ -306,9 +306,11 @@ class Spec:
     whether the server keeps a session cache (`resumption`: tickets stay off either way), and whether the
     route carries the request policies of scenario 8 (`policy`: Postern only)."""
 
-    def __init__(self, tls=None, routes=0, churn=None, resumption=False, policy=False):
+    def __init__(self, tls=None, routes=0, churn=None, resumption=False, policy=False, postern_settings=""):
         self.tls, self.routes, self.churn, self.resumption = tls, routes, churn, resumption
         self.policy = policy
+        # Extra lines of Postern's --config file (bench/memory.py: a long keep-alive timeout).
+        self.postern_settings = postern_settings
 
 
 class Proxy:
@@ -665,7 +667,8 @@ class Postern(Proxy):
             settings = os.path.join(self.directory, "postern.yaml")
             with open(settings, "w") as f:
                 # The session cache (on by default) is turned off too unless the scenario measures resumption.
-                f.write("ssl-session-tickets: false\n" + ("" if spec.resumption else "ssl-session-cache: false\n"))
+                f.write("ssl-session-tickets: false\n" + ("" if spec.resumption else "ssl-session-cache: false\n")
+                        + spec.postern_settings)
             argv += ["--config", settings, "--https-listen", f"127.0.0.1:{self.port}",
                      "--http-listen", f"127.0.0.1:{free_port()}", "--default-ssl-certificate", "default/bench-tls"]
         else:
@@ -675,6 +678,11 @@ class Postern(Proxy):
                 settings = os.path.join(self.directory, "postern.yaml")
                 with open(settings, "w") as f:
                     f.write("use-forwarded-headers: true\nproxy-real-ip-cidr: 127.0.0.1/32\n")
+                argv += ["--config", settings]
+            elif spec.postern_settings:
+                settings = os.path.join(self.directory, "postern.yaml")
+                with open(settings, "w") as f:
+                    f.write(spec.postern_settings)
                 argv += ["--config", settings]
         self.process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         PROCESSES.append(self.process)

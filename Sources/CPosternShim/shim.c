@@ -1,6 +1,7 @@
 #define _GNU_SOURCE
 #include "CPosternShim.h"
 #include <errno.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <sched.h>
 #include <string.h>
@@ -53,3 +54,5 @@ int postern_pin_thread_to_cpu(int cpu) {
     CPU_SET(cpu, &set);
     return pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
 }
+
+int postern_malloc_trim(void) { return malloc_trim(0); }

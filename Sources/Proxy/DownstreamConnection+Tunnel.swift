@@ -76,6 +76,7 @@ extension DownstreamConnection {
     /// The upstream is readable during a tunnel.
     func tunnelUpstreamReadable(_ connection: UpstreamConnection) {
         let buffer = connection.readBuffer
+        buffer.ensureStorage()
         if buffer.writableBytes < 4096 { buffer.compact() }
         guard buffer.writableBytes > 0 else {
             upstreamReadPaused = true

@@ -78,8 +78,11 @@ final class DownstreamConnection: EventHandler, UpstreamAttempt, ClientConnectio
     var registration: Registration?
     var interest: Interest = .none
     var state: State
-    let readBuffer = ByteBuffer(capacity: 16 * 1024)
-    let writeBuffer = ByteBuffer(capacity: 16 * 1024)
+    /// Client bytes not yet handled, and output the client has not taken
+    /// yet: chunks of the worker's `bufferPool`, held only while bytes are
+    /// in flight (`releaseIdleBuffers`).
+    let readBuffer: ByteBuffer
+    let writeBuffer: ByteBuffer
     /// Who is at the other end: TCP peer, PROXY protocol source, trust.
     let peer: ConnectionPeer
     /// The TCP peer's address as text.
@@ -110,7 +113,7 @@ final class DownstreamConnection: EventHandler, UpstreamAttempt, ClientConnectio
     var requestChunkedDecoder = HTTP1ChunkedDecoder()
     /// The serialized upstream request head, kept to replay it on a fresh
     /// connection when a reused one turns out to be closed.
-    let upstreamRequestHead = ByteBuffer(capacity: 2048)
+    let upstreamRequestHead: ByteBuffer
     var isHEAD = false
     var clientIsHTTP10 = false
     var clientKeepAlive = true
@@ -133,6 +136,9 @@ final class DownstreamConnection: EventHandler, UpstreamAttempt, ClientConnectio
         self.worker = worker
         self.tls = tls
         self.isTLS = tls != nil
+        self.readBuffer = ByteBuffer(pool: worker.bufferPool)
+        self.writeBuffer = ByteBuffer(pool: worker.bufferPool)
+        self.upstreamRequestHead = ByteBuffer(pool: worker.bufferPool)
         self.peer = worker.pipeline.peer(peer)
         // The PROXY header comes first, before TLS: `Worker.accepted`'s
         // first handshake step finds the connection not handshaking yet.
@@ -231,6 +237,8 @@ final class DownstreamConnection: EventHandler, UpstreamAttempt, ClientConnectio
     private var readBufferLimit: Int { worker.configuration.limits.maxHeaderSectionBytes + 16 * 1024 }
 
     func readFromClient() {
+        // Back from idle: take a buffer from the worker's pool for these bytes.
+        readBuffer.ensureStorage()
         if readBuffer.writableBytes < 2048 {
             readBuffer.compact()
             if readBuffer.writableBytes < 2048, readBuffer.capacity < readBufferLimit {
@@ -411,6 +419,26 @@ final class DownstreamConnection: EventHandler, UpstreamAttempt, ClientConnectio
             bufferedReadScheduled = true
             worker.loop.defer(self)
         }
+        releaseIdleBuffers()
+    }
+
+    /// Between requests with nothing buffered either way (keep-alive wait,
+    /// or just after the TLS handshake), the buffers go back to the
+    /// worker's pool: an idle connection holds no buffer memory. The next
+    /// read or response takes them again.
+    @inline(__always)
+    func releaseIdleBuffers() {
+        guard state == .waitingForRequest, !requestStarted, readBuffer.isEmpty, writeBuffer.isEmpty else { return }
+        if readBuffer.hasStorage || writeBuffer.hasStorage || upstreamRequestHead.hasStorage { releaseBuffers() }
+    }
+
+    private func releaseBuffers() {
+        readBuffer.releaseStorage()
+        writeBuffer.releaseStorage()
+        // Kept during an exchange to replay the request; no exchange now.
+        upstreamRequestHead.clear()
+        upstreamRequestHead.releaseStorage()
+        tls?.releaseIdleBuffers()
     }
 
     func runDeferredWork() {
@@ -610,6 +638,8 @@ extension DownstreamConnection {
             // for backpressure and resume on epoll readiness, which cannot see
             // records buffered inside OpenSSL).
             tls.endReadAhead()
+            // The handshake's record buffers are not needed until the request.
+            if !tls.hasPendingInput { tls.releaseIdleBuffers() }
             updateDownstreamInterest()
             // Application data may have arrived with the final handshake flight.
             if tls.hasPendingInput { readFromClient() }
@@ -633,6 +663,7 @@ extension DownstreamConnection {
     func readProxyHeader() {
         guard state == .readingProxyHeader else { return }
         // The header's bytes read so far are at the start of `readBuffer`.
+        readBuffer.ensureStorage()
         let have = readBuffer.readableBytes
         let space = readBuffer.writable
         let limit = min(space.count, ProxyProtocol.maximumV2Length - have)

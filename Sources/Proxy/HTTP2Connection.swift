@@ -26,14 +26,18 @@ final class HTTP2Connection: EventHandler, ClientConnection, HTTP2ServerSessionD
     let peer: ConnectionPeer
     private(set) var session: HTTP2ServerSession!
     /// Bytes read from the socket, fed to the session at once.
-    let readBuffer = ByteBuffer(capacity: 32 * 1024)
+    let readBuffer: ByteBuffer
     /// Session output the socket did not take yet.
-    let writeBuffer = ByteBuffer(capacity: 32 * 1024)
+    let writeBuffer: ByteBuffer
     var streams = HTTP2StreamMap<HTTP2StreamExchange>()
     /// Closed streams' exchanges, reused by the next streams (no allocation per stream).
     var spareExchanges: [HTTP2StreamExchange] = []
     static let spareExchangeLimit = 16
     var lastActivity: UInt64
+    /// OpenSSL's record buffers may be allocated (cleared once freed while idle).
+    var tlsBuffersHeld = true
+    /// Idle time after which OpenSSL's record buffers are freed.
+    static let tlsBufferIdleMilliseconds: UInt64 = 1_000
     var closed = false
     /// A flush is deferred to the end of the loop iteration (`requestFlush`).
     var flushRequested = false
@@ -49,6 +53,10 @@ final class HTTP2Connection: EventHandler, ClientConnection, HTTP2ServerSessionD
         self.worker = worker
         self.tls = tls
         self.isTLS = tls != nil
+        // Chunks of the worker's pool, held only while bytes are in flight:
+        // given back whenever a flush leaves them empty.
+        self.readBuffer = ByteBuffer(pool: worker.largeBufferPool)
+        self.writeBuffer = ByteBuffer(pool: worker.largeBufferPool)
         self.peer = worker.pipeline.takeHandedOverPeer()
             ?? ConnectionPeer(
                 address: SocketAddress.parseIP(String(decoding: peerText, as: UTF8.self)).flatMap { ClientAddress(bytes: $0) },
@@ -93,6 +101,7 @@ final class HTTP2Connection: EventHandler, ClientConnection, HTTP2ServerSessionD
             return
         }
         lastActivity = worker.loop.now
+        tlsBuffersHeld = tls != nil
         while true {
             // With read-ahead OpenSSL may hold several records that epoll
             // will not announce: take them all, a buffer at a time. The
@@ -186,6 +195,10 @@ final class HTTP2Connection: EventHandler, ClientConnection, HTTP2ServerSessionD
             interest = wanted
             worker.loop.setInterest(registration, wanted)
         }
+        // Nothing in flight: the buffers go back to the pool (a no-op for
+        // one that holds bytes, e.g. while the session is being fed).
+        readBuffer.releaseStorage()
+        writeBuffer.releaseStorage()
     }
 
     func tick(now: UInt64) {
@@ -194,6 +207,15 @@ final class HTTP2Connection: EventHandler, ClientConnection, HTTP2ServerSessionD
             flushOutput()
             if !closed, writeBuffer.isEmpty { close() }
             return
+        }
+        // OpenSSL's record buffers (kept while busy: `tuneForMultiplexing`)
+        // are freed once the connection has been idle for a second; freeing
+        // them whenever the last stream ends cost an allocation of both
+        // every few requests under load (measured: +0.3 allocations and
+        // +2.3 KB per request).
+        if tlsBuffersHeld, streams.isEmpty, writeBuffer.isEmpty, now &- lastActivity >= Self.tlsBufferIdleMilliseconds, let tls {
+            tls.releaseIdleBuffers()
+            tlsBuffersHeld = false
         }
         if streams.isEmpty, now &- lastActivity >= worker.configuration.keepAliveTimeoutMilliseconds {
             // Idle keep-alive: say goodbye properly, then close.

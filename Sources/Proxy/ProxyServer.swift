@@ -6,7 +6,8 @@ import TLS
 import Telemetry
 
 /// The data plane: N workers, each an event loop on its own thread with its
-/// own SO_REUSEPORT listener on the same address.
+/// own SO_REUSEPORT listener on the same address. The address must be free
+/// at start: the workers of one process share it, another process may not.
 ///
 /// Thread-safety: `publish` and `drain` may be called from any thread; they
 /// post tasks to every worker (Envoy's run-on-all-threads).
@@ -28,7 +29,9 @@ public final class ProxyServer: @unchecked Sendable {
     public let metrics: MetricsRegistry
 
     /// Binds the listeners. Fails fast (before any thread starts) when the
-    /// address cannot be bound.
+    /// address cannot be bound, and with `AddressInUseError` when another
+    /// process listens there already (even with SO_REUSEPORT: a second
+    /// Postern must not silently take half of the first one's traffic).
     public init(configuration: ProxyConfiguration, initialTable: RoutingTable, secure: SecurePolicy?, metrics: MetricsRegistry) throws {
         precondition(configuration.httpsListen == nil || secure != nil, "an HTTPS listener needs certificates")
         precondition(configuration.workers >= 1, "at least one worker")
@@ -37,6 +40,8 @@ public final class ProxyServer: @unchecked Sendable {
         let errorResponses = ErrorResponseTable()
         // Bind the first listener, then the others to the port it got (port 0
         // would give every SO_REUSEPORT socket a different port).
+        try Socket.probeExclusive(configuration.httpListen)
+        if let httpsListen = configuration.httpsListen { try Socket.probeExclusive(httpsListen) }
         let firstFD = try Socket.listen(at: configuration.httpListen, reusePort: true)
         guard let bound = Socket.localAddress(firstFD) else {
             Socket.close(firstFD)

@@ -17,6 +17,8 @@ enum Transport {
     /// Reads into `buffer`'s free space.
     @inline(__always)
     static func read(fd: CInt, tls: TLSConnection?, into buffer: ByteBuffer, need: inout Need) -> IOResult {
+        // A connection back from idle takes its buffer from the worker's pool now.
+        buffer.ensureStorage()
         guard let tls else { return Socket.read(fd, into: buffer) }
         switch tls.read(into: buffer.writable) {
         case let .bytes(count):

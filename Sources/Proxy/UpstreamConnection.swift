@@ -58,8 +58,8 @@ final class UpstreamConnection: EventHandler {
         self.poolKey = PoolKey(endpoint: endpoint, secure: secure.map(ObjectIdentifier.init))
         self.worker = worker
         self.state = connecting ? .connecting : .busy
-        self.readBuffer = ByteBuffer(capacity: 32 * 1024)
-        self.writeBuffer = ByteBuffer(capacity: 16 * 1024)
+        self.readBuffer = ByteBuffer(pool: worker.largeBufferPool)
+        self.writeBuffer = ByteBuffer(pool: worker.bufferPool)
     }
 
     /// Sets the epoll interest, skipping the system call when unchanged.
@@ -129,6 +129,10 @@ final class UpstreamConnection: EventHandler {
     /// response head is still being read (up to the header limit), and says
     /// when the owner should pause instead.
     func makeReadRoom(headDone: Bool) -> ReadRoom {
+        if !readBuffer.hasStorage {
+            readBuffer.ensureStorage()
+            return .ready
+        }
         guard readBuffer.writableBytes < 4096 else { return .ready }
         readBuffer.compact()
         guard readBuffer.writableBytes < 4096 else { return .ready }
@@ -360,6 +364,10 @@ final class UpstreamPool {
         slot.head = connection
         slot.count += 1
         idle[connection.poolKey] = slot
+        // An idle keep-alive connection holds no buffer memory.
+        connection.readBuffer.releaseStorage()
+        connection.writeBuffer.releaseStorage()
+        connection.tls?.releaseIdleBuffers()
         return true
     }
 

@@ -41,6 +41,17 @@ public final class Worker: @unchecked Sendable {
     private var clientContexts: [UpstreamTLSKey: TLSClientContext] = [:]
     /// HTTP/2 upstream connections (gRPC, H2C), several streams each.
     var h2Pool: [PoolKey: [UpstreamH2Connection]] = [:]
+    /// 16 KiB chunks for client connections' buffers and upstream write
+    /// buffers, taken while bytes are in flight (see `BufferPool`).
+    let bufferPool = BufferPool(chunkSize: 16 * 1024, keepLimit: 512)
+    /// 32 KiB chunks for HTTP/2 client connections and upstream read buffers.
+    let largeBufferPool = BufferPool(chunkSize: 32 * 1024, keepLimit: 256)
+    /// How often the pools give back chunks nobody took since the last time.
+    static let bufferTrimIntervalMilliseconds: UInt64 = 1_000
+    /// Most client connections open at once since the heap was last trimmed.
+    var connectionPeakSinceHeapTrim = 0
+    /// Closed connections since the peak that make a heap trim worth its cost.
+    static let heapTrimConnectionDrop = 1_000
     /// Scratch space for `rewrite-target`: the rewritten path is written here
     /// and copied into the upstream request head (one per worker, reused).
     let rewriteBuffer: UnsafeMutableRawBufferPointer
@@ -108,7 +119,33 @@ public final class Worker: @unchecked Sendable {
         for listener in listeners {
             listener.registration = try loop.register(fd: listener.fd, interest: .read, handler: listener)
         }
+        scheduleBufferTrim()
         loop.run()
+    }
+
+    /// Once a second, the buffer pools unmap the chunks that stayed free the
+    /// whole time: after a burst of connections RSS comes back, while
+    /// steady traffic keeps its working set without a system call.
+    private func scheduleBufferTrim() {
+        loop.schedule(afterMilliseconds: Self.bufferTrimIntervalMilliseconds) { [self] in
+            if case .stopped = phase { return }
+            bufferPool.trim()
+            largeBufferPool.trim()
+            trimHeapAfterConnectionDrop()
+            scheduleBufferTrim()
+        }
+    }
+
+    /// After thousands of client connections closed (a storm is over), the
+    /// heap pages their objects used go back to the kernel: glibc would keep
+    /// them, and RSS would stay at the peak.
+    private func trimHeapAfterConnectionDrop() {
+        let open = downstream.count
+        connectionPeakSinceHeapTrim = max(connectionPeakSinceHeapTrim, open)
+        if connectionPeakSinceHeapTrim - open >= Self.heapTrimConnectionDrop, open <= connectionPeakSinceHeapTrim / 2 {
+            HeapTrim.giveBackFreePages()
+            connectionPeakSinceHeapTrim = open
+        }
     }
 
     /// Publishes a new routing table to this worker (from any thread).
@@ -248,6 +285,7 @@ public final class Worker: @unchecked Sendable {
         // connection (garbage instead of a ClientHello) or hand it over, and
         // either must find it in the table to take it out again.
         downstream[ObjectIdentifier(connection)] = connection
+        if downstream.count > connectionPeakSinceHeapTrim { connectionPeakSinceHeapTrim = downstream.count }
         metrics.downstreamConnectionsAccepted.add()
         if tls != nil { connection.continueHandshake() }
     }

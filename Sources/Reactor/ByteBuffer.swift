@@ -1,11 +1,23 @@
 /// A growable byte buffer with separate read and write positions, owned by
-/// one connection and reused for its whole life (no allocation per request).
+/// one connection (no allocation per request).
+///
+/// A buffer made with a `BufferPool` holds storage only while bytes are in
+/// flight: its owner calls `releaseStorage()` when it goes idle, and the
+/// next read (`ensureStorage()`) or append takes a chunk from the pool
+/// again. Without storage, `capacity` is 0.
 ///
 /// Readable bytes live in `readerIndex..<writerIndex`. Not thread-safe: a
 /// buffer belongs to the event loop of its connection.
 public final class ByteBuffer {
     @usableFromInline var storage: UnsafeMutableRawPointer
     @usableFromInline var _capacity: Int
+    /// Where storage comes from and goes back to (nil: plain allocation).
+    @usableFromInline let pool: BufferPool?
+    /// `storage` is one of `pool`'s chunks (else allocated, or none).
+    @usableFromInline var storageIsPooled = false
+    /// Stands in for storage while there is none: never read or written
+    /// through, every view of it is empty.
+    @usableFromInline static var noStorage: UnsafeMutableRawPointer { UnsafeMutableRawPointer(bitPattern: 16)! }
     /// Bytes allocated for `storage`.
     @inlinable public var capacity: Int { _capacity }
     @usableFromInline var _readerIndex: Int = 0
@@ -20,9 +32,60 @@ public final class ByteBuffer {
         precondition(capacity > 0, "ByteBuffer capacity must be positive")
         self._capacity = capacity
         self.storage = UnsafeMutableRawPointer.allocate(byteCount: capacity, alignment: 16)
+        self.pool = nil
     }
 
-    deinit { storage.deallocate() }
+    /// Creates a buffer without storage that takes `pool`'s chunks when it
+    /// needs room (and may grow beyond one chunk like any buffer).
+    public init(pool: BufferPool) {
+        self._capacity = 0
+        self.storage = Self.noStorage
+        self.pool = pool
+    }
+
+    deinit { dropStorage() }
+
+    /// True when the buffer holds no storage (released or never needed).
+    @inlinable public var hasStorage: Bool { _capacity > 0 }
+
+    /// Takes storage if the buffer has none, so that `writable` is not empty.
+    @inlinable public func ensureStorage() {
+        if _capacity == 0 { takeStorage(atLeast: 1) }
+    }
+
+    /// Gives the storage back (to the pool, or frees it) when nothing is
+    /// buffered; a no-op otherwise. The next `ensureStorage()` or append
+    /// takes storage again.
+    @inlinable public func releaseStorage() {
+        guard _capacity > 0, _writerIndex == _readerIndex else { return }
+        dropStorage()
+        _readerIndex = 0
+        _writerIndex = 0
+    }
+
+    @usableFromInline
+    func takeStorage(atLeast count: Int) {
+        if let pool, count <= pool.chunkSize {
+            storage = pool.take()
+            _capacity = pool.chunkSize
+            storageIsPooled = true
+        } else {
+            var size = 4096
+            while size < count { size *= 2 }
+            storage = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 16)
+            _capacity = size
+            storageIsPooled = false
+        }
+    }
+
+    @usableFromInline
+    func dropStorage() {
+        guard _capacity > 0 else { return }
+        if storageIsPooled, let pool { pool.give(storage) } else { storage.deallocate() }
+        storage = Self.noStorage
+        _capacity = 0
+        storageIsPooled = false
+    }
 
     /// Number of bytes waiting to be read.
     @inlinable public var readableBytes: Int { writerIndex - readerIndex }
@@ -77,6 +140,10 @@ public final class ByteBuffer {
 
     @usableFromInline
     func makeRoom(_ count: Int) {
+        if _capacity == 0 {
+            takeStorage(atLeast: count)
+            return
+        }
         if readerIndex > 0 {
             let unread = readableBytes
             if unread > 0 { (storage).copyMemory(from: storage + readerIndex, byteCount: unread) }
@@ -88,7 +155,8 @@ public final class ByteBuffer {
         while newCapacity - writerIndex < count { newCapacity *= 2 }
         let newStorage = UnsafeMutableRawPointer.allocate(byteCount: newCapacity, alignment: 16)
         newStorage.copyMemory(from: storage, byteCount: writerIndex)
-        storage.deallocate()
+        if storageIsPooled, let pool { pool.give(storage) } else { storage.deallocate() }
+        storageIsPooled = false
         storage = newStorage
         _capacity = newCapacity
     }

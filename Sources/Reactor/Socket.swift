@@ -28,6 +28,18 @@ public struct SystemError: Error, CustomStringConvertible {
     }
 }
 
+/// A listening address another socket already holds exclusively, or
+/// through SO_REUSEPORT in another process.
+public struct AddressInUseError: Error, CustomStringConvertible {
+    public let address: SocketAddress
+
+    public init(address: SocketAddress) { self.address = address }
+
+    public var description: String {
+        "listen \(address): address already in use (another process is listening there)"
+    }
+}
+
 /// Every socket system call Postern makes, wrapped once. Calls retry on
 /// EINTR, map EAGAIN to `.wouldBlock`, and stop the process on EBADF/EFAULT
 /// (those mean a descriptor was mixed up: a bug, never input).
@@ -63,6 +75,31 @@ public enum Socket {
             throw SystemError("listen \(address)", errno: error)
         }
         return fd
+    }
+
+    /// Fails with `AddressInUseError` when some socket already listens on
+    /// `address`, by binding a probe socket there *without* SO_REUSEPORT
+    /// (and closing it). The workers' SO_REUSEPORT listeners would otherwise
+    /// join another process's listeners on the same port and split its
+    /// traffic. SO_REUSEADDR stays on, so connections of a previous run in
+    /// TIME_WAIT do not stop a restart in place. Port 0 needs no probe.
+    ///
+    /// A process that binds the port between the probe and the listeners
+    /// (a window of microseconds at start-up) is not seen.
+    public static func probeExclusive(_ address: SocketAddress) throws {
+        guard address.port != 0 else { return }
+        let domain = address.family == .v4 ? AF_INET : AF_INET6
+        let fd = Glibc.socket(domain, CInt(SOCK_STREAM.rawValue) | CInt(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw SystemError("socket", errno: errno) }
+        defer { Glibc.close(fd) }
+        var one: CInt = 1
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<CInt>.size))
+        let bound = address.withSockAddr { Glibc.bind(fd, $0, $1) }
+        guard bound == 0 else {
+            let error = errno
+            if error == EADDRINUSE { throw AddressInUseError(address: address) }
+            throw SystemError("bind \(address)", errno: error)
+        }
     }
 
     /// The address a socket is bound to (after binding port 0, the real port).

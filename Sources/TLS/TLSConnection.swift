@@ -179,6 +179,16 @@ public final class TLSConnection {
         _ = postern_SSL_keep_buffers(ssl)
     }
 
+    /// Frees OpenSSL's record buffers (about 17 KiB each way, more with
+    /// read-ahead) while the connection is idle; a no-op when they hold
+    /// bytes. The next read or write allocates them again. HTTP/1.1
+    /// connections mostly free them on their own (`SSL_MODE_RELEASE_BUFFERS`);
+    /// HTTP/2 keeps them while busy (`tuneForMultiplexing`) and calls this
+    /// when no stream is open and nothing is left to write.
+    public func releaseIdleBuffers() {
+        _ = SSL_free_buffers(ssl)
+    }
+
     /// Reads decrypted bytes into `buffer`.
     @inline(__always)
     public func read(into buffer: UnsafeMutableRawBufferPointer) -> TLSIOResult {

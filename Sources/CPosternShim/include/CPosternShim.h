@@ -49,4 +49,8 @@ int postern_available_cpus(void);
 /// Pins the calling thread to one CPU; returns 0 or an errno value.
 int postern_pin_thread_to_cpu(int cpu);
 
+// Reason: <malloc.h> is not exported by Swift's Glibc module.
+/// glibc malloc_trim(0): gives whole free pages of every arena back to the kernel.
+int postern_malloc_trim(void);
+
 #endif
