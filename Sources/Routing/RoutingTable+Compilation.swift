@@ -504,7 +504,7 @@ struct ModelDifference {
     /// Unchanged elements of Translate's models are copies of one value, and
     /// this avoids `==`'s retains and per-field work on every one of them.
     @inline(__always)
-    private static func identical<Element>(_ lhs: UnsafePointer<Element>, _ rhs: UnsafePointer<Element>) -> Bool {
+    static func identical<Element>(_ lhs: UnsafePointer<Element>, _ rhs: UnsafePointer<Element>) -> Bool {
         let size = MemoryLayout<Element>.size
         let left = UnsafeRawPointer(lhs), right = UnsafeRawPointer(rhs)
         var offset = 0
