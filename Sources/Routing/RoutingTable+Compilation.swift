@@ -228,6 +228,9 @@ extension RoutingTable {
                 pathKeys?.add(tag: tag, key: key, value: value)
                 return true
             }
+            if pathTable.insert(tag: tag, key: key, value: value) != .full { return true }
+            // A full table grows (a copy with twice the room), not the whole compilation.
+            pathTable = pathTable.compacted(spare: pathTable.count + 16)
             return pathTable.insert(tag: tag, key: key, value: value) != .full
         }
 
@@ -267,7 +270,11 @@ extension RoutingTable {
             for after in clusterChanges.added {
                 let cluster = model.clusters[after]
                 let index = state.freeClusters.popLast() ?? Int32(clusters.count)
-                let inserted = ByteKeyTable.withUTF8(cluster.name) { clusterNames.insert(tag: 0, key: $0, value: index) }
+                var inserted = ByteKeyTable.withUTF8(cluster.name) { clusterNames.insert(tag: 0, key: $0, value: index) }
+                if inserted == .full {
+                    clusterNames = clusterNames.compacted(spare: clusterNames.count + 16)
+                    inserted = ByteKeyTable.withUTF8(cluster.name) { clusterNames.insert(tag: 0, key: $0, value: index) }
+                }
                 guard inserted == .inserted else { return nil }
                 if Int(index) == clusters.count {
                     clusters.append(RoutingTable.unusedCluster(Int(index)))
@@ -317,13 +324,18 @@ extension RoutingTable {
                 state.freeClusters.append(index)
             }
 
-            // Unused room is reclaimed by compiling from scratch.
+            // Removed keys' room in the key tables is reclaimed by rebuilding
+            // that table alone (a host whose path changes over and over
+            // leaves one removed key per change in a small path table);
+            // other unused room by compiling from scratch.
             let slack = 64
+            if hostTable.removedCount > hostTable.count + slack { hostTable = hostTable.compacted(spare: hostTable.count / 4) }
+            if pathTable.removedCount > pathTable.count + slack { pathTable = pathTable.compacted(spare: pathTable.count / 4) }
+            if clusterNames.removedCount > clusterNames.count + slack {
+                clusterNames = clusterNames.compacted(spare: clusterNames.count / 4)
+            }
             guard state.unusedRoutes <= routes.count / 2 + slack,
                   state.unusedRegexRoutes <= regexRoutes.count / 2 + slack,
-                  hostTable.removedCount <= hostTable.count + slack,
-                  pathTable.removedCount <= pathTable.count + slack,
-                  clusterNames.removedCount <= clusterNames.count + slack,
                   state.freeHosts.count <= virtualHosts.count / 2 + slack,
                   state.freeClusters.count <= clusters.count / 2 + slack,
                   rewrites.count <= routes.count + slack,
@@ -358,6 +370,10 @@ extension RoutingTable {
 
         /// Makes requests for `host` reach `slot`; false when another host has its name.
         private mutating func map(_ host: HostMatch, to slot: Int32) -> Bool {
+            if hostTable.count + 1 > hostTable.capacityBeforeFull {
+                // Full: grow the host table alone rather than compile every host again.
+                hostTable = hostTable.compacted(spare: hostTable.count + 16)
+            }
             switch host {
             case let .exact(name):
                 return ByteKeyTable.withUTF8(RoutingTable.lowercased(name)) {

@@ -84,3 +84,56 @@ import Testing
         #expect(patched.generation == 2 && patched.previousClusterIndexes == nil)
     }
 }
+
+/// Key tables that fill up or collect removed keys are rebuilt alone, so a
+/// long run of path changes or new hosts keeps being patched (a compilation
+/// of every host costs milliseconds at 10,000 hosts: the propagation tail).
+@Suite struct KeyTableUpkeep {
+    /// Host names in number order, so new hosts come after the others.
+    static func name(_ index: Int) -> String {
+        let digits = String(index)
+        return "h" + String(repeating: "0", count: max(0, 5 - digits.count)) + digits + ".example.com"
+    }
+
+    static func model(hosts: Int, path: String) -> RouteModel {
+        var virtualHosts = (0..<hosts).map {
+            VirtualHost(host: .exact(name($0)), routes: [Route(path: "/", match: .prefix, cluster: "c", source: "ns/i")])
+        }
+        virtualHosts.append(VirtualHost(host: .exact("paths.example.com"), routes: [Route(path: path, match: .exact, cluster: "c", source: "ns/p")]))
+        return RouteModel(virtualHosts: virtualHosts.sorted { $0.host < $1.host }, clusters: [Cluster(name: "c", endpoints: [Endpoint(address: .v4(10, 0, 0, 1), port: 80)])])
+    }
+
+    @Test func aPathChangedHundredsOfTimesIsPatchedEveryTimeAndRoutes() {
+        var table = RoutingTable(model: Self.model(hosts: 200, path: "/p-0"), generation: 1)
+        for step in 1...300 {
+            let next = RoutingTable(model: Self.model(hosts: 200, path: "/p-\(step)"), generation: UInt64(step + 1), reusing: table)
+            #expect(next.isPatched, "step \(step) compiled every host again")
+            guard case .cluster = next.route(host: "paths.example.com", path: "/p-\(step)") else {
+                Issue.record("step \(step): the new path is not routed")
+                return
+            }
+            guard case .notFound = next.route(host: "paths.example.com", path: "/p-\(step - 1)") else {
+                Issue.record("step \(step): the old path is still routed")
+                return
+            }
+            table = next
+        }
+    }
+
+    @Test func hostsAddedPastTheTablesRoomAreStillPatched() {
+        var hosts = 100
+        var table = RoutingTable(model: Self.model(hosts: hosts, path: "/"), generation: 1)
+        for step in 1...40 {
+            hosts += 10
+            let next = RoutingTable(model: Self.model(hosts: hosts, path: "/"), generation: UInt64(step + 1), reusing: table)
+            #expect(next.isPatched, "step \(step) (\(hosts) hosts) compiled every host again")
+            for index in stride(from: 0, to: hosts, by: 7) {
+                guard case .cluster = next.route(host: Self.name(index), path: "/") else {
+                    Issue.record("step \(step): h\(index) not routed")
+                    return
+                }
+            }
+            table = next
+        }
+    }
+}
