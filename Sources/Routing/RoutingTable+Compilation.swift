@@ -463,7 +463,61 @@ struct ModelDifference {
         self = found
     }
 
+    /// For lists sorted by a comparable key (Translate sorts hosts and
+    /// clusters): a merge of the two lists, which matches any number of
+    /// insertions and removals next to each other (the look-ahead walk
+    /// below sees 8; a burst of new hosts in name order is often more). On
+    /// lists that are not sorted the answer is still a correct one, only
+    /// larger. nil when more than `limit` elements differ.
+    init?<Element: Equatable, Key: Comparable>(_ old: [Element], _ new: [Element], key: (Element) -> Key, limit: Int) {
+        let found = old.withUnsafeBufferPointer { old in
+            new.withUnsafeBufferPointer { new in ModelDifference.merge(old, new, key: key, limit: limit) }
+        }
+        guard let found else { return nil }
+        self = found
+    }
+
     private init() {}
+
+    private static func merge<Element: Equatable, Key: Comparable>(
+        _ old: UnsafeBufferPointer<Element>, _ new: UnsafeBufferPointer<Element>, key: (Element) -> Key, limit: Int
+    ) -> ModelDifference? {
+        var result = ModelDifference()
+        var i = 0, j = 0
+        var differences = 0
+        while i < old.count || j < new.count {
+            guard differences <= limit else { return nil }
+            guard i < old.count else {
+                result.added += j..<new.count
+                differences += new.count - j
+                break
+            }
+            guard j < new.count else {
+                result.removed += i..<old.count
+                differences += old.count - i
+                break
+            }
+            if identical(old.baseAddress! + i, new.baseAddress! + j) || old[i] == new[j] {
+                i += 1
+                j += 1
+                continue
+            }
+            differences += 1
+            let oldKey = key(old[i]), newKey = key(new[j])
+            if oldKey == newKey {
+                result.changed.append((i, j))
+                i += 1
+                j += 1
+            } else if oldKey < newKey {
+                result.removed.append(i)
+                i += 1
+            } else {
+                result.added.append(j)
+                j += 1
+            }
+        }
+        return differences <= limit ? result : nil
+    }
 
     private static func walk<Element: Equatable, Key: Equatable>(
         _ old: UnsafeBufferPointer<Element>, _ new: UnsafeBufferPointer<Element>, key: (Element) -> Key, limit: Int

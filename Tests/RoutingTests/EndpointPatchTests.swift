@@ -137,3 +137,23 @@ import Testing
         }
     }
 }
+
+extension KeyTableUpkeep {
+    @Test func aRunOfNewHostsNextToEachOtherInNameOrderIsPatched() {
+        // flood-1000 ... flood-1039 land together between flood-100 and flood-101.
+        func model(_ indexes: [Int]) -> RouteModel {
+            let hosts = indexes.map {
+                VirtualHost(host: .exact("flood-\($0).example.com"), routes: [Route(path: "/", match: .prefix, cluster: "c", source: "ns/i")])
+            }
+            return RouteModel(virtualHosts: hosts.sorted { $0.host < $1.host }, clusters: [Cluster(name: "c", endpoints: [])])
+        }
+        let first = Array(0..<1000)
+        let table = RoutingTable(model: model(first), generation: 1)
+        let next = RoutingTable(model: model(first + Array(1000..<1040)), generation: 2, reusing: table)
+        #expect(next.isPatched)
+        guard case .cluster = next.route(host: "flood-1039.example.com", path: "/") else {
+            Issue.record("flood-1039 is not routed")
+            return
+        }
+    }
+}
