@@ -719,7 +719,10 @@ public final class ControllerLoop: @unchecked Sendable {
     /// table in service at once.
     private func runEndpointPath() {
         guard let store, let endpointCursor else { return }
+        let clock = ContinuousClock()
         var seen = condition.withLock { storeChanges }
+        var removedSinceTrim = 0
+        var trimDue: ContinuousClock.Instant? = nil
         while true {
             // Nothing before the routes path published the first table (it
             // reads the endpoints' first, complete state itself).
@@ -728,10 +731,24 @@ public final class ControllerLoop: @unchecked Sendable {
                 continue
             }
             if store.hasPendingChanges(since: endpointCursor, ofKinds: Self.endpointKinds) {
-                publishEndpointChanges(store, cursor: endpointCursor)
+                removedSinceTrim += publishEndpointChanges(store, cursor: endpointCursor)
+                if removedSinceTrim >= Self.trimAfterRemovals {
+                    // As on the routes path: a second after the last such round.
+                    trimDue = clock.now + .seconds(1)
+                }
                 continue
             }
-            guard waitForStoreChanges(seen: &seen, timeout: nil) != nil else { return }
+            var timeout: Duration? = nil
+            if let due = trimDue {
+                if due <= clock.now {
+                    trimDue = nil
+                    removedSinceTrim = 0
+                    MemoryTrim.giveBackFreedMemory()
+                    continue
+                }
+                timeout = due - clock.now
+            }
+            guard waitForStoreChanges(seen: &seen, timeout: timeout) != nil else { return }
         }
     }
 
@@ -739,7 +756,8 @@ public final class ControllerLoop: @unchecked Sendable {
     /// the translation up to date and publishes the table in service with
     /// the changed clusters replaced (or, should anything but cluster
     /// values have changed, a table compiled from the whole translation).
-    private func publishEndpointChanges(_ store: KubeObjectStore, cursor: KubeObjectStore.ChangeCursor) {
+    /// Returns the number of objects removed.
+    private func publishEndpointChanges(_ store: KubeObjectStore, cursor: KubeObjectStore.ChangeCursor) -> Int {
         reloadLock.lock()
         defer { reloadLock.unlock() }
         let changes = store.changes(since: cursor)
@@ -756,6 +774,9 @@ public final class ControllerLoop: @unchecked Sendable {
         let tlsChanged = lastTLS != output.tls.model
         lastTLS = output.tls.model
         let clusters = previousModel.flatMap { RoutingTable.clusterChanges(from: $0, to: model) }
+        // The last objects of a bulk delete may be endpoints: the translator
+        // gives its room back then too, not only after a routes round.
+        if !changes.removed.isEmpty { compactTranslatorIfSparse() }
 
         publishLock.lock()
         defer { publishLock.unlock() }
@@ -779,6 +800,7 @@ public final class ControllerLoop: @unchecked Sendable {
             condition.withLock { endpointPublicationCount += 1 }
         }
         if !diagnostics.fresh.isEmpty { report(diagnostics.fresh) }
+        return changes.removed.count
     }
 }
 
