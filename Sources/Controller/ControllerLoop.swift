@@ -32,13 +32,21 @@ import Translate
 /// - a round reads at most `roundUpsertLimit` added or changed objects
 ///   other than endpoints; the rest follows in the next rounds, at once
 ///   (removals, which are cheap, are all taken together);
-/// - an EndpointSlice or Endpoints change does not wait for the window: the
-///   next round starts as soon as the one in progress ends, and when many
-///   other changes are pending with it (an Ingress burst), the endpoint
-///   changes are translated and published first, on their own, and the
-///   rest right after.
-/// So a change is published at most `maximumCoalescingWindow` plus the
-/// round in progress plus its own round after its watch event, and a bulk delete,
+/// - an EndpointSlice or Endpoints change takes another path, on a thread
+///   of its own (the endpoint path, like Envoy's EDS beside its routes): it
+///   never waits for the window nor for a round of other changes in
+///   progress (only, at most, for the short part of one that reads changes
+///   and updates the translation). It re-resolves the clusters of the
+///   changed Services and publishes the table in service with only those
+///   clusters' endpoints replaced, in time proportional to the number of
+///   clusters (a copy of one array), not to hosts and routes. A round of
+///   other changes that was being built meanwhile gets the same endpoint
+///   changes applied before it is published, so no table ever goes back
+///   to older endpoints.
+/// So a change other than endpoints is published at most `maximumCoalescingWindow` plus the
+/// round in progress plus its own round after its watch event, an endpoint
+/// change after the translation step of at most one such round plus its
+/// own patch, and a bulk delete,
 /// a namespace deletion or a relist that drops thousands of objects costs a
 /// few rounds, not one per object.
 ///
@@ -48,8 +56,10 @@ import Translate
 /// objects) and gets the same model a full translation of every object
 /// would give, for work proportional to the change.
 ///
-/// Threading: `publish` and `report` run on the controller thread. Counters
-/// may be read from any thread. Call `loadInitial()` (optional) before `start()`.
+/// Threading: `publish` and `report` run on a controller thread (with the
+/// store source, the routes thread or the endpoint thread), never two at
+/// once, in the order of the tables' generations. Counters may be read
+/// from any thread. Call `loadInitial()` (optional) before `start()`.
 public final class ControllerLoop: @unchecked Sendable {
     /// The manifest directory.
     public let directory: String
@@ -97,6 +107,9 @@ public final class ControllerLoop: @unchecked Sendable {
     private let condition = NSCondition()
     private var lifecycle = Lifecycle.idle
     private var threadFinished = false
+    /// Store source: the endpoint thread has exited (true when there is none).
+    private var endpointThreadFinished = true
+    private var endpointPublicationCount = 0
     private var reloadCount = 0
     private var reloadFailureCount = 0
     private var lastSuccess: Date? = nil
@@ -111,16 +124,35 @@ public final class ControllerLoop: @unchecked Sendable {
     /// Store changes signalled and not yet taken by the loop (guarded by `condition`).
     private var storeChanges: UInt64 = 0
     private var lastModel: RouteModel? = nil
-    /// The last table built: the next compilation shares its unchanged clusters.
-    private var lastTable: RoutingTable? = nil
+    /// Counts translator outputs (guarded by `reloadLock`): each round of
+    /// either path that translated takes the next number.
+    private var translatorVersion: UInt64 = 0
+
+    // MARK: Publication state (guarded by `publishLock`; taken inside `reloadLock` when both are)
+
+    /// Serialises publications and guards the state below.
+    private let publishLock = NSLock()
+    /// The table in service (the last one published): the next compilation
+    /// starts from it, the endpoint path patches it.
+    private var servedTable: RoutingTable? = nil
+    /// The translator version the served table was compiled from (its
+    /// hosts and routes; endpoint patches may be newer).
+    private var servedVersion: UInt64 = 0
+    /// The version of the routes round being compiled outside `reloadLock`, if any.
+    private var routesRoundInFlight: UInt64? = nil
+    /// Endpoint patches published while that round was compiled: it applies
+    /// them to its table before publishing it.
+    private var endpointPatches: [(version: UInt64, clusters: [Cluster])] = []
     private var lastTLS: TLSModel? = nil
     private var reported: Set<Diagnostic> = []
     /// Keeps the translation up to date with the objects (guarded by `reloadLock`).
     private var translator: IncrementalTranslator
     /// The most objects the translator held since it was made (guarded by `reloadLock`).
     private var translatorPeak = 0
-    /// The store changes this loop has not translated yet (store source only).
+    /// The store changes this loop has not translated yet (store source
+    /// only): every kind but endpoints, and endpoints (the endpoint path's).
     private let storeCursor: KubeObjectStore.ChangeCursor?
+    private let endpointCursor: KubeObjectStore.ChangeCursor?
     /// The translator's diagnostics of the last round and what they became
     /// (store source: unchanged diagnostics are not merged and sorted again).
     private var lastTranslatedDiagnostics: (routes: [Diagnostic], tls: [Diagnostic])? = nil
@@ -168,6 +200,7 @@ public final class ControllerLoop: @unchecked Sendable {
         self.store = nil
         translator = IncrementalTranslator(options: options, defaultCertificateSecret: defaultCertificateSecret)
         storeCursor = nil
+        endpointCursor = nil
     }
 
     /// Creates a loop fed by the Kubernetes API through `store` (whose
@@ -211,7 +244,8 @@ public final class ControllerLoop: @unchecked Sendable {
         self.manifests = nil
         self.store = store
         translator = IncrementalTranslator(options: options, defaultCertificateSecret: defaultCertificateSecret)
-        storeCursor = store.makeCursor()
+        storeCursor = store.makeCursor(kinds: Self.routeKinds)
+        endpointCursor = store.makeCursor(kinds: Self.endpointKinds)
         store.onChange { [weak self] in self?.storeChanged() }
     }
 
@@ -239,6 +273,8 @@ public final class ControllerLoop: @unchecked Sendable {
     public var lastSuccessfulReload: Date? { condition.withLock { lastSuccess } }
     /// Generation of the last table built (0 before the first).
     public var generation: UInt64 { condition.withLock { currentGeneration } }
+    /// Store source: tables published by the endpoint path (endpoint changes patched into the table in service).
+    public var endpointPublications: Int { condition.withLock { endpointPublicationCount } }
 
     // MARK: Lifecycle
 
@@ -275,6 +311,18 @@ public final class ControllerLoop: @unchecked Sendable {
             }
         }
         thread.name = "postern-controller"
+        if store != nil {
+            condition.withLock { endpointThreadFinished = false }
+            let endpointThread = Thread { [self] in
+                runEndpointPath()
+                condition.withLock {
+                    endpointThreadFinished = true
+                    condition.broadcast()
+                }
+            }
+            endpointThread.name = "postern-endpoints"
+            endpointThread.start()
+        }
         thread.start()
     }
 
@@ -292,7 +340,7 @@ public final class ControllerLoop: @unchecked Sendable {
         case .running, .stopping:
             lifecycle = .stopping
             condition.broadcast()
-            while !threadFinished { condition.wait() }
+            while !threadFinished || !endpointThreadFinished { condition.wait() }
         }
     }
 
@@ -371,13 +419,15 @@ public final class ControllerLoop: @unchecked Sendable {
         return nil
     }
 
-    /// Kinds whose changes skip the coalescing window (`ObjectKey.kind` spellings).
+    /// Kinds the endpoint path takes (`ObjectKey.kind` spellings).
     static let endpointKinds: Set<String> = [WatchedKind.endpointSlice.rawValue, "Endpoints"]
+    /// Every other kind: the routes path's.
+    static let routeKinds: Set<String> = Set(WatchedKind.allCases.map(\.rawValue)).subtracting(endpointKinds)
 
     /// The loop of the Kubernetes source: a round at once when quiet, then
     /// coalesced rounds while changes keep coming (see the type's comment).
     private func runStoreSource() {
-        guard let store, let storeCursor else { return }
+        guard let store else { return }
         let clock = ContinuousClock()
         // Signals before this point are covered by `pending`: counting them
         // again would start a round with nothing in it.
@@ -398,9 +448,7 @@ public final class ControllerLoop: @unchecked Sendable {
                 // after the last round (whatever the window has grown to).
                 let quiet = lastRoundEnd.map { firstPending >= $0 + coalescingWindow } ?? true
                 var due = now
-                if let end = lastRoundEnd, !quiet, !hasBacklog,
-                   !store.hasPendingChanges(since: storeCursor, ofKinds: Self.endpointKinds)
-                {
+                if let end = lastRoundEnd, !quiet, !hasBacklog {
                     due = max(now, end + window)
                 }
                 if due <= now {
@@ -463,15 +511,13 @@ public final class ControllerLoop: @unchecked Sendable {
     /// left (guarded by `reloadLock`).
     private var backlog: [ObjectKey: KubeObject?] = [:]
 
-    /// Above this many other changes pending, endpoint changes get a round of their own first.
-    static let endpointFirstThreshold = 64
-    /// At most this many added or changed objects other than endpoints in
-    /// one round: a bounded round is what an endpoint change may have to
-    /// wait for. 64 keeps a round on the patching paths: above 64 changed
-    /// hosts the translator sorts every host again, and a table with many
-    /// changed hosts is compiled afresh (perf at 10,000 sets: those two were
-    /// a third of a burst's CPU with 500 per round). Removals are cheap and
-    /// are all taken at once.
+    /// At most this many added or changed objects in one routes round: a
+    /// bounded round keeps the part the endpoint path may wait for (reading
+    /// changes and translating them) short. 64 keeps a round on the
+    /// patching paths: above 64 changed hosts the translator sorts every
+    /// host again, and a table with many changed hosts is compiled afresh
+    /// (perf at 10,000 sets: those two were a third of a burst's CPU with
+    /// 500 per round). Removals are cheap and are all taken at once.
     static let roundUpsertLimit = 64
 
     private var hasBacklog: Bool { reloadLock.withLock { !backlog.isEmpty } }
@@ -503,34 +549,35 @@ public final class ControllerLoop: @unchecked Sendable {
     static let compactionMinimumPeak = 4000
 
     /// Hands the translator what changed in the store since the last round
-    /// (see `backlog`). Returns the number of changes taken and of objects
-    /// removed. Lock `reloadLock` held.
+    /// (see `backlog`); the first read also takes every endpoint object (the
+    /// endpoint path starts from there). Returns the number of changes taken
+    /// and of objects removed. Lock `reloadLock` held.
     private func applyStoreChanges(_ store: KubeObjectStore, cursor: KubeObjectStore.ChangeCursor) -> (taken: Int, removed: Int) {
         let changes = store.changes(since: cursor)
         if changes.isComplete {
             backlog = [:]
-            translator.replaceAll(with: changes.objects)
+            var objects = changes.objects
+            var endpointRemovals: [ObjectKey] = []
+            if let endpointCursor {
+                let endpoints = store.changes(since: endpointCursor)
+                objects += endpoints.objects
+                endpointRemovals = endpoints.removed
+            }
+            translator.replaceAll(with: objects)
+            for key in endpointRemovals { translator.remove(key) }
             return (1, 0)
         }
         // Newer versions replace what the backlog held for the same key.
         for object in changes.objects { backlog[object.key] = .some(object) }
         for key in changes.removed { backlog[key] = .some(nil) }
-        let endpointKeys = backlog.keys.filter { Self.endpointKinds.contains($0.kind) }
-        var takenKeys: [ObjectKey]
-        if !endpointKeys.isEmpty, backlog.count - endpointKeys.count > Self.endpointFirstThreshold {
-            // This round publishes the endpoint changes alone; the rest
-            // (an Ingress burst, say) follows in the next rounds, at once.
-            takenKeys = endpointKeys
-        } else {
-            takenKeys = []
-            var upserts = 0
-            for (key, value) in backlog {
-                if value != nil, !Self.endpointKinds.contains(key.kind) {
-                    if upserts >= Self.roundUpsertLimit { continue }
-                    upserts += 1
-                }
-                takenKeys.append(key)
+        var takenKeys: [ObjectKey] = []
+        var upserts = 0
+        for (key, value) in backlog {
+            if value != nil {
+                if upserts >= Self.roundUpsertLimit { continue }
+                upserts += 1
             }
+            takenKeys.append(key)
         }
         var removed = 0
         for key in takenKeys {
@@ -546,11 +593,53 @@ public final class ControllerLoop: @unchecked Sendable {
         return (takenKeys.count, removed)
     }
 
-    /// One full round. `force` builds a table even when the model is unchanged
-    /// (and then does not publish or report: the caller does).
+    /// Merges the translator's diagnostics with the load's and the
+    /// ConfigMap's; unchanged ones are not merged and sorted again (store
+    /// source). Returns them, whether they changed, and those not reported
+    /// before (marked reported). Lock `reloadLock` held.
+    private func mergeDiagnostics(_ output: IncrementalTranslator.Translation, load: ManifestLoad)
+        -> (all: [Diagnostic], fresh: [Diagnostic])
+    {
+        let translation = output.routes
+        let tls = output.tls
+        if manifests == nil, let last = lastTranslatedDiagnostics, last.routes == translation.diagnostics,
+           last.tls == tls.diagnostics, lastConfigMapDiagnostics == configMapDiagnostics
+        {
+            // Nothing to merge, sort or compare again (the arrays are the
+            // translator's own, so this comparison is usually by identity).
+            return (lastDiagnostics, [])
+        }
+        var merged = load.diagnostics + configMapDiagnostics
+        lastConfigMapDiagnostics = configMapDiagnostics
+        for var diagnostic in translation.diagnostics + tls.diagnostics {
+            if diagnostic.file == nil {
+                diagnostic.file = load.files[diagnostic.object]
+            }
+            merged.append(diagnostic)
+        }
+        merged.sort()
+        lastTranslatedDiagnostics = (translation.diagnostics, tls.diagnostics)
+        lastDiagnostics = merged
+        let fresh = merged.filter { !reported.contains($0) }
+        reported = Set(merged)
+        return (merged, fresh)
+    }
+
+    private func nextGeneration() -> UInt64 {
+        condition.withLock { () -> UInt64 in
+            currentGeneration += 1
+            return currentGeneration
+        }
+    }
+
+    /// One round of the routes path (both sources): read the changes and
+    /// translate them under `reloadLock`; compare and compile outside it
+    /// (the endpoint path may run meanwhile); then, under `publishLock`,
+    /// apply the endpoint patches published meanwhile and publish. `force`
+    /// builds a table even when the model is unchanged (and then does not
+    /// publish or report: the caller does).
     private func reload(force: Bool) -> Round {
         reloadLock.lock()
-        defer { reloadLock.unlock() }
         let load = manifests?.load()
             ?? ManifestLoad(objects: [], files: [:], diagnostics: [], failedFiles: [])
         var removedObjects = 0
@@ -564,51 +653,25 @@ public final class ControllerLoop: @unchecked Sendable {
             followConfigMap(configMap, objects: store == nil ? load.objects : nil)
         }
         let output = translator.translate()
-        let translation = output.routes
+        let model = output.routes.model
         let tls = output.tls
-        let diagnostics: [Diagnostic]
-        let diagnosticsChanged: Bool
-        if manifests == nil, let last = lastTranslatedDiagnostics, last.routes == translation.diagnostics,
-           last.tls == tls.diagnostics, lastConfigMapDiagnostics == configMapDiagnostics
-        {
-            // Nothing to merge, sort or compare again (the arrays are the
-            // translator's own, so this comparison is usually by identity).
-            diagnostics = lastDiagnostics
-            diagnosticsChanged = false
-        } else {
-            var merged = load.diagnostics + configMapDiagnostics
-            lastConfigMapDiagnostics = configMapDiagnostics
-            for var diagnostic in translation.diagnostics + tls.diagnostics {
-                if diagnostic.file == nil {
-                    diagnostic.file = load.files[diagnostic.object]
-                }
-                merged.append(diagnostic)
-            }
-            merged.sort()
-            diagnostics = merged
-            diagnosticsChanged = true
-            lastTranslatedDiagnostics = (translation.diagnostics, tls.diagnostics)
-            lastDiagnostics = merged
-        }
-
-        let changed = lastModel != translation.model
-        var table: RoutingTable? = nil
-        if changed || force {
-            let generation = condition.withLock { () -> UInt64 in
-                currentGeneration += 1
-                return currentGeneration
-            }
-            table = RoutingTable(model: translation.model, generation: generation, reusing: lastTable)
-            lastTable = table
-        }
-        lastModel = translation.model
+        let diagnostics = mergeDiagnostics(output, load: load)
+        let previousModel = lastModel
+        lastModel = model
+        translatorVersion += 1
+        let version = translatorVersion
+        // Endpoint patches from now on are kept for this round's table.
+        publishLock.withLock { routesRoundInFlight = version }
         if manifests == nil { compactTranslatorIfSparse() }
         let tlsChanged = lastTLS != tls.model
         lastTLS = tls.model
-        var fresh: [Diagnostic] = []
-        if diagnosticsChanged {
-            fresh = diagnostics.filter { !reported.contains($0) }
-            reported = Set(diagnostics)
+        reloadLock.unlock()
+
+        // Outside `reloadLock`: O(hosts + clusters) at worst.
+        var table: RoutingTable? = nil
+        if force || previousModel != model {
+            let base = publishLock.withLock { servedTable }
+            table = RoutingTable(model: model, generation: nextGeneration(), reusing: base)
         }
         condition.withLock {
             reloadCount += 1
@@ -618,16 +681,126 @@ public final class ControllerLoop: @unchecked Sendable {
                 reloadFailureCount += 1
             }
         }
+        publishLock.lock()
+        defer { publishLock.unlock() }
+        routesRoundInFlight = nil
+        if servedVersion > version {
+            // The endpoint path published a whole newer translation meanwhile.
+            table = nil
+        } else if let built = table {
+            var latest: [String: Cluster] = [:]
+            for patch in endpointPatches {
+                for cluster in patch.clusters { latest[cluster.name] = cluster }
+            }
+            table = latest.isEmpty ? built : built.replacingClusters(Array(latest.values), generation: built.generation)
+        }
+        endpointPatches.removeAll()
+        if let table {
+            servedTable = table
+            servedVersion = version
+        }
+        let published = table?.model ?? model
         if !force {
             // One call for the table and the certificates of one round: the
             // proxy installs both in one task per worker.
             if table != nil || tlsChanged {
-                publishSnapshot(ControllerPublication(table: table, model: translation.model, tls: tlsChanged ? tls.model : nil))
+                publishSnapshot(ControllerPublication(table: table, model: published, tls: tlsChanged ? tls.model : nil))
             }
-            if !fresh.isEmpty { report(fresh) }
+            if !diagnostics.fresh.isEmpty { report(diagnostics.fresh) }
         }
-        return Round(table: table, model: translation.model, tls: tls.model, diagnostics: diagnostics, removedObjects: removedObjects,
+        return Round(table: table, model: published, tls: tls.model, diagnostics: diagnostics.all, removedObjects: removedObjects,
                      changesTaken: changesTaken)
+    }
+
+    // MARK: The endpoint path
+
+    /// The endpoint thread (store source): after the first table is
+    /// published, each endpoint change is translated and patched into the
+    /// table in service at once.
+    private func runEndpointPath() {
+        guard let store, let endpointCursor else { return }
+        let clock = ContinuousClock()
+        var seen = condition.withLock { storeChanges }
+        var removedSinceTrim = 0
+        var trimDue: ContinuousClock.Instant? = nil
+        while true {
+            // Nothing before the routes path published the first table (it
+            // reads the endpoints' first, complete state itself).
+            if publishLock.withLock({ servedTable == nil }) {
+                guard sleep(.milliseconds(20)) else { return }
+                continue
+            }
+            if store.hasPendingChanges(since: endpointCursor, ofKinds: Self.endpointKinds) {
+                removedSinceTrim += publishEndpointChanges(store, cursor: endpointCursor)
+                if removedSinceTrim >= Self.trimAfterRemovals {
+                    // As on the routes path: a second after the last such round.
+                    trimDue = clock.now + .seconds(1)
+                }
+                continue
+            }
+            var timeout: Duration? = nil
+            if let due = trimDue {
+                if due <= clock.now {
+                    trimDue = nil
+                    removedSinceTrim = 0
+                    MemoryTrim.giveBackFreedMemory()
+                    continue
+                }
+                timeout = due - clock.now
+            }
+            guard waitForStoreChanges(seen: &seen, timeout: timeout) != nil else { return }
+        }
+    }
+
+    /// One round of the endpoint path: takes the endpoint changes, brings
+    /// the translation up to date and publishes the table in service with
+    /// the changed clusters replaced (or, should anything but cluster
+    /// values have changed, a table compiled from the whole translation).
+    /// Returns the number of objects removed.
+    private func publishEndpointChanges(_ store: KubeObjectStore, cursor: KubeObjectStore.ChangeCursor) -> Int {
+        reloadLock.lock()
+        defer { reloadLock.unlock() }
+        let changes = store.changes(since: cursor)
+        // (A first, complete read was taken by the routes path: `objects` are then upserts too.)
+        for object in changes.objects { translator.apply(object) }
+        for key in changes.removed { translator.remove(key) }
+        let output = translator.translate()
+        let model = output.routes.model
+        let diagnostics = mergeDiagnostics(output, load: ManifestLoad(objects: [], files: [:], diagnostics: [], failedFiles: []))
+        let previousModel = lastModel
+        lastModel = model
+        translatorVersion += 1
+        let version = translatorVersion
+        let tlsChanged = lastTLS != output.tls.model
+        lastTLS = output.tls.model
+        let clusters = previousModel.flatMap { RoutingTable.clusterChanges(from: $0, to: model) }
+        // The last objects of a bulk delete may be endpoints: the translator
+        // gives its room back then too, not only after a routes round.
+        if !changes.removed.isEmpty { compactTranslatorIfSparse() }
+
+        publishLock.lock()
+        defer { publishLock.unlock() }
+        var table: RoutingTable? = nil
+        if let clusters, !tlsChanged, let served = servedTable {
+            if !clusters.isEmpty {
+                table = served.replacingClusters(clusters, generation: nextGeneration())
+                // A routes round being compiled applies them to its table too.
+                if routesRoundInFlight != nil { endpointPatches.append((version, clusters)) }
+            }
+        } else {
+            // Not only endpoints changed (never for endpoint objects alone):
+            // publish the whole translation; a routes round in flight is older.
+            table = RoutingTable(model: model, generation: nextGeneration(), reusing: servedTable)
+            servedVersion = version
+            endpointPatches.removeAll()
+        }
+        if let table {
+            servedTable = table
+            publishSnapshot(ControllerPublication(table: table, model: table.model, tls: tlsChanged ? output.tls.model : nil))
+            condition.withLock { endpointPublicationCount += 1 }
+        }
+        if !diagnostics.fresh.isEmpty { report(diagnostics.fresh) }
+        return changes.removed.count
     }
 }
 

@@ -22,10 +22,20 @@ public final class KubeObjectStore: @unchecked Sendable {
     /// changed or deleted since its last `changes(since:)` (everything, before
     /// the first). Made by `makeCursor()`; only the store touches its state.
     public final class ChangeCursor: @unchecked Sendable {
+        /// The kinds (`ObjectKey.kind`) this cursor follows; nil: every kind.
+        public let kinds: Set<String>?
         fileprivate var keys: Set<ObjectKey> = []
         /// How many of `keys` are of each kind (`ObjectKey.kind`).
         fileprivate var kindCounts: [String: Int] = [:]
         fileprivate var everything = true
+
+        fileprivate init(kinds: Set<String>?) {
+            self.kinds = kinds
+        }
+
+        fileprivate func follows(_ kind: String) -> Bool {
+            kinds?.contains(kind) ?? true
+        }
 
         fileprivate func insert(_ key: ObjectKey) {
             if keys.insert(key).inserted { kindCounts[key.kind, default: 0] += 1 }
@@ -152,9 +162,12 @@ public final class KubeObjectStore: @unchecked Sendable {
 
     // MARK: Change cursors
 
-    /// A new consumer of changes; its first `changes(since:)` returns every object.
-    public func makeCursor() -> ChangeCursor {
-        let cursor = ChangeCursor()
+    /// A new consumer of changes; its first `changes(since:)` returns every
+    /// object. With `kinds` (`ObjectKey.kind` spellings), it sees only
+    /// objects of those kinds: two consumers can then take different kinds
+    /// at their own pace (the controller's routes and endpoint paths).
+    public func makeCursor(kinds: Set<String>? = nil) -> ChangeCursor {
+        let cursor = ChangeCursor(kinds: kinds)
         lock.withLock { cursors.append(cursor) }
         return cursor
     }
@@ -168,7 +181,7 @@ public final class KubeObjectStore: @unchecked Sendable {
             guard cursor.everything else { return nil }
             cursor.everything = false
             cursor.clear(keepingCapacity: false)
-            return orderedResources.compactMap { tables[$0] }
+            return orderedResources.filter { cursor.follows($0.kind.rawValue) }.compactMap { tables[$0] }
         }
         if let everything {
             var objects: [KubeObject] = []
@@ -200,7 +213,7 @@ public final class KubeObjectStore: @unchecked Sendable {
 
     /// Adds `key` to every cursor that is not already due for everything. Lock held.
     private func record(_ key: ObjectKey) {
-        for cursor in cursors where !cursor.everything {
+        for cursor in cursors where !cursor.everything && cursor.follows(key.kind) {
             cursor.insert(key)
         }
     }
@@ -208,7 +221,7 @@ public final class KubeObjectStore: @unchecked Sendable {
     /// Adds `keys` to every cursor that is not already due for everything. Lock held.
     private func record<Keys: Sequence>(_ keys: Keys) where Keys.Element == ObjectKey {
         for cursor in cursors where !cursor.everything {
-            for key in keys { cursor.insert(key) }
+            for key in keys where cursor.follows(key.kind) { cursor.insert(key) }
         }
     }
 

@@ -29,6 +29,9 @@ struct ByteKeyTable: Sendable {
     /// Entries of removed keys still taking room.
     var removedCount: Int { entries.count - count }
 
+    /// Keys the table can hold before `insert` answers `.full`.
+    var capacityBeforeFull: Int { slots.count / 2 }
+
     /// What `insert` did.
     enum Insertion {
         case inserted
@@ -76,6 +79,21 @@ struct ByteKeyTable: Sendable {
             hole = next
         }
         return value
+    }
+
+    /// The same keys in a new table without the room of removed ones, with
+    /// space for `spare` more before it is half full: what a table that is
+    /// full, or holds many removed entries, becomes. O(keys + slots).
+    func compacted(spare: Int) -> ByteKeyTable {
+        var builder = Builder(capacity: count)
+        keyBytes.withUnsafeBufferPointer { bytes in
+            for index in slots where index >= 0 {
+                let entry = entries[Int(index)]
+                let start = Int(entry.start)
+                builder.add(tag: entry.tag, key: UnsafeBufferPointer(rebasing: bytes[start..<start + Int(entry.length)]), value: entry.value)
+            }
+        }
+        return builder.build(spare: spare)
     }
 
     /// The slot holding (tag, key), nil when absent.

@@ -228,6 +228,9 @@ extension RoutingTable {
                 pathKeys?.add(tag: tag, key: key, value: value)
                 return true
             }
+            if pathTable.insert(tag: tag, key: key, value: value) != .full { return true }
+            // A full table grows (a copy with twice the room), not the whole compilation.
+            pathTable = pathTable.compacted(spare: pathTable.count + 16)
             return pathTable.insert(tag: tag, key: key, value: value) != .full
         }
 
@@ -267,7 +270,11 @@ extension RoutingTable {
             for after in clusterChanges.added {
                 let cluster = model.clusters[after]
                 let index = state.freeClusters.popLast() ?? Int32(clusters.count)
-                let inserted = ByteKeyTable.withUTF8(cluster.name) { clusterNames.insert(tag: 0, key: $0, value: index) }
+                var inserted = ByteKeyTable.withUTF8(cluster.name) { clusterNames.insert(tag: 0, key: $0, value: index) }
+                if inserted == .full {
+                    clusterNames = clusterNames.compacted(spare: clusterNames.count + 16)
+                    inserted = ByteKeyTable.withUTF8(cluster.name) { clusterNames.insert(tag: 0, key: $0, value: index) }
+                }
                 guard inserted == .inserted else { return nil }
                 if Int(index) == clusters.count {
                     clusters.append(RoutingTable.unusedCluster(Int(index)))
@@ -317,13 +324,18 @@ extension RoutingTable {
                 state.freeClusters.append(index)
             }
 
-            // Unused room is reclaimed by compiling from scratch.
+            // Removed keys' room in the key tables is reclaimed by rebuilding
+            // that table alone (a host whose path changes over and over
+            // leaves one removed key per change in a small path table);
+            // other unused room by compiling from scratch.
             let slack = 64
+            if hostTable.removedCount > hostTable.count + slack { hostTable = hostTable.compacted(spare: hostTable.count / 4) }
+            if pathTable.removedCount > pathTable.count + slack { pathTable = pathTable.compacted(spare: pathTable.count / 4) }
+            if clusterNames.removedCount > clusterNames.count + slack {
+                clusterNames = clusterNames.compacted(spare: clusterNames.count / 4)
+            }
             guard state.unusedRoutes <= routes.count / 2 + slack,
                   state.unusedRegexRoutes <= regexRoutes.count / 2 + slack,
-                  hostTable.removedCount <= hostTable.count + slack,
-                  pathTable.removedCount <= pathTable.count + slack,
-                  clusterNames.removedCount <= clusterNames.count + slack,
                   state.freeHosts.count <= virtualHosts.count / 2 + slack,
                   state.freeClusters.count <= clusters.count / 2 + slack,
                   rewrites.count <= routes.count + slack,
@@ -358,6 +370,10 @@ extension RoutingTable {
 
         /// Makes requests for `host` reach `slot`; false when another host has its name.
         private mutating func map(_ host: HostMatch, to slot: Int32) -> Bool {
+            if hostTable.count + 1 > hostTable.capacityBeforeFull {
+                // Full: grow the host table alone rather than compile every host again.
+                hostTable = hostTable.compacted(spare: hostTable.count + 16)
+            }
             switch host {
             case let .exact(name):
                 return ByteKeyTable.withUTF8(RoutingTable.lowercased(name)) {
@@ -447,7 +463,61 @@ struct ModelDifference {
         self = found
     }
 
+    /// For lists sorted by a comparable key (Translate sorts hosts and
+    /// clusters): a merge of the two lists, which matches any number of
+    /// insertions and removals next to each other (the look-ahead walk
+    /// below sees 8; a burst of new hosts in name order is often more). On
+    /// lists that are not sorted the answer is still a correct one, only
+    /// larger. nil when more than `limit` elements differ.
+    init?<Element: Equatable, Key: Comparable>(_ old: [Element], _ new: [Element], key: (Element) -> Key, limit: Int) {
+        let found = old.withUnsafeBufferPointer { old in
+            new.withUnsafeBufferPointer { new in ModelDifference.merge(old, new, key: key, limit: limit) }
+        }
+        guard let found else { return nil }
+        self = found
+    }
+
     private init() {}
+
+    private static func merge<Element: Equatable, Key: Comparable>(
+        _ old: UnsafeBufferPointer<Element>, _ new: UnsafeBufferPointer<Element>, key: (Element) -> Key, limit: Int
+    ) -> ModelDifference? {
+        var result = ModelDifference()
+        var i = 0, j = 0
+        var differences = 0
+        while i < old.count || j < new.count {
+            guard differences <= limit else { return nil }
+            guard i < old.count else {
+                result.added += j..<new.count
+                differences += new.count - j
+                break
+            }
+            guard j < new.count else {
+                result.removed += i..<old.count
+                differences += old.count - i
+                break
+            }
+            if identical(old.baseAddress! + i, new.baseAddress! + j) || old[i] == new[j] {
+                i += 1
+                j += 1
+                continue
+            }
+            differences += 1
+            let oldKey = key(old[i]), newKey = key(new[j])
+            if oldKey == newKey {
+                result.changed.append((i, j))
+                i += 1
+                j += 1
+            } else if oldKey < newKey {
+                result.removed.append(i)
+                i += 1
+            } else {
+                result.added.append(j)
+                j += 1
+            }
+        }
+        return differences <= limit ? result : nil
+    }
 
     private static func walk<Element: Equatable, Key: Equatable>(
         _ old: UnsafeBufferPointer<Element>, _ new: UnsafeBufferPointer<Element>, key: (Element) -> Key, limit: Int
@@ -504,7 +574,7 @@ struct ModelDifference {
     /// Unchanged elements of Translate's models are copies of one value, and
     /// this avoids `==`'s retains and per-field work on every one of them.
     @inline(__always)
-    private static func identical<Element>(_ lhs: UnsafePointer<Element>, _ rhs: UnsafePointer<Element>) -> Bool {
+    static func identical<Element>(_ lhs: UnsafePointer<Element>, _ rhs: UnsafePointer<Element>) -> Bool {
         let size = MemoryLayout<Element>.size
         let left = UnsafeRawPointer(lhs), right = UnsafeRawPointer(rhs)
         var offset = 0

@@ -139,6 +139,28 @@ public final class RoutingTable: Sendable {
         }
     }
 
+    /// A copy of `base` with some clusters and the model they came from
+    /// replaced (`RoutingTable+EndpointPatch`): every other part is shared.
+    init(patching base: RoutingTable, clusters: [CompiledCluster], model: RouteModel, generation: UInt64) {
+        self.generation = generation
+        self.model = model
+        self.clusters = clusters
+        hostTable = base.hostTable
+        pathTable = base.pathTable
+        virtualHosts = base.virtualHosts
+        routes = base.routes
+        regexRoutes = base.regexRoutes
+        rewrites = base.rewrites
+        policies = base.policies
+        defaultPolicy = base.defaultPolicy
+        anyHost = base.anyHost
+        defaultCluster = base.defaultCluster
+        patchState = base.patchState
+        isPatched = true
+        // Indexes do not move: a worker keeps its counters by index.
+        previousClusterIndexes = nil
+    }
+
     /// `text.lowercased()`, without a copy when `text` is lower-case ASCII
     /// already (Translate's host names are).
     static func lowercased(_ text: String) -> String {

@@ -5,7 +5,7 @@ import Testing
 
 /// Models as Translate makes them (hosts and clusters sorted and unique,
 /// every cluster named is defined), now and then one that is not.
-private struct ModelGenerator {
+struct ModelGenerator {
     var random: SplitMix64
 
     static let hosts: [HostMatch] = [
@@ -107,7 +107,7 @@ private struct ModelGenerator {
 }
 
 /// What a request gets, comparable across tables.
-private struct Answer: Equatable, CustomStringConvertible {
+struct Answer: Equatable, CustomStringConvertible {
     var cluster: String?
     var endpoints: [Endpoint]
     var reason: String?

@@ -311,7 +311,9 @@ extension RoutingTable {
             var names = ["m-pair"]
             for extra in 0..<extras { names.append(extra % 2 == 0 ? "a-\(extra)" : "z-\(extra)") }
             names.sort()
-            let hosts = names.map { VirtualHost(host: .exact($0 + ".example.com"), routes: [prefix("/", $0)]) }
+            // Every host renamed at 20 and 40: more changes than a patch takes, so a table compiled afresh.
+            let domain = (extras / 20) % 2 == 0 ? ".example.com" : ".example.org"
+            let hosts = names.map { VirtualHost(host: .exact($0 + domain), routes: [prefix("/", $0)]) }
             return RouteModel(virtualHosts: hosts, clusters: names.map { Cluster(name: $0, endpoints: [endpoint]) })
         }
         var previous = RoutingTable(model: model(0), generation: 1)
