@@ -91,6 +91,17 @@ final class UpstreamConnection: EventHandler {
     }
 
     func tick(now: UInt64) {
+        if holdsIdleBuffers, state == .idle, now < deadline {
+            // Parked at `deadline - upstreamKeepAliveTimeout`.
+            let parkedFor = worker.configuration.upstreamKeepAliveTimeoutMilliseconds &- (deadline &- now)
+            if parkedFor >= DownstreamConnection.idleBufferReleaseMilliseconds {
+                // An idle keep-alive connection holds no buffer memory.
+                holdsIdleBuffers = false
+                readBuffer.releaseStorage()
+                writeBuffer.releaseStorage()
+                tls?.releaseIdleBuffers()
+            }
+        }
         guard now >= deadline else { return }
         switch state {
         case .idle:
@@ -105,6 +116,8 @@ final class UpstreamConnection: EventHandler {
 
     /// The next idle connection of the same pool key (pool bookkeeping).
     var nextIdle: UpstreamConnection?
+    /// Parked with its buffers; `tick` gives them back after a while.
+    var holdsIdleBuffers = false
     /// True when the last connect failed in the TLS handshake (certificate
     /// refused, no common protocol), rather than at the TCP level.
     var handshakeFailed = false
@@ -364,10 +377,9 @@ final class UpstreamPool {
         slot.head = connection
         slot.count += 1
         idle[connection.poolKey] = slot
-        // An idle keep-alive connection holds no buffer memory.
-        connection.readBuffer.releaseStorage()
-        connection.writeBuffer.releaseStorage()
-        connection.tls?.releaseIdleBuffers()
+        // Its buffers go back to the worker's pool once it has stayed idle
+        // a while (`tick`), not at once: a busy pool reuses it at once.
+        connection.holdsIdleBuffers = true
         return true
     }
 
