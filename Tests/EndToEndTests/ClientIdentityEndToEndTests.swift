@@ -2,12 +2,15 @@ import Foundation
 import Testing
 
 /// Connects to 127.0.0.1:PORT, sends a PROXY header (`v1`, `v2`, `v2-local`,
-/// `none`, `partial`), then (unless `partial`) a GET over plain TCP or TLS
-/// and prints `<status> <x-real-ip the backend saw> <x-forwarded-port>`,
-/// or `closed` when the proxy closed the connection without an answer.
+/// `none`, `partial`), then (unless `partial`) a GET over plain TCP or TLS,
+/// in HTTP/1.1 or (with a 7th argument `h2`) HTTP/2 (h2 by ALPN over TLS,
+/// h2c with prior knowledge over TCP), and prints `<status> <x-real-ip the
+/// backend saw> <x-forwarded-port>`, or `closed` when the proxy closed the
+/// connection without an answer.
 private let proxyProtocolClient = #"""
 import json, socket, ssl, struct, sys, time
 port, mode, transport, host, cafile = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5]
+http2 = len(sys.argv) > 6 and sys.argv[6] == "h2"
 signature = b"\r\n\r\n\x00\r\nQUIT\n"
 sock = socket.create_connection(("127.0.0.1", port), timeout=10)
 if mode == "v1":
@@ -25,9 +28,35 @@ try:
     if mode != "partial":
         if transport == "tls":
             context = ssl.create_default_context(cafile=cafile)
+            if http2:
+                context.set_alpn_protocols(["h2"])
             sock = context.wrap_socket(sock, server_hostname=host)
-        sock.sendall(("GET /x HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n" % host).encode())
-    while True:
+        if http2:
+            import h2.config, h2.connection, h2.events
+            connection = h2.connection.H2Connection(config=h2.config.H2Configuration(client_side=True))
+            connection.initiate_connection()
+            connection.send_headers(1, [(":method", "GET"), (":path", "/x"), (":scheme", "https" if transport == "tls" else "http"),
+                                        (":authority", host)], end_stream=True)
+            sock.sendall(connection.data_to_send())
+            status, body, done = None, b"", False
+            while not done:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                for event in connection.receive_data(chunk):
+                    if isinstance(event, h2.events.ResponseReceived):
+                        status = dict(event.headers)[b":status"]
+                    elif isinstance(event, h2.events.DataReceived):
+                        body += event.data
+                        connection.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+                    elif isinstance(event, (h2.events.StreamEnded, h2.events.StreamReset, h2.events.ConnectionTerminated)):
+                        done = True
+                sock.sendall(connection.data_to_send())
+            if status is not None:
+                data = b"HTTP/2 " + status + b" -\r\n\r\n" + body
+        else:
+            sock.sendall(("GET /x HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n" % host).encode())
+    while not http2:
         chunk = sock.recv(65536)
         if not chunk:
             break
@@ -97,10 +126,11 @@ extension EndToEndTests {
             }
 
             /// The PROXY protocol client's line (see `proxyProtocolClient`).
-            func raw(_ mode: String, tls: Bool, host: String) throws -> String {
+            func raw(_ mode: String, tls: Bool, host: String, http2: Bool = false) throws -> String {
                 let result = try runCommand(
                     "/usr/bin/env",
-                    ["python3", "-c", proxyProtocolClient, "\(tls ? postern.httpsPort : postern.port)", mode, tls ? "tls" : "tcp", host, pki.caPath],
+                    ["python3", "-c", proxyProtocolClient, "\(tls ? postern.httpsPort : postern.port)", mode, tls ? "tls" : "tcp", host, pki.caPath,
+                     http2 ? "h2" : "h1"],
                     timeout: 30)
                 #expect(result.status == 0, "\(result.stderr)")
                 return result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
@@ -194,12 +224,16 @@ extension EndToEndTests {
                 #expect(try f.raw("v2", tls: tls, host: host) == "200 203.0.113.60 443", "tls: \(tls)")
                 #expect(try f.raw("v2-local", tls: tls, host: host) == "200 127.0.0.1 \(port)", "tls: \(tls)")
                 #expect(try f.raw("none", tls: tls, host: host).hasPrefix("closed"), "tls: \(tls): no header, no answer")
+                // HTTP/2 after the header: h2c with prior knowledge, h2 by ALPN.
+                #expect(try f.raw("v1", tls: tls, host: host, http2: true) == "200 203.0.113.50 443", "h2, tls: \(tls)")
+                #expect(try f.raw("v2", tls: tls, host: host, http2: true) == "200 203.0.113.60 443", "h2, tls: \(tls)")
+                #expect(try f.raw("none", tls: tls, host: host, http2: true).hasPrefix("closed"), "h2, tls: \(tls): no header")
             }
             #expect(try f.raw("v1", tls: false, host: "allow.test").hasPrefix("200 "), "the PROXY source passes the allowlist")
             let slow = try f.raw("partial", tls: false, host: "app.test")
             #expect(slow.hasPrefix("closed"), "a header not finished in time is refused: \(slow)")
             if let seconds = Double(slow.split(separator: " ").last ?? "") { #expect(seconds < 5) }
-            #expect(try f.postern.metric("postern_downstream_errors_total{reason=\"proxy_protocol\"}") == 3)
+            #expect(try f.postern.metric("postern_downstream_errors_total{reason=\"proxy_protocol\"}") == 5)
         }
 
         /// Without `use-proxy-protocol`, a PROXY header is not a header:
