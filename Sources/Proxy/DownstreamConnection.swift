@@ -85,8 +85,6 @@ final class DownstreamConnection: EventHandler, UpstreamAttempt, ClientConnectio
     let writeBuffer: ByteBuffer
     /// Who is at the other end: TCP peer, PROXY protocol source, trust.
     let peer: ConnectionPeer
-    /// The TCP peer's address as text.
-    var peerText: [UInt8] { peer.text }
     var head = HTTP1RequestHead()
 
     // Deadline bookkeeping (loop milliseconds).
@@ -324,7 +322,6 @@ final class DownstreamConnection: EventHandler, UpstreamAttempt, ClientConnectio
                 // Cleartext HTTP/2 with prior knowledge starts with the preface.
                 switch HTTP2Preface.matches(prefixOf: readBuffer.readable) {
                 case .yes:
-                    worker.pipeline.handOver(peer)
                     worker.handOverToHTTP2(self)
                     return
                 case .needMore:
@@ -638,7 +635,6 @@ extension DownstreamConnection {
             state = .waitingForRequest
             idleSince = worker.loop.now
             if tls.applicationProtocol == DownstreamConnection.h2Protocol {
-                worker.pipeline.handOver(peer)
                 worker.handOverToHTTP2(self)
                 return
             }

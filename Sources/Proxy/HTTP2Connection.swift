@@ -48,7 +48,7 @@ final class HTTP2Connection: EventHandler, ClientConnection, HTTP2ServerSessionD
 
     /// Takes over a connection from `DownstreamConnection` (after ALPN `h2`
     /// or the h2c preface); `initialBytes` were already read from it.
-    init(fd: CInt, worker: Worker, tls: TLSConnection?, peerText: [UInt8], initialBytes: UnsafeRawBufferPointer) {
+    init(fd: CInt, worker: Worker, tls: TLSConnection?, peer: ConnectionPeer, initialBytes: UnsafeRawBufferPointer) {
         self.fd = fd
         self.worker = worker
         self.tls = tls
@@ -57,10 +57,7 @@ final class HTTP2Connection: EventHandler, ClientConnection, HTTP2ServerSessionD
         // given back whenever a flush leaves them empty.
         self.readBuffer = ByteBuffer(pool: worker.largeBufferPool)
         self.writeBuffer = ByteBuffer(pool: worker.largeBufferPool)
-        self.peer = worker.pipeline.takeHandedOverPeer()
-            ?? ConnectionPeer(
-                address: SocketAddress.parseIP(String(decoding: peerText, as: UTF8.self)).flatMap { ClientAddress(bytes: $0) },
-                text: peerText, policy: worker.pipeline.clientPolicy)
+        self.peer = peer
         tls?.tuneForMultiplexing()
         self.lastActivity = worker.loop.now
         var settings = HTTP2Settings()

@@ -97,8 +97,6 @@ final class RequestPipeline {
     private(set) var clientAddress: ClientAddress?
     private let clientTextStorage: UnsafeMutableRawBufferPointer
     private(set) var clientText: UnsafeRawBufferPointer
-    /// A connection's peer on its way from HTTP/1.1 to HTTP/2 (`handOver`).
-    private var handedOverPeer: ConnectionPeer?
 
     init(publicHTTPPort: UInt16 = 80, publicHTTPSPort: UInt16 = 443) {
         hostStorage = .allocate(capacity: HostName.maximumLength)
@@ -129,15 +127,6 @@ final class RequestPipeline {
     @inline(__always)
     func peer(_ socketPeer: SocketAddress?) -> ConnectionPeer {
         return ConnectionPeer(peer: socketPeer, policy: clientPolicy)
-    }
-
-    /// Hands a connection's peer to the HTTP/2 connection about to take it
-    /// over (same loop, same call): `takeHandedOverPeer` returns it once.
-    func handOver(_ peer: ConnectionPeer) { handedOverPeer = peer }
-
-    func takeHandedOverPeer() -> ConnectionPeer? {
-        defer { handedOverPeer = nil }
-        return handedOverPeer
     }
 
     /// `X-Forwarded-Port`: the public port of the listener the request came on.

@@ -351,7 +351,7 @@ public final class Worker: @unchecked Sendable {
         loop.deregister(registration)
         old.registration = nil
         let connection = HTTP2Connection(
-            fd: old.fd, worker: self, tls: old.tls, peerText: old.peerText, initialBytes: old.readBuffer.readable)
+            fd: old.fd, worker: self, tls: old.tls, peer: old.peer, initialBytes: old.readBuffer.readable)
         old.handOver()
         downstream.removeValue(forKey: ObjectIdentifier(old))
         downstream[ObjectIdentifier(connection)] = connection
