@@ -91,13 +91,15 @@ enum UpstreamRequestFields {
             fields.value(at: index).withUnsafeBytes { out.append($0) }
             out.append("\r\n")
         }
-        if fields.firstIndex(named: "cookie") != nil {
-            var joined: [UInt8] = []
-            fields.appendJoinedCookies(to: &joined)
-            out.append("Cookie: ")
-            out.append(joined)
-            out.append("\r\n")
+        // RFC 9113 §8.2.3: the cookie crumbs become one Cookie line, written
+        // straight into the head (no array per request).
+        var cookies = 0
+        for index in 0..<fields.count where equals(fields.name(at: index), "cookie") {
+            if cookies == 0 { out.append("Cookie: ") } else { out.append("; ") }
+            fields.value(at: index).withUnsafeBytes { out.append($0) }
+            cookies += 1
         }
+        if cookies > 0 { out.append("\r\n") }
         var sink = HTTP1FieldSink(out: out)
         emit(fields: fields, authority: authority, context: context, requestIDs: &requestIDs, into: &sink)
         return dropped
