@@ -322,9 +322,6 @@ extension DownstreamConnection {
     /// The forwarding policy's view of the current request.
     @inline(__always)
     func forwardingContext(passClientCertificate: Bool) -> ForwardingContext {
-        ForwardingContext(
-            policy: worker.pipeline.forwarding, peer: peer, clientText: worker.pipeline.clientText, isTLS: isTLS,
-            publicPort: worker.pipeline.forwardedPort(isTLS: isTLS),
-            clientCertificate: passClientCertificate ? tls?.escapedClientCertificate ?? [] : [])
+        worker.pipeline.forwardingContext(peer: peer, tls: tls, passClientCertificate: passClientCertificate)
     }
 }

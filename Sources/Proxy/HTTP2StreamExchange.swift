@@ -172,10 +172,7 @@ final class HTTP2StreamExchange: UpstreamAttempt {
 
     /// The forwarding policy's view of this stream's request.
     func forwardingContext(passClientCertificate: Bool) -> ForwardingContext {
-        ForwardingContext(
-            policy: worker.pipeline.forwarding, peer: connection.peer, clientText: worker.pipeline.clientText,
-            isTLS: connection.isTLS, publicPort: worker.pipeline.forwardedPort(isTLS: connection.isTLS),
-            clientCertificate: passClientCertificate ? connection.tls?.escapedClientCertificate ?? [] : [])
+        worker.pipeline.forwardingContext(peer: connection.peer, tls: connection.tls, passClientCertificate: passClientCertificate)
     }
 
     private func writeRequestHead(

@@ -129,6 +129,17 @@ final class RequestPipeline {
         return ConnectionPeer(peer: socketPeer, policy: clientPolicy)
     }
 
+    /// What the forwarding-header policy needs of the last decision and its
+    /// connection, for either framing: the client address of phase 0, the
+    /// public port, and the client certificate when the https phase passes it.
+    @inline(__always)
+    func forwardingContext(peer: ConnectionPeer, tls: TLSConnection?, passClientCertificate: Bool) -> ForwardingContext {
+        let isTLS = tls != nil
+        return ForwardingContext(
+            policy: forwarding, peer: peer, clientText: clientText, isTLS: isTLS, publicPort: forwardedPort(isTLS: isTLS),
+            clientCertificate: passClientCertificate ? tls?.escapedClientCertificate ?? [] : [])
+    }
+
     /// `X-Forwarded-Port`: the public port of the listener the request came on.
     @inline(__always)
     func forwardedPort(isTLS: Bool) -> [UInt8] { isTLS ? publicHTTPSPortText : publicHTTPPortText }
