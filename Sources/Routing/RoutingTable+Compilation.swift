@@ -454,21 +454,12 @@ struct ModelDifference {
     var added: [Int] = []
     var changed: [(before: Int, after: Int)] = []
 
-    /// nil when more than `limit` elements differ.
-    init?<Element: Equatable, Key: Equatable>(_ old: [Element], _ new: [Element], key: (Element) -> Key, limit: Int) {
-        let found = old.withUnsafeBufferPointer { old in
-            new.withUnsafeBufferPointer { new in ModelDifference.walk(old, new, key: key, limit: limit) }
-        }
-        guard let found else { return nil }
-        self = found
-    }
-
     /// For lists sorted by a comparable key (Translate sorts hosts and
     /// clusters): a merge of the two lists, which matches any number of
-    /// insertions and removals next to each other (the look-ahead walk
-    /// below sees 8; a burst of new hosts in name order is often more). On
-    /// lists that are not sorted the answer is still a correct one, only
-    /// larger. nil when more than `limit` elements differ.
+    /// insertions and removals next to each other (a burst of new hosts in
+    /// name order is often many). On lists that are not sorted the answer
+    /// is still a correct one, only larger. nil when more than `limit`
+    /// elements differ.
     init?<Element: Equatable, Key: Comparable>(_ old: [Element], _ new: [Element], key: (Element) -> Key, limit: Int) {
         let found = old.withUnsafeBufferPointer { old in
             new.withUnsafeBufferPointer { new in ModelDifference.merge(old, new, key: key, limit: limit) }
@@ -513,56 +504,6 @@ struct ModelDifference {
                 i += 1
             } else {
                 result.added.append(j)
-                j += 1
-            }
-        }
-        return differences <= limit ? result : nil
-    }
-
-    private static func walk<Element: Equatable, Key: Equatable>(
-        _ old: UnsafeBufferPointer<Element>, _ new: UnsafeBufferPointer<Element>, key: (Element) -> Key, limit: Int
-    ) -> ModelDifference? {
-        var result = ModelDifference()
-        let window = 8
-        var i = 0, j = 0
-        var differences = 0
-        while i < old.count || j < new.count {
-            guard differences <= limit else { return nil }
-            guard i < old.count else {
-                result.added += j..<new.count
-                differences += new.count - j
-                break
-            }
-            guard j < new.count else {
-                result.removed += i..<old.count
-                differences += old.count - i
-                break
-            }
-            if identical(old.baseAddress! + i, new.baseAddress! + j) || old[i] == new[j] {
-                i += 1
-                j += 1
-                continue
-            }
-            differences += 1
-            let oldKey = key(old[i]), newKey = key(new[j])
-            if oldKey == newKey {
-                result.changed.append((i, j))
-                i += 1
-                j += 1
-            } else if let k = (j + 1..<min(j + 1 + window, new.count)).first(where: { key(new[$0]) == oldKey }) {
-                // new[j..<k] were inserted before old[i].
-                result.added += j..<k
-                differences += k - j - 1
-                j = k
-            } else if let k = (i + 1..<min(i + 1 + window, old.count)).first(where: { key(old[$0]) == newKey }) {
-                // old[i..<k] were removed.
-                result.removed += i..<k
-                differences += k - i - 1
-                i = k
-            } else {
-                result.removed.append(i)
-                result.added.append(j)
-                i += 1
                 j += 1
             }
         }
