@@ -669,8 +669,9 @@ public final class ControllerLoop: @unchecked Sendable {
 
         // Outside `reloadLock`: O(hosts + clusters) at worst.
         var table: RoutingTable? = nil
+        var base: RoutingTable? = nil
         if force || previousModel != model {
-            let base = publishLock.withLock { servedTable }
+            base = publishLock.withLock { servedTable }
             table = RoutingTable(model: model, generation: nextGeneration(), reusing: base)
         }
         condition.withLock {
@@ -692,7 +693,15 @@ public final class ControllerLoop: @unchecked Sendable {
             for patch in endpointPatches {
                 for cluster in patch.clusters { latest[cluster.name] = cluster }
             }
-            table = latest.isEmpty ? built : built.replacingClusters(Array(latest.values), generation: built.generation)
+            if servedTable !== base {
+                // The endpoint path published patches of `base` meanwhile:
+                // this table goes out after them, so it takes a newer
+                // generation and states its index map against the table
+                // in service (same indexes as `base`).
+                table = built.replacingClusters(Array(latest.values), generation: nextGeneration(), following: servedTable)
+            } else if !latest.isEmpty {
+                table = built.replacingClusters(Array(latest.values), generation: built.generation, following: base)
+            }
         }
         endpointPatches.removeAll()
         if let table {

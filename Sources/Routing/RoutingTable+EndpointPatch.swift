@@ -40,7 +40,14 @@ extension RoutingTable {
     /// they are, so requests route exactly as in a table compiled from the
     /// patched model. Costs a copy of the cluster arrays plus O(log n) per
     /// replacement (O(n) once when the table keeps no patch state).
-    public func replacingClusters(_ replacements: [Cluster], generation: UInt64) -> RoutingTable {
+    ///
+    /// `following`: for a table not yet published (`self` was built against
+    /// an earlier table) that goes out after `following` instead, a table
+    /// with the same cluster indexes as that earlier one (it only patched
+    /// endpoints): the result keeps `self`'s map from the earlier indexes,
+    /// stated against `following`, so workers still carry their round-robin
+    /// counters over.
+    public func replacingClusters(_ replacements: [Cluster], generation: UInt64, following: RoutingTable? = nil) -> RoutingTable {
         var compiled = clusters
         var model = self.model
         var positionByName: [String: Int]? = nil
@@ -74,7 +81,8 @@ extension RoutingTable {
                 upstream: cluster.upstream)
             model.clusters[position] = cluster
         }
-        return RoutingTable(patching: self, clusters: compiled, model: model, generation: generation)
+        let moved = following.flatMap { served in previousClusterIndexes.map { (served.generation, $0.indexes) } }
+        return RoutingTable(patching: self, clusters: compiled, model: model, generation: generation, previousClusterIndexes: moved)
     }
 }
 

@@ -141,7 +141,10 @@ public final class RoutingTable: Sendable {
 
     /// A copy of `base` with some clusters and the model they came from
     /// replaced (`RoutingTable+EndpointPatch`): every other part is shared.
-    init(patching base: RoutingTable, clusters: [CompiledCluster], model: RouteModel, generation: UInt64) {
+    init(
+        patching base: RoutingTable, clusters: [CompiledCluster], model: RouteModel, generation: UInt64,
+        previousClusterIndexes: (generation: UInt64, indexes: [Int32])? = nil
+    ) {
         self.generation = generation
         self.model = model
         self.clusters = clusters
@@ -157,8 +160,9 @@ public final class RoutingTable: Sendable {
         defaultCluster = base.defaultCluster
         patchState = base.patchState
         isPatched = true
-        // Indexes do not move: a worker keeps its counters by index.
-        previousClusterIndexes = nil
+        // Indexes do not move from `base`: a worker keeps its counters by
+        // index, unless `base` itself was never published.
+        self.previousClusterIndexes = previousClusterIndexes
     }
 
     /// `text.lowercased()`, without a copy when `text` is lower-case ASCII

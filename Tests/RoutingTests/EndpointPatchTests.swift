@@ -83,6 +83,33 @@ import Testing
         #expect(changed.count == 1 && changed.first?.1.name == "c42")
         #expect(patched.generation == 2 && patched.previousClusterIndexes == nil)
     }
+
+    /// A routes round built against table 1 while the endpoint path
+    /// published a patch of it (table 2): the round's table goes out after
+    /// table 2, so its map from the old cluster indexes must name table 2,
+    /// or workers would not carry their round-robin counters over.
+    @Test func aRoundBuiltBeforeAnEndpointPatchStatesItsIndexMapAgainstThePatch() {
+        let hosts = (0..<10).map { VirtualHost(host: .exact("h\($0).example.com"), routes: [Route(path: "/", match: .prefix, cluster: "c\($0)", source: "ns/i")]) }
+        let clusters = (0..<10).map { Cluster(name: "c\($0)", endpoints: [Endpoint(address: .v4(10, 0, 0, 1), port: 80)]) }.sorted { $0.name < $1.name }
+        let first = RoutingTable(model: RouteModel(virtualHosts: hosts, clusters: clusters), generation: 1)
+        // The round: more new clusters than a patch takes, sorted first, so
+        // the table is compiled afresh and every index moves.
+        var grown = first.model
+        grown.clusters.insert(
+            contentsOf: (0..<20).map { Cluster(name: "a-new-\($0)", endpoints: [Endpoint(address: .v4(10, 0, 0, 2), port: 80)]) }
+                .sorted { $0.name < $1.name },
+            at: 0)
+        let built = RoutingTable(model: grown, generation: 3, reusing: first)
+        #expect(built.previousClusterIndexes?.generation == 1)
+        // Meanwhile the endpoint path published a patch of table 1.
+        let patch = first.replacingClusters([Cluster(name: "c4", endpoints: [Endpoint(address: .v4(10, 0, 0, 9), port: 80)])], generation: 2)
+        let published = built.replacingClusters([], generation: 4, following: patch)
+        #expect(published.generation == 4)
+        #expect(published.previousClusterIndexes?.generation == 2, "the map names the table in service")
+        #expect(published.previousClusterIndexes?.indexes == built.previousClusterIndexes?.indexes, "patches do not move indexes")
+        // Without a table to follow, a patch keeps no map (its indexes did not move).
+        #expect(built.replacingClusters([], generation: 5).previousClusterIndexes == nil)
+    }
 }
 
 /// Key tables that fill up or collect removed keys are rebuilt alone, so a
