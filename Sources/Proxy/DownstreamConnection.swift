@@ -128,6 +128,8 @@ final class DownstreamConnection: EventHandler, UpstreamAttempt, ClientConnectio
     var upgradeRequested = false
     /// Last byte moved either way through a tunnel (idle timeout).
     var tunnelActivity: UInt64 = 0
+    /// A large cleartext body in transit through a pipe (`+Splice`), or nil.
+    var splice: ResponseSplice?
 
     init(fd: CInt, peer: SocketAddress?, worker: Worker, tls: TLSConnection?) {
         self.fd = fd
@@ -210,7 +212,7 @@ final class DownstreamConnection: EventHandler, UpstreamAttempt, ClientConnectio
                 releaseIdleBuffers()
             }
         case .proxying:
-            if !writeBuffer.isEmpty, now &- lastWriteProgress >= configuration.clientSendTimeoutMilliseconds {
+            if clientOutputPending, now &- lastWriteProgress >= configuration.clientSendTimeoutMilliseconds {
                 abort()
             } else if requestBody != .complete, !peerClosedRead, interest.contains(.read),
                 // Only while waiting on the client: a pause for upstream
@@ -374,7 +376,7 @@ final class DownstreamConnection: EventHandler, UpstreamAttempt, ClientConnectio
 
     /// Reads when there is somewhere to put the bytes; writes when output is queued.
     func updateDownstreamInterest() {
-        var wanted: Interest = writeBuffer.isEmpty && !tlsReadWantsWrite ? .none : .write
+        var wanted: Interest = !clientOutputPending && !tlsReadWantsWrite ? .none : .write
         if tlsWriteWantsRead { wanted.insert(.read) }
         switch state {
         case .readingProxyHeader:
@@ -472,9 +474,18 @@ final class DownstreamConnection: EventHandler, UpstreamAttempt, ClientConnectio
             if writeBuffer.isEmpty { startLingeringClose() } else { updateDownstreamInterest() }
             return
         case .proxying:
+            if splice != nil {
+                // The pipe path sets both sides' interest itself.
+                continueSplice()
+                return
+            }
             if upstreamReadPaused, writeBuffer.readableBytes < highWater, let upstream {
                 upstreamReadPaused = false
                 processUpstreamInput()
+                if splice != nil {
+                    continueSplice()
+                    return
+                }
                 if state == .proxying, self.upstream === upstream {
                     refreshUpstreamDeadline(upstream)
                     updateUpstreamInterest(upstream)
@@ -538,6 +549,9 @@ final class DownstreamConnection: EventHandler, UpstreamAttempt, ClientConnectio
         upstreamReadPaused = false
         upgradeRequested = false
         requestBody = .complete
+        // Finished bodies gave their pipe back; an abandoned one still
+        // holds bytes of that body, and dropping it closes it.
+        splice = nil
     }
 
     // MARK: Closing
@@ -575,6 +589,8 @@ final class DownstreamConnection: EventHandler, UpstreamAttempt, ClientConnectio
             self.upstream = nil
         }
         state = .closed
+        // A pipe with bytes of an abandoned body is closed, not pooled.
+        splice = nil
         if let registration { worker.loop.deregister(registration) }
         registration = nil
         // Free the TLS session before its descriptor goes away.

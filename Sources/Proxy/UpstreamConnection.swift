@@ -170,13 +170,19 @@ final class UpstreamConnection: EventHandler {
 
     /// Makes room and reads what the socket has, plus the decrypted bytes
     /// OpenSSL already holds (epoll does not announce those).
-    func readResponse(headDone: Bool) -> ResponseRead {
+    ///
+    /// `headReadLimit` (cleartext only, 0 for none) caps the first read of a
+    /// response: a head fits in it, and a large body stays in the socket for
+    /// the owner to `splice` instead of being copied out and back in.
+    func readResponse(headDone: Bool, headReadLimit: Int = 0) -> ResponseRead {
         switch makeReadRoom(headDone: headDone) {
         case .ready: break
         case .pause: return .pause
         case .headTooLarge: return .headTooLarge
         }
-        switch transportRead() {
+        let result = headReadLimit > 0 && !headDone && tls == nil && readBuffer.isEmpty
+            ? Socket.read(fd, into: readBuffer, atMost: headReadLimit) : transportRead()
+        switch result {
         case .bytes:
             while let tls, tls.pendingBytes > 0, readBuffer.writableBytes > 0 {
                 guard case .bytes = transportRead() else { break }
