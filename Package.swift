@@ -33,9 +33,15 @@ let package = Package(
         .systemLibrary(
             name: "CNGHTTP2", pkgConfig: "libnghttp2",
             providers: [.apt(["libnghttp2-dev"])]),
+        .systemLibrary(
+            name: "CYAML", pkgConfig: "yaml-0.1",
+            providers: [.apt(["libyaml-dev"])]),
 
         // Bottom layer: no dependencies on other Postern targets.
         .target(name: "RouteModel"),
+        // YAML over libyaml: node trees with marks and a Codable decoder, without
+        // Foundation (Yams needs it, and Foundation's ICU costs ~15 MB of idle RSS).
+        .target(name: "YAML", dependencies: ["CYAML"]),
         .target(name: "HTTP1", swiftSettings: hotPathSettings),
         .target(name: "HTTP2", dependencies: ["CNGHTTP2"], swiftSettings: hotPathSettings),
         .target(
@@ -106,6 +112,7 @@ let package = Package(
         .testTarget(name: "KubeTests", dependencies: ["Kube", "FakeKubeAPI"]),
         .testTarget(name: "ControllerTests", dependencies: ["Controller", "Kube", "FakeKubeAPI", "Routing", "RouteModel", "Translate"]),
         .testTarget(name: "LayeringTests", dependencies: []),
+        .testTarget(name: "YAMLTests", dependencies: ["YAML"]),
         .testTarget(
             name: "DeploymentTests",
             dependencies: ["postern", "FakeKubeAPI", .product(name: "Yams", package: "Yams")]),

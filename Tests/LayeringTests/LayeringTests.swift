@@ -25,6 +25,8 @@ enum LayerRules {
         "TLS": ["COpenSSL", "CPosternShim"],
         "Reactor": ["CPosternShim"],
         "Telemetry": [],
+        "YAML": ["CYAML"],
+        "CYAML": [],
         "CPosternShim": [],
         "CRE2": [],
         "COpenSSL": [],
