@@ -42,6 +42,9 @@ let package = Package(
         // YAML over libyaml: node trees with marks and a Codable decoder, without
         // Foundation (Yams needs it, and Foundation's ICU costs ~15 MB of idle RSS).
         .target(name: "YAML", dependencies: ["CYAML"]),
+        // Threads, locks, conditions, JSON objects and text helpers for the
+        // control-plane targets: what they took from Foundation proper.
+        .target(name: "Support", dependencies: ["CPosternShim"]),
         .target(name: "HTTP1", swiftSettings: hotPathSettings),
         .target(name: "HTTP2", dependencies: ["CNGHTTP2"], swiftSettings: hotPathSettings),
         .target(
@@ -57,13 +60,12 @@ let package = Package(
         .target(name: "Routing", dependencies: ["RouteModel", "RegexEngine"], swiftSettings: hotPathSettings),
         .target(
             name: "Kube",
-            dependencies: ["HTTP1", "TLS", "Reactor", .product(name: "Yams", package: "Yams")]),
+            dependencies: ["HTTP1", "TLS", "Reactor", "YAML", "Support"]),
         .target(name: "Translate", dependencies: ["Kube", "RouteModel", "RegexEngine"]),
         .target(
             name: "Controller",
             dependencies: [
-                "Kube", "Translate", "Routing", "RouteModel", "Telemetry",
-                .product(name: "Yams", package: "Yams"),
+                "Kube", "Translate", "Routing", "RouteModel", "Telemetry", "YAML", "Support",
             ]),
         .target(
             name: "Proxy",
@@ -73,10 +75,9 @@ let package = Package(
         .executableTarget(
             name: "postern",
             dependencies: [
-                "Controller", "Kube", "Proxy", "Telemetry", "Reactor", "Routing", "TLS",
+                "Controller", "Kube", "Proxy", "Telemetry", "Reactor", "Routing", "TLS", "YAML", "Support",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
-                .product(name: "Yams", package: "Yams"),
             ]),
         .executableTarget(
             name: "postern-echo",

@@ -56,3 +56,5 @@ int postern_pin_thread_to_cpu(int cpu) {
 }
 
 int postern_malloc_trim(void) { return malloc_trim(0); }
+
+int postern_set_thread_name(const char *name) { return pthread_setname_np(pthread_self(), name); }

@@ -53,4 +53,8 @@ int postern_pin_thread_to_cpu(int cpu);
 /// glibc malloc_trim(0): gives whole free pages of every arena back to the kernel.
 int postern_malloc_trim(void);
 
+// Reason: pthread_setname_np needs _GNU_SOURCE, which Swift's Glibc module is not built with.
+/// Names the calling thread (at most 15 bytes are kept); returns 0 or an errno value.
+int postern_set_thread_name(const char *name);
+
 #endif
