@@ -8,6 +8,15 @@ let hotPathSettings: [SwiftSetting] = [
     .unsafeFlags(["-enforce-exclusivity=unchecked"]),
 ]
 
+/// Release links of `postern` use the toolchain's lld with packed relative
+/// relocations (DT_RELR, glibc 2.36+: Debian bookworm and the image): the
+/// position-independent binary's 44,000 relocations shrink from 1 MB of
+/// `.rela.dyn`, which the loader reads whole at every start, to 9 KB;
+/// measured 0.7 MB less idle RSS (bench/RESULTS.md). Debug links keep the default linker.
+let releaseLinkerSettings: [LinkerSetting] = [
+    .unsafeFlags(["-use-ld=lld", "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs"], .when(configuration: .release)),
+]
+
 let package = Package(
     name: "Postern",
     platforms: [.macOS(.v13)],
@@ -78,7 +87,8 @@ let package = Package(
                 "Controller", "Kube", "Proxy", "Telemetry", "Reactor", "Routing", "TLS", "YAML", "Support",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
-            ]),
+            ],
+            linkerSettings: releaseLinkerSettings),
         .executableTarget(
             name: "postern-echo",
             dependencies: [
