@@ -47,7 +47,7 @@ public enum ManifestParser {
         var result = ParsedManifest()
         do {
             var index = 0
-            for node in try parser.documents(yaml) {
+            try parser.forEachDocument(yaml) { node in
                 index += 1
                 decode(node, document: index, file: file, into: &result)
             }

@@ -38,13 +38,26 @@ public struct YAMLParser: Sendable {
     /// Every document of a (multi-document, `---`) stream, in order. An empty
     /// document is a plain empty scalar.
     public func documents(_ yaml: String) throws(YAMLError) -> [YAMLNode] {
+        var all: [YAMLNode] = []
+        try forEachDocument(yaml) { all.append($0) }
+        return all
+    }
+
+    /// Hands each document of the stream to `body` as soon as it is complete,
+    /// so that only one document's tree is alive at a time (a directory of
+    /// 10,000 objects in one file is never held as one tree). A syntax error
+    /// is thrown after the documents before it were handed over.
+    public func forEachDocument(_ yaml: String, _ body: (YAMLNode) -> Void) throws(YAMLError) {
         var bytes = Array(yaml.utf8)
-        if bytes.isEmpty { return [] }
-        let result: Result<[YAMLNode], YAMLError> = bytes.withUnsafeMutableBufferPointer { buffer in
-            var composer = Composer(limits: self)
-            return composer.run(buffer)
+        if bytes.isEmpty { return }
+        // The composer lives only inside this call, so `body` never escapes it.
+        let problem: YAMLError? = withoutActuallyEscaping(body) { body in
+            bytes.withUnsafeMutableBufferPointer { buffer in
+                var composer = Composer(limits: self, body: body)
+                return composer.run(buffer)
+            }
         }
-        return try result.get()
+        if let problem { throw problem }
     }
 
     /// The one document of `yaml`; nil for an empty text. More than one
@@ -68,31 +81,34 @@ private struct Composer {
     }
 
     let limits: YAMLParser
+    /// Receives each finished document.
+    let body: (YAMLNode) -> Void
     var stack: [Frame] = []
-    var documents: [YAMLNode] = []
     /// Anchor name → node and its expanded size (nodes counted through aliases).
     var anchors: [String: (node: YAMLNode, size: Int)] = [:]
     var aliasExpansion = 0
 
-    init(limits: YAMLParser) {
+    init(limits: YAMLParser, body: @escaping (YAMLNode) -> Void) {
         self.limits = limits
+        self.body = body
     }
 
-    mutating func run(_ input: UnsafeMutableBufferPointer<UInt8>) -> Result<[YAMLNode], YAMLError> {
+    /// Parses the whole input; nil when it ended without an error.
+    mutating func run(_ input: UnsafeMutableBufferPointer<UInt8>) -> YAMLError? {
         var parser = yaml_parser_t()
         guard yaml_parser_initialize(&parser) == 1 else {
-            return .failure(YAMLError(mark: nil, description: "libyaml could not allocate a parser"))
+            return YAMLError(mark: nil, description: "libyaml could not allocate a parser")
         }
         defer { yaml_parser_delete(&parser) }
         yaml_parser_set_input_string(&parser, input.baseAddress, input.count)
         var event = yaml_event_t()
         while true {
             guard yaml_parser_parse(&parser, &event) == 1 else {
-                return .failure(Self.error(of: parser))
+                return Self.error(of: parser)
             }
             defer { yaml_event_delete(&event) }
-            if event.type == YAML_STREAM_END_EVENT { return .success(documents) }
-            if let problem = handle(event) { return .failure(problem) }
+            if event.type == YAML_STREAM_END_EVENT { return nil }
+            if let problem = handle(event) { return problem }
         }
     }
 
@@ -144,7 +160,7 @@ private struct Composer {
     mutating func add(_ node: YAMLNode, size: Int, anchor: String?, mark: YAMLMark) -> YAMLError? {
         if let anchor { anchors[anchor] = (node, size) }
         guard let top = stack.popLast() else {
-            documents.append(node)
+            body(node)
             return nil
         }
         switch top {

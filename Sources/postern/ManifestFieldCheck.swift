@@ -107,10 +107,12 @@ enum ManifestFieldCheck {
 
     /// The unknown fields of one multi-document YAML text.
     static func check(yaml: String, file: String) -> [UnknownField] {
-        guard let documents = try? YAMLParser().documents(yaml) else { return [] }
         var result: [UnknownField] = []
-        for document in documents {
-            checkObject(document, file: file, into: &result)
+        // A file that is not YAML is the manifest parser's to report.
+        do {
+            try YAMLParser().forEachDocument(yaml) { checkObject($0, file: file, into: &result) }
+        } catch {
+            return []
         }
         return result
     }

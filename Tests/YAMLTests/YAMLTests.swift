@@ -162,6 +162,14 @@ private func failure(_ text: String, parser: YAMLParser = YAMLParser()) -> YAMLE
         #expect(failure(String(decoding: [0x61, 0x3A, 0x20, 0xC3, 0x28], as: UTF8.self)) == nil, "Swift strings are valid UTF-8 already")
     }
 
+    @Test func documentsAreHandedOverOneAtATimeUntilAnError() {
+        var seen: [String] = []
+        #expect(throws: YAMLError.self) {
+            try YAMLParser().forEachDocument("a: 1\n---\na: 2\n---\na: [3\n") { seen.append($0["a"]?.string ?? "?") }
+        }
+        #expect(seen == ["1", "2"])
+    }
+
     @Test func aSingleDocumentIsRequiredWhereOneIsExpected() throws {
         #expect(try YAMLParser().document("") == nil)
         #expect(try YAMLParser().document("a: 1")?["a"]?.string == "1")
