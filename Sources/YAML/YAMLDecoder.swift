@@ -7,6 +7,8 @@
 /// octal with optional `_` separators; a `Bool` a plain `true`/`yes`/`on` or
 /// `false`/`no`/`off` in any case; `nil` a plain `~`, `null` or empty scalar.
 /// Quoted scalars are strings only, so `targetPort: "8080"` stays a name.
+/// A null where a `String` is required reads as "" (as Kubernetes reads
+/// `annotations: {a: ~}`); an optional field reads it as absent.
 public struct YAMLDecoder {
     /// Values handed to every `Decoder` (`Decoder.userInfo`).
     public var userInfo: [CodingUserInfoKey: any Sendable] = [:]
@@ -122,10 +124,7 @@ extension NodeDecoder: SingleValueDecodingContainer {
 
     func decode(_ type: String.Type) throws -> String {
         guard case let .scalar(scalar) = node else { throw mismatch(type, "a string") }
-        if node.isNull {
-            throw DecodingError.valueNotFound(type, DecodingError.Context(codingPath: codingPath, debugDescription: "found null"))
-        }
-        return scalar.string
+        return node.isNull ? "" : scalar.string
     }
 
     func decode(_ type: Double.Type) throws -> Double { try decodeFloat(type) }
@@ -198,7 +197,7 @@ private struct KeyedContainer<Key: CodingKey>: KeyedDecodingContainerProtocol {
 
     func decode<T: Decodable>(_ type: T.Type, forKey key: Key) throws -> T {
         let child = try child(key)
-        if child.node.isNull, !(T.self is YAMLNode.Type) {
+        if child.node.isNull, !(T.self is YAMLNode.Type), !(T.self is String.Type) {
             throw DecodingError.valueNotFound(type, DecodingError.Context(codingPath: child.codingPath, debugDescription: "found null"))
         }
         return try child.decodeValue(type)
@@ -252,7 +251,7 @@ private struct UnkeyedContainer: UnkeyedDecodingContainer {
 
     mutating func decode<T: Decodable>(_ type: T.Type) throws -> T {
         let child = try next(type)
-        if child.node.isNull, !(T.self is YAMLNode.Type) {
+        if child.node.isNull, !(T.self is YAMLNode.Type), !(T.self is String.Type) {
             throw DecodingError.valueNotFound(type, DecodingError.Context(codingPath: child.codingPath, debugDescription: "found null"))
         }
         return try child.decodeValue(type)

@@ -48,6 +48,16 @@ private func failure(_ text: String, parser: YAMLParser = YAMLParser()) -> YAMLE
         #expect(holder.note == nil)
     }
 
+    @Test func aNullStringIsEmptyAndANullOptionalIsAbsent() throws {
+        let node = try #require(try parse("labels: {a: ~, b: null, c: }\nports: [{name: ~, port: 1}]\nnote: ~").first)
+        let holder = try YAMLDecoder().decode(Holder.self, from: node)
+        #expect(holder.labels == ["a": "", "b": "", "c": ""], "as Kubernetes reads null map values")
+        #expect(holder.ports.first?.name == nil)
+        #expect(holder.note == nil)
+        let missing = try #require(try parse("labels: {}\nports: [{port: ~}]").first)
+        #expect(throws: DecodingError.self) { try YAMLDecoder().decode(Holder.self, from: missing) }
+    }
+
     @Test func quotedNumbersAndBooleansAreStringsOnly() throws {
         for text in ["{port: \"80\"}", "{port: '80'}", "{port: !!str 80}", "{port: 80, enabled: \"true\"}"] {
             let node = try #require(try parse(text).first)
