@@ -65,3 +65,5 @@ long postern_splice(int in, int out, size_t length, int more) {
     unsigned int flags = SPLICE_F_MOVE | SPLICE_F_NONBLOCK | (more ? SPLICE_F_MORE : 0);
     return (long)splice(in, NULL, out, NULL, length, flags);
 }
+
+int postern_set_thread_name(const char *name) { return pthread_setname_np(pthread_self(), name); }

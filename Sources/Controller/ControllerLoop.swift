@@ -1,7 +1,8 @@
-import Foundation
+import FoundationEssentials
 import Kube
 import RouteModel
 import Routing
+import Support
 import Translate
 
 /// Watches a manifest directory and publishes a new `RoutingTable` whenever
@@ -104,7 +105,7 @@ public final class ControllerLoop: @unchecked Sendable {
     }
 
     /// Guards `lifecycle` and the counters; signalled on `stop()` and thread exit.
-    private let condition = NSCondition()
+    private let condition = Condition()
     private var lifecycle = Lifecycle.idle
     private var threadFinished = false
     /// Store source: the endpoint thread has exited (true when there is none).
@@ -116,7 +117,7 @@ public final class ControllerLoop: @unchecked Sendable {
     private var currentGeneration: UInt64 = 0
 
     /// Serialises reloads (`loadInitial` against the thread) and guards the state below.
-    private let reloadLock = NSLock()
+    private let reloadLock = Lock()
     /// The directory source (nil with the store source).
     private let manifests: ManifestDirectory?
     /// The Kubernetes API source (nil with the directory source).
@@ -131,7 +132,7 @@ public final class ControllerLoop: @unchecked Sendable {
     // MARK: Publication state (guarded by `publishLock`; taken inside `reloadLock` when both are)
 
     /// Serialises publications and guards the state below.
-    private let publishLock = NSLock()
+    private let publishLock = Lock()
     /// The table in service (the last one published): the next compilation
     /// starts from it, the endpoint path patches it.
     private var servedTable: RoutingTable? = nil

@@ -1,5 +1,6 @@
-import Foundation
+import FoundationEssentials
 import Kube
+import Support
 import Translate
 
 /// Turns translation diagnostics into `events.k8s.io/v1` Events on the
@@ -25,7 +26,7 @@ public final class EventRecorder: @unchecked Sendable {
     public let refillInterval: Double
     public let queueLimit: Int
 
-    private let condition = NSCondition()
+    private let condition = Condition()
     private var enabled = true
     private var queue: [KubeEvent] = []
     private var lastSent: [String: Date] = [:]

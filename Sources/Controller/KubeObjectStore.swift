@@ -1,5 +1,6 @@
-import Foundation
+import FoundationEssentials
 import Kube
+import Support
 
 /// The objects the informers have seen, per watched resource, plus which
 /// resources finished their initial list. Thread-safe: informers write from
@@ -58,7 +59,7 @@ public final class KubeObjectStore: @unchecked Sendable {
         public var removed: [ObjectKey]
     }
 
-    private let lock = NSLock()
+    private let lock = Lock()
     private var tables: [WatchedResource: Table] = [:]
     private var cursors: [ChangeCursor] = []
     private var synced: Set<WatchedResource> = []

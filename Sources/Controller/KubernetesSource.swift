@@ -1,5 +1,6 @@
-import Foundation
+import FoundationEssentials
 import Kube
+import Support
 import Translate
 
 /// The Kubernetes API as a source of objects: one informer per watched
@@ -81,7 +82,7 @@ public final class LeaderDuties: @unchecked Sendable {
     public let elector: LeaderElector
     public let status: StatusWriter?
     public let events: EventRecorder
-    private let providerLock = NSLock()
+    private let providerLock = Lock()
     private var diagnosticsProvider: (@Sendable () -> [Diagnostic])?
 
     /// Where a new leader reads the current problems from (the controller

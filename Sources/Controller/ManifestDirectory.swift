@@ -1,5 +1,7 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 import Kube
+import Support
 import Translate
 
 /// What identifies a version of a file without reading it.
@@ -142,7 +144,7 @@ public final class ManifestDirectory {
     }
 
     private func displayPath(_ name: String) -> String {
-        (path as NSString).appendingPathComponent(name)
+        TextEncoding.path(path, name)
     }
 
     /// Sorted names of non-hidden `*.yaml`/`*.yml` entries.
@@ -159,8 +161,8 @@ public final class ManifestDirectory {
               attributes[.type] as? FileAttributeType == .typeRegular
         else { return nil }
         let modified = (attributes[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0
-        let size = (attributes[.size] as? NSNumber)?.uint64Value ?? 0
-        let inode = (attributes[.systemFileNumber] as? NSNumber)?.uint64Value ?? 0
+        let size = (attributes[.size] as? any BinaryInteger).map { UInt64($0) } ?? 0
+        let inode = (attributes[.systemFileNumber] as? any BinaryInteger).map { UInt64($0) } ?? 0
         return FileStamp(resolvedPath: resolved, modificationTime: modified, size: size, inode: inode)
     }
 

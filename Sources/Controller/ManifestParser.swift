@@ -1,7 +1,6 @@
-import Foundation
 import Kube
 import Translate
-import Yams
+import YAML
 
 /// The objects of one manifest file, and what was wrong with some of them.
 public struct ParsedManifest: Sendable, Equatable {
@@ -37,25 +36,21 @@ public struct ManifestError: Error, Sendable, Equatable, CustomStringConvertible
 /// reported with its field path and skipped; the others are kept. `kind: List`
 /// documents contribute their `items`.
 public enum ManifestParser {
-    /// Tag resolution for manifests: merge keys (`<<`) only. Yams' decoder
-    /// builds numbers, booleans and nulls from a plain scalar's text, and
-    /// strings need no tag, so the default resolver's seven regular
-    /// expressions, tried on every plain scalar, bought nothing here and made
-    /// up most of loading a 10,000-route directory (bench/RESULTS.md). The
-    /// typing is pinned by `scalarsAreTypedLikeKubernetesManifests`.
-    static let resolver = Resolver.basic.appending(.merge)
+    /// The YAML reader for manifests: YAMLDecoder builds numbers, booleans
+    /// and nulls from a plain scalar's text when a field asks for one, so no
+    /// tag resolution runs per scalar. The typing is pinned by
+    /// `scalarsAreTypedLikeKubernetesManifests`.
+    static let parser = YAMLParser()
 
     /// Parses `yaml`; `file` is only used in diagnostics.
     public static func parse(yaml: String, file: String?) -> Result<ParsedManifest, ManifestError> {
         var result = ParsedManifest()
         do {
-            var documents = try Yams.compose_all(yaml: yaml, resolver)
             var index = 0
-            while let node = documents.next() {
+            try parser.forEachDocument(yaml) { node in
                 index += 1
                 decode(node, document: index, file: file, into: &result)
             }
-            if let error = documents.error { throw error }
         } catch {
             return .failure(ManifestError(diagnostic: Diagnostic(
                 severity: .error, kind: "", namespace: "", name: "", file: file,
@@ -64,10 +59,10 @@ public enum ManifestParser {
         return .success(result)
     }
 
-    private static func decode(_ node: Node, document: Int, file: String?, into result: inout ParsedManifest) {
-        let line = node.mark.map { " (line \($0.line))" } ?? ""
+    private static func decode(_ node: YAMLNode, document: Int, file: String?, into result: inout ParsedManifest) {
+        let line = " (line \(node.mark.line))"
         guard case .mapping = node else {
-            if case let .scalar(scalar) = node, scalar.string.isEmpty || NSNull.construct(from: scalar) != nil { return }
+            if case let .scalar(scalar) = node, scalar.string.isEmpty || node.isNull { return }
             result.diagnostics.append(Diagnostic(
                 severity: .error, kind: "", namespace: "", name: "", file: file, reason: "InvalidManifest",
                 message: "document \(document)\(line) is not a mapping with apiVersion and kind; skipped"))
@@ -101,16 +96,6 @@ public enum ManifestParser {
 
     /// One line: `line 3, column 7: mapping values are not allowed in this context`.
     static func describeYAMLError(_ error: Error) -> String {
-        guard let error = error as? YamlError else { return String(describing: error) }
-        switch error {
-        case let .scanner(context, problem, mark, _), let .parser(context, problem, mark, _),
-             let .composer(context, problem, mark, _):
-            let during = context.map { " (\($0.text) at line \($0.mark.line))" } ?? ""
-            return "line \(mark.line), column \(mark.column): \(problem)\(during)"
-        case let .reader(problem, offset, _, _):
-            return "\(problem) at byte \(offset.map(String.init) ?? "?")"
-        default:
-            return String(describing: error).split(separator: "\n").first.map(String.init) ?? "unknown error"
-        }
+        String(describing: error)
     }
 }

@@ -1,5 +1,6 @@
-import Foundation
+import FoundationEssentials
 import Kube
+import Support
 
 /// Watches the Secrets that Ingress annotations name
 /// (`nginx.ingress.kubernetes.io/auth-tls-secret`, `…/proxy-ssl-secret`)
@@ -29,7 +30,7 @@ final class ReferencedSecretWatcher: @unchecked Sendable {
     private let namespaces: Set<String>
     private let watchTimeoutSeconds: Int
     private let log: @Sendable (String) -> Void
-    private let condition = NSCondition()
+    private let condition = Condition()
     private var pending = true
     private var stopping = false
     private var finished = true
@@ -65,7 +66,7 @@ final class ReferencedSecretWatcher: @unchecked Sendable {
         for ingress in ingresses {
             for (kind, keys) in [(WatchedKind.secret, annotations), (.configMap, configMapAnnotations)] {
                 for annotation in keys {
-                    guard let value = ingress.metadata.annotations[annotation]?.trimmingCharacters(in: .whitespaces), !value.isEmpty else { continue }
+                    guard let value = ingress.metadata.annotations[annotation]?.trimmingWhitespace(), !value.isEmpty else { continue }
                     let parts = value.split(separator: "/", maxSplits: 1).map(String.init)
                     let (namespace, name) = parts.count == 2 ? (parts[0], parts[1]) : (ingress.metadata.namespace, parts[0])
                     // A name the API server would reject cannot name an object (and must not reach a query string unchecked).

@@ -1,5 +1,6 @@
-import Foundation
+import FoundationEssentials
 import Kube
+import Support
 import Translate
 
 /// Where the Ingress status addresses come from.
@@ -27,7 +28,7 @@ public final class StatusWriter: @unchecked Sendable {
     /// Full resync interval (changes also wake the writer).
     public let interval: Double
 
-    private let condition = NSCondition()
+    private let condition = Condition()
     private var leader = false
     private var pending = true
     private var stopping = false

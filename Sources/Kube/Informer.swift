@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Support
 
 /// What an informer tells its store.
 public enum InformerUpdate: Sendable {
@@ -25,7 +26,7 @@ public struct Backoff: Sendable {
 
     /// The next delay in seconds: a random value in [d/2, d] where d doubles each failure.
     public mutating func next<R: RandomNumberGenerator>(using random: inout R) -> Double {
-        let ceiling = min(maximum, initial * pow(2, Double(min(attempt, 30))))
+        let ceiling = min(maximum, initial * Double(1 << min(attempt, 30)))
         attempt += 1
         return ceiling / 2 + Double.random(in: 0...(ceiling / 2), using: &random)
     }
@@ -50,7 +51,7 @@ public final class Informer: @unchecked Sendable {
     /// `timeoutSeconds` of each watch is chosen in [min, 2*min) like client-go.
     public let watchTimeoutSeconds: Int
 
-    private let condition = NSCondition()
+    private let condition = Condition()
     private var stopping = false
     private var finished = false
     private var started = false

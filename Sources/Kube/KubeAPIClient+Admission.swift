@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Support
 
 /// The calls the admission webhook's certificate management makes: get,
 /// create and replace of one Secret and get and replace of one
@@ -30,7 +31,7 @@ extension KubeAPIClient {
     /// A 409 (another replica created it first) is thrown as `KubeAPIError.status`.
     @discardableResult
     public func createJSONObject(collectionPath: String, object: [String: Any]) throws -> [String: Any] {
-        let body = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+        let body = try JSONObjects.data(from: object, options: [.sortedKeys])
         let response = try sendExpectingSuccess(method: "POST", path: collectionPath, body: Array(body))
         return try Self.decodeObject(response.body)
     }
@@ -38,13 +39,13 @@ extension KubeAPIClient {
     /// PUTs `object` (which carries the resourceVersion it was read at) to `path`.
     @discardableResult
     public func replaceJSONObject(path: String, object: [String: Any]) throws -> [String: Any] {
-        let body = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+        let body = try JSONObjects.data(from: object, options: [.sortedKeys])
         let response = try sendExpectingSuccess(method: "PUT", path: path, body: Array(body))
         return try Self.decodeObject(response.body)
     }
 
     private static func decodeObject(_ body: [UInt8]) throws -> [String: Any] {
-        guard let object = try? JSONSerialization.jsonObject(with: Data(body)) as? [String: Any] else {
+        guard let object = try? JSONObjects.object(from: body) as? [String: Any] else {
             throw KubeAPIError.malformed("expected a JSON object from the API server")
         }
         return object

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 extension KubeAPIClient {
     /// Reads one ConfigMap (`GET /api/v1/namespaces/NS/configmaps/NAME`), for

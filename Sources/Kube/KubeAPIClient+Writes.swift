@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 /// The writes Postern makes: Ingress status and Events.
 extension KubeAPIClient {

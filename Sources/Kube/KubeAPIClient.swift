@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Support
 import HTTP1
 import TLS
 
@@ -38,7 +39,7 @@ public final class KubeAPIClient: @unchecked Sendable {
     /// `User-Agent` of every request; set before the first request (the
     /// replica identity goes here so API audit logs tell replicas apart).
     public var userAgent = "postern/0.1"
-    private let tokenLock = NSLock()
+    private let tokenLock = Lock()
     private var cachedToken: (value: String, modified: Date?, size: Int)?
 
     /// Builds the TLS context once; fails fast on unusable certificates.
@@ -73,11 +74,11 @@ public final class KubeAPIClient: @unchecked Sendable {
         guard let file = configuration.tokenFile else { return nil }
         let attributes = try? FileManager.default.attributesOfItem(atPath: file)
         let modified = attributes?[.modificationDate] as? Date
-        let size = (attributes?[.size] as? NSNumber)?.intValue ?? -1
+        let size = (attributes?[.size] as? any BinaryInteger).map { Int($0) } ?? -1
         return tokenLock.withLock {
             if let cached = cachedToken, cached.modified == modified, cached.size == size { return cached.value }
             guard let text = try? String(contentsOfFile: file, encoding: .utf8) else { return cachedToken?.value }
-            let token = text.trimmingCharacters(in: .whitespacesAndNewlines)
+            let token = text.trimmingWhitespace()
             cachedToken = (token, modified, size)
             return token
         }
@@ -130,10 +131,8 @@ public final class KubeAPIClient: @unchecked Sendable {
     /// `path?name=value&...`, values percent-encoded.
     public static func target(path: String, query: [(String, String)]) -> String {
         guard !query.isEmpty else { return path }
-        var allowed = CharacterSet.alphanumerics
-        allowed.insert(charactersIn: "-._~")
         let pairs = query.map { name, value in
-            "\(name)=\(value.addingPercentEncoding(withAllowedCharacters: allowed) ?? value)"
+            "\(name)=\(TextEncoding.percentEncoded(value))"
         }
         return path + "?" + pairs.joined(separator: "&")
     }

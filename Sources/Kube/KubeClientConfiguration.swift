@@ -1,5 +1,6 @@
-import Foundation
-import Yams
+import FoundationEssentials
+import Support
+import YAML
 
 /// A start-up configuration problem (unreadable kubeconfig, missing
 /// context...), one line naming the setting.
@@ -88,7 +89,7 @@ public struct KubeClientConfiguration: Sendable {
             throw KubeConfigurationError("in-cluster: cannot read the service-account CA \(serviceAccountDirectory)/ca.crt")
         }
         let namespace = (try? String(contentsOfFile: serviceAccountDirectory + "/namespace", encoding: .utf8))?
-            .trimmingCharacters(in: .whitespacesAndNewlines)
+            .trimmingWhitespace()
         return KubeClientConfiguration(
             scheme: "https", host: host, port: port, certificateAuthorityPEM: Array(ca), tokenFile: tokenFile,
             namespace: namespace.flatMap { $0.isEmpty ? nil : $0 } ?? "default")
@@ -104,12 +105,12 @@ public struct KubeClientConfiguration: Sendable {
         }
         let root: Any?
         do {
-            root = try Yams.load(yaml: String(decoding: data, as: UTF8.self))
+            root = try YAMLParser().document(String(decoding: data, as: UTF8.self)).map(untyped)
         } catch {
             throw KubeConfigurationError("--kubeconfig \(path): not YAML: \(error)")
         }
         guard let document = root as? [String: Any] else { throw KubeConfigurationError("--kubeconfig \(path): not a mapping") }
-        let base = (path as NSString).deletingLastPathComponent
+        let base = path.lastIndex(of: "/").map { String(path[...$0]) } ?? ""
         func named(_ list: String, _ name: String, _ field: String) throws -> [String: Any] {
             let entries = document[list] as? [[String: Any]] ?? []
             guard let entry = entries.first(where: { $0["name"] as? String == name }) else {
@@ -139,7 +140,7 @@ public struct KubeClientConfiguration: Sendable {
                 return Array(decoded)
             }
             if let file = section[fileKey] as? String {
-                let resolved = file.hasPrefix("/") ? file : (base as NSString).appendingPathComponent(file)
+                let resolved = file.hasPrefix("/") ? file : base + file
                 guard let contents = FileManager.default.contents(atPath: resolved) else {
                     throw KubeConfigurationError("--kubeconfig \(path): \(fileKey) \(resolved): cannot read the file")
                 }
@@ -157,7 +158,7 @@ public struct KubeClientConfiguration: Sendable {
         }
         configuration.token = user["token"] as? String
         if let file = user["tokenFile"] as? String {
-            configuration.tokenFile = file.hasPrefix("/") ? file : (base as NSString).appendingPathComponent(file)
+            configuration.tokenFile = file.hasPrefix("/") ? file : base + file
         }
         if user["exec"] != nil || user["auth-provider"] != nil {
             throw KubeConfigurationError(
@@ -165,5 +166,24 @@ public struct KubeClientConfiguration: Sendable {
         }
         if let namespace = context["namespace"] as? String, !namespace.isEmpty { configuration.namespace = namespace }
         return configuration
+    }
+
+    /// A kubeconfig node as the dictionaries, arrays, strings and booleans the
+    /// reader above expects (plain `true`/`false` are booleans; null values
+    /// are left out, so they read as absent).
+    private static func untyped(_ node: YAMLNode) -> Any {
+        switch node {
+        case let .scalar(scalar):
+            if scalar.isTypable, let value = YAMLScalarText.boolean(scalar.string) { return value }
+            return scalar.string
+        case let .sequence(sequence):
+            return sequence.map(untyped)
+        case let .mapping(mapping):
+            var result: [String: Any] = [:]
+            for (key, value) in mapping where !value.isNull {
+                if let key = key.string { result[key] = untyped(value) }
+            }
+            return result
+        }
     }
 }

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Support
 
 /// Timing of leader election (client-go's defaults: 15 s, 10 s, 2 s).
 public struct LeaderElectionTiming: Sendable {
@@ -31,7 +32,7 @@ public final class LeaderElector: @unchecked Sendable {
     public let name: String
     public let identity: String
     public let timing: LeaderElectionTiming
-    private let changeLock = NSLock()
+    private let changeLock = Lock()
     private var changeHandler: @Sendable (Bool) -> Void
     /// Called on the election thread when leadership starts or ends; set before `start()`.
     public var onChange: @Sendable (Bool) -> Void {
@@ -40,7 +41,7 @@ public final class LeaderElector: @unchecked Sendable {
     }
     private let log: @Sendable (String) -> Void
 
-    private let condition = NSCondition()
+    private let condition = Condition()
     private var stopping = false
     private var finished = true
     private var leading = false
@@ -232,10 +233,6 @@ struct LeaseSpec: Codable, Equatable {
     var leaseTransitions: Int?
 
     static func microTime(_ date: Date) -> String {
-        let formatter = DateFormatter()
-        formatter.locale = Locale(identifier: "en_US_POSIX")
-        formatter.timeZone = TimeZone(identifier: "UTC")
-        formatter.dateFormat = "yyyy-MM-dd'T'HH:mm:ss.SSSSSS'Z'"
-        return formatter.string(from: date)
+        TextEncoding.rfc3339(date, fractionDigits: 6)
     }
 }

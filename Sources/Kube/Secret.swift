@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 /// Core v1 Secret (TLS certificates for Ingress `spec.tls`).
 public struct Secret: Codable, Sendable, Equatable {

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 /// A kind Postern lists and watches, with its exact API path.
 public enum WatchedKind: String, Sendable, CaseIterable, Hashable {

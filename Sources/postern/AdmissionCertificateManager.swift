@@ -1,5 +1,6 @@
-import Foundation
+import FoundationEssentials
 import Kube
+import Support
 import TLS
 
 /// The admission webhook's serving certificate, managed by Postern in one
@@ -52,7 +53,7 @@ final class AdmissionCertificateManager: @unchecked Sendable {
     private let isLeader: @Sendable () -> Bool
     private let onCertificate: @Sendable (PEMKeyPair) throws -> Void
     private let log: @Sendable (String, _ isError: Bool) -> Void
-    private let condition = NSCondition()
+    private let condition = Condition()
     private var stopping = false
     private var finished = true
     private var wakeRequested = false
@@ -274,7 +275,7 @@ final class AdmissionCertificateManager: @unchecked Sendable {
         let text = String(decoding: bundle, as: UTF8.self)
         var blocks: [[UInt8]] = []
         var rest = Substring(text)
-        while let begin = rest.range(of: "-----BEGIN CERTIFICATE-----"), let end = rest.range(of: "-----END CERTIFICATE-----", range: begin.upperBound..<rest.endIndex) {
+        while let begin = rest.firstRange(of: "-----BEGIN CERTIFICATE-----"), let end = rest[begin.upperBound...].firstRange(of: "-----END CERTIFICATE-----") {
             blocks.append(Array((String(rest[begin.lowerBound..<end.upperBound]) + "\n").utf8))
             rest = rest[end.upperBound...]
         }

@@ -1,7 +1,8 @@
-import Foundation
+import FoundationEssentials
 import Kube
 import Logging
 import Reactor
+import Support
 import TLS
 import Translate
 
@@ -24,21 +25,21 @@ struct AdmissionReviewer {
     /// its response and whether it allowed the request out; nil when `body`
     /// is not an AdmissionReview.
     func review(_ body: [UInt8]) -> (answer: [UInt8], allowed: Bool)? {
-        guard let review = try? JSONSerialization.jsonObject(with: Data(body)) as? [String: Any],
+        guard let review = try? JSONObjects.object(from: body) as? [String: Any],
               let request = review["request"] as? [String: Any], let uid = request["uid"] as? String
         else { return nil }
         let (allowed, message) = decide(request)
         var response: [String: Any] = ["uid": uid, "allowed": allowed]
         if let message { response["status"] = ["code": 400, "reason": "Invalid", "message": message] }
         let out: [String: Any] = ["apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response]
-        guard let answer = try? JSONSerialization.data(withJSONObject: out, options: [.sortedKeys, .withoutEscapingSlashes]) else { return nil }
+        guard let answer = try? JSONObjects.data(from: out, options: [.sortedKeys, .withoutEscapingSlashes]) else { return nil }
         return (Array(answer), allowed)
     }
 
     private func decide(_ request: [String: Any]) -> (allowed: Bool, message: String?) {
         let kind = (request["kind"] as? [String: Any])?["kind"] as? String
         guard kind == "Ingress", let object = request["object"],
-              let data = try? JSONSerialization.data(withJSONObject: object),
+              let data = try? Data(JSONObjects.data(from: object)),
               var ingress = try? JSONDecoder().decode(Ingress.self, from: data)
         else {
             // Deletions and other kinds carry nothing to check.
@@ -94,7 +95,7 @@ final class AdmissionServer: @unchecked Sendable {
     private var store: TLSCertificateStore?
     private let reviewer: AdmissionReviewer
     private let logger: Logger
-    private let lock = NSLock()
+    private let lock = Lock()
     private var stopping = false
     private var counts = Counts()
     private var activeConnections = 0
@@ -189,7 +190,7 @@ final class AdmissionServer: @unchecked Sendable {
                 headEnd = end + 4
                 let head = String(decoding: data[..<end], as: UTF8.self).lowercased()
                 for line in head.split(separator: "\r\n") where line.hasPrefix("content-length:") {
-                    length = Int(line.dropFirst("content-length:".count).trimmingCharacters(in: .whitespaces)) ?? -1
+                    length = Int(line.dropFirst("content-length:".count).trimmingWhitespace()) ?? -1
                 }
             }
             if let headEnd, length >= 0, data.count >= headEnd + length { break }

@@ -3,7 +3,7 @@ import Controller
 import Kube
 import Logging
 import TLS
-import Foundation
+import FoundationEssentials
 import Reactor
 
 /// `postern run` options of the validating admission webhook (see

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Support
 
 /// The CPUs the process may use under its cgroup's CPU quota: a container
 /// limited to 1.5 CPUs on a 32-core node gets 2 workers, not 32 (each extra
@@ -27,11 +28,11 @@ enum CPUQuota {
             return quota / period
         }
         // cgroup v1 next to the v2 path's folder: cpu/cpu.cfs_quota_us (-1: none) and cpu.cfs_period_us.
-        let folder = (cpuMaxPath as NSString).deletingLastPathComponent
+        let folder = TextEncoding.folder(of: cpuMaxPath)
         for v1 in [folder + "/cpu", folder + "/cpu,cpuacct"] {
             guard let quotaText = read(v1 + "/cpu.cfs_quota_us"), let periodText = read(v1 + "/cpu.cfs_period_us"),
-                  let quota = Double(quotaText.trimmingCharacters(in: .whitespacesAndNewlines)),
-                  let period = Double(periodText.trimmingCharacters(in: .whitespacesAndNewlines))
+                  let quota = Double(quotaText.trimmingWhitespace()),
+                  let period = Double(periodText.trimmingWhitespace())
             else { continue }
             return quota > 0 && period > 0 ? quota / period : nil
         }

@@ -1,9 +1,10 @@
 import ArgumentParser
 import Controller
-import Foundation
+import FoundationEssentials
 import Kube
 import RouteModel
 import Routing
+import Support
 import Translate
 
 /// A manifest directory translated as `run` would: the result, every
@@ -56,8 +57,8 @@ struct ManifestOptions: ParsableArguments {
         guard let directory = settings.manifests else {
             throw SettingsError("--manifests: required (or `manifests:` in the config file)")
         }
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
+        var isDirectory = false
+        guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory else {
             throw SettingsError("--manifests \(directory): not a readable directory")
         }
         if let publishService { try SettingsValidation.namespacedName(publishService, "--publish-service") }
@@ -91,8 +92,8 @@ extension ManifestOptions {
     /// from a YAML file that holds one ConfigMap, or `NAMESPACE/NAME` of
     /// one in the manifest directory.
     static func configMapData(_ reference: String, directory: String?) throws -> (data: [String: String], source: String) {
-        var isDirectory: ObjCBool = false
-        if FileManager.default.fileExists(atPath: reference, isDirectory: &isDirectory), !isDirectory.boolValue {
+        var isDirectory = false
+        if FileManager.default.fileExists(atPath: reference, isDirectory: &isDirectory), !isDirectory {
             guard let bytes = FileManager.default.contents(atPath: reference) else {
                 throw SettingsError("--configmap \(reference): cannot read the file")
             }
@@ -123,7 +124,7 @@ extension ManifestOptions {
 
 /// Reports a settings problem in one line and exits 2, like `run`.
 func exitWithSettingsError(_ error: SettingsError) -> ExitCode {
-    FileHandle.standardError.write(Data("postern: \(error.description)\n".utf8))
+    StandardError.write("postern: \(error.description)\n")
     return ExitCode(2)
 }
 

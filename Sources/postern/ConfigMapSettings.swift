@@ -1,7 +1,8 @@
 import Controller
-import Foundation
+import FoundationEssentials
 import Kube
 import Logging
+import Support
 import Synchronization
 import Translate
 
@@ -20,7 +21,7 @@ extension Run {
                 return try client.configMap(namespace: parts[0], name: parts[1])
             } catch {
                 // The watch retries; the first table waits for its list anyway.
-                FileHandle.standardError.write(Data("postern: --configmap \(configmap): not read at start-up (\(error)); its listener and worker keys need a restart once it is read\n".utf8))
+                StandardError.write("postern: --configmap \(configmap): not read at start-up (\(error)); its listener and worker keys need a restart once it is read\n")
                 return nil
             }
         }

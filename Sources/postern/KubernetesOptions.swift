@@ -1,6 +1,7 @@
 import ArgumentParser
 import Controller
-import Foundation
+import FoundationEssentials
+import Glibc
 import Kube
 import Translate
 

@@ -1,5 +1,5 @@
-import Foundation
-import Yams
+import FoundationEssentials
+import YAML
 
 /// Unknown fields in manifest files (`metadata.anotations`, `spec.rule`),
 /// reported with their path as `kubectl apply --validate=strict` would: the
@@ -107,15 +107,17 @@ enum ManifestFieldCheck {
 
     /// The unknown fields of one multi-document YAML text.
     static func check(yaml: String, file: String) -> [UnknownField] {
-        guard let documents = try? Yams.compose_all(yaml: yaml) else { return [] }
         var result: [UnknownField] = []
-        for document in documents {
-            checkObject(document, file: file, into: &result)
+        // A file that is not YAML is the manifest parser's to report.
+        do {
+            try YAMLParser().forEachDocument(yaml) { checkObject($0, file: file, into: &result) }
+        } catch {
+            return []
         }
         return result
     }
 
-    private static func checkObject(_ node: Node, file: String, into result: inout [UnknownField]) {
+    private static func checkObject(_ node: YAMLNode, file: String, into result: inout [UnknownField]) {
         guard case .mapping = node, let kind = node["kind"]?.string else { return }
         if kind == "List", case let .sequence(items)? = node["items"] {
             for item in items { checkObject(item, file: file, into: &result) }
@@ -132,7 +134,7 @@ enum ManifestFieldCheck {
         walk(node, .object(top), path: "", file: file, object: object, into: &result)
     }
 
-    private static func walk(_ node: Node, _ schema: Schema, path: String, file: String, object: String, into result: inout [UnknownField]) {
+    private static func walk(_ node: YAMLNode, _ schema: Schema, path: String, file: String, object: String, into result: inout [UnknownField]) {
         switch (schema, node) {
         case let (.object(fields), .mapping(mapping)):
             for (key, value) in mapping {
@@ -141,7 +143,7 @@ enum ManifestFieldCheck {
                 if let inner = fields[name] {
                     walk(value, inner, path: fieldPath, file: file, object: object, into: &result)
                 } else {
-                    result.append(UnknownField(file: file, line: key.mark?.line ?? 0, object: object, path: fieldPath))
+                    result.append(UnknownField(file: file, line: key.mark.line, object: object, path: fieldPath))
                 }
             }
         case let (.list(element), .sequence(sequence)):

@@ -1,6 +1,6 @@
 import ArgumentParser
 import Controller
-import Foundation
+import FoundationEssentials
 import Kube
 import Routing
 import Translate
@@ -83,7 +83,7 @@ struct MigrationReport: Sendable {
             }
             out += "Ingress \(entry.namespace)/\(entry.name)\(file): \(status)\n"
             for verdict in entry.annotations {
-                let label = verdict.outcome.rawValue.padding(toLength: 10, withPad: " ", startingAt: 0)
+                let label = verdict.outcome.rawValue + String(repeating: " ", count: max(0, 10 - verdict.outcome.rawValue.count))
                 let reason = verdict.reason.isEmpty ? "" : ": \(verdict.reason)"
                 out += "  \(label) \(verdict.key)\(reason)\n"
             }

@@ -1,12 +1,15 @@
 import ArgumentParser
 import Controller
-import Foundation
+import Dispatch
+import FoundationEssentials
+import Glibc
 import Kube
 import Logging
 import Proxy
 import Reactor
 import RouteModel
 import Routing
+import Support
 import TLS
 import Telemetry
 import Translate
@@ -33,8 +36,8 @@ struct PosternCommand: ParsableCommand {
         } catch {
             guard exitCode(for: error) != .success else { exit(withError: error) }
             let message = message(for: error).split(separator: "\n").first.map(String.init) ?? "\(error)"
-            FileHandle.standardError.write(Data("postern: \(message)\n".utf8))
-            Foundation.exit(2)
+            StandardError.write("postern: \(message)\n")
+            Glibc.exit(2)
         }
         do {
             try command.run()
@@ -189,8 +192,8 @@ struct Run: ParsableCommand {
         guard let directory = settings.manifests else {
             throw SettingsError("--manifests: required (or `manifests:` in the config file)")
         }
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
+        var isDirectory = false
+        guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory else {
             throw SettingsError("--manifests \(directory): not a readable directory")
         }
         return settings
@@ -216,7 +219,7 @@ struct Run: ParsableCommand {
             }
             adminAddress = address
         } catch let error as SettingsError {
-            FileHandle.standardError.write(Data("postern: \(error.description)\n".utf8))
+            StandardError.write("postern: \(error.description)\n")
             throw ExitCode(2)
         }
         LoggingSetup.bootstrap(format: settings.logFormat)
@@ -297,14 +300,14 @@ struct Run: ParsableCommand {
         do {
             initialSecure = try publisher.securePolicy(for: initial.tls, withCertificates: proxyConfiguration.httpsListen != nil)
         } catch {
-            FileHandle.standardError.write(Data("postern: TLS: \(error)\n".utf8))
+            StandardError.write("postern: TLS: \(error)\n")
             throw ExitCode(2)
         }
         // A certificate configured at start-up that TLS 1.2 clients could
         // never reach with these ciphers is a configuration error; one that
         // arrives later is served with a warning (TLS 1.3 clients reach it).
         if let uncovered = publisher.lastCertificateProblems.first(where: { $0.reason == TLSCertificateProblem.noCipherSuiteForKey }) {
-            FileHandle.standardError.write(Data("postern: \(uncovered)\n".utf8))
+            StandardError.write("postern: \(uncovered)\n")
             throw ExitCode(2)
         }
         if proxyConfiguration.httpsListen != nil, let policy = try? TLSCipherPolicy(settings.tls) {
@@ -323,7 +326,7 @@ struct Run: ParsableCommand {
                 reviewer: reviewer, client: kubeSource?.client, namespace: kubeSource.map { kubernetes.leaseNamespace($0.client) },
                 leaderDuties: leaderDuties, logger: logger, log: { text, level in kubeLog.log(text, level: level) })
         } catch let error as SettingsError {
-            FileHandle.standardError.write(Data("postern: \(error.description)\n".utf8))
+            StandardError.write("postern: \(error.description)\n")
             throw ExitCode(2)
         }
         if let admission { metrics.addCollector { admission.renderPrometheus() } }
@@ -342,7 +345,7 @@ struct Run: ParsableCommand {
             try server.start()
             try admin.start()
         } catch {
-            FileHandle.standardError.write(Data("postern: cannot start: \(error)\n".utf8))
+            StandardError.write("postern: cannot start: \(error)\n")
             throw ExitCode(1)
         }
         publisher.server = server
@@ -535,7 +538,7 @@ final class TablePublisher: @unchecked Sendable {
         DispatchQueue.global().asyncAfter(deadline: .now() + 0.05) { [self] in flushPublished() }
     }
 
-    private let pendingLock = NSLock()
+    private let pendingLock = Lock()
     private var pendingPublished: Logger.Metadata?
 
     /// Logs "configuration published" once for the last publish, if not yet logged.
@@ -581,7 +584,7 @@ final class TablePublisher: @unchecked Sendable {
     private var lastSkipped: SkippedIngresses?
 
     /// The model in service and its generation, for `/debug/routes`.
-    private let current = NSLock()
+    private let current = Lock()
     private var currentModel: (generation: UInt64, model: RouteModel)?
 
     func recordPublished(_ table: RoutingTable, model: RouteModel) {
@@ -642,7 +645,7 @@ extension TablePublisher {
         }
         var document: [String: Any] = ["generation": generation, "virtualHosts": hosts, "clusters": clusters]
         if let defaultCluster = model.defaultCluster { document["defaultCluster"] = defaultCluster }
-        guard let data = try? JSONSerialization.data(withJSONObject: document, options: [.prettyPrinted, .sortedKeys]) else {
+        guard let data = try? JSONObjects.data(from: document, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]) else {
             return "{}\n"
         }
         return String(decoding: data, as: UTF8.self) + "\n"
@@ -656,7 +659,7 @@ enum KubernetesMetrics {
         var out = "# HELP postern_kube_lists_total Complete lists from the API server (initial lists and relists), by resource.\n"
         out += "# TYPE postern_kube_lists_total counter\n"
         for (resource, count) in source.listCounts.sorted(by: { "\($0.key)" < "\($1.key)" }) {
-            let label = "\(resource)".replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
+            let label = "\(resource)".replacing("\\", with: "\\\\").replacing("\"", with: "\\\"")
             out += "postern_kube_lists_total{resource=\"\(label)\"} \(count)\n"
         }
         out += "# HELP postern_leader 1 while this replica holds the leader Lease (writes status and Events).\n"

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import Controller
 import Kube
 import Logging

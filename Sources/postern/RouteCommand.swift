@@ -1,7 +1,8 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
 import RouteModel
 import Routing
+import Support
 import Translate
 
 /// `postern route`: explain where one request would go.
@@ -22,7 +23,7 @@ struct RouteRequest: ParsableCommand {
     static func split(url: String, headers: [String]) throws -> (host: String, path: String) {
         var rest = Substring(url)
         var host = ""
-        if let scheme = rest.range(of: "://") {
+        if let scheme = rest.firstRange(of: "://") {
             rest = rest[scheme.upperBound...]
             let end = rest.firstIndex { $0 == "/" || $0 == "?" } ?? rest.endIndex
             host = String(rest[..<end])
@@ -36,8 +37,8 @@ struct RouteRequest: ParsableCommand {
             guard let colon = header.firstIndex(of: ":") else {
                 throw SettingsError("--header \(header): expected 'Name: value'")
             }
-            if header[..<colon].trimmingCharacters(in: .whitespaces).lowercased() == "host" {
-                host = header[header.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+            if header[..<colon].trimmingWhitespace().lowercased() == "host" {
+                host = header[header.index(after: colon)...].trimmingWhitespace()
             }
         }
         return (host, path)

@@ -1,11 +1,11 @@
 import Proxy
-import Yams
+import YAML
 
 extension Settings {
     /// The keys that say who the client is (forwarded headers, PROXY
     /// protocol), with ingress-nginx's ConfigMap names, value syntax and
     /// defaults. They set `clientAddress` (`ClientAddressSettings`).
-    static let clientAddressKeys: [String: (inout Settings, Node, String) throws -> Void] = [
+    static let clientAddressKeys: [String: (inout Settings, YAMLNode, String) throws -> Void] = [
         "use-forwarded-headers": { $0.clientAddress.useForwardedHeaders = try boolean($1, $2) },
         "enable-real-ip": { $0.clientAddress.enableRealIP = try boolean($1, $2) },
         "compute-full-forwarded-for": { $0.clientAddress.computeFullForwardedFor = try boolean($1, $2) },

@@ -1,16 +1,17 @@
-import Foundation
+import FoundationEssentials
 import RouteModel
+import Support
 import TLS
 import Translate
-import Yams
+import YAML
 
 extension Settings {
     /// The global policy keys, with ingress-nginx's names, syntax and
     /// defaults. They set `global` (`GlobalPolicy`), which Translate merges
     /// into every route (the Ingress's own annotation wins).
-    static let globalPolicyKeys: [String: (inout Settings, Node, String) throws -> Void] = [
+    static let globalPolicyKeys: [String: (inout Settings, YAMLNode, String) throws -> Void] = [
         "proxy-body-size": {
-            guard let text = $1.string, case let .some(size) = GlobalPolicy.bodySize(text.trimmingCharacters(in: .whitespaces)) else {
+            guard let text = $1.string, case let .some(size) = GlobalPolicy.bodySize(text.trimmingWhitespace()) else {
                 throw SettingsError("\($2): expected a size (bytes, or a number with k, m or g, e.g. 1m; 0 for no limit)")
             }
             $0.global.maximumBodySize = size
@@ -30,7 +31,7 @@ extension Settings {
     ]
 
     /// A comma-separated list of IPv4/IPv6 addresses and CIDRs; empty is none.
-    static func sourceRanges(_ node: Node, _ name: String) throws -> [IPRange] {
+    static func sourceRanges(_ node: YAMLNode, _ name: String) throws -> [IPRange] {
         guard let text = node.string else { throw SettingsError("\(name): expected a comma-separated list of CIDRs") }
         switch GlobalPolicy.sourceRanges(text) {
         case let .success(ranges): return ranges
@@ -46,8 +47,8 @@ extension Settings {
             guard let apply = Settings.keys[key] else {
                 throw SettingsError("\(source): unknown setting '\(key)'\(Settings.suggestion(for: key))")
             }
-            // A Node built from the string: a scalar, read like a YAML value.
-            try apply(&self, Node(data[key] ?? ""), "\(source): \(key)")
+            // A YAMLNode built from the string: a scalar, read like a YAML value.
+            try apply(&self, YAMLNode(data[key] ?? ""), "\(source): \(key)")
         }
         do { _ = try TLSCipherPolicy(tls) } catch { throw SettingsError("\(source): \(error)") }
     }

@@ -1,11 +1,11 @@
 import TLS
-import Yams
+import YAML
 
 extension Settings {
     /// The `ssl-*` keys: protocols, ciphers, groups, session resumption;
     /// and `enable-ocsp` with the `ocsp-*` knobs of OCSP stapling.
     /// They set `tls` (`TLSServerSettings`).
-    static let tlsKeys: [String: (inout Settings, Node, String) throws -> Void] = [
+    static let tlsKeys: [String: (inout Settings, YAMLNode, String) throws -> Void] = [
         "ssl-protocols": {
             do { try $0.tls.setProtocols(try string($1, $2)) } catch { throw SettingsError("\($2): \(error)") }
         },

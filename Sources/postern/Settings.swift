@@ -1,10 +1,10 @@
-import Foundation
+import FoundationEssentials
 import Proxy
 import Reactor
 import TLS
 import Telemetry
 import Translate
-import Yams
+import YAML
 
 /// Proxy settings from `postern.yaml`. Keys follow ingress-nginx's ConfigMap
 /// names where one exists, so that operators recognise them. Every key is
@@ -73,13 +73,13 @@ struct Settings {
     static let maximumShutdownGracePeriod = 3600.0
 
     /// The keys `postern.yaml` accepts, with what each sets.
-    static let keys: [String: (inout Settings, Node, String) throws -> Void] = coreKeys
+    static let keys: [String: (inout Settings, YAMLNode, String) throws -> Void] = coreKeys
         .merging(tlsKeys) { _, _ in preconditionFailure("a settings key is defined twice") }
         .merging(clientAddressKeys) { _, _ in preconditionFailure("a settings key is defined twice") }
         .merging(globalPolicyKeys) { _, _ in preconditionFailure("a settings key is defined twice") }
 
     /// Keys of the listeners, timeouts, limits and Ingress selection.
-    static let coreKeys: [String: (inout Settings, Node, String) throws -> Void] = [
+    static let coreKeys: [String: (inout Settings, YAMLNode, String) throws -> Void] = [
         "http-listen": { $0.httpListen = try string($1, $2) },
         "admin-listen": { $0.adminListen = try string($1, $2) },
         "https-listen": { $0.httpsListen = try string($1, $2) },
@@ -168,9 +168,9 @@ struct Settings {
             throw SettingsError("--config \(path): cannot read the file")
         }
         let text = String(decoding: data, as: UTF8.self)
-        let root: Node?
+        let root: YAMLNode?
         do {
-            root = try Yams.compose(yaml: text)
+            root = try YAMLParser().document(text)
         } catch {
             throw SettingsError("--config \(path): not valid YAML: \(error)")
         }
@@ -196,12 +196,12 @@ struct Settings {
         return settings
     }
 
-    static func string(_ node: Node, _ name: String) throws -> String {
+    static func string(_ node: YAMLNode, _ name: String) throws -> String {
         guard let value = node.string else { throw SettingsError("\(name): expected a string") }
         return value
     }
 
-    static func integer(_ node: Node, _ name: String, minimum: Int) throws -> Int {
+    static func integer(_ node: YAMLNode, _ name: String, minimum: Int) throws -> Int {
         guard let text = node.string, let value = Int(text), value >= minimum else {
             throw SettingsError("\(name): expected an integer >= \(minimum)")
         }
@@ -209,14 +209,14 @@ struct Settings {
     }
 
     /// A TCP port, 1 to 65535.
-    static func port(_ node: Node, _ name: String) throws -> Int {
+    static func port(_ node: YAMLNode, _ name: String) throws -> Int {
         guard let text = node.string, let value = Int(text), (1...65535).contains(value) else {
             throw SettingsError("\(name): expected a port from 1 to 65535")
         }
         return value
     }
 
-    static func seconds(_ node: Node, _ name: String) throws -> Double {
+    static func seconds(_ node: YAMLNode, _ name: String) throws -> Double {
         guard var text = node.string else { throw SettingsError("\(name): expected seconds") }
         if text.hasSuffix("s") { text.removeLast() }
         guard let value = Double(text), value > 0, value <= 86_400 else {
@@ -227,7 +227,7 @@ struct Settings {
 
     /// An nginx size: bytes, or a number with `k` or `m` (`10m`, `512k`), as
     /// ingress-nginx writes `ssl-session-cache-size`.
-    static func nginxSize(_ node: Node, _ name: String, minimum: Int) throws -> Int {
+    static func nginxSize(_ node: YAMLNode, _ name: String, minimum: Int) throws -> Int {
         let problem = SettingsError("\(name): expected a size of at least \(minimum) bytes, e.g. 10m, 512k or 1048576")
         guard var text = node.string?.lowercased(), !text.isEmpty else { throw problem }
         var unit = 1
@@ -239,7 +239,7 @@ struct Settings {
 
     /// An nginx time in whole seconds: a number with `s`, `m`, `h` or `d`, or
     /// bare seconds (`10m`, `300s`, `300`), as ingress-nginx writes `ssl-session-timeout`.
-    static func nginxSeconds(_ node: Node, _ name: String) throws -> Int {
+    static func nginxSeconds(_ node: YAMLNode, _ name: String) throws -> Int {
         let problem = SettingsError("\(name): expected a time between 1s and 7d, e.g. 10m, 300s or 1h")
         guard var text = node.string?.lowercased(), !text.isEmpty else { throw problem }
         var unit = 1
@@ -255,7 +255,7 @@ struct Settings {
         return value * unit
     }
 
-    static func boolean(_ node: Node, _ name: String) throws -> Bool {
+    static func boolean(_ node: YAMLNode, _ name: String) throws -> Bool {
         switch node.string?.lowercased() {
         case "true", "yes", "on": return true
         case "false", "no", "off": return false

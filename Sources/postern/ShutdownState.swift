@@ -1,7 +1,10 @@
-import Foundation
+import Dispatch
+import FoundationEssentials
+import Glibc
 import Kube
 import Logging
 import Reactor
+import Support
 import Telemetry
 
 /// The process's shutdown phase, read by `/readyz`: once SIGTERM arrives the
@@ -11,7 +14,7 @@ import Telemetry
 ///
 /// Threading: `begin` and the wait on the main thread; `readinessReason` on the admin thread.
 final class ShutdownState: @unchecked Sendable {
-    private let lock = NSLock()
+    private let lock = Lock()
     private var reason: String?
 
     /// Whether shutdown has begun (a Lease lost from now on is expected).

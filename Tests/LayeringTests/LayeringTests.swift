@@ -6,13 +6,13 @@ import Testing
 /// and the controller never sees proxy code.
 enum LayerRules {
     static let allowed: [String: Set<String>] = [
-        "postern": ["Controller", "Proxy", "Kube", "Translate", "Routing", "RouteModel", "HTTP1", "HTTP2", "TLS", "Reactor", "Telemetry"],
+        "postern": ["Controller", "Proxy", "Kube", "Translate", "Routing", "RouteModel", "HTTP1", "HTTP2", "TLS", "Reactor", "Telemetry", "YAML", "Support"],
         "postern-echo": ["Reactor", "HTTP1"],
         "routing-bench": ["Routing", "Translate", "Kube", "RouteModel", "RegexEngine", "SeededRandom"],
         "http1-bench": ["HTTP1"],
-        "Controller": ["Kube", "Translate", "Routing", "RouteModel", "Telemetry"],
+        "Controller": ["Kube", "Translate", "Routing", "RouteModel", "Telemetry", "YAML", "Support"],
         "Proxy": ["Routing", "RouteModel", "HTTP1", "HTTP2", "TLS", "Reactor", "Telemetry"],
-        "Kube": ["HTTP1", "TLS", "Reactor"],
+        "Kube": ["HTTP1", "TLS", "Reactor", "YAML", "Support"],
         "FakeKubeAPI": ["Reactor", "TLS"],
         "controller-bench": ["FakeKubeAPI", "Reactor"],
         "SeededRandom": [],
@@ -25,6 +25,9 @@ enum LayerRules {
         "TLS": ["COpenSSL", "CPosternShim"],
         "Reactor": ["CPosternShim"],
         "Telemetry": [],
+        "YAML": ["CYAML"],
+        "Support": ["CPosternShim"],
+        "CYAML": [],
         "CPosternShim": [],
         "CRE2": [],
         "COpenSSL": [],
@@ -33,6 +36,13 @@ enum LayerRules {
 
     /// Targets on the per-request data path: no Foundation there.
     static let foundationFree: Set<String> = ["HTTP1", "HTTP2", "Routing", "RouteModel", "RegexEngine", "Reactor", "Proxy", "TLS"]
+
+    /// The executable whose every linked target stays off Foundation proper:
+    /// Foundation brings ICU, about 15 MB of idle RSS (issue 16).
+    static let foundationFreeExecutable = "postern"
+
+    /// Packages that import Foundation themselves, so the executable may not link them.
+    static let foundationPackages: Set<String> = ["Yams"]
 
     /// Modules any target may import besides its declared dependencies.
     static let platformModules: Set<String> = ["Glibc", "Foundation", "Synchronization", "Dispatch", "Testing"]
@@ -43,6 +53,8 @@ enum LayerRules {
         var type: String
         var dependencies: [String]
         var imports: Set<String>
+        /// Products of other packages it uses (`Yams`, `Logging`...).
+        var products: [String] = []
     }
 
     /// Every edge that breaks the table, as readable lines.
@@ -64,7 +76,31 @@ enum LayerRules {
                 problems.append("\(target.name) imports Foundation on the data path")
             }
         }
+        problems += foundationInExecutable(targets)
         return problems.sorted()
+    }
+
+    /// Targets linked into `postern` (its dependencies, transitively) that
+    /// import Foundation or use a package that does.
+    static func foundationInExecutable(_ targets: [Target]) -> [String] {
+        let byName = Dictionary(targets.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
+        var linked: Set<String> = []
+        var pending = [foundationFreeExecutable]
+        while let name = pending.popLast() {
+            guard let target = byName[name], linked.insert(name).inserted else { continue }
+            pending += target.dependencies
+        }
+        var problems: [String] = []
+        for name in linked.sorted() {
+            guard let target = byName[name] else { continue }
+            if target.imports.contains("Foundation") {
+                problems.append("\(name) imports Foundation and is linked into \(foundationFreeExecutable); use FoundationEssentials")
+            }
+            for product in target.products where foundationPackages.contains(product) {
+                problems.append("\(name) uses \(product), which imports Foundation, and is linked into \(foundationFreeExecutable)")
+            }
+        }
+        return problems
     }
 
     /// Reads the package with `swift package describe --type json` and scans imports.
@@ -92,7 +128,8 @@ enum LayerRules {
             return Target(
                 name: name, type: entry["type"] as? String ?? "",
                 dependencies: entry["target_dependencies"] as? [String] ?? [],
-                imports: importedModules(under: path))
+                imports: importedModules(under: path),
+                products: entry["product_dependencies"] as? [String] ?? [])
         }
     }
 
@@ -141,6 +178,20 @@ enum LayerRules {
                 "Proxy depends on Kube, which its layer may not use",
                 "Routing imports Foundation on the data path",
                 "Routing imports Translate, which its layer may not use",
+            ])
+    }
+
+    @Test func foundationLinkedIntoTheExecutableIsReported() {
+        let targets = [
+            LayerRules.Target(name: "postern", type: "executable", dependencies: ["Controller"], imports: ["Controller"]),
+            LayerRules.Target(name: "Controller", type: "library", dependencies: ["Kube"], imports: ["FoundationEssentials"]),
+            LayerRules.Target(name: "Kube", type: "library", dependencies: [], imports: ["Foundation"], products: ["Yams"]),
+            LayerRules.Target(name: "FakeKubeAPI", type: "library", dependencies: [], imports: ["Foundation"]),
+        ]
+        #expect(
+            LayerRules.foundationInExecutable(targets) == [
+                "Kube imports Foundation and is linked into postern; use FoundationEssentials",
+                "Kube uses Yams, which imports Foundation, and is linked into postern",
             ])
     }
 

@@ -61,4 +61,8 @@ int postern_pipe_nonblocking(int fds[2]);
 /// byte count, 0 at end of input, or -1 with errno.
 long postern_splice(int in, int out, size_t length, int more);
 
+// Reason: pthread_setname_np needs _GNU_SOURCE, which Swift's Glibc module is not built with.
+/// Names the calling thread (at most 15 bytes are kept); returns 0 or an errno value.
+int postern_set_thread_name(const char *name);
+
 #endif
