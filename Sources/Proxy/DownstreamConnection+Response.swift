@@ -188,8 +188,10 @@ extension DownstreamConnection {
                 out.append("Transfer-Encoding: chunked\r\n")
             }
         }
-        if isTLS, let secure = worker.secure, !secure.strictTransportSecurity.isEmpty {
-            out.append(secure.strictTransportSecurity)
+        if isTLS {
+            // HSTS (`hsts*`), from the routing table in service.
+            let hsts = worker.table.strictTransportSecurityField
+            if !hsts.isEmpty { out.append(hsts) }
         }
         if closeAfterResponse {
             out.append("Connection: close\r\n")

@@ -65,12 +65,15 @@ enum RequestOutcome {
 ///    refused (`RequestTargetPolicy`).
 /// 2. **host**: the authority is canonicalised (`HostName`); an invalid
 ///    one (user information, a list, bad port, stray bytes) is refused.
-/// 3. **https**: plain HTTP to a redirect host is redirected; plain HTTP
-///    to a host that requires a client certificate is refused; over TLS, a
-///    host served by another certificate than the SNI chose gets 421, and
-///    a host that asks for client certificates is served only on a
-///    connection whose handshake verified them exactly as that host would
-///    (else 421 when SNI named another host, 400 otherwise).
+/// 3. **https**: over TLS, a host served by another certificate than the
+///    SNI chose gets 421, and a host that asks for client certificates is
+///    served only on a connection whose handshake verified them exactly as
+///    that host would (else 421 when SNI named another host, 400
+///    otherwise). Over plain HTTP, once the table has routed the request:
+///    the redirect the table compiled for its route (`ssl-redirect`,
+///    `force-ssl-redirect` of the route's Ingress; the host's when no
+///    route matched), only when an HTTPS listener exists; then a host that
+///    requires a client certificate is refused.
 /// 4. **route**: the routing table picks the cluster (404, 503, 414).
 /// 5. **policy**: the chosen rule's `RoutePolicy`: a refused Ingress gets
 ///    503, a client outside its source ranges 403, a declared body over its
@@ -190,10 +193,12 @@ final class RequestPipeline {
             canonicalHost = UnsafeRawBufferPointer(start: hostStorage, count: count)
         }
         let host = canonicalHost
-        // Phase 3: https.
+        // Phase 3: https (over TLS: 421 and client certificates, from the
+        // certificates in service).
         var passClientCertificate = false
+        var requirement: ClientCertificateRequirement? = nil
         if let secure {
-            let requirement = secure.clientCertificateHosts.isEmpty ? nil : secure.clientCertificateHosts.value(for: host)
+            requirement = secure.clientCertificateHosts.isEmpty ? nil : secure.clientCertificateHosts.value(for: host)
             if let tls {
                 switch checkTLSHost(host, tls: tls, requirement: requirement, secure: secure) {
                 case let .refused(response):
@@ -202,21 +207,28 @@ final class RequestPipeline {
                 case let .allowed(pass):
                     passClientCertificate = pass
                 }
-            } else {
-                if !secure.redirectHosts.isEmpty, let namePort = secure.redirectHosts.value(for: host) {
-                    metrics.httpsRedirects.add()
-                    return .redirect(status: redirectStatus, namePort: namePort)
-                }
-                if requirement == .required {
-                    metrics.count(.clientCertificate)
-                    return .respond(.clientCertificateRequired)
-                }
             }
         }
         // Phase 4: route.
         let path = UnsafeRawBufferPointer(rebasing: request.target[0..<request.pathLength])
         let routed = table.route(
             canonicalHost: host, path: path.isEmpty ? RequestPipeline.rootPath : path, rewriteInto: rewriteInto)
+        // Phase 3, plain HTTP: the redirect the routing table compiled for
+        // the route (or the host, when no route matched), before anything
+        // the route would answer; then a host that requires a client
+        // certificate is refused.
+        if tls == nil, let secure {
+            if secure.redirectsToHTTPS, !routed.httpsRedirect.isNone,
+                let namePort = table.httpsRedirect(routed.httpsRedirect, canonicalHost: host)
+            {
+                metrics.httpsRedirects.add()
+                return .redirect(status: redirectStatus, namePort: namePort)
+            }
+            if requirement == .required {
+                metrics.count(.clientCertificate)
+                return .respond(.clientCertificateRequired)
+            }
+        }
         switch routed.decision {
         case .notFound:
             metrics.count(.noRoute)
