@@ -38,6 +38,9 @@ final class ClientAddressPolicy {
     let trusted: AddressRangeSet
     /// `forwarded-for-header`, lower case.
     let forwardedForName: [UInt8]
+    /// `forwarded-for-header` is `X-Forwarded-For` (the default): the
+    /// fields it names are the ones the forwarding policy reads anyway.
+    let forwardedForIsStandard: Bool
     let headerTimeoutMilliseconds: UInt64
 
     init(_ settings: ClientAddressSettings) {
@@ -50,6 +53,7 @@ final class ClientAddressPolicy {
         readsForwardedForField = settings.realIPEnabled && !settings.useProxyProtocol
         trusted = AddressRangeSet(settings.trustedRanges)
         forwardedForName = settings.forwardedForHeader.utf8.map { $0 >= 65 && $0 <= 90 ? $0 | 0x20 : $0 }
+        forwardedForIsStandard = forwardedForName == Array("x-forwarded-for".utf8)
         headerTimeoutMilliseconds = settings.proxyProtocolHeaderTimeoutMilliseconds
     }
 

@@ -140,7 +140,7 @@ final class RequestPipeline {
         let isTLS = tls != nil
         return ForwardingContext(
             policy: forwarding, peer: peer, clientText: clientText, isTLS: isTLS, publicPort: forwardedPort(isTLS: isTLS),
-            clientCertificate: passClientCertificate ? tls?.escapedClientCertificate ?? [] : [])
+            clientCertificate: passClientCertificate ? tls?.escapedClientCertificate : nil)
     }
 
     /// `X-Forwarded-Port`: the public port of the listener the request came on.
