@@ -158,7 +158,7 @@ extension DownstreamConnection {
         }
         out.append(" HTTP/1.1\r\n")
         let dropped = UpstreamRequestFields.http1(
-            head: head, bytes: bytes, host: target.host, hostFromTarget: target.hostFromTarget,
+            fields: head.fields, hostField: head.host, bytes: bytes, host: target.host, hostFromTarget: target.hostFromTarget,
             context: forwardingContext(passClientCertificate: passClientCertificate), requestIDs: &worker.requestIDs, into: out)
         if dropped > 0 { worker.metrics.underscoreFieldsDropped.add(UInt64(dropped)) }
         if exchange.upgradeRequested {

@@ -46,6 +46,9 @@ protocol ForwardingFieldSink {
     mutating func begin(_ field: ForwardedField)
     mutating func append(_ value: UnsafeRawBufferPointer)
     mutating func end()
+    /// `X-Forwarded-Proto` and `X-Scheme` of a request the proxy describes
+    /// itself (`http` or `https`).
+    mutating func schemeFields(isTLS: Bool)
 }
 
 extension ForwardingFieldSink {
@@ -59,6 +62,14 @@ extension ForwardingFieldSink {
     }
     @inline(__always)
     mutating func field(_ field: ForwardedField, _ value: [UInt8]) { value.withUnsafeBytes { self.field(field, $0) } }
+
+    @inline(__always)
+    mutating func schemeFields(isTLS: Bool) {
+        let scheme: StaticString = isTLS ? "https" : "http"
+        let value = UnsafeRawBufferPointer(start: scheme.utf8Start, count: scheme.utf8CodeUnitCount)
+        field(.forwardedProto, value)
+        field(.scheme, value)
+    }
 }
 
 /// `Name: value\r\n` lines into an upstream request head.
@@ -72,6 +83,11 @@ struct HTTP1FieldSink: ForwardingFieldSink {
     mutating func end() {
         out.append(byte: 13)
         out.append(byte: 10)
+    }
+    /// Both lines in one append.
+    @inline(__always)
+    mutating func schemeFields(isTLS: Bool) {
+        out.append(isTLS ? "X-Forwarded-Proto: https\r\nX-Scheme: https\r\n" : "X-Forwarded-Proto: http\r\nX-Scheme: http\r\n")
     }
 }
 
@@ -298,8 +314,7 @@ struct ForwardingHeaderPolicy {
                 sink.field(.scheme, value)
             }
         } else {
-            sink.field(.forwardedProto, context.isTLS ? Self.https : Self.http)
-            sink.field(.scheme, context.isTLS ? Self.https : Self.http)
+            sink.schemeFields(isTLS: context.isTLS)
         }
         // X-Original-Forwarded-For: the client's list as sent.
         if scan.originalCount > 0 {
@@ -343,10 +358,6 @@ struct ForwardingHeaderPolicy {
     private static var xForwardedFor: UnsafeRawBufferPointer { bytes(xForwardedForStorage) }
     private static let commaSpaceStorage: StaticString = ", "
     private static var commaSpace: UnsafeRawBufferPointer { bytes(commaSpaceStorage) }
-    private static let httpsStorage: StaticString = "https"
-    private static var https: UnsafeRawBufferPointer { bytes(httpsStorage) }
-    private static let httpStorage: StaticString = "http"
-    private static var http: UnsafeRawBufferPointer { bytes(httpStorage) }
     private static let successStorage: StaticString = "SUCCESS"
     private static var success: UnsafeRawBufferPointer { bytes(successStorage) }
 

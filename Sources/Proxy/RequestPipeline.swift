@@ -100,6 +100,10 @@ final class RequestPipeline {
     private(set) var clientAddress: ClientAddress?
     private let clientTextStorage: UnsafeMutableRawBufferPointer
     private(set) var clientText: UnsafeRawBufferPointer
+    /// The `ConnectionPeer.serial` whose connection text `clientText` holds (0: none).
+    private var textPeerSerial: UInt64 = 0
+    /// The serial the next peer gets.
+    private var nextPeerSerial: UInt64 = 0
 
     init(publicHTTPPort: UInt16 = 80, publicHTTPSPort: UInt16 = 443) {
         hostStorage = .allocate(capacity: HostName.maximumLength)
@@ -129,7 +133,10 @@ final class RequestPipeline {
     /// The peer of a new client connection, trusted or not by the worker's client-address settings.
     @inline(__always)
     func peer(_ socketPeer: SocketAddress?) -> ConnectionPeer {
-        return ConnectionPeer(peer: socketPeer, policy: clientPolicy)
+        let peer = ConnectionPeer(peer: socketPeer, policy: clientPolicy)
+        nextPeerSerial += 1
+        peer.serial = nextPeerSerial
+        return peer
     }
 
     /// What the forwarding-header policy needs of the last decision and its
@@ -196,9 +203,10 @@ final class RequestPipeline {
         // Phase 3: https (over TLS: 421 and client certificates, from the
         // certificates in service).
         var passClientCertificate = false
-        var requirement: ClientCertificateRequirement? = nil
+        var requiresCertificate = false
+        var mayRedirect = false
         if let secure {
-            requirement = secure.clientCertificateHosts.isEmpty ? nil : secure.clientCertificateHosts.value(for: host)
+            let requirement = secure.clientCertificateHosts.isEmpty ? nil : secure.clientCertificateHosts.value(for: host)
             if let tls {
                 switch checkTLSHost(host, tls: tls, requirement: requirement, secure: secure) {
                 case let .refused(response):
@@ -207,6 +215,9 @@ final class RequestPipeline {
                 case let .allowed(pass):
                     passClientCertificate = pass
                 }
+            } else {
+                requiresCertificate = requirement == .required
+                mayRedirect = secure.redirectsToHTTPS
             }
         }
         // Phase 4: route.
@@ -217,17 +228,14 @@ final class RequestPipeline {
         // the route (or the host, when no route matched), before anything
         // the route would answer; then a host that requires a client
         // certificate is refused.
-        if tls == nil, let secure {
-            if secure.redirectsToHTTPS, !routed.httpsRedirect.isNone,
-                let namePort = table.httpsRedirect(routed.httpsRedirect, canonicalHost: host)
-            {
-                metrics.httpsRedirects.add()
-                return .redirect(status: redirectStatus, namePort: namePort)
-            }
-            if requirement == .required {
-                metrics.count(.clientCertificate)
-                return .respond(.clientCertificateRequired)
-            }
+        let redirectRule = routed.httpsRedirect
+        if mayRedirect, !redirectRule.isNone, let namePort = table.httpsRedirect(redirectRule, canonicalHost: host) {
+            metrics.httpsRedirects.add()
+            return .redirect(status: redirectStatus, namePort: namePort)
+        }
+        if requiresCertificate {
+            metrics.count(.clientCertificate)
+            return .respond(.clientCertificateRequired)
         }
         switch routed.decision {
         case .notFound:
@@ -275,14 +283,19 @@ final class RequestPipeline {
         if peer.isTrusted, peer.policy.readsForwardedForField, let found = peer.policy.forwardedClient(in: fields) {
             clientAddress = found
             clientText = UnsafeRawBufferPointer(start: clientTextStorage.baseAddress, count: AddressText.write(found, into: clientTextStorage))
+            textPeerSerial = 0
             return
         }
         clientAddress = peer.connectionAddress
+        // The same connection's next request (keep-alive): its text is in
+        // the buffer already.
+        if peer.serial != 0, peer.serial == textPeerSerial { return }
         let count = min(peer.connectionText.count, clientTextStorage.count)
         peer.connectionText.withUnsafeBytes { text in
             clientTextStorage.baseAddress!.copyMemory(from: text.baseAddress!, byteCount: count)
         }
         clientText = UnsafeRawBufferPointer(start: clientTextStorage.baseAddress, count: count)
+        textPeerSerial = peer.serial
     }
 
     private static let rootPathStorage: StaticString = "/"

@@ -2,6 +2,11 @@ import HTTP1
 import HTTP2
 import Reactor
 
+private let colon = UInt8(ascii: ":")
+private let space = UInt8(ascii: " ")
+private let cr = UInt8(ascii: "\r")
+private let lf = UInt8(ascii: "\n")
+
 /// What the forwarding policy needs of one request beyond its fields:
 /// built by `RequestPipeline.forwardingContext` for either framing, used
 /// while the upstream head is written.
@@ -33,11 +38,26 @@ enum UpstreamRequestFields {
         head: HTTP1RequestHead, bytes: UnsafeRawBufferPointer, host: Range<Int>?, hostFromTarget: Bool,
         context: ForwardingContext, requestIDs: inout RequestIDGenerator, into out: ByteBuffer
     ) -> Int {
+        http1(
+            fields: head.fields, hostField: head.host, bytes: bytes, host: host, hostFromTarget: hostFromTarget, context: context,
+            requestIDs: &requestIDs, into: out)
+    }
+
+    /// `http1(head:...)` from the head's parts: `fields` and `hostField`
+    /// (the Host field's value, nil when the request had none). The
+    /// connection's call, which copies no head.
+    static func http1(
+        fields headFields: [HTTP1HeaderField], hostField: Range<Int>?, bytes: UnsafeRawBufferPointer, host: Range<Int>?,
+        hostFromTarget: Bool, context: ForwardingContext, requestIDs: inout RequestIDGenerator, into out: ByteBuffer
+    ) -> Int {
         var dropped = 0
         var scan = ForwardedFieldScan()
         let clientPolicy = context.peer.policy
-        for index in head.fields.indices {
-            let field = head.fields[index]
+        // Forwarded lines not yet written: a run of consecutive `Name: value`
+        // lines of the client's head, copied at once (empty: none).
+        var run = 0..<0
+        for index in headFields.indices {
+            let field = headFields[index]
             let name = UnsafeRawBufferPointer(rebasing: bytes[field.name])
             let role = context.policy.role(of: field.kind, name: name, hasUnderscore: field.nameHasUnderscore)
             // Every field is noted, hop-by-hop ones too: the policy reads the
@@ -63,22 +83,48 @@ enum UpstreamRequestFields {
                 // Set by the forwarding policy below, never taken as sent.
                 continue
             }
+            // A field written `Name: value` right after the previous one
+            // (CRLF between) extends the run of lines copied as they came.
+            let separator = field.name.upperBound
+            if field.value.lowerBound == separator + 2, bytes[separator] == colon, bytes[separator + 1] == space {
+                if run.upperBound > 0, field.name.lowerBound == run.upperBound + 2, bytes[run.upperBound] == cr,
+                    bytes[run.upperBound + 1] == lf
+                {
+                    run = run.lowerBound..<field.value.upperBound
+                    continue
+                }
+                flush(run, bytes, into: out)
+                run = field.name.lowerBound..<field.value.upperBound
+                continue
+            }
+            flush(run, bytes, into: out)
+            run = 0..<0
             out.append(name)
             out.append(": ")
             out.append(bytes, field.value)
             out.append("\r\n")
         }
-        if let host, hostFromTarget || head.host == nil {
+        flush(run, bytes, into: out)
+        if let host, hostFromTarget || hostField == nil {
             out.append("Host: ")
             out.append(bytes, host)
             out.append("\r\n")
         }
         var sink = HTTP1FieldSink(out: out)
         context.policy.emit(
-            fields: HTTP1RequestFields(fields: head.fields, bytes: bytes), scan: scan,
+            fields: HTTP1RequestFields(fields: headFields, bytes: bytes), scan: scan,
             authority: host.map { UnsafeRawBufferPointer(rebasing: bytes[$0]) } ?? UnsafeRawBufferPointer(start: nil, count: 0),
             context: context, requestIDs: &requestIDs, into: &sink)
         return dropped
+    }
+
+    /// Writes a run of client lines (`Name: value` through the last value) and its CRLF.
+    @inline(__always)
+    private static func flush(_ run: Range<Int>, _ bytes: UnsafeRawBufferPointer, into out: ByteBuffer) {
+        guard !run.isEmpty else { return }
+        out.append(bytes, run)
+        out.append(byte: cr)
+        out.append(byte: lf)
     }
 
     /// HTTP/2 client → HTTP/1.1 upstream: Host from `:authority`, the
