@@ -165,12 +165,11 @@ extension DownstreamConnection {
         out.append(byte: UInt8(ascii: " "))
         out.append(bytes, responseHead.reason)
         out.append("\r\n")
+        var run = HeaderLineRun()
         for field in responseHead.fields where !field.isHopByHop {
-            out.append(bytes, field.name)
-            out.append(": ")
-            out.append(bytes, field.value)
-            out.append("\r\n")
+            run.add(name: field.name, value: field.value, of: bytes, to: out)
         }
+        run.flush(bytes, to: out)
         switch responseHead.framing {
         case .none:
             exchange.responseBody = .none

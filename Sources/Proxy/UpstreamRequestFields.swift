@@ -2,11 +2,6 @@ import HTTP1
 import HTTP2
 import Reactor
 
-private let colon = UInt8(ascii: ":")
-private let space = UInt8(ascii: " ")
-private let cr = UInt8(ascii: "\r")
-private let lf = UInt8(ascii: "\n")
-
 /// What the forwarding policy needs of one request beyond its fields:
 /// built by `RequestPipeline.forwardingContext` for either framing, used
 /// while the upstream head is written.
@@ -53,9 +48,8 @@ enum UpstreamRequestFields {
         var dropped = 0
         var scan = ForwardedFieldScan()
         let clientPolicy = context.peer.policy
-        // Forwarded lines not yet written: a run of consecutive `Name: value`
-        // lines of the client's head, copied at once (empty: none).
-        var run = 0..<0
+        // Consecutive forwarded lines of the client's head, copied at once.
+        var run = HeaderLineRun()
         for index in headFields.indices {
             let field = headFields[index]
             let name = UnsafeRawBufferPointer(rebasing: bytes[field.name])
@@ -83,28 +77,9 @@ enum UpstreamRequestFields {
                 // Set by the forwarding policy below, never taken as sent.
                 continue
             }
-            // A field written `Name: value` right after the previous one
-            // (CRLF between) extends the run of lines copied as they came.
-            let separator = field.name.upperBound
-            if field.value.lowerBound == separator + 2, bytes[separator] == colon, bytes[separator + 1] == space {
-                if run.upperBound > 0, field.name.lowerBound == run.upperBound + 2, bytes[run.upperBound] == cr,
-                    bytes[run.upperBound + 1] == lf
-                {
-                    run = run.lowerBound..<field.value.upperBound
-                    continue
-                }
-                flush(run, bytes, into: out)
-                run = field.name.lowerBound..<field.value.upperBound
-                continue
-            }
-            flush(run, bytes, into: out)
-            run = 0..<0
-            out.append(name)
-            out.append(": ")
-            out.append(bytes, field.value)
-            out.append("\r\n")
+            run.add(name: field.name, value: field.value, of: bytes, to: out)
         }
-        flush(run, bytes, into: out)
+        run.flush(bytes, to: out)
         if let host, hostFromTarget || hostField == nil {
             out.append("Host: ")
             out.append(bytes, host)
@@ -116,15 +91,6 @@ enum UpstreamRequestFields {
             authority: host.map { UnsafeRawBufferPointer(rebasing: bytes[$0]) } ?? UnsafeRawBufferPointer(start: nil, count: 0),
             context: context, requestIDs: &requestIDs, into: &sink)
         return dropped
-    }
-
-    /// Writes a run of client lines (`Name: value` through the last value) and its CRLF.
-    @inline(__always)
-    private static func flush(_ run: Range<Int>, _ bytes: UnsafeRawBufferPointer, into out: ByteBuffer) {
-        guard !run.isEmpty else { return }
-        out.append(bytes, run)
-        out.append(byte: cr)
-        out.append(byte: lf)
     }
 
     /// HTTP/2 client → HTTP/1.1 upstream: Host from `:authority`, the
