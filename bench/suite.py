@@ -770,13 +770,15 @@ def wrk(url, duration, connections, headers=(), latency=True):
     return result
 
 
-def h2load(url, duration, warmup, clients, streams, h1=False, requests=None, log_file=None):
+def h2load(url, duration, warmup, clients, streams, h1=False, requests=None, log_file=None, headers=()):
     # The route's host goes in as the authority: h2load turns it into `Host` with --h1; a `host` field
     # instead would be sent next to the one h2load derives from the URL (400 in HTTP/1.1 and in nginx's HTTP/2).
     authority = f":authority: {HOST}"
     # A counted run (the profiling steps) may be slowed down tenfold by valgrind or strace.
     limit = duration + warmup + 20 if requests is None else 180
     argv = ["timeout", str(limit), "h2load", f"-c{clients}", f"-m{streams}", "-H", authority]
+    for header in headers:
+        argv += ["-H", header]
     if requests is not None:
         argv += ["-n", str(requests)]
     else:
@@ -1254,6 +1256,10 @@ CALLGRIND_64K = {}
 SYSCALLS_64K = {}
 CALLGRIND_BY_MODE = {"h1": CALLGRIND, "h2": CALLGRIND_H2, "h1-64k": CALLGRIND_64K}
 PROFILE_SUFFIX = {"h1": "", "h2": "-h2", "h1-64k": "-64k"}
+# Scenario 8's two instances under callgrind (`callgrind-policy`): the plain route and the route with the
+# 1,000-CIDR allowlist, body limit and trusted forwarded headers, both with scenario 8's X-Forwarded-For.
+# Instructions do not move with the machine's load, unlike the CPU time scenario 8 compares.
+CALLGRIND_POLICY = {}
 PARSE = []
 
 
@@ -1278,7 +1284,10 @@ def read_malloc_counts(path, pid):
 # or HTTP/2 over TLS (2 connections of 10 concurrent streams, as scenario 5 but fewer connections).
 STEP_LOAD = {"h1": {"clients": 10, "streams": 1, "h1": True, "tls": None, "path": "/"},
              "h2": {"clients": 2, "streams": 10, "h1": False, "tls": "rsa", "path": "/"},
-             "h1-64k": {"clients": 10, "streams": 1, "h1": True, "tls": None, "path": "/64k"}}
+             "h1-64k": {"clients": 10, "streams": 1, "h1": True, "tls": None, "path": "/64k"},
+             "h1-plain": {"clients": 10, "streams": 1, "h1": True, "tls": None, "path": "/", "headers": POLICY_HEADERS},
+             "h1-policy": {"clients": 10, "streams": 1, "h1": True, "tls": None, "path": "/", "headers": POLICY_HEADERS,
+                           "policy": True}}
 
 
 def step_proxy(prefix, mode, env=None, wrapper=(), binary=None):
@@ -1287,7 +1296,7 @@ def step_proxy(prefix, mode, env=None, wrapper=(), binary=None):
     if binary:
         proxy.binary = binary
     proxy.port = free_port()
-    proxy.spec = Spec(tls=STEP_LOAD[mode]["tls"])
+    proxy.spec = Spec(tls=STEP_LOAD[mode]["tls"], policy=STEP_LOAD[mode].get("policy", False))
     proxy.launch(proxy.spec, env=env, wrapper=wrapper)
     proxy.url = f"{'https' if proxy.spec.tls else 'http'}://127.0.0.1:{proxy.port}"
     return proxy
@@ -1295,7 +1304,8 @@ def step_proxy(prefix, mode, env=None, wrapper=(), binary=None):
 
 def step_h2load(url, mode, requests):
     load = STEP_LOAD[mode]
-    return h2load(url, 0, 0, load["clients"], load["streams"], h1=load["h1"], requests=requests)
+    return h2load(url, 0, 0, load["clients"], load["streams"], h1=load["h1"], requests=requests,
+                  headers=load.get("headers", ()))
 
 
 def alloc_scenario(mode="h1"):
@@ -1354,7 +1364,9 @@ def callgrind_total(path):
 
 
 def callgrind_scenario(mode="h1"):
-    result = CALLGRIND_BY_MODE[mode]
+    result = CALLGRIND_BY_MODE.get(mode)
+    if result is None:
+        result = CALLGRIND_POLICY.setdefault(mode, {})
     if shutil.which("valgrind") is None:
         result["error"] = "valgrind not installed"
         return
@@ -1368,8 +1380,9 @@ def callgrind_scenario(mode="h1"):
                "--dump-instr=no")
     proxy = step_proxy("postern-callgrind.", mode, wrapper=wrapper, binary=binary)
     try:
-        wait_status(proxy.url + "/", tls=bool(proxy.spec.tls), what="postern (callgrind)", deadline=120,
-                    process=proxy.process)
+        # The policy route refuses the bare peer (127.0.0.1 is not in its allowlist).
+        wait_status(proxy.url + "/", expected="403" if STEP_LOAD[mode].get("policy") else "200",
+                    tls=bool(proxy.spec.tls), what="postern (callgrind)", deadline=120, process=proxy.process)
         url = proxy.url + STEP_LOAD[mode]["path"]
         control = lambda *args: subprocess.run(["timeout", "60", "callgrind_control", *args, str(proxy.pid)],
                                                capture_output=True, text=True)
@@ -1402,7 +1415,7 @@ def callgrind_scenario(mode="h1"):
             if len(top) >= 25:
                 break
         result["top"] = top
-        suffix = PROFILE_SUFFIX[mode]
+        suffix = PROFILE_SUFFIX.get(mode, "-" + mode)
         shutil.copy(dumps[-1], os.path.join(RESULTS_DIR, f"{DATE}-callgrind-postern{suffix}.out"))
         log(f"callgrind ({mode}): {result['per_request']:.0f} instructions per request")
     except Exception as error:
@@ -1410,6 +1423,15 @@ def callgrind_scenario(mode="h1"):
         log(f"callgrind: {error}")
     finally:
         proxy.stop()
+
+
+def callgrind_policy_scenario():
+    """Scenario 8 in instructions: the plain and the policy instance, the same load and X-Forwarded-For."""
+    for mode in ("h1-plain", "h1-policy"):
+        callgrind_scenario(mode)
+    plain, policy = (CALLGRIND_POLICY.get(mode, {}).get("per_request") for mode in ("h1-plain", "h1-policy"))
+    if plain and policy:
+        log(f"callgrind-policy: {policy:.0f} vs {plain:.0f} instructions per request, ratio {policy / plain:.3f}")
 
 
 def demangle(symbol):
@@ -1934,7 +1956,8 @@ def main():
              "5": scenario_5, "6": scenario_6, "8": scenario_8,
              "7": scenario_7, "alloc": alloc_scenario, "callgrind": callgrind_scenario, "parse": parse_scenario,
              "alloc-h2": lambda: alloc_scenario("h2"), "callgrind-h2": lambda: callgrind_scenario("h2"),
-             "callgrind-64k": lambda: callgrind_scenario("h1-64k"), "syscalls-64k": syscalls_scenario}
+             "callgrind-64k": lambda: callgrind_scenario("h1-64k"), "syscalls-64k": syscalls_scenario,
+             "callgrind-policy": callgrind_policy_scenario}
     for name in SCENARIOS:
         if name in steps:
             log(f"scenario {name}")

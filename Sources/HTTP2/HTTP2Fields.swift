@@ -22,6 +22,9 @@ public struct HTTP2Fields: Sendable {
     public private(set) var bytes: [UInt8] = []
     /// The fields, in order.
     public private(set) var entries: [HTTP2Field] = []
+    /// Where the field `openField` began (its name, then its value so far).
+    private var openNameStart = 0
+    private var openValueStart = 0
 
     /// An empty list.
     public init() {}
@@ -94,6 +97,25 @@ public struct HTTP2Fields: Sendable {
         }
         bytes.append(contentsOf: value)
         entries.append(HTTP2Field(name: nameStart..<valueStart, value: valueStart..<bytes.count))
+    }
+
+    /// Starts a field named `name` (lowercase) whose value follows in pieces
+    /// (`appendToOpenField`) until `closeField`: a value assembled from
+    /// parts needs no buffer of its own.
+    public mutating func openField(_ name: StaticString) {
+        openNameStart = bytes.count
+        bytes.append(contentsOf: UnsafeRawBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount))
+        openValueStart = bytes.count
+    }
+
+    /// Appends to the value of the field `openField` started.
+    public mutating func appendToOpenField(_ piece: UnsafeRawBufferPointer) {
+        bytes.append(contentsOf: piece)
+    }
+
+    /// Ends the field `openField` started: it becomes the last entry.
+    public mutating func closeField() {
+        entries.append(HTTP2Field(name: openNameStart..<openValueStart, value: openValueStart..<bytes.count))
     }
 
     /// Appends bytes that belong to no entry (pseudo-header values a head keeps by range).

@@ -25,9 +25,13 @@ enum AddressText {
         }
         var colons = 0
         var lastColon = 0
-        for (index, byte) in text.enumerated() where byte == UInt8(ascii: ":") {
-            colons += 1
-            lastColon = index
+        var index = 0
+        while index < text.count {
+            if text[index] == UInt8(ascii: ":") {
+                colons += 1
+                lastColon = index
+            }
+            index += 1
         }
         if colons == 0 { return parseIPv4(text) }
         if colons == 1 {
@@ -69,7 +73,10 @@ enum AddressText {
         var part = 0
         var digits = 0
         var parts = 0
-        for byte in text {
+        var index = 0
+        while index < text.count {
+            let byte = text[index]
+            index += 1
             if byte == UInt8(ascii: ".") {
                 guard digits > 0, parts < 3 else { return nil }
                 value = value << 8 | UInt32(part)
@@ -194,16 +201,10 @@ enum AddressText {
     }
 
     @inline(__always)
-    static func address(v4 value: UInt32) -> ClientAddress? {
-        var bigEndian = value.bigEndian
-        return withUnsafeBytes(of: &bigEndian) { ClientAddress(bytes: $0) }
-    }
+    static func address(v4 value: UInt32) -> ClientAddress? { ClientAddress(v4: value) }
 
     @inline(__always)
-    static func address(v6 value: UInt128) -> ClientAddress? {
-        var bigEndian = value.bigEndian
-        return withUnsafeBytes(of: &bigEndian) { ClientAddress(bytes: $0) }
-    }
+    static func address(v6 value: UInt128) -> ClientAddress? { ClientAddress(v6: value) }
 
     /// Writes `address` into `out` (at least `maximumLength` bytes) and
     /// returns the count: dotted quad, or RFC 5952 (lower case, no leading
@@ -215,7 +216,7 @@ enum AddressText {
             out[length] = byte
             length += 1
         }
-        func decimal(_ value: Int) {
+        @inline(__always) func decimal(_ value: Int) {
             if value >= 100 { put(UInt8(48 + value / 100)) }
             if value >= 10 { put(UInt8(48 + value / 10 % 10)) }
             put(UInt8(48 + value % 10))

@@ -61,6 +61,61 @@ extension ByteBuffer {
     }
 }
 
+/// Header lines copied from one HTTP/1.1 head into another as they came:
+/// a field written `Name: value` that follows the previous copied one
+/// (CRLF between) extends the run, so a head whose fields all pass is
+/// one copy instead of four appends per field. Other spellings (no space
+/// after the colon, extra spaces) are written normalised, one by one.
+struct HeaderLineRun {
+    /// The lines not yet written: from the first name to the last value.
+    private var range = 0..<0
+
+    /// Adds field `name: value` of `bytes`, writing to `out` what the run cannot hold.
+    @inline(__always)
+    mutating func add(name: Range<Int>, value: Range<Int>, of bytes: UnsafeRawBufferPointer, to out: ByteBuffer) {
+        let separator = name.upperBound
+        let end = range.upperBound
+        if value.lowerBound == separator + 2, bytes[separator] == HeaderLineRun.colon, bytes[separator + 1] == HeaderLineRun.space,
+            name.lowerBound == end + 2, bytes[end] == HeaderLineRun.cr, bytes[end + 1] == HeaderLineRun.lf, !range.isEmpty
+        {
+            range = range.lowerBound..<value.upperBound
+            return
+        }
+        startRun(name: name, value: value, of: bytes, to: out)
+    }
+
+    /// `add` for a field that does not extend the run: the run is written,
+    /// and the field starts the next one or, spelled otherwise, is written.
+    private mutating func startRun(name: Range<Int>, value: Range<Int>, of bytes: UnsafeRawBufferPointer, to out: ByteBuffer) {
+        flush(bytes, to: out)
+        let separator = name.upperBound
+        if value.lowerBound == separator + 2, bytes[separator] == HeaderLineRun.colon, bytes[separator + 1] == HeaderLineRun.space {
+            range = name.lowerBound..<value.upperBound
+            return
+        }
+        out.append(bytes, name)
+        out.append(": ")
+        out.append(bytes, value)
+        out.append(byte: HeaderLineRun.cr)
+        out.append(byte: HeaderLineRun.lf)
+    }
+
+    /// Writes the lines of the run and the CRLF that ends them.
+    @inline(__always)
+    mutating func flush(_ bytes: UnsafeRawBufferPointer, to out: ByteBuffer) {
+        guard !range.isEmpty else { return }
+        out.append(bytes, range)
+        out.append(byte: HeaderLineRun.cr)
+        out.append(byte: HeaderLineRun.lf)
+        range = 0..<0
+    }
+
+    private static let colon = UInt8(ascii: ":")
+    private static let space = UInt8(ascii: " ")
+    private static let cr = UInt8(ascii: "\r")
+    private static let lf = UInt8(ascii: "\n")
+}
+
 /// A per-worker pseudo-random generator (wyrand) for request IDs: fast, no
 /// locks, seeded from the kernel's random source at start-up.
 struct RequestIDGenerator {

@@ -38,6 +38,9 @@ final class ClientAddressPolicy {
     let trusted: AddressRangeSet
     /// `forwarded-for-header`, lower case.
     let forwardedForName: [UInt8]
+    /// `forwarded-for-header` is `X-Forwarded-For` (the default): the
+    /// fields it names are the ones the forwarding policy reads anyway.
+    let forwardedForIsStandard: Bool
     let headerTimeoutMilliseconds: UInt64
 
     init(_ settings: ClientAddressSettings) {
@@ -50,6 +53,7 @@ final class ClientAddressPolicy {
         readsForwardedForField = settings.realIPEnabled && !settings.useProxyProtocol
         trusted = AddressRangeSet(settings.trustedRanges)
         forwardedForName = settings.forwardedForHeader.utf8.map { $0 >= 65 && $0 <= 90 ? $0 | 0x20 : $0 }
+        forwardedForIsStandard = forwardedForName == Array("x-forwarded-for".utf8)
         headerTimeoutMilliseconds = settings.proxyProtocolHeaderTimeoutMilliseconds
     }
 
@@ -138,6 +142,10 @@ final class ConnectionPeer {
     /// TCP peer (`$realip_remote_addr`).
     var hopText: [UInt8] { proxied != nil ? proxiedText : text }
     let policy: ClientAddressPolicy
+    /// Set by the worker's pipeline (`RequestPipeline.peer`), unique on
+    /// its loop: the pipeline keeps this peer's text between its requests
+    /// instead of copying it each time. 0: not tracked.
+    var serial: UInt64 = 0
 
     init(address: ClientAddress?, text: [UInt8], policy: ClientAddressPolicy) {
         self.address = address
@@ -171,6 +179,8 @@ final class ConnectionPeer {
         let count = text.withUnsafeMutableBytes { AddressText.write(source, into: $0) }
         text.removeLast(text.count - count)
         proxiedText = text
+        // The connection's text may change below: the pipeline copies it afresh.
+        serial = 0
         if let port = header.destinationPort { proxiedDestinationPortText = Array(String(port).utf8) }
         // nginx `real_ip_header proxy_protocol`: a trusted peer's header names the client.
         if isTrusted {

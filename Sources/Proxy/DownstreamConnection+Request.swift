@@ -72,16 +72,16 @@ extension DownstreamConnection {
     /// start the exchange, or answer it with an error.
     func startExchange() {
         let bytes = readBuffer.readable
-        isHEAD = head.isHEAD
-        clientIsHTTP10 = head.version == .http10
-        upgradeRequested = isWebSocketUpgrade(bytes)
-        clientKeepAlive = head.keepAlive && !worker.isDraining
+        exchange.isHEAD = head.isHEAD
+        exchange.clientIsHTTP10 = head.version == .http10
+        exchange.upgradeRequested = isWebSocketUpgrade(bytes)
+        exchange.clientKeepAlive = head.keepAlive && !worker.isDraining
         switch head.framing {
-        case .none, .untilClose, .contentLength(0): requestBody = .complete
-        case let .contentLength(length): requestBody = .contentLength(remaining: length)
+        case .none, .untilClose, .contentLength(0): exchange.requestBody = .complete
+        case let .contentLength(length): exchange.requestBody = .contentLength(remaining: length)
         case .chunked:
-            requestBody = .chunked(budget: .max)
-            requestChunkedDecoder = HTTP1ChunkedDecoder()
+            exchange.requestBody = .chunked(budget: .max)
+            exchange.requestChunkedDecoder = HTTP1ChunkedDecoder()
         }
         if head.isCONNECT {
             worker.metrics.count(.badRequest)
@@ -110,7 +110,7 @@ extension DownstreamConnection {
         case let .redirect(status, namePort):
             respondWithRedirect(bytes, target: target, status: status, namePort: namePort)
         case let .forward(found, rewrite, passClientCertificate, bodyLimit):
-            if case .chunked = requestBody { requestBody = .chunked(budget: bodyLimit) }
+            if case .chunked = exchange.requestBody { exchange.requestBody = .chunked(budget: bodyLimit) }
             if found.upstream.wireProtocol != .http && found.upstream.wireProtocol != .https {
                 // gRPC and H2C endpoints are reached from HTTP/2 clients only.
                 worker.metrics.count(.badRequest)
@@ -122,10 +122,10 @@ extension DownstreamConnection {
             let expectsContinue = head.expectsContinue
             readBuffer.consume(head.headLength)
             state = .proxying
-            cluster = found
-            attempts = 0
+            exchange.cluster = found
+            exchange.attempts = 0
             lastReadProgress = worker.loop.now
-            if expectsContinue, requestBody != .complete, !clientIsHTTP10 {
+            if expectsContinue, exchange.requestBody != .complete, !exchange.clientIsHTTP10 {
                 // RFC 9110 §10.1.1: the proxy answers the expectation itself
                 // and does not forward it.
                 writeBuffer.append("HTTP/1.1 100 Continue\r\n\r\n")
@@ -158,14 +158,14 @@ extension DownstreamConnection {
         }
         out.append(" HTTP/1.1\r\n")
         let dropped = UpstreamRequestFields.http1(
-            head: head, bytes: bytes, host: target.host, hostFromTarget: target.hostFromTarget,
+            fields: head.fields, hostField: head.host, bytes: bytes, host: target.host, hostFromTarget: target.hostFromTarget,
             context: forwardingContext(passClientCertificate: passClientCertificate), requestIDs: &worker.requestIDs, into: out)
         if dropped > 0 { worker.metrics.underscoreFieldsDropped.add(UInt64(dropped)) }
-        if upgradeRequested {
+        if exchange.upgradeRequested {
             // RFC 9110 §7.8: Upgrade travels hop by hop, so the proxy re-sends it.
             out.append("Connection: upgrade\r\nUpgrade: websocket\r\n")
         }
-        switch requestBody {
+        switch exchange.requestBody {
         case .complete:
             if case .contentLength(0) = head.framing { out.append("Content-Length: 0\r\n") }
         case let .contentLength(remaining):
@@ -190,8 +190,8 @@ extension DownstreamConnection {
         let highWater = worker.configuration.bufferHighWaterMark
         let out = upstream.writeBuffer
         var forwarded: UInt64 = 0
-        loop: while requestBody != .complete, !readBuffer.isEmpty, out.readableBytes < highWater {
-            switch requestBody {
+        loop: while exchange.requestBody != .complete, !readBuffer.isEmpty, out.readableBytes < highWater {
+            switch exchange.requestBody {
             case .complete:
                 break loop
             case let .contentLength(remaining):
@@ -199,17 +199,17 @@ extension DownstreamConnection {
                 out.append(UnsafeRawBufferPointer(rebasing: readBuffer.readable[0..<count]))
                 readBuffer.consume(count)
                 forwarded += UInt64(count)
-                requestBody = remaining == UInt64(count) ? .complete : .contentLength(remaining: remaining - UInt64(count))
+                exchange.requestBody = remaining == UInt64(count) ? .complete : .contentLength(remaining: remaining - UInt64(count))
             case let .chunked(budget):
                 let input = readBuffer.readable
-                switch requestChunkedDecoder.next(input) {
+                switch exchange.requestChunkedDecoder.next(input) {
                 case let .data(range, consumed):
                     guard UInt64(range.count) <= budget else {
                         // proxy-body-size: cut at once, never buffered.
                         stopRequestBody(.contentTooLarge, counting: .bodyTooLarge, forwarded: forwarded)
                         return
                     }
-                    requestBody = .chunked(budget: budget - UInt64(range.count))
+                    exchange.requestBody = .chunked(budget: budget - UInt64(range.count))
                     out.appendChunkHeader(size: range.count)
                     out.append(input, range)
                     out.append("\r\n")
@@ -226,7 +226,7 @@ extension DownstreamConnection {
                     }
                     out.append("\r\n")
                     readBuffer.consume(consumed)
-                    requestBody = .complete
+                    exchange.requestBody = .complete
                 case .failed:
                     stopRequestBody(.badRequest, counting: .badRequest, forwarded: forwarded)
                     return
@@ -241,7 +241,7 @@ extension DownstreamConnection {
     private func stopRequestBody(_ response: ErrorResponse, counting reason: DownstreamErrorKind, forwarded: UInt64) {
         worker.metrics.count(reason)
         worker.metrics.requestBytesIn.add(forwarded)
-        if responseHeadDone {
+        if exchange.responseHeadDone {
             abort()
         } else {
             readBuffer.clear()
@@ -259,7 +259,7 @@ extension DownstreamConnection {
             case .failed:
                 // The endpoint closed or reset while we were sending; if it
                 // answered, the response is still read.
-                if !responseHeadDone, upstream.readBuffer.isEmpty {
+                if !exchange.responseHeadDone, upstream.readBuffer.isEmpty {
                     upstreamFailedBeforeResponse(upstream, kind: .reset)
                     return
                 }
@@ -271,7 +271,7 @@ extension DownstreamConnection {
             if upstream.writeBuffer.readableBytes < worker.configuration.bufferHighWaterMark { tunnelClientBytes() }
             return
         }
-        if upstream.writeBuffer.readableBytes < worker.configuration.bufferHighWaterMark, requestBody != .complete {
+        if upstream.writeBuffer.readableBytes < worker.configuration.bufferHighWaterMark, exchange.requestBody != .complete {
             // Room again: take more body bytes already read, and read more.
             pumpRequestBody()
             guard self.upstream === upstream, state == .proxying else { return }
@@ -293,7 +293,7 @@ extension DownstreamConnection {
         let location = worker.pipeline.httpsLocation(
             target: target.originForm.isEmpty ? RequestPipeline.rootPath : UnsafeRawBufferPointer(rebasing: bytes[target.originForm]),
             namePort: namePort)
-        let keepAlive = clientKeepAlive && requestBody == .complete && !worker.isDraining
+        let keepAlive = exchange.clientKeepAlive && exchange.requestBody == .complete && !worker.isDraining
         readBuffer.consume(head.headLength)
         writeBuffer.append("HTTP/1.1 ")
         writeBuffer.appendDecimal(UInt64(code))

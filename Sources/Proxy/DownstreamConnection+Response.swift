@@ -27,14 +27,14 @@ extension DownstreamConnection {
     /// backpressure, write while request bytes wait.
     @inline(__always)
     func updateUpstreamInterest(_ connection: UpstreamConnection) {
-        connection.updateInterest(readPaused: upstreamReadPaused)
+        connection.updateInterest(readPaused: exchange.upstreamReadPaused)
     }
 
     /// Chooses which timeout applies to the upstream now: send while request
     /// bytes are queued, none while waiting on the client, read otherwise.
     @inline(__always)
     func refreshUpstreamDeadline(_ connection: UpstreamConnection) {
-        connection.refreshDeadline(requestPending: requestBody != .complete, readPaused: upstreamReadPaused)
+        connection.refreshDeadline(requestPending: exchange.requestBody != .complete, readPaused: exchange.upstreamReadPaused)
     }
 
     func readFromUpstream(_ connection: UpstreamConnection) {
@@ -42,15 +42,15 @@ extension DownstreamConnection {
             tunnelUpstreamReadable(connection)
             return
         }
-        if splice != nil {
+        if exchange.splice != nil {
             continueSplice()
             return
         }
         // A cleartext pair may splice the body: read the head in a small
         // first read (`spliceHeadReadBytes`), so most of the body stays in the socket.
-        switch connection.readResponse(headDone: responseHeadDone, headReadLimit: isTLS ? 0 : Self.spliceHeadReadBytes) {
+        switch connection.readResponse(headDone: exchange.responseHeadDone, headReadLimit: isTLS ? 0 : Self.spliceHeadReadBytes) {
         case .pause:
-            upstreamReadPaused = true
+            exchange.upstreamReadPaused = true
             refreshUpstreamDeadline(connection)
             updateUpstreamInterest(connection)
         case .headTooLarge:
@@ -79,11 +79,11 @@ extension DownstreamConnection {
         let highWater = worker.configuration.bufferHighWaterMark
         var forwarded: UInt64 = 0
         defer { worker.metrics.responseBytesOut.add(forwarded) }
-        if !responseHeadDone {
-            switch connection.parseFinalResponseHead(requestWasHEAD: isHEAD, into: &responseHead) {
+        if !exchange.responseHeadDone {
+            switch connection.parseFinalResponseHead(requestWasHEAD: exchange.isHEAD, into: &responseHead) {
             case .incomplete:
                 return
-            case .switchingProtocols where upgradeRequested:
+            case .switchingProtocols where exchange.upgradeRequested:
                 startTunnel(connection, head: input.readable)
                 return
             case .malformed, .switchingProtocols:
@@ -95,17 +95,17 @@ extension DownstreamConnection {
             case .final:
                 writeResponseHead(input.readable)
                 input.consume(responseHead.headLength)
-                responseHeadDone = true
+                exchange.responseHeadDone = true
             }
         }
         while writeBuffer.readableBytes < highWater {
-            switch responseBody {
+            switch exchange.responseBody {
             case .none:
                 finishResponse(connection)
                 return
             case let .contentLength(remaining):
                 if remaining == 0 {
-                    responseBody = .none
+                    exchange.responseBody = .none
                     finishResponse(connection)
                     return
                 }
@@ -118,22 +118,22 @@ extension DownstreamConnection {
                 writeBuffer.append(UnsafeRawBufferPointer(rebasing: input.readable[0..<count]))
                 input.consume(count)
                 forwarded += UInt64(count)
-                responseBody = .contentLength(remaining: remaining - UInt64(count))
+                exchange.responseBody = .contentLength(remaining: remaining - UInt64(count))
             case .chunked:
                 if input.isEmpty { return }
                 let bytes = input.readable
-                switch responseChunkedDecoder.next(bytes) {
+                switch exchange.responseChunkedDecoder.next(bytes) {
                 case let .data(range, consumed):
-                    if encodeResponseChunked { writeBuffer.appendChunkHeader(size: range.count) }
+                    if exchange.encodeResponseChunked { writeBuffer.appendChunkHeader(size: range.count) }
                     writeBuffer.append(bytes, range)
-                    if encodeResponseChunked { writeBuffer.append("\r\n") }
+                    if exchange.encodeResponseChunked { writeBuffer.append("\r\n") }
                     forwarded += UInt64(range.count)
                     input.consume(consumed)
                 case let .needMore(consumed):
                     input.consume(consumed)
                     return
                 case let .end(trailers, consumed):
-                    if encodeResponseChunked {
+                    if exchange.encodeResponseChunked {
                         writeBuffer.append("0\r\n")
                         if !trailers.isEmpty {
                             writeBuffer.append(bytes, trailers)
@@ -142,7 +142,7 @@ extension DownstreamConnection {
                         writeBuffer.append("\r\n")
                     }
                     input.consume(consumed)
-                    responseBody = .none
+                    exchange.responseBody = .none
                 case .failed:
                     worker.metrics.count(.malformedResponse)
                     abort()
@@ -151,16 +151,16 @@ extension DownstreamConnection {
             case .untilClose:
                 if input.isEmpty { return }
                 let count = input.readableBytes
-                if encodeResponseChunked { writeBuffer.appendChunkHeader(size: count) }
+                if exchange.encodeResponseChunked { writeBuffer.appendChunkHeader(size: count) }
                 writeBuffer.append(input.readable)
-                if encodeResponseChunked { writeBuffer.append("\r\n") }
+                if exchange.encodeResponseChunked { writeBuffer.append("\r\n") }
                 input.consume(count)
                 forwarded += UInt64(count)
             }
         }
         // The client's buffer is full: pause upstream reads until it drains.
-        if responseBody != .none || !input.isEmpty {
-            upstreamReadPaused = true
+        if exchange.responseBody != .none || !input.isEmpty {
+            exchange.upstreamReadPaused = true
         }
     }
 
@@ -168,42 +168,43 @@ extension DownstreamConnection {
     /// hop-by-hop ones, with framing chosen for the client's HTTP version.
     func writeResponseHead(_ bytes: UnsafeRawBufferPointer) {
         let out = writeBuffer
-        closeAfterResponse = closeAfterResponse || !clientKeepAlive || requestBody != .complete || peerClosedRead
+        exchange.closeAfterResponse = exchange.closeAfterResponse || !exchange.clientKeepAlive || exchange.requestBody != .complete || peerClosedRead
             || worker.isDraining
         out.append("HTTP/1.1 ")
         out.appendDecimal(UInt64(responseHead.status))
         out.append(byte: UInt8(ascii: " "))
         out.append(bytes, responseHead.reason)
         out.append("\r\n")
+        var run = HeaderLineRun()
         for field in responseHead.fields where !field.isHopByHop {
-            out.append(bytes, field.name)
-            out.append(": ")
-            out.append(bytes, field.value)
-            out.append("\r\n")
+            run.add(name: field.name, value: field.value, of: bytes, to: out)
         }
+        run.flush(bytes, to: out)
         switch responseHead.framing {
         case .none:
-            responseBody = .none
+            exchange.responseBody = .none
         case let .contentLength(length):
-            responseBody = .contentLength(remaining: length)
+            exchange.responseBody = .contentLength(remaining: length)
         case .chunked, .untilClose:
-            responseBody = responseHead.framing == .chunked ? .chunked : .untilClose
-            if responseBody == .chunked { responseChunkedDecoder = HTTP1ChunkedDecoder() }
-            if clientIsHTTP10 {
+            exchange.responseBody = responseHead.framing == .chunked ? .chunked : .untilClose
+            if exchange.responseBody == .chunked { exchange.responseChunkedDecoder = HTTP1ChunkedDecoder() }
+            if exchange.clientIsHTTP10 {
                 // HTTP/1.0 has no chunked coding: the body ends at close.
-                encodeResponseChunked = false
-                closeAfterResponse = true
+                exchange.encodeResponseChunked = false
+                exchange.closeAfterResponse = true
             } else {
-                encodeResponseChunked = true
+                exchange.encodeResponseChunked = true
                 out.append("Transfer-Encoding: chunked\r\n")
             }
         }
-        if isTLS, let secure = worker.secure, !secure.strictTransportSecurity.isEmpty {
-            out.append(secure.strictTransportSecurity)
+        if isTLS {
+            // HSTS (`hsts*`), from the routing table in service.
+            let hsts = worker.table.strictTransportSecurityField
+            if !hsts.isEmpty { out.append(hsts) }
         }
-        if closeAfterResponse {
+        if exchange.closeAfterResponse {
             out.append("Connection: close\r\n")
-        } else if clientIsHTTP10 {
+        } else if exchange.clientIsHTTP10 {
             out.append("Connection: keep-alive\r\n")
         }
         out.append("\r\n")
@@ -213,7 +214,7 @@ extension DownstreamConnection {
     /// The response is complete: pool or close the upstream, then serve the
     /// next request or close.
     func finishResponse(_ connection: UpstreamConnection) {
-        let reusable = responseHead.keepAlive && requestBody == .complete && responseBody == .none
+        let reusable = responseHead.keepAlive && exchange.requestBody == .complete && exchange.responseBody == .none
             && responseHead.framing != .untilClose && connection.readBuffer.isEmpty
             && connection.writeBuffer.isEmpty && !worker.isDraining
         upstream = nil
@@ -226,7 +227,7 @@ extension DownstreamConnection {
         } else {
             connection.close()
         }
-        let closeNow = closeAfterResponse || worker.isDraining
+        let closeNow = exchange.closeAfterResponse || worker.isDraining
         resetExchange()
         if closeNow {
             state = .closingAfterWrite
@@ -243,16 +244,16 @@ extension DownstreamConnection {
 
     /// The upstream closed (EOF) or reset the connection.
     func upstreamClosed(_ connection: UpstreamConnection, reset: Bool) {
-        if !responseHeadDone {
+        if !exchange.responseHeadDone {
             upstreamFailedBeforeResponse(
                 connection, kind: .reset,
                 response: connection.readBuffer.isEmpty ? .badGateway : .badGatewayMalformed)
             return
         }
-        if !reset, responseBody == .untilClose {
-            if encodeResponseChunked { writeBuffer.append("0\r\n\r\n") }
-            responseBody = .none
-            closeAfterResponse = closeAfterResponse || clientIsHTTP10
+        if !reset, exchange.responseBody == .untilClose {
+            if exchange.encodeResponseChunked { writeBuffer.append("0\r\n\r\n") }
+            exchange.responseBody = .none
+            exchange.closeAfterResponse = exchange.closeAfterResponse || exchange.clientIsHTTP10
             finishResponse(connection)
             return
         }
@@ -269,12 +270,12 @@ extension DownstreamConnection {
     func upstreamFailedBeforeResponse(
         _ connection: UpstreamConnection, kind: UpstreamErrorKind?, response: ErrorResponse = .badGateway
     ) {
-        let replayable = upstreamReused && connection.requestsServed > 1 && connection.readBuffer.isEmpty
-            && head.framing == .none && attempts == 0
+        let replayable = exchange.upstreamReused && connection.requestsServed > 1 && connection.readBuffer.isEmpty
+            && head.framing == .none && exchange.attempts == 0
         upstream = nil
         connection.close()
         if replayable, kind == .reset {
-            attempts += 1
+            exchange.attempts += 1
             worker.metrics.upstreamRetries.add()
             if connectUpstream(excluding: nil, carrying: nil, allowPooled: false) {
                 flushUpstream()
@@ -293,7 +294,7 @@ extension DownstreamConnection {
         }
         if connectTimedOut(connection) { return }
         worker.metrics.count(connection.writeBuffer.isEmpty ? .readTimeout : .sendTimeout)
-        if responseHeadDone {
+        if exchange.responseHeadDone {
             flushDownstream()
             abort()
         } else {

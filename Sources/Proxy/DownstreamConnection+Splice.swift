@@ -41,7 +41,7 @@ extension DownstreamConnection {
         guard remaining >= Self.spliceThreshold, !isTLS, connection.tls == nil,
             let pipe = worker.splicePipes.take()
         else { return false }
-        splice = ResponseSplice(pipe: pipe, remaining: remaining)
+        exchange.splice = ResponseSplice(pipe: pipe, remaining: remaining)
         return true
     }
 
@@ -49,7 +49,7 @@ extension DownstreamConnection {
     /// the body is complete, or this turn's share is used; then sets both
     /// sides' epoll interest and deadlines for what it waits on.
     func continueSplice() {
-        guard let connection = upstream, var relay = splice else { return }
+        guard let connection = upstream, var relay = exchange.splice else { return }
         // The response head (and body bytes read with it) go out first.
         if !writeBuffer.isEmpty {
             switch transportWrite() {
@@ -80,11 +80,11 @@ extension DownstreamConnection {
                     lastWriteProgress = worker.loop.now
                     continue
                 case .wouldBlock:
-                    splice = relay
+                    exchange.splice = relay
                     waitForClient(connection)
                     return
                 case .endOfFile, .failed:
-                    splice = nil
+                    exchange.splice = nil
                     worker.metrics.count(.clientReset)
                     abort()
                     return
@@ -92,9 +92,9 @@ extension DownstreamConnection {
             }
             if relay.remaining == 0 {
                 // The pipe is empty and the body complete: the pipe can serve another body.
-                splice = nil
+                exchange.splice = nil
                 worker.splicePipes.giveBack(relay.pipe)
-                responseBody = .none
+                exchange.responseBody = .none
                 finishResponse(connection)
                 return
             }
@@ -103,19 +103,19 @@ extension DownstreamConnection {
             case let .bytes(count):
                 relay.remaining -= UInt64(count)
                 relay.inPipe = count
-                responseBody = .contentLength(remaining: relay.remaining)
+                exchange.responseBody = .contentLength(remaining: relay.remaining)
             case .wouldBlock:
-                splice = relay
+                exchange.splice = relay
                 waitForUpstream(connection)
                 return
             case .endOfFile:
                 // The upstream closed before Content-Length bytes: the body
                 // is cut short, and the client must see the connection end.
-                splice = nil
+                exchange.splice = nil
                 upstreamClosed(connection, reset: false)
                 return
             case .failed:
-                splice = nil
+                exchange.splice = nil
                 upstreamClosed(connection, reset: true)
                 return
             }
@@ -123,7 +123,7 @@ extension DownstreamConnection {
         // This turn's share is used: both sides stay as they are, and
         // level-triggered epoll announces them again after the other
         // connections' events.
-        splice = relay
+        exchange.splice = relay
         if relay.inPipe > 0 { waitForClient(connection) } else { waitForUpstream(connection) }
     }
 
@@ -131,7 +131,7 @@ extension DownstreamConnection {
     /// deadline while the client sets the pace); the client's send timeout
     /// runs (`tick`).
     private func waitForClient(_ connection: UpstreamConnection) {
-        upstreamReadPaused = true
+        exchange.upstreamReadPaused = true
         refreshUpstreamDeadline(connection)
         updateUpstreamInterest(connection)
         updateDownstreamInterest()
@@ -140,7 +140,7 @@ extension DownstreamConnection {
     /// The pipe is empty and the upstream has sent nothing more yet: wait
     /// for it under its read timeout.
     private func waitForUpstream(_ connection: UpstreamConnection) {
-        upstreamReadPaused = false
+        exchange.upstreamReadPaused = false
         refreshUpstreamDeadline(connection)
         updateUpstreamInterest(connection)
         updateDownstreamInterest()
@@ -150,6 +150,6 @@ extension DownstreamConnection {
     /// pipe: the client's send timeout applies and epoll must report writability.
     @inline(__always)
     var clientOutputPending: Bool {
-        !writeBuffer.isEmpty || (splice.map { $0.inPipe > 0 } ?? false)
+        !writeBuffer.isEmpty || (exchange.splice.map { $0.inPipe > 0 } ?? false)
     }
 }

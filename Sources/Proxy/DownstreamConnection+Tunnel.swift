@@ -39,7 +39,7 @@ extension DownstreamConnection {
         state = .tunneling
         tunnelActivity = worker.loop.now
         connection.deadline = .max
-        upstreamReadPaused = false
+        exchange.upstreamReadPaused = false
         // Bytes that followed the 101 (a first frame) and bytes the client
         // sent after its request both go through now.
         tunnelUpstreamBytes(connection)
@@ -67,7 +67,7 @@ extension DownstreamConnection {
                 break
             }
         }
-        var wanted: Interest = upstreamReadPaused ? .none : .read
+        var wanted: Interest = exchange.upstreamReadPaused ? .none : .read
         if !upstream.writeBuffer.isEmpty { wanted.insert(.write) }
         upstream.setInterest(wanted)
         updateDownstreamInterest()
@@ -79,7 +79,7 @@ extension DownstreamConnection {
         buffer.ensureStorage()
         if buffer.writableBytes < 4096 { buffer.compact() }
         guard buffer.writableBytes > 0 else {
-            upstreamReadPaused = true
+            exchange.upstreamReadPaused = true
             connection.setInterest(connection.writeBuffer.isEmpty ? .none : .write)
             return
         }
@@ -110,9 +110,9 @@ extension DownstreamConnection {
             tunnelActivity = worker.loop.now
             worker.metrics.responseBytesOut.add(UInt64(count))
         }
-        upstreamReadPaused = !input.isEmpty || writeBuffer.readableBytes >= worker.configuration.bufferHighWaterMark
+        exchange.upstreamReadPaused = !input.isEmpty || writeBuffer.readableBytes >= worker.configuration.bufferHighWaterMark
         guard connection.state != .closed else { return }
-        var wanted: Interest = upstreamReadPaused ? .none : .read
+        var wanted: Interest = exchange.upstreamReadPaused ? .none : .read
         if !connection.writeBuffer.isEmpty { wanted.insert(.write) }
         connection.setInterest(wanted)
     }

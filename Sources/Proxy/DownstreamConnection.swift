@@ -85,18 +85,20 @@ final class DownstreamConnection: EventHandler, UpstreamAttempt, ClientConnectio
     let writeBuffer: ByteBuffer
     /// Who is at the other end: TCP peer, PROXY protocol source, trust.
     let peer: ConnectionPeer
+    /// The request head being parsed: parse scratch, not request state
+    /// (every parse overwrites it whole; it is kept between requests only
+    /// so that its field array keeps its capacity).
     var head = HTTP1RequestHead()
+    /// The state of the current request, from its first byte to the end of
+    /// its response: replaced whole (`resetExchange`) between requests.
+    var exchange = HTTP1Exchange()
 
     // Deadline bookkeeping (loop milliseconds).
-    var requestStartedAt: UInt64 = 0
-    var requestStarted = false
     var idleSince: UInt64
     var lastReadProgress: UInt64
     var lastWriteProgress: UInt64
     var lingerDeadline: UInt64 = 0
     var inProcessInput = false
-    /// Bytes of an incomplete head already parsed once (0: none).
-    var parsedHeadBytes = 0
     /// Requests begun on this connection (the h2c preface is looked for
     /// only before the first).
     var requestsSeen = 0
@@ -104,32 +106,25 @@ final class DownstreamConnection: EventHandler, UpstreamAttempt, ClientConnectio
 
     // The current exchange.
     var upstream: UpstreamConnection?
-    var cluster: CompiledCluster?
-    var attempts = 0
-    var upstreamReused = false
-    var requestBody: RequestBody = .complete
-    var requestChunkedDecoder = HTTP1ChunkedDecoder()
     /// The serialized upstream request head, kept to replay it on a fresh
     /// connection when a reused one turns out to be closed.
     let upstreamRequestHead: ByteBuffer
-    var isHEAD = false
-    var clientIsHTTP10 = false
-    var clientKeepAlive = true
+    /// The upstream response head being parsed: parse scratch like `head`.
     var responseHead = HTTP1ResponseHead()
-    var responseHeadDone = false
-    var responseBody: ResponseBody = .none
-    var responseChunkedDecoder = HTTP1ChunkedDecoder()
-    var encodeResponseChunked = false
-    var closeAfterResponse = false
-    /// Upstream reading is paused until the client drains `writeBuffer`.
-    var upstreamReadPaused = false
-    /// The request asks for a WebSocket upgrade (GET, `Connection: upgrade`,
-    /// `Upgrade: websocket`): Upgrade and Connection are forwarded for it.
-    var upgradeRequested = false
+    /// `UpstreamAttempt`: the exchange's routed cluster.
+    var cluster: CompiledCluster? { exchange.cluster }
+    /// `UpstreamAttempt`: the exchange's connection attempts.
+    var attempts: Int {
+        get { exchange.attempts }
+        set { exchange.attempts = newValue }
+    }
+    /// `UpstreamAttempt`: the exchange's upstream came from the pool.
+    var upstreamReused: Bool {
+        get { exchange.upstreamReused }
+        set { exchange.upstreamReused = newValue }
+    }
     /// Last byte moved either way through a tunnel (idle timeout).
     var tunnelActivity: UInt64 = 0
-    /// A large cleartext body in transit through a pipe (`+Splice`), or nil.
-    var splice: ResponseSplice?
 
     init(fd: CInt, peer: SocketAddress?, worker: Worker, tls: TLSConnection?) {
         self.fd = fd
@@ -201,8 +196,8 @@ final class DownstreamConnection: EventHandler, UpstreamAttempt, ClientConnectio
                 close()
             }
         case .waitingForRequest:
-            if requestStarted {
-                if now &- requestStartedAt >= configuration.clientHeaderTimeoutMilliseconds {
+            if exchange.requestStarted {
+                if now &- exchange.requestStartedAt >= configuration.clientHeaderTimeoutMilliseconds {
                     worker.metrics.count(.headerTimeout)
                     respondWithError(.requestTimeout, headParsed: false)
                 }
@@ -214,13 +209,13 @@ final class DownstreamConnection: EventHandler, UpstreamAttempt, ClientConnectio
         case .proxying:
             if clientOutputPending, now &- lastWriteProgress >= configuration.clientSendTimeoutMilliseconds {
                 abort()
-            } else if requestBody != .complete, !peerClosedRead, interest.contains(.read),
+            } else if exchange.requestBody != .complete, !peerClosedRead, interest.contains(.read),
                 // Only while waiting on the client: a pause for upstream
                 // backpressure is governed by the upstream send timeout.
                 now &- lastReadProgress >= configuration.clientBodyTimeoutMilliseconds
             {
                 worker.metrics.count(.bodyTimeout)
-                if responseHeadDone { abort() } else { respondWithError(.requestTimeout, headParsed: true) }
+                if exchange.responseHeadDone { abort() } else { respondWithError(.requestTimeout, headParsed: true) }
             }
         case .tunneling:
             if now &- tunnelActivity >= configuration.upstreamReadTimeoutMilliseconds { closeTunnel() }
@@ -265,7 +260,7 @@ final class DownstreamConnection: EventHandler, UpstreamAttempt, ClientConnectio
             case .waitingForRequest:
                 processInput()
             case .proxying:
-                if requestBody != .complete {
+                if exchange.requestBody != .complete {
                     pumpRequestBody()
                     flushUpstream()
                 }
@@ -297,11 +292,11 @@ final class DownstreamConnection: EventHandler, UpstreamAttempt, ClientConnectio
         case .readingProxyHeader, .handshaking, .waitingForRequest, .closingAfterWrite, .lingering, .tunneling:
             close()
         case .proxying:
-            if requestBody == .complete {
+            if exchange.requestBody == .complete {
                 // A half-close after a complete request (`printf ... | nc`)
                 // still gets its response; the connection closes after it.
                 peerClosedRead = true
-                closeAfterResponse = true
+                exchange.closeAfterResponse = true
                 updateDownstreamInterest()
             } else {
                 worker.metrics.count(.clientReset)
@@ -333,29 +328,29 @@ final class DownstreamConnection: EventHandler, UpstreamAttempt, ClientConnectio
                     break
                 }
             }
-            if !requestStarted {
-                requestStarted = true
-                requestStartedAt = worker.loop.now
+            if !exchange.requestStarted {
+                exchange.requestStarted = true
+                exchange.requestStartedAt = worker.loop.now
             }
             let input = readBuffer.readable
             // A head trickled in tiny reads is re-parsed only when a line
             // ended (or the limit is reached): parsing stays linear.
-            if parsedHeadBytes > 0,
-                !HTTP1Parser.shouldReparse(input, previousCount: parsedHeadBytes, limits: worker.configuration.limits)
+            if exchange.parsedHeadBytes > 0,
+                !HTTP1Parser.shouldReparse(input, previousCount: exchange.parsedHeadBytes, limits: worker.configuration.limits)
             {
                 break
             }
             switch HTTP1Parser.parseRequestHead(input, limits: worker.configuration.limits, into: &head) {
             case .incomplete:
-                parsedHeadBytes = input.count
+                exchange.parsedHeadBytes = input.count
                 updateDownstreamInterest()
                 return
             case let .failed(error):
-                parsedHeadBytes = 0
+                exchange.parsedHeadBytes = 0
                 worker.metrics.count(DownstreamErrorKind(error))
                 respondWithError(ErrorResponse(error), headParsed: false)
             case .complete:
-                parsedHeadBytes = 0
+                exchange.parsedHeadBytes = 0
                 requestsSeen += 1
                 startExchange()
             }
@@ -390,7 +385,7 @@ final class DownstreamConnection: EventHandler, UpstreamAttempt, ClientConnectio
                 // The client's FIN is known: stop epoll reporting it on every wait.
                 wanted.insert(.ignoringReadHangup)
             } else {
-                if requestBody != .complete {
+                if exchange.requestBody != .complete {
                     if let upstream, upstream.writeBuffer.readableBytes < worker.configuration.bufferHighWaterMark {
                         wanted.insert(.read)
                     }
@@ -435,7 +430,7 @@ final class DownstreamConnection: EventHandler, UpstreamAttempt, ClientConnectio
     /// buffer memory. The next read or response takes them again.
     @inline(__always)
     func releaseIdleBuffers() {
-        guard state == .waitingForRequest, !requestStarted, readBuffer.isEmpty, writeBuffer.isEmpty else { return }
+        guard state == .waitingForRequest, !exchange.requestStarted, readBuffer.isEmpty, writeBuffer.isEmpty else { return }
         if readBuffer.hasStorage || writeBuffer.hasStorage || upstreamRequestHead.hasStorage { releaseBuffers() }
         // The parsed heads' field lists keep their capacity between requests
         // (no allocation per request); an idle connection gives it up too:
@@ -479,15 +474,15 @@ final class DownstreamConnection: EventHandler, UpstreamAttempt, ClientConnectio
             if writeBuffer.isEmpty { startLingeringClose() } else { updateDownstreamInterest() }
             return
         case .proxying:
-            if splice != nil {
+            if exchange.splice != nil {
                 // The pipe path sets both sides' interest itself.
                 continueSplice()
                 return
             }
-            if upstreamReadPaused, writeBuffer.readableBytes < highWater, let upstream {
-                upstreamReadPaused = false
+            if exchange.upstreamReadPaused, writeBuffer.readableBytes < highWater, let upstream {
+                exchange.upstreamReadPaused = false
                 processUpstreamInput()
-                if splice != nil {
+                if exchange.splice != nil {
                     continueSplice()
                     return
                 }
@@ -527,8 +522,8 @@ final class DownstreamConnection: EventHandler, UpstreamAttempt, ClientConnectio
             upstream.close()
             self.upstream = nil
         }
-        let keepAlive = headParsed && clientKeepAlive && requestBody == .complete && !peerClosedRead && !worker.isDraining
-        worker.errorResponses.append(response, keepAlive: keepAlive, isHEAD: headParsed && isHEAD, to: writeBuffer)
+        let keepAlive = headParsed && exchange.clientKeepAlive && exchange.requestBody == .complete && !peerClosedRead && !worker.isDraining
+        worker.errorResponses.append(response, keepAlive: keepAlive, isHEAD: headParsed && exchange.isHEAD, to: writeBuffer)
         worker.metrics.countResponse(status: response.status)
         resetExchange()
         if keepAlive {
@@ -541,22 +536,12 @@ final class DownstreamConnection: EventHandler, UpstreamAttempt, ClientConnectio
         flushDownstream()
     }
 
-    /// Clears per-request state after a response.
+    /// Ends the current request's state: the next request starts from a
+    /// fresh `HTTP1Exchange`, so nothing of this one can leak into it.
+    @inline(__always)
     func resetExchange() {
-        cluster = nil
-        attempts = 0
-        upstreamReused = false
-        requestStarted = false
-        responseHeadDone = false
-        responseBody = .none
-        encodeResponseChunked = false
-        closeAfterResponse = false
-        upstreamReadPaused = false
-        upgradeRequested = false
-        requestBody = .complete
-        // Finished bodies gave their pipe back; an abandoned one still
-        // holds bytes of that body, and dropping it closes it.
-        splice = nil
+        // A body still in a pipe goes with it: its pipe is closed, never pooled.
+        exchange = HTTP1Exchange()
     }
 
     // MARK: Closing
@@ -573,7 +558,7 @@ final class DownstreamConnection: EventHandler, UpstreamAttempt, ClientConnectio
     /// During a drain: closes now if no request is under way.
     func drainIfIdle() {
         // A connection still in its TLS handshake has no request in flight either.
-        if (state == .waitingForRequest && !requestStarted) || state == .handshaking || state == .readingProxyHeader { close() }
+        if (state == .waitingForRequest && !exchange.requestStarted) || state == .handshaking || state == .readingProxyHeader { close() }
     }
 
     /// ALPN identifier of HTTP/2 over TLS.
@@ -595,7 +580,7 @@ final class DownstreamConnection: EventHandler, UpstreamAttempt, ClientConnectio
         }
         state = .closed
         // A pipe with bytes of an abandoned body is closed, not pooled.
-        splice = nil
+        exchange.splice = nil
         if let registration { worker.loop.deregister(registration) }
         registration = nil
         // Free the TLS session before its descriptor goes away.

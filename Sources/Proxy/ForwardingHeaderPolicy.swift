@@ -7,19 +7,20 @@ enum ForwardedField: Int, CaseIterable {
     case requestID, realIP, forwardedFor, forwardedHost, forwardedPort, forwardedProto, scheme, originalForwardedFor
     case clientCertificate, clientVerify
 
-    /// HTTP/1.1 spelling (ingress-nginx's).
-    var http1Name: StaticString {
+    /// HTTP/1.1 spelling (ingress-nginx's) with the `: ` that follows it,
+    /// so a field line is three appends (name, value, CRLF).
+    var http1NameAndSeparator: StaticString {
         switch self {
-        case .requestID: return "X-Request-ID"
-        case .realIP: return "X-Real-IP"
-        case .forwardedFor: return "X-Forwarded-For"
-        case .forwardedHost: return "X-Forwarded-Host"
-        case .forwardedPort: return "X-Forwarded-Port"
-        case .forwardedProto: return "X-Forwarded-Proto"
-        case .scheme: return "X-Scheme"
-        case .originalForwardedFor: return "X-Original-Forwarded-For"
-        case .clientCertificate: return "ssl-client-cert"
-        case .clientVerify: return "ssl-client-verify"
+        case .requestID: return "X-Request-ID: "
+        case .realIP: return "X-Real-IP: "
+        case .forwardedFor: return "X-Forwarded-For: "
+        case .forwardedHost: return "X-Forwarded-Host: "
+        case .forwardedPort: return "X-Forwarded-Port: "
+        case .forwardedProto: return "X-Forwarded-Proto: "
+        case .scheme: return "X-Scheme: "
+        case .originalForwardedFor: return "X-Original-Forwarded-For: "
+        case .clientCertificate: return "ssl-client-cert: "
+        case .clientVerify: return "ssl-client-verify: "
         }
     }
 
@@ -45,27 +46,94 @@ protocol ForwardingFieldSink {
     mutating func begin(_ field: ForwardedField)
     mutating func append(_ value: UnsafeRawBufferPointer)
     mutating func end()
+    /// `X-Forwarded-Proto` and `X-Scheme` of a request the proxy describes
+    /// itself (`http` or `https`).
+    mutating func schemeFields(isTLS: Bool)
 }
 
 extension ForwardingFieldSink {
+    @inline(__always)
     mutating func append(_ value: [UInt8]) { value.withUnsafeBytes { append($0) } }
+    @inline(__always)
     mutating func field(_ field: ForwardedField, _ value: UnsafeRawBufferPointer) {
         begin(field)
         append(value)
         end()
     }
+    @inline(__always)
     mutating func field(_ field: ForwardedField, _ value: [UInt8]) { value.withUnsafeBytes { self.field(field, $0) } }
+
+    @inline(__always)
+    mutating func schemeFields(isTLS: Bool) {
+        let scheme: StaticString = isTLS ? "https" : "http"
+        let value = UnsafeRawBufferPointer(start: scheme.utf8Start, count: scheme.utf8CodeUnitCount)
+        field(.forwardedProto, value)
+        field(.scheme, value)
+    }
 }
 
 /// `Name: value\r\n` lines into an upstream request head.
 struct HTTP1FieldSink: ForwardingFieldSink {
     let out: ByteBuffer
-    mutating func begin(_ field: ForwardedField) {
-        out.append(field.http1Name)
-        out.append(": ")
-    }
+    @inline(__always)
+    mutating func begin(_ field: ForwardedField) { out.append(field.http1NameAndSeparator) }
+    @inline(__always)
     mutating func append(_ value: UnsafeRawBufferPointer) { out.append(value) }
-    mutating func end() { out.append("\r\n") }
+    @inline(__always)
+    mutating func end() {
+        out.append(byte: 13)
+        out.append(byte: 10)
+    }
+    /// Both lines in one append.
+    @inline(__always)
+    mutating func schemeFields(isTLS: Bool) {
+        out.append(isTLS ? "X-Forwarded-Proto: https\r\nX-Scheme: https\r\n" : "X-Forwarded-Proto: http\r\nX-Scheme: http\r\n")
+    }
+}
+
+/// Where the fields the forwarding policy reads are among a request's
+/// fields. The framings fill it while they copy the client's fields (one
+/// classification per field), so `emit` does not walk them again.
+struct ForwardedFieldScan {
+    /// Index of the first non-empty `X-Request-ID`, -1 when none.
+    var requestID = -1
+    var forwardedHost = -1
+    var forwardedPort = -1
+    var forwardedProto = -1
+    /// Non-empty `X-Forwarded-For` fields, and the first of them.
+    var forwardedForCount = 0
+    var firstForwardedFor = -1
+    /// Non-empty fields named by `forwarded-for-header`, and the first of them.
+    var originalCount = 0
+    var firstOriginal = -1
+
+    /// Notes field `index` of `role`; `name` is read only when the
+    /// `forwarded-for-header` is not `X-Forwarded-For`.
+    @inline(__always)
+    mutating func note(
+        _ role: IncomingFieldRole, at index: Int, name: UnsafeRawBufferPointer, valueIsEmpty: Bool, policy: ClientAddressPolicy
+    ) {
+        guard !valueIsEmpty else { return }
+        if !policy.forwardedForIsStandard, policy.isForwardedForName(name) {
+            if originalCount == 0 { firstOriginal = index }
+            originalCount += 1
+            return
+        }
+        switch role {
+        case .forwardedFor:
+            if forwardedForCount == 0 { firstForwardedFor = index }
+            forwardedForCount += 1
+            if policy.forwardedForIsStandard {
+                if originalCount == 0 { firstOriginal = index }
+                originalCount += 1
+            }
+        case .requestID: if requestID < 0 { requestID = index }
+        case .forwardedHost: if forwardedHost < 0 { forwardedHost = index }
+        case .forwardedPort: if forwardedPort < 0 { forwardedPort = index }
+        case .forwardedProto: if forwardedProto < 0 { forwardedProto = index }
+        case .forward, .drop, .dropUnderscore: break
+        }
+    }
 }
 
 /// What a client field becomes upstream.
@@ -189,59 +257,20 @@ struct ForwardingHeaderPolicy {
         return true
     }
 
-    /// What one request contributes to its forwarding fields.
-    struct Request<Fields: RequestFieldList> {
-        /// The client's fields (read for the incoming forwarded values).
-        var fields: Fields
-        var peer: ConnectionPeer
-        /// The client address the pipeline settled on, as text.
-        var clientText: UnsafeRawBufferPointer
-        /// Host / `:authority` as sent (empty: none).
-        var authority: UnsafeRawBufferPointer
-        var isTLS: Bool
-        /// The listener's public port, as text.
-        var publicPort: [UInt8]
-        /// The escaped client certificate to pass (empty: none).
-        var clientCertificate: [UInt8]
-    }
-
-    /// Emits the forwarding fields of `request` into `sink`, in ingress-nginx's order.
+    /// Emits the forwarding fields of one request into `sink`, in
+    /// ingress-nginx's order. `scan` says where the fields it reads are
+    /// (filled by the framing); `authority` is Host / `:authority` as sent
+    /// (empty: none).
+    @inline(__always)
     func emit<Fields: RequestFieldList, Sink: ForwardingFieldSink>(
-        _ request: Request<Fields>, requestIDs: inout RequestIDGenerator, into sink: inout Sink
+        fields: Fields, scan: ForwardedFieldScan, authority: UnsafeRawBufferPointer, context: ForwardingContext,
+        requestIDs: inout RequestIDGenerator, into sink: inout Sink
     ) {
-        let peer = request.peer
+        let peer = context.peer
         let policy = peer.policy
-        let fields = request.fields
-        // One pass over the client's fields for what the policy reads.
-        var requestID = -1
-        var forwardedHost = -1
-        var forwardedPort = -1
-        var forwardedProto = -1
-        var forwardedForCount = 0
-        var originalCount = 0
-        for index in 0..<fields.fieldCount {
-            fields.withField(at: index) { name, value in
-                if policy.isForwardedForName(name) {
-                    if !value.isEmpty {
-                        originalCount += 1
-                        if name.count == 15, Self.role(ofDashedName: name) == .forwardedFor { forwardedForCount += 1 }
-                    }
-                    return
-                }
-                guard name.count >= 12, name.count <= 17, !value.isEmpty else { return }
-                switch Self.role(ofDashedName: name) {
-                case .requestID: if requestID < 0 { requestID = index }
-                case .forwardedHost: if forwardedHost < 0 { forwardedHost = index }
-                case .forwardedPort: if forwardedPort < 0 { forwardedPort = index }
-                case .forwardedProto: if forwardedProto < 0 { forwardedProto = index }
-                case .forwardedFor: forwardedForCount += 1
-                default: break
-                }
-            }
-        }
         // X-Request-ID.
-        if requestID >= 0 {
-            fields.withField(at: requestID) { _, value in sink.field(.requestID, value) }
+        if scan.requestID >= 0 {
+            fields.withField(at: scan.requestID) { _, value in sink.field(.requestID, value) }
         } else {
             sink.begin(.requestID)
             var hex: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
@@ -253,77 +282,82 @@ struct ForwardingHeaderPolicy {
             sink.end()
         }
         // X-Real-IP and X-Forwarded-For.
-        sink.field(.realIP, request.clientText)
+        sink.field(.realIP, context.clientText)
         sink.begin(.forwardedFor)
         if policy.appendsForwardedFor, peer.isTrusted {
-            appendValues(of: fields, where: { equalsIgnoringCase($0, lowercase: Self.xForwardedFor) }, count: forwardedForCount, into: &sink)
-            if forwardedForCount > 0 { sink.append(Self.commaSpace) }
+            appendValues(
+                of: fields, where: { equalsIgnoringCase($0, lowercase: Self.xForwardedFor) }, count: scan.forwardedForCount,
+                first: scan.firstForwardedFor, into: &sink)
+            if scan.forwardedForCount > 0 { sink.append(Self.commaSpace) }
             sink.append(peer.hopText)
         } else {
-            sink.append(request.clientText)
+            sink.append(context.clientText)
         }
         sink.end()
         // X-Forwarded-Host, -Port, -Proto, X-Scheme.
         let passes = peer.passesForwardedFields
-        if passes, forwardedHost >= 0 {
-            fields.withField(at: forwardedHost) { _, value in sink.field(.forwardedHost, value) }
-        } else if !request.authority.isEmpty {
-            sink.field(.forwardedHost, request.authority)
+        if passes, scan.forwardedHost >= 0 {
+            fields.withField(at: scan.forwardedHost) { _, value in sink.field(.forwardedHost, value) }
+        } else if !authority.isEmpty {
+            sink.field(.forwardedHost, authority)
         }
-        if passes, forwardedPort >= 0 {
-            fields.withField(at: forwardedPort) { _, value in sink.field(.forwardedPort, value) }
+        if passes, scan.forwardedPort >= 0 {
+            fields.withField(at: scan.forwardedPort) { _, value in sink.field(.forwardedPort, value) }
         } else if let port = peer.trustedDestinationPortText {
             sink.field(.forwardedPort, port)
         } else {
-            sink.field(.forwardedPort, request.publicPort)
+            sink.field(.forwardedPort, context.publicPort)
         }
-        if passes, forwardedProto >= 0 {
-            fields.withField(at: forwardedProto) { _, value in
+        if passes, scan.forwardedProto >= 0 {
+            fields.withField(at: scan.forwardedProto) { _, value in
                 sink.field(.forwardedProto, value)
                 sink.field(.scheme, value)
             }
         } else {
-            sink.field(.forwardedProto, request.isTLS ? Self.https : Self.http)
-            sink.field(.scheme, request.isTLS ? Self.https : Self.http)
+            sink.schemeFields(isTLS: context.isTLS)
         }
         // X-Original-Forwarded-For: the client's list as sent.
-        if originalCount > 0 {
-            appendValues(of: fields, where: { policy.isForwardedForName($0) }, count: originalCount, into: &sink, field: .originalForwardedFor)
+        if scan.originalCount > 0 {
+            sink.begin(.originalForwardedFor)
+            appendValues(
+                of: fields, where: { policy.isForwardedForName($0) }, count: scan.originalCount, first: scan.firstOriginal,
+                into: &sink)
+            sink.end()
         }
-        if !request.clientCertificate.isEmpty {
-            sink.field(.clientCertificate, request.clientCertificate)
+        if let certificate = context.clientCertificate, !certificate.isEmpty {
+            sink.field(.clientCertificate, certificate)
             sink.field(.clientVerify, Self.success)
         }
     }
 
-    /// The non-empty values of the fields `matching`, joined with ", ";
-    /// inside an open field, or as `field` when given.
+    /// The non-empty values of the `count` fields `matching` (the first at
+    /// index `first`), joined with ", ", inside an open field. One field
+    /// (the common case) is written without a walk.
+    @inline(__always)
     private func appendValues<Fields: RequestFieldList, Sink: ForwardingFieldSink>(
-        of fields: Fields, where matching: (UnsafeRawBufferPointer) -> Bool, count: Int, into sink: inout Sink,
-        field: ForwardedField? = nil
+        of fields: Fields, where matching: (UnsafeRawBufferPointer) -> Bool, count: Int, first: Int, into sink: inout Sink
     ) {
         guard count > 0 else { return }
-        if let field { sink.begin(field) }
-        var first = true
-        for index in 0..<fields.fieldCount {
+        if count == 1 {
+            fields.withField(at: first) { _, value in sink.append(value) }
+            return
+        }
+        var written = 0
+        for index in first..<fields.fieldCount {
             fields.withField(at: index) { name, value in
                 guard !value.isEmpty, matching(name) else { return }
-                if !first { sink.append(Self.commaSpace) }
+                if written > 0 { sink.append(Self.commaSpace) }
                 sink.append(value)
-                first = false
+                written += 1
             }
+            if written == count { break }
         }
-        if field != nil { sink.end() }
     }
 
     private static let xForwardedForStorage: StaticString = "x-forwarded-for"
     private static var xForwardedFor: UnsafeRawBufferPointer { bytes(xForwardedForStorage) }
     private static let commaSpaceStorage: StaticString = ", "
     private static var commaSpace: UnsafeRawBufferPointer { bytes(commaSpaceStorage) }
-    private static let httpsStorage: StaticString = "https"
-    private static var https: UnsafeRawBufferPointer { bytes(httpsStorage) }
-    private static let httpStorage: StaticString = "http"
-    private static var http: UnsafeRawBufferPointer { bytes(httpStorage) }
     private static let successStorage: StaticString = "SUCCESS"
     private static var success: UnsafeRawBufferPointer { bytes(successStorage) }
 
@@ -332,10 +366,27 @@ struct ForwardingHeaderPolicy {
         UnsafeRawBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount)
     }
 
+    /// The 16 lower-case hex digits of `value`, most significant first, at
+    /// `raw[offset..<offset + 16]`: each nibble is spread into a byte of
+    /// its own and turned into a digit eight at a time (no per-digit loop).
+    @inline(__always)
     private static func writeHex(_ value: UInt64, into raw: UnsafeMutableRawBufferPointer, at offset: Int) {
-        let digits: StaticString = "0123456789abcdef"
-        for index in 0..<16 {
-            raw[offset + index] = digits.utf8Start[Int(value >> UInt64(60 - index * 4) & 0xf)]
-        }
+        raw.storeBytes(of: hexDigits(UInt32(truncatingIfNeeded: value >> 32)), toByteOffset: offset, as: UInt64.self)
+        raw.storeBytes(of: hexDigits(UInt32(truncatingIfNeeded: value)), toByteOffset: offset + 8, as: UInt64.self)
+    }
+
+    /// Eight hex digits of `value` as the bytes of a UInt64 in memory order.
+    @inline(__always)
+    static func hexDigits(_ value: UInt32) -> UInt64 {
+        // Byte k (little-endian) gets nibble k.
+        var x = UInt64(value)
+        x = (x | x << 16) & 0x0000_ffff_0000_ffff
+        x = (x | x << 8) & 0x00ff_00ff_00ff_00ff
+        x = (x | x << 4) & 0x0f0f_0f0f_0f0f_0f0f
+        // 1 in each byte whose nibble is 10 or more: those become 'a'...'f'.
+        let letters = ((x &+ 0x0606_0606_0606_0606) >> 4) & 0x0101_0101_0101_0101
+        x = x &+ 0x3030_3030_3030_3030 &+ letters &* 0x27
+        // The most significant nibble comes first in the text.
+        return UInt64(bigEndian: x)
     }
 }

@@ -108,8 +108,8 @@ extension HTTP2StreamExchange {
         guard !finished else { return }
         responseStarted = true
         var fields = head.fields
-        if connection.isTLS, let secure = worker.secure, !secure.strictTransportSecurityValue.isEmpty {
-            fields.append("strict-transport-security", bytes: secure.strictTransportSecurityValue)
+        if connection.isTLS, !worker.table.strictTransportSecurityValue.isEmpty {
+            fields.append("strict-transport-security", bytes: worker.table.strictTransportSecurityValue)
         }
         session.submitResponse(stream: stream, status: head.status, fields: fields, hasBody: !endStream)
         worker.metrics.countResponse(status: head.status)

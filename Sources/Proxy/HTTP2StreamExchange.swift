@@ -514,8 +514,8 @@ final class HTTP2StreamExchange: UpstreamAttempt {
             if HTTP2Fields.isConnectionSpecific(name: name) { continue }
             fields.append(lowercasingName: name, value: UnsafeRawBufferPointer(rebasing: bytes[field.value]))
         }
-        if connection.isTLS, let secure = worker.secure, !secure.strictTransportSecurity.isEmpty {
-            fields.append("strict-transport-security", bytes: secure.strictTransportSecurityValue)
+        if connection.isTLS, !worker.table.strictTransportSecurityValue.isEmpty {
+            fields.append("strict-transport-security", bytes: worker.table.strictTransportSecurityValue)
         }
         switch responseHead.framing {
         case .none: responseBody = .none

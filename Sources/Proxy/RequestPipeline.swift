@@ -65,12 +65,15 @@ enum RequestOutcome {
 ///    refused (`RequestTargetPolicy`).
 /// 2. **host**: the authority is canonicalised (`HostName`); an invalid
 ///    one (user information, a list, bad port, stray bytes) is refused.
-/// 3. **https**: plain HTTP to a redirect host is redirected; plain HTTP
-///    to a host that requires a client certificate is refused; over TLS, a
-///    host served by another certificate than the SNI chose gets 421, and
-///    a host that asks for client certificates is served only on a
-///    connection whose handshake verified them exactly as that host would
-///    (else 421 when SNI named another host, 400 otherwise).
+/// 3. **https**: over TLS, a host served by another certificate than the
+///    SNI chose gets 421, and a host that asks for client certificates is
+///    served only on a connection whose handshake verified them exactly as
+///    that host would (else 421 when SNI named another host, 400
+///    otherwise). Over plain HTTP, once the table has routed the request:
+///    the redirect the table compiled for its route (`ssl-redirect`,
+///    `force-ssl-redirect` of the route's Ingress; the host's when no
+///    route matched), only when an HTTPS listener exists; then a host that
+///    requires a client certificate is refused.
 /// 4. **route**: the routing table picks the cluster (404, 503, 414).
 /// 5. **policy**: the chosen rule's `RoutePolicy`: a refused Ingress gets
 ///    503, a client outside its source ranges 403, a declared body over its
@@ -97,6 +100,10 @@ final class RequestPipeline {
     private(set) var clientAddress: ClientAddress?
     private let clientTextStorage: UnsafeMutableRawBufferPointer
     private(set) var clientText: UnsafeRawBufferPointer
+    /// The `ConnectionPeer.serial` whose connection text `clientText` holds (0: none).
+    private var textPeerSerial: UInt64 = 0
+    /// The serial the next peer gets.
+    private var nextPeerSerial: UInt64 = 0
 
     init(publicHTTPPort: UInt16 = 80, publicHTTPSPort: UInt16 = 443) {
         hostStorage = .allocate(capacity: HostName.maximumLength)
@@ -126,7 +133,10 @@ final class RequestPipeline {
     /// The peer of a new client connection, trusted or not by the worker's client-address settings.
     @inline(__always)
     func peer(_ socketPeer: SocketAddress?) -> ConnectionPeer {
-        return ConnectionPeer(peer: socketPeer, policy: clientPolicy)
+        let peer = ConnectionPeer(peer: socketPeer, policy: clientPolicy)
+        nextPeerSerial += 1
+        peer.serial = nextPeerSerial
+        return peer
     }
 
     /// What the forwarding-header policy needs of the last decision and its
@@ -137,7 +147,7 @@ final class RequestPipeline {
         let isTLS = tls != nil
         return ForwardingContext(
             policy: forwarding, peer: peer, clientText: clientText, isTLS: isTLS, publicPort: forwardedPort(isTLS: isTLS),
-            clientCertificate: passClientCertificate ? tls?.escapedClientCertificate ?? [] : [])
+            clientCertificate: passClientCertificate ? tls?.escapedClientCertificate : nil)
     }
 
     /// `X-Forwarded-Port`: the public port of the listener the request came on.
@@ -190,8 +200,11 @@ final class RequestPipeline {
             canonicalHost = UnsafeRawBufferPointer(start: hostStorage, count: count)
         }
         let host = canonicalHost
-        // Phase 3: https.
+        // Phase 3: https (over TLS: 421 and client certificates, from the
+        // certificates in service).
         var passClientCertificate = false
+        var requiresCertificate = false
+        var mayRedirect = false
         if let secure {
             let requirement = secure.clientCertificateHosts.isEmpty ? nil : secure.clientCertificateHosts.value(for: host)
             if let tls {
@@ -203,20 +216,27 @@ final class RequestPipeline {
                     passClientCertificate = pass
                 }
             } else {
-                if !secure.redirectHosts.isEmpty, let namePort = secure.redirectHosts.value(for: host) {
-                    metrics.httpsRedirects.add()
-                    return .redirect(status: redirectStatus, namePort: namePort)
-                }
-                if requirement == .required {
-                    metrics.count(.clientCertificate)
-                    return .respond(.clientCertificateRequired)
-                }
+                requiresCertificate = requirement == .required
+                mayRedirect = secure.redirectsToHTTPS
             }
         }
         // Phase 4: route.
         let path = UnsafeRawBufferPointer(rebasing: request.target[0..<request.pathLength])
         let routed = table.route(
             canonicalHost: host, path: path.isEmpty ? RequestPipeline.rootPath : path, rewriteInto: rewriteInto)
+        // Phase 3, plain HTTP: the redirect the routing table compiled for
+        // the route (or the host, when no route matched), before anything
+        // the route would answer; then a host that requires a client
+        // certificate is refused.
+        let redirectRule = routed.httpsRedirect
+        if mayRedirect, !redirectRule.isNone, let namePort = table.httpsRedirect(redirectRule, canonicalHost: host) {
+            metrics.httpsRedirects.add()
+            return .redirect(status: redirectStatus, namePort: namePort)
+        }
+        if requiresCertificate {
+            metrics.count(.clientCertificate)
+            return .respond(.clientCertificateRequired)
+        }
         switch routed.decision {
         case .notFound:
             metrics.count(.noRoute)
@@ -263,14 +283,19 @@ final class RequestPipeline {
         if peer.isTrusted, peer.policy.readsForwardedForField, let found = peer.policy.forwardedClient(in: fields) {
             clientAddress = found
             clientText = UnsafeRawBufferPointer(start: clientTextStorage.baseAddress, count: AddressText.write(found, into: clientTextStorage))
+            textPeerSerial = 0
             return
         }
         clientAddress = peer.connectionAddress
+        // The same connection's next request (keep-alive): its text is in
+        // the buffer already.
+        if peer.serial != 0, peer.serial == textPeerSerial { return }
         let count = min(peer.connectionText.count, clientTextStorage.count)
         peer.connectionText.withUnsafeBytes { text in
             clientTextStorage.baseAddress!.copyMemory(from: text.baseAddress!, byteCount: count)
         }
         clientText = UnsafeRawBufferPointer(start: clientTextStorage.baseAddress, count: count)
+        textPeerSerial = peer.serial
     }
 
     private static let rootPathStorage: StaticString = "/"

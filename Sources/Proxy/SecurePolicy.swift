@@ -2,39 +2,38 @@ import RouteModel
 import TLS
 
 /// What HTTPS means for the proxy at one moment: the certificate store new
-/// handshakes use, which hosts plain-HTTP requests are redirected for,
-/// which hosts ask for client certificates, and the HSTS header. Immutable;
-/// published to every worker like the routing table.
+/// handshakes use and which hosts ask for client certificates. Immutable;
+/// published to every worker with the routing table.
+///
+/// Redirects to HTTPS and HSTS are the routing table's (per route, as
+/// ingress-nginx applies `ssl-redirect` per location): only what is tied
+/// to a certificate stays here. Client-certificate requirements do,
+/// because they follow the certificate store (a host's `auth-tls-*` comes
+/// with its `spec.tls` entry and is checked against the server context
+/// the handshake chose), not a route.
 ///
 /// Exists even without an HTTPS listener (then `certificates` is nil), so
 /// that a host that requires a client certificate is refused over plain
-/// HTTP instead of served without one.
+/// HTTP instead of served without one; `redirectsToHTTPS` is false then
+/// (there is nothing to redirect to: it would loop).
 public final class SecurePolicy: @unchecked Sendable {
     /// Certificates for new handshakes (nil: no HTTPS listener).
     public let certificates: TLSCertificateStore?
-    /// Hosts whose plain-HTTP requests are redirected to HTTPS; the value
-    /// says whether the Location names the port even when it is 443
-    /// (`use-port-in-redirects`).
-    let redirectHosts: HostTable<Bool>
+    /// An HTTPS listener serves these certificates, so plain-HTTP requests
+    /// may be redirected to it (the routes say which).
+    let redirectsToHTTPS: Bool
     /// Hosts that ask for client certificates, as configuration says,
     /// whether or not their certificate loaded (`auth-tls-*`).
     let clientCertificateHosts: HostTable<ClientCertificateRequirement>
-    /// `Strict-Transport-Security: ...\r\n`, or empty when HSTS is off.
-    let strictTransportSecurity: [UInt8]
-    /// The header's value alone (for HTTP/2 fields).
-    let strictTransportSecurityValue: [UInt8]
 
     /// - Parameters:
     ///   - certificates: the store for handshakes, nil without an HTTPS listener.
-    ///   - model: redirect hosts (ssl-redirect / force-ssl-redirect) and the
-    ///     client-certificate settings of each TLS host.
-    ///   - hsts: the header value (e.g. `max-age=31536000; includeSubDomains`), nil for none.
-    public init(certificates: TLSCertificateStore?, model: TLSModel, hsts: String?) {
+    ///   - model: the client-certificate settings of each TLS host.
+    public init(certificates: TLSCertificateStore?, model: TLSModel) {
         self.certificates = certificates
         // Without an HTTPS listener there is nothing to redirect to (TLS ends
         // in front of the proxy, if anywhere): redirecting would loop.
-        let withPort = Set(model.redirectHostsWithPort)
-        self.redirectHosts = HostTable(certificates == nil ? [] : model.redirectHosts.map { ($0, withPort.contains($0)) })
+        self.redirectsToHTTPS = certificates != nil
         var clientHosts: [(String, ClientCertificateRequirement)] = []
         for certificate in model.certificates {
             guard let authentication = certificate.clientAuthentication else { continue }
@@ -48,8 +47,6 @@ public final class SecurePolicy: @unchecked Sendable {
             for host in certificate.hosts where !host.hasPrefix("*.") { clientHosts.append((host, .none)) }
         }
         self.clientCertificateHosts = HostTable(clientHosts)
-        self.strictTransportSecurity = hsts.map { Array("Strict-Transport-Security: \($0)\r\n".utf8) } ?? []
-        self.strictTransportSecurityValue = hsts.map { Array($0.utf8) } ?? []
     }
 }
 

@@ -2,17 +2,21 @@ import HTTP1
 import HTTP2
 import Reactor
 
-/// What the forwarding policy needs of one request beyond its fields.
+/// What the forwarding policy needs of one request beyond its fields:
+/// built by `RequestPipeline.forwardingContext` for either framing, used
+/// while the upstream head is written.
 struct ForwardingContext {
     var policy: ForwardingHeaderPolicy
-    var peer: ConnectionPeer
+    // unowned(unsafe): the connection holding the peer outlives the head
+    // being written; a counted reference costs a retain and release per request.
+    unowned(unsafe) var peer: ConnectionPeer
     /// The client address the pipeline settled on (phase 0), as text.
     var clientText: UnsafeRawBufferPointer
     var isTLS: Bool
     /// The public port of the listener, as text.
     var publicPort: [UInt8]
-    /// The escaped client certificate to pass upstream (empty: none).
-    var clientCertificate: [UInt8]
+    /// The escaped client certificate to pass upstream (nil or empty: none).
+    var clientCertificate: [UInt8]?
 }
 
 /// The header fields of an upstream request, for each pair of client and
@@ -29,9 +33,31 @@ enum UpstreamRequestFields {
         head: HTTP1RequestHead, bytes: UnsafeRawBufferPointer, host: Range<Int>?, hostFromTarget: Bool,
         context: ForwardingContext, requestIDs: inout RequestIDGenerator, into out: ByteBuffer
     ) -> Int {
+        http1(
+            fields: head.fields, hostField: head.host, bytes: bytes, host: host, hostFromTarget: hostFromTarget, context: context,
+            requestIDs: &requestIDs, into: out)
+    }
+
+    /// `http1(head:...)` from the head's parts: `fields` and `hostField`
+    /// (the Host field's value, nil when the request had none). The
+    /// connection's call, which copies no head.
+    static func http1(
+        fields headFields: [HTTP1HeaderField], hostField: Range<Int>?, bytes: UnsafeRawBufferPointer, host: Range<Int>?,
+        hostFromTarget: Bool, context: ForwardingContext, requestIDs: inout RequestIDGenerator, into out: ByteBuffer
+    ) -> Int {
         var dropped = 0
-        for field in head.fields where !field.isHopByHop {
+        var scan = ForwardedFieldScan()
+        let clientPolicy = context.peer.policy
+        // Consecutive forwarded lines of the client's head, copied at once.
+        var run = HeaderLineRun()
+        for index in headFields.indices {
+            let field = headFields[index]
             let name = UnsafeRawBufferPointer(rebasing: bytes[field.name])
+            let role = context.policy.role(of: field.kind, name: name, hasUnderscore: field.nameHasUnderscore)
+            // Every field is noted, hop-by-hop ones too: the policy reads the
+            // client's forwarded fields as sent, whatever Connection lists.
+            scan.note(role, at: index, name: name, valueIsEmpty: field.value.isEmpty, policy: clientPolicy)
+            if field.isHopByHop { continue }
             switch field.kind {
             case .contentLength, .expect:
                 // Framing is rewritten by the caller; Expect was answered by the proxy.
@@ -41,7 +67,7 @@ enum UpstreamRequestFields {
             default:
                 break
             }
-            switch context.policy.role(of: field.kind, name: name, hasUnderscore: field.nameHasUnderscore) {
+            switch role {
             case .forward:
                 break
             case .dropUnderscore:
@@ -51,23 +77,19 @@ enum UpstreamRequestFields {
                 // Set by the forwarding policy below, never taken as sent.
                 continue
             }
-            out.append(name)
-            out.append(": ")
-            out.append(bytes, field.value)
-            out.append("\r\n")
+            run.add(name: field.name, value: field.value, of: bytes, to: out)
         }
-        if let host, hostFromTarget || head.host == nil {
+        run.flush(bytes, to: out)
+        if let host, hostFromTarget || hostField == nil {
             out.append("Host: ")
             out.append(bytes, host)
             out.append("\r\n")
         }
         var sink = HTTP1FieldSink(out: out)
         context.policy.emit(
-            ForwardingHeaderPolicy.Request(
-                fields: HTTP1RequestFields(fields: head.fields, bytes: bytes), peer: context.peer, clientText: context.clientText,
-                authority: host.map { UnsafeRawBufferPointer(rebasing: bytes[$0]) } ?? UnsafeRawBufferPointer(start: nil, count: 0),
-                isTLS: context.isTLS, publicPort: context.publicPort, clientCertificate: context.clientCertificate),
-            requestIDs: &requestIDs, into: &sink)
+            fields: HTTP1RequestFields(fields: headFields, bytes: bytes), scan: scan,
+            authority: host.map { UnsafeRawBufferPointer(rebasing: bytes[$0]) } ?? UnsafeRawBufferPointer(start: nil, count: 0),
+            context: context, requestIDs: &requestIDs, into: &sink)
         return dropped
     }
 
@@ -82,10 +104,11 @@ enum UpstreamRequestFields {
         out.append("Host: ")
         authority.withUnsafeBytes { out.append($0) }
         out.append("\r\n")
+        var scan = ForwardedFieldScan()
         for index in 0..<fields.count {
             let name = fields.name(at: index)
             if equals(name, "host") || equals(name, "te") || equals(name, "cookie") || equals(name, "content-length") { continue }
-            guard forwards(name, context.policy, dropped: &dropped) else { continue }
+            guard forwards(fields, at: index, context, scan: &scan, dropped: &dropped) else { continue }
             name.withUnsafeBytes { out.append($0) }
             out.append(": ")
             fields.value(at: index).withUnsafeBytes { out.append($0) }
@@ -101,7 +124,7 @@ enum UpstreamRequestFields {
         }
         if cookies > 0 { out.append("\r\n") }
         var sink = HTTP1FieldSink(out: out)
-        emit(fields: fields, authority: authority, context: context, requestIDs: &requestIDs, into: &sink)
+        emit(fields: fields, scan: scan, authority: authority, context: context, requestIDs: &requestIDs, into: &sink)
         return dropped
     }
 
@@ -112,36 +135,46 @@ enum UpstreamRequestFields {
         into upstream: inout HTTP2Fields
     ) -> Int {
         var dropped = 0
+        var scan = ForwardedFieldScan()
         for index in 0..<fields.count {
             let name = fields.name(at: index)
             if equals(name, "host") { continue }
-            guard forwards(name, context.policy, dropped: &dropped) else { continue }
+            guard forwards(fields, at: index, context, scan: &scan, dropped: &dropped) else { continue }
             upstream.append(name: name, value: fields.value(at: index))
         }
+        // Taken out while the sink fills it, so the storage stays uniquely
+        // referenced (no copy).
         var sink = HTTP2FieldSink(fields: upstream)
         upstream = HTTP2Fields()
-        emit(fields: fields, authority: authority, context: context, requestIDs: &requestIDs, into: &sink)
+        emit(fields: fields, scan: scan, authority: authority, context: context, requestIDs: &requestIDs, into: &sink)
         upstream = sink.fields
         return dropped
     }
 
+    @inline(__always)
     private static func emit<Sink: ForwardingFieldSink>(
-        fields: HTTP2Fields, authority: ArraySlice<UInt8>, context: ForwardingContext, requestIDs: inout RequestIDGenerator,
-        into sink: inout Sink
+        fields: HTTP2Fields, scan: ForwardedFieldScan, authority: ArraySlice<UInt8>, context: ForwardingContext,
+        requestIDs: inout RequestIDGenerator, into sink: inout Sink
     ) {
         authority.withUnsafeBytes { authorityBytes in
             context.policy.emit(
-                ForwardingHeaderPolicy.Request(
-                    fields: HTTP2RequestFields(fields: fields), peer: context.peer, clientText: context.clientText,
-                    authority: authorityBytes, isTLS: context.isTLS, publicPort: context.publicPort,
-                    clientCertificate: context.clientCertificate),
+                fields: HTTP2RequestFields(fields: fields), scan: scan, authority: authorityBytes, context: context,
                 requestIDs: &requestIDs, into: &sink)
         }
     }
 
+    /// Whether client field `index` goes upstream as sent; notes it for the
+    /// forwarding policy on the way (one classification per field).
     @inline(__always)
-    private static func forwards(_ name: ArraySlice<UInt8>, _ policy: ForwardingHeaderPolicy, dropped: inout Int) -> Bool {
-        switch name.withUnsafeBytes({ policy.role(ofName: $0) }) {
+    private static func forwards(
+        _ fields: HTTP2Fields, at index: Int, _ context: ForwardingContext, scan: inout ForwardedFieldScan, dropped: inout Int
+    ) -> Bool {
+        let role = fields.name(at: index).withUnsafeBytes { name in
+            let role = context.policy.role(ofName: name)
+            scan.note(role, at: index, name: name, valueIsEmpty: fields.value(at: index).isEmpty, policy: context.peer.policy)
+            return role
+        }
+        switch role {
         case .forward:
             return true
         case .dropUnderscore:
@@ -186,20 +219,20 @@ struct HTTP2RequestFields: RequestFieldList {
     }
 }
 
-/// Forwarding fields into an HTTP/2 field list (gRPC and h2c upstreams).
+/// Forwarding fields into an HTTP/2 field list (gRPC and h2c upstreams),
+/// written straight into its storage: nothing allocated per request once
+/// the list has grown.
 struct HTTP2FieldSink: ForwardingFieldSink {
     var fields: HTTP2Fields
-    private var name: ForwardedField = .requestID
-    private var value: [UInt8] = []
 
     init(fields: HTTP2Fields) { self.fields = fields }
 
-    mutating func begin(_ field: ForwardedField) {
-        name = field
-        value.removeAll(keepingCapacity: true)
-    }
+    @inline(__always)
+    mutating func begin(_ field: ForwardedField) { fields.openField(field.http2Name) }
 
-    mutating func append(_ bytes: UnsafeRawBufferPointer) { value.append(contentsOf: bytes) }
+    @inline(__always)
+    mutating func append(_ bytes: UnsafeRawBufferPointer) { fields.appendToOpenField(bytes) }
 
-    mutating func end() { fields.append(name.http2Name, value: value) }
+    @inline(__always)
+    mutating func end() { fields.closeField() }
 }

@@ -7,27 +7,10 @@ public struct TLSModel: Sendable, Equatable {
     public var certificates: [TLSCertificate]
     /// The `--default-ssl-certificate` Secret, when set and usable.
     public var defaultCertificate: TLSCertificate?
-    /// Hosts whose plain-HTTP requests are redirected to HTTPS (sorted):
-    /// hosts in a `spec.tls` entry unless `ssl-redirect: "false"`, and every
-    /// rule host of an Ingress with `force-ssl-redirect: "true"`.
-    public var redirectHosts: [String]
-    /// Redirect hosts whose Location names the HTTPS port even when it is
-    /// 443 (`use-port-in-redirects: "true"` on an Ingress of the host; sorted).
-    public var redirectHostsWithPort: [String]
-    /// The `Strict-Transport-Security` value sent on HTTPS responses (the
-    /// `hsts*` settings), nil for none. Part of the model so that a
-    /// ConfigMap change reaches the workers with the certificates.
-    public var strictTransportSecurity: String?
 
-    public init(
-        certificates: [TLSCertificate] = [], defaultCertificate: TLSCertificate? = nil, redirectHosts: [String] = [],
-        redirectHostsWithPort: [String] = [], strictTransportSecurity: String? = nil
-    ) {
+    public init(certificates: [TLSCertificate] = [], defaultCertificate: TLSCertificate? = nil) {
         self.certificates = certificates
         self.defaultCertificate = defaultCertificate
-        self.redirectHosts = redirectHosts
-        self.redirectHostsWithPort = redirectHostsWithPort
-        self.strictTransportSecurity = strictTransportSecurity
     }
 
     /// Every host with a certificate of its own (lower-case, sorted).

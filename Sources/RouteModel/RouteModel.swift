@@ -18,15 +18,51 @@ public struct RouteModel: Sendable, Equatable {
     /// `spec.defaultBackend` and the global default backend. Routes carry
     /// the global policy merged into their own (Translate does that).
     public var defaultPolicy: RoutePolicy
+    /// Hosts (lower case, exact or `*.suffix`) named in the `spec.tls`
+    /// entries of served Ingresses, sorted: the hosts whose routes
+    /// `ssl-redirect` sends to HTTPS (ingress-nginx redirects a location
+    /// only when its server has TLS).
+    public var httpsHosts: [String]
+    /// The global `ssl-redirect` / `force-ssl-redirect` (ConfigMap): the
+    /// redirect of requests that no route of their host matched (the host's
+    /// or the global default backend, or 404).
+    public var defaultHTTPSRedirect: HTTPSRedirect
+    /// The `Strict-Transport-Security` value sent on HTTPS responses (the
+    /// `hsts*` settings), nil for none.
+    public var strictTransportSecurity: String?
 
     public init(
         virtualHosts: [VirtualHost] = [], clusters: [Cluster] = [], defaultCluster: String? = nil,
-        defaultPolicy: RoutePolicy = RoutePolicy()
+        defaultPolicy: RoutePolicy = RoutePolicy(), httpsHosts: [String] = [],
+        defaultHTTPSRedirect: HTTPSRedirect = HTTPSRedirect(), strictTransportSecurity: String? = nil
     ) {
         self.virtualHosts = virtualHosts
         self.clusters = clusters
         self.defaultCluster = defaultCluster
         self.defaultPolicy = defaultPolicy
+        self.httpsHosts = httpsHosts
+        self.defaultHTTPSRedirect = defaultHTTPSRedirect
+        self.strictTransportSecurity = strictTransportSecurity
+    }
+}
+
+/// What an Ingress asks of its plain-HTTP requests, per location as in
+/// ingress-nginx: `ssl-redirect` (redirect when the host has TLS),
+/// `force-ssl-redirect` (redirect whether or not it has), and
+/// `use-port-in-redirects` (the Location names the HTTPS port even when it
+/// is 443). The global keys give the defaults. No redirect by default.
+public struct HTTPSRedirect: Sendable, Hashable {
+    /// `ssl-redirect`: redirect when the route's host is in `RouteModel.httpsHosts`.
+    public var sslRedirect: Bool
+    /// `force-ssl-redirect`: redirect whatever the host.
+    public var forceSSLRedirect: Bool
+    /// `use-port-in-redirects`.
+    public var usePortInRedirects: Bool
+
+    public init(sslRedirect: Bool = false, forceSSLRedirect: Bool = false, usePortInRedirects: Bool = false) {
+        self.sslRedirect = sslRedirect
+        self.forceSSLRedirect = forceSSLRedirect
+        self.usePortInRedirects = usePortInRedirects
     }
 }
 
@@ -88,10 +124,12 @@ public struct Route: Sendable, Equatable {
     /// What the route asks of each request (source ranges, body size,
     /// refusal); empty by default.
     public var policy: RoutePolicy
+    /// Its Ingress's HTTPS redirect settings (none by default).
+    public var httpsRedirect: HTTPSRedirect
 
     public init(
         path: String, match: PathMatch, cluster: String, source: String, location: String = "",
-        rewriteTarget: String? = nil, policy: RoutePolicy = RoutePolicy()
+        rewriteTarget: String? = nil, policy: RoutePolicy = RoutePolicy(), httpsRedirect: HTTPSRedirect = HTTPSRedirect()
     ) {
         self.path = path
         self.match = match
@@ -100,6 +138,7 @@ public struct Route: Sendable, Equatable {
         self.location = location
         self.rewriteTarget = rewriteTarget
         self.policy = policy
+        self.httpsRedirect = httpsRedirect
     }
 }
 

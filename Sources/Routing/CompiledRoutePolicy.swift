@@ -8,6 +8,28 @@ public struct ClientAddress: Sendable, Hashable {
     public let family: Family
     public let value: UInt128
 
+    /// An IPv4 address (`a.b.c.d` is `a << 24 | b << 16 | c << 8 | d`). Not
+    /// generic, so the data path's parsers call it without a generic
+    /// collection walk.
+    @inlinable
+    public init(v4 value: UInt32) {
+        family = .v4
+        self.value = UInt128(value)
+    }
+
+    /// An IPv6 address as one 128-bit number; an IPv4-mapped one
+    /// (`::ffff:a.b.c.d`) is its IPv4 address, as `init(bytes:)` reads it.
+    @inlinable
+    public init(v6 value: UInt128) {
+        if value >> 32 == 0xffff {
+            family = .v4
+            self.value = value & 0xffff_ffff
+        } else {
+            family = .v6
+            self.value = value
+        }
+    }
+
     /// From network-order bytes (4 or 16); nil for any other length.
     public init?(bytes: some Collection<UInt8>) {
         guard bytes.count == 4 || bytes.count == 16 else { return nil }

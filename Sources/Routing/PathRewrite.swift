@@ -111,11 +111,18 @@ public struct RouteResult: Sendable {
     /// What the chosen rule asks of the request (nil: nothing; also when a
     /// default backend answered).
     public var policy: CompiledRoutePolicy?
+    /// What the chosen rule (or the host, when no rule matched) says about
+    /// plain HTTP: `RoutingTable.httpsRedirect(_:canonicalHost:)` decides.
+    public var httpsRedirect: HTTPSRedirectRule
 
     /// Creates a result.
-    public init(decision: RouteDecision, rewrite: PathRewrite, policy: CompiledRoutePolicy? = nil) {
+    public init(
+        decision: RouteDecision, rewrite: PathRewrite, policy: CompiledRoutePolicy? = nil,
+        httpsRedirect: HTTPSRedirectRule = .none
+    ) {
         self.decision = decision
         self.rewrite = rewrite
         self.policy = policy
+        self.httpsRedirect = httpsRedirect
     }
 }

@@ -30,6 +30,8 @@ extension RoutingTable {
         var policies: [CompiledRoutePolicy] = []
         var anyHost: Int32 = -1
         var defaultCluster: Int32 = -1
+        /// `RouteModel.httpsHosts` for request-time lookups.
+        var httpsHostTable: ByteKeyTable
         /// nil when the table cannot be the base of a patch (a model that
         /// repeats a host or cluster name, or names an undefined cluster).
         var patchState: PatchState?
@@ -47,6 +49,10 @@ extension RoutingTable {
         private var policyIndex: [RoutePolicy: Int32] = [:]
         private var regexCache: [String: LinearRegex?] = [:]
         private var reusableClusters: [CompiledCluster] = []
+        /// `RouteModel.httpsHosts`, for compiling redirects.
+        private var httpsHosts: Set<String> = []
+        /// The model's `defaultHTTPSRedirect`.
+        private var defaultRedirect = HTTPSRedirect()
 
         // MARK: From scratch
 
@@ -59,6 +65,9 @@ extension RoutingTable {
             clusterNames = hostTable
             virtualHosts = []
             reusableClusters = reusable
+            httpsHosts = Set(model.httpsHosts)
+            httpsHostTable = RoutingTable.httpsHostTable(model.httpsHosts)
+            defaultRedirect = model.defaultHTTPSRedirect
             clusters.reserveCapacity(model.clusters.count)
             var names = ByteKeyTable.Builder(capacity: model.clusters.count)
             for (position, cluster) in model.clusters.enumerated() {
@@ -153,8 +162,10 @@ extension RoutingTable {
         private mutating func compileHost(_ vhost: VirtualHost, at slot: Int32) -> Bool {
             guard let hostDefault = clusterIndex(vhost.defaultCluster) else { return false }
             if hostDefault >= 0 { clusterUses[Int(hostDefault)] += 1 }
+            let hostHasTLS = { [httpsHosts] (host: HostMatch) in RoutingTable.hostHasTLS(host, httpsHosts: httpsHosts) }
+            var fallbackRedirect = HTTPSRedirectRule(defaultRedirect, host: vhost.host, hostHasTLS: hostHasTLS)
             var compiled = CompiledVirtualHost(
-                hasExactPaths: false, hasPrefixPaths: false, rootRoute: -1, defaultCluster: hostDefault,
+                hasExactPaths: false, hasPrefixPaths: false, rootRoute: -1, fallbackRedirect: .none, defaultCluster: hostDefault,
                 regexStart: Int32(regexRoutes.count), regexEnd: Int32(regexRoutes.count),
                 routeStart: Int32(routes.count), routeEnd: Int32(routes.count))
             var hostRegexes: [(route: Route, compiled: CompiledRegexRoute)] = []
@@ -182,7 +193,10 @@ extension RoutingTable {
                 guard let cluster = clusterIndex(route.cluster) else { return false }
                 clusterUses[Int(cluster)] += 1
                 let routeIndex = Int32(routes.count)
-                routes.append(CompiledRoute(cluster: cluster, rewrite: rewrite, modelRoute: Int32(modelRoute), policy: policy))
+                let redirect = HTTPSRedirectRule(route.httpsRedirect, host: vhost.host, hostHasTLS: hostHasTLS)
+                fallbackRedirect = fallbackRedirect.union(redirect)
+                routes.append(CompiledRoute(
+                    cluster: cluster, rewrite: rewrite, modelRoute: Int32(modelRoute), policy: policy, httpsRedirect: redirect))
                 switch route.match {
                 case .exact:
                     compiled.hasExactPaths = true
@@ -218,6 +232,7 @@ extension RoutingTable {
             }
             compiled.regexEnd = Int32(regexRoutes.count)
             compiled.routeEnd = Int32(routes.count)
+            compiled.fallbackRedirect = fallbackRedirect
             virtualHosts[Int(slot)] = compiled
             return true
         }
@@ -244,6 +259,8 @@ extension RoutingTable {
         init?(patching previous: RoutingTable, toMatch model: RouteModel) {
             guard var state = previous.patchState else { return nil }
             let old = previous.model
+            // Which hosts have TLS decides every host's redirects: compiled afresh when it changes.
+            guard old.httpsHosts == model.httpsHosts, old.defaultHTTPSRedirect == model.defaultHTTPSRedirect else { return nil }
             let limit = max(16, (old.virtualHosts.count + old.clusters.count) / 16)
             guard let hostChanges = ModelDifference(old.virtualHosts, model.virtualHosts, key: \.host, limit: limit),
                   let clusterChanges = ModelDifference(old.clusters, model.clusters, key: \.name, limit: limit)
@@ -258,6 +275,9 @@ extension RoutingTable {
             policies = previous.policies
             anyHost = previous.anyHost
             defaultCluster = previous.defaultCluster
+            httpsHostTable = previous.httpsHostTable
+            httpsHosts = Set(model.httpsHosts)
+            defaultRedirect = model.defaultHTTPSRedirect
             clusterNames = state.clusterNames
             clusterUses = state.clusterUses
 

@@ -83,6 +83,7 @@ extension RoutingTable {
     ) -> RouteResult {
         var cluster: Int32 = -1
         var policy: Int32 = -1
+        var redirect = defaultHTTPSRedirect
         var viaDefault = hostIndex < 0
         var rewrite = PathRewrite.none
         if hostIndex >= 0 {
@@ -93,15 +94,17 @@ extension RoutingTable {
                     let count = PathNormalization.normalize(path, into: buffer.baseAddress!)
                     cluster = matchRoute(
                         UnsafeRawBufferPointer(start: buffer.baseAddress, count: count), host: UInt32(hostIndex), vhost,
-                        rewriteInto: rewriteInto, wantsRewrite: wantsRewrite, rewrite: &rewrite, policy: &policy)
+                        rewriteInto: rewriteInto, wantsRewrite: wantsRewrite, rewrite: &rewrite, policy: &policy,
+                        redirect: &redirect)
                 }
             } else {
                 cluster = matchRoute(
                     path, host: UInt32(hostIndex), vhost, rewriteInto: rewriteInto, wantsRewrite: wantsRewrite,
-                    rewrite: &rewrite, policy: &policy)
+                    rewrite: &rewrite, policy: &policy, redirect: &redirect)
             }
             if cluster < 0 {
                 cluster = vhost.defaultCluster
+                redirect = vhost.fallbackRedirect
                 viaDefault = true
             }
         }
@@ -113,14 +116,16 @@ extension RoutingTable {
         // (`proxy-body-size`, source ranges, `block-cidrs`) applies to it.
         return RouteResult(
             decision: cluster < 0 ? .notFound : .cluster(clusters[Int(cluster)]), rewrite: rewrite,
-            policy: policy >= 0 ? policies[Int(policy)] : (viaDefault ? defaultPolicy : nil))
+            policy: policy >= 0 ? policies[Int(policy)] : (viaDefault ? defaultPolicy : nil),
+            httpsRedirect: redirect)
     }
 
     /// Cluster of the chosen rule (and its rewrite), or -1.
     @inline(__always)
     private func matchRoute(
         _ path: UnsafeRawBufferPointer, host: UInt32, _ vhost: CompiledVirtualHost,
-        rewriteInto: UnsafeMutableRawBufferPointer, wantsRewrite: Bool, rewrite: inout PathRewrite, policy: inout Int32
+        rewriteInto: UnsafeMutableRawBufferPointer, wantsRewrite: Bool, rewrite: inout PathRewrite, policy: inout Int32,
+        redirect: inout HTTPSRedirectRule
     ) -> Int32 {
         if vhost.regexStart < vhost.regexEnd {
             return withUnsafeTemporaryAllocation(of: Int32.self, capacity: 2 * LinearRegex.maximumGroups) { offsets in
@@ -132,6 +137,7 @@ extension RoutingTable {
                     rewrite = applyRewrite(route.rewrite, path: path, offsets: offsets, groups: groups, into: rewriteInto)
                 }
                 policy = route.policy
+                redirect = route.httpsRedirect
                 return route.cluster
             }
         }
@@ -142,6 +148,7 @@ extension RoutingTable {
             rewrite = applyRewrite(route.rewrite, path: path, offsets: nil, groups: 0, into: rewriteInto)
         }
         policy = route.policy
+        redirect = route.httpsRedirect
         return route.cluster
     }
 
@@ -194,10 +201,18 @@ extension RoutingTable {
     /// no trailing dot: `HostName`'s output), or -1. No copy.
     @inline(__always)
     func virtualHostIndex(canonicalHost host: UnsafeRawBufferPointer) -> Int32 {
+        let found = RoutingTable.lookupHost(canonicalHost: host, in: hostTable)
+        return found >= 0 ? found : anyHost
+    }
+
+    /// The value of a canonical host in a host-name table (tag 0 exact
+    /// names, tag 1 wildcard suffixes), or -1.
+    @inline(__always)
+    static func lookupHost(canonicalHost host: UnsafeRawBufferPointer, in table: ByteKeyTable) -> Int32 {
         let end = host.count
         guard end > 0, end <= RoutingTable.maximumHostLength,
             let base = host.baseAddress?.assumingMemoryBound(to: UInt8.self)
-        else { return anyHost }
+        else { return -1 }
         var hasher = ByteHasher(tag: RoutingTable.exactHostTag)
         var firstDot = -1
         for i in 0..<end {
@@ -205,17 +220,17 @@ extension RoutingTable {
             if byte == UInt8(ascii: "."), firstDot < 0 { firstDot = i }
             hasher.add(byte)
         }
-        let exact = hostTable.lookup(tag: RoutingTable.exactHostTag, hash: hasher.value, bytes: base, count: end)
+        let exact = table.lookup(tag: RoutingTable.exactHostTag, hash: hasher.value, bytes: base, count: end)
         if exact >= 0 { return exact }
         // `*.example.com` matches exactly one non-empty label before ".example.com".
         if firstDot > 0 {
             var suffixHasher = ByteHasher(tag: RoutingTable.wildcardHostTag)
             for i in firstDot..<end { suffixHasher.add(base[i]) }
-            let wildcard = hostTable.lookup(
+            let wildcard = table.lookup(
                 tag: RoutingTable.wildcardHostTag, hash: suffixHasher.value, bytes: base + firstDot, count: end - firstDot)
             if wildcard >= 0 { return wildcard }
         }
-        return anyHost
+        return -1
     }
 
     /// Route index of the best path rule of one host, or -1, and for a regex

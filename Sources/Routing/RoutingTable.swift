@@ -39,6 +39,17 @@ public final class RoutingTable: Sendable {
     let defaultPolicy: CompiledRoutePolicy?
     /// Index of the `.any` virtual host, -1 when none.
     let anyHost: Int32
+    /// The redirect of requests that match no virtual host (the model's
+    /// `defaultHTTPSRedirect`, decided on the request's host).
+    let defaultHTTPSRedirect: HTTPSRedirectRule
+    /// `RouteModel.httpsHosts` as a host-name table, for redirects that
+    /// depend on the request's host.
+    let httpsHostTable: ByteKeyTable
+    /// `Strict-Transport-Security: value\r\n` for HTTPS responses (HTTP/1.1),
+    /// empty when HSTS is off (`RouteModel.strictTransportSecurity`).
+    public let strictTransportSecurityField: [UInt8]
+    /// The HSTS value alone (HTTP/2 fields), empty when off.
+    public let strictTransportSecurityValue: [UInt8]
     /// Cluster index of the model's default cluster, -1 when none.
     let defaultCluster: Int32
     /// What compiling the next table from this one needs (never read per request).
@@ -63,6 +74,9 @@ public final class RoutingTable: Sendable {
         var hasPrefixPaths: Bool
         /// Route for Prefix `/`, -1 when none.
         var rootRoute: Int32
+        /// The redirect of requests that match none of the host's routes:
+        /// the union of its routes' and the model's default.
+        var fallbackRedirect: HTTPSRedirectRule
         /// Cluster when no path matches, -1 when none.
         var defaultCluster: Int32
         /// This host's rules in `regexRoutes[regexStart..<regexEnd]`.
@@ -74,8 +88,8 @@ public final class RoutingTable: Sendable {
 
         /// A host no request reaches (a free index).
         static let unused = CompiledVirtualHost(
-            hasExactPaths: false, hasPrefixPaths: false, rootRoute: -1, defaultCluster: -1, regexStart: 0, regexEnd: 0,
-            routeStart: 0, routeEnd: 0)
+            hasExactPaths: false, hasPrefixPaths: false, rootRoute: -1, fallbackRedirect: .none, defaultCluster: -1,
+            regexStart: 0, regexEnd: 0, routeStart: 0, routeEnd: 0)
     }
 
     /// One path rule as the data path needs it.
@@ -87,6 +101,8 @@ public final class RoutingTable: Sendable {
         var modelRoute: Int32
         /// Index into `policies`, -1 for none.
         var policy: Int32
+        /// What the route says about plain-HTTP requests.
+        var httpsRedirect: HTTPSRedirectRule
     }
 
     struct CompiledRegexRoute: Sendable {
@@ -127,6 +143,9 @@ public final class RoutingTable: Sendable {
         anyHost = compilation.anyHost
         defaultCluster = compilation.defaultCluster
         patchState = compilation.patchState
+        defaultHTTPSRedirect = HTTPSRedirectRule(model.defaultHTTPSRedirect, host: .any, hostHasTLS: { _ in false })
+        httpsHostTable = compilation.httpsHostTable
+        (strictTransportSecurityField, strictTransportSecurityValue) = RoutingTable.strictTransportSecurity(model)
         if patched == nil, let previous {
             var byName: [String: Int32] = [:]
             byName.reserveCapacity(previous.clusters.count)
@@ -159,10 +178,20 @@ public final class RoutingTable: Sendable {
         anyHost = base.anyHost
         defaultCluster = base.defaultCluster
         patchState = base.patchState
+        defaultHTTPSRedirect = base.defaultHTTPSRedirect
+        httpsHostTable = base.httpsHostTable
+        strictTransportSecurityField = base.strictTransportSecurityField
+        strictTransportSecurityValue = base.strictTransportSecurityValue
         isPatched = true
         // Indexes do not move from `base`: a worker keeps its counters by
         // index, unless `base` itself was never published.
         self.previousClusterIndexes = previousClusterIndexes
+    }
+
+    /// The HSTS field line and value of `model` (empty when off).
+    static func strictTransportSecurity(_ model: RouteModel) -> ([UInt8], [UInt8]) {
+        guard let value = model.strictTransportSecurity else { return ([], []) }
+        return (Array("Strict-Transport-Security: \(value)\r\n".utf8), Array(value.utf8))
     }
 
     /// `text.lowercased()`, without a copy when `text` is lower-case ASCII

@@ -61,6 +61,11 @@ public struct GlobalPolicy: Sendable, Equatable {
         return policy
     }
 
+    /// The HTTPS redirect of requests no route matched (no annotation applies).
+    public var defaultHTTPSRedirect: HTTPSRedirect {
+        HTTPSRedirect(sslRedirect: sslRedirect, forceSSLRedirect: forceSSLRedirect)
+    }
+
     /// The policy of requests a default backend answers (no annotation applies).
     public var defaultRoutePolicy: RoutePolicy {
         policy(for: AnnotationReview())

@@ -109,6 +109,10 @@ public final class IncrementalTranslator {
     private var defaultClaimants: [HostMatch: [ClaimReference]] = [:]
     /// Served Ingresses naming a host in their rules.
     private var ruleHostCounts: [HostMatch: Int] = [:]
+    /// Served Ingresses naming a host in their `spec.tls` entries.
+    private var tlsHostCounts: [String: Int] = [:]
+    /// `RouteModel.httpsHosts`, sorted; nil when `tlsHostCounts` changed since.
+    private var httpsHosts: [String]? = []
     private var routeOutcomes: [RouteKey: Outcome] = [:]
     private var defaultOutcomes: [HostMatch: Outcome] = [:]
     private var globalDefault = Outcome()
@@ -329,7 +333,9 @@ public final class IncrementalTranslator {
         var routes = TranslationResult(
             model: RouteModel(
                 virtualHosts: virtualHosts, clusters: clusters, defaultCluster: globalDefault.cluster,
-                defaultPolicy: defaultPolicy),
+                defaultPolicy: defaultPolicy, httpsHosts: currentHTTPSHosts(),
+                defaultHTTPSRedirect: options.global.defaultHTTPSRedirect,
+                strictTransportSecurity: options.strictTransportSecurity),
             diagnostics: sortedDiagnostics)
         if !collidingNames.isEmpty {
             // Which reference defines a shared cluster name depends on the
@@ -337,6 +343,14 @@ public final class IncrementalTranslator {
             routes = Translate.translate(snapshot(), options: options)
         }
         return Translation(routes: routes, tls: certificates)
+    }
+
+    /// `RouteModel.httpsHosts`, sorted again only after the set changed.
+    private func currentHTTPSHosts() -> [String] {
+        if let httpsHosts { return httpsHosts }
+        let sorted = tlsHostCounts.keys.sorted()
+        httpsHosts = sorted
+        return sorted
     }
 
     // MARK: Ingresses
@@ -367,6 +381,11 @@ public final class IncrementalTranslator {
         let key = old.key
         contributions[key] = nil
         tally(old.routes.diagnostics, by: -1)
+        for host in old.routes.tlsHosts {
+            let remaining = (tlsHostCounts[host] ?? 1) - 1
+            tlsHostCounts[host] = remaining > 0 ? remaining : nil
+            if remaining == 0 { httpsHosts = nil }
+        }
         if old.routes.usable {
             for host in old.routes.hosts {
                 let remaining = (ruleHostCounts[host] ?? 1) - 1
@@ -397,6 +416,10 @@ public final class IncrementalTranslator {
         let key = new.key
         contributions[key] = new
         tally(new.routes.diagnostics, by: 1)
+        for host in new.routes.tlsHosts {
+            tlsHostCounts[host, default: 0] += 1
+            if tlsHostCounts[host] == 1 { httpsHosts = nil }
+        }
         if new.routes.usable {
             for host in new.routes.hosts {
                 ruleHostCounts[host, default: 0] += 1
@@ -450,7 +473,8 @@ public final class IncrementalTranslator {
             outcome.cluster = request.name
             outcome.route = Route(
                 path: key.path, match: key.match, cluster: request.name, source: contribution.source,
-                location: claim.location, rewriteTarget: claim.rewriteTarget, policy: claim.policy)
+                location: claim.location, rewriteTarget: claim.rewriteTarget, policy: claim.policy,
+                httpsRedirect: claim.httpsRedirect)
             owner = (contribution.source, claim.location)
         }
         let old = routeOutcomes[key] ?? Outcome()
@@ -700,8 +724,7 @@ public final class IncrementalTranslator {
         let wanted = certificateOrder.compactMap { contributions[$0.ingress]?.certificates }
         certificates = IngressCertificates.assemble(
             wanted, defaultCertificateSecret: defaultCertificateSecret,
-            defaultSecret: defaultCertificateSecret.flatMap { secrets[$0] },
-            strictTransportSecurity: options.strictTransportSecurity)
+            defaultSecret: defaultCertificateSecret.flatMap { secrets[$0] })
     }
 }
 

@@ -17,6 +17,8 @@ struct RouteClaim: Equatable {
     var rewriteTarget: String?
     /// The Ingress's policy (source ranges, body size, refusal).
     var policy: RoutePolicy
+    /// The Ingress's `ssl-redirect`, `force-ssl-redirect`, `use-port-in-redirects`.
+    var httpsRedirect: HTTPSRedirect
     var backend: BackendClaim
 }
 
@@ -40,6 +42,10 @@ struct IngressRoutes: Equatable {
     /// Hosts `defaultBackend` is the default of: the rule hosts, or `.any`
     /// for an Ingress without rules.
     var defaultHosts: [HostMatch] = []
+    /// The hosts of its `spec.tls` entries (lower case, each once), whether
+    /// or not their Secrets load: they make `ssl-redirect` apply to those
+    /// hosts' routes, from any Ingress (`RouteModel.httpsHosts`).
+    var tlsHosts: [String] = []
 
     /// Reads `ingress`; Secrets come from `secrets`, which records the keys
     /// asked for. `global` fills what the annotations leave unset.
@@ -48,12 +54,19 @@ struct IngressRoutes: Equatable {
         let namespace = ingress.metadata.namespace
         let review = AnnotationReview(ingress)
         diagnostics += review.diagnostics
+        for entry in ingress.spec.tls {
+            for host in entry.hosts where !host.isEmpty {
+                let lower = host.lowercased()
+                if !tlsHosts.contains(lower) { tlsHosts.append(lower) }
+            }
+        }
         guard !review.isCanary else {
             usable = false
             return
         }
         let annotations = IngressAnnotations.parse(ingress, secrets: &secrets, into: &diagnostics)
         let policy = global.policy(for: review)
+        let httpsRedirect = RedirectAnnotations.parse(ingress.metadata.annotations, global: global, ingress: key, into: &diagnostics)
         for (ruleIndex, rule) in ingress.spec.rules.enumerated() {
             guard let host = HostRule.parse(rule.host) else {
                 diagnostics.append(Diagnostic(.error, key, field: "spec.rules[\(ruleIndex)].host", reason: "InvalidHost",
@@ -81,7 +94,7 @@ struct IngressRoutes: Equatable {
                     }
                     claims.append(RouteClaim(
                         key: RouteKey(host: host, path: parsed.path, match: parsed.match), location: location,
-                        rewriteTarget: annotations.rewriteTarget, policy: policy,
+                        rewriteTarget: annotations.rewriteTarget, policy: policy, httpsRedirect: httpsRedirect,
                         backend: BackendClaim(
                             path.backend, namespace: namespace, referrer: key, field: location + ".backend",
                             upstream: annotations.upstream)))
@@ -141,6 +154,8 @@ struct IngressRuleProcessor {
     private let clusters: ClusterResolver
 
     private var hosts: Set<HostMatch> = []
+    /// The `spec.tls` hosts of every served Ingress.
+    private var tlsHosts: Set<String> = []
     private var routes: [RouteKey: Route] = [:]
     /// Host → (cluster, source Ingress).
     private var hostDefaults: [HostMatch: (cluster: String, source: String)] = [:]
@@ -159,6 +174,7 @@ struct IngressRuleProcessor {
         var secrets = SecretLookup(context.secretsByKey)
         let wanted = IngressRoutes(ingress, secrets: &secrets, global: global)
         for diagnostic in wanted.diagnostics { context.report(diagnostic) }
+        tlsHosts.formUnion(wanted.tlsHosts)
         guard wanted.usable else { return }
         let key = ingress.key
         let source = ingress.sourceName
@@ -171,7 +187,8 @@ struct IngressRuleProcessor {
             guard let cluster = clusters.cluster(for: claim.backend, referrer: key) else { continue }
             routes[claim.key] = Route(
                 path: claim.key.path, match: claim.key.match, cluster: cluster, source: source,
-                location: claim.location, rewriteTarget: claim.rewriteTarget, policy: claim.policy)
+                location: claim.location, rewriteTarget: claim.rewriteTarget, policy: claim.policy,
+                httpsRedirect: claim.httpsRedirect)
         }
         guard let backend = wanted.defaultBackend else { return }
         for host in wanted.defaultHosts {
@@ -198,6 +215,9 @@ struct IngressRuleProcessor {
             return VirtualHost(host: host, routes: sortedRoutes, defaultCluster: hostDefaults[host]?.cluster)
         }
     }
+
+    /// `RouteModel.httpsHosts`: the `spec.tls` hosts of the Ingresses processed, sorted.
+    func httpsHosts() -> [String] { tlsHosts.sorted() }
 
     /// A virtual host's route order: by path, then Exact, Prefix, regex.
     static func routeOrder(_ lhs: Route, _ rhs: Route) -> Bool {

@@ -29,13 +29,12 @@ public func translateTLS(_ snapshot: ObjectSnapshot, options: TranslateOptions, 
         return IngressCertificates(ingress, secrets: &lookup, global: options.global)
     }
     return IngressCertificates.assemble(
-        wanted, defaultCertificateSecret: defaultCertificateSecret, defaultSecret: defaultCertificateSecret.flatMap { secrets[$0] },
-        strictTransportSecurity: options.strictTransportSecurity)
+        wanted, defaultCertificateSecret: defaultCertificateSecret, defaultSecret: defaultCertificateSecret.flatMap { secrets[$0] })
 }
 
 /// What one Ingress asks for in TLS terms, read from the Ingress alone (and
-/// the Secrets it names): redirects, client-certificate settings and
-/// certificate entries. Whether an entry gets its hosts depends on the older
+/// the Secrets it names): client-certificate settings and certificate
+/// entries (redirects are the routes': `IngressRoutes`). Whether an entry gets its hosts depends on the older
 /// Ingresses: `assemble` decides that.
 struct IngressCertificates: Equatable {
     /// One usable `spec.tls` entry.
@@ -54,32 +53,18 @@ struct IngressCertificates: Equatable {
     var name: String
     var ingress: ObjectKey
     var diagnostics: [Diagnostic] = []
-    /// Hosts to redirect to HTTPS (repeats possible).
-    var redirectHosts: [String] = []
-    /// Of those, the hosts whose Location names the port (`use-port-in-redirects`).
-    var redirectHostsWithPort: [String] = []
     var entries: [Entry] = []
 
     /// True when the Ingress adds nothing to the TLS model or its diagnostics.
-    var isEmpty: Bool { diagnostics.isEmpty && redirectHosts.isEmpty && entries.isEmpty }
+    var isEmpty: Bool { diagnostics.isEmpty && entries.isEmpty }
 
-    /// `global` gives the defaults of `ssl-redirect` and `force-ssl-redirect`.
+    /// `global` is the settings' policy (the redirect annotations are read
+    /// with the routes: `IngressRoutes`).
     init(_ ingress: Ingress, secrets: inout SecretLookup, global: GlobalPolicy) {
         name = "\(ingress.metadata.namespace)/\(ingress.metadata.name)"
         let key = ObjectKey(kind: "Ingress", namespace: ingress.metadata.namespace, name: ingress.metadata.name)
         self.ingress = key
         let annotations = ingress.metadata.annotations
-        let sslRedirect = RedirectAnnotations.flag(annotations[RedirectAnnotations.sslRedirect], default: global.sslRedirect, ingress: key, into: &diagnostics)
-        let forceRedirect = RedirectAnnotations.flag(annotations[RedirectAnnotations.forceSSLRedirect], default: global.forceSSLRedirect, ingress: key, into: &diagnostics)
-        if sslRedirect {
-            for entry in ingress.spec.tls { redirectHosts += entry.hosts.map { $0.lowercased() }.filter { !$0.isEmpty } }
-        }
-        if forceRedirect {
-            redirectHosts += ingress.spec.rules.compactMap { $0.host?.lowercased() }.filter { !$0.isEmpty }
-        }
-        if annotations[RedirectAnnotations.usePortInRedirects].flatMap(GoBool.parse) == true {
-            redirectHostsWithPort = redirectHosts
-        }
         let clientAuthentication = ClientAuthenticationAnnotations.parse(
             annotations, ingress: key, secrets: &secrets, into: &diagnostics)
         for (index, entry) in ingress.spec.tls.enumerated() {
@@ -118,18 +103,13 @@ struct IngressCertificates: Equatable {
     /// claimed with different certificates goes to the oldest Ingress.
     /// `defaultSecret` is the `defaultCertificateSecret` Secret, when it exists.
     static func assemble(
-        _ ingresses: [IngressCertificates], defaultCertificateSecret: String?, defaultSecret: Secret?,
-        strictTransportSecurity: String? = nil
+        _ ingresses: [IngressCertificates], defaultCertificateSecret: String?, defaultSecret: Secret?
     ) -> TLSTranslation {
         var diagnostics: [Diagnostic] = []
         var hostOwner: [String: (entry: CertificateKey, ingress: String)] = [:]
         var bySecret: [CertificateKey: TLSCertificate] = [:]
-        var redirectHosts: Set<String> = []
-        var redirectHostsWithPort: Set<String> = []
         for wanted in ingresses {
             diagnostics += wanted.diagnostics
-            redirectHosts.formUnion(wanted.redirectHosts)
-            redirectHostsWithPort.formUnion(wanted.redirectHostsWithPort)
             for entry in wanted.entries {
                 var accepted: [String] = []
                 for host in entry.hosts {
@@ -153,9 +133,7 @@ struct IngressCertificates: Equatable {
             }
         }
         var model = TLSModel(
-            certificates: bySecret.values.filter { !$0.hosts.isEmpty }.sorted { ($0.secret, $0.hosts.joined(separator: ",")) < ($1.secret, $1.hosts.joined(separator: ",")) },
-            redirectHosts: redirectHosts.sorted(), redirectHostsWithPort: redirectHostsWithPort.sorted(),
-            strictTransportSecurity: strictTransportSecurity)
+            certificates: bySecret.values.filter { !$0.hosts.isEmpty }.sorted { ($0.secret, $0.hosts.joined(separator: ",")) < ($1.secret, $1.hosts.joined(separator: ",")) })
         if let defaultCertificateSecret {
             let parts = defaultCertificateSecret.split(separator: "/", maxSplits: 1).map(String.init)
             let key = ObjectKey(kind: "Secret", namespace: parts.first ?? "", name: parts.count == 2 ? parts[1] : "")
@@ -208,6 +186,16 @@ enum RedirectAnnotations {
     static let sslRedirect = "nginx.ingress.kubernetes.io/ssl-redirect"
     static let forceSSLRedirect = "nginx.ingress.kubernetes.io/force-ssl-redirect"
     static let usePortInRedirects = "nginx.ingress.kubernetes.io/use-port-in-redirects"
+
+    /// The Ingress's redirect settings; `global` gives the defaults.
+    static func parse(
+        _ annotations: [String: String], global: GlobalPolicy, ingress: ObjectKey, into diagnostics: inout [Diagnostic]
+    ) -> HTTPSRedirect {
+        HTTPSRedirect(
+            sslRedirect: flag(annotations[Self.sslRedirect], default: global.sslRedirect, ingress: ingress, into: &diagnostics),
+            forceSSLRedirect: flag(annotations[Self.forceSSLRedirect], default: global.forceSSLRedirect, ingress: ingress, into: &diagnostics),
+            usePortInRedirects: annotations[Self.usePortInRedirects].flatMap(GoBool.parse) == true)
+    }
 
     static func flag(_ value: String?, default fallback: Bool, ingress: ObjectKey, into diagnostics: inout [Diagnostic]) -> Bool {
         guard let value else { return fallback }

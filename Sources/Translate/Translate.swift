@@ -42,7 +42,10 @@ public func translate(_ snapshot: ObjectSnapshot, options: TranslateOptions) -> 
         virtualHosts: rules.virtualHosts(),
         clusters: clusters.allClusters(),
         defaultCluster: defaultCluster,
-        defaultPolicy: options.global.defaultRoutePolicy)
+        defaultPolicy: options.global.defaultRoutePolicy,
+        httpsHosts: rules.httpsHosts(),
+        defaultHTTPSRedirect: options.global.defaultHTTPSRedirect,
+        strictTransportSecurity: options.strictTransportSecurity)
     return TranslationResult(model: model, diagnostics: context.sortedDiagnostics())
 }
 

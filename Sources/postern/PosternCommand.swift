@@ -448,13 +448,13 @@ final class TablePublisher: @unchecked Sendable {
         return tls
     }
 
-    /// The certificate store, redirects and HSTS for `model`. Certificates
+    /// The certificate store and client-certificate hosts for `model`. Certificates
     /// that fail to load are logged as problems of the Ingresses using them;
     /// their hosts get the default certificate.
     func securePolicy(for model: TLSModel, withCertificates: Bool) throws -> SecurePolicy {
         // Without an HTTPS listener, the policy still refuses plain HTTP to
         // hosts that require client certificates.
-        guard withCertificates else { return SecurePolicy(certificates: nil, model: model, hsts: nil) }
+        guard withCertificates else { return SecurePolicy(certificates: nil, model: model) }
         if builder == nil || builderDefault != .some(model.defaultCertificate) {
             let input = model.defaultCertificate.map {
                 TLSCertificateInput(name: $0.secret, hosts: [], certificateChainPEM: $0.certificateChainPEM, privateKeyPEM: $0.privateKeyPEM)
@@ -495,7 +495,7 @@ final class TablePublisher: @unchecked Sendable {
                     "ingresses": "\((users[problem.certificate] ?? []).joined(separator: ","))",
                 ])
         }
-        return SecurePolicy(certificates: store, model: model, hsts: model.strictTransportSecurity)
+        return SecurePolicy(certificates: store, model: model)
     }
 
     /// Publishes one controller round (controller thread): the certificate

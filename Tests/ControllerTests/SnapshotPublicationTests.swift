@@ -12,6 +12,7 @@ import Translate
     let ingresses = WatchedResource(kind: .ingress)
     let services = WatchedResource(kind: .service)
     let slices = WatchedResource(kind: .endpointSlice)
+    let secrets = WatchedResource(kind: .secret)
     let configMaps = WatchedResource(kind: .configMap, namespace: "ingress", fieldSelector: "metadata.name=postern")
 
     final class Publications: @unchecked Sendable {
@@ -24,14 +25,24 @@ import Translate
         var diagnostics: [Diagnostic] { lock.withLock { reported } }
     }
 
-    func ingress(_ name: String, host: String, tls: Bool = false) -> KubeObject {
+    func ingress(_ name: String, host: String, tls: Bool = false, secret: String? = nil) -> KubeObject {
         .ingress(Ingress(
             metadata: ObjectMeta(name: name, annotations: ["kubernetes.io/ingress.class": "postern"]),
             spec: IngressSpec(
-                tls: tls ? [IngressTLS(hosts: [host], secretName: "\(name)-tls")] : [],
+                tls: tls ? [IngressTLS(hosts: [host], secretName: secret ?? "\(name)-tls")] : [],
                 rules: [IngressRule(host: host, http: HTTPIngressRuleValue(paths: [
                     HTTPIngressPath(path: "/", pathType: "Prefix", backend: IngressBackend(service: IngressServiceBackend(name: "svc", port: ServiceBackendPort(number: 80))))
                 ]))])))
+    }
+
+    /// A TLS Secret whose PEM has the right shape (Translate checks no more).
+    func tlsSecret(_ name: String, certificate: String = "AAAA") -> KubeObject {
+        .secret(Secret(
+            metadata: ObjectMeta(name: name), type: "kubernetes.io/tls",
+            stringData: [
+                "tls.crt": "-----BEGIN CERTIFICATE-----\n\(certificate)\n-----END CERTIFICATE-----\n",
+                "tls.key": "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+            ]))
     }
 
     func configMap(_ data: [String: String]) -> KubeObject {
@@ -54,7 +65,7 @@ import Translate
     }
 
     func start(configMapData: [String: String]? = nil) -> (KubeObjectStore, ControllerLoop, Publications) {
-        let store = KubeObjectStore(expected: [ingresses, services, slices, configMaps])
+        let store = KubeObjectStore(expected: [ingresses, services, slices, secrets, configMaps])
         let publications = Publications()
         let loop = ControllerLoop(
             store: store, options: TranslateOptions(), coalescingWindow: .milliseconds(20), configMap: Self.follower,
@@ -63,6 +74,7 @@ import Translate
         store.apply(.replaced([ingress("web", host: "a.example.com")]), from: ingresses)
         store.apply(.replaced([.service(Service(metadata: ObjectMeta(name: "svc"), spec: ServiceSpec(ports: [ServicePort(name: "http", port: 80, targetPort: .int(8080))])))]), from: services)
         store.apply(.replaced([]), from: slices)
+        store.apply(.replaced([tlsSecret("web-tls")]), from: secrets)
         store.apply(.replaced(configMapData.map { [configMap($0)] } ?? []), from: configMaps)
         return (store, loop, publications)
     }
@@ -84,18 +96,23 @@ import Translate
         let all = publications.all
         #expect(all.count == 2, "one publication for the change, not one for the table and one for the certificates")
         #expect(all.last?.table?.model.virtualHosts.count == 2)
-        #expect(all.last?.tls?.redirectHosts == ["a.example.com"], "the certificates of the same round travel with the table")
+        #expect(all.last?.table?.model.httpsHosts == ["a.example.com"], "the host's redirect is the table's")
+        #expect(all.last?.tls?.certificates.map(\.secret) == ["default/web-tls"], "the certificates of the same round travel with the table")
     }
 
     @Test func aCertificateOnlyChangeIsPublishedWithoutATable() {
         let (store, loop, publications) = start()
         defer { loop.stop() }
         #expect(waitUntil { publications.all.count == 1 })
-        // Same routes; only spec.tls changes.
+        // a.example.com gains TLS: its routes now redirect, so a table goes too.
         store.apply(.replaced([ingress("web", host: "a.example.com", tls: true)]), from: ingresses)
         #expect(waitUntil { publications.all.count == 2 })
+        #expect(publications.all.last?.table?.model.httpsHosts == ["a.example.com"])
+        // Same routes and TLS hosts; only the certificate in the Secret changes.
+        store.apply(.replaced([tlsSecret("web-tls", certificate: "BBBB")]), from: secrets)
+        #expect(waitUntil { publications.all.count == 3 })
         #expect(publications.all.last?.table == nil)
-        #expect(publications.all.last?.tls?.redirectHosts == ["a.example.com"])
+        #expect(publications.all.last?.tls?.certificates.first?.certificateChainPEM.contains(UInt8(ascii: "B")) == true)
     }
 
     @Test func theSettingsConfigMapIsAppliedAndABadVersionKeepsTheLastGoodOne() {

@@ -160,7 +160,25 @@ extension EndToEndTests {
                         + tlsIngress(
                             "strict", tls: [(["strict.test"], "shared")], hosts: ["strict.test"], service: "strict",
                             annotations: clientCertificates.merging(["nginx.ingress.kubernetes.io/ssl-redirect": "false"]) { $1 })
-                        + tlsIngress("other", tls: [(["other.test"], "other")], hosts: ["other.test"], service: "other"))
+                        + tlsIngress("other", tls: [(["other.test"], "other")], hosts: ["other.test"], service: "other")
+                        // A second Ingress on the TLS host opts out of the redirect for its own path only.
+                        + """
+                        ---
+                        apiVersion: networking.k8s.io/v1
+                        kind: Ingress
+                        metadata:
+                          name: hooks
+                          namespace: default
+                          annotations: {"nginx.ingress.kubernetes.io/ssl-redirect": "false"}
+                        spec:
+                          ingressClassName: postern
+                          rules:
+                          - host: "tls.test"
+                            http:
+                              paths:
+                              - {path: /hooks, pathType: Prefix, backend: {service: {name: public, port: {number: 80}}}}
+
+                        """)
                 postern = try PosternProcess(manifests: manifests)
             }
 
@@ -203,6 +221,11 @@ extension EndToEndTests {
             SecurityCase(transport: .plain, host: "TLS.Test.", expected: "308 https://tls.test/x", because: "finding 2: case and dot"),
             SecurityCase(transport: .plain, host: "tls.test.:80", expected: "308 https://tls.test/x", because: "finding 2: dot and port"),
             SecurityCase(transport: .plain, host: "mtls.test.", expected: "308 https://mtls.test/x", because: "finding 2: mTLS host, dot"),
+            // ssl-redirect per path, as ingress-nginx applies it per location.
+            SecurityCase(transport: .plain, host: "tls.test", target: "/hooks/github", expected: "200 public", because: "its Ingress opted out for its path"),
+            SecurityCase(transport: .plain, host: "TLS.test.:80", target: "/hooks", expected: "200 public", because: "the opt-out, any spelling"),
+            SecurityCase(transport: .plain, host: "tls.test", target: "/hookshot", expected: "308 https://tls.test/hookshot", because: "another path of the host still redirects"),
+            SecurityCase(transport: .tls(serverName: "tls.test", certificate: false), host: "tls.test", target: "/hooks/x", expected: "200 public", because: "served over TLS too"),
             SecurityCase(transport: .plain, host: "strict.test", expected: "400", because: "mTLS host without redirect over plain HTTP"),
             SecurityCase(transport: .plain, host: "STRICT.test.:80", expected: "400", because: "finding 2: mTLS host over plain HTTP, any spelling"),
             // Finding 1: no SNI, no client certificate.

@@ -273,6 +273,52 @@ import Testing
         }
     }
 
+    /// The client's lines reach the upstream in order and normalised
+    /// (`Name: value`), whatever their spacing, with dropped fields left out
+    /// between them: consecutive lines are copied in runs, and a run must
+    /// end exactly where a line does.
+    @Test func clientFieldsGoUpstreamInOrderWhateverTheirSpacing() throws {
+        let text = "GET /x HTTP/1.1\r\nHost: app.test\r\nAccept: */*\r\nA-One: 1\r\nB-Two:2\r\nC-Three:   3   \r\n"
+            + "X_Dropped: yes\r\nX-Real-IP: 6.6.6.6\r\nD-Four: 4\r\nE-Five: \r\nConnection: keep-alive\r\nF-Six: 6 6\r\n\r\n"
+        let peer = ConnectionPeer(address: ClientAddress(bytes: [192, 0, 2, 1]), text: Array("192.0.2.1".utf8), policy: .disabled)
+        let context = ForwardingContext(
+            policy: ForwardingHeaderPolicy(allowsUnderscores: false), peer: peer, clientText: UnsafeRawBufferPointer(start: nil, count: 0),
+            isTLS: false, publicPort: Array("80".utf8), clientCertificate: nil)
+        var ids = RequestIDGenerator()
+        let out = ByteBuffer(capacity: 1024)
+        let dropped = try Array(text.utf8).withUnsafeBytes { bytes in
+            var head = HTTP1RequestHead()
+            guard case .complete = HTTP1Parser.parseRequestHead(bytes, limits: HTTP1Limits(), into: &head) else {
+                throw ParseFailure()
+            }
+            return UpstreamRequestFields.http1(
+                head: head, bytes: bytes, host: head.host, hostFromTarget: false, context: context, requestIDs: &ids, into: out)
+        }
+        let lines = String(decoding: out.readable, as: UTF8.self).components(separatedBy: "\r\n")
+        #expect(Array(lines.prefix(8)) == [
+            "Host: app.test", "Accept: */*", "A-One: 1", "B-Two: 2", "C-Three: 3", "D-Four: 4", "E-Five: ", "F-Six: 6 6",
+        ])
+        #expect(lines[8].hasPrefix("X-Request-ID: "), "then the proxy's own fields")
+        #expect(!lines.contains("X-Real-IP: 6.6.6.6") && lines.contains("X-Real-IP: "))
+        #expect(dropped == 1, "the underscore field is counted")
+    }
+
+    private struct ParseFailure: Error {}
+
+    /// The pipeline keeps a connection's address text between its requests;
+    /// requests of connections taking turns each get their own.
+    @Test func connectionsTakingTurnsEachGetTheirOwnAddress() {
+        let pipeline = RequestPipeline()
+        let first = pipeline.peer(SocketAddress(bytes: [192, 0, 2, 1], port: 40000))
+        let second = pipeline.peer(SocketAddress(bytes: [198, 51, 100, 7], port: 40001))
+        var seen: [String] = []
+        for peer in [first, first, second, first, second, second] {
+            pipeline.decideClientAddress(peer: peer, fields: NoFields())
+            seen.append(String(decoding: pipeline.clientText, as: UTF8.self))
+        }
+        #expect(seen == ["192.0.2.1", "192.0.2.1", "198.51.100.7", "192.0.2.1", "198.51.100.7", "198.51.100.7"])
+    }
+
     @Test func aClientRequestIDIsKeptAndTheCertificateIsOnlyTheProxys() throws {
         let peer = ConnectionPeer(address: ClientAddress(bytes: [192, 0, 2, 1]), text: Array("192.0.2.1".utf8), policy: .disabled)
         var fields = HTTP2Fields()

@@ -81,18 +81,27 @@ private final class Configuration: @unchecked Sendable {
                     secret: "default/shared", hosts: ["optional.test"], certificateChainPEM: shared.certificate,
                     privateKeyPEM: shared.key, ingresses: [], clientAuthentication: authentication(.optional)),
                 TLSCertificate(secret: "default/other", hosts: ["other.test"], certificateChainPEM: other.certificate, privateKeyPEM: other.key, ingresses: []),
-            ],
-            redirectHosts: ["mtls.test", "tls.test"])
+            ])
         let builder = try TLSStoreBuilder(settings: TLSServerSettings(), defaultCertificate: nil)
         let (store, problems) = builder.build(model.certificates.map(TLSCertificateInput.init))
         #expect(problems.filter { $0.severity == .error } == [])
         self.store = store
-        secure = SecurePolicy(certificates: store, model: model, hsts: nil)
+        secure = SecurePolicy(certificates: store, model: model)
+        // ssl-redirect on tls.test and mtls.test (hosts with TLS) and on
+        // plain.test (no TLS: not redirected); not on the others.
+        let redirected: Set<String> = ["tls.test", "mtls.test", "plain.test"]
         let virtualHosts = Self.hosts.map {
-            VirtualHost(host: .exact($0), routes: [Route(path: "/", match: .prefix, cluster: $0, source: "default/test")])
+            VirtualHost(host: .exact($0), routes: [
+                Route(
+                    path: "/", match: .prefix, cluster: $0, source: "default/test",
+                    httpsRedirect: HTTPSRedirect(sslRedirect: redirected.contains($0)))
+            ])
         }
         let clusters = Self.hosts.map { Cluster(name: $0, endpoints: [Endpoint(address: .v4(127, 0, 0, 1), port: 8080)]) }
-        table = RoutingTable(model: RouteModel(virtualHosts: virtualHosts, clusters: clusters), generation: 1)
+        table = RoutingTable(
+            model: RouteModel(
+                virtualHosts: virtualHosts, clusters: clusters, httpsHosts: model.certificates.flatMap(\.hosts).sorted()),
+            generation: 1)
     }
 
     deinit { rewrite.deallocate() }
@@ -109,7 +118,7 @@ private final class Configuration: @unchecked Sendable {
     /// The pipeline's decision as text: `redirect 308`, `respond 421`, `forward tls.test pass`.
     func decide(
         host: String, path: String = "/x", tls: TLSFacts?, client: String? = nil, declaredBody: UInt64? = 0,
-        table: RoutingTable? = nil
+        table: RoutingTable? = nil, secure: SecurePolicy? = nil
     ) -> String {
         var host = host
         var path = path
@@ -123,14 +132,14 @@ private final class Configuration: @unchecked Sendable {
                             address: client.flatMap { IPAddress(parsing: $0) }.flatMap { ClientAddress(bytes: $0.bytes) },
                             text: Array((client ?? "unknown").utf8), policy: .disabled),
                         declaredBodyLength: declaredBody),
-                    fields: NoFields(), tls: tls, table: table ?? self.table, secure: secure, rewriteInto: rewrite, metrics: metrics,
+                    fields: NoFields(), tls: tls, table: table ?? self.table, secure: secure ?? self.secure, rewriteInto: rewrite, metrics: metrics,
                     redirectStatus: 308)
             }
         }
         switch outcome {
         case let .respond(response): return "respond \(response.status)"
-        case let .redirect(status, _):
-            return "redirect \(status) \(String(decoding: pipeline.canonicalHost, as: UTF8.self))"
+        case let .redirect(status, namePort):
+            return "redirect \(status) \(String(decoding: pipeline.canonicalHost, as: UTF8.self))" + (namePort ? " port" : "")
         case let .forward(cluster, _, pass, limit):
             return "forward \(cluster.name)" + (pass ? " pass" : "") + (limit == .max ? "" : " limit \(limit)")
         }
@@ -201,6 +210,50 @@ private final class Configuration: @unchecked Sendable {
             compared += 1
         }
         #expect(compared == 403)
+    }
+}
+
+@Suite struct RequestPipelineRedirects {
+    /// shop.test has TLS. `/` comes from an Ingress with ssl-redirect,
+    /// `/hooks` from one with `ssl-redirect: "false"`, `/legacy` from one
+    /// with `use-port-in-redirects`; rules without a host redirect when
+    /// the request's host has TLS.
+    private static func table() -> RoutingTable {
+        let ssl = HTTPSRedirect(sslRedirect: true)
+        let shop = VirtualHost(
+            host: .exact("shop.test"),
+            routes: [
+                Route(path: "/", match: .prefix, cluster: "app", source: "default/shop", httpsRedirect: ssl),
+                Route(path: "/hooks", match: .prefix, cluster: "app", source: "default/hooks"),
+                Route(
+                    path: "/legacy", match: .prefix, cluster: "app", source: "default/legacy",
+                    httpsRedirect: HTTPSRedirect(sslRedirect: true, usePortInRedirects: true)),
+            ])
+        let any = VirtualHost(
+            host: .any, routes: [Route(path: "/", match: .prefix, cluster: "app", source: "default/any", httpsRedirect: ssl)])
+        return RoutingTable(
+            model: RouteModel(
+                virtualHosts: [shop, any], clusters: [Cluster(name: "app", endpoints: [Endpoint(address: .v4(127, 0, 0, 1), port: 80)])],
+                httpsHosts: ["*.wild.test", "shop.test"], defaultHTTPSRedirect: ssl),
+            generation: 1)
+    }
+
+    @Test func theRedirectIsTheRoutesAndOnlyWithAnHTTPSListener() throws {
+        let c = try Configuration()
+        let t = Self.table()
+        #expect(c.decide(host: "shop.test", path: "/cart", tls: nil, table: t) == "redirect 308 shop.test")
+        #expect(c.decide(host: "SHOP.test.:80", path: "/cart", tls: nil, table: t) == "redirect 308 shop.test")
+        #expect(c.decide(host: "shop.test", path: "/hooks/github", tls: nil, table: t) == "forward app",
+                "its Ingress opted out for its own path")
+        #expect(c.decide(host: "shop.test", path: "/legacy", tls: nil, table: t) == "redirect 308 shop.test port")
+        #expect(c.decide(host: "a.wild.test", path: "/", tls: nil, table: t) == "redirect 308 a.wild.test",
+                "a rule without a host: the request's host has TLS (a wildcard)")
+        #expect(c.decide(host: "plain.test", path: "/", tls: nil, table: t) == "forward app", "and here it has not")
+        let tls = c.session(serverName: "tls.test", certificate: false)
+        #expect(c.decide(host: "tls.test", path: "/x", tls: tls, table: t) == "forward app", "never over TLS")
+        let noListener = SecurePolicy(certificates: nil, model: TLSModel())
+        #expect(c.decide(host: "shop.test", path: "/cart", tls: nil, table: t, secure: noListener) == "forward app",
+                "without an HTTPS listener a redirect would loop")
     }
 }
 

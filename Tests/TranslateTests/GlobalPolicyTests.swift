@@ -29,6 +29,28 @@ private func policy(_ result: TranslationResult, of name: String) -> RoutePolicy
     result.model.virtualHosts.flatMap(\.routes).first { $0.source == "default/\(name)" }?.policy
 }
 
+/// Whether a plain-HTTP request is redirected by `table`: nil for no,
+/// else whether the Location names the port.
+private func redirect(_ table: RoutingTable, _ host: String, _ path: String) -> Bool? {
+    var host = host
+    var path = path
+    var scratch = [UInt8](repeating: 0, count: 256)
+    return host.withUTF8 { host in
+        path.withUTF8 { path in
+            scratch.withUnsafeMutableBytes { rewrite in
+                let routed = table.route(host: UnsafeRawBufferPointer(host), path: UnsafeRawBufferPointer(path), rewriteInto: rewrite)
+                return table.httpsRedirect(routed.httpsRedirect, canonicalHost: UnsafeRawBufferPointer(host))
+            }
+        }
+    }
+}
+
+/// Which of `hosts` redirect a plain-HTTP request for `/`.
+private func redirectedHosts(_ model: RouteModel, of hosts: [String]) -> [String] {
+    let table = RoutingTable(model: model, generation: 1)
+    return hosts.filter { redirect(table, $0, "/") != nil }
+}
+
 private func options(_ global: GlobalPolicy) -> TranslateOptions {
     var options = TranslateOptions()
     options.global = global
@@ -114,14 +136,43 @@ private func options(_ global: GlobalPolicy) -> TranslateOptions {
             globalIngress("plain", host: "plain.example.com"),
             globalIngress("opted-out", host: "out.example.com", annotations: ["force-ssl-redirect": "false"]))
         let snapshot = ObjectSnapshot(objects: objects(manifests))
-        #expect(translateTLS(snapshot, options: TranslateOptions()).model.redirectHosts == ["opted.example.com", "secure.example.com"])
-        let off = translateTLS(snapshot, options: options(GlobalPolicy(sslRedirect: false))).model
-        #expect(off.redirectHosts == ["opted.example.com"], "ssl-redirect: false globally; the annotation still opts in")
-        let forced = translateTLS(snapshot, options: options(GlobalPolicy(forceSSLRedirect: true))).model
-        #expect(forced.redirectHosts == ["opted.example.com", "plain.example.com", "secure.example.com"],
+        let hosts = ["opted.example.com", "out.example.com", "plain.example.com", "secure.example.com"]
+        let byDefault = redirectedHosts(translate(snapshot, options: TranslateOptions()).model, of: hosts)
+        #expect(byDefault == ["opted.example.com", "secure.example.com"])
+        let off = redirectedHosts(translate(snapshot, options: options(GlobalPolicy(sslRedirect: false))).model, of: hosts)
+        #expect(off == ["opted.example.com"], "ssl-redirect: false globally; the annotation still opts in")
+        let forced = redirectedHosts(translate(snapshot, options: options(GlobalPolicy(forceSSLRedirect: true))).model, of: hosts)
+        #expect(forced == ["opted.example.com", "plain.example.com", "secure.example.com"],
                 "force-ssl-redirect globally redirects hosts without TLS; the annotation opts out")
     }
 
+    /// ingress-nginx applies `ssl-redirect` per location: two Ingresses on
+    /// one host, one with TLS, the other opting out for its own path.
+    @Test func sslRedirectIsDecidedPerRouteByTheRoutesOwnIngress() throws {
+        let shop = globalIngress("shop", host: "shop.example.com", tls: true)
+        var hooks = ingress("hooks", rules: [("shop.example.com", "/hooks", "Prefix", "a")])
+        hooks = hooks.replacingOccurrences(
+            of: "\n  namespace: default", with: "\n  namespace: default\n  annotations:\n    \(nginx)ssl-redirect: \"false\"")
+        var legacy = ingress("legacy", rules: [("shop.example.com", "/legacy", "Prefix", "a")])
+        legacy = legacy.replacingOccurrences(
+            of: "\n  namespace: default", with: "\n  namespace: default\n  annotations:\n    \(nginx)use-port-in-redirects: \"true\"")
+        let forced = globalIngress("forced", host: "plain.example.com", annotations: ["force-ssl-redirect": "true"])
+        let open = ingress("open", rules: [("plain.example.com", "/open", "Prefix", "a")])
+        let all = objects(documents(ingressClass, globalBackends, shop, hooks, legacy, forced, open))
+        let model = translate(ObjectSnapshot(objects: all), options: TranslateOptions()).model
+        #expect(model.httpsHosts == ["shop.example.com"])
+        let table = RoutingTable(model: model, generation: 1)
+        #expect(redirect(table, "shop.example.com", "/cart") == false, "the TLS Ingress's path redirects")
+        #expect(redirect(table, "shop.example.com", "/hooks/github") == nil, "ssl-redirect: false on the other Ingress's path")
+        #expect(redirect(table, "shop.example.com", "/legacy") == true,
+                "an Ingress without TLS of its own on a host with TLS redirects, naming the port as it asks")
+        #expect(redirect(table, "plain.example.com", "/") == false, "force-ssl-redirect without TLS")
+        #expect(redirect(table, "plain.example.com", "/open") == nil, "force-ssl-redirect is the forcing Ingress's paths only")
+        #expect(redirect(table, "unknown.example.com", "/") == nil)
+        let translator = IncrementalTranslator(options: TranslateOptions())
+        translator.replaceAll(with: all)
+        #expect(translator.translate().routes.model == model, "the incremental translator decides alike")
+    }
     @Test func theIncrementalTranslatorCarriesTheGlobalsLikeAFullTranslation() {
         var global = Self.global
         global.blockedSourceRanges = ranges("203.0.113.0/24")

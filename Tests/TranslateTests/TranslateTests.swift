@@ -24,15 +24,17 @@ private func reasons(_ result: TranslationResult) -> [String] {
     @Test func ingressServiceAndSliceBecomeAHostRouteAndCluster() {
         let result = translate(web)
         #expect(result.diagnostics.isEmpty)
+        // ssl-redirect is on by default (it redirects once the host has TLS).
         #expect(result.model == RouteModel(
             virtualHosts: [VirtualHost(host: .exact("example.com"), routes: [
                 Route(path: "/app", match: .prefix, cluster: "default/web:http", source: "default/web",
-                      location: "spec.rules[0].http.paths[0]"),
+                      location: "spec.rules[0].http.paths[0]", httpsRedirect: HTTPSRedirect(sslRedirect: true)),
             ])],
             clusters: [Cluster(name: "default/web:http", endpoints: [
                 Endpoint(address: .v4(10, 0, 0, 1), port: 8080),
                 Endpoint(address: .v4(10, 0, 0, 2), port: 8080),
-            ])]))
+            ])],
+            defaultHTTPSRedirect: HTTPSRedirect(sslRedirect: true)))
     }
 
     @Test func translatedModelRoutesRequests() {
