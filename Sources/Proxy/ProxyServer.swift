@@ -2,7 +2,6 @@ import Glibc
 import Synchronization
 import Reactor
 import Routing
-import TLS
 import Telemetry
 
 /// The data plane: N workers, each an event loop on its own thread with its

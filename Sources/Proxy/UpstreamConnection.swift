@@ -2,7 +2,6 @@ import Glibc
 import HTTP1
 import Reactor
 import RouteModel
-import TLS
 import Telemetry
 
 /// One TCP connection from a worker to an endpoint. While it serves a
@@ -22,64 +21,78 @@ final class UpstreamConnection: EventHandler {
         case closed
     }
 
-    let fd: CInt
+    /// The socket, its TLS session for HTTPS endpoints, and the buffers:
+    /// responses read into chunks of the worker's `largeBufferPool`,
+    /// requests written from its `bufferPool`.
+    var socket: TransportSocket
     let endpoint: Endpoint
     /// Endpoint plus TLS context: connections are pooled only with their own kind.
     let poolKey: PoolKey
     /// The client TLS context for HTTPS endpoints (nil: plain HTTP).
-    let secure: TLSClientContext?
+    let secure: UpstreamTLSContext?
     /// SNI and verified name for HTTPS endpoints.
     let serverName: String
-    /// The TLS session once the handshake started.
-    var tls: TLSConnection?
     // unowned(unsafe): the worker outlives every connection of its loop (it
     // closes them all before it stops); a checked unowned reference costs a
     // retain and release per access on the hot path.
     unowned(unsafe) let worker: Worker
-    var registration: Registration?
     var state: State
-    /// Bytes read from the endpoint, not yet forwarded.
+    /// Bytes read from the endpoint, not yet forwarded: `socket`'s read
+    /// buffer, kept as a `let` so that the hot path reads it without a
+    /// retain and release (a read through the `var socket` needs them).
     let readBuffer: ByteBuffer
-    /// Request bytes waiting for the socket to accept them.
-    var writeBuffer: ByteBuffer
+    /// Request bytes waiting for the socket to accept them (replaced when a
+    /// failed attempt carries its unsent bytes here).
+    var writeBuffer: ByteBuffer {
+        get { socket.writeBuffer }
+        set { socket.writeBuffer = newValue }
+    }
     /// The client connection this one serves while busy.
     var owner: UpstreamOwner?
     /// Deadline for the current phase (connect, send, read or idle), in loop milliseconds.
     var deadline: UInt64 = .max
     /// Requests sent on this connection so far (more than one: it was reused).
     var requestsServed = 0
-    var interest: Interest = .none
 
-    init(fd: CInt, endpoint: Endpoint, worker: Worker, connecting: Bool, secure: TLSClientContext?, serverName: String) {
-        self.fd = fd
+    init(fd: CInt, endpoint: Endpoint, worker: Worker, connecting: Bool, secure: UpstreamTLSContext?, serverName: String) {
+        self.socket = TransportSocket(plain: fd, readPool: worker.largeBufferPool, writePool: worker.bufferPool)
+        self.readBuffer = socket.readBuffer
         self.endpoint = endpoint
         self.secure = secure
         self.serverName = serverName
-        self.poolKey = PoolKey(endpoint: endpoint, secure: secure.map(ObjectIdentifier.init))
+        self.poolKey = PoolKey(endpoint: endpoint, secure: secure?.identity)
         self.worker = worker
         self.state = connecting ? .connecting : .busy
-        self.readBuffer = ByteBuffer(pool: worker.largeBufferPool)
-        self.writeBuffer = ByteBuffer(pool: worker.bufferPool)
     }
 
-    /// Sets the epoll interest, skipping the system call when unchanged.
+    /// Registers the socket with the worker's loop.
+    func register(interest: Interest) throws {
+        try socket.register(on: worker.loop, interest: interest, handler: self)
+    }
+
+    /// The epoll interest last set.
+    var interest: Interest { socket.interest }
+
+    /// Sets the epoll interest for reading and writing as the owner wants
+    /// them (the transport adds what TLS needs), skipping the system call
+    /// when unchanged.
     @inline(__always)
     func setInterest(_ new: Interest) {
-        guard new != interest, let registration else { return }
-        interest = new
-        worker.loop.setInterest(registration, new)
+        var wanted = socket.interest(reading: new.contains(.read), writing: new.contains(.write))
+        wanted.formUnion(new.subtracting([.read, .write]))
+        socket.setInterest(wanted, on: worker.loop)
     }
 
     func handleReadiness(_ readiness: Readiness) {
         switch state {
         case .connecting:
             if readiness.contains(.writable) || readiness.contains(.error) || readiness.contains(.hangup) {
-                connectFinished(error: Socket.pendingError(fd))
+                connectFinished(error: socket.connectError)
             }
         case .handshaking:
             continueHandshake()
         case .busy:
-            if let owner { owner.upstreamReady(self, readiness) } else { close() }
+            if let owner { owner.upstreamReady(self, socket.translate(readiness)) } else { close() }
         case .idle:
             // An idle pooled connection that becomes readable was closed by
             // the endpoint (or sent bytes nobody asked for): drop it.
@@ -97,9 +110,7 @@ final class UpstreamConnection: EventHandler {
             if parkedFor >= DownstreamConnection.idleBufferReleaseMilliseconds {
                 // An idle keep-alive connection holds no buffer memory.
                 holdsIdleBuffers = false
-                readBuffer.releaseStorage()
-                writeBuffer.releaseStorage()
-                tls?.releaseIdleBuffers()
+                socket.releaseIdleBuffers(includingSession: true)
             }
         }
         guard now >= deadline else { return }
@@ -168,19 +179,16 @@ final class UpstreamConnection: EventHandler {
         case failed
     }
 
-    /// Makes room and reads what the socket has, plus the decrypted bytes
-    /// OpenSSL already holds (epoll does not announce those).
+    /// Makes room and reads what the socket has (with TLS, every record
+    /// that fits: `TransportSocket.read`).
     func readResponse(headDone: Bool) -> ResponseRead {
         switch makeReadRoom(headDone: headDone) {
         case .ready: break
         case .pause: return .pause
         case .headTooLarge: return .headTooLarge
         }
-        switch transportRead() {
+        switch socket.read() {
         case .bytes:
-            while let tls, tls.pendingBytes > 0, readBuffer.writableBytes > 0 {
-                guard case .bytes = transportRead() else { break }
-            }
             return .bytes
         case .wouldBlock: return .wouldBlock
         case .endOfFile: return .endOfFile
@@ -250,12 +258,11 @@ final class UpstreamConnection: EventHandler {
             if let owner { owner.upstreamConnected(self, error: error) } else { close() }
             return
         }
-        guard let secure, let session = try? TLSConnection(fd: fd, client: secure, serverName: serverName) else {
+        guard let secure, socket.startClientTLS(secure, serverName: serverName) else {
             handshakeFailed = true
             if let owner { owner.upstreamConnected(self, error: EPROTO) } else { close() }
             return
         }
-        tls = session
         state = .handshaking
         deadline = worker.loop.now + worker.configuration.connectTimeoutMilliseconds
         continueHandshake()
@@ -263,17 +270,15 @@ final class UpstreamConnection: EventHandler {
 
     /// Drives the TLS handshake with the endpoint.
     func continueHandshake() {
-        guard let tls else { return }
-        switch tls.handshake() {
-        case .bytes:
+        switch socket.handshake() {
+        case .complete:
             state = .busy
             setInterest(.read)
             if let owner { owner.upstreamConnected(self, error: 0) } else { close() }
-        case .wantRead:
+        case .waiting:
+            // The transport asks for what the handshake waits for.
             setInterest(.read)
-        case .wantWrite:
-            setInterest(.write)
-        case .closed, .failed:
+        case .failed:
             handshakeFailed = true
             if let owner { owner.upstreamConnected(self, error: EPROTO) } else { close() }
         }
@@ -284,26 +289,22 @@ final class UpstreamConnection: EventHandler {
         guard state != .closed else { return }
         state = .closed
         owner = nil
-        if let registration { worker.loop.deregister(registration) }
-        registration = nil
-        tls = nil
-        Socket.close(fd)
+        socket.close(loop: worker.loop, notify: false)
         worker.metrics.upstreamConnectionsClosed.add()
     }
 
-    /// Reads into `readBuffer` (through TLS for HTTPS endpoints).
+    /// Reads into `readBuffer` (through TLS for HTTPS endpoints, every
+    /// record that fits).
     @inline(__always)
-    func transportRead() -> IOResult {
-        var need = Transport.Need.none
-        return Transport.read(fd: fd, tls: tls, into: readBuffer, need: &need)
-    }
+    func transportRead() -> IOResult { socket.read() }
 
     /// Writes from `writeBuffer` (through TLS for HTTPS endpoints).
     @inline(__always)
-    func transportWrite() -> IOResult {
-        var need = Transport.Need.none
-        return Transport.write(fd: fd, tls: tls, from: writeBuffer, need: &need)
-    }
+    func transportWrite() -> IOResult { socket.write() }
+
+    /// Input is ready that no readiness event will announce (see
+    /// `TransportSocket.hasUnannouncedInput`): read again without waiting.
+    var hasUnannouncedInput: Bool { socket.hasUnannouncedInput }
 }
 
 /// Whoever drives an upstream connection while it serves a request: an
