@@ -356,8 +356,7 @@ final class DownstreamConnection: EventHandler, UpstreamAttempt, ClientConnectio
 
     /// Reads when there is somewhere to put the bytes; writes when output is queued.
     func updateDownstreamInterest() {
-        var reading = false
-        var extra: Interest = .none
+        var wanted: Interest = writeBuffer.isEmpty ? .none : .write
         switch state {
         case .readingProxyHeader:
             // Before TLS: only the header's bytes, whatever is queued.
@@ -365,38 +364,38 @@ final class DownstreamConnection: EventHandler, UpstreamAttempt, ClientConnectio
             return
         case .handshaking:
             // The transport answers with what the handshake waits for.
-            reading = true
+            wanted = .read
         case .waitingForRequest:
-            reading = readBuffer.writableBytes > 0 || readBuffer.capacity < readBufferLimit
+            if readBuffer.writableBytes > 0 || readBuffer.capacity < readBufferLimit { wanted.insert(.read) }
         case .proxying:
             if peerClosedRead {
                 // The client's FIN is known: stop epoll reporting it on every wait.
-                extra = .ignoringReadHangup
-            } else if requestBody != .complete {
-                if let upstream, upstream.writeBuffer.readableBytes < worker.configuration.bufferHighWaterMark {
-                    reading = true
-                }
+                wanted.insert(.ignoringReadHangup)
             } else {
-                // Keep watching for pipelined bytes and for the client going away.
-                reading = readBuffer.writableBytes > 0
+                if requestBody != .complete {
+                    if let upstream, upstream.writeBuffer.readableBytes < worker.configuration.bufferHighWaterMark {
+                        wanted.insert(.read)
+                    }
+                } else if readBuffer.writableBytes > 0 {
+                    // Keep watching for pipelined bytes and for the client going away.
+                    wanted.insert(.read)
+                }
             }
         case .lingering:
-            reading = true
+            wanted.insert(.read)
         case .tunneling:
-            if let upstream, upstream.writeBuffer.readableBytes < worker.configuration.bufferHighWaterMark { reading = true }
+            if let upstream, upstream.writeBuffer.readableBytes < worker.configuration.bufferHighWaterMark { wanted.insert(.read) }
         case .closingAfterWrite, .closed:
             break
         }
-        var wanted = socket.interest(reading: reading, writing: !writeBuffer.isEmpty)
-        wanted.formUnion(extra)
-        setInterest(wanted)
+        setInterest(socket.interest(for: wanted))
         // The transport may hold client bytes that epoll will never announce
         // (TLS records read with the handshake, or the rest of what the read
         // buffer had no room for when reading paused): read them once this
         // iteration's events are handled. Each such read takes bytes or finds
         // only part of a record (then the socket has the rest, and the
         // transport stops saying so), so this never spins.
-        if reading, state != .handshaking, !bufferedReadScheduled,
+        if wanted.contains(.read), state != .handshaking, !bufferedReadScheduled,
            readBuffer.writableBytes > 0 || readBuffer.readerIndex > 0 || readBuffer.capacity < readBufferLimit,
            socket.hasUnannouncedInput
         {

@@ -160,8 +160,9 @@ final class HTTP2Connection: EventHandler, ClientConnection, HTTP2ServerSessionD
             close()
             return
         }
-        let wanted = socket.interest(reading: session.wantsRead && !session.connectionShouldClose, writing: !writeBuffer.isEmpty)
-        socket.setInterest(wanted, on: worker.loop)
+        var wanted: Interest = session.wantsRead && !session.connectionShouldClose ? .read : .none
+        if !writeBuffer.isEmpty { wanted.insert(.write) }
+        socket.setInterest(socket.interest(for: wanted), on: worker.loop)
         // Nothing in flight: the buffers go back to the pool (a no-op for
         // one that holds bytes, e.g. while the session is being fed).
         socket.releaseIdleBuffers(includingSession: false)

@@ -45,14 +45,12 @@ struct TransportSocket: ~Copyable {
     /// The interest last given to epoll.
     private(set) var interest: Interest = .none
 
-    /// TLS handshake not finished yet.
-    private var handshaking: Bool
+    /// What TLS waits for beyond what the connection asked (`Waits`): zero
+    /// on a plain socket and on an established session between want-read/
+    /// want-write, so the hot path tests one byte.
+    private var waits: UInt8
     /// What the handshake waits for.
     private var handshakeInterest: Interest = .read
-    /// The last TLS read needs the socket writable to progress.
-    private var readWantsWrite = false
-    /// The last TLS write needs the socket readable to progress.
-    private var writeWantsRead = false
     /// The last TLS read found only part of a record inside OpenSSL: the
     /// rest comes from the socket, and epoll announces that (so reading
     /// again without an event would find nothing: no spinning).
@@ -64,11 +62,23 @@ struct TransportSocket: ~Copyable {
 
     /// A plain socket, or one with `tls` (a server or client session not
     /// yet through its handshake).
+    /// Bits of `waits`.
+    private enum Waits {
+        /// TLS handshake not finished yet.
+        static let handshaking: UInt8 = 1
+        /// The last TLS read needs the socket writable to progress.
+        static let readWantsWrite: UInt8 = 2
+        /// The last TLS write needs the socket readable to progress.
+        static let writeWantsRead: UInt8 = 4
+    }
+
+    private var handshaking: Bool { waits & Waits.handshaking != 0 }
+
     private init(fd: CInt, tls: TLSConnection?, readPool: BufferPool, writePool: BufferPool) {
         self.fd = fd
         self.tls = tls
         self.isEncrypted = tls != nil
-        self.handshaking = tls != nil
+        self.waits = tls != nil ? Waits.handshaking : 0
         self.readBuffer = ByteBuffer(pool: readPool)
         self.writeBuffer = ByteBuffer(pool: writePool)
     }
@@ -95,10 +105,8 @@ struct TransportSocket: ~Copyable {
         self.fd = other.fd
         self.tls = other.tls
         self.isEncrypted = other.isEncrypted
-        self.handshaking = other.handshaking
+        self.waits = other.waits
         self.handshakeInterest = other.handshakeInterest
-        self.readWantsWrite = other.readWantsWrite
-        self.writeWantsRead = other.writeWantsRead
         self.recordIncomplete = other.recordIncomplete
         self.readBuffer = ByteBuffer(pool: readPool)
         self.writeBuffer = ByteBuffer(pool: writePool)
@@ -115,10 +123,10 @@ struct TransportSocket: ~Copyable {
     /// the stream ended behind it (the next read says so).
     @inline(__always)
     mutating func read() -> IOResult {
-        if let pendingEnd { return pendingEnd }
         // A connection back from idle takes its buffer from the worker's pool now.
         readBuffer.ensureStorage()
         guard let tls else { return Socket.read(fd, into: readBuffer) }
+        if let pendingEnd { return pendingEnd }
         return readRecords(tls)
     }
 
@@ -137,7 +145,7 @@ struct TransportSocket: ~Copyable {
                 recordIncomplete = tls.hasPendingInput
                 return total > 0 ? .bytes(total) : .wouldBlock
             case .wantWrite:
-                readWantsWrite = true
+                waits |= Waits.readWantsWrite
                 return total > 0 ? .bytes(total) : .wouldBlock
             case .closed:
                 return end(.endOfFile, after: total)
@@ -160,8 +168,10 @@ struct TransportSocket: ~Copyable {
     /// instead of waiting for epoll, which will not announce it.
     @inline(__always)
     var hasUnannouncedInput: Bool {
+        // Only TLS holds input (and only a TLS read keeps an end for later).
+        guard let tls else { return false }
         if pendingEnd != nil { return true }
-        guard let tls, !recordIncomplete, !handshaking else { return false }
+        guard !recordIncomplete, !handshaking else { return false }
         return tls.hasPendingInput
     }
 
@@ -178,7 +188,7 @@ struct TransportSocket: ~Copyable {
         case .wantWrite:
             return .wouldBlock
         case .wantRead:
-            writeWantsRead = true
+            waits |= Waits.writeWantsRead
             return .wouldBlock
         case .closed, .failed:
             return .failed(EPIPE)
@@ -194,18 +204,22 @@ struct TransportSocket: ~Copyable {
 
     // MARK: Readiness
 
-    /// The epoll interest for what the connection wants: `reading` (it has
-    /// room for input) and `writing` (output is queued). During the TLS
-    /// handshake, what the handshake waits for; a TLS read or write that
-    /// needs the other direction adds it.
+    /// The epoll interest for what the connection wants (`.read`: it has
+    /// room for input; `.write`: output is queued; other flags pass
+    /// through). During the TLS handshake, what the handshake waits for; a
+    /// TLS read or write that needs the other direction adds it.
     @inline(__always)
-    func interest(reading: Bool, writing: Bool) -> Interest {
+    func interest(for wanted: Interest) -> Interest {
+        if waits == 0 { return wanted }
+        return interestForTLS(wanted)
+    }
+
+    private func interestForTLS(_ wanted: Interest) -> Interest {
         if handshaking { return handshakeInterest }
-        var wanted: Interest = .none
-        if reading { wanted.insert(.read) }
-        if writing || readWantsWrite { wanted.insert(.write) }
-        if writeWantsRead { wanted.insert(.read) }
-        return wanted
+        var adjusted = wanted
+        if waits & Waits.readWantsWrite != 0 { adjusted.insert(.write) }
+        if waits & Waits.writeWantsRead != 0 { adjusted.insert(.read) }
+        return adjusted
     }
 
     /// The readiness epoll reported, in the connection's terms: a TLS read
@@ -213,14 +227,18 @@ struct TransportSocket: ~Copyable {
     /// that waited for input may write now (`.writable`).
     @inline(__always)
     mutating func translate(_ readiness: Readiness) -> Readiness {
-        guard readWantsWrite || writeWantsRead else { return readiness }
+        if waits & (Waits.readWantsWrite | Waits.writeWantsRead) == 0 { return readiness }
+        return translateForTLS(readiness)
+    }
+
+    private mutating func translateForTLS(_ readiness: Readiness) -> Readiness {
         var translated = readiness
-        if readWantsWrite, readiness.contains(.writable) {
-            readWantsWrite = false
+        if waits & Waits.readWantsWrite != 0, readiness.contains(.writable) {
+            waits &= ~Waits.readWantsWrite
             translated.insert(.readable)
         }
-        if writeWantsRead, !readiness.isDisjoint(with: [.readable, .hangup, .error]) {
-            writeWantsRead = false
+        if waits & Waits.writeWantsRead != 0, !readiness.isDisjoint(with: [.readable, .hangup, .error]) {
+            waits &= ~Waits.writeWantsRead
             translated.insert(.writable)
         }
         return translated
@@ -233,13 +251,14 @@ struct TransportSocket: ~Copyable {
     }
 
     /// Sets the epoll interest; no system call when unchanged. Returns
-    /// whether it changed.
+    /// whether it changed. `loop` is only evaluated then (reading it
+    /// through the connection's worker costs a retain).
     @inline(__always)
     @discardableResult
-    mutating func setInterest(_ new: Interest, on loop: EventLoop) -> Bool {
+    mutating func setInterest(_ new: Interest, on loop: @autoclosure () -> EventLoop) -> Bool {
         guard new != interest, let registration else { return false }
         interest = new
-        loop.setInterest(registration, new)
+        loop().setInterest(registration, new)
         return true
     }
 
@@ -266,7 +285,7 @@ struct TransportSocket: ~Copyable {
         guard let tls, handshaking else { return .complete }
         switch tls.handshake() {
         case .bytes:
-            handshaking = false
+            waits &= ~Waits.handshaking
             return .complete
         case .wantRead:
             handshakeInterest = .read
@@ -317,7 +336,7 @@ struct TransportSocket: ~Copyable {
     mutating func startClientTLS(_ context: UpstreamTLSContext, serverName: String) -> Bool {
         guard let session = try? TLSConnection(fd: fd, client: context.context, serverName: serverName) else { return false }
         tls = session
-        handshaking = true
+        waits |= Waits.handshaking
         handshakeInterest = .write
         return true
     }

@@ -78,9 +78,7 @@ final class UpstreamConnection: EventHandler {
     /// when unchanged.
     @inline(__always)
     func setInterest(_ new: Interest) {
-        var wanted = socket.interest(reading: new.contains(.read), writing: new.contains(.write))
-        wanted.formUnion(new.subtracting([.read, .write]))
-        socket.setInterest(wanted, on: worker.loop)
+        socket.setInterest(socket.interest(for: new), on: worker.loop)
     }
 
     func handleReadiness(_ readiness: Readiness) {
