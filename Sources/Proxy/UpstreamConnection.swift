@@ -10,7 +10,7 @@ import Telemetry
 /// closing it.
 ///
 /// Loop-bound: every method runs on its worker's loop.
-final class UpstreamConnection: EventHandler {
+final class UpstreamConnection: EventHandler, DeferredWork {
     /// Where the connection is in its life.
     enum State {
         case connecting
@@ -75,10 +75,28 @@ final class UpstreamConnection: EventHandler {
 
     /// Sets the epoll interest for reading and writing as the owner wants
     /// them (the transport adds what TLS needs), skipping the system call
-    /// when unchanged.
+    /// when unchanged. An owner that wants to read while the transport
+    /// holds input no event will announce (TLS bytes left when its buffer
+    /// filled and it paused) hears `upstreamReady` at the end of the loop
+    /// iteration instead.
     @inline(__always)
     func setInterest(_ new: Interest) {
         socket.setInterest(socket.interest(for: new), on: worker.loop)
+        if new.contains(.read), !unannouncedReadScheduled, socket.hasUnannouncedInput {
+            unannouncedReadScheduled = true
+            worker.loop.defer(self)
+        }
+    }
+
+    /// A read of input the transport holds unannounced is scheduled (`setInterest`).
+    private var unannouncedReadScheduled = false
+
+    func runDeferredWork() {
+        unannouncedReadScheduled = false
+        // Each such read takes bytes out of the transport, or stops at part
+        // of a record (the socket announces the rest): it never spins.
+        guard state == .busy, interest.contains(.read), socket.hasUnannouncedInput, let owner else { return }
+        owner.upstreamReady(self, .readable)
     }
 
     func handleReadiness(_ readiness: Readiness) {

@@ -237,6 +237,120 @@ extension TransportSocketTests {
         #expect(offset == response.count)
         #expect(harness.eventually { owner.received.count >= response.count })
         #expect(harness.onLoop { owner.connectError } == 0)
-        #expect(harness.onLoop { owner.received } == response)
+        #expect(harness.onLoop { owner.received == response })
+    }
+}
+
+/// An owner whose client does not read for a while: it keeps what the
+/// upstream sent until the read buffer is full, pauses, and takes it all
+/// when `resume` says the client drained. Loop-bound.
+private final class PausingOwner: UpstreamOwner {
+    var received: [UInt8] = []
+    var paused = false
+    var draining = false
+    let request: [UInt8]
+
+    init(request: [UInt8]) { self.request = request }
+
+    func upstreamConnected(_ connection: UpstreamConnection, error: CInt) {
+        guard error == 0 else { return }
+        connection.writeBuffer.append(request)
+        _ = connection.transportWrite()
+        connection.updateInterest(readPaused: false)
+    }
+
+    func upstreamReady(_ connection: UpstreamConnection, _ readiness: Readiness) {
+        if readiness.contains(.writable), !connection.writeBuffer.isEmpty { _ = connection.transportWrite() }
+        guard !paused, !readiness.isDisjoint(with: [.readable, .hangup, .error, .readHangup]) else { return }
+        switch connection.readResponse(headDone: true) {
+        case .bytes:
+            if draining { takeAll(connection) }
+            connection.updateInterest(readPaused: false)
+        case .pause:
+            paused = true
+            connection.updateInterest(readPaused: true)
+        case .endOfFile, .failed:
+            connection.close()
+        case .wouldBlock, .headTooLarge:
+            break
+        }
+    }
+
+    func upstreamTimedOut(_ connection: UpstreamConnection) { connection.close() }
+
+    /// The client took what was queued: hand everything on, read again.
+    func resume(_ connection: UpstreamConnection) {
+        takeAll(connection)
+        paused = false
+        draining = true
+        connection.updateInterest(readPaused: false)
+    }
+
+    private func takeAll(_ connection: UpstreamConnection) {
+        received += connection.readBuffer.readable
+        connection.readBuffer.consume(connection.readBuffer.readableBytes)
+    }
+}
+
+extension TransportSocketTests {
+    @Test(arguments: [false, true])
+    func anUpstreamResponseHeldWhileTheClientDoesNotReadArrivesWhole(tls: Bool) throws {
+        // Three records of 14,000 bytes: the 32 KiB read buffer fills inside
+        // the last one, so with TLS its rest waits inside OpenSSL while the
+        // socket is empty: no event announces it, neither before the owner
+        // pauses nor after its client drained.
+        let harness = try WorkerHarness()
+        defer { harness.stop() }
+        var pair: [CInt] = [0, 0]
+        #expect(socketpair(AF_UNIX, CInt(SOCK_STREAM.rawValue) | CInt(SOCK_CLOEXEC.rawValue), 0, &pair) == 0)
+        let (upstreamFD, endpointFD) = (pair[0], pair[1])
+        defer { close(endpointFD) }
+        _ = fcntl(upstreamFD, F_SETFL, fcntl(upstreamFD, F_GETFL) | O_NONBLOCK)
+        let request = Array("GET /slow HTTP/1.1\r\nHost: endpoint.test\r\n\r\n".utf8)
+        let owner = PausingOwner(request: request)
+        let worker = harness.worker
+        let connection = harness.onLoop { () -> UpstreamConnection in
+            let secure: UpstreamTLSContext? =
+                tls ? worker.clientContext(for: UpstreamTLS(serverName: "", verify: false, certificateAuthoritiesPEM: nil)) : nil
+            let connection = UpstreamConnection(
+                fd: upstreamFD, endpoint: Endpoint(address: .v4(127, 0, 0, 1), port: 1), worker: worker, connecting: true,
+                secure: secure, serverName: "")
+            connection.owner = owner
+            do { try connection.register(interest: .write) } catch { Issue.record("register: \(error)") }
+            return connection
+        }
+        // The endpoint, blocking: TLS with the harness's certificate, or plain.
+        BlockingSocket.setTimeouts(endpointFD, receiveMilliseconds: 5_000, sendMilliseconds: 5_000)
+        let store = try #require(harness.onLoop { worker.secure?.certificates })
+        let session = tls ? try TLSConnection(fd: endpointFD, store: store) : nil
+        if let session { #expect(session.handshake() == .bytes(0)) }
+        var seen: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        while !hasResponseHead(seen) {
+            let count: Int
+            if let session {
+                guard case let .bytes(n) = chunk.withUnsafeMutableBytes({ session.read(into: $0) }) else { break }
+                count = n
+            } else {
+                count = chunk.withUnsafeMutableBytes { recv(endpointFD, $0.baseAddress, $0.count, 0) }
+            }
+            if count <= 0 { break }
+            seen += chunk[0..<count]
+        }
+        #expect(seen == request)
+        let head = Array("HTTP/1.1 200 OK\r\nContent-Length: 41950\r\n\r\n".utf8)
+        let response = head + (0..<(42_000 - head.count)).map { UInt8(truncatingIfNeeded: $0 % 251) }
+        for start in stride(from: 0, to: response.count, by: 14_000) {
+            let record = Array(response[start..<min(response.count, start + 14_000)])
+            if let session {
+                #expect(record.withUnsafeBytes { session.write($0) } == .bytes(record.count))
+            } else {
+                #expect(record.withUnsafeBytes { BlockingSocket.writeAll(endpointFD, $0) })
+            }
+        }
+        #expect(harness.eventually { owner.paused })
+        harness.onLoop { owner.resume(connection) }
+        #expect(harness.eventually(attempts: 300) { owner.received.count >= response.count })
+        #expect(harness.onLoop { owner.received == response })
     }
 }
