@@ -136,6 +136,11 @@ enum TransportRules {
         "endReadAhead", "tuneForMultiplexing", "SSL_",
     ]
 
+    /// A connection's byte I/O on its descriptor: the transport's too (the
+    /// admin endpoint, plain HTTP outside the data path, keeps its own).
+    static let socketWords = ["Socket.read(", "Socket.write(", "Socket.peek(", "Socket.receive(", "Socket.shutdownWrite(", "Socket.pendingError("]
+    static let ownSocketIO: Set<String> = [transport, "AdminServer.swift"]
+
     /// Every crossing of the line, as readable lines; `files` are (name, text)
     /// of `Sources/Proxy`. Comment lines are skipped (they may explain the rule).
     static func violations(_ files: [(name: String, text: String)]) -> [String] {
@@ -146,6 +151,11 @@ enum TransportRules {
                 if code.hasPrefix("//") { continue }
                 if code.hasPrefix("import TLS"), !tlsImporters.contains(name) {
                     problems.append("\(name) imports TLS; only the transport and the pipeline's certificate checks may")
+                }
+                if !ownSocketIO.contains(name) {
+                    for word in socketWords where code.contains(word) {
+                        problems.append("\(name) uses \(word), which belongs to the transport")
+                    }
                 }
                 guard name != transport else { continue }
                 for word in sessionWords where code.contains(word) {
@@ -208,6 +218,8 @@ enum TransportRules {
     @Test func aConnectionThatReachesIntoTLSIsReported() {
         let files: [(name: String, text: String)] = [
             ("HTTP2Connection.swift", "import Glibc\nimport TLS\n    // OpenSSL's wantRead is explained here\n    if tls.hasPendingInput { read() }\n"),
+            ("UpstreamConnection.swift", "    switch Socket.read(fd, into: readBuffer) {\n"),
+            ("AdminServer.swift", "    switch Socket.read(fd, into: input) {\n"),
             ("RequestPipeline.swift", "import TLS\nlet context: TLSServerContext? = nil\n"),
             ("TransportSocket.swift", "import TLS\ncase .wantWrite: readWantsWrite = true\n"),
         ]
@@ -215,6 +227,7 @@ enum TransportRules {
             TransportRules.violations(files) == [
                 "HTTP2Connection.swift imports TLS; only the transport and the pipeline's certificate checks may",
                 "HTTP2Connection.swift uses hasPendingInput, which belongs to the transport",
+                "UpstreamConnection.swift uses Socket.read(, which belongs to the transport",
             ])
     }
 }
