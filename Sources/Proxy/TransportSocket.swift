@@ -57,8 +57,16 @@ struct TransportSocket: ~Copyable {
     private var recordIncomplete = false
     /// A read took bytes and then met the end of the stream or an error
     /// that no epoll event will repeat (close_notify, a broken record after
-    /// good ones): the next `read` returns it.
-    private var pendingEnd: IOResult?
+    /// good ones): the next `read` returns it. One byte, not an optional
+    /// `IOResult`: it is part of every connection object.
+    private var pendingEnd: PendingEnd = .none
+
+    /// What `pendingEnd` holds.
+    private enum PendingEnd: UInt8 {
+        case none
+        case endOfFile
+        case failed
+    }
 
     /// A plain socket, or one with `tls` (a server or client session not
     /// yet through its handshake).
@@ -126,8 +134,11 @@ struct TransportSocket: ~Copyable {
         // A connection back from idle takes its buffer from the worker's pool now.
         readBuffer.ensureStorage()
         guard let tls else { return Socket.read(fd, into: readBuffer) }
-        if let pendingEnd { return pendingEnd }
-        return readRecords(tls)
+        switch pendingEnd {
+        case .none: return readRecords(tls)
+        case .endOfFile: return .endOfFile
+        case .failed: return .failed(EPROTO)
+        }
     }
 
     /// The TLS read loop: OpenSSL's buffered records are not announced by
@@ -148,17 +159,15 @@ struct TransportSocket: ~Copyable {
                 waits |= Waits.readWantsWrite
                 return total > 0 ? .bytes(total) : .wouldBlock
             case .closed:
-                return end(.endOfFile, after: total)
+                guard total > 0 else { return .endOfFile }
+                pendingEnd = .endOfFile
+                return .bytes(total)
             case .failed:
-                return end(.failed(EPROTO), after: total)
+                guard total > 0 else { return .failed(EPROTO) }
+                pendingEnd = .failed
+                return .bytes(total)
             }
         }
-        return .bytes(total)
-    }
-
-    private mutating func end(_ result: IOResult, after total: Int) -> IOResult {
-        guard total > 0 else { return result }
-        pendingEnd = result
         return .bytes(total)
     }
 
@@ -170,7 +179,7 @@ struct TransportSocket: ~Copyable {
     var hasUnannouncedInput: Bool {
         // Only TLS holds input (and only a TLS read keeps an end for later).
         guard let tls else { return false }
-        if pendingEnd != nil { return true }
+        if pendingEnd != .none { return true }
         guard !recordIncomplete, !handshaking else { return false }
         return tls.hasPendingInput
     }

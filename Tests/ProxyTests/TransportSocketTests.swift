@@ -59,6 +59,22 @@ import Testing
         #expect(hasSettingsAcknowledgement(client.read(until: hasSettingsAcknowledgement)))
     }
 
+    @Test func anHTTP2ClientWhoseCloseNotifyFollowsItsFramesIsClosed() throws {
+        // The frames and close_notify arrive in one segment: the read that
+        // takes the frames meets the end behind them, and no event follows.
+        let harness = try WorkerHarness()
+        defer { harness.stop() }
+        let client = try RelayedTLSClient(serverFD: harness.connect(tls: true), alpn: ["h2"])
+        #expect(client.handshakeKeepingLastFlight())
+        client.sendToServer(client.takeClientBytes())
+        #expect(client.relayFromServer())
+        #expect(harness.eventually { harness.worker.downstream.count == 1 })
+        client.write(http2Preface)
+        client.tls.shutdown()
+        client.sendToServer(client.takeClientBytes())
+        #expect(harness.eventually { harness.worker.downstream.isEmpty })
+    }
+
     @Test func cleartextHTTP2WithPriorKnowledgeIsAcknowledged() throws {
         let harness = try WorkerHarness()
         defer { harness.stop() }
