@@ -42,6 +42,7 @@ PROBE_CONNECTIONS = int(ENV.get("PROBE_CONNECTIONS", "8"))
 ROUTE_COUNT = int(ENV.get("ROUTE_COUNT", "10000"))
 ALLOC_REQUESTS = int(ENV.get("ALLOC_REQUESTS", "20000"))
 CALLGRIND_REQUESTS = int(ENV.get("CALLGRIND_REQUESTS", "5000"))
+SYSCALL_REQUESTS = int(ENV.get("SYSCALL_REQUESTS", "5000"))
 SCRATCH = ENV.get("SCRATCH", os.path.join(ROOT, ".build-release"))
 POSTERN_BIN = ENV.get("POSTERN_BIN", os.path.join(SCRATCH, "release", "postern"))
 PARSE_BENCH_BIN = ENV.get("PARSE_BENCH_BIN", os.path.join(SCRATCH, "http1-parse-bench", "http1-parse-bench"))
@@ -773,7 +774,9 @@ def h2load(url, duration, warmup, clients, streams, h1=False, requests=None, log
     # The route's host goes in as the authority: h2load turns it into `Host` with --h1; a `host` field
     # instead would be sent next to the one h2load derives from the URL (400 in HTTP/1.1 and in nginx's HTTP/2).
     authority = f":authority: {HOST}"
-    argv = ["timeout", str(duration + warmup + 20), "h2load", f"-c{clients}", f"-m{streams}", "-H", authority]
+    # A counted run (the profiling steps) may be slowed down tenfold by valgrind or strace.
+    limit = duration + warmup + 20 if requests is None else 180
+    argv = ["timeout", str(limit), "h2load", f"-c{clients}", f"-m{streams}", "-H", authority]
     if requests is not None:
         argv += ["-n", str(requests)]
     else:
@@ -1246,6 +1249,11 @@ CALLGRIND = {}
 # The same two measurements over HTTP/2 and TLS (`alloc-h2`, `callgrind-h2`): h2load -c2 -m10 on the HTTPS listener.
 ALLOC_H2 = {}
 CALLGRIND_H2 = {}
+# Where the time goes on a large response (`callgrind-64k`, `syscalls-64k`): HTTP/1.1 keep-alive, 64 KiB bodies.
+CALLGRIND_64K = {}
+SYSCALLS_64K = {}
+CALLGRIND_BY_MODE = {"h1": CALLGRIND, "h2": CALLGRIND_H2, "h1-64k": CALLGRIND_64K}
+PROFILE_SUFFIX = {"h1": "", "h2": "-h2", "h1-64k": "-64k"}
 PARSE = []
 
 
@@ -1268,8 +1276,9 @@ def read_malloc_counts(path, pid):
 
 # Load of the allocation and callgrind steps: HTTP/1.1 keep-alive (10 connections, one request each at a time),
 # or HTTP/2 over TLS (2 connections of 10 concurrent streams, as scenario 5 but fewer connections).
-STEP_LOAD = {"h1": {"clients": 10, "streams": 1, "h1": True, "tls": None},
-             "h2": {"clients": 2, "streams": 10, "h1": False, "tls": "rsa"}}
+STEP_LOAD = {"h1": {"clients": 10, "streams": 1, "h1": True, "tls": None, "path": "/"},
+             "h2": {"clients": 2, "streams": 10, "h1": False, "tls": "rsa", "path": "/"},
+             "h1-64k": {"clients": 10, "streams": 1, "h1": True, "tls": None, "path": "/64k"}}
 
 
 def step_proxy(prefix, mode, env=None, wrapper=(), binary=None):
@@ -1345,7 +1354,7 @@ def callgrind_total(path):
 
 
 def callgrind_scenario(mode="h1"):
-    result = CALLGRIND if mode == "h1" else CALLGRIND_H2
+    result = CALLGRIND_BY_MODE[mode]
     if shutil.which("valgrind") is None:
         result["error"] = "valgrind not installed"
         return
@@ -1361,11 +1370,12 @@ def callgrind_scenario(mode="h1"):
     try:
         wait_status(proxy.url + "/", tls=bool(proxy.spec.tls), what="postern (callgrind)", deadline=120,
                     process=proxy.process)
-        url = proxy.url + "/"
+        url = proxy.url + STEP_LOAD[mode]["path"]
         control = lambda *args: subprocess.run(["timeout", "60", "callgrind_control", *args, str(proxy.pid)],
                                                capture_output=True, text=True)
         control("-i", "on")
-        n = CALLGRIND_REQUESTS
+        # 64 KiB responses cost about ten times the instructions of small ones: fewer of them.
+        n = CALLGRIND_REQUESTS if mode != "h1-64k" else max(200, CALLGRIND_REQUESTS // 5)
         step_h2load(url, mode, n)   # warm-up, instrumented
         served = []
         for count in (n, 2 * n):
@@ -1392,7 +1402,7 @@ def callgrind_scenario(mode="h1"):
             if len(top) >= 25:
                 break
         result["top"] = top
-        suffix = "" if mode == "h1" else "-h2"
+        suffix = PROFILE_SUFFIX[mode]
         shutil.copy(dumps[-1], os.path.join(RESULTS_DIR, f"{DATE}-callgrind-postern{suffix}.out"))
         log(f"callgrind ({mode}): {result['per_request']:.0f} instructions per request")
     except Exception as error:
@@ -1411,6 +1421,63 @@ def demangle(symbol):
         function = out or function
     where = os.path.basename(file_part) if file_part else ""
     return f"{function} ({where})" if where else function
+
+
+def syscalls_scenario():
+    """System calls per 64 KiB response: `strace -f -c` attached to the worker for 2N requests after N."""
+    result = SYSCALLS_64K
+    if shutil.which("strace") is None:
+        result["error"] = "strace not installed"
+        return
+    mode = "h1-64k"
+    proxy = step_proxy("postern-strace.", mode)
+    summary = os.path.join(WORK, "strace-64k.txt")
+    tracer = None
+    try:
+        wait_status(proxy.url + "/", what="postern (strace)", process=proxy.process)
+        url = proxy.url + STEP_LOAD[mode]["path"]
+        step_h2load(url, mode, SYSCALL_REQUESTS)   # warm-up: pools, upstream connections
+        tracer = subprocess.Popen(["strace", "-f", "-c", "-o", summary, "-p", str(proxy.pid)],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(1.0)
+        served = step_h2load(url, mode, SYSCALL_REQUESTS)["requests"]
+        time.sleep(0.3)
+        tracer.send_signal(signal.SIGINT)
+        tracer.wait(timeout=30)
+        tracer = None
+        calls = {}
+        for line in open(summary):
+            fields = line.split()
+            # % time, seconds, usecs/call, calls, [errors,] syscall
+            if len(fields) >= 5 and fields[0][0].isdigit() and fields[-1] != "total":
+                count = int(fields[3])
+                calls[fields[-1]] = calls.get(fields[-1], 0) + count
+        result["requests"] = served
+        result["calls"] = {name: count / served for name, count in sorted(calls.items(), key=lambda kv: -kv[1])}
+        result["per_request"] = sum(calls.values()) / served
+        log(f"syscalls (64k): {result['per_request']:.1f} per request")
+    except Exception as error:
+        result["error"] = str(error)
+        log(f"syscalls: {error}")
+    finally:
+        if tracer is not None:
+            tracer.kill()
+        proxy.stop()
+
+
+def syscalls_section():
+    data = SYSCALLS_64K
+    if "per_request" not in data:
+        return f"Not measured: {data.get('error')}."
+    lines = [f"`strace -f -c` attached to `postern run --workers 1` while it served {data['requests']} requests "
+             f"({load_text('h1-64k')}), after a warm-up of the same size. strace slows the process; the counts, not "
+             f"the times, are the result.", "",
+             f"**{data['per_request']:.1f} system calls per proxied 64 KiB response.**", "",
+             "| system call | per request |", "|---|---|"]
+    for name, per in data["calls"].items():
+        if per >= 0.01:
+            lines.append(f"| `{name}` | {per:.2f} |")
+    return "\n".join(lines)
 
 
 def parse_scenario():
@@ -1574,8 +1641,9 @@ def memory_table():
 
 
 def load_text(mode):
-    return "`h2load --h1 -c10 -m1` (HTTP/1.1 keep-alive)" if mode == "h1" else \
-        "`h2load -c2 -m10` (HTTP/2 over TLS, RSA-2048, on the HTTPS listener)"
+    return {"h1": "`h2load --h1 -c10 -m1` (HTTP/1.1 keep-alive)",
+            "h2": "`h2load -c2 -m10` (HTTP/2 over TLS, RSA-2048, on the HTTPS listener)",
+            "h1-64k": "`h2load --h1 -c10 -m1` on `/64k` (HTTP/1.1 keep-alive, 65,536-byte responses)"}[mode]
 
 
 def alloc_section(mode="h1"):
@@ -1605,13 +1673,13 @@ def alloc_section(mode="h1"):
 
 
 def callgrind_section(mode="h1"):
-    data = CALLGRIND if mode == "h1" else CALLGRIND_H2
+    data = CALLGRIND_BY_MODE[mode]
     if not data:
         return "Not run."
     if "per_request" not in data:
         return f"Not measured: {data.get('error')}."
     n1, n2 = data["requests"]
-    suffix = "" if mode == "h1" else "-h2"
+    suffix = PROFILE_SUFFIX[mode]
     lines = [f"`valgrind --tool=callgrind` on `postern run --workers 1` (all threads), instrumentation on after start-up, "
              f"counters zeroed before and dumped after runs of {n1} and {n2} requests ({load_text(mode)}); "
              f"per request = difference of the two totals over the {n2 - n1} extra requests.",
@@ -1752,6 +1820,11 @@ def write_report(load_before, load_after, elapsed):
     if CALLGRIND_H2:
         body += ["### Postern: callgrind instructions per proxied request (HTTP/2 over TLS)", "",
                  callgrind_section("h2"), ""]
+    if CALLGRIND_64K:
+        body += ["### Postern: callgrind instructions per proxied 64 KiB response (HTTP/1.1)", "",
+                 callgrind_section("h1-64k"), ""]
+    if SYSCALLS_64K:
+        body += ["### Postern: system calls per proxied 64 KiB response (HTTP/1.1)", "", syscalls_section(), ""]
     body += [
              "### Micro-benchmark: HTTP/1.1 request-head parse", "", parse_section(), ""]
     if chart_path:
@@ -1771,6 +1844,7 @@ def write_report(load_before, load_after, elapsed):
     with open(os.path.join(RESULTS_DIR, f"{DATE}.json"), "w") as f:
         json.dump({"rows": ROWS, "memory": MEMORY, "alloc": ALLOC, "callgrind": CALLGRIND, "parse": PARSE,
                    "alloc_h2": ALLOC_H2, "callgrind_h2": CALLGRIND_H2,
+                   "callgrind_64k": CALLGRIND_64K, "syscalls_64k": SYSCALLS_64K,
                    "notes": NOTES, "meta": {"load_before": load_before, "load_after": load_after,
                                             "elapsed": elapsed, "run_label": run_label}}, f, indent=1, default=str)
     update_summary(header, body, chart_path)
@@ -1830,6 +1904,8 @@ def report_from(path):
     CALLGRIND.update(saved["callgrind"])
     ALLOC_H2.update(saved.get("alloc_h2", {}))
     CALLGRIND_H2.update(saved.get("callgrind_h2", {}))
+    CALLGRIND_64K.update(saved.get("callgrind_64k", {}))
+    SYSCALLS_64K.update(saved.get("syscalls_64k", {}))
     PARSE.extend(saved["parse"])
     NOTES.update(saved["notes"])
     meta = saved.get("meta", {})
@@ -1857,7 +1933,8 @@ def main():
     steps = {"1": scenario_1, "2": scenario_2, "3": scenario_3, "4": scenario_4, "4r": scenario_4_resumed,
              "5": scenario_5, "6": scenario_6, "8": scenario_8,
              "7": scenario_7, "alloc": alloc_scenario, "callgrind": callgrind_scenario, "parse": parse_scenario,
-             "alloc-h2": lambda: alloc_scenario("h2"), "callgrind-h2": lambda: callgrind_scenario("h2")}
+             "alloc-h2": lambda: alloc_scenario("h2"), "callgrind-h2": lambda: callgrind_scenario("h2"),
+             "callgrind-64k": lambda: callgrind_scenario("h1-64k"), "syscalls-64k": syscalls_scenario}
     for name in SCENARIOS:
         if name in steps:
             log(f"scenario {name}")

@@ -1,6 +1,8 @@
 #define _GNU_SOURCE
 #include "CPosternShim.h"
 #include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
 #include <malloc.h>
 #include <pthread.h>
 #include <sched.h>
@@ -56,3 +58,10 @@ int postern_pin_thread_to_cpu(int cpu) {
 }
 
 int postern_malloc_trim(void) { return malloc_trim(0); }
+
+int postern_pipe_nonblocking(int fds[2]) { return pipe2(fds, O_NONBLOCK | O_CLOEXEC); }
+
+long postern_splice(int in, int out, size_t length, int more) {
+    unsigned int flags = SPLICE_F_MOVE | SPLICE_F_NONBLOCK | (more ? SPLICE_F_MORE : 0);
+    return (long)splice(in, NULL, out, NULL, length, flags);
+}

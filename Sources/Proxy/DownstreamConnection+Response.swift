@@ -42,7 +42,13 @@ extension DownstreamConnection {
             tunnelUpstreamReadable(connection)
             return
         }
-        switch connection.readResponse(headDone: responseHeadDone) {
+        if splice != nil {
+            continueSplice()
+            return
+        }
+        // A cleartext pair may splice the body: read the head in a small
+        // first read (`spliceHeadReadBytes`), so most of the body stays in the socket.
+        switch connection.readResponse(headDone: responseHeadDone, headReadLimit: isTLS ? 0 : Self.spliceHeadReadBytes) {
         case .pause:
             upstreamReadPaused = true
             refreshUpstreamDeadline(connection)
@@ -103,7 +109,11 @@ extension DownstreamConnection {
                     finishResponse(connection)
                     return
                 }
-                if input.isEmpty { return }
+                if input.isEmpty {
+                    // The rest is in the upstream socket: large bodies go through a pipe.
+                    _ = startSplice(connection, remaining: remaining)
+                    return
+                }
                 let count = Int(min(remaining, UInt64(input.readableBytes)))
                 writeBuffer.append(UnsafeRawBufferPointer(rebasing: input.readable[0..<count]))
                 input.consume(count)

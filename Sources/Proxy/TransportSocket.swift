@@ -143,6 +143,21 @@ struct TransportSocket: ~Copyable {
         }
     }
 
+    /// Like `read()`, but a plain socket gives at most `limit` bytes (the
+    /// rest stays in the socket, for `splice`); with TLS, the same as `read()`
+    /// (OpenSSL reads whole records).
+    @inline(__always)
+    mutating func read(atMost limit: Int) -> IOResult {
+        guard tls == nil else { return read() }
+        readBuffer.ensureStorage()
+        return Socket.read(fd, into: readBuffer, atMost: limit)
+    }
+
+    /// The descriptor for `splice(2)`, which moves bytes between sockets
+    /// without copying them: only a plain socket's (nil with TLS, whose
+    /// bytes must pass through OpenSSL).
+    var spliceDescriptor: CInt? { tls == nil && !isEncrypted ? fd : nil }
+
     /// The TLS read loop: OpenSSL's buffered records are not announced by
     /// epoll, so they are taken now (the one place for that rule).
     private mutating func readRecords(_ tls: TLSConnection) -> IOResult {

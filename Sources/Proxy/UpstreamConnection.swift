@@ -197,13 +197,18 @@ final class UpstreamConnection: EventHandler, DeferredWork {
 
     /// Makes room and reads what the socket has (with TLS, every record
     /// that fits: `TransportSocket.read`).
-    func readResponse(headDone: Bool) -> ResponseRead {
+    ///
+    /// `headReadLimit` (cleartext only, 0 for none) caps the first read of a
+    /// response: a head fits in it, and a large body stays in the socket for
+    /// the owner to `splice` instead of being copied out and back in.
+    func readResponse(headDone: Bool, headReadLimit: Int = 0) -> ResponseRead {
         switch makeReadRoom(headDone: headDone) {
         case .ready: break
         case .pause: return .pause
         case .headTooLarge: return .headTooLarge
         }
-        switch socket.read() {
+        let result = headReadLimit > 0 && !headDone && readBuffer.isEmpty ? socket.read(atMost: headReadLimit) : socket.read()
+        switch result {
         case .bytes:
             return .bytes
         case .wouldBlock: return .wouldBlock
@@ -317,6 +322,9 @@ final class UpstreamConnection: EventHandler, DeferredWork {
     /// Writes from `writeBuffer` (through TLS for HTTPS endpoints).
     @inline(__always)
     func transportWrite() -> IOResult { socket.write() }
+
+    /// The descriptor for `splice(2)` (nil with TLS: `TransportSocket.spliceDescriptor`).
+    var spliceDescriptor: CInt? { socket.spliceDescriptor }
 
     /// Input is ready that no readiness event will announce (see
     /// `TransportSocket.hasUnannouncedInput`): read again without waiting.

@@ -43,6 +43,8 @@ public final class Worker: @unchecked Sendable {
     /// 16 KiB chunks for client connections' buffers and upstream write
     /// buffers, taken while bytes are in flight (see `BufferPool`).
     let bufferPool = BufferPool(chunkSize: 16 * 1024, keepLimit: 512)
+    /// Empty pipes for large cleartext response bodies (`DownstreamConnection+Splice`).
+    let splicePipes = SplicePipePool(keepLimit: 64)
     /// 32 KiB chunks for HTTP/2 client connections and upstream read buffers.
     let largeBufferPool = BufferPool(chunkSize: 32 * 1024, keepLimit: 256)
     /// How often the pools give back chunks nobody took since the last time.

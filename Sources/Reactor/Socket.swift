@@ -174,10 +174,16 @@ public enum Socket {
     /// Reads into `buffer`'s writable space (which must not be empty).
     @inline(__always)
     public static func read(_ fd: CInt, into buffer: ByteBuffer) -> IOResult {
+        read(fd, into: buffer, atMost: .max)
+    }
+
+    /// Reads at most `limit` bytes into `buffer`'s free space: leaves the
+    /// rest in the socket (for `splice`, which moves it without a copy).
+    public static func read(_ fd: CInt, into buffer: ByteBuffer, atMost limit: Int) -> IOResult {
         let space = buffer.writable
-        precondition(space.count > 0, "read into a full buffer")
+        precondition(space.count > 0 && limit > 0, "read into a full buffer")
         while true {
-            let count = Glibc.read(fd, space.baseAddress, space.count)
+            let count = Glibc.read(fd, space.baseAddress, min(space.count, limit))
             if count > 0 {
                 buffer.didWrite(count)
                 return .bytes(count)

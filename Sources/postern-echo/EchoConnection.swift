@@ -274,6 +274,13 @@ final class EchoConnection: EventHandler {
             appendConnectionHeader()
             output.append("\r\n")
             startStream(count: count, chunked: false)
+        case .truncated(let count):
+            // The close after half the body is the point: no keep-alive.
+            keepAlive = false
+            output.append("HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: ")
+            appendDecimal(count)
+            output.append("\r\n\r\n")
+            startStream(count: count / 2, chunked: false)
         case .chunked(let count):
             output.append("HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n")
             if version == .http10 {

@@ -10,6 +10,9 @@ enum EchoRoute: Equatable {
     case bytes(UInt64)
     /// `/chunked/N`: N pattern bytes, chunked framing and a trailer.
     case chunked(UInt64)
+    /// `/truncated/N`: `Content-Length: N`, then only N/2 pattern bytes and
+    /// a close: an upstream that dies in the middle of a body.
+    case truncated(UInt64)
     /// `/status/CODE`: an empty body with that status.
     case status(Int)
     /// `/sleep/MS`: the echo answer after MS milliseconds.
@@ -45,6 +48,7 @@ enum EchoRoute: Equatable {
         let path = UnsafeRawBufferPointer(rebasing: target[0..<pathEnd])
         if let n = number(after: "/bytes/", in: path) { return n.map { .bytes($0) } ?? .invalid }
         if let n = number(after: "/chunked/", in: path) { return n.map { .chunked($0) } ?? .invalid }
+        if let n = number(after: "/truncated/", in: path) { return n.map { .truncated($0) } ?? .invalid }
         if let n = number(after: "/status/", in: path) {
             guard let code = n, code >= 200 && code <= 599 else { return .invalid }
             return .status(Int(code))

@@ -53,4 +53,12 @@ int postern_pin_thread_to_cpu(int cpu);
 /// glibc malloc_trim(0): gives whole free pages of every arena back to the kernel.
 int postern_malloc_trim(void);
 
+// Reason: pipe2 and splice are GNU extensions that Glibc's module does not export.
+/// pipe2(O_NONBLOCK | O_CLOEXEC) into fds[0] (read end) and fds[1] (write end).
+int postern_pipe_nonblocking(int fds[2]);
+/// splice(2) of up to `length` bytes from `in` to `out` (one of them a pipe),
+/// never blocking; `more` sets SPLICE_F_MORE (more data follows). Returns the
+/// byte count, 0 at end of input, or -1 with errno.
+long postern_splice(int in, int out, size_t length, int more);
+
 #endif
