@@ -3,7 +3,6 @@ import HTTP1
 import Reactor
 import RouteModel
 import Routing
-import TLS
 import Telemetry
 
 private let slash = UInt8(ascii: "/")

@@ -38,7 +38,7 @@ extension DownstreamConnection {
     /// qualifies. Called with the upstream's read buffer empty, so every
     /// byte still to come is in the socket. Returns false to keep buffering.
     func startSplice(_ connection: UpstreamConnection, remaining: UInt64) -> Bool {
-        guard remaining >= Self.spliceThreshold, !isTLS, connection.tls == nil,
+        guard remaining >= Self.spliceThreshold, socket.spliceDescriptor != nil, connection.spliceDescriptor != nil,
             let pipe = worker.splicePipes.take()
         else { return false }
         exchange.splice = ResponseSplice(pipe: pipe, remaining: remaining)
@@ -52,7 +52,7 @@ extension DownstreamConnection {
         guard let connection = upstream, var relay = exchange.splice else { return }
         // The response head (and body bytes read with it) go out first.
         if !writeBuffer.isEmpty {
-            switch transportWrite() {
+            switch socket.write() {
             case let .bytes(count):
                 if count > 0 { lastWriteProgress = worker.loop.now }
             case .wouldBlock, .endOfFile:
@@ -72,7 +72,7 @@ extension DownstreamConnection {
         defer { if forwarded > 0 { worker.metrics.responseBytesOut.add(forwarded) } }
         while moved < Self.spliceTurnBytes {
             if relay.inPipe > 0 {
-                switch Splice.move(from: relay.pipe.readEnd, to: fd, count: relay.inPipe, more: false) {
+                switch socket.splice(from: relay.pipe, count: relay.inPipe) {
                 case let .bytes(count):
                     relay.inPipe -= count
                     moved += count
@@ -99,7 +99,7 @@ extension DownstreamConnection {
                 return
             }
             let want = Int(min(relay.remaining, UInt64(SplicePipe.capacity)))
-            switch Splice.move(from: connection.fd, to: relay.pipe.writeEnd, count: want, more: false) {
+            switch connection.splice(into: relay.pipe, count: want) {
             case let .bytes(count):
                 relay.remaining -= UInt64(count)
                 relay.inPipe = count

@@ -85,9 +85,6 @@ extension DownstreamConnection {
         }
         switch connection.transportRead() {
         case .bytes:
-            while let tls = connection.tls, tls.pendingBytes > 0, buffer.writableBytes > 0 {
-                guard case .bytes = connection.transportRead() else { break }
-            }
             tunnelUpstreamBytes(connection)
             flushDownstream()
         case .wouldBlock:

@@ -2,7 +2,6 @@ import Glibc
 import HTTP2
 import Reactor
 import Routing
-import TLS
 import Telemetry
 
 /// A client connection speaking HTTP/2: negotiated with ALPN `h2` on the
@@ -12,22 +11,28 @@ import Telemetry
 ///
 /// Loop-bound: every method runs on its worker's loop.
 final class HTTP2Connection: EventHandler, ClientConnection, HTTP2ServerSessionDelegate, DeferredWork {
-    let fd: CInt
+    /// The socket taken over from the HTTP/1.1 connection, its TLS session,
+    /// and the buffers: chunks of the worker's `largeBufferPool`, held only
+    /// while bytes are in flight (given back whenever a flush leaves them empty).
+    var socket: TransportSocket
     // unowned(unsafe): the worker outlives every connection of its loop (it
     // closes them all before it stops); a checked unowned reference costs a
     // retain and release per access on the hot path.
     unowned(unsafe) let worker: Worker
-    var tls: TLSConnection?
-    var registration: Registration?
-    var interest: Interest = .none
-    let isTLS: Bool
+    /// Over TLS (h2), not cleartext (h2c).
+    var isTLS: Bool { socket.isEncrypted }
+    /// What the pipeline may know of the TLS session (nil: h2c).
+    var tls: TLSSessionFacts? { socket.sessionFacts }
     /// Who is at the other end (handed over by the HTTP/1.1 connection
     /// that read the PROXY header and checked the peer's trust).
     let peer: ConnectionPeer
     private(set) var session: HTTP2ServerSession!
-    /// Bytes read from the socket, fed to the session at once.
+    /// Bytes read from the socket, fed to the session at once: `socket`'s
+    /// read buffer, kept as a `let` so that the hot path reads it without a
+    /// retain and release (a read through the `var socket` needs them).
     let readBuffer: ByteBuffer
-    /// Session output the socket did not take yet.
+    /// Session output the socket did not take yet: `socket`'s write buffer
+    /// (a `let` for the same reason).
     let writeBuffer: ByteBuffer
     var streams = HTTP2StreamMap<HTTP2StreamExchange>()
     /// Closed streams' exchanges, reused by the next streams (no allocation per stream).
@@ -47,18 +52,15 @@ final class HTTP2Connection: EventHandler, ClientConnection, HTTP2ServerSessionD
     var scratchFields = HTTP2Fields(byteCapacity: 2048, fieldCapacity: 32)
 
     /// Takes over a connection from `DownstreamConnection` (after ALPN `h2`
-    /// or the h2c preface); `initialBytes` were already read from it.
-    init(fd: CInt, worker: Worker, tls: TLSConnection?, peer: ConnectionPeer, initialBytes: UnsafeRawBufferPointer) {
-        self.fd = fd
+    /// or the h2c preface): its `socket` (with buffers of the worker's
+    /// `largeBufferPool`); `initialBytes` were already read from it.
+    init(socket: consuming TransportSocket, worker: Worker, peer: ConnectionPeer, initialBytes: UnsafeRawBufferPointer) {
+        self.readBuffer = socket.readBuffer
+        self.writeBuffer = socket.writeBuffer
+        self.socket = socket
         self.worker = worker
-        self.tls = tls
-        self.isTLS = tls != nil
-        // Chunks of the worker's pool, held only while bytes are in flight:
-        // given back whenever a flush leaves them empty.
-        self.readBuffer = ByteBuffer(pool: worker.largeBufferPool)
-        self.writeBuffer = ByteBuffer(pool: worker.largeBufferPool)
         self.peer = peer
-        tls?.tuneForMultiplexing()
+        self.socket.settleForHTTP2()
         self.lastActivity = worker.loop.now
         var settings = HTTP2Settings()
         settings.maxHeaderListSize = UInt32(worker.configuration.limits.maxHeaderSectionBytes)
@@ -74,15 +76,16 @@ final class HTTP2Connection: EventHandler, ClientConnection, HTTP2ServerSessionD
     /// Starts serving: feeds what was already read, writes the SETTINGS.
     func start() {
         if !readBuffer.isEmpty { feedSession() }
-        // Records that arrived with the handshake and are still inside OpenSSL.
-        if !closed, let tls, tls.hasPendingInput { readFromClient() }
+        // Records that arrived with the handshake, which no event announces.
+        if !closed, socket.hasUnannouncedInput { readFromClient() }
         if !closed { flushOutput() }
     }
 
     // MARK: Socket
 
-    func handleReadiness(_ readiness: Readiness) {
+    func handleReadiness(_ event: Readiness) {
         if closed { return }
+        let readiness = socket.translate(event)
         if !readiness.isDisjoint(with: [.readable, .hangup, .error, .readHangup]) {
             readFromClient()
         }
@@ -90,40 +93,23 @@ final class HTTP2Connection: EventHandler, ClientConnection, HTTP2ServerSessionD
     }
 
     private func readFromClient() {
-        readBuffer.clear()
-        var result = transportRead()
-        guard case .bytes = result else {
-            if case .wouldBlock = result { return }
-            close()
-            return
-        }
-        lastActivity = worker.loop.now
-        tlsBuffersHeld = tls != nil
-        while true {
-            // With read-ahead OpenSSL may hold several records that epoll
-            // will not announce: take them all, a buffer at a time. The
-            // client's flow-control windows bound how much that can be.
-            while let tls, tls.hasPendingInput, readBuffer.writableBytes > 0 {
-                result = transportRead()
-                guard case .bytes = result else { break }
-            }
-            feedSession()
-            // close_notify or a broken record behind good ones: no epoll event follows.
-            switch result {
+        // The transport may hold more than a buffer (with TLS read-ahead,
+        // every record one system call brought): take it a buffer at a time.
+        // The client's flow-control windows bound how much that can be.
+        repeat {
+            readBuffer.clear()
+            switch socket.read() {
+            case .bytes:
+                lastActivity = worker.loop.now
+                tlsBuffersHeld = isTLS
+                feedSession()
+            case .wouldBlock:
+                return
             case .endOfFile, .failed:
                 close()
                 return
-            case .bytes, .wouldBlock:
-                break
             }
-            guard !closed, let tls, tls.hasPendingInput, !session.connectionShouldClose else { return }
-            result = transportRead()
-            guard case .bytes = result else {
-                if case .wouldBlock = result { return }
-                close()
-                return
-            }
-        }
+        } while !closed && !session.connectionShouldClose && socket.hasUnannouncedInput
     }
 
     private func feedSession() {
@@ -134,18 +120,6 @@ final class HTTP2Connection: EventHandler, ClientConnection, HTTP2ServerSessionD
             worker.metrics.count(.badRequest)
         }
         readBuffer.clear()
-    }
-
-    @inline(__always)
-    private func transportRead() -> IOResult {
-        var need = Transport.Need.none
-        return Transport.read(fd: fd, tls: tls, into: readBuffer, need: &need)
-    }
-
-    @inline(__always)
-    private func transportWrite() -> IOResult {
-        var need = Transport.Need.none
-        return Transport.write(fd: fd, tls: tls, from: writeBuffer, need: &need)
     }
 
     /// Output gathered from the session before a write: one TLS record and
@@ -175,7 +149,7 @@ final class HTTP2Connection: EventHandler, ClientConnection, HTTP2ServerSessionD
                 writeBuffer.append(chunk)
             }
             if writeBuffer.isEmpty { break }
-            if case .failed = transportWrite() {
+            if case .failed = socket.write() {
                 close()
                 return
             }
@@ -188,14 +162,10 @@ final class HTTP2Connection: EventHandler, ClientConnection, HTTP2ServerSessionD
         }
         var wanted: Interest = session.wantsRead && !session.connectionShouldClose ? .read : .none
         if !writeBuffer.isEmpty { wanted.insert(.write) }
-        if let registration, wanted != interest {
-            interest = wanted
-            worker.loop.setInterest(registration, wanted)
-        }
+        socket.setInterest(socket.interest(for: wanted), on: worker.loop)
         // Nothing in flight: the buffers go back to the pool (a no-op for
         // one that holds bytes, e.g. while the session is being fed).
-        readBuffer.releaseStorage()
-        writeBuffer.releaseStorage()
+        socket.releaseIdleBuffers(includingSession: false)
     }
 
     func tick(now: UInt64) {
@@ -210,8 +180,8 @@ final class HTTP2Connection: EventHandler, ClientConnection, HTTP2ServerSessionD
         // them whenever the last stream ends cost an allocation of both
         // every few requests under load (measured: +0.3 allocations and
         // +2.3 KB per request).
-        if tlsBuffersHeld, streams.isEmpty, writeBuffer.isEmpty, now &- lastActivity >= Self.tlsBufferIdleMilliseconds, let tls {
-            tls.releaseIdleBuffers()
+        if tlsBuffersHeld, streams.isEmpty, writeBuffer.isEmpty, now &- lastActivity >= Self.tlsBufferIdleMilliseconds {
+            socket.releaseIdleBuffers(includingSession: true)
             tlsBuffersHeld = false
         }
         if streams.isEmpty, now &- lastActivity >= worker.configuration.keepAliveTimeoutMilliseconds {
@@ -307,11 +277,7 @@ final class HTTP2Connection: EventHandler, ClientConnection, HTTP2ServerSessionD
         for exchange in streams.allValues { exchange.abandon() }
         streams.removeAll()
         spareExchanges.removeAll()
-        if let registration { worker.loop.deregister(registration) }
-        registration = nil
-        tls?.shutdown()
-        tls = nil
-        Socket.close(fd)
+        socket.close(loop: worker.loop, notify: true)
         worker.connectionClosed(self)
     }
 }

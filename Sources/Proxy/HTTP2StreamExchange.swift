@@ -4,7 +4,6 @@ import HTTP2
 import Reactor
 import RouteModel
 import Routing
-import TLS
 import Telemetry
 
 /// One HTTP/2 stream proxied to an HTTP/1.1 upstream: the request head is

@@ -2,7 +2,6 @@ import Glibc
 import Synchronization
 import Reactor
 import Routing
-import TLS
 import Telemetry
 
 /// The data plane: N workers, each an event loop on its own thread with its
@@ -102,13 +101,13 @@ public final class ProxyServer: @unchecked Sendable {
         for worker in workers { worker.publish(table) }
     }
 
-    /// Hands new certificates, redirects and HSTS to every worker.
+    /// Hands new certificates and client-certificate hosts to every worker.
     public func publish(_ secure: SecurePolicy) {
         for worker in workers { worker.publish(secure) }
     }
 
     /// Hands one snapshot to every worker: the table and the certificates,
-    /// redirects and HSTS built for it, installed on each worker in one loop
+    /// client-certificate hosts built for it, installed on each worker in one loop
     /// task (nil: that part is unchanged). Build `secure` (the certificate
     /// store) before calling: nothing is built on a worker loop.
     public func publish(table: RoutingTable?, secure: SecurePolicy?) {

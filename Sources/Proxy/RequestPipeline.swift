@@ -4,8 +4,8 @@ import Routing
 import TLS
 import Telemetry
 
-/// What the pipeline reads of a client's TLS session. `TLSConnection`
-/// provides it; tests provide values.
+/// What the pipeline reads of a client's TLS session. The transport's
+/// `TLSSessionFacts` provides it; tests provide values.
 protocol ClientTLSFacts {
     /// SNI (lower case, no trailing dot), empty when the client sent none.
     var serverName: [UInt8] { get }
@@ -14,8 +14,6 @@ protocol ClientTLSFacts {
     /// A client certificate was presented and verified on that context.
     var hasVerifiedClientCertificate: Bool { get }
 }
-
-extension TLSConnection: ClientTLSFacts {}
 
 /// The facts of one request, as its framing gives them. Byte views are
 /// valid for the duration of `RequestPipeline.decide`.
@@ -143,7 +141,7 @@ final class RequestPipeline {
     /// connection, for either framing: the client address of phase 0, the
     /// public port, and the client certificate when the https phase passes it.
     @inline(__always)
-    func forwardingContext(peer: ConnectionPeer, tls: TLSConnection?, passClientCertificate: Bool) -> ForwardingContext {
+    func forwardingContext(peer: ConnectionPeer, tls: TLSSessionFacts?, passClientCertificate: Bool) -> ForwardingContext {
         let isTLS = tls != nil
         return ForwardingContext(
             policy: forwarding, peer: peer, clientText: clientText, isTLS: isTLS, publicPort: forwardedPort(isTLS: isTLS),

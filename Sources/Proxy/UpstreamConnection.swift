@@ -2,7 +2,6 @@ import Glibc
 import HTTP1
 import Reactor
 import RouteModel
-import TLS
 import Telemetry
 
 /// One TCP connection from a worker to an endpoint. While it serves a
@@ -11,7 +10,7 @@ import Telemetry
 /// closing it.
 ///
 /// Loop-bound: every method runs on its worker's loop.
-final class UpstreamConnection: EventHandler {
+final class UpstreamConnection: EventHandler, DeferredWork {
     /// Where the connection is in its life.
     enum State {
         case connecting
@@ -22,64 +21,94 @@ final class UpstreamConnection: EventHandler {
         case closed
     }
 
-    let fd: CInt
+    /// The socket, its TLS session for HTTPS endpoints, and the buffers:
+    /// responses read into chunks of the worker's `largeBufferPool`,
+    /// requests written from its `bufferPool`.
+    var socket: TransportSocket
     let endpoint: Endpoint
     /// Endpoint plus TLS context: connections are pooled only with their own kind.
     let poolKey: PoolKey
     /// The client TLS context for HTTPS endpoints (nil: plain HTTP).
-    let secure: TLSClientContext?
+    let secure: UpstreamTLSContext?
     /// SNI and verified name for HTTPS endpoints.
     let serverName: String
-    /// The TLS session once the handshake started.
-    var tls: TLSConnection?
     // unowned(unsafe): the worker outlives every connection of its loop (it
     // closes them all before it stops); a checked unowned reference costs a
     // retain and release per access on the hot path.
     unowned(unsafe) let worker: Worker
-    var registration: Registration?
     var state: State
-    /// Bytes read from the endpoint, not yet forwarded.
+    /// Bytes read from the endpoint, not yet forwarded: `socket`'s read
+    /// buffer, kept as a `let` so that the hot path reads it without a
+    /// retain and release (a read through the `var socket` needs them).
     let readBuffer: ByteBuffer
-    /// Request bytes waiting for the socket to accept them.
-    var writeBuffer: ByteBuffer
+    /// Request bytes waiting for the socket to accept them (replaced when a
+    /// failed attempt carries its unsent bytes here).
+    var writeBuffer: ByteBuffer {
+        get { socket.writeBuffer }
+        set { socket.writeBuffer = newValue }
+    }
     /// The client connection this one serves while busy.
     var owner: UpstreamOwner?
     /// Deadline for the current phase (connect, send, read or idle), in loop milliseconds.
     var deadline: UInt64 = .max
     /// Requests sent on this connection so far (more than one: it was reused).
     var requestsServed = 0
-    var interest: Interest = .none
 
-    init(fd: CInt, endpoint: Endpoint, worker: Worker, connecting: Bool, secure: TLSClientContext?, serverName: String) {
-        self.fd = fd
+    init(fd: CInt, endpoint: Endpoint, worker: Worker, connecting: Bool, secure: UpstreamTLSContext?, serverName: String) {
+        self.socket = TransportSocket(plain: fd, readPool: worker.largeBufferPool, writePool: worker.bufferPool)
+        self.readBuffer = socket.readBuffer
         self.endpoint = endpoint
         self.secure = secure
         self.serverName = serverName
-        self.poolKey = PoolKey(endpoint: endpoint, secure: secure.map(ObjectIdentifier.init))
+        self.poolKey = PoolKey(endpoint: endpoint, secure: secure?.identity)
         self.worker = worker
         self.state = connecting ? .connecting : .busy
-        self.readBuffer = ByteBuffer(pool: worker.largeBufferPool)
-        self.writeBuffer = ByteBuffer(pool: worker.bufferPool)
     }
 
-    /// Sets the epoll interest, skipping the system call when unchanged.
+    /// Registers the socket with the worker's loop.
+    func register(interest: Interest) throws {
+        try socket.register(on: worker.loop, interest: interest, handler: self)
+    }
+
+    /// The epoll interest last set.
+    var interest: Interest { socket.interest }
+
+    /// Sets the epoll interest for reading and writing as the owner wants
+    /// them (the transport adds what TLS needs), skipping the system call
+    /// when unchanged. An owner that wants to read while the transport
+    /// holds input no event will announce (TLS bytes left when its buffer
+    /// filled and it paused) hears `upstreamReady` at the end of the loop
+    /// iteration instead.
     @inline(__always)
     func setInterest(_ new: Interest) {
-        guard new != interest, let registration else { return }
-        interest = new
-        worker.loop.setInterest(registration, new)
+        socket.setInterest(socket.interest(for: new), on: worker.loop)
+        if new.contains(.read), !unannouncedReadScheduled, socket.hasUnannouncedInput {
+            unannouncedReadScheduled = true
+            worker.loop.defer(self)
+        }
+    }
+
+    /// A read of input the transport holds unannounced is scheduled (`setInterest`).
+    private var unannouncedReadScheduled = false
+
+    func runDeferredWork() {
+        unannouncedReadScheduled = false
+        // Each such read takes bytes out of the transport, or stops at part
+        // of a record (the socket announces the rest): it never spins.
+        guard state == .busy, interest.contains(.read), socket.hasUnannouncedInput, let owner else { return }
+        owner.upstreamReady(self, .readable)
     }
 
     func handleReadiness(_ readiness: Readiness) {
         switch state {
         case .connecting:
             if readiness.contains(.writable) || readiness.contains(.error) || readiness.contains(.hangup) {
-                connectFinished(error: Socket.pendingError(fd))
+                connectFinished(error: socket.connectError)
             }
         case .handshaking:
             continueHandshake()
         case .busy:
-            if let owner { owner.upstreamReady(self, readiness) } else { close() }
+            if let owner { owner.upstreamReady(self, socket.translate(readiness)) } else { close() }
         case .idle:
             // An idle pooled connection that becomes readable was closed by
             // the endpoint (or sent bytes nobody asked for): drop it.
@@ -97,9 +126,7 @@ final class UpstreamConnection: EventHandler {
             if parkedFor >= DownstreamConnection.idleBufferReleaseMilliseconds {
                 // An idle keep-alive connection holds no buffer memory.
                 holdsIdleBuffers = false
-                readBuffer.releaseStorage()
-                writeBuffer.releaseStorage()
-                tls?.releaseIdleBuffers()
+                socket.releaseIdleBuffers(includingSession: true)
             }
         }
         guard now >= deadline else { return }
@@ -168,8 +195,8 @@ final class UpstreamConnection: EventHandler {
         case failed
     }
 
-    /// Makes room and reads what the socket has, plus the decrypted bytes
-    /// OpenSSL already holds (epoll does not announce those).
+    /// Makes room and reads what the socket has (with TLS, every record
+    /// that fits: `TransportSocket.read`).
     ///
     /// `headReadLimit` (cleartext only, 0 for none) caps the first read of a
     /// response: a head fits in it, and a large body stays in the socket for
@@ -180,13 +207,9 @@ final class UpstreamConnection: EventHandler {
         case .pause: return .pause
         case .headTooLarge: return .headTooLarge
         }
-        let result = headReadLimit > 0 && !headDone && tls == nil && readBuffer.isEmpty
-            ? Socket.read(fd, into: readBuffer, atMost: headReadLimit) : transportRead()
+        let result = headReadLimit > 0 && !headDone && readBuffer.isEmpty ? socket.read(atMost: headReadLimit) : socket.read()
         switch result {
         case .bytes:
-            while let tls, tls.pendingBytes > 0, readBuffer.writableBytes > 0 {
-                guard case .bytes = transportRead() else { break }
-            }
             return .bytes
         case .wouldBlock: return .wouldBlock
         case .endOfFile: return .endOfFile
@@ -256,12 +279,11 @@ final class UpstreamConnection: EventHandler {
             if let owner { owner.upstreamConnected(self, error: error) } else { close() }
             return
         }
-        guard let secure, let session = try? TLSConnection(fd: fd, client: secure, serverName: serverName) else {
+        guard let secure, socket.startClientTLS(secure, serverName: serverName) else {
             handshakeFailed = true
             if let owner { owner.upstreamConnected(self, error: EPROTO) } else { close() }
             return
         }
-        tls = session
         state = .handshaking
         deadline = worker.loop.now + worker.configuration.connectTimeoutMilliseconds
         continueHandshake()
@@ -269,17 +291,15 @@ final class UpstreamConnection: EventHandler {
 
     /// Drives the TLS handshake with the endpoint.
     func continueHandshake() {
-        guard let tls else { return }
-        switch tls.handshake() {
-        case .bytes:
+        switch socket.handshake() {
+        case .complete:
             state = .busy
             setInterest(.read)
             if let owner { owner.upstreamConnected(self, error: 0) } else { close() }
-        case .wantRead:
+        case .waiting:
+            // The transport asks for what the handshake waits for.
             setInterest(.read)
-        case .wantWrite:
-            setInterest(.write)
-        case .closed, .failed:
+        case .failed:
             handshakeFailed = true
             if let owner { owner.upstreamConnected(self, error: EPROTO) } else { close() }
         }
@@ -290,26 +310,30 @@ final class UpstreamConnection: EventHandler {
         guard state != .closed else { return }
         state = .closed
         owner = nil
-        if let registration { worker.loop.deregister(registration) }
-        registration = nil
-        tls = nil
-        Socket.close(fd)
+        socket.close(loop: worker.loop, notify: false)
         worker.metrics.upstreamConnectionsClosed.add()
     }
 
-    /// Reads into `readBuffer` (through TLS for HTTPS endpoints).
+    /// Reads into `readBuffer` (through TLS for HTTPS endpoints, every
+    /// record that fits).
     @inline(__always)
-    func transportRead() -> IOResult {
-        var need = Transport.Need.none
-        return Transport.read(fd: fd, tls: tls, into: readBuffer, need: &need)
-    }
+    func transportRead() -> IOResult { socket.read() }
 
     /// Writes from `writeBuffer` (through TLS for HTTPS endpoints).
     @inline(__always)
-    func transportWrite() -> IOResult {
-        var need = Transport.Need.none
-        return Transport.write(fd: fd, tls: tls, from: writeBuffer, need: &need)
-    }
+    func transportWrite() -> IOResult { socket.write() }
+
+    /// The descriptor for `splice(2)` (nil with TLS: `TransportSocket.spliceDescriptor`).
+    var spliceDescriptor: CInt? { socket.spliceDescriptor }
+
+    /// Moves up to `count` response bytes from the socket into `pipe`
+    /// (`TransportSocket.splice(into:count:)`).
+    @inline(__always)
+    func splice(into pipe: SplicePipe, count: Int) -> IOResult { socket.splice(into: pipe, count: count) }
+
+    /// Input is ready that no readiness event will announce (see
+    /// `TransportSocket.hasUnannouncedInput`): read again without waiting.
+    var hasUnannouncedInput: Bool { socket.hasUnannouncedInput }
 }
 
 /// Whoever drives an upstream connection while it serves a request: an

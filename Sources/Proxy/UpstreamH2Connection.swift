@@ -3,7 +3,6 @@ import HTTP2
 import Reactor
 import RouteModel
 import Routing
-import TLS
 import Telemetry
 
 /// One HTTP/2 connection to an endpoint (`backend-protocol: GRPC`, `GRPCS`
@@ -76,25 +75,26 @@ final class UpstreamH2Connection: UpstreamOwner, HTTP2ClientSessionDelegate {
     func upstreamReady(_ connection: UpstreamConnection, _ readiness: Readiness) {
         if !readiness.isDisjoint(with: [.readable, .hangup, .error, .readHangup]) {
             let buffer = connection.readBuffer
-            buffer.clear()
-            switch connection.transportRead() {
-            case .bytes:
-                while let tls = connection.tls, tls.pendingBytes > 0, buffer.writableBytes > 0 {
-                    guard case .bytes = connection.transportRead() else { break }
-                }
-                do {
-                    try session.receive(buffer.readable)
-                } catch {
-                    worker.metrics.count(.malformedResponse)
-                }
+            // A full buffer may leave input in the transport that no event
+            // announces: read until it has none.
+            reading: repeat {
                 buffer.clear()
-            case .wouldBlock:
-                break
-            case .endOfFile, .failed:
-                worker.metrics.count(.reset)
-                fail()
-                return
-            }
+                switch connection.transportRead() {
+                case .bytes:
+                    do {
+                        try session.receive(buffer.readable)
+                    } catch {
+                        worker.metrics.count(.malformedResponse)
+                    }
+                    buffer.clear()
+                case .wouldBlock:
+                    break reading
+                case .endOfFile, .failed:
+                    worker.metrics.count(.reset)
+                    fail()
+                    return
+                }
+            } while !closed && connection.hasUnannouncedInput
         }
         flush()
     }
@@ -209,12 +209,12 @@ extension Worker {
             picked = RoundRobin.pick(cluster, counter: &scratch, excluding: nil)
         }
         guard let endpoint = picked else { return nil }
-        var secure: TLSClientContext?
+        var secure: UpstreamTLSContext?
         if let settings = cluster.upstream.tls {
             guard let context = clientContext(for: settings, applicationProtocols: ["h2"]) else { return nil }
             secure = context
         }
-        let key = PoolKey(endpoint: endpoint, secure: secure.map(ObjectIdentifier.init))
+        let key = PoolKey(endpoint: endpoint, secure: secure?.identity)
         if let existing = h2Pool[key]?.first(where: { $0.canOpenStream }) {
             metrics.upstreamConnectionsReused.add()
             return existing
@@ -230,8 +230,7 @@ extension Worker {
             fd: socketFD, endpoint: endpoint, worker: self, connecting: true, secure: secure,
             serverName: cluster.upstream.tls?.serverName ?? "")
         do {
-            transport.registration = try loop.register(fd: socketFD, interest: .write, handler: transport)
-            transport.interest = .write
+            try transport.register(interest: .write)
         } catch {
             Socket.close(socketFD)
             return nil

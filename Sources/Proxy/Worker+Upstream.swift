@@ -1,7 +1,6 @@
 import Reactor
 import RouteModel
 import Routing
-import TLS
 
 /// What `Worker.acquireUpstream` found.
 enum UpstreamAcquisition {
@@ -39,12 +38,12 @@ extension Worker {
             picked = RoundRobin.pick(cluster, counter: &scratch, excluding: excluding)
         }
         guard let endpoint = picked else { return .noEndpoint }
-        var secure: TLSClientContext?
+        var secure: UpstreamTLSContext?
         if let settings = cluster.upstream.tls {
             guard let context = clientContext(for: settings) else { return .tlsUnavailable }
             secure = context
         }
-        let key = PoolKey(endpoint: endpoint, secure: secure.map(ObjectIdentifier.init))
+        let key = PoolKey(endpoint: endpoint, secure: secure?.identity)
         if allowPooled, let pooled = pool.take(key) {
             pooled.state = .busy
             pooled.owner = owner
@@ -66,8 +65,7 @@ extension Worker {
             serverName: cluster.upstream.tls?.serverName ?? "")
         let initialInterest: Interest = connecting ? .write : .read
         do {
-            connection.registration = try loop.register(fd: socketFD, interest: initialInterest, handler: connection)
-            connection.interest = initialInterest
+            try connection.register(interest: initialInterest)
         } catch {
             Socket.close(socketFD)
             return .refused(endpoint)

@@ -2,7 +2,6 @@ import Glibc
 import Reactor
 import Routing
 import RouteModel
-import TLS
 import Telemetry
 
 /// One worker: an event loop on its own thread with its own listener,
@@ -34,11 +33,11 @@ public final class Worker: @unchecked Sendable {
     /// Open client connections, for closing idle ones on drain.
     var downstream: [ObjectIdentifier: ClientConnection] = [:]
     private var listeners: [Listener] = []
-    /// Certificates, redirects and HSTS for new connections and requests.
+    /// Certificates and client-certificate hosts for new connections and requests.
     private(set) var secure: SecurePolicy?
     /// Client TLS contexts for HTTPS endpoints, made on first use per
     /// distinct settings and kept (a context is reused for every connection).
-    private var clientContexts: [UpstreamTLSKey: TLSClientContext] = [:]
+    private var clientContexts = UpstreamTLSContexts()
     /// HTTP/2 upstream connections (gRPC, H2C), several streams each.
     var h2Pool: [PoolKey: [UpstreamH2Connection]] = [:]
     /// 16 KiB chunks for client connections' buffers and upstream write
@@ -102,18 +101,8 @@ public final class Worker: @unchecked Sendable {
 
     /// The client TLS context for `settings` (nil when it cannot be made,
     /// e.g. an unusable CA bundle: the request gets 502).
-    func clientContext(for settings: UpstreamTLS, applicationProtocols: [String] = []) -> TLSClientContext? {
-        let key = UpstreamTLSKey(settings: settings, applicationProtocols: applicationProtocols)
-        if let existing = clientContexts[key] { return existing }
-        guard let made = try? TLSClientContext(verify: settings.verify, certificateAuthoritiesPEM: settings.certificateAuthoritiesPEM)
-        else { return nil }
-        if !applicationProtocols.isEmpty {
-            guard (try? made.offerApplicationProtocols(applicationProtocols)) != nil else { return nil }
-        }
-        // Bounded: settings come from configuration, not from requests.
-        if clientContexts.count > 1024 { clientContexts.removeAll() }
-        clientContexts[key] = made
-        return made
+    func clientContext(for settings: UpstreamTLS, applicationProtocols: [String] = []) -> UpstreamTLSContext? {
+        clientContexts.context(for: settings, applicationProtocols: applicationProtocols)
     }
 
     /// Registers the listener and runs the loop until drained. Blocks the calling thread.
@@ -156,7 +145,7 @@ public final class Worker: @unchecked Sendable {
     }
 
     /// Publishes one snapshot (from any thread): the routing table and the
-    /// certificates, redirects and HSTS that go with it, installed together
+    /// certificates and client-certificate hosts that go with it, installed together
     /// in one loop task, so that no request sees a new table with the old
     /// certificates or the reverse. nil leaves that part as it is.
     public func publish(table newTable: RoutingTable?, secure newPolicy: SecurePolicy?) {
@@ -191,7 +180,7 @@ public final class Worker: @unchecked Sendable {
         }
     }
 
-    /// Publishes new certificates, redirects and HSTS (from any thread).
+    /// Publishes new certificates and client-certificate hosts (from any thread).
     /// Handshakes already under way finish with the certificates they began with.
     public func publish(_ newPolicy: SecurePolicy) {
         publish(table: nil, secure: newPolicy)
@@ -266,30 +255,31 @@ public final class Worker: @unchecked Sendable {
     }
 
     func accepted(fd: CInt, peer: SocketAddress?, isTLS: Bool) {
-        var tls: TLSConnection?
+        let socket: TransportSocket
         if isTLS {
-            guard let store = secure?.certificates, let session = try? TLSConnection(fd: fd, store: store) else {
+            guard let encrypted = TransportSocket(acceptedTLS: fd, secure: secure, readPool: bufferPool, writePool: bufferPool) else {
                 metrics.tlsHandshakeFailures.add()
                 Socket.close(fd)
                 return
             }
-            tls = session
+            socket = encrypted
+        } else {
+            socket = TransportSocket(plain: fd, readPool: bufferPool, writePool: bufferPool)
         }
-        let connection = DownstreamConnection(fd: fd, peer: peer, worker: self, tls: tls)
+        let connection = DownstreamConnection(socket: socket, peer: peer, worker: self)
         do {
-            connection.registration = try loop.register(fd: fd, interest: .read, handler: connection)
+            try connection.socket.register(on: loop, interest: .read, handler: connection)
         } catch {
-            Socket.close(fd)
+            connection.socket.close(loop: loop, notify: false)
             return
         }
-        connection.interest = .read
         // Tracked before the first handshake step: that step may close the
         // connection (garbage instead of a ClientHello) or hand it over, and
         // either must find it in the table to take it out again.
         downstream[ObjectIdentifier(connection)] = connection
         if downstream.count > connectionPeakSinceHeapTrim { connectionPeakSinceHeapTrim = downstream.count }
         metrics.downstreamConnectionsAccepted.add()
-        if tls != nil { connection.continueHandshake() }
+        if isTLS { connection.continueHandshake() }
     }
 
     /// Counts a client connection refused for lack of descriptors (`error`
@@ -349,17 +339,15 @@ public final class Worker: @unchecked Sendable {
     /// Moves a client connection that turned out to speak HTTP/2 (ALPN `h2`
     /// or the h2c preface) to an `HTTP2Connection`, with the bytes already read.
     func handOverToHTTP2(_ old: DownstreamConnection) {
-        guard let registration = old.registration else { return }
-        loop.deregister(registration)
-        old.registration = nil
-        let connection = HTTP2Connection(
-            fd: old.fd, worker: self, tls: old.tls, peer: old.peer, initialBytes: old.readBuffer.readable)
+        guard old.socket.registration != nil else { return }
+        old.socket.deregister(from: loop)
+        let socket = TransportSocket(takingOver: &old.socket, readPool: largeBufferPool, writePool: largeBufferPool)
+        let connection = HTTP2Connection(socket: socket, worker: self, peer: old.peer, initialBytes: old.readBuffer.readable)
         old.handOver()
         downstream.removeValue(forKey: ObjectIdentifier(old))
         downstream[ObjectIdentifier(connection)] = connection
         do {
-            connection.registration = try loop.register(fd: connection.fd, interest: .read, handler: connection)
-            connection.interest = .read
+            try connection.socket.register(on: loop, interest: .read, handler: connection)
         } catch {
             connection.close()
             return
@@ -444,10 +432,4 @@ final class Listener: EventHandler {
         registration = nil
         Socket.close(fd)
     }
-}
-
-/// Client TLS contexts are per upstream TLS settings and ALPN offer.
-struct UpstreamTLSKey: Hashable {
-    var settings: UpstreamTLS
-    var applicationProtocols: [String]
 }

@@ -155,6 +155,65 @@ enum LayerRules {
     }
 }
 
+/// The line inside `Proxy` around TLS: the transport owns the session, the
+/// want-read/want-write dance and the "OpenSSL holds bytes" rule; every
+/// connection type (HTTP/1.1 and HTTP/2, client and upstream side) only
+/// calls it. The request pipeline and the published secure policy name TLS
+/// types for the certificate store (host contexts, client-certificate
+/// settings): that is configuration, not a session, so they may import TLS
+/// but not touch a session's I/O either.
+enum TransportRules {
+    /// `Sources/Proxy` files that may `import TLS`.
+    static let tlsImporters: Set<String> = ["TransportSocket.swift", "RequestPipeline.swift", "SecurePolicy.swift"]
+    /// The file of the transport, the only one that may use `sessionWords`.
+    static let transport = "TransportSocket.swift"
+    /// A TLS session and its I/O outcomes: named in the transport only.
+    static let sessionWords = [
+        "TLSConnection", "TLSIOResult", "TLSClientContext", ".wantRead", ".wantWrite", "hasPendingInput", "pendingBytes",
+        "endReadAhead", "tuneForMultiplexing", "SSL_",
+    ]
+
+    /// A connection's byte I/O on its descriptor: the transport's too (the
+    /// admin endpoint, plain HTTP outside the data path, keeps its own).
+    static let socketWords = ["Socket.read(", "Socket.write(", "Socket.peek(", "Socket.receive(", "Socket.shutdownWrite(", "Socket.pendingError(", "Splice.move("]
+    static let ownSocketIO: Set<String> = [transport, "AdminServer.swift"]
+
+    /// Every crossing of the line, as readable lines; `files` are (name, text)
+    /// of `Sources/Proxy`. Comment lines are skipped (they may explain the rule).
+    static func violations(_ files: [(name: String, text: String)]) -> [String] {
+        var problems: [String] = []
+        for (name, text) in files {
+            for line in text.split(separator: "\n") {
+                let code = line.drop { $0 == " " }
+                if code.hasPrefix("//") { continue }
+                if code.hasPrefix("import TLS"), !tlsImporters.contains(name) {
+                    problems.append("\(name) imports TLS; only the transport and the pipeline's certificate checks may")
+                }
+                if !ownSocketIO.contains(name) {
+                    for word in socketWords where code.contains(word) {
+                        problems.append("\(name) uses \(word), which belongs to the transport")
+                    }
+                }
+                guard name != transport else { continue }
+                for word in sessionWords where code.contains(word) {
+                    problems.append("\(name) uses \(word), which belongs to the transport")
+                }
+            }
+        }
+        return problems.sorted()
+    }
+
+    /// The Swift files of `Sources/Proxy` as (name, text).
+    static func proxySources(root: URL) -> [(name: String, text: String)] {
+        let folder = root.appendingPathComponent("Sources/Proxy")
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? []
+        return names.filter { $0.hasSuffix(".swift") }.sorted().compactMap { name in
+            guard let text = try? String(contentsOf: folder.appendingPathComponent(name), encoding: .utf8) else { return nil }
+            return (name, text)
+        }
+    }
+}
+
 @Suite struct LayeringTests {
     static let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent()
@@ -198,5 +257,28 @@ enum LayerRules {
     @Test func aTargetMissingFromTheTableIsReported() {
         let targets = [LayerRules.Target(name: "Shortcut", type: "library", dependencies: [], imports: [])]
         #expect(LayerRules.violations(targets).first?.hasPrefix("Shortcut: not in DESIGN.md") == true)
+    }
+
+    @Test func onlyTheTransportHandlesTLSSessionsInTheProxy() {
+        let files = TransportRules.proxySources(root: Self.packageRoot)
+        #expect(files.contains { $0.name == TransportRules.transport })
+        #expect(files.contains { $0.name == "DownstreamConnection.swift" })
+        #expect(TransportRules.violations(files) == [])
+    }
+
+    @Test func aConnectionThatReachesIntoTLSIsReported() {
+        let files: [(name: String, text: String)] = [
+            ("HTTP2Connection.swift", "import Glibc\nimport TLS\n    // OpenSSL's wantRead is explained here\n    if tls.hasPendingInput { read() }\n"),
+            ("UpstreamConnection.swift", "    switch Socket.read(fd, into: readBuffer) {\n"),
+            ("AdminServer.swift", "    switch Socket.read(fd, into: input) {\n"),
+            ("RequestPipeline.swift", "import TLS\nlet context: TLSServerContext? = nil\n"),
+            ("TransportSocket.swift", "import TLS\ncase .wantWrite: readWantsWrite = true\n"),
+        ]
+        #expect(
+            TransportRules.violations(files) == [
+                "HTTP2Connection.swift imports TLS; only the transport and the pipeline's certificate checks may",
+                "HTTP2Connection.swift uses hasPendingInput, which belongs to the transport",
+                "UpstreamConnection.swift uses Socket.read(, which belongs to the transport",
+            ])
     }
 }

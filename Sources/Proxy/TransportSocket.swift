@@ -1,0 +1,474 @@
+import Glibc
+import Reactor
+import RouteModel
+import TLS
+
+/// The byte stream under HTTP on one socket (Envoy's transport socket): the
+/// socket, the optional TLS session on it, and the connection's two buffers.
+///
+/// It is the only owner of what TLS makes awkward, so the four connection
+/// types (HTTP/1.1 and HTTP/2, client and upstream side) never see it:
+/// - a read may need the socket writable and a write may need it readable
+///   (OpenSSL's want-read/want-write): `read`/`write` remember that,
+///   `interest(reading:writing:)` asks epoll for what is really needed, and
+///   `translate(_:)` turns the readiness that arrives back into "you may
+///   read" / "you may write";
+/// - OpenSSL may hold input epoll will never announce (records read with
+///   the handshake, or several records read at once): `read` takes all of
+///   it while the buffer has room, and `hasUnannouncedInput` says when the
+///   caller must read again without waiting for an event;
+/// - the handshake and what it negotiated (`handshake`, `negotiatedHTTP2`,
+///   `sessionFacts` for the request pipeline);
+/// - the buffers: chunks of the worker's pools, taken on the first read or
+///   append and given back by `releaseIdleBuffers` (the connection says
+///   when: after 200 ms idle, or after a flush on HTTP/2).
+///
+/// A noncopyable struct stored inline in its connection: no allocation of
+/// its own, no reference to follow on the hot path, and no way to copy the
+/// descriptor by mistake. A connection that hands its socket to another
+/// (HTTP/1.1 to HTTP/2) does it with `handOver`.
+///
+/// Loop-bound, like its connection.
+struct TransportSocket: ~Copyable {
+    // Stored properties from the widest to the narrowest: the struct is
+    // part of every connection object (56 bytes, not 70 in declaration
+    // order by topic).
+    private var tls: TLSConnection?
+    /// Bytes read and not handled yet.
+    let readBuffer: ByteBuffer
+    /// Bytes waiting for the socket. Replaceable: an upstream attempt that
+    /// fails carries its unsent bytes to the next connection.
+    var writeBuffer: ByteBuffer
+    /// The epoll registration (nil: not registered).
+    private(set) var registration: Registration?
+    /// The socket (-1 once closed or handed over).
+    private(set) var fd: CInt
+    /// The interest last given to epoll.
+    private(set) var interest: Interest = .none
+    /// What the handshake waits for.
+    private var handshakeInterest: Interest = .read
+    /// Established with TLS (stays true after `close`, for the connection's logs and metrics).
+    let isEncrypted: Bool
+    /// What TLS waits for beyond what the connection asked (`Waits`): zero
+    /// on a plain socket and on an established session between want-read/
+    /// want-write, so the hot path tests one byte.
+    private var waits: UInt8
+    /// The last TLS read found only part of a record inside OpenSSL: the
+    /// rest comes from the socket, and epoll announces that (so reading
+    /// again without an event would find nothing: no spinning).
+    private var recordIncomplete = false
+    /// A read took bytes and then met the end of the stream or an error
+    /// that no epoll event will repeat (close_notify, a broken record after
+    /// good ones): the next `read` returns it. One byte, not an optional
+    /// `IOResult`: it is part of every connection object.
+    private var pendingEnd: PendingEnd = .none
+
+    /// What `pendingEnd` holds.
+    private enum PendingEnd: UInt8 {
+        case none
+        case endOfFile
+        case failed
+    }
+
+    /// Bits of `waits`.
+    private enum Waits {
+        /// TLS handshake not finished yet.
+        static let handshaking: UInt8 = 1
+        /// The last TLS read needs the socket writable to progress.
+        static let readWantsWrite: UInt8 = 2
+        /// The last TLS write needs the socket readable to progress.
+        static let writeWantsRead: UInt8 = 4
+    }
+
+    private var handshaking: Bool { waits & Waits.handshaking != 0 }
+
+    /// A plain socket, or one with `tls` (a server or client session not
+    /// yet through its handshake).
+    private init(fd: CInt, tls: TLSConnection?, readPool: BufferPool, writePool: BufferPool) {
+        self.fd = fd
+        self.tls = tls
+        self.isEncrypted = tls != nil
+        self.waits = tls != nil ? Waits.handshaking : 0
+        self.readBuffer = ByteBuffer(pool: readPool)
+        self.writeBuffer = ByteBuffer(pool: writePool)
+    }
+
+    /// A plain TCP socket (`fd` owned from now on).
+    init(plain fd: CInt, readPool: BufferPool, writePool: BufferPool) {
+        self.init(fd: fd, tls: nil, readPool: readPool, writePool: writePool)
+    }
+
+    /// An accepted socket on the HTTPS listener: a server TLS session with
+    /// `secure`'s certificates (chosen by SNI during the handshake). Nil
+    /// when there are no certificates or OpenSSL cannot make a session; the
+    /// caller still owns `fd` then.
+    init?(acceptedTLS fd: CInt, secure: SecurePolicy?, readPool: BufferPool, writePool: BufferPool) {
+        guard let store = secure?.certificates, let session = try? TLSConnection(fd: fd, store: store) else { return nil }
+        self.init(fd: fd, tls: session, readPool: readPool, writePool: writePool)
+    }
+
+    /// Takes over `other`'s socket and session (HTTP/1.1 to HTTP/2, after
+    /// ALPN `h2` or the h2c preface) with buffers from other pools. `other`
+    /// is left without a socket; its buffers stay with it (their bytes are
+    /// the caller's to carry over).
+    init(takingOver other: inout TransportSocket, readPool: BufferPool, writePool: BufferPool) {
+        self.fd = other.fd
+        self.tls = other.tls
+        self.isEncrypted = other.isEncrypted
+        self.waits = other.waits
+        self.handshakeInterest = other.handshakeInterest
+        self.recordIncomplete = other.recordIncomplete
+        self.readBuffer = ByteBuffer(pool: readPool)
+        self.writeBuffer = ByteBuffer(pool: writePool)
+        other.fd = -1
+        other.tls = nil
+        other.registration = nil
+    }
+
+    // MARK: Reading and writing
+
+    /// Reads into `readBuffer`'s free space (which must not be empty once
+    /// storage is taken): with TLS, every record OpenSSL can decrypt now,
+    /// until the buffer is full. `.bytes` when anything was read, even if
+    /// the stream ended behind it (the next read says so).
+    @inline(__always)
+    mutating func read() -> IOResult {
+        // A connection back from idle takes its buffer from the worker's pool now.
+        readBuffer.ensureStorage()
+        guard let tls else { return Socket.read(fd, into: readBuffer) }
+        switch pendingEnd {
+        case .none: return readRecords(tls)
+        case .endOfFile: return .endOfFile
+        case .failed: return .failed(EPROTO)
+        }
+    }
+
+    /// Like `read()`, but a plain socket gives at most `limit` bytes (the
+    /// rest stays in the socket, for `splice`); with TLS, the same as `read()`
+    /// (OpenSSL reads whole records).
+    @inline(__always)
+    mutating func read(atMost limit: Int) -> IOResult {
+        guard tls == nil else { return read() }
+        readBuffer.ensureStorage()
+        return Socket.read(fd, into: readBuffer, atMost: limit)
+    }
+
+    /// The descriptor for `splice(2)`, which moves bytes between sockets
+    /// without copying them: only a plain socket's (nil with TLS, whose
+    /// bytes must pass through OpenSSL).
+    var spliceDescriptor: CInt? { tls == nil && !isEncrypted ? fd : nil }
+
+    /// Moves up to `count` bytes this plain socket holds into `pipe`
+    /// (`splice(2)`, no copy through user space). Only when
+    /// `spliceDescriptor` is not nil.
+    @inline(__always)
+    func splice(into pipe: SplicePipe, count: Int) -> IOResult {
+        precondition(tls == nil, "splice on a TLS socket")
+        return Splice.move(from: fd, to: pipe.writeEnd, count: count, more: false)
+    }
+
+    /// Moves up to `count` bytes from `pipe` into this plain socket.
+    @inline(__always)
+    func splice(from pipe: SplicePipe, count: Int) -> IOResult {
+        precondition(tls == nil, "splice on a TLS socket")
+        return Splice.move(from: pipe.readEnd, to: fd, count: count, more: false)
+    }
+
+    /// The TLS read loop: OpenSSL's buffered records are not announced by
+    /// epoll, so they are taken now (the one place for that rule).
+    private mutating func readRecords(_ tls: TLSConnection) -> IOResult {
+        var total = 0
+        while readBuffer.writableBytes > 0 {
+            switch tls.read(into: readBuffer.writable) {
+            case let .bytes(count):
+                readBuffer.didWrite(count)
+                total += count
+                recordIncomplete = false
+                if !tls.hasPendingInput { return .bytes(total) }
+            case .wantRead:
+                recordIncomplete = tls.hasPendingInput
+                return total > 0 ? .bytes(total) : .wouldBlock
+            case .wantWrite:
+                waits |= Waits.readWantsWrite
+                return total > 0 ? .bytes(total) : .wouldBlock
+            case .closed:
+                guard total > 0 else { return .endOfFile }
+                pendingEnd = .endOfFile
+                return .bytes(total)
+            case .failed:
+                guard total > 0 else { return .failed(EPROTO) }
+                pendingEnd = .failed
+                return .bytes(total)
+            }
+        }
+        return .bytes(total)
+    }
+
+    /// Input that is ready without a readiness event: bytes OpenSSL holds
+    /// (when not just part of a record), or an end of stream found behind
+    /// the last bytes read. The caller reads again (once there is room)
+    /// instead of waiting for epoll, which will not announce it.
+    @inline(__always)
+    var hasUnannouncedInput: Bool {
+        // Only TLS holds input (and only a TLS read keeps an end for later).
+        guard let tls else { return false }
+        if pendingEnd != .none { return true }
+        guard !recordIncomplete, !handshaking else { return false }
+        return tls.hasPendingInput
+    }
+
+    /// Writes `writeBuffer`'s bytes, consuming what the socket took.
+    /// `.wouldBlock` when nothing could be written now; `.failed` when the
+    /// stream is broken.
+    @inline(__always)
+    mutating func write() -> IOResult {
+        guard let tls else { return Socket.write(fd, from: writeBuffer) }
+        switch tls.write(writeBuffer.readable) {
+        case let .bytes(count):
+            writeBuffer.consume(count)
+            return .bytes(count)
+        case .wantWrite:
+            return .wouldBlock
+        case .wantRead:
+            waits |= Waits.writeWantsRead
+            return .wouldBlock
+        case .closed, .failed:
+            return .failed(EPIPE)
+        }
+    }
+
+    /// PROXY protocol header bytes, before any TLS: looks at what the socket
+    /// holds without taking it.
+    func peek(into space: UnsafeMutableRawBufferPointer) -> IOResult { Socket.peek(fd, into: space) }
+
+    /// PROXY protocol header bytes, before any TLS: takes exactly what fits `space`.
+    func receive(into space: UnsafeMutableRawBufferPointer) -> IOResult { Socket.receive(fd, into: space) }
+
+    // MARK: Readiness
+
+    /// The epoll interest for what the connection wants (`.read`: it has
+    /// room for input; `.write`: output is queued; other flags pass
+    /// through). During the TLS handshake, what the handshake waits for; a
+    /// TLS read or write that needs the other direction adds it.
+    @inline(__always)
+    func interest(for wanted: Interest) -> Interest {
+        if waits == 0 { return wanted }
+        return interestForTLS(wanted)
+    }
+
+    private func interestForTLS(_ wanted: Interest) -> Interest {
+        if handshaking { return handshakeInterest }
+        var adjusted = wanted
+        if waits & Waits.readWantsWrite != 0 { adjusted.insert(.write) }
+        if waits & Waits.writeWantsRead != 0 { adjusted.insert(.read) }
+        return adjusted
+    }
+
+    /// The readiness epoll reported, in the connection's terms: a TLS read
+    /// that waited for writability may read now (`.readable`), a TLS write
+    /// that waited for input may write now (`.writable`).
+    @inline(__always)
+    mutating func translate(_ readiness: Readiness) -> Readiness {
+        if waits & (Waits.readWantsWrite | Waits.writeWantsRead) == 0 { return readiness }
+        return translateForTLS(readiness)
+    }
+
+    private mutating func translateForTLS(_ readiness: Readiness) -> Readiness {
+        var translated = readiness
+        if waits & Waits.readWantsWrite != 0, readiness.contains(.writable) {
+            waits &= ~Waits.readWantsWrite
+            translated.insert(.readable)
+        }
+        if waits & Waits.writeWantsRead != 0, !readiness.isDisjoint(with: [.readable, .hangup, .error]) {
+            waits &= ~Waits.writeWantsRead
+            translated.insert(.writable)
+        }
+        return translated
+    }
+
+    /// Registers the socket with `loop` for `handler`.
+    mutating func register(on loop: EventLoop, interest initial: Interest, handler: EventHandler) throws {
+        registration = try loop.register(fd: fd, interest: initial, handler: handler)
+        interest = initial
+    }
+
+    /// Sets the epoll interest; no system call when unchanged. Returns
+    /// whether it changed. `loop` is only evaluated then (reading it
+    /// through the connection's worker costs a retain).
+    @inline(__always)
+    @discardableResult
+    mutating func setInterest(_ new: Interest, on loop: @autoclosure () -> EventLoop) -> Bool {
+        guard new != interest, let registration else { return false }
+        interest = new
+        loop().setInterest(registration, new)
+        return true
+    }
+
+    /// Stops epoll reporting this socket (before a hand-over or close).
+    mutating func deregister(from loop: EventLoop) {
+        if let registration { loop.deregister(registration) }
+        registration = nil
+    }
+
+    // MARK: Handshake
+
+    /// How far the TLS handshake got.
+    enum HandshakeProgress {
+        /// Done (or no TLS): application bytes may flow.
+        case complete
+        /// Waiting for the socket (`interest` says which way).
+        case waiting
+        /// The peer went away or spoke something else.
+        case failed
+    }
+
+    /// Advances the TLS handshake (server or client side).
+    mutating func handshake() -> HandshakeProgress {
+        guard let tls, handshaking else { return .complete }
+        switch tls.handshake() {
+        case .bytes:
+            waits &= ~Waits.handshaking
+            return .complete
+        case .wantRead:
+            handshakeInterest = .read
+            return .waiting
+        case .wantWrite:
+            handshakeInterest = .write
+            return .waiting
+        case .closed, .failed:
+            return .failed
+        }
+    }
+
+    /// The handshake resumed an earlier session.
+    var resumedSession: Bool { tls?.resumedSession ?? false }
+
+    /// ALPN agreed on HTTP/2 (`h2`).
+    var negotiatedHTTP2: Bool { tls?.applicationProtocol == Self.h2Protocol }
+
+    /// ALPN identifier of HTTP/2 over TLS.
+    private static let h2Protocol: [UInt8] = Array("h2".utf8)
+
+    /// What the request pipeline reads of the TLS session (nil: plain).
+    @inline(__always)
+    var sessionFacts: TLSSessionFacts? {
+        guard let tls else { return nil }
+        return TLSSessionFacts(session: tls)
+    }
+
+    /// After the handshake, for HTTP/1.1: a record at a time from here on
+    /// (its reads stop for backpressure and resume on epoll readiness), and
+    /// the handshake's record buffers go back until the request.
+    mutating func settleForHTTP1() {
+        guard let tls else { return }
+        tls.endReadAhead()
+        if !tls.hasPendingInput { tls.releaseIdleBuffers() }
+    }
+
+    /// For HTTP/2, long-lived and busy: one read takes every record the
+    /// socket holds, and OpenSSL keeps its record buffers while busy
+    /// (`releaseIdleBuffers(includingSession:)` frees them when idle).
+    mutating func settleForHTTP2() {
+        tls?.tuneForMultiplexing()
+    }
+
+    /// Starts the client side of TLS on a connected socket to an upstream
+    /// (`serverName` as SNI and, when the context verifies, the name checked).
+    /// False when OpenSSL cannot make the session.
+    mutating func startClientTLS(_ context: UpstreamTLSContext, serverName: String) -> Bool {
+        guard let session = try? TLSConnection(fd: fd, client: context.context, serverName: serverName) else { return false }
+        tls = session
+        waits |= Waits.handshaking
+        handshakeInterest = .write
+        return true
+    }
+
+    /// The error of a non-blocking connect, once the socket is writable (0: connected).
+    var connectError: CInt { Socket.pendingError(fd) }
+
+    // MARK: Buffers and closing
+
+    /// Gives the buffers back to their pools when they hold nothing (a
+    /// no-op for one that holds bytes); `includingSession` also frees
+    /// OpenSSL's record buffers (about 17 KiB each way) when empty.
+    @inline(__always)
+    func releaseIdleBuffers(includingSession: Bool) {
+        readBuffer.releaseStorage()
+        writeBuffer.releaseStorage()
+        if includingSession { tls?.releaseIdleBuffers() }
+    }
+
+    /// Sends close_notify (TLS) and shuts the write side: the peer reads
+    /// the end of the stream, and may still send.
+    mutating func shutdownWrite() {
+        tls?.shutdown()
+        Socket.shutdownWrite(fd)
+    }
+
+    /// Deregisters and closes the socket; with `notify`, says close_notify
+    /// first. Idempotent.
+    mutating func close(loop: EventLoop, notify: Bool) {
+        deregister(from: loop)
+        guard fd >= 0 else { return }
+        if notify { tls?.shutdown() }
+        // The session goes before its descriptor.
+        tls = nil
+        Socket.close(fd)
+        fd = -1
+    }
+}
+
+/// What the request pipeline may know of a client's TLS session: SNI, the
+/// context the handshake chose, the verified client certificate. A view of
+/// the session that connections pass on without seeing the session itself.
+struct TLSSessionFacts: ClientTLSFacts {
+    fileprivate let session: TLSConnection
+
+    /// SNI (lower case, no trailing dot), empty when the client sent none.
+    @inline(__always) var serverName: [UInt8] { session.serverName }
+    /// The context the handshake chose for that name.
+    @inline(__always) var selectedContext: TLSServerContext? { session.selectedContext }
+    /// A client certificate was presented and verified on that context.
+    @inline(__always) var hasVerifiedClientCertificate: Bool { session.hasVerifiedClientCertificate }
+    /// The verified client certificate as URL-encoded PEM (empty: none, or not passed).
+    @inline(__always) var escapedClientCertificate: [UInt8] { session.escapedClientCertificate }
+}
+
+/// An upstream's client TLS configuration (CAs, verification, ALPN offer),
+/// opaque outside the transport.
+struct UpstreamTLSContext {
+    fileprivate let context: TLSClientContext
+
+    /// Identifies the configuration: pooled connections are reused only with their own.
+    var identity: ObjectIdentifier { ObjectIdentifier(context) }
+}
+
+/// A worker's client TLS contexts for HTTPS, gRPCS and h2 endpoints, made on
+/// first use per distinct settings and kept (one context serves every
+/// connection with those settings).
+struct UpstreamTLSContexts {
+    private var made: [UpstreamTLSKey: UpstreamTLSContext] = [:]
+
+    /// The context for `settings` offering `applicationProtocols` (nil when it
+    /// cannot be made, e.g. an unusable CA bundle: the request gets 502).
+    mutating func context(for settings: UpstreamTLS, applicationProtocols: [String]) -> UpstreamTLSContext? {
+        let key = UpstreamTLSKey(settings: settings, applicationProtocols: applicationProtocols)
+        if let existing = made[key] { return existing }
+        guard let context = try? TLSClientContext(verify: settings.verify, certificateAuthoritiesPEM: settings.certificateAuthoritiesPEM)
+        else { return nil }
+        if !applicationProtocols.isEmpty {
+            guard (try? context.offerApplicationProtocols(applicationProtocols)) != nil else { return nil }
+        }
+        // Bounded: settings come from configuration, not from requests.
+        if made.count > 1024 { made.removeAll() }
+        let wrapped = UpstreamTLSContext(context: context)
+        made[key] = wrapped
+        return wrapped
+    }
+}
+
+/// Client TLS contexts are per upstream TLS settings and ALPN offer.
+struct UpstreamTLSKey: Hashable {
+    var settings: UpstreamTLS
+    var applicationProtocols: [String]
+}
