@@ -3,7 +3,7 @@ import Routing
 
 /// The state of one HTTP/1.1 request on a client connection, from its
 /// first byte to the end of its response. The connection holds one and
-/// replaces it whole (`DownstreamConnection.resetExchange`) once a
+/// replaces it whole (`HTTP1ClientConnection.resetExchange`) once a
 /// response is done, so nothing a request set (its body framing, its
 /// keep-alive wish, a half-read chunk, a paused upstream) can reach the
 /// next request on the connection. A value without references but the
@@ -27,7 +27,7 @@ struct HTTP1Exchange {
     /// The upstream connection came from the keep-alive pool.
     var upstreamReused = false
     /// How much of the request body is still to be forwarded.
-    var requestBody: DownstreamConnection.RequestBody = .complete
+    var requestBody: HTTP1ClientConnection.RequestBody = .complete
     var requestChunkedDecoder = HTTP1ChunkedDecoder()
     var isHEAD = false
     var clientIsHTTP10 = false
@@ -36,7 +36,7 @@ struct HTTP1Exchange {
     /// The response head went to the client.
     var responseHeadDone = false
     /// How the response body is read from the upstream.
-    var responseBody: DownstreamConnection.ResponseBody = .none
+    var responseBody: HTTP1ClientConnection.ResponseBody = .none
     var responseChunkedDecoder = HTTP1ChunkedDecoder()
     /// The response is re-framed as chunked for the client.
     var encodeResponseChunked = false

@@ -39,7 +39,7 @@ extension HTTP2StreamExchange {
     }
 
     /// The upstream stream is open: send what the client sent meanwhile.
-    func upstreamH2Opened(_ upstreamConnection: UpstreamH2Connection, stream upstreamStream: Int32) {
+    func upstreamH2Opened(_ upstreamConnection: HTTP2UpstreamConnection, stream upstreamStream: Int32) {
         h2Stream = upstreamStream
         guard !finished else {
             // Answered or abandoned while waiting (its client may be gone).

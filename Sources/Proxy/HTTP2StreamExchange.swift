@@ -25,11 +25,11 @@ final class HTTP2StreamExchange: UpstreamAttempt {
     // unowned(unsafe): the connection outlives its exchanges (it abandons them
     // all when it closes); a checked unowned reference costs a retain and
     // release per access.
-    unowned(unsafe) let connection: HTTP2Connection
+    unowned(unsafe) let connection: HTTP2ClientConnection
     var worker: Worker { connection.worker }
     var session: HTTP2ServerSession { connection.session }
     var cluster: CompiledCluster?
-    var upstream: UpstreamConnection?
+    var upstream: HTTP1UpstreamConnection?
     var upstreamReused = false
     var attempts = 0
     /// The serialized upstream request head (kept for a retry on another endpoint).
@@ -51,7 +51,7 @@ final class HTTP2StreamExchange: UpstreamAttempt {
     // HTTP/2 upstreams (gRPC, H2C): the request as HTTP/2 fields, the
     // connection and stream carrying it, and flow-control bookkeeping.
     var upstreamFields = HTTP2Fields()
-    var h2Upstream: UpstreamH2Connection?
+    var h2Upstream: HTTP2UpstreamConnection?
     var h2Stream: Int32 = 0
     /// The cluster speaks gRPC: failures are answered gRPC-style.
     var isGRPC = false
@@ -68,7 +68,7 @@ final class HTTP2StreamExchange: UpstreamAttempt {
     /// Request body bytes the route's `proxy-body-size` still allows.
     var requestBodyBudget = UInt64.max
 
-    init(stream: Int32, connection: HTTP2Connection) {
+    init(stream: Int32, connection: HTTP2ClientConnection) {
         self.stream = stream
         self.connection = connection
     }
@@ -76,7 +76,7 @@ final class HTTP2StreamExchange: UpstreamAttempt {
     /// Makes a finished exchange new for `stream` on the same connection,
     /// keeping only buffer capacity. Every stored property is put back here:
     /// a recycled exchange must carry nothing of the previous stream. Only for
-    /// exchanges nothing else references (`HTTP2Connection.recycle` checks).
+    /// exchanges nothing else references (`HTTP2ClientConnection.recycle` checks).
     func reset(stream: Int32) {
         precondition(upstream == nil && h2Upstream == nil, "a recycled exchange must have released its upstream")
         self.stream = stream
@@ -283,7 +283,7 @@ final class HTTP2StreamExchange: UpstreamAttempt {
         respondLocally(error)
     }
 
-    func upstreamReady(_ connection: UpstreamConnection, _ readiness: Readiness) {
+    func upstreamReady(_ connection: HTTP1UpstreamConnection, _ readiness: Readiness) {
         guard connection === upstream else { return connection.close() }
         if readiness.contains(.writable) {
             flushUpstream()
@@ -294,7 +294,7 @@ final class HTTP2StreamExchange: UpstreamAttempt {
         }
     }
 
-    func upstreamTimedOut(_ connection: UpstreamConnection) {
+    func upstreamTimedOut(_ connection: HTTP1UpstreamConnection) {
         guard connection === upstream else { return connection.close() }
         if connectTimedOut(connection) { return }
         worker.metrics.count(connection.writeBuffer.isEmpty ? .readTimeout : .sendTimeout)
@@ -332,15 +332,15 @@ final class HTTP2StreamExchange: UpstreamAttempt {
         updateInterest(upstream)
     }
 
-    private func updateInterest(_ upstream: UpstreamConnection) {
+    private func updateInterest(_ upstream: HTTP1UpstreamConnection) {
         upstream.updateInterest(readPaused: upstreamReadPaused)
     }
 
-    private func refreshDeadline(_ upstream: UpstreamConnection) {
+    private func refreshDeadline(_ upstream: HTTP1UpstreamConnection) {
         upstream.refreshDeadline(requestPending: !requestComplete, readPaused: upstreamReadPaused)
     }
 
-    private func readFromUpstream(_ upstream: UpstreamConnection) {
+    private func readFromUpstream(_ upstream: HTTP1UpstreamConnection) {
         switch upstream.readResponse(headDone: responseHeadDone) {
         case .pause:
             upstreamReadPaused = true
@@ -365,13 +365,13 @@ final class HTTP2StreamExchange: UpstreamAttempt {
         }
     }
 
-    private func failBeforeResponse(_ upstream: UpstreamConnection, _ response: ErrorResponse) {
+    private func failBeforeResponse(_ upstream: HTTP1UpstreamConnection, _ response: ErrorResponse) {
         self.upstream = nil
         upstream.close()
         respondLocally(response)
     }
 
-    private func upstreamClosed(_ upstream: UpstreamConnection, reset: Bool) {
+    private func upstreamClosed(_ upstream: HTTP1UpstreamConnection, reset: Bool) {
         if !responseHeadDone {
             let replayable = upstreamReused && !requestHasBody && upstream.readBuffer.isEmpty && attempts == 0
             self.upstream = nil
@@ -553,7 +553,7 @@ final class HTTP2StreamExchange: UpstreamAttempt {
         session.submitTrailers(stream: stream, fields: fields)
     }
 
-    private func finishResponse(_ upstream: UpstreamConnection, reusable keepAlive: Bool) {
+    private func finishResponse(_ upstream: HTTP1UpstreamConnection, reusable keepAlive: Bool) {
         finished = true
         self.upstream = nil
         upstream.owner = nil

@@ -14,7 +14,7 @@ protocol UpstreamAttempt: UpstreamOwner {
     /// The routed cluster (nil before routing).
     var cluster: CompiledCluster? { get }
     /// The attached upstream connection.
-    var upstream: UpstreamConnection? { get set }
+    var upstream: HTTP1UpstreamConnection? { get set }
     /// The attached connection came from the idle pool.
     var upstreamReused: Bool { get set }
     /// Retries spent (at most one per request).
@@ -76,7 +76,7 @@ extension UpstreamAttempt {
     }
 
     /// The connect started by `connectUpstream` finished (`error` 0: connected).
-    func upstreamConnected(_ connection: UpstreamConnection, error: CInt) {
+    func upstreamConnected(_ connection: HTTP1UpstreamConnection, error: CInt) {
         guard connection === upstream else { return connection.close() }
         if error != 0 {
             worker.metrics.count(connection.failureKind(error: error))
@@ -89,7 +89,7 @@ extension UpstreamAttempt {
     /// The connection's deadline passed while it was still connecting or in
     /// its TLS handshake: retry elsewhere (504 when not possible). Returns
     /// false, doing nothing, once the connection carries the request.
-    func connectTimedOut(_ connection: UpstreamConnection) -> Bool {
+    func connectTimedOut(_ connection: HTTP1UpstreamConnection) -> Bool {
         guard connection.state == .connecting || connection.state == .handshaking else { return false }
         worker.metrics.count(.connectTimeout)
         abandonAttempt(connection, retryWith: .gatewayTimeout)
@@ -98,7 +98,7 @@ extension UpstreamAttempt {
 
     /// Drops a connection that never carried the request and retries its
     /// unsent bytes on another endpoint.
-    private func abandonAttempt(_ connection: UpstreamConnection, retryWith error: ErrorResponse) {
+    private func abandonAttempt(_ connection: HTTP1UpstreamConnection, retryWith error: ErrorResponse) {
         let pending = connection.writeBuffer
         connection.writeBuffer = ByteBuffer(capacity: 16)
         upstream = nil

@@ -6,7 +6,7 @@ import Routing
 enum UpstreamAcquisition {
     /// A connection for the request: pooled (`reused`) or just started
     /// (connecting, or connected at once).
-    case connection(UpstreamConnection, reused: Bool)
+    case connection(HTTP1UpstreamConnection, reused: Bool)
     /// The cluster has no endpoint left to try.
     case noEndpoint
     /// The connect failed at once (the endpoint is named for a retry elsewhere).
@@ -60,7 +60,7 @@ extension Worker {
         // Connected at once to an HTTPS endpoint: still wait for writability,
         // so the TLS handshake starts from the loop like every other.
         let connecting = result == .wouldBlock || secure != nil
-        let connection = UpstreamConnection(
+        let connection = HTTP1UpstreamConnection(
             fd: socketFD, endpoint: endpoint, worker: self, connecting: connecting, secure: secure,
             serverName: cluster.upstream.tls?.serverName ?? "")
         let initialInterest: Interest = connecting ? .write : .read

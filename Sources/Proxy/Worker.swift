@@ -39,11 +39,11 @@ public final class Worker: @unchecked Sendable {
     /// distinct settings and kept (a context is reused for every connection).
     private var clientContexts = UpstreamTLSContexts()
     /// HTTP/2 upstream connections (gRPC, H2C), several streams each.
-    var h2Pool: [PoolKey: [UpstreamH2Connection]] = [:]
+    var h2Pool: [PoolKey: [HTTP2UpstreamConnection]] = [:]
     /// 16 KiB chunks for client connections' buffers and upstream write
     /// buffers, taken while bytes are in flight (see `BufferPool`).
     let bufferPool = BufferPool(chunkSize: 16 * 1024, keepLimit: 512)
-    /// Empty pipes for large cleartext response bodies (`DownstreamConnection+Splice`).
+    /// Empty pipes for large cleartext response bodies (`HTTP1ClientConnection+Splice`).
     let splicePipes = SplicePipePool(keepLimit: 64)
     /// 32 KiB chunks for HTTP/2 client connections and upstream read buffers.
     let largeBufferPool = BufferPool(chunkSize: 32 * 1024, keepLimit: 256)
@@ -266,7 +266,7 @@ public final class Worker: @unchecked Sendable {
         } else {
             socket = TransportSocket(plain: fd, readPool: bufferPool, writePool: bufferPool)
         }
-        let connection = DownstreamConnection(socket: socket, peer: peer, worker: self)
+        let connection = HTTP1ClientConnection(socket: socket, peer: peer, worker: self)
         do {
             try connection.socket.register(on: loop, interest: .read, handler: connection)
         } catch {
@@ -337,12 +337,12 @@ public final class Worker: @unchecked Sendable {
     }
 
     /// Moves a client connection that turned out to speak HTTP/2 (ALPN `h2`
-    /// or the h2c preface) to an `HTTP2Connection`, with the bytes already read.
-    func handOverToHTTP2(_ old: DownstreamConnection) {
+    /// or the h2c preface) to an `HTTP2ClientConnection`, with the bytes already read.
+    func handOverToHTTP2(_ old: HTTP1ClientConnection) {
         guard old.socket.registration != nil else { return }
         old.socket.deregister(from: loop)
         let socket = TransportSocket(takingOver: &old.socket, readPool: largeBufferPool, writePool: largeBufferPool)
-        let connection = HTTP2Connection(socket: socket, worker: self, peer: old.peer, initialBytes: old.readBuffer.readable)
+        let connection = HTTP2ClientConnection(socket: socket, worker: self, peer: old.peer, initialBytes: old.readBuffer.readable)
         old.handOver()
         downstream.removeValue(forKey: ObjectIdentifier(old))
         downstream[ObjectIdentifier(connection)] = connection

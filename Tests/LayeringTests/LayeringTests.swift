@@ -262,23 +262,23 @@ enum TransportRules {
     @Test func onlyTheTransportHandlesTLSSessionsInTheProxy() {
         let files = TransportRules.proxySources(root: Self.packageRoot)
         #expect(files.contains { $0.name == TransportRules.transport })
-        #expect(files.contains { $0.name == "DownstreamConnection.swift" })
+        #expect(files.contains { $0.name == "HTTP1ClientConnection.swift" })
         #expect(TransportRules.violations(files) == [])
     }
 
     @Test func aConnectionThatReachesIntoTLSIsReported() {
         let files: [(name: String, text: String)] = [
-            ("HTTP2Connection.swift", "import Glibc\nimport TLS\n    // OpenSSL's wantRead is explained here\n    if tls.hasPendingInput { read() }\n"),
-            ("UpstreamConnection.swift", "    switch Socket.read(fd, into: readBuffer) {\n"),
+            ("HTTP2ClientConnection.swift", "import Glibc\nimport TLS\n    // OpenSSL's wantRead is explained here\n    if tls.hasPendingInput { read() }\n"),
+            ("HTTP1UpstreamConnection.swift", "    switch Socket.read(fd, into: readBuffer) {\n"),
             ("AdminServer.swift", "    switch Socket.read(fd, into: input) {\n"),
             ("RequestPipeline.swift", "import TLS\nlet context: TLSServerContext? = nil\n"),
             ("TransportSocket.swift", "import TLS\ncase .wantWrite: readWantsWrite = true\n"),
         ]
         #expect(
             TransportRules.violations(files) == [
-                "HTTP2Connection.swift imports TLS; only the transport and the pipeline's certificate checks may",
-                "HTTP2Connection.swift uses hasPendingInput, which belongs to the transport",
-                "UpstreamConnection.swift uses Socket.read(, which belongs to the transport",
+                "HTTP1UpstreamConnection.swift uses Socket.read(, which belongs to the transport",
+                "HTTP2ClientConnection.swift imports TLS; only the transport and the pipeline's certificate checks may",
+                "HTTP2ClientConnection.swift uses hasPendingInput, which belongs to the transport",
             ])
     }
 }

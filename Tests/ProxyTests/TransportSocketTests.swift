@@ -48,7 +48,7 @@ import Testing
     }
 
     @Test func http2FramesThatArriveWithTheHandshakeAreRead() throws {
-        // ALPN h2: the connection becomes an HTTP2Connection, which must
+        // ALPN h2: the connection becomes an HTTP2ClientConnection, which must
         // read the preface and SETTINGS held inside OpenSSL to acknowledge them.
         let harness = try WorkerHarness()
         defer { harness.stop() }
@@ -132,7 +132,7 @@ import Testing
     }
 }
 
-/// Drives an `UpstreamConnection` as a client connection or HTTP/2 stream
+/// Drives an `HTTP1UpstreamConnection` as a client connection or HTTP/2 stream
 /// would: sends one request once connected, collects the response bytes.
 /// Loop-bound (called by the connection on the harness's loop).
 private final class RecordingOwner: UpstreamOwner {
@@ -143,7 +143,7 @@ private final class RecordingOwner: UpstreamOwner {
 
     init(request: [UInt8]) { self.request = request }
 
-    func upstreamConnected(_ connection: UpstreamConnection, error: CInt) {
+    func upstreamConnected(_ connection: HTTP1UpstreamConnection, error: CInt) {
         connectError = error
         guard error == 0 else { return }
         connection.writeBuffer.append(request)
@@ -151,7 +151,7 @@ private final class RecordingOwner: UpstreamOwner {
         connection.updateInterest(readPaused: false)
     }
 
-    func upstreamReady(_ connection: UpstreamConnection, _ readiness: Readiness) {
+    func upstreamReady(_ connection: HTTP1UpstreamConnection, _ readiness: Readiness) {
         if readiness.contains(.writable), !connection.writeBuffer.isEmpty { _ = connection.transportWrite() }
         guard !readiness.isDisjoint(with: [.readable, .hangup, .error, .readHangup]) else { return }
         // Read as the response path does, handing the bytes on at once; a
@@ -172,7 +172,7 @@ private final class RecordingOwner: UpstreamOwner {
         connection.updateInterest(readPaused: false)
     }
 
-    func upstreamTimedOut(_ connection: UpstreamConnection) {
+    func upstreamTimedOut(_ connection: HTTP1UpstreamConnection) {
         connection.close()
     }
 }
@@ -194,7 +194,7 @@ extension TransportSocketTests {
         harness.onLoop {
             let secure: UpstreamTLSContext? =
                 tls ? worker.clientContext(for: UpstreamTLS(serverName: "", verify: false, certificateAuthoritiesPEM: nil)) : nil
-            let connection = UpstreamConnection(
+            let connection = HTTP1UpstreamConnection(
                 fd: upstreamFD, endpoint: Endpoint(address: .v4(127, 0, 0, 1), port: 1), worker: worker, connecting: true,
                 secure: secure, serverName: "")
             connection.owner = owner
@@ -268,14 +268,14 @@ private final class PausingOwner: UpstreamOwner {
 
     init(request: [UInt8]) { self.request = request }
 
-    func upstreamConnected(_ connection: UpstreamConnection, error: CInt) {
+    func upstreamConnected(_ connection: HTTP1UpstreamConnection, error: CInt) {
         guard error == 0 else { return }
         connection.writeBuffer.append(request)
         _ = connection.transportWrite()
         connection.updateInterest(readPaused: false)
     }
 
-    func upstreamReady(_ connection: UpstreamConnection, _ readiness: Readiness) {
+    func upstreamReady(_ connection: HTTP1UpstreamConnection, _ readiness: Readiness) {
         if readiness.contains(.writable), !connection.writeBuffer.isEmpty { _ = connection.transportWrite() }
         guard !paused, !readiness.isDisjoint(with: [.readable, .hangup, .error, .readHangup]) else { return }
         switch connection.readResponse(headDone: true) {
@@ -292,17 +292,17 @@ private final class PausingOwner: UpstreamOwner {
         }
     }
 
-    func upstreamTimedOut(_ connection: UpstreamConnection) { connection.close() }
+    func upstreamTimedOut(_ connection: HTTP1UpstreamConnection) { connection.close() }
 
     /// The client took what was queued: hand everything on, read again.
-    func resume(_ connection: UpstreamConnection) {
+    func resume(_ connection: HTTP1UpstreamConnection) {
         takeAll(connection)
         paused = false
         draining = true
         connection.updateInterest(readPaused: false)
     }
 
-    private func takeAll(_ connection: UpstreamConnection) {
+    private func takeAll(_ connection: HTTP1UpstreamConnection) {
         received += connection.readBuffer.readable
         connection.readBuffer.consume(connection.readBuffer.readableBytes)
     }
@@ -325,10 +325,10 @@ extension TransportSocketTests {
         let request = Array("GET /slow HTTP/1.1\r\nHost: endpoint.test\r\n\r\n".utf8)
         let owner = PausingOwner(request: request)
         let worker = harness.worker
-        let connection = harness.onLoop { () -> UpstreamConnection in
+        let connection = harness.onLoop { () -> HTTP1UpstreamConnection in
             let secure: UpstreamTLSContext? =
                 tls ? worker.clientContext(for: UpstreamTLS(serverName: "", verify: false, certificateAuthoritiesPEM: nil)) : nil
-            let connection = UpstreamConnection(
+            let connection = HTTP1UpstreamConnection(
                 fd: upstreamFD, endpoint: Endpoint(address: .v4(127, 0, 0, 1), port: 1), worker: worker, connecting: true,
                 secure: secure, serverName: "")
             connection.owner = owner

@@ -8,7 +8,7 @@ private let webSocketToken: [UInt8] = Array("websocket".utf8)
 /// become a byte tunnel with backpressure both ways, closed when either side
 /// closes or after `proxy-read-timeout` without traffic. The tunnel never
 /// consults the routing table again, so configuration changes leave it open.
-extension DownstreamConnection {
+extension HTTP1ClientConnection {
     /// True for `GET` with `Connection: upgrade` and `Upgrade: websocket`.
     func isWebSocketUpgrade(_ bytes: UnsafeRawBufferPointer) -> Bool {
         guard let upgrade = head.upgrade, head.framing == .none, head.version == .http11 else { return false }
@@ -18,7 +18,7 @@ extension DownstreamConnection {
     }
 
     /// The upstream answered 101: send the head to the client and splice.
-    func startTunnel(_ connection: UpstreamConnection, head bytes: UnsafeRawBufferPointer) {
+    func startTunnel(_ connection: HTTP1UpstreamConnection, head bytes: UnsafeRawBufferPointer) {
         writeBuffer.append("HTTP/1.1 101 ")
         writeBuffer.append(bytes, responseHead.reason)
         writeBuffer.append("\r\n")
@@ -74,7 +74,7 @@ extension DownstreamConnection {
     }
 
     /// The upstream is readable during a tunnel.
-    func tunnelUpstreamReadable(_ connection: UpstreamConnection) {
+    func tunnelUpstreamReadable(_ connection: HTTP1UpstreamConnection) {
         let buffer = connection.readBuffer
         buffer.ensureStorage()
         if buffer.writableBytes < 4096 { buffer.compact() }
@@ -97,7 +97,7 @@ extension DownstreamConnection {
     }
 
     /// Moves what the upstream sent to the client, up to the high-water mark.
-    func tunnelUpstreamBytes(_ connection: UpstreamConnection) {
+    func tunnelUpstreamBytes(_ connection: HTTP1UpstreamConnection) {
         let input = connection.readBuffer
         let room = worker.configuration.bufferHighWaterMark - writeBuffer.readableBytes
         if room > 0, !input.isEmpty {

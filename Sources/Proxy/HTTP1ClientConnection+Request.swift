@@ -10,7 +10,7 @@ private let questionMark = UInt8(ascii: "?")
 
 /// The request side of an exchange: route, choose an endpoint, write the
 /// request head and stream the body upstream.
-extension DownstreamConnection {
+extension HTTP1ClientConnection {
     /// Where the request head says to route: host and path byte ranges in
     /// the head buffer, and the origin-form target to send upstream.
     struct Target {
@@ -285,7 +285,7 @@ extension DownstreamConnection {
 }
 
 /// HTTPS policy per request: redirects of plain HTTP and misdirected requests.
-extension DownstreamConnection {
+extension HTTP1ClientConnection {
     /// Answers a plain-HTTP request with the pipeline's redirect to the
     /// same host (canonical) and target on HTTPS.
     func respondWithRedirect(_ bytes: UnsafeRawBufferPointer, target: Target, status code: Int, namePort: Bool) {
@@ -317,7 +317,7 @@ extension DownstreamConnection {
     }
 }
 
-extension DownstreamConnection {
+extension HTTP1ClientConnection {
     /// The forwarding policy's view of the current request.
     @inline(__always)
     func forwardingContext(passClientCertificate: Bool) -> ForwardingContext {

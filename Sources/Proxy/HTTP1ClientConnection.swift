@@ -15,7 +15,7 @@ import Telemetry
 /// type and its extensions (`+Request`, `+Response`).
 ///
 /// Loop-bound: every method runs on its worker's loop.
-final class DownstreamConnection: EventHandler, UpstreamAttempt, ClientConnection, DeferredWork {
+final class HTTP1ClientConnection: EventHandler, UpstreamAttempt, ClientConnection, DeferredWork {
     /// Where the connection is in its life. One request at a time.
     enum State: Equatable {
         /// Waiting for the PROXY protocol header (`use-proxy-protocol`),
@@ -99,7 +99,7 @@ final class DownstreamConnection: EventHandler, UpstreamAttempt, ClientConnectio
     var peerClosedRead = false
 
     // The current exchange.
-    var upstream: UpstreamConnection?
+    var upstream: HTTP1UpstreamConnection?
     /// The serialized upstream request head, kept to replay it on a fresh
     /// connection when a reused one turns out to be closed.
     let upstreamRequestHead: ByteBuffer
@@ -189,7 +189,7 @@ final class DownstreamConnection: EventHandler, UpstreamAttempt, ClientConnectio
                 }
             } else if now &- idleSince >= configuration.keepAliveTimeoutMilliseconds {
                 close()
-            } else if now &- idleSince >= DownstreamConnection.idleBufferReleaseMilliseconds {
+            } else if now &- idleSince >= HTTP1ClientConnection.idleBufferReleaseMilliseconds {
                 releaseIdleBuffers()
             }
         case .proxying:
@@ -542,7 +542,7 @@ final class DownstreamConnection: EventHandler, UpstreamAttempt, ClientConnectio
         if (state == .waitingForRequest && !exchange.requestStarted) || state == .handshaking || state == .readingProxyHeader { close() }
     }
 
-    /// The connection now belongs to an `HTTP2Connection`, which took its
+    /// The connection now belongs to an `HTTP2ClientConnection`, which took its
     /// socket (`TransportSocket(takingOver:)`): forget the bytes it carried over.
     func handOver() {
         state = .closed
@@ -577,7 +577,7 @@ extension DownstreamErrorKind {
 }
 
 /// The TLS handshake of a connection on the HTTPS listener.
-extension DownstreamConnection {
+extension HTTP1ClientConnection {
     /// Drives the TLS handshake; once done, the connection reads requests.
     func continueHandshake() {
         guard state == .handshaking else { return }
@@ -607,7 +607,7 @@ extension DownstreamConnection {
 /// PROXY protocol (`use-proxy-protocol`): the header is read before
 /// anything else, with bounded reads that never take a byte behind it (the
 /// TLS ClientHello, or the first request, stays in the socket).
-extension DownstreamConnection {
+extension HTTP1ClientConnection {
     func readProxyHeader() {
         guard state == .readingProxyHeader else { return }
         // The header's bytes read so far are at the start of `readBuffer`.

@@ -7,7 +7,7 @@ import Reactor
 /// buffers, nor the `send` copy back in.
 ///
 /// Only for a cleartext client and a cleartext upstream, a body framed by
-/// Content-Length, and at least `DownstreamConnection.spliceThreshold` bytes
+/// Content-Length, and at least `HTTP1ClientConnection.spliceThreshold` bytes
 /// still to come: the body passes through byte for byte, so nothing in it
 /// needs looking at. Everything else (the head, bytes read with the head,
 /// chunked bodies, TLS) takes the buffered path.
@@ -20,7 +20,7 @@ struct ResponseSplice {
     var inPipe = 0
 }
 
-extension DownstreamConnection {
+extension HTTP1ClientConnection {
     /// Smallest remaining body worth a pipe: below it the buffered path
     /// costs no more system calls (one 16 KiB read and one write).
     static let spliceThreshold: UInt64 = 16 * 1024
@@ -37,7 +37,7 @@ extension DownstreamConnection {
     /// Switches the rest of a Content-Length body to the pipe path when it
     /// qualifies. Called with the upstream's read buffer empty, so every
     /// byte still to come is in the socket. Returns false to keep buffering.
-    func startSplice(_ connection: UpstreamConnection, remaining: UInt64) -> Bool {
+    func startSplice(_ connection: HTTP1UpstreamConnection, remaining: UInt64) -> Bool {
         guard remaining >= Self.spliceThreshold, socket.spliceDescriptor != nil, connection.spliceDescriptor != nil,
             let pipe = worker.splicePipes.take()
         else { return false }
@@ -130,7 +130,7 @@ extension DownstreamConnection {
     /// Bytes wait for the client: stop reading the upstream (no upstream
     /// deadline while the client sets the pace); the client's send timeout
     /// runs (`tick`).
-    private func waitForClient(_ connection: UpstreamConnection) {
+    private func waitForClient(_ connection: HTTP1UpstreamConnection) {
         exchange.upstreamReadPaused = true
         refreshUpstreamDeadline(connection)
         updateUpstreamInterest(connection)
@@ -139,7 +139,7 @@ extension DownstreamConnection {
 
     /// The pipe is empty and the upstream has sent nothing more yet: wait
     /// for it under its read timeout.
-    private func waitForUpstream(_ connection: UpstreamConnection) {
+    private func waitForUpstream(_ connection: HTTP1UpstreamConnection) {
         exchange.upstreamReadPaused = false
         refreshUpstreamDeadline(connection)
         updateUpstreamInterest(connection)

@@ -10,7 +10,7 @@ import Telemetry
 /// `HTTP2StreamExchange` proxied to an HTTP/1.1 upstream over the worker's pool.
 ///
 /// Loop-bound: every method runs on its worker's loop.
-final class HTTP2Connection: EventHandler, ClientConnection, HTTP2ServerSessionDelegate, DeferredWork {
+final class HTTP2ClientConnection: EventHandler, ClientConnection, HTTP2ServerSessionDelegate, DeferredWork {
     /// The socket taken over from the HTTP/1.1 connection, its TLS session,
     /// and the buffers: chunks of the worker's `largeBufferPool`, held only
     /// while bytes are in flight (given back whenever a flush leaves them empty).
@@ -51,7 +51,7 @@ final class HTTP2Connection: EventHandler, ClientConnection, HTTP2ServerSessionD
     /// Reused for response heads and trailers (no allocation once grown).
     var scratchFields = HTTP2Fields(byteCapacity: 2048, fieldCapacity: 32)
 
-    /// Takes over a connection from `DownstreamConnection` (after ALPN `h2`
+    /// Takes over a connection from `HTTP1ClientConnection` (after ALPN `h2`
     /// or the h2c preface): its `socket` (with buffers of the worker's
     /// `largeBufferPool`); `initialBytes` were already read from it.
     init(socket: consuming TransportSocket, worker: Worker, peer: ConnectionPeer, initialBytes: UnsafeRawBufferPointer) {

@@ -5,12 +5,12 @@ import RouteModel
 import Telemetry
 
 /// One TCP connection from a worker to an endpoint. While it serves a
-/// request it belongs to one `DownstreamConnection`, which drives it; between
+/// request it belongs to one `HTTP1ClientConnection`, which drives it; between
 /// requests it sits in its worker's `UpstreamPool` watching for the endpoint
 /// closing it.
 ///
 /// Loop-bound: every method runs on its worker's loop.
-final class UpstreamConnection: EventHandler, DeferredWork {
+final class HTTP1UpstreamConnection: EventHandler, DeferredWork {
     /// Where the connection is in its life.
     enum State {
         case connecting
@@ -123,7 +123,7 @@ final class UpstreamConnection: EventHandler, DeferredWork {
         if holdsIdleBuffers, state == .idle, now < deadline {
             // Parked at `deadline - upstreamKeepAliveTimeout`.
             let parkedFor = worker.configuration.upstreamKeepAliveTimeoutMilliseconds &- (deadline &- now)
-            if parkedFor >= DownstreamConnection.idleBufferReleaseMilliseconds {
+            if parkedFor >= HTTP1ClientConnection.idleBufferReleaseMilliseconds {
                 // An idle keep-alive connection holds no buffer memory.
                 holdsIdleBuffers = false
                 socket.releaseIdleBuffers(includingSession: true)
@@ -142,7 +142,7 @@ final class UpstreamConnection: EventHandler, DeferredWork {
     }
 
     /// The next idle connection of the same pool key (pool bookkeeping).
-    var nextIdle: UpstreamConnection?
+    var nextIdle: HTTP1UpstreamConnection?
     /// Parked with its buffers; `tick` gives them back after a while.
     var holdsIdleBuffers = false
     /// True when the last connect failed in the TLS handshake (certificate
@@ -341,11 +341,11 @@ final class UpstreamConnection: EventHandler, DeferredWork {
 /// Loop-bound.
 protocol UpstreamOwner: AnyObject {
     /// A non-blocking connect finished (`error` 0: connected).
-    func upstreamConnected(_ connection: UpstreamConnection, error: CInt)
+    func upstreamConnected(_ connection: HTTP1UpstreamConnection, error: CInt)
     /// The connection is readable or writable.
-    func upstreamReady(_ connection: UpstreamConnection, _ readiness: Readiness)
+    func upstreamReady(_ connection: HTTP1UpstreamConnection, _ readiness: Readiness)
     /// The connection's deadline passed.
-    func upstreamTimedOut(_ connection: UpstreamConnection)
+    func upstreamTimedOut(_ connection: HTTP1UpstreamConnection)
 }
 
 /// What pooled upstream connections are keyed by.
@@ -372,10 +372,10 @@ struct PoolKey: Hashable {
 /// used first (LIFO), which keeps few connections warm and lets the rest time out.
 final class UpstreamPool {
     /// Idle connections of one key: a singly linked list through
-    /// `UpstreamConnection.nextIdle`, most recent first. No array, so taking
+    /// `HTTP1UpstreamConnection.nextIdle`, most recent first. No array, so taking
     /// and parking never allocate.
     private struct Slot {
-        var head: UpstreamConnection?
+        var head: HTTP1UpstreamConnection?
         var count: Int
     }
 
@@ -388,7 +388,7 @@ final class UpstreamPool {
 
     /// Takes the most recently used idle connection for `key`, if any.
     @inline(__always)
-    func take(_ key: PoolKey) -> UpstreamConnection? {
+    func take(_ key: PoolKey) -> HTTP1UpstreamConnection? {
         guard var slot = idle[key], let head = slot.head else { return nil }
         slot.head = head.nextIdle
         slot.count -= 1
@@ -400,7 +400,7 @@ final class UpstreamPool {
     /// Parks a connection; returns false when its key's pool is full
     /// (the caller then closes it).
     @inline(__always)
-    func park(_ connection: UpstreamConnection) -> Bool {
+    func park(_ connection: HTTP1UpstreamConnection) -> Bool {
         var slot = idle[connection.poolKey] ?? Slot(head: nil, count: 0)
         guard slot.count < perEndpointLimit else { return false }
         connection.nextIdle = slot.head
@@ -414,7 +414,7 @@ final class UpstreamPool {
     }
 
     /// Forgets a connection (closed by its endpoint or timed out).
-    func remove(_ connection: UpstreamConnection) {
+    func remove(_ connection: HTTP1UpstreamConnection) {
         guard var slot = idle[connection.poolKey] else { return }
         if slot.head === connection {
             slot.head = connection.nextIdle
@@ -431,7 +431,7 @@ final class UpstreamPool {
 
     /// Closes every idle connection (drain).
     func closeAll() {
-        var all: [UpstreamConnection] = []
+        var all: [HTTP1UpstreamConnection] = []
         for slot in idle.values {
             var current = slot.head
             while let connection = current {

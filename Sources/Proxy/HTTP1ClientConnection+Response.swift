@@ -7,9 +7,9 @@ import Telemetry
 /// The response side of an exchange: read the upstream response, rewrite
 /// its head, stream its body to the client with backpressure, and return the
 /// upstream connection to the pool when it can serve another request.
-extension DownstreamConnection {
+extension HTTP1ClientConnection {
     /// Readiness of the current upstream connection.
-    func upstreamReady(_ connection: UpstreamConnection, _ readiness: Readiness) {
+    func upstreamReady(_ connection: HTTP1UpstreamConnection, _ readiness: Readiness) {
         guard connection === upstream else {
             connection.close()
             return
@@ -26,18 +26,18 @@ extension DownstreamConnection {
     /// Sets the upstream's epoll interest: read unless paused for
     /// backpressure, write while request bytes wait.
     @inline(__always)
-    func updateUpstreamInterest(_ connection: UpstreamConnection) {
+    func updateUpstreamInterest(_ connection: HTTP1UpstreamConnection) {
         connection.updateInterest(readPaused: exchange.upstreamReadPaused)
     }
 
     /// Chooses which timeout applies to the upstream now: send while request
     /// bytes are queued, none while waiting on the client, read otherwise.
     @inline(__always)
-    func refreshUpstreamDeadline(_ connection: UpstreamConnection) {
+    func refreshUpstreamDeadline(_ connection: HTTP1UpstreamConnection) {
         connection.refreshDeadline(requestPending: exchange.requestBody != .complete, readPaused: exchange.upstreamReadPaused)
     }
 
-    func readFromUpstream(_ connection: UpstreamConnection) {
+    func readFromUpstream(_ connection: HTTP1UpstreamConnection) {
         if state == .tunneling {
             tunnelUpstreamReadable(connection)
             return
@@ -213,7 +213,7 @@ extension DownstreamConnection {
 
     /// The response is complete: pool or close the upstream, then serve the
     /// next request or close.
-    func finishResponse(_ connection: UpstreamConnection) {
+    func finishResponse(_ connection: HTTP1UpstreamConnection) {
         let reusable = responseHead.keepAlive && exchange.requestBody == .complete && exchange.responseBody == .none
             && responseHead.framing != .untilClose && connection.readBuffer.isEmpty
             && connection.writeBuffer.isEmpty && !worker.isDraining
@@ -243,7 +243,7 @@ extension DownstreamConnection {
     }
 
     /// The upstream closed (EOF) or reset the connection.
-    func upstreamClosed(_ connection: UpstreamConnection, reset: Bool) {
+    func upstreamClosed(_ connection: HTTP1UpstreamConnection, reset: Bool) {
         if !exchange.responseHeadDone {
             upstreamFailedBeforeResponse(
                 connection, kind: .reset,
@@ -268,7 +268,7 @@ extension DownstreamConnection {
     /// connection that the endpoint had already closed is retried once on a
     /// fresh connection when the request can be replayed (no body).
     func upstreamFailedBeforeResponse(
-        _ connection: UpstreamConnection, kind: UpstreamErrorKind?, response: ErrorResponse = .badGateway
+        _ connection: HTTP1UpstreamConnection, kind: UpstreamErrorKind?, response: ErrorResponse = .badGateway
     ) {
         let replayable = exchange.upstreamReused && connection.requestsServed > 1 && connection.readBuffer.isEmpty
             && head.framing == .none && exchange.attempts == 0
@@ -287,7 +287,7 @@ extension DownstreamConnection {
     }
 
     /// The upstream's deadline passed.
-    func upstreamTimedOut(_ connection: UpstreamConnection) {
+    func upstreamTimedOut(_ connection: HTTP1UpstreamConnection) {
         guard connection === upstream else {
             connection.close()
             return

@@ -8,12 +8,12 @@ import Telemetry
 /// One HTTP/2 connection to an endpoint (`backend-protocol: GRPC`, `GRPCS`
 /// or `H2C`), carrying many streams at once. The TCP connect, the TLS
 /// handshake (ALPN `h2`), the socket and its deadlines belong to the
-/// `UpstreamConnection` it drives; this object owns the nghttp2 client
+/// `HTTP1UpstreamConnection` it drives; this object owns the nghttp2 client
 /// session and maps its streams to client-side `HTTP2StreamExchange`s.
 ///
 /// Loop-bound.
-final class UpstreamH2Connection: UpstreamOwner, HTTP2ClientSessionDelegate {
-    let transport: UpstreamConnection
+final class HTTP2UpstreamConnection: UpstreamOwner, HTTP2ClientSessionDelegate {
+    let transport: HTTP1UpstreamConnection
     // unowned(unsafe): the worker outlives every connection of its loop (it
     // closes them all before it stops); a checked unowned reference costs a
     // retain and release per access on the hot path.
@@ -25,7 +25,7 @@ final class UpstreamH2Connection: UpstreamOwner, HTTP2ClientSessionDelegate {
     var ready = false
     var closed = false
 
-    init(transport: UpstreamConnection, worker: Worker) {
+    init(transport: HTTP1UpstreamConnection, worker: Worker) {
         self.transport = transport
         self.worker = worker
         var settings = HTTP2Settings()
@@ -59,7 +59,7 @@ final class UpstreamH2Connection: UpstreamOwner, HTTP2ClientSessionDelegate {
 
     // MARK: Transport events
 
-    func upstreamConnected(_ connection: UpstreamConnection, error: CInt) {
+    func upstreamConnected(_ connection: HTTP1UpstreamConnection, error: CInt) {
         guard error == 0 else {
             worker.metrics.count(connection.failureKind(error: error))
             fail()
@@ -72,7 +72,7 @@ final class UpstreamH2Connection: UpstreamOwner, HTTP2ClientSessionDelegate {
         flush()
     }
 
-    func upstreamReady(_ connection: UpstreamConnection, _ readiness: Readiness) {
+    func upstreamReady(_ connection: HTTP1UpstreamConnection, _ readiness: Readiness) {
         if !readiness.isDisjoint(with: [.readable, .hangup, .error, .readHangup]) {
             let buffer = connection.readBuffer
             // A full buffer may leave input in the transport that no event
@@ -99,7 +99,7 @@ final class UpstreamH2Connection: UpstreamOwner, HTTP2ClientSessionDelegate {
         flush()
     }
 
-    func upstreamTimedOut(_ connection: UpstreamConnection) {
+    func upstreamTimedOut(_ connection: HTTP1UpstreamConnection) {
         if connection.state == .connecting || connection.state == .handshaking {
             worker.metrics.count(.connectTimeout)
         }
@@ -200,7 +200,7 @@ final class UpstreamH2Connection: UpstreamOwner, HTTP2ClientSessionDelegate {
 extension Worker {
     /// An HTTP/2 upstream connection with room for a stream to an endpoint
     /// of `cluster`: an open one from the pool, or a new one (connecting).
-    func acquireH2(cluster: CompiledCluster) -> UpstreamH2Connection? {
+    func acquireH2(cluster: CompiledCluster) -> HTTP2UpstreamConnection? {
         var scratch: UInt32 = 0
         let picked: Endpoint?
         if cluster.index < roundRobinCounters.count {
@@ -226,7 +226,7 @@ extension Worker {
             metrics.count(.connectRefused)
             return nil
         }
-        let transport = UpstreamConnection(
+        let transport = HTTP1UpstreamConnection(
             fd: socketFD, endpoint: endpoint, worker: self, connecting: true, secure: secure,
             serverName: cluster.upstream.tls?.serverName ?? "")
         do {
@@ -237,13 +237,13 @@ extension Worker {
         }
         metrics.upstreamConnectionsOpened.add()
         transport.deadline = loop.now + configuration.connectTimeoutMilliseconds
-        let connection = UpstreamH2Connection(transport: transport, worker: self)
+        let connection = HTTP2UpstreamConnection(transport: transport, worker: self)
         transport.owner = connection
         h2Pool[key, default: []].append(connection)
         return connection
     }
 
-    func removeH2(_ connection: UpstreamH2Connection) {
+    func removeH2(_ connection: HTTP2UpstreamConnection) {
         let key = connection.transport.poolKey
         h2Pool[key]?.removeAll { $0 === connection }
         if h2Pool[key]?.isEmpty == true { h2Pool.removeValue(forKey: key) }
