@@ -247,6 +247,9 @@ public final class ControllerLoop: @unchecked Sendable {
         storeCursor = store.makeCursor(kinds: Self.routeKinds)
         endpointCursor = store.makeCursor(kinds: Self.endpointKinds)
         store.onChange { [weak self] in self?.storeChanged() }
+        // A cluster's objects and translation come and go in bulk: large
+        // tables must go back to the system when freed (see MemoryTrim).
+        MemoryTrim.returnLargeBlocksWhenFreed()
     }
 
     private func storeChanged() {

@@ -7,7 +7,7 @@
 //   .build/release/controller-bench [--scenarios propagation,memory,delete,burst] [--changes 200]
 //       [--ingresses 10000] [--endpoints-per-service 10] [--background-ingresses 10000]
 //       [--sets 10000] [--kubectl-metadata true|false] [--pause-ms 60-110] [--products DIR]
-//       [--pause-after-create SECONDS]
+//       [--pause-after-create SECONDS] [--pause-after-delete SECONDS]
 //
 // (One `swift build` with several `--product` builds only the last one.) The
 // programs are taken from the directory controller-bench is in, or `--products`.
@@ -24,7 +24,7 @@
 // delete: N sets created with Postern running, then deleted (Ingresses in
 // name order, then Services and EndpointSlices): Postern's CPU for each
 // phase, 404 latency after the last delete event, RSS before, at size, after
-// (each 3 s after Postern's CPU settled; `--pause-after-create` then waits,
+// (each 3 s after Postern's CPU settled; `--pause-after-create`/`-delete` then wait,
 // printing Postern's pid, e.g. for `heaptrack` or gdb's `malloc_stats()`).
 // burst: bursts of 1,000 new Ingresses, and EndpointSlice changes while
 // 10,000 new Ingresses are being written.
@@ -52,8 +52,9 @@ struct Options {
     var sets = 10_000
     /// Give objects what kubectl-applied objects carry: managedFields and the last-applied annotation.
     var kubectlMetadata = true
-    /// delete: seconds to wait after measuring RSS at size (to attach a profiler).
+    /// delete: seconds to wait after measuring RSS at size, and after the deletes (to attach a profiler).
     var pauseAfterCreate = 0.0
+    var pauseAfterDelete = 0.0
 
     init() {
         var arguments = CommandLine.arguments.dropFirst().makeIterator()
@@ -72,6 +73,7 @@ struct Options {
                 if bounds.count == 2, bounds[0] < bounds[1] { pauseMilliseconds = bounds[0]..<bounds[1] }
             case "--kubectl-metadata": kubectlMetadata = value != "false"
             case "--pause-after-create": pauseAfterCreate = Double(value) ?? pauseAfterCreate
+            case "--pause-after-delete": pauseAfterDelete = Double(value) ?? pauseAfterDelete
             default:
                 FileHandle.standardError.write(Data("unknown option \(name)\n".utf8))
                 exit(2)
@@ -561,6 +563,12 @@ if options.scenarios.contains("delete") { do {
     // The trim runs a second after the round that removed the objects.
     Thread.sleep(forTimeInterval: 3)
     let afterDelete = postern.memoryKiB()
+    if options.pauseAfterDelete > 0 {
+        print(String(format: "after delete: RSS %.1f MiB; postern pid %d; pausing %.0f s",
+                     Double(afterDelete.0) / 1024, postern.process.processIdentifier, options.pauseAfterDelete))
+        fflush(stdout)
+        Thread.sleep(forTimeInterval: options.pauseAfterDelete)
+    }
     let stillUp = get(port: admin, host: "admin", path: "/readyz")
     postern.stop()
     api.stop()
