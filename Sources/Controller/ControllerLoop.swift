@@ -692,7 +692,10 @@ public final class ControllerLoop: @unchecked Sendable {
             }
         }
         publishLock.lock()
-        defer { publishLock.unlock() }
+        // The table this round replaces is released after the lock: when
+        // this is its last holder, freeing it (tens of thousands of hosts
+        // and clusters at size) must not hold up the endpoint path.
+        let retired = servedTable
         routesRoundInFlight = nil
         if servedVersion > version {
             // The endpoint path published a whole newer translation meanwhile.
@@ -718,14 +721,14 @@ public final class ControllerLoop: @unchecked Sendable {
             servedVersion = version
         }
         let published = table?.model ?? model
-        if !force {
-            // One call for the table and the certificates of one round: the
-            // proxy installs both in one task per worker.
-            if table != nil || tlsChanged {
-                publishSnapshot(ControllerPublication(table: table, model: published, tls: tlsChanged ? tls.model : nil))
-            }
-            if !diagnostics.fresh.isEmpty { report(diagnostics.fresh) }
+        // One call for the table and the certificates of one round: the
+        // proxy installs both in one task per worker.
+        if !force, table != nil || tlsChanged {
+            publishSnapshot(ControllerPublication(table: table, model: published, tls: tlsChanged ? tls.model : nil))
         }
+        publishLock.unlock()
+        withExtendedLifetime((retired, base)) {}
+        if !force, !diagnostics.fresh.isEmpty { report(diagnostics.fresh) }
         return Round(table: table, model: published, tls: tls.model, diagnostics: diagnostics.all, objectsTouched: objectsTouched,
                      changesTaken: changesTaken)
     }
@@ -797,6 +800,9 @@ public final class ControllerLoop: @unchecked Sendable {
         if !changes.removed.isEmpty { compactTranslatorIfSparse() }
 
         publishLock.lock()
+        // Released after the locks (see `reload`).
+        var retired: RoutingTable? = nil
+        defer { withExtendedLifetime(retired) {} }
         defer { publishLock.unlock() }
         var table: RoutingTable? = nil
         if let clusters, !tlsChanged, let served = servedTable {
@@ -813,6 +819,7 @@ public final class ControllerLoop: @unchecked Sendable {
             endpointPatches.removeAll()
         }
         if let table {
+            retired = servedTable
             servedTable = table
             publishSnapshot(ControllerPublication(table: table, model: table.model, tls: tlsChanged ? output.tls.model : nil))
             condition.withLock { endpointPublicationCount += 1 }
