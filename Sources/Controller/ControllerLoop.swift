@@ -248,6 +248,9 @@ public final class ControllerLoop: @unchecked Sendable {
         storeCursor = store.makeCursor(kinds: Self.routeKinds)
         endpointCursor = store.makeCursor(kinds: Self.endpointKinds)
         store.onChange { [weak self] in self?.storeChanged() }
+        // A cluster's objects and translation come and go in bulk: large
+        // tables must go back to the system when freed (see MemoryTrim).
+        MemoryTrim.returnLargeBlocksWhenFreed()
     }
 
     private func storeChanged() {
@@ -438,7 +441,7 @@ public final class ControllerLoop: @unchecked Sendable {
         var firstPending = clock.now
         var lastRoundEnd: ContinuousClock.Instant? = nil
         var window = coalescingWindow
-        var removedSinceTrim = 0
+        var touchedSinceTrim = 0
         var trimDue: ContinuousClock.Instant? = nil
         while true {
             let now = clock.now
@@ -462,8 +465,8 @@ public final class ControllerLoop: @unchecked Sendable {
                         // the maximum), so a long burst costs a few rounds a second.
                         window = quiet ? coalescingWindow : min(maximumCoalescingWindow, window * 2)
                     }
-                    removedSinceTrim += round.removedObjects
-                    if removedSinceTrim >= Self.trimAfterRemovals {
+                    touchedSinceTrim += round.objectsTouched
+                    if touchedSinceTrim >= Self.trimAfterObjects {
                         // A second after the last such round, once the workers
                         // have let go of the old tables.
                         trimDue = clock.now + .seconds(1)
@@ -475,7 +478,7 @@ public final class ControllerLoop: @unchecked Sendable {
             if let due = trimDue {
                 if due <= now {
                     trimDue = nil
-                    removedSinceTrim = 0
+                    touchedSinceTrim = 0
                     MemoryTrim.giveBackFreedMemory()
                     continue
                 }
@@ -489,8 +492,14 @@ public final class ControllerLoop: @unchecked Sendable {
         }
     }
 
-    /// Objects removed (over one or more rounds) after which freed memory is given back to the system.
-    static let trimAfterRemovals = 1000
+    /// Objects added, changed or removed (over one or more rounds) after
+    /// which freed memory is given back to the system, a second after the
+    /// last such round. Removals free objects and their translation; a
+    /// bulk add (a first sync, `kubectl apply` of a large directory) leaves
+    /// the garbage of decoding and of outgrown tables between the objects
+    /// kept, in pages the C library keeps unless asked (at 10,000 sets,
+    /// about a sixth of the heap).
+    static let trimAfterObjects = 1000
 
     private func lastModelIsEmpty() -> Bool {
         reloadLock.withLock { lastModel == nil }
@@ -501,8 +510,9 @@ public final class ControllerLoop: @unchecked Sendable {
         var model: RouteModel
         var tls: TLSModel
         var diagnostics: [Diagnostic]
-        /// Objects this round removed (store source).
-        var removedObjects = 0
+        /// Objects this round added, changed or removed (store source; every
+        /// object on a first, complete read).
+        var objectsTouched = 0
         /// Changes this round took from the store (store source; 1 for a first, complete read).
         var changesTaken = 0
     }
@@ -552,8 +562,9 @@ public final class ControllerLoop: @unchecked Sendable {
     /// Hands the translator what changed in the store since the last round
     /// (see `backlog`); the first read also takes every endpoint object (the
     /// endpoint path starts from there). Returns the number of changes taken
-    /// and of objects removed. Lock `reloadLock` held.
-    private func applyStoreChanges(_ store: KubeObjectStore, cursor: KubeObjectStore.ChangeCursor) -> (taken: Int, removed: Int) {
+    /// (1 for a first, complete read) and of objects given to the
+    /// translator or removed from it. Lock `reloadLock` held.
+    private func applyStoreChanges(_ store: KubeObjectStore, cursor: KubeObjectStore.ChangeCursor) -> (taken: Int, touched: Int) {
         let changes = store.changes(since: cursor)
         if changes.isComplete {
             backlog = [:]
@@ -566,7 +577,7 @@ public final class ControllerLoop: @unchecked Sendable {
             }
             translator.replaceAll(with: objects)
             for key in endpointRemovals { translator.remove(key) }
-            return (1, 0)
+            return (1, objects.count + endpointRemovals.count)
         }
         // Newer versions replace what the backlog held for the same key.
         for object in changes.objects { backlog[object.key] = .some(object) }
@@ -580,18 +591,16 @@ public final class ControllerLoop: @unchecked Sendable {
             }
             takenKeys.append(key)
         }
-        var removed = 0
         for key in takenKeys {
             guard let value = backlog.removeValue(forKey: key) else { continue }
             if let object = value {
                 translator.apply(object)
             } else {
                 translator.remove(key)
-                removed += 1
             }
         }
         if backlog.isEmpty { backlog = [:] }
-        return (takenKeys.count, removed)
+        return (takenKeys.count, takenKeys.count)
     }
 
     /// Merges the translator's diagnostics with the load's and the
@@ -643,10 +652,10 @@ public final class ControllerLoop: @unchecked Sendable {
         reloadLock.lock()
         let load = manifests?.load()
             ?? ManifestLoad(objects: [], files: [:], diagnostics: [], failedFiles: [])
-        var removedObjects = 0
+        var objectsTouched = 0
         var changesTaken = 0
         if let store, let storeCursor {
-            (changesTaken, removedObjects) = applyStoreChanges(store, cursor: storeCursor)
+            (changesTaken, objectsTouched) = applyStoreChanges(store, cursor: storeCursor)
         } else {
             translator.replaceAll(with: load.objects)
         }
@@ -684,7 +693,10 @@ public final class ControllerLoop: @unchecked Sendable {
             }
         }
         publishLock.lock()
-        defer { publishLock.unlock() }
+        // The table this round replaces is released after the lock: when
+        // this is its last holder, freeing it (tens of thousands of hosts
+        // and clusters at size) must not hold up the endpoint path.
+        let retired = servedTable
         routesRoundInFlight = nil
         if servedVersion > version {
             // The endpoint path published a whole newer translation meanwhile.
@@ -710,15 +722,15 @@ public final class ControllerLoop: @unchecked Sendable {
             servedVersion = version
         }
         let published = table?.model ?? model
-        if !force {
-            // One call for the table and the certificates of one round: the
-            // proxy installs both in one task per worker.
-            if table != nil || tlsChanged {
-                publishSnapshot(ControllerPublication(table: table, model: published, tls: tlsChanged ? tls.model : nil))
-            }
-            if !diagnostics.fresh.isEmpty { report(diagnostics.fresh) }
+        // One call for the table and the certificates of one round: the
+        // proxy installs both in one task per worker.
+        if !force, table != nil || tlsChanged {
+            publishSnapshot(ControllerPublication(table: table, model: published, tls: tlsChanged ? tls.model : nil))
         }
-        return Round(table: table, model: published, tls: tls.model, diagnostics: diagnostics.all, removedObjects: removedObjects,
+        publishLock.unlock()
+        withExtendedLifetime((retired, base)) {}
+        if !force, !diagnostics.fresh.isEmpty { report(diagnostics.fresh) }
+        return Round(table: table, model: published, tls: tls.model, diagnostics: diagnostics.all, objectsTouched: objectsTouched,
                      changesTaken: changesTaken)
     }
 
@@ -731,7 +743,7 @@ public final class ControllerLoop: @unchecked Sendable {
         guard let store, let endpointCursor else { return }
         let clock = ContinuousClock()
         var seen = condition.withLock { storeChanges }
-        var removedSinceTrim = 0
+        var touchedSinceTrim = 0
         var trimDue: ContinuousClock.Instant? = nil
         while true {
             // Nothing before the routes path published the first table (it
@@ -741,8 +753,8 @@ public final class ControllerLoop: @unchecked Sendable {
                 continue
             }
             if store.hasPendingChanges(since: endpointCursor, ofKinds: Self.endpointKinds) {
-                removedSinceTrim += publishEndpointChanges(store, cursor: endpointCursor)
-                if removedSinceTrim >= Self.trimAfterRemovals {
+                touchedSinceTrim += publishEndpointChanges(store, cursor: endpointCursor)
+                if touchedSinceTrim >= Self.trimAfterObjects {
                     // As on the routes path: a second after the last such round.
                     trimDue = clock.now + .seconds(1)
                 }
@@ -752,7 +764,7 @@ public final class ControllerLoop: @unchecked Sendable {
             if let due = trimDue {
                 if due <= clock.now {
                     trimDue = nil
-                    removedSinceTrim = 0
+                    touchedSinceTrim = 0
                     MemoryTrim.giveBackFreedMemory()
                     continue
                 }
@@ -766,7 +778,7 @@ public final class ControllerLoop: @unchecked Sendable {
     /// the translation up to date and publishes the table in service with
     /// the changed clusters replaced (or, should anything but cluster
     /// values have changed, a table compiled from the whole translation).
-    /// Returns the number of objects removed.
+    /// Returns the number of objects changed or removed.
     private func publishEndpointChanges(_ store: KubeObjectStore, cursor: KubeObjectStore.ChangeCursor) -> Int {
         reloadLock.lock()
         defer { reloadLock.unlock() }
@@ -789,6 +801,9 @@ public final class ControllerLoop: @unchecked Sendable {
         if !changes.removed.isEmpty { compactTranslatorIfSparse() }
 
         publishLock.lock()
+        // Released after the locks (see `reload`).
+        var retired: RoutingTable? = nil
+        defer { withExtendedLifetime(retired) {} }
         defer { publishLock.unlock() }
         var table: RoutingTable? = nil
         if let clusters, !tlsChanged, let served = servedTable {
@@ -805,12 +820,13 @@ public final class ControllerLoop: @unchecked Sendable {
             endpointPatches.removeAll()
         }
         if let table {
+            retired = servedTable
             servedTable = table
             publishSnapshot(ControllerPublication(table: table, model: table.model, tls: tlsChanged ? output.tls.model : nil))
             condition.withLock { endpointPublicationCount += 1 }
         }
         if !diagnostics.fresh.isEmpty { report(diagnostics.fresh) }
-        return changes.removed.count
+        return changes.objects.count + changes.removed.count
     }
 }
 

@@ -1,15 +1,35 @@
 /// `networking.k8s.io/v1` Ingress: the fields Postern reads.
+///
+/// The fields live in one block shared by every copy (`SharedFields`):
+/// the store, the translator and snapshots hold the same Ingress.
 public struct Ingress: Codable, Sendable, Equatable {
-    public var metadata: ObjectMeta
-    public var spec: IngressSpec
+    private struct Fields: Equatable, Sendable {
+        var metadata: ObjectMeta
+        var spec: IngressSpec
+        var status: LoadBalancerStatus
+    }
+
+    private var fields: SharedFields<Fields>
+
+    public var metadata: ObjectMeta {
+        get { fields.value.metadata }
+        _modify { yield &fields.value.metadata }
+    }
+
+    public var spec: IngressSpec {
+        get { fields.value.spec }
+        _modify { yield &fields.value.spec }
+    }
+
     /// `status.loadBalancer.ingress` as the API server reports it (written by the leader).
-    public var status: LoadBalancerStatus
+    public var status: LoadBalancerStatus {
+        get { fields.value.status }
+        _modify { yield &fields.value.status }
+    }
 
     /// Creates an Ingress.
     public init(metadata: ObjectMeta, spec: IngressSpec = IngressSpec(), status: LoadBalancerStatus = LoadBalancerStatus()) {
-        self.metadata = metadata
-        self.spec = spec
-        self.status = status
+        fields = SharedFields(Fields(metadata: metadata, spec: spec, status: status))
     }
 
     private enum CodingKeys: String, CodingKey { case metadata, spec, status }
@@ -17,11 +37,12 @@ public struct Ingress: Codable, Sendable, Equatable {
 
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
-        metadata = try c.decode(ObjectMeta.self, forKey: .metadata)
-        spec = try c.decodeIfPresent(IngressSpec.self, forKey: .spec) ?? IngressSpec()
+        let metadata = try c.decode(ObjectMeta.self, forKey: .metadata)
+        let spec = try c.decodeIfPresent(IngressSpec.self, forKey: .spec) ?? IngressSpec()
         // Status is informational: a malformed one must not hide the Ingress.
         let statusContainer = try? c.nestedContainer(keyedBy: StatusKeys.self, forKey: .status)
-        status = (try? statusContainer?.decodeIfPresent(LoadBalancerStatus.self, forKey: .loadBalancer)) ?? LoadBalancerStatus()
+        let status = (try? statusContainer?.decodeIfPresent(LoadBalancerStatus.self, forKey: .loadBalancer)) ?? LoadBalancerStatus()
+        self.init(metadata: metadata, spec: spec, status: status)
     }
 
     public func encode(to encoder: Encoder) throws {
@@ -213,19 +234,42 @@ public struct IngressClass: Codable, Sendable, Equatable {
     /// Annotation marking the class used by Ingresses without a class.
     public static let isDefaultClassAnnotation = "ingressclass.kubernetes.io/is-default-class"
 
-    public var metadata: ObjectMeta
-    public var spec: IngressClassSpec
+    private struct Fields: Equatable, Sendable {
+        var metadata: ObjectMeta
+        var spec: IngressClassSpec
+    }
+
+    /// Shared by every copy (see `SharedFields`).
+    private var fields: SharedFields<Fields>
+
+    public var metadata: ObjectMeta {
+        get { fields.value.metadata }
+        _modify { yield &fields.value.metadata }
+    }
+
+    public var spec: IngressClassSpec {
+        get { fields.value.spec }
+        _modify { yield &fields.value.spec }
+    }
 
     /// Creates an IngressClass.
     public init(metadata: ObjectMeta, spec: IngressClassSpec = IngressClassSpec()) {
-        self.metadata = metadata
-        self.spec = spec
+        fields = SharedFields(Fields(metadata: metadata, spec: spec))
     }
+
+    private enum CodingKeys: String, CodingKey { case metadata, spec }
 
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
-        metadata = try c.decode(ObjectMeta.self, forKey: .metadata)
-        spec = try c.decodeIfPresent(IngressClassSpec.self, forKey: .spec) ?? IngressClassSpec()
+        self.init(
+            metadata: try c.decode(ObjectMeta.self, forKey: .metadata),
+            spec: try c.decodeIfPresent(IngressClassSpec.self, forKey: .spec) ?? IngressClassSpec())
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(metadata, forKey: .metadata)
+        try c.encode(spec, forKey: .spec)
     }
 
     /// True when annotated `ingressclass.kubernetes.io/is-default-class: "true"`.

@@ -11,7 +11,9 @@ public enum KubeObject: Decodable, Sendable, Equatable {
     case secret(Secret)
     case configMap(ConfigMap)
     /// A kind (or an API version of a kind) Postern does not read.
-    case unsupported(UnsupportedObject)
+    /// (Indirect: its four strings would otherwise make every case, and
+    /// every table slot holding an object, that large.)
+    indirect case unsupported(UnsupportedObject)
 
     private enum TypeKeys: String, CodingKey {
         case apiVersion, kind, metadata

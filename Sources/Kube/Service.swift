@@ -1,15 +1,34 @@
 /// Core v1 Service: the fields Postern reads.
+///
+/// The fields live in one block shared by every copy (`SharedFields`).
 public struct Service: Codable, Sendable, Equatable {
-    public var metadata: ObjectMeta
-    public var spec: ServiceSpec
+    private struct Fields: Equatable, Sendable {
+        var metadata: ObjectMeta
+        var spec: ServiceSpec
+        var status: LoadBalancerStatus
+    }
+
+    private var fields: SharedFields<Fields>
+
+    public var metadata: ObjectMeta {
+        get { fields.value.metadata }
+        _modify { yield &fields.value.metadata }
+    }
+
+    public var spec: ServiceSpec {
+        get { fields.value.spec }
+        _modify { yield &fields.value.spec }
+    }
+
     /// `status.loadBalancer` (the addresses a cloud load balancer got).
-    public var status: LoadBalancerStatus
+    public var status: LoadBalancerStatus {
+        get { fields.value.status }
+        _modify { yield &fields.value.status }
+    }
 
     /// Creates a Service.
     public init(metadata: ObjectMeta, spec: ServiceSpec = ServiceSpec(), status: LoadBalancerStatus = LoadBalancerStatus()) {
-        self.metadata = metadata
-        self.spec = spec
-        self.status = status
+        fields = SharedFields(Fields(metadata: metadata, spec: spec, status: status))
     }
 
     private enum CodingKeys: String, CodingKey { case metadata, spec, status }
@@ -17,10 +36,11 @@ public struct Service: Codable, Sendable, Equatable {
 
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
-        metadata = try c.decode(ObjectMeta.self, forKey: .metadata)
-        spec = try c.decodeIfPresent(ServiceSpec.self, forKey: .spec) ?? ServiceSpec()
+        let metadata = try c.decode(ObjectMeta.self, forKey: .metadata)
+        let spec = try c.decodeIfPresent(ServiceSpec.self, forKey: .spec) ?? ServiceSpec()
         let statusContainer = try? c.nestedContainer(keyedBy: StatusKeys.self, forKey: .status)
-        status = (try? statusContainer?.decodeIfPresent(LoadBalancerStatus.self, forKey: .loadBalancer)) ?? LoadBalancerStatus()
+        let status = (try? statusContainer?.decodeIfPresent(LoadBalancerStatus.self, forKey: .loadBalancer)) ?? LoadBalancerStatus()
+        self.init(metadata: metadata, spec: spec, status: status)
     }
 
     public func encode(to encoder: Encoder) throws {
@@ -84,34 +104,68 @@ public struct ServicePort: Codable, Sendable, Equatable {
 }
 
 /// `discovery.k8s.io/v1` EndpointSlice.
+///
+/// The fields live in one block shared by every copy (`SharedFields`).
 public struct EndpointSlice: Codable, Sendable, Equatable {
     /// Label naming the Service a slice belongs to.
     public static let serviceNameLabel = "kubernetes.io/service-name"
 
-    public var metadata: ObjectMeta
+    private struct Fields: Equatable, Sendable {
+        var metadata: ObjectMeta
+        var addressType: String
+        var endpoints: [EndpointSliceEndpoint]
+        var ports: [EndpointSlicePort]?
+    }
+
+    private var fields: SharedFields<Fields>
+
+    public var metadata: ObjectMeta {
+        get { fields.value.metadata }
+        _modify { yield &fields.value.metadata }
+    }
+
     /// `IPv4`, `IPv6` or `FQDN`.
-    public var addressType: String
-    public var endpoints: [EndpointSliceEndpoint]
+    public var addressType: String {
+        get { fields.value.addressType }
+        _modify { yield &fields.value.addressType }
+    }
+
+    public var endpoints: [EndpointSliceEndpoint] {
+        get { fields.value.endpoints }
+        _modify { yield &fields.value.endpoints }
+    }
+
     /// nil: the slice does not restrict ports.
-    public var ports: [EndpointSlicePort]?
+    public var ports: [EndpointSlicePort]? {
+        get { fields.value.ports }
+        _modify { yield &fields.value.ports }
+    }
 
     /// Creates a slice.
     public init(
         metadata: ObjectMeta, addressType: String, endpoints: [EndpointSliceEndpoint] = [],
         ports: [EndpointSlicePort]? = nil
     ) {
-        self.metadata = metadata
-        self.addressType = addressType
-        self.endpoints = endpoints
-        self.ports = ports
+        fields = SharedFields(Fields(metadata: metadata, addressType: addressType, endpoints: endpoints, ports: ports))
     }
+
+    private enum CodingKeys: String, CodingKey { case metadata, addressType, endpoints, ports }
 
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
-        metadata = try c.decode(ObjectMeta.self, forKey: .metadata)
-        addressType = try c.decode(String.self, forKey: .addressType)
-        endpoints = try c.decodeIfPresent([EndpointSliceEndpoint].self, forKey: .endpoints) ?? []
-        ports = try c.decodeIfPresent([EndpointSlicePort].self, forKey: .ports)
+        self.init(
+            metadata: try c.decode(ObjectMeta.self, forKey: .metadata),
+            addressType: try c.decode(String.self, forKey: .addressType),
+            endpoints: try c.decodeIfPresent([EndpointSliceEndpoint].self, forKey: .endpoints) ?? [],
+            ports: try c.decodeIfPresent([EndpointSlicePort].self, forKey: .ports))
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(metadata, forKey: .metadata)
+        try c.encode(addressType, forKey: .addressType)
+        try c.encode(endpoints, forKey: .endpoints)
+        try c.encodeIfPresent(ports, forKey: .ports)
     }
 
     /// The owning Service's name (the `kubernetes.io/service-name` label).
@@ -179,20 +233,44 @@ public struct EndpointSlicePort: Codable, Sendable, Equatable {
 }
 
 /// Core v1 Endpoints (the pre-EndpointSlice API), used when a Service has no slices.
+///
+/// The fields live in one block shared by every copy (`SharedFields`).
 public struct Endpoints: Codable, Sendable, Equatable {
-    public var metadata: ObjectMeta
-    public var subsets: [EndpointSubset]
+    private struct Fields: Equatable, Sendable {
+        var metadata: ObjectMeta
+        var subsets: [EndpointSubset]
+    }
+
+    private var fields: SharedFields<Fields>
+
+    public var metadata: ObjectMeta {
+        get { fields.value.metadata }
+        _modify { yield &fields.value.metadata }
+    }
+
+    public var subsets: [EndpointSubset] {
+        get { fields.value.subsets }
+        _modify { yield &fields.value.subsets }
+    }
 
     /// Creates Endpoints.
     public init(metadata: ObjectMeta, subsets: [EndpointSubset] = []) {
-        self.metadata = metadata
-        self.subsets = subsets
+        fields = SharedFields(Fields(metadata: metadata, subsets: subsets))
     }
+
+    private enum CodingKeys: String, CodingKey { case metadata, subsets }
 
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
-        metadata = try c.decode(ObjectMeta.self, forKey: .metadata)
-        subsets = try c.decodeIfPresent([EndpointSubset].self, forKey: .subsets) ?? []
+        self.init(
+            metadata: try c.decode(ObjectMeta.self, forKey: .metadata),
+            subsets: try c.decodeIfPresent([EndpointSubset].self, forKey: .subsets) ?? [])
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(metadata, forKey: .metadata)
+        try c.encode(subsets, forKey: .subsets)
     }
 }
 

@@ -90,6 +90,31 @@ import Testing
         }
         #expect(addresses.count == 1, "three decodes of one label key should share one buffer")
     }
+
+    /// Copies of an object share its fields (the store, the translator and
+    /// snapshots hold one Ingress): trimming one, or changing one field of
+    /// one, must leave every other copy as it was.
+    @Test func changingOneCopyOfAnObjectLeavesTheOthersAsTheyWere() throws {
+        let decoded = try JSONDecoder().decode(KubeObject.self, from: Data(Self.sliceJSON("web-abc").utf8))
+        guard case let .endpointSlice(original) = decoded,
+              case var .endpointSlice(trimmed) = decoded.keepingOnlyWhatPosternReads(interner: StringInterner())
+        else {
+            Issue.record("not a slice")
+            return
+        }
+        #expect(original.endpoints.first?.nodeName == "node-1")
+        #expect(original.metadata.labels.count == 2)
+        #expect(trimmed.endpoints.first?.nodeName == nil)
+        var copy = trimmed
+        copy.endpoints[0].addresses = ["10.0.0.8"]
+        copy.metadata.name = "other"
+        #expect(trimmed.endpoints.map(\.addresses) == [["10.0.0.7"]])
+        #expect(trimmed.metadata.name == "web-abc")
+        #expect(copy != trimmed)
+        trimmed.endpoints[0].addresses = ["10.0.0.8"]
+        trimmed.metadata.name = "other"
+        #expect(copy == trimmed, "equal fields are equal, whichever copy holds them")
+    }
 }
 
 /// The objects an informer handed on.

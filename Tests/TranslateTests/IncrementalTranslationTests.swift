@@ -217,6 +217,49 @@ struct ObjectGenerator {
         }
     }
 
+    /// Rounds with more changed hosts and clusters than a few (a burst of
+    /// new Ingresses whose hosts sort before, between and after the ones
+    /// served, some removals) patch the sorted lists in one pass; the result
+    /// is still a full translation's.
+    @Test func aBurstOfHostsAndClustersAcrossTheSortedListsTranslatesLikeAFullTranslation() {
+        var all: [ObjectKey: KubeObject] = [:]
+        func add(_ yaml: String) -> [KubeObject] {
+            let added = objects(yaml)
+            for object in added { all[object.key] = object }
+            return added
+        }
+        let translator = IncrementalTranslator(options: TranslateOptions())
+        var first = add(ingressClass)
+        for index in stride(from: 10, to: 90, by: 4) {
+            first += add(documents(
+                service("s\(index)"),
+                ingress("i\(index)", rules: [(host: "h\(index).example.com", path: "/", type: "Prefix", service: "s\(index)")])))
+        }
+        translator.replaceAll(with: first)
+        _ = translator.translate()
+        var round = 0
+        for offsets in [Array(0..<40), Array(stride(from: 1, to: 99, by: 3)), [5, 47, 93]] {
+            round += 1
+            for index in offsets {
+                let name = "r\(round)-\(index)"
+                for object in add(documents(
+                    service(name),
+                    ingress(name, rules: [(host: "h\(index)-\(round).example.com", path: "/", type: "Prefix", service: name)])))
+                {
+                    translator.apply(object)
+                }
+            }
+            for index in stride(from: 10 + round * 4, to: 90, by: 12) {
+                let key = ObjectKey(kind: "Ingress", namespace: "default", name: "i\(index)")
+                if all.removeValue(forKey: key) != nil { translator.remove(key) }
+            }
+            let output = translator.translate()
+            #expect(output.routes.model.virtualHosts.count > 20)
+            guard expectSameAsFullTranslation(output, all, options: TranslateOptions(), defaultCertificateSecret: nil, "round \(round)")
+            else { return }
+        }
+    }
+
     @Test func aRoundWithoutChangesReturnsTheSameOutput() {
         var generator = ObjectGenerator(random: SplitMix(seed: 1))
         let translator = IncrementalTranslator(options: TranslateOptions())

@@ -7,6 +7,7 @@
 //   .build/release/controller-bench [--scenarios propagation,memory,delete,burst] [--changes 200]
 //       [--ingresses 10000] [--endpoints-per-service 10] [--background-ingresses 10000]
 //       [--sets 10000] [--kubectl-metadata true|false] [--pause-ms 60-110] [--products DIR]
+//       [--pause-after-create SECONDS] [--pause-after-delete SECONDS]
 //
 // (One `swift build` with several `--product` builds only the last one.) The
 // programs are taken from the directory controller-bench is in, or `--products`.
@@ -22,7 +23,9 @@
 // I EndpointSlices of E endpoints.
 // delete: N sets created with Postern running, then deleted (Ingresses in
 // name order, then Services and EndpointSlices): Postern's CPU for each
-// phase, 404 latency after the last delete event, RSS before, at size, after.
+// phase, 404 latency after the last delete event, RSS before, at size, after
+// (each 3 s after Postern's CPU settled; `--pause-after-create`/`-delete` then wait,
+// printing Postern's pid, e.g. for `heaptrack` or gdb's `malloc_stats()`).
 // burst: bursts of 1,000 new Ingresses, and EndpointSlice changes while
 // 10,000 new Ingresses are being written.
 import FakeKubeAPI
@@ -49,6 +52,9 @@ struct Options {
     var sets = 10_000
     /// Give objects what kubectl-applied objects carry: managedFields and the last-applied annotation.
     var kubectlMetadata = true
+    /// delete: seconds to wait after measuring RSS at size, and after the deletes (to attach a profiler).
+    var pauseAfterCreate = 0.0
+    var pauseAfterDelete = 0.0
 
     init() {
         var arguments = CommandLine.arguments.dropFirst().makeIterator()
@@ -66,6 +72,8 @@ struct Options {
                 let bounds = value.split(separator: "-").compactMap { Int($0) }
                 if bounds.count == 2, bounds[0] < bounds[1] { pauseMilliseconds = bounds[0]..<bounds[1] }
             case "--kubectl-metadata": kubectlMetadata = value != "false"
+            case "--pause-after-create": pauseAfterCreate = Double(value) ?? pauseAfterCreate
+            case "--pause-after-delete": pauseAfterDelete = Double(value) ?? pauseAfterDelete
             default:
                 FileHandle.standardError.write(Data("unknown option \(name)\n".utf8))
                 exit(2)
@@ -519,7 +527,17 @@ if options.scenarios.contains("delete") { do {
     let written = Date().timeIntervalSince(createStart)
     let created = waitForStatus(port: port, hosts: sampleHosts, status: 502, limit: 600)
     let createCPU = postern.settledCPU() - idleCPU
+    // As after the deletes: the trim runs a second after the last round of
+    // a bulk change; RSS is read in the steady state that follows.
+    Thread.sleep(forTimeInterval: 3)
     let afterCreate = postern.memoryKiB()
+    if options.pauseAfterCreate > 0 {
+        // Time to attach a profiler or read malloc statistics at size.
+        print(String(format: "after create: RSS %.1f MiB; postern pid %d; pausing %.0f s",
+                     Double(afterCreate.0) / 1024, postern.process.processIdentifier, options.pauseAfterCreate))
+        fflush(stdout)
+        Thread.sleep(forTimeInterval: options.pauseAfterCreate)
+    }
 
     // Delete every Ingress in name order, then every Service and EndpointSlice.
     let names = (0..<count).map { "\($0)" }.sorted()
@@ -545,6 +563,12 @@ if options.scenarios.contains("delete") { do {
     // The trim runs a second after the round that removed the objects.
     Thread.sleep(forTimeInterval: 3)
     let afterDelete = postern.memoryKiB()
+    if options.pauseAfterDelete > 0 {
+        print(String(format: "after delete: RSS %.1f MiB; postern pid %d; pausing %.0f s",
+                     Double(afterDelete.0) / 1024, postern.process.processIdentifier, options.pauseAfterDelete))
+        fflush(stdout)
+        Thread.sleep(forTimeInterval: options.pauseAfterDelete)
+    }
     let stillUp = get(port: admin, host: "admin", path: "/readyz")
     postern.stop()
     api.stop()
