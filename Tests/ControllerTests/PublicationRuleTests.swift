@@ -143,7 +143,8 @@ import Translate
         defer { loop.stop() }
         #expect(waitUntil { addresses(published.all.last) == ["10.0.0.1"] })
         store.apply(.upserted(ingress("first", host: "first.example.com")), from: ingresses)
-        #expect(waitUntil(2) { published.all.last?.virtualHosts.count == 2 })
+        // Set-up, not the rule under test: a loaded machine may take more than the 2 s window.
+        #expect(waitUntil(5) { published.all.last?.virtualHosts.count == 2 })
         let before = published.all.count
         // Inside the window: a burst of Ingresses, then an endpoint change.
         for index in 0..<400 {

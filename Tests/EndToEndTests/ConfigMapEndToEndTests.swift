@@ -209,7 +209,8 @@ extension EndToEndTests {
             #expect(setup.status(host: "open.cm.test", upload: true, http2: false) == "200", "4m from the ConfigMap at start-up")
             try setup.setConfigMap(["proxy-body-size": "lots", "block-cidrs": "127.0.0.1/32"])
             #expect(secondsUntil(timeout: 10) { setup.metric("postern_configmap_valid") == 0 } != nil)
-            #expect(setup.log.contains("InvalidConfigMap"))
+            // The metric moves before the diagnostic is logged: wait for the line too.
+            #expect(secondsUntil(timeout: 10) { setup.log.contains("InvalidConfigMap") } != nil)
             #expect(setup.log.contains("proxy-body-size"), "the diagnostic names the key")
             #expect(setup.metric("postern_configmap_reloads_total{result=\"rejected\"}") == 1)
             for http2 in [false, true] {
@@ -225,7 +226,7 @@ extension EndToEndTests {
             // An unknown key is refused the same way.
             try setup.setConfigMap(["proxy-body-size": "4m", "proxy-bodysize": "1k"])
             #expect(secondsUntil(timeout: 10) { setup.metric("postern_configmap_reloads_total{result=\"rejected\"}") == 2 } != nil)
-            #expect(setup.log.contains("did you mean proxy-body-size"))
+            #expect(secondsUntil(timeout: 10) { setup.log.contains("did you mean proxy-body-size") } != nil)
             // Fixed: the new version applies.
             try setup.setConfigMap(["proxy-body-size": "1k"])
             #expect(secondsUntil(timeout: 10) { setup.status(host: "open.cm.test", upload: true, http2: true) == "413" } != nil)
