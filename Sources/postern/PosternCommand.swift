@@ -583,6 +583,10 @@ final class TablePublisher: @unchecked Sendable {
     var skippedIngresses: (() -> SkippedIngresses?)?
     private var lastSkipped: SkippedIngresses?
 
+    /// The storage of the host list whose refused Ingresses were last
+    /// counted (controller thread only: publications are serial).
+    private var refusedCountedFor: UInt = 0
+
     /// The model in service and its generation, for `/debug/routes`.
     private let current = Lock()
     private var currentModel: (generation: UInt64, model: RouteModel)?
@@ -590,7 +594,14 @@ final class TablePublisher: @unchecked Sendable {
     func recordPublished(_ table: RoutingTable, model: RouteModel) {
         current.withLock { currentModel = (table.generation, model) }
         metrics.publishedGeneration.store(table.generation, ordering: .relaxed)
-        metrics.refusedIngresses.store(model.refusedIngresses.count, ordering: .relaxed)
+        // Counting refused Ingresses walks every route; an endpoint-only
+        // publication keeps the previous model's hosts (the same array
+        // storage), so the count cannot have changed and the walk is skipped.
+        let hosts = model.virtualHosts.withUnsafeBufferPointer { UInt(bitPattern: $0.baseAddress) }
+        if hosts == 0 || hosts != refusedCountedFor {
+            refusedCountedFor = hosts
+            metrics.refusedIngresses.store(model.refusedIngresses.count, ordering: .relaxed)
+        }
         metrics.lastReloadSuccessTimestamp.store(Int(Date().timeIntervalSince1970), ordering: .relaxed)
     }
 
