@@ -51,21 +51,10 @@ extension HTTP1ClientConnection {
     func continueSplice() {
         guard let connection = upstream, var relay = exchange.splice else { return }
         // The response head (and body bytes read with it) go out first.
+        guard writeQueuedOutput() else { return }
         if !writeBuffer.isEmpty {
-            switch socket.write() {
-            case let .bytes(count):
-                if count > 0 { lastWriteProgress = worker.loop.now }
-            case .wouldBlock, .endOfFile:
-                break
-            case .failed:
-                worker.metrics.count(.clientReset)
-                abort()
-                return
-            }
-            if !writeBuffer.isEmpty {
-                waitForClient(connection)
-                return
-            }
+            waitForClient(connection)
+            return
         }
         var moved = 0
         var forwarded: UInt64 = 0

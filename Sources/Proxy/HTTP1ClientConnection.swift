@@ -436,20 +436,27 @@ final class HTTP1ClientConnection: EventHandler, UpstreamAttempt, ClientConnecti
         readFromClient()
     }
 
+    /// Writes what the write buffer holds, as far as the socket takes it.
+    /// Returns false when the client is gone (the connection is aborted).
+    @inline(__always)
+    func writeQueuedOutput() -> Bool {
+        guard !writeBuffer.isEmpty else { return true }
+        switch socket.write() {
+        case let .bytes(count):
+            if count > 0 { lastWriteProgress = worker.loop.now }
+        case .wouldBlock, .endOfFile:
+            break
+        case .failed:
+            worker.metrics.count(.clientReset)
+            abort()
+            return false
+        }
+        return true
+    }
+
     /// Writes queued output; continues whatever was waiting for room.
     func flushDownstream() {
-        if !writeBuffer.isEmpty {
-            switch socket.write() {
-            case let .bytes(count):
-                if count > 0 { lastWriteProgress = worker.loop.now }
-            case .wouldBlock, .endOfFile:
-                break
-            case .failed:
-                worker.metrics.count(.clientReset)
-                abort()
-                return
-            }
-        }
+        guard writeQueuedOutput() else { return }
         let highWater = worker.configuration.bufferHighWaterMark
         switch state {
         case .closingAfterWrite:
