@@ -218,15 +218,7 @@ extension HTTP1ClientConnection {
             && responseHead.framing != .untilClose && connection.readBuffer.isEmpty
             && connection.writeBuffer.isEmpty && !worker.isDraining
         upstream = nil
-        connection.owner = nil
-        if reusable {
-            connection.state = .idle
-            connection.deadline = worker.loop.now + worker.configuration.upstreamKeepAliveTimeoutMilliseconds
-            connection.setInterest(.read)
-            if !worker.pool.park(connection) { connection.close() }
-        } else {
-            connection.close()
-        }
+        worker.upstreams.release(connection, reusable: reusable)
         let closeNow = exchange.closeAfterResponse || worker.isDraining
         resetExchange()
         if closeNow {

@@ -112,7 +112,7 @@ final class HTTP1UpstreamConnection: EventHandler, DeferredWork {
         case .idle:
             // An idle pooled connection that becomes readable was closed by
             // the endpoint (or sent bytes nobody asked for): drop it.
-            worker.pool.remove(self)
+            worker.upstreams.forget(self)
             close()
         case .closed:
             break
@@ -132,7 +132,7 @@ final class HTTP1UpstreamConnection: EventHandler, DeferredWork {
         guard now >= deadline else { return }
         switch state {
         case .idle:
-            worker.pool.remove(self)
+            worker.upstreams.forget(self)
             close()
         case .connecting, .handshaking, .busy:
             if let owner { owner.upstreamTimedOut(self) } else { close() }

@@ -29,7 +29,7 @@ extension HTTP2StreamExchange {
             requestIDs: &worker.requestIDs, into: &fields)
         if dropped > 0 { worker.metrics.underscoreFieldsDropped.add(UInt64(dropped)) }
         upstreamFields = fields
-        guard let upstreamConnection = worker.acquireH2(cluster: cluster) else {
+        guard let upstreamConnection = worker.upstreams.acquireHTTP2(cluster: cluster) else {
             worker.metrics.count(.noEndpoints)
             respondLocally(.serviceUnavailable)
             return

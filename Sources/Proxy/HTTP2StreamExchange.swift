@@ -556,17 +556,9 @@ final class HTTP2StreamExchange: UpstreamAttempt {
     private func finishResponse(_ upstream: HTTP1UpstreamConnection, reusable keepAlive: Bool) {
         finished = true
         self.upstream = nil
-        upstream.owner = nil
         let reusable = keepAlive && requestComplete && upstream.readBuffer.isEmpty && upstream.writeBuffer.isEmpty
             && !connection.draining && !worker.isDraining
-        if reusable {
-            upstream.state = .idle
-            upstream.deadline = worker.loop.now + worker.configuration.upstreamKeepAliveTimeoutMilliseconds
-            upstream.setInterest(.read)
-            if !worker.pool.park(upstream) { upstream.close() }
-        } else {
-            upstream.close()
-        }
+        worker.upstreams.release(upstream, reusable: reusable)
         if !requestComplete {
             // RFC 9113 §8.1: the response is complete; the rest of the request is not needed.
             session.resetStreamAfterResponse(stream: stream)

@@ -139,7 +139,7 @@ final class HTTP2UpstreamConnection: UpstreamOwner, HTTP2ClientSessionDelegate {
     func fail() {
         guard !closed else { return }
         closed = true
-        worker.removeH2(self)
+        worker.upstreams.forget(self)
         let affected = streams.allValues + waiting
         streams.removeAll()
         waiting.removeAll()
@@ -194,58 +194,5 @@ final class HTTP2UpstreamConnection: UpstreamOwner, HTTP2ClientSessionDelegate {
         guard !closed else { return }
         session.resetStream(stream: stream, errorCode: .cancel)
         flush()
-    }
-}
-
-extension Worker {
-    /// An HTTP/2 upstream connection with room for a stream to an endpoint
-    /// of `cluster`: an open one from the pool, or a new one (connecting).
-    func acquireH2(cluster: CompiledCluster) -> HTTP2UpstreamConnection? {
-        var scratch: UInt32 = 0
-        let picked: Endpoint?
-        if cluster.index < roundRobinCounters.count {
-            picked = RoundRobin.pick(cluster, counter: &roundRobinCounters[cluster.index], excluding: nil)
-        } else {
-            picked = RoundRobin.pick(cluster, counter: &scratch, excluding: nil)
-        }
-        guard let endpoint = picked else { return nil }
-        var secure: UpstreamTLSContext?
-        if let settings = cluster.upstream.tls {
-            guard let context = clientContext(for: settings, applicationProtocols: ["h2"]) else { return nil }
-            secure = context
-        }
-        let key = PoolKey(endpoint: endpoint, secure: secure?.identity)
-        if let existing = h2Pool[key]?.first(where: { $0.canOpenStream }) {
-            metrics.upstreamConnectionsReused.add()
-            return existing
-        }
-        let address = SocketAddress(bytes: endpoint.address.bytes, port: endpoint.port)
-        let (socketFD, result) = connectUpstream(to: address)
-        if case .failed = result {
-            if socketFD >= 0 { Socket.close(socketFD) }
-            metrics.count(.connectRefused)
-            return nil
-        }
-        let transport = HTTP1UpstreamConnection(
-            fd: socketFD, endpoint: endpoint, worker: self, connecting: true, secure: secure,
-            serverName: cluster.upstream.tls?.serverName ?? "")
-        do {
-            try transport.register(interest: .write)
-        } catch {
-            Socket.close(socketFD)
-            return nil
-        }
-        metrics.upstreamConnectionsOpened.add()
-        transport.deadline = loop.now + configuration.connectTimeoutMilliseconds
-        let connection = HTTP2UpstreamConnection(transport: transport, worker: self)
-        transport.owner = connection
-        h2Pool[key, default: []].append(connection)
-        return connection
-    }
-
-    func removeH2(_ connection: HTTP2UpstreamConnection) {
-        let key = connection.transport.poolKey
-        h2Pool[key]?.removeAll { $0 === connection }
-        if h2Pool[key]?.isEmpty == true { h2Pool.removeValue(forKey: key) }
     }
 }

@@ -78,6 +78,8 @@ public final class ProxyServer: @unchecked Sendable {
                     metrics: metrics.workers[index], errorResponses: errorResponses))
         }
         self.workers = workers
+        let initialTLS = prepareUpstreamTLS(for: initialTable)
+        for worker in workers { worker.upstreams.installTLS(initialTLS) }
     }
 
     /// Starts one thread per worker.
@@ -98,7 +100,7 @@ public final class ProxyServer: @unchecked Sendable {
     /// Hands a new routing table to every worker. In-flight requests finish
     /// on the cluster they were routed to; new requests use the new table.
     public func publish(_ table: RoutingTable) {
-        for worker in workers { worker.publish(table) }
+        publish(table: table, secure: nil)
     }
 
     /// Hands new certificates and client-certificate hosts to every worker.
@@ -112,7 +114,28 @@ public final class ProxyServer: @unchecked Sendable {
     /// store) before calling: nothing is built on a worker loop.
     public func publish(table: RoutingTable?, secure: SecurePolicy?) {
         guard table != nil || secure != nil else { return }
-        for worker in workers { worker.publish(table: table, secure: secure) }
+        let upstreamTLS = table.map(prepareUpstreamTLS)
+        for worker in workers { worker.publish(table: table, secure: secure, upstreamTLS: upstreamTLS) }
+    }
+
+    /// Client TLS contexts for the HTTPS and gRPCS clusters of every table,
+    /// kept across publications (`UpstreamTLSContexts`).
+    private let upstreamTLS = Mutex(UpstreamTLSContexts())
+
+    /// Makes the client TLS contexts `table` needs, on the calling thread (never
+    /// on a worker loop, so no request waits for one), reports the settings
+    /// whose context cannot be made, once each, and counts them in
+    /// `postern_upstream_tls_contexts_failed`.
+    private func prepareUpstreamTLS(for table: RoutingTable) -> UpstreamTLSContextSet {
+        let (prepared, newFailures) = upstreamTLS.withLock { $0.prepare(for: table.clusters) }
+        metrics.upstreamTLSContextsFailed.store(prepared.failures, ordering: .relaxed)
+        for key in newFailures {
+            log.warning(
+                "upstream TLS: no client context can be made for these settings (proxy-ssl-secret CA bundle?); requests to their endpoints get 502",
+                ["server_name": key.settings.serverName, "verify": "\(key.settings.verify)",
+                 "alpn": key.applicationProtocols.joined(separator: ",")])
+        }
+        return prepared
     }
 
     /// Stops accepting, closes idle connections and lets in-flight requests

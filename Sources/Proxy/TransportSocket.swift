@@ -1,6 +1,7 @@
 import Glibc
 import Reactor
 import RouteModel
+import Routing
 import TLS
 
 /// The byte stream under HTTP on one socket (Envoy's transport socket): the
@@ -443,27 +444,93 @@ struct UpstreamTLSContext {
     var identity: ObjectIdentifier { ObjectIdentifier(context) }
 }
 
-/// A worker's client TLS contexts for HTTPS, gRPCS and h2 endpoints, made on
-/// first use per distinct settings and kept (one context serves every
-/// connection with those settings).
+/// Client TLS contexts for HTTPS, gRPCS and h2 endpoints, one per distinct
+/// settings and ALPN offer, kept across publications (one context serves every
+/// connection with those settings, and pooled connections stay reusable only
+/// while their context is the same object).
+///
+/// Made off the worker loops: `prepare(for:)` runs on the publishing thread
+/// for every cluster of a new table, and the workers receive the result
+/// (`UpstreamTLSContextSet`) with the table. A context that cannot be made (an
+/// unusable CA bundle) is remembered as a failure, reported once, and its
+/// requests get 502 without another attempt.
 struct UpstreamTLSContexts {
-    private var made: [UpstreamTLSKey: UpstreamTLSContext] = [:]
+    private var made: [UpstreamTLSKey: UpstreamTLSContext?] = [:]
 
-    /// The context for `settings` offering `applicationProtocols` (nil when it
-    /// cannot be made, e.g. an unusable CA bundle: the request gets 502).
+    /// The key a cluster's endpoints need: nil for cleartext clusters.
+    static func key(for upstream: UpstreamSettings) -> UpstreamTLSKey? {
+        guard let settings = upstream.tls else { return nil }
+        // gRPC over TLS speaks HTTP/2 (ALPN h2); HTTPS speaks HTTP/1.1.
+        return UpstreamTLSKey(settings: settings, applicationProtocols: upstream.wireProtocol == .grpcs ? ["h2"] : [])
+    }
+
+    /// Makes the contexts `clusters` need that are not made yet, drops those
+    /// no cluster uses any more, and returns the set the workers use, with
+    /// the keys that failed this time (each failure is reported once).
+    mutating func prepare(for clusters: [CompiledCluster]) -> (contexts: UpstreamTLSContextSet, newFailures: [UpstreamTLSKey]) {
+        var wanted: [UpstreamTLSKey: UpstreamTLSContext?] = [:]
+        var newFailures: [UpstreamTLSKey] = []
+        for cluster in clusters {
+            guard let key = Self.key(for: cluster.upstream), wanted[key] == nil else { continue }
+            if let known = made[key] {
+                wanted[key] = known
+            } else {
+                let context = Self.make(key)
+                if context == nil { newFailures.append(key) }
+                wanted[key] = .some(context)
+            }
+        }
+        made = wanted
+        return (UpstreamTLSContextSet(made), newFailures)
+    }
+
+    /// A worker's lookup; a key missing from the prepared set (a table that
+    /// was not prepared: tests, or a cluster added by a patch) is made here.
     mutating func context(for settings: UpstreamTLS, applicationProtocols: [String]) -> UpstreamTLSContext? {
         let key = UpstreamTLSKey(settings: settings, applicationProtocols: applicationProtocols)
-        if let existing = made[key] { return existing }
-        guard let context = try? TLSClientContext(verify: settings.verify, certificateAuthoritiesPEM: settings.certificateAuthoritiesPEM)
-        else { return nil }
-        if !applicationProtocols.isEmpty {
-            guard (try? context.offerApplicationProtocols(applicationProtocols)) != nil else { return nil }
-        }
+        if let known = made[key] { return known }
+        let context = Self.make(key)
         // Bounded: settings come from configuration, not from requests.
         if made.count > 1024 { made.removeAll() }
-        let wrapped = UpstreamTLSContext(context: context)
-        made[key] = wrapped
-        return wrapped
+        made[key] = .some(context)
+        return context
+    }
+
+    /// Installs a prepared set (worker loop), replacing the previous one.
+    mutating func install(_ prepared: UpstreamTLSContextSet) {
+        made = prepared.contexts
+    }
+
+    private static func make(_ key: UpstreamTLSKey) -> UpstreamTLSContext? {
+        guard let context = try? TLSClientContext(
+            verify: key.settings.verify, certificateAuthoritiesPEM: key.settings.certificateAuthoritiesPEM)
+        else { return nil }
+        if !key.applicationProtocols.isEmpty {
+            guard (try? context.offerApplicationProtocols(key.applicationProtocols)) != nil else { return nil }
+        }
+        return UpstreamTLSContext(context: context)
+    }
+}
+
+/// The client TLS contexts of one publication, handed to every worker with
+/// the table (immutable; an OpenSSL client context serves connections on
+/// any thread). A key mapped to nil is a context that could not be made.
+final class UpstreamTLSContextSet: @unchecked Sendable {
+    fileprivate let contexts: [UpstreamTLSKey: UpstreamTLSContext?]
+
+    fileprivate init(_ contexts: [UpstreamTLSKey: UpstreamTLSContext?]) {
+        self.contexts = contexts
+    }
+
+    /// Contexts (and failures) in the set.
+    var count: Int { contexts.count }
+
+    /// Settings whose context could not be made.
+    var failures: Int {
+        contexts.values.reduce(0) { count, context in
+            if case .none = context { return count + 1 }
+            return count
+        }
     }
 }
 

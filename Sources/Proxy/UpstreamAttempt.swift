@@ -35,7 +35,7 @@ extension UpstreamAttempt {
     @discardableResult
     func connectUpstream(excluding: Endpoint?, carrying: ByteBuffer?, allowPooled: Bool) -> Bool {
         guard let cluster else { return false }
-        switch worker.acquireUpstream(cluster: cluster, excluding: excluding, allowPooled: allowPooled, owner: self) {
+        switch worker.upstreams.acquire(cluster: cluster, excluding: excluding, allowPooled: allowPooled, owner: self) {
         case .noEndpoint:
             worker.metrics.count(.noEndpoints)
             respondBeforeUpstream(.serviceUnavailable)

@@ -5,7 +5,7 @@ import RouteModel
 import Telemetry
 
 /// One worker: an event loop on its own thread with its own listener,
-/// connections, upstream pool, round-robin counters and metrics. Workers
+/// connections, upstream side (`WorkerUpstreams`) and metrics. Workers
 /// share nothing on the data path; the only cross-thread traffic is tasks
 /// posted to `loop` (new routing tables, drain).
 public final class Worker: @unchecked Sendable {
@@ -22,12 +22,11 @@ public final class Worker: @unchecked Sendable {
     let configuration: ProxyConfiguration
     let metrics: WorkerMetrics
     let errorResponses: ErrorResponseTable
-    let pool: UpstreamPool
+    /// The upstream side: load-balancing pick, pools, client TLS contexts.
+    let upstreams: WorkerUpstreams
     /// The table new requests are routed with. A request keeps the cluster it
     /// was given even after a newer table is published.
     private(set) var table: RoutingTable
-    /// Round-robin position per cluster of `table` (index = cluster index).
-    var roundRobinCounters: [UInt32]
     var requestIDs = RequestIDGenerator()
     var phase: Phase = .serving
     /// Open client connections, for closing idle ones on drain.
@@ -35,11 +34,6 @@ public final class Worker: @unchecked Sendable {
     private var listeners: [Listener] = []
     /// Certificates and client-certificate hosts for new connections and requests.
     private(set) var secure: SecurePolicy?
-    /// Client TLS contexts for HTTPS endpoints, made on first use per
-    /// distinct settings and kept (a context is reused for every connection).
-    private var clientContexts = UpstreamTLSContexts()
-    /// HTTP/2 upstream connections (gRPC, H2C), several streams each.
-    var h2Pool: [PoolKey: [HTTP2UpstreamConnection]] = [:]
     /// 16 KiB chunks for client connections' buffers and upstream write
     /// buffers, taken while bytes are in flight (see `BufferPool`).
     let bufferPool = BufferPool(chunkSize: 16 * 1024, keepLimit: 512)
@@ -83,11 +77,10 @@ public final class Worker: @unchecked Sendable {
         self.descriptorCeiling = DescriptorLimit.ceiling(forLimit: descriptorLimit)
         self.configuration = configuration
         self.loop = try EventLoop(name: "worker-\(index)")
+        self.upstreams = WorkerUpstreams(configuration: configuration, table: table, loop: loop, metrics: metrics)
         self.metrics = metrics
         self.errorResponses = errorResponses
-        self.pool = UpstreamPool(perEndpointLimit: configuration.upstreamKeepAliveConnections)
         self.table = table
-        self.roundRobinCounters = Array(repeating: 0, count: table.clusters.count)
         self.pipeline = RequestPipeline(configuration: configuration)
         self.rewriteBuffer = UnsafeMutableRawBufferPointer.allocate(
             byteCount: max(configuration.limits.maxRequestTargetLength, 8192), alignment: 8)
@@ -95,15 +88,10 @@ public final class Worker: @unchecked Sendable {
         listeners.append(Listener(fd: listenFD, worker: self, isTLS: false))
         if let httpsListenFD { listeners.append(Listener(fd: httpsListenFD, worker: self, isTLS: true)) }
         metrics.routingTableGeneration.set(table.generation)
+        upstreams.worker = self
     }
 
     deinit { rewriteBuffer.deallocate() }
-
-    /// The client TLS context for `settings` (nil when it cannot be made,
-    /// e.g. an unusable CA bundle: the request gets 502).
-    func clientContext(for settings: UpstreamTLS, applicationProtocols: [String] = []) -> UpstreamTLSContext? {
-        clientContexts.context(for: settings, applicationProtocols: applicationProtocols)
-    }
 
     /// Registers the listener and runs the loop until drained. Blocks the calling thread.
     func run() throws {
@@ -148,33 +136,16 @@ public final class Worker: @unchecked Sendable {
     /// certificates and client-certificate hosts that go with it, installed together
     /// in one loop task, so that no request sees a new table with the old
     /// certificates or the reverse. nil leaves that part as it is.
-    public func publish(table newTable: RoutingTable?, secure newPolicy: SecurePolicy?) {
+    ///
+    /// `upstreamTLS`: the client TLS contexts made for `newTable` off the
+    /// loops (`ProxyServer`), installed with it.
+    func publish(table newTable: RoutingTable?, secure newPolicy: SecurePolicy?, upstreamTLS: UpstreamTLSContextSet? = nil) {
         loop.execute { [self] in
+            if let upstreamTLS { upstreams.installTLS(upstreamTLS) }
             if let newPolicy { secure = newPolicy }
             guard let newTable else { return }
-            // Round-robin counters carry over, so that a configuration change
-            // does not send every cluster's next request back to the same
-            // endpoint: by index when the table kept them (a patched table),
-            // else through the table's map from the previous indexes. New
-            // clusters start at a different offset per worker, so that workers
-            // do not all pick the same first endpoint.
-            let count = newTable.clusters.count
-            if let moved = newTable.previousClusterIndexes, moved.generation == table.generation {
-                var counters: [UInt32] = []
-                counters.reserveCapacity(count)
-                for (position, old) in moved.indexes.enumerated() {
-                    let carried = old >= 0 && Int(old) < roundRobinCounters.count
-                    counters.append(carried ? roundRobinCounters[Int(old)] : UInt32(truncatingIfNeeded: position &+ index))
-                }
-                roundRobinCounters = counters
-            } else {
-                if roundRobinCounters.count > count {
-                    roundRobinCounters.removeLast(roundRobinCounters.count - count)
-                }
-                while roundRobinCounters.count < count {
-                    roundRobinCounters.append(UInt32(truncatingIfNeeded: roundRobinCounters.count &+ index))
-                }
-            }
+            // The pick state of each cluster carries over (`WorkerUpstreams`).
+            upstreams.tableInstalled(newTable, replacing: table, workerIndex: index)
             table = newTable
             metrics.routingTableGeneration.set(newTable.generation)
         }
@@ -196,8 +167,7 @@ public final class Worker: @unchecked Sendable {
             phase = .draining(deadline: loop.now + timeoutMilliseconds)
             for listener in listeners { listener.close() }
             listeners.removeAll()
-            pool.closeAll()
-            for connections in h2Pool.values { for connection in connections where connection.streams.isEmpty { connection.close() } }
+            upstreams.closeIdle()
             for connection in Array(downstream.values) { connection.drainIfIdle() }
             checkDrained()
             scheduleDrainCheck()
@@ -221,14 +191,14 @@ public final class Worker: @unchecked Sendable {
     /// if some connection failed to unregister itself.
     private func stopAtDeadline() {
         let clients = downstream.count
-        let upstreams = h2Pool.values.reduce(0) { $0 + $1.count }
+        let http2Upstreams = upstreams.http2Connections.values.reduce(0) { $0 + $1.count }
         for connection in Array(downstream.values) { connection.abort() }
         // A connection that did not leave the table when it closed must not
         // hold the loop: the deadline is a hard bound.
         downstream.removeAll()
         log.warning(
             "drain deadline reached: closed remaining connections",
-            ["worker": "\(index)", "client_connections": "\(clients)", "upstream_h2_connections": "\(upstreams)"])
+            ["worker": "\(index)", "client_connections": "\(clients)", "upstream_h2_connections": "\(http2Upstreams)"])
         stop()
     }
 
@@ -242,9 +212,7 @@ public final class Worker: @unchecked Sendable {
     private func stop() {
         if case .stopped = phase { return }
         phase = .stopped
-        pool.closeAll()
-        for connection in h2Pool.values.flatMap({ $0 }) { connection.close() }
-        h2Pool.removeAll()
+        upstreams.closeAll()
         loop.stop()
         onStopped?()
     }

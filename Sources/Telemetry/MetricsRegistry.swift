@@ -20,6 +20,9 @@ public final class MetricsRegistry: Sendable {
     /// Ingresses whose rules are refused in the published table (an
     /// unsupported security-relevant annotation or an invalid value: 503).
     public let refusedIngresses = Atomic<Int>(0)
+    /// Upstream TLS settings (proxy-ssl-*, backend-protocol HTTPS/GRPCS) of
+    /// the configuration in service whose client context cannot be made.
+    public let upstreamTLSContextsFailed = Atomic<Int>(0)
     /// 1 once the first routing table is published (readiness).
     public let ready = Atomic<Bool>(false)
 
@@ -110,6 +113,10 @@ public final class MetricsRegistry: Sendable {
         gauge(
             "postern_ingresses_refused", "Ingresses kept out of service by an unsupported or invalid annotation (their rules answer 503).",
             "\(refusedIngresses.load(ordering: .relaxed))")
+        gauge(
+            "postern_upstream_tls_contexts_failed",
+            "Upstream TLS settings in service whose client context cannot be made (their requests answer 502).",
+            "\(upstreamTLSContextsFailed.load(ordering: .relaxed))")
         gauge("postern_routing_table_generation", "Generation of the routing table in service.", "\(publishedGeneration.load(ordering: .relaxed))")
         gauge(
             "postern_config_last_reload_success_timestamp_seconds", "Unix time of the last published routing table.",

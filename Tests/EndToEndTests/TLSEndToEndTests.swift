@@ -483,6 +483,7 @@ extension EndToEndTests {
             try manifests.write(
                 "app.yaml",
                 Manifests.service("secure-backend", ports: [backend.port]) + caSecret("right-ca", caBundle) + caSecret("wrong-ca", wrongBundle)
+                    + caSecret("unusable-ca", "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----")
                     + ingress("plain", ["nginx.ingress.kubernetes.io/backend-protocol": "HTTPS"])
                     + ingress(
                         "verified",
@@ -490,6 +491,12 @@ extension EndToEndTests {
                             "nginx.ingress.kubernetes.io/backend-protocol": "HTTPS", "nginx.ingress.kubernetes.io/proxy-ssl-verify": "on",
                             "nginx.ingress.kubernetes.io/proxy-ssl-secret": "default/right-ca",
                             "nginx.ingress.kubernetes.io/proxy-ssl-name": "backend.internal",
+                        ])
+                    + ingress(
+                        "unusable",
+                        [
+                            "nginx.ingress.kubernetes.io/backend-protocol": "HTTPS", "nginx.ingress.kubernetes.io/proxy-ssl-verify": "on",
+                            "nginx.ingress.kubernetes.io/proxy-ssl-secret": "default/unusable-ca",
                         ])
                     + ingress(
                         "refused",
@@ -508,6 +515,12 @@ extension EndToEndTests {
             #expect(try verified.json()["sni"] as? String == "backend.internal")
             let refused = try postern.get("/r", host: "refused.example.com")
             #expect(refused.status == 502)
+            // A CA bundle no client context can be made from: found when the
+            // configuration is published (not by the first request), reported
+            // once, and its requests get 502.
+            #expect(try postern.metric("postern_upstream_tls_contexts_failed") == 1)
+            for _ in 0..<3 { #expect(try postern.get("/u", host: "unusable.example.com").status == 502) }
+            #expect(postern.child.stderrText.components(separatedBy: "upstream TLS: no client context").count - 1 == 1)
             #expect(try postern.metric("postern_upstream_errors_total{kind=\"tls_handshake\"}") ?? 0 >= 1)
             // Keep-alive to the HTTPS endpoint: later requests reuse pooled TLS
             // connections (two workers, each with its own pool).

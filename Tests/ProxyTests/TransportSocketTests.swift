@@ -193,7 +193,7 @@ extension TransportSocketTests {
         let worker = harness.worker
         harness.onLoop {
             let secure: UpstreamTLSContext? =
-                tls ? worker.clientContext(for: UpstreamTLS(serverName: "", verify: false, certificateAuthoritiesPEM: nil)) : nil
+                tls ? worker.upstreams.tlsContext(for: UpstreamTLS(serverName: "", verify: false, certificateAuthoritiesPEM: nil)) : nil
             let connection = HTTP1UpstreamConnection(
                 fd: upstreamFD, endpoint: Endpoint(address: .v4(127, 0, 0, 1), port: 1), worker: worker, connecting: true,
                 secure: secure, serverName: "")
@@ -327,7 +327,7 @@ extension TransportSocketTests {
         let worker = harness.worker
         let connection = harness.onLoop { () -> HTTP1UpstreamConnection in
             let secure: UpstreamTLSContext? =
-                tls ? worker.clientContext(for: UpstreamTLS(serverName: "", verify: false, certificateAuthoritiesPEM: nil)) : nil
+                tls ? worker.upstreams.tlsContext(for: UpstreamTLS(serverName: "", verify: false, certificateAuthoritiesPEM: nil)) : nil
             let connection = HTTP1UpstreamConnection(
                 fd: upstreamFD, endpoint: Endpoint(address: .v4(127, 0, 0, 1), port: 1), worker: worker, connecting: true,
                 secure: secure, serverName: "")
