@@ -305,15 +305,7 @@ extension HTTP1ClientConnection {
         if !keepAlive { writeBuffer.append("Connection: close\r\n") }
         writeBuffer.append("\r\n")
         worker.metrics.countResponse(status: code)
-        resetExchange()
-        if keepAlive {
-            state = .waitingForRequest
-            idleSince = worker.loop.now
-        } else {
-            state = .closingAfterWrite
-            readBuffer.clear()
-        }
-        flushDownstream()
+        finishLocalResponse(keepAlive: keepAlive)
     }
 }
 

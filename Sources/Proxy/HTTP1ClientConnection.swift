@@ -513,6 +513,13 @@ final class HTTP1ClientConnection: EventHandler, UpstreamAttempt, ClientConnecti
         let keepAlive = headParsed && exchange.clientKeepAlive && exchange.requestBody == .complete && !peerClosedRead && !worker.isDraining
         worker.errorResponses.append(response, keepAlive: keepAlive, isHEAD: headParsed && exchange.isHEAD, to: writeBuffer)
         worker.metrics.countResponse(status: response.status)
+        finishLocalResponse(keepAlive: keepAlive)
+    }
+
+    /// A response Postern wrote itself (an error, a redirect) is queued:
+    /// the exchange ends, and the connection waits for the next request or
+    /// closes once the response is out.
+    func finishLocalResponse(keepAlive: Bool) {
         resetExchange()
         if keepAlive {
             state = .waitingForRequest
