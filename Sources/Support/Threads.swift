@@ -9,7 +9,8 @@ import Glibc
 
 /// A mutual-exclusion lock (a pthread mutex). Not recursive.
 public final class Lock: @unchecked Sendable {
-    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    /// The pthread mutex (also what `Condition` waits with).
+    fileprivate let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
 
     /// Creates an unlocked lock.
     public init() {
@@ -46,46 +47,34 @@ public final class Lock: @unchecked Sendable {
 /// check the state, `wait` (which releases it while asleep), `broadcast`
 /// after changing the state.
 public final class Condition: @unchecked Sendable {
-    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    private let mutex = Lock()
     private let condition = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
 
     /// Creates an unlocked condition.
     public init() {
-        mutex.initialize(to: pthread_mutex_t())
         condition.initialize(to: pthread_cond_t())
-        pthread_mutex_init(mutex, nil)
         pthread_cond_init(condition, nil)
     }
 
     deinit {
         pthread_cond_destroy(condition)
-        pthread_mutex_destroy(mutex)
         condition.deallocate()
-        mutex.deallocate()
     }
 
     /// Takes the lock.
-    public func lock() {
-        let result = pthread_mutex_lock(mutex)
-        precondition(result == 0, "pthread_mutex_lock failed: \(result)")
-    }
+    public func lock() { mutex.lock() }
 
     /// Releases the lock.
-    public func unlock() {
-        let result = pthread_mutex_unlock(mutex)
-        precondition(result == 0, "pthread_mutex_unlock failed: \(result)")
-    }
+    public func unlock() { mutex.unlock() }
 
     /// Runs `body` holding the lock.
     public func withLock<T>(_ body: () throws -> T) rethrows -> T {
-        lock()
-        defer { unlock() }
-        return try body()
+        try mutex.withLock(body)
     }
 
     /// Sleeps until signalled (or woken spuriously); the caller holds the lock.
     public func wait() {
-        pthread_cond_wait(condition, mutex)
+        pthread_cond_wait(condition, mutex.mutex)
     }
 
     /// Sleeps until signalled or `deadline` (wall clock, as NSCondition);
@@ -101,7 +90,7 @@ public final class Condition: @unchecked Sendable {
         let whole = seconds.rounded(.down)
         time.tv_sec = Int(max(0, min(whole, Double(Int32.max) * 4)))
         time.tv_nsec = Int(max(0, min(999_999_999, (seconds - whole) * 1_000_000_000)))
-        return pthread_cond_timedwait(condition, mutex, &time) == 0
+        return pthread_cond_timedwait(condition, mutex.mutex, &time) == 0
     }
 
     /// Wakes one waiter.
