@@ -18,7 +18,8 @@ final class WorkerHarness: @unchecked Sendable {
     let worker: Worker
     private var thread: pthread_t?
 
-    init() throws {
+    /// `configure` adjusts the worker's settings (short timeouts, PROXY protocol).
+    init(configure: (inout ProxyConfiguration) -> Void = { _ in }) throws {
         // As in `postern`: a write to a closed peer is an error result, not a signal.
         signal(SIGPIPE, SIG_IGN)
         var settings = TLSServerSettings()
@@ -28,8 +29,10 @@ final class WorkerHarness: @unchecked Sendable {
         let secure = SecurePolicy(certificates: store, model: TLSModel())
         let address = SocketAddress(bytes: [127, 0, 0, 1], port: 0)
         let listenFD = try Socket.listen(at: address, reusePort: false)
+        var configuration = ProxyConfiguration(httpListen: address, workers: 1)
+        configure(&configuration)
         worker = try Worker(
-            index: 0, configuration: ProxyConfiguration(httpListen: address, workers: 1), listenFD: listenFD, httpsListenFD: nil,
+            index: 0, configuration: configuration, listenFD: listenFD, httpsListenFD: nil,
             table: RoutingTable(model: RouteModel(virtualHosts: [], clusters: []), generation: 1), secure: secure,
             metrics: WorkerMetrics(), errorResponses: ErrorResponseTable())
         let worker = self.worker
