@@ -260,7 +260,8 @@ struct TransportSocket: ~Copyable {
         // Only TLS holds input (and only a TLS read keeps an end for later).
         guard let tls else { return false }
         if pendingEnd != .none { return true }
-        guard !recordIncomplete, !handshaking else { return false }
+        // Reading waits for writability first: it would fail the same way.
+        guard !recordIncomplete, waits & (Waits.handshaking | Waits.readWantsWrite) == 0 else { return false }
         return tls.hasPendingInput
     }
 
@@ -311,7 +312,17 @@ struct TransportSocket: ~Copyable {
     private func interestForTLS(_ wanted: Interest) -> Interest {
         if handshaking { return handshakeInterest }
         var adjusted = wanted
-        if waits & Waits.readWantsWrite != 0 { adjusted.insert(.write) }
+        if waits & Waits.readWantsWrite != 0 {
+            adjusted.insert(.write)
+            // The read cannot progress before the socket is writable (OpenSSL
+            // must first send what it owes, e.g. a KeyUpdate): input waiting
+            // in the socket, or a half-close, would wake the owner on every
+            // wait for a read that fails the same way.
+            if waits & Waits.writeWantsRead == 0 {
+                adjusted.remove(.read)
+                adjusted.insert(.ignoringReadHangup)
+            }
+        }
         if waits & Waits.writeWantsRead != 0 { adjusted.insert(.read) }
         return adjusted
     }
