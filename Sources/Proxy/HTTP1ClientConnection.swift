@@ -229,6 +229,8 @@ final class HTTP1ClientConnection: EventHandler, UpstreamAttempt, ClientConnecti
     /// The armed timeout passed: what its state does then.
     private func timedOut(_ timeout: Timeout) {
         switch (timeout, state) {
+        case (_, .closed):
+            break
         case (.proxyHeader, .readingProxyHeader):
             worker.metrics.count(.proxyProtocol)
             close()
@@ -243,7 +245,7 @@ final class HTTP1ClientConnection: EventHandler, UpstreamAttempt, ClientConnecti
         case (.requestBody, .proxying):
             // Only while waiting on the client: a pause for upstream
             // backpressure is governed by the upstream send timeout.
-            guard exchange.requestBody != .complete, !peerClosedRead, interest.contains(.read) else { return }
+            guard exchange.requestBody != .complete, !peerClosedRead, socket.awaitsInput else { return }
             worker.metrics.count(.bodyTimeout)
             if exchange.responseHeadDone { abort() } else { respondWithError(.requestTimeout, headParsed: true) }
         case (.tunnel, .tunneling):

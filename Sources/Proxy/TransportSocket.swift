@@ -327,6 +327,10 @@ struct TransportSocket: ~Copyable {
         return adjusted
     }
 
+    /// The connection waits for its peer's input: epoll watches for it, or
+    /// a TLS read waits for writability first (and epoll watches that).
+    var awaitsInput: Bool { interest.contains(.read) || waits & Waits.readWantsWrite != 0 }
+
     /// The readiness epoll reported, in the connection's terms: a TLS read
     /// that waited for writability may read now (`.readable`), a TLS write
     /// that waited for input may write now (`.writable`).
