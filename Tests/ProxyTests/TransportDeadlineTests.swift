@@ -17,16 +17,21 @@ import Testing
         case waiting = 1
     }
 
+    /// Arms `ProbeTimeout.waiting` for `milliseconds` on `probe`; returns the loop's clock then.
+    private func arm(_ probe: TransportProbe, on harness: WorkerHarness, after milliseconds: UInt64, restartedBy clock: TimeoutClock) -> UInt64 {
+        let loop = harness.worker.loop
+        return harness.onLoop { () -> UInt64 in
+            probe.socket.arm(ProbeTimeout.waiting, after: milliseconds, restartedBy: clock)
+            return loop.now
+        }
+    }
+
     @Test func anArmedDeadlineExpiresAndProgressItCountsRestartsIt() throws {
         let harness = try WorkerHarness()
         defer { harness.stop() }
         let (probe, peer) = try TransportProbe.start(on: harness, tls: false)
         defer { close(peer) }
-        let loop = harness.worker.loop
-        let armedAt = harness.onLoop { () -> UInt64 in
-            probe.socket.arm(ProbeTimeout.waiting, after: 1_000, restartedBy: .input)
-            return loop.now
-        }
+        let armedAt = arm(probe, on: harness, after: 1_000, restartedBy: .input)
         #expect(harness.onLoop { probe.socket.expired(now: armedAt + 999, as: ProbeTimeout.self) } == nil)
         #expect(harness.onLoop { probe.socket.expired(now: armedAt + 1_000, as: ProbeTimeout.self) } == .waiting)
         // Bytes read (a wake-up at least 20 ms later) restart the clock; bytes
@@ -38,10 +43,7 @@ import Testing
         #expect(harness.onLoop { probe.socket.expired(now: armedAt + 1_000, as: ProbeTimeout.self) } == nil)
         #expect(harness.onLoop { probe.socket.expired(now: armedAt + 60_000, as: ProbeTimeout.self) } == .waiting)
         // A budget for the whole phase ignores progress; disarmed, nothing expires.
-        let rearmedAt = harness.onLoop { () -> UInt64 in
-            probe.socket.arm(ProbeTimeout.waiting, after: 500)
-            return loop.now
-        }
+        let rearmedAt = arm(probe, on: harness, after: 500, restartedBy: .armed)
         usleep(20_000)
         #expect([UInt8(ascii: "z")].withUnsafeBytes { BlockingSocket.writeAll(peer, $0) })
         #expect(harness.eventually { probe.received.count == 2 })
@@ -55,11 +57,7 @@ import Testing
         defer { harness.stop() }
         let (probe, peer) = try TransportProbe.start(on: harness, tls: false)
         defer { close(peer) }
-        let loop = harness.worker.loop
-        let armedAt = harness.onLoop { () -> UInt64 in
-            probe.socket.arm(ProbeTimeout.waiting, after: 1_000, restartedBy: .output)
-            return loop.now
-        }
+        let armedAt = arm(probe, on: harness, after: 1_000, restartedBy: .output)
         #expect(harness.onLoop { probe.socket.outputStalled(for: 300, now: armedAt + 300) })
         usleep(20_000)
         harness.onLoop { probe.send(Array("bytes for the peer".utf8)) }
@@ -72,13 +70,8 @@ import Testing
         let harness = try WorkerHarness { $0.clientHeaderTimeoutMilliseconds = 400 }
         defer { harness.stop() }
         let client = try RelayedTLSClient(serverFD: harness.connect(tls: true))
-        guard case .wantRead = client.tls.handshake() else {
-            Issue.record("the client handshake did not wait for the server")
-            return
-        }
-        // Half a ClientHello, then nothing.
-        let hello = client.takeClientBytes()
-        client.sendToServer(Array(hello[0..<20]))
+        // Part of a ClientHello, then nothing.
+        #expect(client.sendPartOfClientHello())
         #expect(harness.eventually { harness.worker.downstream.count == 1 })
         usleep(150_000)
         #expect(harness.onLoop { harness.worker.downstream.count } == 1)
@@ -182,11 +175,8 @@ extension TransportDeadlineTests {
         // owner never re-arms it). Then the endpoint stops.
         let harness = try WorkerHarness { $0.upstreamReadTimeoutMilliseconds = 1_000 }
         defer { harness.stop() }
-        var pair: [CInt] = [0, 0]
-        #expect(socketpair(AF_UNIX, CInt(SOCK_STREAM.rawValue) | CInt(SOCK_CLOEXEC.rawValue), 0, &pair) == 0)
-        let (upstreamFD, endpointFD) = (pair[0], pair[1])
+        let (upstreamFD, endpointFD) = upstreamSocketPair()
         defer { close(endpointFD) }
-        _ = fcntl(upstreamFD, F_SETFL, fcntl(upstreamFD, F_GETFL) | O_NONBLOCK)
         let owner = PatientOwner()
         let worker = harness.worker
         harness.onLoop {

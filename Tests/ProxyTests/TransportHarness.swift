@@ -169,6 +169,16 @@ final class RelayedTLSClient {
         return false
     }
 
+    /// Starts the handshake and sends the server only the first 20 bytes
+    /// of the ClientHello; false when the client did not wait for the server.
+    func sendPartOfClientHello() -> Bool {
+        guard case .wantRead = tls.handshake() else { return false }
+        let hello = takeClientBytes()
+        guard hello.count > 20 else { return false }
+        sendToServer(Array(hello[0..<20]))
+        return true
+    }
+
     /// Encrypts `bytes` as one record per `recordSize` bytes (not yet relayed).
     func write(_ bytes: [UInt8], recordSize: Int = .max) {
         var offset = 0
@@ -203,6 +213,15 @@ final class RelayedTLSClient {
         }
         return received
     }
+}
+
+/// A socketpair(2) for an upstream connection under test: the connection's
+/// end (non-blocking) and the endpoint's end (left blocking).
+func upstreamSocketPair() -> (upstream: CInt, endpoint: CInt) {
+    var pair: [CInt] = [0, 0]
+    precondition(socketpair(AF_UNIX, CInt(SOCK_STREAM.rawValue) | CInt(SOCK_CLOEXEC.rawValue), 0, &pair) == 0)
+    _ = fcntl(pair[0], F_SETFL, fcntl(pair[0], F_GETFL) | O_NONBLOCK)
+    return (pair[0], pair[1])
 }
 
 /// Reads from a blocking descriptor until `done` says enough, the peer
