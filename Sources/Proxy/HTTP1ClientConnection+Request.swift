@@ -123,7 +123,9 @@ extension HTTP1ClientConnection {
             state = .proxying
             exchange.cluster = found
             exchange.attempts = 0
-            lastReadProgress = worker.loop.now
+            // The client's body (if any) is waited for from now; the send
+            // timeout counts from now too (`tick`).
+            socket.arm(Timeout.requestBody, after: worker.configuration.clientBodyTimeoutMilliseconds, restartedBy: .input)
             if expectsContinue, exchange.requestBody != .complete, !exchange.clientIsHTTP10 {
                 // RFC 9110 §10.1.1: the proxy answers the expectation itself
                 // and does not forward it.

@@ -223,11 +223,12 @@ extension HTTP1ClientConnection {
         resetExchange()
         if closeNow {
             state = .closingAfterWrite
+            armSendTimeout()
             readBuffer.clear()
             flushDownstream()
         } else {
             state = .waitingForRequest
-            idleSince = worker.loop.now
+            armKeepAliveTimeout()
             // Flushing also starts the next pipelined request, if buffered.
             flushDownstream()
             if state == .waitingForRequest, writeBuffer.isEmpty, !readBuffer.isEmpty { processInput() }

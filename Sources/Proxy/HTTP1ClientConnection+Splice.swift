@@ -66,7 +66,6 @@ extension HTTP1ClientConnection {
                     relay.inPipe -= count
                     moved += count
                     forwarded += UInt64(count)
-                    lastWriteProgress = worker.loop.now
                     continue
                 case .wouldBlock:
                     exchange.splice = relay
@@ -118,7 +117,7 @@ extension HTTP1ClientConnection {
 
     /// Bytes wait for the client: stop reading the upstream (no upstream
     /// deadline while the client sets the pace); the client's send timeout
-    /// runs (`tick`).
+    /// runs (`tick`: the transport stamps each splice into the client).
     private func waitForClient(_ connection: HTTP1UpstreamConnection) {
         exchange.upstreamReadPaused = true
         refreshUpstreamDeadline(connection)

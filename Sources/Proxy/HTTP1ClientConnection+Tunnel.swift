@@ -37,8 +37,10 @@ extension HTTP1ClientConnection {
         connection.readBuffer.consume(responseHead.headLength)
         worker.metrics.countResponse(status: 101)
         state = .tunneling
-        tunnelActivity = worker.loop.now
-        connection.deadline = .max
+        // Idle means no byte either way on the client's side: its transport
+        // stamps both; the upstream's own deadline is off.
+        socket.arm(Timeout.tunnel, after: worker.configuration.upstreamReadTimeoutMilliseconds, restartedBy: .traffic)
+        connection.disarmTimeout()
         exchange.upstreamReadPaused = false
         // Bytes that followed the 101 (a first frame) and bytes the client
         // sent after its request both go through now.
@@ -55,7 +57,6 @@ extension HTTP1ClientConnection {
             let count = min(room, readBuffer.readableBytes)
             upstream.writeBuffer.append(UnsafeRawBufferPointer(rebasing: readBuffer.readable[0..<count]))
             readBuffer.consume(count)
-            tunnelActivity = worker.loop.now
             worker.metrics.requestBytesIn.add(UInt64(count))
         }
         if !upstream.writeBuffer.isEmpty {
@@ -104,7 +105,6 @@ extension HTTP1ClientConnection {
             let count = min(room, input.readableBytes)
             writeBuffer.append(UnsafeRawBufferPointer(rebasing: input.readable[0..<count]))
             input.consume(count)
-            tunnelActivity = worker.loop.now
             worker.metrics.responseBytesOut.add(UInt64(count))
         }
         exchange.upstreamReadPaused = !input.isEmpty || writeBuffer.readableBytes >= worker.configuration.bufferHighWaterMark
@@ -122,6 +122,7 @@ extension HTTP1ClientConnection {
         }
         resetExchange()
         state = .closingAfterWrite
+        armSendTimeout()
         readBuffer.clear()
         flushDownstream()
     }

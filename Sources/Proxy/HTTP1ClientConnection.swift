@@ -87,11 +87,6 @@ final class HTTP1ClientConnection: EventHandler, UpstreamAttempt, ClientConnecti
     /// its response: replaced whole (`resetExchange`) between requests.
     var exchange = HTTP1Exchange()
 
-    // Deadline bookkeeping (loop milliseconds).
-    var idleSince: UInt64
-    var lastReadProgress: UInt64
-    var lastWriteProgress: UInt64
-    var lingerDeadline: UInt64 = 0
     var inProcessInput = false
     /// Requests begun on this connection (the h2c preface is looked for
     /// only before the first).
@@ -117,9 +112,6 @@ final class HTTP1ClientConnection: EventHandler, UpstreamAttempt, ClientConnecti
         get { exchange.upstreamReused }
         set { exchange.upstreamReused = newValue }
     }
-    /// Last byte moved either way through a tunnel (idle timeout).
-    var tunnelActivity: UInt64 = 0
-
     init(socket: consuming TransportSocket, peer: SocketAddress?, worker: Worker) {
         let encrypted = socket.isEncrypted
         self.readBuffer = socket.readBuffer
@@ -131,10 +123,54 @@ final class HTTP1ClientConnection: EventHandler, UpstreamAttempt, ClientConnecti
         // The PROXY header comes first, before TLS: `Worker.accepted`'s
         // first handshake step finds the connection not handshaking yet.
         self.state = self.peer.policy.useProxyProtocol ? .readingProxyHeader : encrypted ? .handshaking : .waitingForRequest
-        let now = worker.loop.now
-        self.idleSince = now
-        self.lastReadProgress = now
-        self.lastWriteProgress = now
+        switch state {
+        case .readingProxyHeader: self.socket.arm(Timeout.proxyHeader, after: self.peer.policy.headerTimeoutMilliseconds)
+        case .handshaking: armHandshakeTimeout()
+        default: armKeepAliveTimeout()
+        }
+    }
+
+    // MARK: Timeouts
+
+    /// The timeouts a client connection arms on its transport: one per
+    /// state (the transport counts; `tick` acts when one fires). The send
+    /// timeout runs beside `requestBody` while response bytes wait for the
+    /// client (`TransportSocket.outputStalled`).
+    enum Timeout: UInt8, TransportTimeout {
+        /// `proxy-protocol-header-timeout` from accept: closed, counted.
+        case proxyHeader = 1
+        /// The TLS handshake, within `client-header-timeout`: closed, counted.
+        case handshake
+        /// `keep-alive` between requests: closed.
+        case keepAlive
+        /// `client-header-timeout` from a request's first byte: 408.
+        case requestHead
+        /// `client-body-timeout` between reads of a request body: 408, or
+        /// the connection cut once the response began.
+        case requestBody
+        /// `proxy-read-timeout` without a byte either way through a tunnel: closed.
+        case tunnel
+        /// The last response queued: `send_timeout` between writes, then closed.
+        case send
+        /// Write side shut: the client has 2 s to close, then it is closed.
+        case linger
+    }
+
+    /// Waiting for a request (none started): `keep-alive`.
+    @inline(__always)
+    func armKeepAliveTimeout() {
+        socket.arm(Timeout.keepAlive, after: worker.configuration.keepAliveTimeoutMilliseconds)
+    }
+
+    /// The TLS handshake runs within `client-header-timeout`.
+    func armHandshakeTimeout() {
+        socket.arm(Timeout.handshake, after: worker.configuration.clientHeaderTimeoutMilliseconds)
+    }
+
+    /// The last response is queued (`closingAfterWrite`): the client must
+    /// keep taking it.
+    func armSendTimeout() {
+        socket.arm(Timeout.send, after: worker.configuration.clientSendTimeoutMilliseconds, restartedBy: .output)
     }
 
     // MARK: Readiness
@@ -169,48 +205,55 @@ final class HTTP1ClientConnection: EventHandler, UpstreamAttempt, ClientConnecti
     }
 
     func tick(now: UInt64) {
-        let configuration = worker.configuration
-        switch state {
-        case .readingProxyHeader:
-            if now &- idleSince >= peer.policy.headerTimeoutMilliseconds {
-                worker.metrics.count(.proxyProtocol)
-                close()
-            }
-        case .handshaking:
-            if now &- idleSince >= configuration.clientHeaderTimeoutMilliseconds {
-                worker.metrics.tlsHandshakeFailures.add()
-                close()
-            }
-        case .waitingForRequest:
-            if exchange.requestStarted {
-                if now &- exchange.requestStartedAt >= configuration.clientHeaderTimeoutMilliseconds {
-                    worker.metrics.count(.headerTimeout)
-                    respondWithError(.requestTimeout, headParsed: false)
-                }
-            } else if now &- idleSince >= configuration.keepAliveTimeoutMilliseconds {
-                close()
-            } else if now &- idleSince >= HTTP1ClientConnection.idleBufferReleaseMilliseconds {
+        // Response bytes the client does not take: `send_timeout`, beside
+        // the request body's own timeout.
+        if state == .proxying, clientOutputPending,
+            socket.outputStalled(for: worker.configuration.clientSendTimeoutMilliseconds, now: now)
+        {
+            abort()
+            return
+        }
+        guard let timeout = socket.expired(now: now, as: Timeout.self) else {
+            // Between requests, the buffers go back to the pools once the
+            // connection has been quiet a while.
+            if state == .waitingForRequest, !exchange.requestStarted,
+                socket.quiet(for: HTTP1ClientConnection.idleBufferReleaseMilliseconds, now: now)
+            {
                 releaseIdleBuffers()
             }
-        case .proxying:
-            if clientOutputPending, now &- lastWriteProgress >= configuration.clientSendTimeoutMilliseconds {
-                abort()
-            } else if exchange.requestBody != .complete, !peerClosedRead, interest.contains(.read),
-                // Only while waiting on the client: a pause for upstream
-                // backpressure is governed by the upstream send timeout.
-                now &- lastReadProgress >= configuration.clientBodyTimeoutMilliseconds
-            {
-                worker.metrics.count(.bodyTimeout)
-                if exchange.responseHeadDone { abort() } else { respondWithError(.requestTimeout, headParsed: true) }
-            }
-        case .tunneling:
-            if now &- tunnelActivity >= configuration.upstreamReadTimeoutMilliseconds { closeTunnel() }
-        case .closingAfterWrite:
-            if now &- lastWriteProgress >= configuration.clientSendTimeoutMilliseconds { close() }
-        case .lingering:
-            if now >= lingerDeadline { close() }
-        case .closed:
+            return
+        }
+        timedOut(timeout)
+    }
+
+    /// The armed timeout passed: what its state does then.
+    private func timedOut(_ timeout: Timeout) {
+        switch (timeout, state) {
+        case (_, .closed):
             break
+        case (.proxyHeader, .readingProxyHeader):
+            worker.metrics.count(.proxyProtocol)
+            close()
+        case (.handshake, .handshaking):
+            worker.metrics.tlsHandshakeFailures.add()
+            close()
+        case (.requestHead, .waitingForRequest):
+            worker.metrics.count(.headerTimeout)
+            respondWithError(.requestTimeout, headParsed: false)
+        case (.keepAlive, .waitingForRequest), (.send, .closingAfterWrite), (.linger, .lingering):
+            close()
+        case (.requestBody, .proxying):
+            // Only while waiting on the client: a pause for upstream
+            // backpressure is governed by the upstream send timeout.
+            guard exchange.requestBody != .complete, !peerClosedRead, socket.awaitsInput else { return }
+            worker.metrics.count(.bodyTimeout)
+            if exchange.responseHeadDone { abort() } else { respondWithError(.requestTimeout, headParsed: true) }
+        case (.tunnel, .tunneling):
+            closeTunnel()
+        default:
+            // Every state change arms its state's timeout: a kind left from
+            // another state would be a missed arming.
+            assertionFailure("timeout \(timeout) fired in state \(state)")
         }
     }
 
@@ -234,7 +277,6 @@ final class HTTP1ClientConnection: EventHandler, UpstreamAttempt, ClientConnecti
         }
         switch socket.read() {
         case .bytes:
-            lastReadProgress = worker.loop.now
             switch state {
             case .waitingForRequest:
                 processInput()
@@ -310,7 +352,7 @@ final class HTTP1ClientConnection: EventHandler, UpstreamAttempt, ClientConnecti
             }
             if !exchange.requestStarted {
                 exchange.requestStarted = true
-                exchange.requestStartedAt = worker.loop.now
+                socket.arm(Timeout.requestHead, after: worker.configuration.clientHeaderTimeoutMilliseconds)
             }
             let input = readBuffer.readable
             // A head trickled in tiny reads is re-parsed only when a line
@@ -342,10 +384,8 @@ final class HTTP1ClientConnection: EventHandler, UpstreamAttempt, ClientConnecti
 
     @inline(__always)
     func setInterest(_ new: Interest) {
-        let before = socket.interest
-        guard socket.setInterest(new, on: worker.loop) else { return }
-        // The client body timeout counts from when we start waiting to read.
-        if new.contains(.read), !before.contains(.read) { lastReadProgress = worker.loop.now }
+        // The transport restarts the wait for input when reading resumes.
+        socket.setInterest(new, on: worker.loop)
     }
 
     /// The epoll interest last set.
@@ -442,9 +482,7 @@ final class HTTP1ClientConnection: EventHandler, UpstreamAttempt, ClientConnecti
     func writeQueuedOutput() -> Bool {
         guard !writeBuffer.isEmpty else { return true }
         switch socket.write() {
-        case let .bytes(count):
-            if count > 0 { lastWriteProgress = worker.loop.now }
-        case .wouldBlock, .endOfFile:
+        case .bytes, .wouldBlock, .endOfFile:
             break
         case .failed:
             worker.metrics.count(.clientReset)
@@ -497,7 +535,7 @@ final class HTTP1ClientConnection: EventHandler, UpstreamAttempt, ClientConnecti
     func startLingeringClose() {
         socket.shutdownWrite()
         state = .lingering
-        lingerDeadline = worker.loop.now + 2_000
+        socket.arm(Timeout.linger, after: 2_000)
         readBuffer.clear()
         updateDownstreamInterest()
     }
@@ -523,9 +561,10 @@ final class HTTP1ClientConnection: EventHandler, UpstreamAttempt, ClientConnecti
         resetExchange()
         if keepAlive {
             state = .waitingForRequest
-            idleSince = worker.loop.now
+            armKeepAliveTimeout()
         } else {
             state = .closingAfterWrite
+            armSendTimeout()
             readBuffer.clear()
         }
         flushDownstream()
@@ -599,7 +638,7 @@ extension HTTP1ClientConnection {
         case .complete:
             if socket.resumedSession { worker.metrics.tlsResumedHandshakes.add() } else { worker.metrics.tlsFullHandshakes.add() }
             state = .waitingForRequest
-            idleSince = worker.loop.now
+            armKeepAliveTimeout()
             if socket.negotiatedHTTP2 {
                 worker.handOverToHTTP2(self)
                 return
@@ -672,12 +711,13 @@ extension HTTP1ClientConnection {
         guard let header else { return }
         readBuffer.clear()
         peer.accept(header)
-        idleSince = worker.loop.now
         if isTLS {
             state = .handshaking
+            armHandshakeTimeout()
             continueHandshake()
         } else {
             state = .waitingForRequest
+            armKeepAliveTimeout()
             readFromClient()
         }
     }

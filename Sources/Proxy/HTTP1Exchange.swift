@@ -13,10 +13,8 @@ import Routing
 /// whether the client half-closed) and the parse scratch (`head`,
 /// `responseHead`), which each parse overwrites.
 struct HTTP1Exchange {
-    /// When the request's first byte arrived (loop milliseconds), for the
-    /// header timeout; meaningful while `requestStarted`.
-    var requestStartedAt: UInt64 = 0
-    /// A byte of the request has arrived.
+    /// A byte of the request has arrived (the transport's armed timeout is
+    /// then the header timeout, counted from that byte).
     var requestStarted = false
     /// Bytes of an incomplete head already parsed once (0: none).
     var parsedHeadBytes = 0

@@ -49,13 +49,11 @@ final class HTTP1UpstreamConnection: EventHandler, DeferredWork {
     }
     /// The client connection this one serves while busy.
     var owner: UpstreamOwner?
-    /// Deadline for the current phase (connect, send, read or idle), in loop milliseconds.
-    var deadline: UInt64 = .max
     /// Requests sent on this connection so far (more than one: it was reused).
     var requestsServed = 0
 
     init(fd: CInt, endpoint: Endpoint, worker: Worker, connecting: Bool, secure: UpstreamTLSContext?, serverName: String) {
-        self.socket = TransportSocket(plain: fd, readPool: worker.largeBufferPool, writePool: worker.bufferPool)
+        self.socket = TransportSocket(plain: fd, loop: worker.loop, readPool: worker.largeBufferPool, writePool: worker.bufferPool)
         self.readBuffer = socket.readBuffer
         self.endpoint = endpoint
         self.secure = secure
@@ -120,16 +118,12 @@ final class HTTP1UpstreamConnection: EventHandler, DeferredWork {
     }
 
     func tick(now: UInt64) {
-        if holdsIdleBuffers, state == .idle, now < deadline {
-            // Parked at `deadline - upstreamKeepAliveTimeout`.
-            let parkedFor = worker.configuration.upstreamKeepAliveTimeoutMilliseconds &- (deadline &- now)
-            if parkedFor >= HTTP1ClientConnection.idleBufferReleaseMilliseconds {
-                // An idle keep-alive connection holds no buffer memory.
-                holdsIdleBuffers = false
-                socket.releaseIdleBuffers(includingSession: true)
-            }
+        if holdsIdleBuffers, state == .idle, socket.quiet(for: HTTP1ClientConnection.idleBufferReleaseMilliseconds, now: now) {
+            // An idle keep-alive connection holds no buffer memory.
+            holdsIdleBuffers = false
+            socket.releaseIdleBuffers(includingSession: true)
         }
-        guard now >= deadline else { return }
+        guard socket.expired(now: now, as: Timeout.self) != nil else { return }
         switch state {
         case .idle:
             worker.upstreams.forget(self)
@@ -139,6 +133,39 @@ final class HTTP1UpstreamConnection: EventHandler, DeferredWork {
         case .closed:
             break
         }
+    }
+
+    // MARK: Timeouts
+
+    /// The timeouts an upstream connection arms on its transport. Whichever
+    /// fires, an idle connection closes and a busy one tells its owner
+    /// (`upstreamTimedOut`: 504, a reset stream, or a retry elsewhere).
+    enum Timeout: UInt8, TransportTimeout {
+        /// `proxy-connect-timeout`: the TCP connect, then the TLS handshake.
+        case connect = 1
+        /// `proxy-send-timeout` between writes while request bytes wait.
+        case send
+        /// `proxy-read-timeout` between reads while the response is awaited.
+        case read
+        /// `upstream-keepalive-timeout`: parked in the pool, or an HTTP/2
+        /// connection without a stream.
+        case idle
+    }
+
+    /// A connect (or the TLS handshake after it) is under way.
+    func armConnectTimeout() {
+        socket.arm(Timeout.connect, after: worker.configuration.connectTimeoutMilliseconds)
+    }
+
+    /// Idle: parked in the pool, or an HTTP/2 connection whose last stream ended.
+    func armIdleTimeout() {
+        socket.arm(Timeout.idle, after: worker.configuration.upstreamKeepAliveTimeoutMilliseconds)
+    }
+
+    /// No timeout of its own (a tunnel, timed on the client's side; an
+    /// HTTP/2 connection carrying streams).
+    func disarmTimeout() {
+        socket.disarm()
     }
 
     /// The next idle connection of the same pool key (pool bookkeeping).
@@ -220,15 +247,15 @@ final class HTTP1UpstreamConnection: EventHandler, DeferredWork {
     /// Sets the deadline of a connection carrying a request: the send timeout
     /// while request bytes wait, none while the request body is still coming
     /// or the owner paused reading (the client sets the pace), else the read timeout.
+    @inline(__always)
     func refreshDeadline(requestPending: Bool, readPaused: Bool) {
         guard state == .busy else { return }
-        let now = worker.loop.now
         if !writeBuffer.isEmpty {
-            deadline = now + worker.configuration.upstreamSendTimeoutMilliseconds
+            socket.arm(Timeout.send, after: worker.configuration.upstreamSendTimeoutMilliseconds, restartedBy: .output)
         } else if requestPending || readPaused {
-            deadline = .max
+            socket.disarm()
         } else {
-            deadline = now + worker.configuration.upstreamReadTimeoutMilliseconds
+            socket.arm(Timeout.read, after: worker.configuration.upstreamReadTimeoutMilliseconds, restartedBy: .input)
         }
     }
 
@@ -285,7 +312,7 @@ final class HTTP1UpstreamConnection: EventHandler, DeferredWork {
             return
         }
         state = .handshaking
-        deadline = worker.loop.now + worker.configuration.connectTimeoutMilliseconds
+        armConnectTimeout()
         continueHandshake()
     }
 

@@ -53,7 +53,7 @@ final class HTTP2UpstreamConnection: UpstreamOwner, HTTP2ClientSessionDelegate {
         }
         streams[stream] = exchange
         exchange.upstreamH2Opened(self, stream: stream)
-        transport.deadline = .max
+        transport.disarmTimeout()
         flush()
     }
 
@@ -131,7 +131,7 @@ final class HTTP2UpstreamConnection: UpstreamOwner, HTTP2ClientSessionDelegate {
         if !out.isEmpty { wanted.insert(.write) }
         transport.setInterest(wanted)
         if streams.isEmpty, waiting.isEmpty {
-            transport.deadline = worker.loop.now + worker.configuration.upstreamKeepAliveTimeoutMilliseconds
+            transport.armIdleTimeout()
         }
     }
 

@@ -22,7 +22,13 @@ import TLS
 ///   `sessionFacts` for the request pipeline);
 /// - the buffers: chunks of the worker's pools, taken on the first read or
 ///   append and given back by `releaseIdleBuffers` (the connection says
-///   when: after 200 ms idle, or after a flush on HTTP/2).
+///   when: after 200 ms idle, or after a flush on HTTP/2);
+/// - the deadline: it stamps read and write progress itself when bytes
+///   move (the loop's clock, read once per wake-up), holds the one armed
+///   timeout (`arm`: which kind, how long, what progress restarts it) and
+///   says when it passed (`expired`). A connection only arms the timeout
+///   its state calls for and acts when it fires; no connection keeps
+///   timestamps or subtracts them.
 ///
 /// A noncopyable struct stored inline in its connection: no allocation of
 /// its own, no reference to follow on the hot path, and no way to copy the
@@ -42,12 +48,30 @@ struct TransportSocket: ~Copyable {
     var writeBuffer: ByteBuffer
     /// The epoll registration (nil: not registered).
     private(set) var registration: Registration?
+    /// The loop whose clock stamps progress (`EventLoop.now`, read once per
+    /// wake-up: no system call). unowned(unsafe): the loop outlives every
+    /// connection on it.
+    private unowned(unsafe) let clock: EventLoop
+    /// When the armed timeout was armed (loop milliseconds).
+    private var armedAt: UInt64
+    /// When bytes were last read, or reading last resumed (epoll interest
+    /// gained `.read`): a wait for input counts from then.
+    private var inputAt: UInt64
+    /// When bytes were last written.
+    private var outputAt: UInt64
+    /// How long the armed timeout allows (`.max`: none armed).
+    private var timeoutLimit: UInt64 = .max
     /// The socket (-1 once closed or handed over).
     private(set) var fd: CInt
     /// The interest last given to epoll.
     private(set) var interest: Interest = .none
     /// What the handshake waits for.
     private var handshakeInterest: Interest = .read
+    /// The armed timeout's kind (the connection's `TransportTimeout` raw
+    /// value; 0 when none is armed).
+    private var timeoutKind: UInt8 = 0
+    /// What restarts the armed timeout's clock.
+    private var timeoutClock: TimeoutClock = .armed
     /// Established with TLS (stays true after `close`, for the connection's logs and metrics).
     let isEncrypted: Bool
     /// What TLS waits for beyond what the connection asked (`Waits`): zero
@@ -85,33 +109,39 @@ struct TransportSocket: ~Copyable {
 
     /// A plain socket, or one with `tls` (a server or client session not
     /// yet through its handshake).
-    private init(fd: CInt, tls: TLSConnection?, readPool: BufferPool, writePool: BufferPool) {
+    private init(fd: CInt, tls: TLSConnection?, loop: EventLoop, readPool: BufferPool, writePool: BufferPool) {
         self.fd = fd
         self.tls = tls
         self.isEncrypted = tls != nil
         self.waits = tls != nil ? Waits.handshaking : 0
         self.readBuffer = ByteBuffer(pool: readPool)
         self.writeBuffer = ByteBuffer(pool: writePool)
+        self.clock = loop
+        let now = loop.now
+        self.armedAt = now
+        self.inputAt = now
+        self.outputAt = now
     }
 
-    /// A plain TCP socket (`fd` owned from now on).
-    init(plain fd: CInt, readPool: BufferPool, writePool: BufferPool) {
-        self.init(fd: fd, tls: nil, readPool: readPool, writePool: writePool)
+    /// A plain TCP socket (`fd` owned from now on) on `loop`.
+    init(plain fd: CInt, loop: EventLoop, readPool: BufferPool, writePool: BufferPool) {
+        self.init(fd: fd, tls: nil, loop: loop, readPool: readPool, writePool: writePool)
     }
 
     /// An accepted socket on the HTTPS listener: a server TLS session with
     /// `secure`'s certificates (chosen by SNI during the handshake). Nil
     /// when there are no certificates or OpenSSL cannot make a session; the
     /// caller still owns `fd` then.
-    init?(acceptedTLS fd: CInt, secure: SecurePolicy?, readPool: BufferPool, writePool: BufferPool) {
+    init?(acceptedTLS fd: CInt, secure: SecurePolicy?, loop: EventLoop, readPool: BufferPool, writePool: BufferPool) {
         guard let store = secure?.certificates, let session = try? TLSConnection(fd: fd, store: store) else { return nil }
-        self.init(fd: fd, tls: session, readPool: readPool, writePool: writePool)
+        self.init(fd: fd, tls: session, loop: loop, readPool: readPool, writePool: writePool)
     }
 
     /// Takes over `other`'s socket and session (HTTP/1.1 to HTTP/2, after
     /// ALPN `h2` or the h2c preface) with buffers from other pools. `other`
     /// is left without a socket; its buffers stay with it (their bytes are
-    /// the caller's to carry over).
+    /// the caller's to carry over). The new owner arms its own timeout;
+    /// the progress stamps come along.
     init(takingOver other: inout TransportSocket, readPool: BufferPool, writePool: BufferPool) {
         self.fd = other.fd
         self.tls = other.tls
@@ -121,6 +151,10 @@ struct TransportSocket: ~Copyable {
         self.recordIncomplete = other.recordIncomplete
         self.readBuffer = ByteBuffer(pool: readPool)
         self.writeBuffer = ByteBuffer(pool: writePool)
+        self.clock = other.clock
+        self.armedAt = other.armedAt
+        self.inputAt = other.inputAt
+        self.outputAt = other.outputAt
         other.fd = -1
         other.tls = nil
         other.registration = nil
@@ -136,12 +170,18 @@ struct TransportSocket: ~Copyable {
     mutating func read() -> IOResult {
         // A connection back from idle takes its buffer from the worker's pool now.
         readBuffer.ensureStorage()
-        guard let tls else { return Socket.read(fd, into: readBuffer) }
-        switch pendingEnd {
-        case .none: return readRecords(tls)
-        case .endOfFile: return .endOfFile
-        case .failed: return .failed(EPROTO)
+        let result: IOResult
+        if let tls {
+            switch pendingEnd {
+            case .none: result = readRecords(tls)
+            case .endOfFile: return .endOfFile
+            case .failed: return .failed(EPROTO)
+            }
+        } else {
+            result = Socket.read(fd, into: readBuffer)
         }
+        if case .bytes = result { inputAt = clock.now }
+        return result
     }
 
     /// Like `read()`, but a plain socket gives at most `limit` bytes (the
@@ -151,7 +191,9 @@ struct TransportSocket: ~Copyable {
     mutating func read(atMost limit: Int) -> IOResult {
         guard tls == nil else { return read() }
         readBuffer.ensureStorage()
-        return Socket.read(fd, into: readBuffer, atMost: limit)
+        let result = Socket.read(fd, into: readBuffer, atMost: limit)
+        if case .bytes = result { inputAt = clock.now }
+        return result
     }
 
     /// The descriptor for `splice(2)`, which moves bytes between sockets
@@ -163,16 +205,20 @@ struct TransportSocket: ~Copyable {
     /// (`splice(2)`, no copy through user space). Only when
     /// `spliceDescriptor` is not nil.
     @inline(__always)
-    func splice(into pipe: SplicePipe, count: Int) -> IOResult {
+    mutating func splice(into pipe: SplicePipe, count: Int) -> IOResult {
         precondition(tls == nil, "splice on a TLS socket")
-        return Splice.move(from: fd, to: pipe.writeEnd, count: count, more: false)
+        let result = Splice.move(from: fd, to: pipe.writeEnd, count: count, more: false)
+        if case .bytes = result { inputAt = clock.now }
+        return result
     }
 
     /// Moves up to `count` bytes from `pipe` into this plain socket.
     @inline(__always)
-    func splice(from pipe: SplicePipe, count: Int) -> IOResult {
+    mutating func splice(from pipe: SplicePipe, count: Int) -> IOResult {
         precondition(tls == nil, "splice on a TLS socket")
-        return Splice.move(from: pipe.readEnd, to: fd, count: count, more: false)
+        let result = Splice.move(from: pipe.readEnd, to: fd, count: count, more: false)
+        if case let .bytes(count) = result, count > 0 { outputAt = clock.now }
+        return result
     }
 
     /// The TLS read loop: OpenSSL's buffered records are not announced by
@@ -214,7 +260,8 @@ struct TransportSocket: ~Copyable {
         // Only TLS holds input (and only a TLS read keeps an end for later).
         guard let tls else { return false }
         if pendingEnd != .none { return true }
-        guard !recordIncomplete, !handshaking else { return false }
+        // Reading waits for writability first: it would fail the same way.
+        guard !recordIncomplete, waits & (Waits.handshaking | Waits.readWantsWrite) == 0 else { return false }
         return tls.hasPendingInput
     }
 
@@ -223,10 +270,15 @@ struct TransportSocket: ~Copyable {
     /// stream is broken.
     @inline(__always)
     mutating func write() -> IOResult {
-        guard let tls else { return Socket.write(fd, from: writeBuffer) }
+        guard let tls else {
+            let result = Socket.write(fd, from: writeBuffer)
+            if case let .bytes(count) = result, count > 0 { outputAt = clock.now }
+            return result
+        }
         switch tls.write(writeBuffer.readable) {
         case let .bytes(count):
             writeBuffer.consume(count)
+            if count > 0 { outputAt = clock.now }
             return .bytes(count)
         case .wantWrite:
             return .wouldBlock
@@ -260,10 +312,24 @@ struct TransportSocket: ~Copyable {
     private func interestForTLS(_ wanted: Interest) -> Interest {
         if handshaking { return handshakeInterest }
         var adjusted = wanted
-        if waits & Waits.readWantsWrite != 0 { adjusted.insert(.write) }
+        if waits & Waits.readWantsWrite != 0 {
+            adjusted.insert(.write)
+            // The read cannot progress before the socket is writable (OpenSSL
+            // must first send what it owes, e.g. a KeyUpdate): input waiting
+            // in the socket, or a half-close, would wake the owner on every
+            // wait for a read that fails the same way.
+            if waits & Waits.writeWantsRead == 0 {
+                adjusted.remove(.read)
+                adjusted.insert(.ignoringReadHangup)
+            }
+        }
         if waits & Waits.writeWantsRead != 0 { adjusted.insert(.read) }
         return adjusted
     }
+
+    /// The connection waits for its peer's input: epoll watches for it, or
+    /// a TLS read waits for writability first (and epoll watches that).
+    var awaitsInput: Bool { interest.contains(.read) || waits & Waits.readWantsWrite != 0 }
 
     /// The readiness epoll reported, in the connection's terms: a TLS read
     /// that waited for writability may read now (`.readable`), a TLS write
@@ -300,6 +366,9 @@ struct TransportSocket: ~Copyable {
     @discardableResult
     mutating func setInterest(_ new: Interest, on loop: @autoclosure () -> EventLoop) -> Bool {
         guard new != interest, let registration else { return false }
+        // A wait for input counts from when reading resumes, not from the
+        // last bytes read before a pause for backpressure.
+        if new.contains(.read), !interest.contains(.read) { inputAt = clock.now }
         interest = new
         loop().setInterest(registration, new)
         return true
@@ -309,6 +378,62 @@ struct TransportSocket: ~Copyable {
     mutating func deregister(from loop: EventLoop) {
         if let registration { loop.deregister(registration) }
         registration = nil
+    }
+
+    // MARK: Deadline
+
+    /// Arms `kind`, replacing whatever was armed: it passes `milliseconds`
+    /// after now, or after the progress `restartedBy` names when that comes
+    /// later. Arming again (even the same kind) starts it over.
+    @inline(__always)
+    mutating func arm<Kind: TransportTimeout>(_ kind: Kind, after milliseconds: UInt64, restartedBy progress: TimeoutClock = .armed) {
+        timeoutKind = kind.rawValue
+        timeoutLimit = milliseconds
+        timeoutClock = progress
+        armedAt = clock.now
+    }
+
+    /// No timeout armed.
+    @inline(__always)
+    mutating func disarm() {
+        timeoutKind = 0
+        timeoutLimit = .max
+    }
+
+    /// The armed timeout's kind (nil: none armed).
+    func armed<Kind: TransportTimeout>(as _: Kind.Type = Kind.self) -> Kind? {
+        timeoutLimit == .max ? nil : Kind(rawValue: timeoutKind)
+    }
+
+    /// The armed timeout, when it has passed at `now` (the loop's tick).
+    func expired<Kind: TransportTimeout>(now: UInt64, as _: Kind.Type = Kind.self) -> Kind? {
+        guard timeoutLimit != .max, now &- start(of: timeoutClock) >= timeoutLimit else { return nil }
+        return Kind(rawValue: timeoutKind)
+    }
+
+    /// No bytes written for `milliseconds` since the later of the arming
+    /// and the last write: output has stalled (the send timeout, which runs
+    /// beside the armed one while a connection has bytes for its peer).
+    func outputStalled(for milliseconds: UInt64, now: UInt64) -> Bool {
+        now &- start(of: .output) >= milliseconds
+    }
+
+    /// Nothing armed anew and no bytes moved either way for
+    /// `milliseconds`: the connection has been quiet that long (when idle
+    /// buffers go back to their pools).
+    func quiet(for milliseconds: UInt64, now: UInt64) -> Bool {
+        now &- start(of: .traffic) >= milliseconds
+    }
+
+    /// When a clock restarted last: the arming, or later progress it counts.
+    @inline(__always)
+    private func start(of progress: TimeoutClock) -> UInt64 {
+        switch progress {
+        case .armed: return armedAt
+        case .input: return max(armedAt, inputAt)
+        case .output: return max(armedAt, outputAt)
+        case .traffic: return max(armedAt, max(inputAt, outputAt))
+        }
     }
 
     // MARK: Handshake
@@ -417,6 +542,25 @@ struct TransportSocket: ~Copyable {
         Socket.close(fd)
         fd = -1
     }
+}
+
+/// A connection's kinds of timeout (an enum with `UInt8` raw values, none
+/// of them 0): what it arms on its transport and acts on when it fires.
+protocol TransportTimeout: RawRepresentable where RawValue == UInt8 {}
+
+/// What restarts an armed timeout's clock besides arming it again. The
+/// transport stamps progress itself when bytes move.
+enum TimeoutClock: UInt8 {
+    /// Nothing: a budget for the whole phase (a TLS handshake, a request
+    /// head, an idle keep-alive wait, a connect).
+    case armed
+    /// Bytes read, or reading resuming after a pause (a request body, an
+    /// upstream response).
+    case input
+    /// Bytes written (a peer that must take what is queued).
+    case output
+    /// Bytes either way (an idle tunnel, an idle HTTP/2 connection).
+    case traffic
 }
 
 /// What the request pipeline may know of a client's TLS session: SNI, the

@@ -225,14 +225,14 @@ public final class Worker: @unchecked Sendable {
     func accepted(fd: CInt, peer: SocketAddress?, isTLS: Bool) {
         let socket: TransportSocket
         if isTLS {
-            guard let encrypted = TransportSocket(acceptedTLS: fd, secure: secure, readPool: bufferPool, writePool: bufferPool) else {
+            guard let encrypted = TransportSocket(acceptedTLS: fd, secure: secure, loop: loop, readPool: bufferPool, writePool: bufferPool) else {
                 metrics.tlsHandshakeFailures.add()
                 Socket.close(fd)
                 return
             }
             socket = encrypted
         } else {
-            socket = TransportSocket(plain: fd, readPool: bufferPool, writePool: bufferPool)
+            socket = TransportSocket(plain: fd, loop: loop, readPool: bufferPool, writePool: bufferPool)
         }
         let connection = HTTP1ClientConnection(socket: socket, peer: peer, worker: self)
         do {

@@ -51,7 +51,6 @@ final class WorkerUpstreams {
     unowned(unsafe) var worker: Worker!
     private unowned(unsafe) let loop: EventLoop
     private unowned(unsafe) let metrics: WorkerMetrics
-    private let keepAliveTimeoutMilliseconds: UInt64
     /// Idle HTTP/1.1 keep-alive connections per endpoint.
     let pool: UpstreamPool
     /// HTTP/2 upstream connections (gRPC, h2c), several streams each.
@@ -66,7 +65,6 @@ final class WorkerUpstreams {
     init(configuration: ProxyConfiguration, table: RoutingTable, loop: EventLoop, metrics: WorkerMetrics) {
         self.loop = loop
         self.metrics = metrics
-        keepAliveTimeoutMilliseconds = configuration.upstreamKeepAliveTimeoutMilliseconds
         pool = UpstreamPool(perEndpointLimit: configuration.upstreamKeepAliveConnections)
         pickState = Array(repeating: 0, count: table.clusters.count)
     }
@@ -165,9 +163,7 @@ final class WorkerUpstreams {
             return .refused(endpoint)
         }
         worker.metrics.upstreamConnectionsOpened.add()
-        if connection.state == .connecting {
-            connection.deadline = worker.loop.now + worker.configuration.connectTimeoutMilliseconds
-        }
+        if connection.state == .connecting { connection.armConnectTimeout() }
         connection.owner = owner
         connection.requestsServed += 1
         return .connection(connection, reused: false)
@@ -182,7 +178,7 @@ final class WorkerUpstreams {
             return
         }
         connection.state = .idle
-        connection.deadline = loop.now + keepAliveTimeoutMilliseconds
+        connection.armIdleTimeout()
         connection.setInterest(.read)
         if !pool.park(connection) { connection.close() }
     }
@@ -226,7 +222,7 @@ final class WorkerUpstreams {
             return nil
         }
         worker.metrics.upstreamConnectionsOpened.add()
-        transport.deadline = worker.loop.now + worker.configuration.connectTimeoutMilliseconds
+        transport.armConnectTimeout()
         let connection = HTTP2UpstreamConnection(transport: transport, worker: worker)
         transport.owner = connection
         http2Connections[key, default: []].append(connection)

@@ -208,6 +208,18 @@ public final class TLSConnection {
         return classify(count)
     }
 
+    /// TLS 1.3: schedules a KeyUpdate that also asks the peer to update its
+    /// sending keys (RFC 8446 §4.6.3); it leaves with the next write. False
+    /// when not possible (TLS 1.2, or a write still pending).
+    public func requestKeyUpdate() -> Bool {
+        OpenSSLErrors.clear()
+        guard SSL_key_update(ssl, SSL_KEY_UPDATE_REQUESTED) == 1 else {
+            ERR_clear_error()
+            return false
+        }
+        return true
+    }
+
     /// Sends close_notify (best effort, never waits).
     public func shutdown() {
         OpenSSLErrors.clear()

@@ -178,6 +178,15 @@ enum TransportRules {
     static let socketWords = ["Socket.read(", "Socket.write(", "Socket.peek(", "Socket.receive(", "Socket.shutdownWrite(", "Socket.pendingError(", "Splice.move("]
     static let ownSocketIO: Set<String> = [transport, "AdminServer.swift"]
 
+    /// Time arithmetic and clock reads: the transport owns the deadline (it
+    /// stamps progress and says when the armed timeout passed), so a
+    /// connection never keeps a timestamp or subtracts one.
+    static let clockWords = ["loop.now", "now &-", "now -", "now +", "now &+", "now >", "now <"]
+    /// Files that keep time themselves: the transport; the worker (drain
+    /// deadline, accept pause, log rate), the admin endpoint (its own
+    /// sockets) and the server (process drain), none of them a connection.
+    static let clockOwners: Set<String> = [transport, "Worker.swift", "AdminServer.swift", "ProxyServer.swift"]
+
     /// Every crossing of the line, as readable lines; `files` are (name, text)
     /// of `Sources/Proxy`. Comment lines are skipped (they may explain the rule).
     static func violations(_ files: [(name: String, text: String)]) -> [String] {
@@ -192,6 +201,11 @@ enum TransportRules {
                 if !ownSocketIO.contains(name) {
                     for word in socketWords where code.contains(word) {
                         problems.append("\(name) uses \(word), which belongs to the transport")
+                    }
+                }
+                if !clockOwners.contains(name) {
+                    for word in clockWords where code.contains(word) {
+                        problems.append("\(name) computes time (\(word)); the transport owns the deadline")
                     }
                 }
                 guard name != transport else { continue }
@@ -264,6 +278,21 @@ enum TransportRules {
         #expect(files.contains { $0.name == TransportRules.transport })
         #expect(files.contains { $0.name == "HTTP1ClientConnection.swift" })
         #expect(TransportRules.violations(files) == [])
+    }
+
+    @Test func aConnectionThatKeepsItsOwnTimeIsReported() {
+        let files: [(name: String, text: String)] = [
+            ("HTTP1ClientConnection.swift", "        idleSince = worker.loop.now\n        if now &- idleSince >= keepAlive { close() }\n"),
+            ("HTTP1UpstreamConnection.swift", "    // deadline = now + timeout is the transport's business\n        deadline = now + timeout\n"),
+            ("TransportSocket.swift", "        guard now &- start(of: clock) >= limit else { return nil }\n"),
+            ("Worker.swift", "            phase = .draining(deadline: loop.now + timeoutMilliseconds)\n"),
+        ]
+        #expect(
+            TransportRules.violations(files) == [
+                "HTTP1ClientConnection.swift computes time (loop.now); the transport owns the deadline",
+                "HTTP1ClientConnection.swift computes time (now &-); the transport owns the deadline",
+                "HTTP1UpstreamConnection.swift computes time (now +); the transport owns the deadline",
+            ])
     }
 
     @Test func aConnectionThatReachesIntoTLSIsReported() {

@@ -18,7 +18,8 @@ final class WorkerHarness: @unchecked Sendable {
     let worker: Worker
     private var thread: pthread_t?
 
-    init() throws {
+    /// `configure` adjusts the worker's settings (short timeouts, PROXY protocol).
+    init(configure: (inout ProxyConfiguration) -> Void = { _ in }) throws {
         // As in `postern`: a write to a closed peer is an error result, not a signal.
         signal(SIGPIPE, SIG_IGN)
         var settings = TLSServerSettings()
@@ -28,8 +29,10 @@ final class WorkerHarness: @unchecked Sendable {
         let secure = SecurePolicy(certificates: store, model: TLSModel())
         let address = SocketAddress(bytes: [127, 0, 0, 1], port: 0)
         let listenFD = try Socket.listen(at: address, reusePort: false)
+        var configuration = ProxyConfiguration(httpListen: address, workers: 1)
+        configure(&configuration)
         worker = try Worker(
-            index: 0, configuration: ProxyConfiguration(httpListen: address, workers: 1), listenFD: listenFD, httpsListenFD: nil,
+            index: 0, configuration: configuration, listenFD: listenFD, httpsListenFD: nil,
             table: RoutingTable(model: RouteModel(virtualHosts: [], clusters: []), generation: 1), secure: secure,
             metrics: WorkerMetrics(), errorResponses: ErrorResponseTable())
         let worker = self.worker
@@ -166,6 +169,16 @@ final class RelayedTLSClient {
         return false
     }
 
+    /// Starts the handshake and sends the server only the first 20 bytes
+    /// of the ClientHello; false when the client did not wait for the server.
+    func sendPartOfClientHello() -> Bool {
+        guard case .wantRead = tls.handshake() else { return false }
+        let hello = takeClientBytes()
+        guard hello.count > 20 else { return false }
+        sendToServer(Array(hello[0..<20]))
+        return true
+    }
+
     /// Encrypts `bytes` as one record per `recordSize` bytes (not yet relayed).
     func write(_ bytes: [UInt8], recordSize: Int = .max) {
         var offset = 0
@@ -200,6 +213,15 @@ final class RelayedTLSClient {
         }
         return received
     }
+}
+
+/// A socketpair(2) for an upstream connection under test: the connection's
+/// end (non-blocking) and the endpoint's end (left blocking).
+func upstreamSocketPair() -> (upstream: CInt, endpoint: CInt) {
+    var pair: [CInt] = [0, 0]
+    precondition(socketpair(AF_UNIX, CInt(SOCK_STREAM.rawValue) | CInt(SOCK_CLOEXEC.rawValue), 0, &pair) == 0)
+    _ = fcntl(pair[0], F_SETFL, fcntl(pair[0], F_GETFL) | O_NONBLOCK)
+    return (pair[0], pair[1])
 }
 
 /// Reads from a blocking descriptor until `done` says enough, the peer
