@@ -18,18 +18,10 @@ import Testing
 
     /// The first address of every function `nm` lists for `binary`, by name.
     static func functionAddresses(of binary: String) throws -> [String: UInt64] {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/nm")
-        process.arguments = ["--defined-only", binary]
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        #expect(process.terminationStatus == 0, "nm \(binary)")
+        let nm = try StaticBinary.output(of: "/usr/bin/nm", ["--defined-only", binary])
+        #expect(nm.status == 0, "nm \(binary)")
         var addresses: [String: UInt64] = [:]
-        for line in String(decoding: data, as: UTF8.self).split(separator: "\n") {
+        for line in nm.text.split(separator: "\n") {
             // "0000000000312f50 t $s10Controller..."
             let fields = line.split(separator: " ", maxSplits: 2)
             guard fields.count == 3, "tTwW".contains(fields[1]), let address = UInt64(fields[0], radix: 16) else { continue }
@@ -38,18 +30,8 @@ import Testing
         return addresses
     }
 
-    static func staticBinary() -> String? {
-        let path = ProcessInfo.processInfo.environment["POSTERN_STATIC_BINARY"]
-            ?? ChartTests.root.appendingPathComponent(".build-static/release/postern").path
-        guard FileManager.default.isExecutableFile(atPath: path) else {
-            print("StartupOrderTests: no static release binary at \(path) (make test builds it); not checked")
-            return nil
-        }
-        return path
-    }
-
     @Test func theOrderFileNamesFunctionsTheBinaryStillHas() throws {
-        guard let binary = Self.staticBinary() else { return }
+        guard let binary = StaticBinary.path(for: "StartupOrderTests") else { return }
         let names = try Self.orderedNames()
         #expect(names.count > 1000, "\(Self.orderFile.path) lists \(names.count) functions")
         let addresses = try Self.functionAddresses(of: binary)
@@ -60,7 +42,7 @@ import Testing
     }
 
     @Test func theStartUpFunctionsComeFirstInTheStaticBinary() throws {
-        guard let binary = Self.staticBinary() else { return }
+        guard let binary = StaticBinary.path(for: "StartupOrderTests") else { return }
         let addresses = try Self.functionAddresses(of: binary)
         guard let first = addresses.values.min(), let last = addresses.values.max() else {
             Issue.record("nm listed no functions in \(binary)")
