@@ -19,7 +19,7 @@ let hotPathSettings: [SwiftSetting] = [
 /// from start until idle go first in `.text` (Sources/postern/startup-order.txt,
 /// made by bench/startup-order): idle RSS is mostly the binary's text, mapped in
 /// 64 KB fault-around windows wherever start-up code runs, and together that
-/// code fills fewer of them (2.7 MB less idle RSS). Debug links keep the default linker.
+/// code fills fewer of them (2.9 MB less idle RSS). Debug links keep the default linker.
 let releaseLinkerSettings: [LinkerSetting] = [
     .unsafeFlags(
         [
