@@ -14,6 +14,7 @@ Settings (environment): COUNTS (1000,10000), MODES (plain,tls), PEERS (nginx,hap
 SETTLE (3: seconds before each reading), RESULT_FILE (bench/results/DATE-memory.md).
 """
 
+import errno
 import json
 import os
 import resource
@@ -27,16 +28,14 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import suite  # noqa: E402  (its module-level settings and scratch directory are shared)
 
 ENV = os.environ
-# 10,000 connections, unless the hard RLIMIT_NOFILE is too low for HAProxy, which needs two
-# descriptors per connection (client and server side) at start: then the largest that fits.
-_HARD_NOFILE = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-LARGEST = 10000 if _HARD_NOFILE == resource.RLIM_INFINITY else min(10000, (_HARD_NOFILE - 400) // 2 // 100 * 100)
-COUNTS = [int(x) for x in ENV.get("COUNTS", f"1000,{LARGEST}").split(",")]
+COUNTS = [int(x) for x in ENV.get("COUNTS", "1000,10000").split(",")]
 MODES = ENV.get("MODES", "plain,tls").split(",")
 PEERS = ENV.get("PEERS", "nginx,haproxy,postern").split(",")
 SETTLE = float(ENV.get("SETTLE", "3"))
 BASELINE_BIN = ENV.get("POSTERN_BASELINE_BIN", "")
 RESULT_FILE = ENV.get("RESULT_FILE", os.path.join(suite.RESULTS_DIR, suite.DATE + "-memory.md"))
+# RLIMIT_NOFILE of this process and of every process it starts (raise_descriptor_limit).
+NOFILE = 0
 # Every proxy keeps an idle client connection this long (longer than the run takes to open them all).
 IDLE_SECONDS = 300
 
@@ -46,15 +45,19 @@ class Nginx(suite.Nginx):
         text = super().config(spec)
         # Room for 10,000 clients plus upstream connections; idle clients kept for the whole run.
         text = text.replace("worker_connections 10000;", "worker_connections 20000;")
-        text = text.replace("worker_processes 1;", "worker_processes 1;\nworker_rlimit_nofile 30000;")
+        text = text.replace("worker_processes 1;", f"worker_processes 1;\nworker_rlimit_nofile {NOFILE};")
         return text.replace("keepalive_timeout 120s;", f"keepalive_timeout {IDLE_SECONDS}s;")
 
 
 class HAProxy(suite.HAProxy):
     def config(self, spec):
         text = super().config(spec)
-        # Two descriptors per connection (client and server side): see LARGEST.
-        text = text.replace("maxconn 8000", f"maxconn {max(COUNTS) + 100}")
+        # HAProxy sizes its descriptor limit for two per connection (client and server side) and,
+        # by default (strict-limits), refuses to start when it cannot raise RLIMIT_NOFILE that far:
+        # 20,200 for 10,000 clients, over a hard limit of 20,000 (what this machine allows, even to
+        # root). With `http-reuse always` the idle clients share a few server connections, so
+        # 10,000 clients need about 10,000 descriptors: start with the limit there is.
+        text = text.replace("maxconn 8000", f"maxconn {max(COUNTS) + 100}\n    no strict-limits")
         return text.replace("timeout client 60s", f"timeout client {IDLE_SECONDS}s").replace(
             "timeout http-keep-alive 60s", f"timeout http-keep-alive {IDLE_SECONDS}s")
 
@@ -77,12 +80,46 @@ def log(message):
 
 
 def raise_descriptor_limit():
+    """Raises RLIMIT_NOFILE for this process and so for every process it starts (they inherit it):
+    to 2 per connection plus room if the hard limit can be raised (root with CAP_SYS_RESOURCE),
+    else to the hard limit, which must leave room for the clients' sockets and the proxy's."""
+    global NOFILE
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    wanted = max(COUNTS) + 1000
+    wanted = 2 * max(COUNTS) + 1000
     if hard != resource.RLIM_INFINITY and hard < wanted:
-        raise SystemExit(f"RLIMIT_NOFILE hard limit {hard} < {wanted}: lower COUNTS or raise the limit")
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, wanted))
+            hard = wanted
+        except (ValueError, OSError):
+            pass
+    needed = max(COUNTS) + 1000
+    if hard != resource.RLIM_INFINITY and hard < needed:
+        raise SystemExit(f"RLIMIT_NOFILE hard limit {hard} < {needed}: lower COUNTS or raise the limit")
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    return hard
+    NOFILE = hard if hard != resource.RLIM_INFINITY else wanted
+    return NOFILE
+
+
+# Set when connecting from 127.0.0.1 ran out of ephemeral ports (see open_connections).
+SOURCE_ADDRESSES = [False]
+IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
+
+
+def connect(port, index):
+    """A TCP connection to 127.0.0.1:port; from one of 50 loopback source addresses once the
+    ephemeral ports of 127.0.0.1 ran out (the port is still chosen at connect, per address)."""
+    if not SOURCE_ADDRESSES[0]:
+        return socket.create_connection(("127.0.0.1", port), timeout=10)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(10)
+        sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
+        sock.bind((f"127.0.0.{2 + index % 50}", 0))
+        sock.connect(("127.0.0.1", port))
+        return sock
+    except OSError:
+        sock.close()
+        raise
 
 
 def open_connections(port, tls, count, connections, deadline):
@@ -99,7 +136,7 @@ def open_connections(port, tls, count, connections, deadline):
         if time.time() > deadline:
             raise RuntimeError(f"opening connections took too long ({len(connections)} of {count})")
         try:
-            sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+            sock = connect(port, len(connections))
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if context is not None:
                 sock = context.wrap_socket(sock)   # no SNI: the proxies' default certificate
@@ -115,6 +152,11 @@ def open_connections(port, tls, count, connections, deadline):
                 raise OSError(data[:40])
             connections.append(sock)
         except OSError as error:
+            if error.errno == errno.EADDRNOTAVAIL and not SOURCE_ADDRESSES[0]:
+                # Out of ephemeral ports towards 127.0.0.1:port (28,000 by default, less the
+                # TIME_WAIT of earlier runs): from now on spread the clients over 127.0.0.2-51.
+                SOURCE_ADDRESSES[0] = True
+                log("ephemeral ports exhausted: clients now bind source addresses 127.0.0.2-51")
             failures += 1
             if failures > 100:
                 raise RuntimeError(f"too many failed connections: {error}")

@@ -687,11 +687,14 @@ enum KubernetesMetrics {
 
 /// Runs `action` (reports about the objects) once a second when the objects
 /// changed: the store's change sequence, or the manifest reloads.
+///
+/// On a thread of its own that sleeps between looks, not a Dispatch timer:
+/// the timer kept two or three libdispatch worker threads (stacks and malloc
+/// arenas) in an idle process for a once-a-second check.
 final class ObjectChangeWatch: @unchecked Sendable {
     private let action: () -> Void
     private let changes: () -> UInt64?
-    private let timer = DispatchSource.makeTimerSource(queue: DispatchQueue.global(qos: .utility))
-    /// Touched only by the timer's handler (one at a time).
+    /// Touched only by the watch thread.
     private var lastSeen: UInt64?
 
     init(changes: @escaping () -> UInt64?, action: @escaping () -> Void) {
@@ -699,13 +702,18 @@ final class ObjectChangeWatch: @unchecked Sendable {
         self.action = action
     }
 
+    /// Looks now and then once a second until the process exits.
     func start() {
-        timer.schedule(deadline: .now(), repeating: 1.0)
-        timer.setEventHandler { [self] in
-            guard let current = changes(), current != lastSeen else { return }
-            lastSeen = current
-            action()
+        let thread = Thread { [self] in
+            while true {
+                if let current = changes(), current != lastSeen {
+                    lastSeen = current
+                    action()
+                }
+                Thread.sleep(forTimeInterval: 1)
+            }
         }
-        timer.resume()
+        thread.name = "postern-objects"
+        thread.start()
     }
 }

@@ -8,17 +8,9 @@ import Testing
 @Suite struct LinkedLibrariesTests {
     /// Shared libraries `ldd` resolves for `binary`, by file name (`libc.so.6`).
     static func sharedLibraries(of binary: String) throws -> [String] {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/ldd")
-        process.arguments = [binary]
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        #expect(process.terminationStatus == 0, "ldd \(binary)")
-        return String(decoding: data, as: UTF8.self).split(separator: "\n").compactMap { line in
+        let ldd = try StaticBinary.output(of: "/usr/bin/ldd", [binary])
+        #expect(ldd.status == 0, "ldd \(binary)")
+        return ldd.text.split(separator: "\n").compactMap { line in
             // "\tlibssl.so.3 => /lib/x86_64-linux-gnu/libssl.so.3 (0x...)" or "\t/lib64/ld-linux-x86-64.so.2 (0x...)"
             guard let first = line.split(separator: " ").first?.trimmingCharacters(in: .whitespaces), !first.isEmpty else { return nil }
             return String(first.split(separator: "/").last ?? Substring(first))
@@ -50,12 +42,7 @@ import Testing
     /// The binary `make test` builds with `--static-swift-stdlib` (or
     /// `POSTERN_STATIC_BINARY`); skipped with a note when it was not built.
     @Test func theStaticReleaseBinaryNeedsOnlyTheDocumentedLibraries() throws {
-        let path = ProcessInfo.processInfo.environment["POSTERN_STATIC_BINARY"]
-            ?? ChartTests.root.appendingPathComponent(".build-static/release/postern").path
-        guard FileManager.default.isExecutableFile(atPath: path) else {
-            print("LinkedLibrariesTests: no static release binary at \(path) (make test builds it); not checked")
-            return
-        }
+        guard let path = StaticBinary.path(for: "LinkedLibrariesTests") else { return }
         let libraries = try Self.sharedLibraries(of: path)
         let unexpected = Self.stems(libraries).subtracting(Self.staticReleaseLibraries).sorted()
         #expect(unexpected == [], "the static release binary loads more than docs/deployment.md lists: \(libraries)")
