@@ -87,14 +87,18 @@ public final class IncrementalTranslator {
     }
 
     /// A claim in a claimant list: the `index`th route claim of an Ingress
-    /// (0 for a default backend claim).
+    /// (0 for a default backend claim). It holds the contribution itself
+    /// (16 bytes, not a copy of its age and key: 112), which `retract`
+    /// takes out of every list before the contribution is replaced.
     private struct ClaimReference {
-        var age: IngressAge.Key
-        var ingress: ObjectKey
+        let contribution: Contribution
         var index: Int
 
+        var ingress: ObjectKey { contribution.key }
+
         func precedes(_ other: ClaimReference) -> Bool {
-            if age != other.age { return age < other.age }
+            let age = contribution.age, otherAge = other.contribution.age
+            if age != otherAge { return age < otherAge }
             return index < other.index
         }
     }
@@ -105,12 +109,15 @@ public final class IncrementalTranslator {
     // MARK: Routes
 
     /// Who holds a route, a host's default or the global default, and what
-    /// the claimants were told.
+    /// the claimants were told: 16 bytes (the request is a reference, and a
+    /// route's `Route` is kept once, in `hostRoutes`).
     private struct Outcome: Equatable {
-        var route: Route?
-        var cluster: String?
         var request: ClusterRequest?
         var diagnostics: [Diagnostic] = []
+
+        /// The cluster of the holder, nil when nobody holds it.
+        var cluster: String? { request?.name }
+        var isEmpty: Bool { request == nil && diagnostics.isEmpty }
     }
 
     private enum OutcomeKey: Hashable {
@@ -127,17 +134,7 @@ public final class IncrementalTranslator {
     private var tlsHostCounts: [String: Int] = [:]
     /// `RouteModel.httpsHosts`, sorted; nil when `tlsHostCounts` changed since.
     private var httpsHosts: [String]? = []
-    /// An outcome kept in `routeOutcomes`: a class, so that a table slot is
-    /// 8 bytes rather than the 300 of an outcome (one slot per path served).
-    private final class StoredOutcome {
-        let outcome: Outcome
-
-        init(_ outcome: Outcome) {
-            self.outcome = outcome
-        }
-    }
-
-    private var routeOutcomes: [RouteKey: StoredOutcome] = [:]
+    private var routeOutcomes: [RouteKey: Outcome] = [:]
     private var defaultOutcomes: [HostMatch: Outcome] = [:]
     private var globalDefault = Outcome()
     private var dirtyRouteKeys: Set<RouteKey> = []
@@ -152,9 +149,15 @@ public final class IncrementalTranslator {
 
     // MARK: Clusters
 
-    private struct LiveCluster {
+    /// A class: a `live` slot is then 8 bytes, not the 130 of these fields.
+    private final class LiveCluster {
         var resolution: ClusterResolution
         var users: CompactSet<OutcomeKey>
+
+        init(resolution: ClusterResolution, users: CompactSet<OutcomeKey>) {
+            self.resolution = resolution
+            self.users = users
+        }
     }
 
     /// Requests some outcome uses.
@@ -426,13 +429,13 @@ public final class IncrementalTranslator {
                 dirtyHosts.insert(host)
             }
             for routeKey in Set(old.routes.claims.map(\.key)) {
-                routeClaimants[routeKey]?.removeAll { $0.ingress == key }
+                routeClaimants[routeKey]?.removeAll { $0.contribution === old }
                 if routeClaimants[routeKey]?.isEmpty == true { routeClaimants[routeKey] = nil }
                 dirtyRouteKeys.insert(routeKey)
             }
             if old.routes.defaultBackend != nil {
                 for host in old.routes.defaultHosts {
-                    defaultClaimants[host]?.removeAll { $0.ingress == key }
+                    defaultClaimants[host]?.removeAll { $0.contribution === old }
                     if defaultClaimants[host]?.isEmpty == true { defaultClaimants[host] = nil }
                     dirtyDefaultHosts.insert(host)
                 }
@@ -459,12 +462,12 @@ public final class IncrementalTranslator {
                 dirtyHosts.insert(host)
             }
             for (index, claim) in new.routes.claims.enumerated() {
-                Self.insert(ClaimReference(age: new.age, ingress: key, index: index), into: &routeClaimants[claim.key, default: []])
+                Self.insert(ClaimReference(contribution: new, index: index), into: &routeClaimants[claim.key, default: []])
                 dirtyRouteKeys.insert(claim.key)
             }
             if new.routes.defaultBackend != nil {
                 for host in new.routes.defaultHosts {
-                    Self.insert(ClaimReference(age: new.age, ingress: key, index: 0), into: &defaultClaimants[host, default: []])
+                    Self.insert(ClaimReference(contribution: new, index: 0), into: &defaultClaimants[host, default: []])
                     dirtyDefaultHosts.insert(host)
                 }
             }
@@ -486,11 +489,10 @@ public final class IncrementalTranslator {
     /// hold nothing; every later claim is told it conflicts.
     private func decideRoute(_ key: RouteKey) {
         var outcome = Outcome()
+        var route: Route? = nil
         var owner: (source: String, location: String)? = nil
         for reference in routeClaimants[key] ?? [] {
-            guard let contribution = contributions[reference.ingress] else {
-                preconditionFailure("claimant \(reference.ingress) of \(key) has no contribution")
-            }
+            let contribution = reference.contribution
             let claim = contribution.routes.claims[reference.index]
             if let owner {
                 outcome.diagnostics.append(
@@ -503,21 +505,18 @@ public final class IncrementalTranslator {
                 outcome.diagnostics.append(problem.diagnostic(referrer: contribution.key, field: claim.backend.field))
             }
             outcome.request = request
-            outcome.cluster = request.name
-            outcome.route = Route(
+            route = Route(
                 path: key.path, match: key.match, cluster: request.name, source: contribution.source,
                 location: claim.location, rewriteTarget: claim.rewriteTarget, policy: claim.policy,
                 httpsRedirect: claim.httpsRedirect)
             owner = (contribution.source, claim.location)
         }
-        let old = routeOutcomes[key]?.outcome ?? Outcome()
-        guard outcome != old else { return }
-        replace(old, with: outcome, for: .route(key))
-        routeOutcomes[key] = outcome.request == nil && outcome.diagnostics.isEmpty ? nil : StoredOutcome(outcome)
-        if outcome.route != old.route {
-            setRoute(outcome.route, for: key)
-            dirtyHosts.insert(key.host)
+        let old = routeOutcomes[key] ?? Outcome()
+        if outcome != old {
+            replace(old, with: outcome, for: .route(key))
+            routeOutcomes[key] = outcome.isEmpty ? nil : outcome
         }
+        if setRoute(route, for: key) { dirtyHosts.insert(key.host) }
     }
 
     /// A host's default backend: the oldest Ingress naming the host with a
@@ -526,7 +525,8 @@ public final class IncrementalTranslator {
         var outcome = Outcome()
         var owner: String? = nil
         for reference in defaultClaimants[host] ?? [] {
-            guard let contribution = contributions[reference.ingress], let claim = contribution.routes.defaultBackend else {
+            let contribution = reference.contribution
+            guard let claim = contribution.routes.defaultBackend else {
                 preconditionFailure("default backend claimant \(reference.ingress) of \(host) has no claim")
             }
             if let owner {
@@ -541,13 +541,12 @@ public final class IncrementalTranslator {
                 outcome.diagnostics.append(problem.diagnostic(referrer: contribution.key, field: claim.field))
             }
             outcome.request = request
-            outcome.cluster = request.name
             owner = contribution.source
         }
         let old = defaultOutcomes[host] ?? Outcome()
         guard outcome != old else { return }
         replace(old, with: outcome, for: .hostDefault(host))
-        defaultOutcomes[host] = outcome.request == nil && outcome.diagnostics.isEmpty ? nil : outcome
+        defaultOutcomes[host] = outcome.isEmpty ? nil : outcome
         if outcome.cluster != old.cluster { dirtyHosts.insert(host) }
     }
 
@@ -566,7 +565,6 @@ public final class IncrementalTranslator {
                 outcome.diagnostics.append(problem.diagnostic(referrer: DefaultBackendProcessor.option, field: nil))
             }
             outcome.request = request
-            outcome.cluster = request.name
         }
         let old = globalDefault
         guard outcome != old else { return }
@@ -584,12 +582,19 @@ public final class IncrementalTranslator {
         }
     }
 
-    private func setRoute(_ route: Route?, for key: RouteKey) {
-        var routes = hostRoutes.removeValue(forKey: key.host) ?? []
-        routes.setSorted(
+    /// Puts `route` in its host's routes (or removes the one there when
+    /// nil); true when that changed them.
+    private func setRoute(_ route: Route?, for key: RouteKey) -> Bool {
+        guard var routes = hostRoutes.removeValue(forKey: key.host) else {
+            guard let route else { return false }
+            hostRoutes[key.host] = [route]
+            return true
+        }
+        let changed = routes.setSorted(
             route, isBefore: { ($0.path, $0.match) < (key.path, key.match) },
             isAt: { $0.path == key.path && $0.match == key.match })
         if !routes.isEmpty { hostRoutes[key.host] = routes }
+        return changed
     }
 
     // MARK: Clusters
@@ -608,8 +613,8 @@ public final class IncrementalTranslator {
     }
 
     private func use(_ request: ClusterRequest, by user: OutcomeKey) {
-        if live[request] != nil {
-            live[request]?.users.insert(user)
+        if let entry = live[request] {
+            entry.users.insert(user)
             return
         }
         let resolved = resolution(of: request)
@@ -621,12 +626,9 @@ public final class IncrementalTranslator {
     }
 
     private func release(_ request: ClusterRequest, by user: OutcomeKey) {
-        guard var entry = live[request] else { return }
+        guard let entry = live[request] else { return }
         entry.users.remove(user)
-        guard entry.users.isEmpty else {
-            live[request] = entry
-            return
-        }
+        guard entry.users.isEmpty else { return }
         live[request] = nil
         if let service = request.serviceKey {
             liveByService[service]?.remove(request)
@@ -644,7 +646,7 @@ public final class IncrementalTranslator {
         for service in dirtyServices {
             if service == globalDefaultService { globalDefaultDirty = true }
             for request in liveByService[service] ?? CompactSet() {
-                guard var entry = live[request] else { continue }
+                guard let entry = live[request] else { continue }
                 let resolved = resolveNow(request)
                 guard resolved != entry.resolution else { continue }
                 tally(resolved.endpointDiagnostics, by: 1)
@@ -659,7 +661,6 @@ public final class IncrementalTranslator {
                     }
                 }
                 entry.resolution = resolved
-                live[request] = entry
                 dirtyClusterNames.insert(request.name)
             }
         }
@@ -753,7 +754,7 @@ public final class IncrementalTranslator {
             certificateOrder.removeAll { changed.contains($0.ingress) }
             let added = changed.compactMap { key -> ClaimReference? in
                 guard let contribution = contributions[key], !contribution.certificates.isEmpty else { return nil }
-                return ClaimReference(age: contribution.age, ingress: key, index: 0)
+                return ClaimReference(contribution: contribution, index: 0)
             }
             if added.count > patchLimit {
                 certificateOrder = (certificateOrder + added).sorted { $0.precedes($1) }
@@ -761,7 +762,7 @@ public final class IncrementalTranslator {
                 for reference in added { Self.insert(reference, into: &certificateOrder) }
             }
         }
-        let wanted = certificateOrder.compactMap { contributions[$0.ingress]?.certificates }
+        let wanted = certificateOrder.map(\.contribution.certificates)
         certificates = IngressCertificates.assemble(
             wanted, defaultCertificateSecret: defaultCertificateSecret,
             defaultSecret: defaultCertificateSecret.flatMap { secrets[$0] })
@@ -821,15 +822,20 @@ extension Array where Element: Equatable {
     /// finds, replacing the one there when `isAt` says it has the same key,
     /// or removes that one when `element` is nil. An equal element is left
     /// alone (no write, so storage shared with a published model stays shared).
-    mutating func setSorted(_ element: Element?, isBefore: (Element) -> Bool, isAt: (Element) -> Bool) {
+    /// True when the array changed.
+    @discardableResult
+    mutating func setSorted(_ element: Element?, isBefore: (Element) -> Bool, isAt: (Element) -> Bool) -> Bool {
         let index = partitionPoint(isBefore)
         let found = index < count && isAt(self[index])
         switch (element, found) {
-        case let (element?, true): if self[index] != element { self[index] = element }
+        case let (element?, true):
+            guard self[index] != element else { return false }
+            self[index] = element
         case let (element?, false): insert(element, at: index)
         case (nil, true): remove(at: index)
-        case (nil, false): break
+        case (nil, false): return false
         }
+        return true
     }
 }
 
