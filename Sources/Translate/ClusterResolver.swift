@@ -74,6 +74,12 @@ struct ClusterRequest: Hashable {
             namespace: namespace, target: .missingDefault(service: service, reason: reason), name: "\(namespace)/\(service)")
     }
 
+    /// The Service the request reads, with its endpoints.
+    var serviceName: ServiceName? {
+        if case let .service(service, _, _) = target { return ServiceName(namespace: namespace, name: service) }
+        return nil
+    }
+
     /// `namespace/service` when the request reads a Service and its endpoints.
     var serviceKey: String? {
         if case let .service(service, _, _) = target { return "\(namespace)/\(service)" }

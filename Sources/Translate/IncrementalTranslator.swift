@@ -42,21 +42,20 @@ public final class IncrementalTranslator {
 
     private var ingressObjects: [ObjectKey: Ingress] = [:]
     private var classes: [ObjectKey: IngressClass] = [:]
-    /// By `namespace/name`.
-    private var services: [String: Service] = [:]
+    private var services: [ServiceName: Service] = [:]
     private var slices: [ObjectKey: EndpointSlice] = [:]
-    /// `namespace/service` → its slices, sorted by name (an array: most
-    /// Services have one slice, and a dictionary per Service cost 200 bytes).
-    private var slicesByService: [String: [EndpointSlice]] = [:]
-    private var endpoints: [String: Endpoints] = [:]
+    /// A Service's slices, sorted by name (an array: most Services have one
+    /// slice, and a dictionary per Service cost 200 bytes).
+    private var slicesByService: [ServiceName: [EndpointSlice]] = [:]
+    private var endpoints: [ServiceName: Endpoints] = [:]
     private var secrets: [String: Secret] = [:]
     private var classFilter: IngressClassFilter
 
     // MARK: Changes not translated yet
 
     private var dirtyIngresses: Set<ObjectKey> = []
-    /// `namespace/name` of Services whose Service, slices or Endpoints changed.
-    private var dirtyServices: Set<String> = []
+    /// Services whose Service, slices or Endpoints changed.
+    private var dirtyServices: Set<ServiceName> = []
     private var dirtySecrets: Set<String> = []
     private var classesChanged = false
 
@@ -140,8 +139,8 @@ public final class IncrementalTranslator {
     private var dirtyRouteKeys: Set<RouteKey> = []
     private var dirtyDefaultHosts: Set<HostMatch> = []
     private var globalDefaultDirty = true
-    /// `namespace/name` of the global default backend's Service.
-    private let globalDefaultService: String?
+    /// The global default backend's Service.
+    private let globalDefaultService: ServiceName?
     /// Routes held per host, in `IngressRuleProcessor.routeOrder`.
     private var hostRoutes: [HostMatch: [Route]] = [:]
     private var dirtyHosts: Set<HostMatch> = []
@@ -162,7 +161,7 @@ public final class IncrementalTranslator {
 
     /// Requests some outcome uses.
     private var live: [ClusterRequest: LiveCluster] = [:]
-    private var liveByService: [String: CompactSet<ClusterRequest>] = [:]
+    private var liveByService: [ServiceName: CompactSet<ClusterRequest>] = [:]
     private var liveByName: [String: CompactSet<ClusterRequest>] = [:]
     /// Resolved this round and not (yet) live.
     private var resolvedThisRound: [ClusterRequest: ClusterResolution] = [:]
@@ -210,7 +209,7 @@ public final class IncrementalTranslator {
         defaultPolicy = options.global.defaultRoutePolicy
         classFilter = IngressClassFilter(options: options, classes: [])
         if case let .service(namespace, name)? = DefaultBackendProcessor.parse(options.defaultBackendService) {
-            globalDefaultService = "\(namespace)/\(name)"
+            globalDefaultService = ServiceName(namespace: namespace, name: name)
         } else {
             globalDefaultService = nil
         }
@@ -232,7 +231,7 @@ public final class IncrementalTranslator {
             classes[key] = ingressClass
             classesChanged = true
         case let .service(service):
-            let key = Self.name(service.metadata)
+            let key = ServiceName(service.metadata)
             guard services[key] != service else { return }
             services[key] = service
             dirtyServices.insert(key)
@@ -242,14 +241,14 @@ public final class IncrementalTranslator {
             removeSlice(key)
             slices[key] = slice
             if let service = slice.serviceName {
-                let serviceKey = "\(slice.metadata.namespace)/\(service)"
+                let serviceKey = ServiceName(namespace: slice.metadata.namespace, name: service)
                 let name = slice.metadata.name
                 slicesByService[serviceKey, default: []].setSorted(
                     slice, isBefore: { $0.metadata.name < name }, isAt: { $0.metadata.name == name })
                 dirtyServices.insert(serviceKey)
             }
         case let .endpoints(object):
-            let key = Self.name(object.metadata)
+            let key = ServiceName(object.metadata)
             guard endpoints[key] != object else { return }
             endpoints[key] = object
             dirtyServices.insert(key)
@@ -266,19 +265,20 @@ public final class IncrementalTranslator {
 
     /// Removes an object, if present.
     public func remove(_ key: ObjectKey) {
-        let name = "\(key.namespace)/\(key.name)"
+        let service = ServiceName(namespace: key.namespace, name: key.name)
         switch key.kind {
         case "Ingress":
             if ingressObjects.removeValue(forKey: key) != nil { dirtyIngresses.insert(key) }
         case "IngressClass":
             if classes.removeValue(forKey: key) != nil { classesChanged = true }
         case "Service":
-            if services.removeValue(forKey: name) != nil { dirtyServices.insert(name) }
+            if services.removeValue(forKey: service) != nil { dirtyServices.insert(service) }
         case "EndpointSlice":
             removeSlice(key)
         case "Endpoints":
-            if endpoints.removeValue(forKey: name) != nil { dirtyServices.insert(name) }
+            if endpoints.removeValue(forKey: service) != nil { dirtyServices.insert(service) }
         case "Secret":
+            let name = "\(key.namespace)/\(key.name)"
             if secrets.removeValue(forKey: name) != nil { dirtySecrets.insert(name) }
         default:
             break
@@ -323,7 +323,7 @@ public final class IncrementalTranslator {
 
     private func removeSlice(_ key: ObjectKey) {
         guard let old = slices.removeValue(forKey: key), let service = old.serviceName else { return }
-        let serviceKey = "\(old.metadata.namespace)/\(service)"
+        let serviceKey = ServiceName(namespace: old.metadata.namespace, name: service)
         let name = old.metadata.name
         slicesByService[serviceKey]?.setSorted(nil, isBefore: { $0.metadata.name < name }, isAt: { $0.metadata.name == name })
         if slicesByService[serviceKey]?.isEmpty == true { slicesByService[serviceKey] = nil }
@@ -560,7 +560,7 @@ public final class IncrementalTranslator {
             outcome.diagnostics = [diagnostic]
         case let .service(namespace, name)?:
             let request = ClusterResolver.firstPortRequest(
-                namespace: namespace, service: name, object: services["\(namespace)/\(name)"])
+                namespace: namespace, service: name, object: services[ServiceName(namespace: namespace, name: name)])
             for problem in resolution(of: request).problems {
                 outcome.diagnostics.append(problem.diagnostic(referrer: DefaultBackendProcessor.option, field: nil))
             }
@@ -608,7 +608,9 @@ public final class IncrementalTranslator {
     }
 
     private func resolveNow(_ request: ClusterRequest) -> ClusterResolution {
-        let key = request.serviceKey ?? ""
+        guard let key = request.serviceName else {
+            return ClusterResolver.resolve(request, service: nil, slices: [], endpoints: nil)
+        }
         return ClusterResolver.resolve(request, service: services[key], slices: slicesByService[key] ?? [], endpoints: endpoints[key])
     }
 
@@ -619,7 +621,7 @@ public final class IncrementalTranslator {
         }
         let resolved = resolution(of: request)
         live[request] = LiveCluster(resolution: resolved, users: CompactSet(user))
-        if let service = request.serviceKey { liveByService[service, default: CompactSet()].insert(request) }
+        if let service = request.serviceName { liveByService[service, default: CompactSet()].insert(request) }
         liveByName[request.name, default: CompactSet()].insert(request)
         dirtyClusterNames.insert(request.name)
         tally(resolved.endpointDiagnostics, by: 1)
@@ -630,7 +632,7 @@ public final class IncrementalTranslator {
         entry.users.remove(user)
         guard entry.users.isEmpty else { return }
         live[request] = nil
-        if let service = request.serviceKey {
+        if let service = request.serviceName {
             liveByService[service]?.remove(request)
             if liveByService[service]?.isEmpty == true { liveByService[service] = nil }
         }
@@ -839,14 +841,38 @@ extension Array where Element: Equatable {
     }
 }
 
-/// A set that keeps up to a few elements in a small array and more in a
-/// `Set`: the translator keeps three sets per cluster in use (its users,
+/// A Service's identity as a table key: its namespace and name side by
+/// side, not joined into `namespace/name` (a string that long is a heap
+/// block of its own, one per key of each of four tables at 10,000 Services).
+struct ServiceName: Hashable {
+    var namespace: String
+    var name: String
+
+    init(namespace: String, name: String) {
+        self.namespace = namespace
+        self.name = name
+    }
+
+    init(_ metadata: ObjectMeta) {
+        self.init(namespace: metadata.namespace, name: metadata.name)
+    }
+}
+
+/// A set that keeps one element inline, a few in a small array and more in
+/// a `Set`: the translator keeps three sets per cluster in use (its users,
 /// and the clusters of its Service and of its name), nearly always of one
 /// element, and a one-element `Set` takes about 300 bytes (10,000 clusters:
-/// 7 MB), a one-element array its element plus 32.
+/// 7 MB), a one-element array its element plus 32 in a heap block of its own.
 struct CompactSet<Element: Hashable>: Sequence {
-    private var few: [Element] = []
-    private var many: Set<Element>? = nil
+    private enum Storage {
+        case none
+        case one(Element)
+        /// Two to `arrayLimit` elements.
+        case few([Element])
+        case many(Set<Element>)
+    }
+
+    private var storage = Storage.none
     /// Above this many elements, `contains` would cost more than hashing.
     private static var arrayLimit: Int { 8 }
 
@@ -855,35 +881,83 @@ struct CompactSet<Element: Hashable>: Sequence {
 
     /// A set of one element.
     init(_ element: Element) {
-        few = [element]
+        storage = .one(element)
     }
 
-    var isEmpty: Bool { many?.isEmpty ?? few.isEmpty }
-    var count: Int { many?.count ?? few.count }
-    var first: Element? { many?.first ?? few.first }
+    var isEmpty: Bool {
+        switch storage {
+        case .none: return true
+        case .one: return false
+        case let .few(elements): return elements.isEmpty
+        case let .many(elements): return elements.isEmpty
+        }
+    }
+
+    var count: Int {
+        switch storage {
+        case .none: return 0
+        case .one: return 1
+        case let .few(elements): return elements.count
+        case let .many(elements): return elements.count
+        }
+    }
+
+    var first: Element? {
+        switch storage {
+        case .none: return nil
+        case let .one(element): return element
+        case let .few(elements): return elements.first
+        case let .many(elements): return elements.first
+        }
+    }
 
     mutating func insert(_ element: Element) {
-        if many != nil {
-            many?.insert(element)
-        } else if !few.contains(element) {
-            if few.count < Self.arrayLimit {
-                few.append(element)
+        switch storage {
+        case .none:
+            storage = .one(element)
+        case let .one(existing):
+            if existing != element { storage = .few([existing, element]) }
+        case var .few(elements):
+            guard !elements.contains(element) else { return }
+            // Let go of the stored array first, so that the append does not copy it.
+            storage = .none
+            if elements.count < Self.arrayLimit {
+                elements.append(element)
+                storage = .few(elements)
             } else {
-                many = Set(few + [element])
-                few = []
+                storage = .many(Set(elements + [element]))
             }
+        case var .many(elements):
+            storage = .none
+            elements.insert(element)
+            storage = .many(elements)
         }
     }
 
     mutating func remove(_ element: Element) {
-        if many != nil {
-            many?.remove(element)
-        } else if let index = few.firstIndex(of: element) {
-            few.remove(at: index)
+        switch storage {
+        case .none:
+            break
+        case let .one(existing):
+            if existing == element { storage = .none }
+        case var .few(elements):
+            guard let index = elements.firstIndex(of: element) else { return }
+            storage = .none
+            elements.remove(at: index)
+            storage = elements.count == 1 ? .one(elements[0]) : .few(elements)
+        case var .many(elements):
+            storage = .none
+            elements.remove(element)
+            storage = .many(elements)
         }
     }
 
     func makeIterator() -> Array<Element>.Iterator {
-        (many.map { Array($0) } ?? few).makeIterator()
+        switch storage {
+        case .none: return [].makeIterator()
+        case let .one(element): return [element].makeIterator()
+        case let .few(elements): return elements.makeIterator()
+        case let .many(elements): return Array(elements).makeIterator()
+        }
     }
 }
