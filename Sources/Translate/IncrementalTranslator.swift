@@ -125,7 +125,15 @@ public final class IncrementalTranslator {
         case globalDefault
     }
 
-    private var routeClaimants: [RouteKey: [ClaimReference]] = [:]
+    /// A (host, path, match): its claimants, oldest first, and what they were
+    /// told. One table for both: a `RouteKey` slot is 48 bytes, one per path.
+    private struct RouteState {
+        var claimants: [ClaimReference] = []
+        var outcome = Outcome()
+    }
+
+    /// Kept while it has claimants or a non-empty outcome.
+    private var routeStates: [RouteKey: RouteState] = [:]
     private var defaultClaimants: [HostMatch: [ClaimReference]] = [:]
     /// Served Ingresses naming a host in their rules.
     private var ruleHostCounts: [HostMatch: Int] = [:]
@@ -133,7 +141,6 @@ public final class IncrementalTranslator {
     private var tlsHostCounts: [String: Int] = [:]
     /// `RouteModel.httpsHosts`, sorted; nil when `tlsHostCounts` changed since.
     private var httpsHosts: [String]? = []
-    private var routeOutcomes: [RouteKey: Outcome] = [:]
     private var defaultOutcomes: [HostMatch: Outcome] = [:]
     private var globalDefault = Outcome()
     private var dirtyRouteKeys: Set<RouteKey> = []
@@ -429,8 +436,8 @@ public final class IncrementalTranslator {
                 dirtyHosts.insert(host)
             }
             for routeKey in Set(old.routes.claims.map(\.key)) {
-                routeClaimants[routeKey]?.removeAll { $0.contribution === old }
-                if routeClaimants[routeKey]?.isEmpty == true { routeClaimants[routeKey] = nil }
+                // `decideRoute` drops the state once its outcome is empty too.
+                routeStates[routeKey]?.claimants.removeAll { $0.contribution === old }
                 dirtyRouteKeys.insert(routeKey)
             }
             if old.routes.defaultBackend != nil {
@@ -462,7 +469,7 @@ public final class IncrementalTranslator {
                 dirtyHosts.insert(host)
             }
             for (index, claim) in new.routes.claims.enumerated() {
-                Self.insert(ClaimReference(contribution: new, index: index), into: &routeClaimants[claim.key, default: []])
+                Self.insert(ClaimReference(contribution: new, index: index), into: &routeStates[claim.key, default: RouteState()].claimants)
                 dirtyRouteKeys.insert(claim.key)
             }
             if new.routes.defaultBackend != nil {
@@ -491,7 +498,8 @@ public final class IncrementalTranslator {
         var outcome = Outcome()
         var route: Route? = nil
         var owner: (source: String, location: String)? = nil
-        for reference in routeClaimants[key] ?? [] {
+        let state = routeStates[key]
+        for reference in state?.claimants ?? [] {
             let contribution = reference.contribution
             let claim = contribution.routes.claims[reference.index]
             if let owner {
@@ -511,10 +519,14 @@ public final class IncrementalTranslator {
                 httpsRedirect: claim.httpsRedirect)
             owner = (contribution.source, claim.location)
         }
-        let old = routeOutcomes[key] ?? Outcome()
-        if outcome != old {
-            replace(old, with: outcome, for: .route(key))
-            routeOutcomes[key] = outcome.isEmpty ? nil : outcome
+        let old = state?.outcome ?? Outcome()
+        if outcome != old { replace(old, with: outcome, for: .route(key)) }
+        if let state {
+            if state.claimants.isEmpty, outcome.isEmpty {
+                routeStates[key] = nil
+            } else if outcome != old {
+                routeStates[key]?.outcome = outcome
+            }
         }
         if setRoute(route, for: key) { dirtyHosts.insert(key.host) }
     }
