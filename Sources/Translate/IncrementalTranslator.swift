@@ -316,6 +316,16 @@ public final class IncrementalTranslator {
         ingressObjects.count + classes.count + services.count + slices.count + endpoints.count + secrets.count
     }
 
+    /// Entries of the tables kept per Ingress, route, host, cluster and
+    /// diagnostic (for tests: none once every object is gone, or the
+    /// memory of deleted objects would stay).
+    var derivedEntryCount: Int {
+        contributions.count + ingressesBySecret.count + routeStates.count + defaultClaimants.count + ruleHostCounts.count
+            + tlsHostCounts.count + defaultOutcomes.count + hostRoutes.count + virtualHosts.count + live.count
+            + liveByService.count + liveByName.count + clusters.count + diagnosticCounts.count + sortedDiagnostics.count
+            + slicesByService.count + certificateOrder.count
+    }
+
     private var keys: [ObjectKey] {
         var keys = Array(ingressObjects.keys) + Array(classes.keys) + Array(slices.keys)
         keys += services.values.map { ObjectKey(kind: "Service", namespace: $0.metadata.namespace, name: $0.metadata.name) }
