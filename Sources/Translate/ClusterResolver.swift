@@ -75,8 +75,8 @@ struct ClusterRequest: Hashable {
     }
 
     /// The Service the request reads, with its endpoints.
-    var serviceName: ServiceName? {
-        if case let .service(service, _, _) = target { return ServiceName(namespace: namespace, name: service) }
+    var serviceName: NamespacedName? {
+        if case let .service(service, _, _) = target { return NamespacedName(namespace: namespace, name: service) }
         return nil
     }
 

@@ -40,22 +40,24 @@ public final class IncrementalTranslator {
 
     // MARK: Objects
 
-    private var ingressObjects: [ObjectKey: Ingress] = [:]
+    /// Tables of one kind are keyed by namespace and name (32 bytes a slot,
+    /// an `ObjectKey` 48).
+    private var ingressObjects: [NamespacedName: Ingress] = [:]
     private var classes: [ObjectKey: IngressClass] = [:]
-    private var services: [ServiceName: Service] = [:]
-    private var slices: [ObjectKey: EndpointSlice] = [:]
+    private var services: [NamespacedName: Service] = [:]
+    private var slices: [NamespacedName: EndpointSlice] = [:]
     /// A Service's slices, sorted by name (an array: most Services have one
     /// slice, and a dictionary per Service cost 200 bytes).
-    private var slicesByService: [ServiceName: [EndpointSlice]] = [:]
-    private var endpoints: [ServiceName: Endpoints] = [:]
+    private var slicesByService: [NamespacedName: [EndpointSlice]] = [:]
+    private var endpoints: [NamespacedName: Endpoints] = [:]
     private var secrets: [String: Secret] = [:]
     private var classFilter: IngressClassFilter
 
     // MARK: Changes not translated yet
 
-    private var dirtyIngresses: Set<ObjectKey> = []
+    private var dirtyIngresses: Set<NamespacedName> = []
     /// Services whose Service, slices or Endpoints changed.
-    private var dirtyServices: Set<ServiceName> = []
+    private var dirtyServices: Set<NamespacedName> = []
     private var dirtySecrets: Set<String> = []
     private var classesChanged = false
 
@@ -83,6 +85,8 @@ public final class IncrementalTranslator {
             self.certificates = certificates
             self.secretKeys = secretKeys
         }
+
+        var name: NamespacedName { NamespacedName(namespace: key.namespace, name: key.name) }
     }
 
     /// A claim in a claimant list: the `index`th route claim of an Ingress
@@ -93,7 +97,7 @@ public final class IncrementalTranslator {
         let contribution: Contribution
         var index: Int
 
-        var ingress: ObjectKey { contribution.key }
+        var ingress: NamespacedName { contribution.name }
 
         func precedes(_ other: ClaimReference) -> Bool {
             let age = contribution.age, otherAge = other.contribution.age
@@ -102,8 +106,8 @@ public final class IncrementalTranslator {
         }
     }
 
-    private var contributions: [ObjectKey: Contribution] = [:]
-    private var ingressesBySecret: [String: Set<ObjectKey>] = [:]
+    private var contributions: [NamespacedName: Contribution] = [:]
+    private var ingressesBySecret: [String: Set<NamespacedName>] = [:]
 
     // MARK: Routes
 
@@ -147,7 +151,7 @@ public final class IncrementalTranslator {
     private var dirtyDefaultHosts: Set<HostMatch> = []
     private var globalDefaultDirty = true
     /// The global default backend's Service.
-    private let globalDefaultService: ServiceName?
+    private let globalDefaultService: NamespacedName?
     /// Routes held per host, in `IngressRuleProcessor.routeOrder`.
     private var hostRoutes: [HostMatch: [Route]] = [:]
     private var dirtyHosts: Set<HostMatch> = []
@@ -168,7 +172,7 @@ public final class IncrementalTranslator {
 
     /// Requests some outcome uses.
     private var live: [ClusterRequest: LiveCluster] = [:]
-    private var liveByService: [ServiceName: CompactSet<ClusterRequest>] = [:]
+    private var liveByService: [NamespacedName: CompactSet<ClusterRequest>] = [:]
     private var liveByName: [String: CompactSet<ClusterRequest>] = [:]
     /// Resolved this round and not (yet) live.
     private var resolvedThisRound: [ClusterRequest: ClusterResolution] = [:]
@@ -189,7 +193,7 @@ public final class IncrementalTranslator {
     /// Served Ingresses whose `IngressCertificates` is not empty, oldest first.
     private var certificateOrder: [ClaimReference] = []
     /// Ingresses whose place in `certificateOrder` must be redone.
-    private var certificateChanges: Set<ObjectKey> = []
+    private var certificateChanges: Set<NamespacedName> = []
     private var certificatesDirty = true
     private var certificates = TLSTranslation(model: TLSModel(), diagnostics: [])
 
@@ -216,7 +220,7 @@ public final class IncrementalTranslator {
         defaultPolicy = options.global.defaultRoutePolicy
         classFilter = IngressClassFilter(options: options, classes: [])
         if case let .service(namespace, name)? = DefaultBackendProcessor.parse(options.defaultBackendService) {
-            globalDefaultService = ServiceName(namespace: namespace, name: name)
+            globalDefaultService = NamespacedName(namespace: namespace, name: name)
         } else {
             globalDefaultService = nil
         }
@@ -228,7 +232,7 @@ public final class IncrementalTranslator {
     public func apply(_ object: KubeObject) {
         switch object {
         case let .ingress(ingress):
-            let key = object.key
+            let key = NamespacedName(ingress.metadata)
             guard ingressObjects[key] != ingress else { return }
             ingressObjects[key] = ingress
             dirtyIngresses.insert(key)
@@ -238,24 +242,24 @@ public final class IncrementalTranslator {
             classes[key] = ingressClass
             classesChanged = true
         case let .service(service):
-            let key = ServiceName(service.metadata)
+            let key = NamespacedName(service.metadata)
             guard services[key] != service else { return }
             services[key] = service
             dirtyServices.insert(key)
         case let .endpointSlice(slice):
-            let key = object.key
+            let key = NamespacedName(slice.metadata)
             guard slices[key] != slice else { return }
             removeSlice(key)
             slices[key] = slice
             if let service = slice.serviceName {
-                let serviceKey = ServiceName(namespace: slice.metadata.namespace, name: service)
+                let serviceKey = NamespacedName(namespace: slice.metadata.namespace, name: service)
                 let name = slice.metadata.name
                 slicesByService[serviceKey, default: []].setSorted(
                     slice, isBefore: { $0.metadata.name < name }, isAt: { $0.metadata.name == name })
                 dirtyServices.insert(serviceKey)
             }
         case let .endpoints(object):
-            let key = ServiceName(object.metadata)
+            let key = NamespacedName(object.metadata)
             guard endpoints[key] != object else { return }
             endpoints[key] = object
             dirtyServices.insert(key)
@@ -272,21 +276,22 @@ public final class IncrementalTranslator {
 
     /// Removes an object, if present.
     public func remove(_ key: ObjectKey) {
-        let service = ServiceName(namespace: key.namespace, name: key.name)
+        // The namespace and name, whatever the kind.
+        let name = NamespacedName(namespace: key.namespace, name: key.name)
         switch key.kind {
         case "Ingress":
-            if ingressObjects.removeValue(forKey: key) != nil { dirtyIngresses.insert(key) }
+            if ingressObjects.removeValue(forKey: name) != nil { dirtyIngresses.insert(name) }
         case "IngressClass":
             if classes.removeValue(forKey: key) != nil { classesChanged = true }
         case "Service":
-            if services.removeValue(forKey: service) != nil { dirtyServices.insert(service) }
+            if services.removeValue(forKey: name) != nil { dirtyServices.insert(name) }
         case "EndpointSlice":
-            removeSlice(key)
+            removeSlice(name)
         case "Endpoints":
-            if endpoints.removeValue(forKey: service) != nil { dirtyServices.insert(service) }
+            if endpoints.removeValue(forKey: name) != nil { dirtyServices.insert(name) }
         case "Secret":
-            let name = "\(key.namespace)/\(key.name)"
-            if secrets.removeValue(forKey: name) != nil { dirtySecrets.insert(name) }
+            let joined = "\(key.namespace)/\(key.name)"
+            if secrets.removeValue(forKey: joined) != nil { dirtySecrets.insert(joined) }
         default:
             break
         }
@@ -327,7 +332,9 @@ public final class IncrementalTranslator {
     }
 
     private var keys: [ObjectKey] {
-        var keys = Array(ingressObjects.keys) + Array(classes.keys) + Array(slices.keys)
+        var keys = ingressObjects.keys.map { ObjectKey(kind: "Ingress", namespace: $0.namespace, name: $0.name) }
+        keys += Array(classes.keys)
+        keys += slices.keys.map { ObjectKey(kind: "EndpointSlice", namespace: $0.namespace, name: $0.name) }
         keys += services.values.map { ObjectKey(kind: "Service", namespace: $0.metadata.namespace, name: $0.metadata.name) }
         keys += endpoints.values.map { ObjectKey(kind: "Endpoints", namespace: $0.metadata.namespace, name: $0.metadata.name) }
         keys += secrets.values.map { ObjectKey(kind: "Secret", namespace: $0.metadata.namespace, name: $0.metadata.name) }
@@ -338,9 +345,9 @@ public final class IncrementalTranslator {
         "\(metadata.namespace)/\(metadata.name)"
     }
 
-    private func removeSlice(_ key: ObjectKey) {
+    private func removeSlice(_ key: NamespacedName) {
         guard let old = slices.removeValue(forKey: key), let service = old.serviceName else { return }
-        let serviceKey = ServiceName(namespace: old.metadata.namespace, name: service)
+        let serviceKey = NamespacedName(namespace: old.metadata.namespace, name: service)
         let name = old.metadata.name
         slicesByService[serviceKey]?.setSorted(nil, isBefore: { $0.metadata.name < name }, isAt: { $0.metadata.name == name })
         if slicesByService[serviceKey]?.isEmpty == true { slicesByService[serviceKey] = nil }
@@ -409,7 +416,7 @@ public final class IncrementalTranslator {
     // MARK: Ingresses
 
     /// Reads the Ingress `key` again (or drops it) and updates its claims.
-    private func reread(_ key: ObjectKey) {
+    private func reread(_ key: NamespacedName) {
         let old = contributions[key]
         var new: Contribution? = nil
         if let ingress = ingressObjects[key], classFilter.serves(ingress) {
@@ -417,7 +424,7 @@ public final class IncrementalTranslator {
             let routes = IngressRoutes(ingress, secrets: &lookup, global: options.global)
             let certificates = IngressCertificates(ingress, secrets: &lookup, global: options.global)
             new = Contribution(
-                age: IngressAge.Key(ingress), key: key, source: ingress.sourceName, routes: routes, certificates: certificates,
+                age: IngressAge.Key(ingress), key: ingress.key, source: ingress.sourceName, routes: routes, certificates: certificates,
                 secretKeys: Set(lookup.keys))
         }
         if let old, let new, old.age == new.age, old.routes == new.routes, old.certificates == new.certificates,
@@ -431,7 +438,7 @@ public final class IncrementalTranslator {
     }
 
     private func retract(_ old: Contribution) {
-        let key = old.key
+        let key = old.name
         contributions[key] = nil
         tally(old.routes.diagnostics, by: -1)
         for host in old.routes.tlsHosts {
@@ -466,7 +473,7 @@ public final class IncrementalTranslator {
     }
 
     private func add(_ new: Contribution) {
-        let key = new.key
+        let key = new.name
         contributions[key] = new
         tally(new.routes.diagnostics, by: 1)
         for host in new.routes.tlsHosts {
@@ -582,7 +589,7 @@ public final class IncrementalTranslator {
             outcome.diagnostics = [diagnostic]
         case let .service(namespace, name)?:
             let request = ClusterResolver.firstPortRequest(
-                namespace: namespace, service: name, object: services[ServiceName(namespace: namespace, name: name)])
+                namespace: namespace, service: name, object: services[NamespacedName(namespace: namespace, name: name)])
             for problem in resolution(of: request).problems {
                 outcome.diagnostics.append(problem.diagnostic(referrer: DefaultBackendProcessor.option, field: nil))
             }
@@ -863,10 +870,11 @@ extension Array where Element: Equatable {
     }
 }
 
-/// A Service's identity as a table key: its namespace and name side by
-/// side, not joined into `namespace/name` (a string that long is a heap
-/// block of its own, one per key of each of four tables at 10,000 Services).
-struct ServiceName: Hashable {
+/// An object's namespace and name as a table key of one kind: side by side,
+/// not joined into `namespace/name` (a string that long is a heap block of
+/// its own, one per key of each of four Service tables at 10,000 Services),
+/// and without the kind of an `ObjectKey` (16 bytes more per slot).
+struct NamespacedName: Hashable {
     var namespace: String
     var name: String
 
