@@ -75,6 +75,14 @@ public struct ObjectMeta: Codable, Sendable, Equatable {
         try c.encode(annotations, forKey: .annotations)
     }
 
+    /// Whether `uid` and `creationTimestamp` are held packed (for tests).
+    var isPacked: (uid: Bool, creation: Bool) {
+        let uid: Bool, creation: Bool
+        if case .uuid = packedUID { uid = true } else { uid = false }
+        if case .seconds = packedCreation { creation = true } else { creation = false }
+        return (uid, creation)
+    }
+
     /// `creationTimestamp` parsed; nil when absent or not RFC 3339.
     public var creationTime: KubeTimestamp? {
         switch packedCreation {

@@ -354,7 +354,7 @@ final class ClusterResolver {
         result.reserveCapacity(result.count + slice.endpoints.count)
         for endpoint in slice.endpoints {
             guard endpoint.conditions.ready != false, endpoint.conditions.terminating != true,
-                  let text = endpoint.addresses.first
+                  let text = endpoint.firstAddress
             else { continue }
             guard let address = IPAddress(parsing: text) else {
                 diagnostics.append(Diagnostic(.warning, key, reason: "InvalidEndpointAddress",

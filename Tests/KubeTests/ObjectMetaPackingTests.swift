@@ -1,5 +1,5 @@
 import Foundation
-import Kube
+@testable import Kube
 import Testing
 
 /// `uid` and `creationTimestamp` are stored packed when they have the API
@@ -20,6 +20,9 @@ import Testing
         let meta = try decoded(#"{"name":"web","uid":"\#(uid)"}"#)
         #expect(meta.uid == uid)
         #expect(ObjectMeta(name: "web", uid: uid) == meta)
+        // The API server's form (lower-case, dashed) is the one packed.
+        let canonical = uid.utf8.count == 36 && uid.allSatisfy { "0123456789abcdef-".contains($0) } && uid.filter { $0 == "-" }.count == 4
+        #expect(meta.isPacked.uid == canonical)
         var changed = meta
         changed.uid = nil
         #expect(changed.uid == nil)
@@ -53,6 +56,7 @@ import Testing
             let meta = ObjectMeta(name: "x", creationTimestamp: text)
             #expect(meta.creationTimestamp == text)
             #expect(meta.creationTime == time, "\(text)")
+            #expect(meta.isPacked.creation, "\(text) is kept as seconds")
             if let (other, otherTime) = previous {
                 #expect((meta.creationTime! < other.creationTime!) == (time < otherTime))
             }
@@ -89,5 +93,40 @@ private struct Xorshift {
         state ^= state >> 7
         state ^= state << 17
         return state
+    }
+}
+
+/// An EndpointSlice endpoint keeps one address without an array and its
+/// names in an optional block; what it reads back, compares and encodes
+/// must not depend on that.
+@Suite struct EndpointPackingTests {
+    @Test(arguments: [[], ["10.0.0.1"], ["10.0.0.1", "10.0.0.2"], ["fd00::1", "10.0.0.1", "10.0.0.3"]])
+    func addressesReadBackAsWritten(addresses: [String]) throws {
+        let endpoint = EndpointSliceEndpoint(addresses: addresses, conditions: EndpointConditions(ready: true))
+        #expect(endpoint.addresses == addresses)
+        #expect(endpoint.firstAddress == addresses.first)
+        var changed = endpoint
+        changed.addresses = addresses + ["10.9.9.9"]
+        #expect(changed != endpoint)
+        changed.addresses = addresses
+        #expect(changed == endpoint)
+        let json = try JSONEncoder().encode(endpoint)
+        #expect(try JSONDecoder().decode(EndpointSliceEndpoint.self, from: json) == endpoint)
+    }
+
+    @Test func namesAreKeptSeparatelyAndCompared() throws {
+        let json = #"{"addresses":["10.0.0.7"],"conditions":{"ready":false},"hostname":"web-0","nodeName":"node-1"}"#
+        var endpoint = try JSONDecoder().decode(EndpointSliceEndpoint.self, from: Data(json.utf8))
+        #expect(endpoint.hostname == "web-0" && endpoint.nodeName == "node-1" && endpoint.conditions.ready == false)
+        let copy = endpoint
+        endpoint.hostname = nil
+        #expect(endpoint.hostname == nil && endpoint.nodeName == "node-1")
+        #expect(copy.hostname == "web-0", "a copy keeps its own names")
+        #expect(endpoint != copy)
+        endpoint.nodeName = nil
+        #expect(endpoint == EndpointSliceEndpoint(addresses: ["10.0.0.7"], conditions: EndpointConditions(ready: false)))
+        endpoint.hostname = "web-0"
+        endpoint.nodeName = "node-1"
+        #expect(endpoint == copy)
     }
 }
