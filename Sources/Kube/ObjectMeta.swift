@@ -1,3 +1,6 @@
+import FoundationEssentials
+import Support
+
 /// The subset of `metav1.ObjectMeta` that Postern reads.
 ///
 /// `namespace` is "default" when a manifest leaves it out (as `kubectl apply`
@@ -197,46 +200,9 @@ enum PackedTimestamp: Sendable, Equatable {
         }
     }
 
-    /// `YYYY-MM-DDTHH:MM:SSZ` (years 0-9999; others are never packed, as
-    /// `KubeTimestamp` reads four-digit years only).
+    /// `YYYY-MM-DDTHH:MM:SSZ`.
     static func format(_ seconds: Int64) -> String {
-        let days = seconds >= 0 ? seconds / 86400 : (seconds - 86399) / 86400
-        let secondOfDay = Int(seconds - days * 86400)
-        // Civil date from days (Howard Hinnant's algorithm).
-        let z = Int(days) + 719468
-        let era = (z >= 0 ? z : z - 146096) / 146097
-        let doe = z - era * 146097
-        let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
-        let mp = (5 * doy + 2) / 153
-        let day = doy - (153 * mp + 2) / 5 + 1
-        let month = mp < 10 ? mp + 3 : mp - 9
-        let year = yoe + era * 400 + (month <= 2 ? 1 : 0)
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(20)
-        func put(_ value: Int, _ width: Int) {
-            var divisor = 1
-            for _ in 1..<width { divisor *= 10 }
-            var rest = value
-            for _ in 0..<width {
-                bytes.append(UInt8(ascii: "0") + UInt8(rest / divisor % 10))
-                rest %= divisor
-                divisor /= 10
-            }
-        }
-        put(year, 4)
-        bytes.append(UInt8(ascii: "-"))
-        put(month, 2)
-        bytes.append(UInt8(ascii: "-"))
-        put(day, 2)
-        bytes.append(UInt8(ascii: "T"))
-        put(secondOfDay / 3600, 2)
-        bytes.append(UInt8(ascii: ":"))
-        put(secondOfDay / 60 % 60, 2)
-        bytes.append(UInt8(ascii: ":"))
-        put(secondOfDay % 60, 2)
-        bytes.append(UInt8(ascii: "Z"))
-        return String(decoding: bytes, as: UTF8.self)
+        TextEncoding.rfc3339(Date(timeIntervalSince1970: TimeInterval(seconds)))
     }
 }
 
