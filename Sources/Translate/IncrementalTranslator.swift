@@ -40,23 +40,24 @@ public final class IncrementalTranslator {
 
     // MARK: Objects
 
-    private var ingressObjects: [ObjectKey: Ingress] = [:]
+    /// Tables of one kind are keyed by namespace and name (32 bytes a slot,
+    /// an `ObjectKey` 48).
+    private var ingressObjects: [NamespacedName: Ingress] = [:]
     private var classes: [ObjectKey: IngressClass] = [:]
-    /// By `namespace/name`.
-    private var services: [String: Service] = [:]
-    private var slices: [ObjectKey: EndpointSlice] = [:]
-    /// `namespace/service` → its slices, sorted by name (an array: most
-    /// Services have one slice, and a dictionary per Service cost 200 bytes).
-    private var slicesByService: [String: [EndpointSlice]] = [:]
-    private var endpoints: [String: Endpoints] = [:]
+    private var services: [NamespacedName: Service] = [:]
+    private var slices: [NamespacedName: EndpointSlice] = [:]
+    /// A Service's slices, sorted by name (an array: most Services have one
+    /// slice, and a dictionary per Service cost 200 bytes).
+    private var slicesByService: [NamespacedName: [EndpointSlice]] = [:]
+    private var endpoints: [NamespacedName: Endpoints] = [:]
     private var secrets: [String: Secret] = [:]
     private var classFilter: IngressClassFilter
 
     // MARK: Changes not translated yet
 
-    private var dirtyIngresses: Set<ObjectKey> = []
-    /// `namespace/name` of Services whose Service, slices or Endpoints changed.
-    private var dirtyServices: Set<String> = []
+    private var dirtyIngresses: Set<NamespacedName> = []
+    /// Services whose Service, slices or Endpoints changed.
+    private var dirtyServices: Set<NamespacedName> = []
     private var dirtySecrets: Set<String> = []
     private var classesChanged = false
 
@@ -84,33 +85,42 @@ public final class IncrementalTranslator {
             self.certificates = certificates
             self.secretKeys = secretKeys
         }
+
+        var name: NamespacedName { NamespacedName(namespace: key.namespace, name: key.name) }
     }
 
     /// A claim in a claimant list: the `index`th route claim of an Ingress
-    /// (0 for a default backend claim).
+    /// (0 for a default backend claim). It holds the contribution itself
+    /// (16 bytes, not a copy of its age and key: 112), which `retract`
+    /// takes out of every list before the contribution is replaced.
     private struct ClaimReference {
-        var age: IngressAge.Key
-        var ingress: ObjectKey
+        let contribution: Contribution
         var index: Int
 
+        var ingress: NamespacedName { contribution.name }
+
         func precedes(_ other: ClaimReference) -> Bool {
-            if age != other.age { return age < other.age }
+            let age = contribution.age, otherAge = other.contribution.age
+            if age != otherAge { return age < otherAge }
             return index < other.index
         }
     }
 
-    private var contributions: [ObjectKey: Contribution] = [:]
-    private var ingressesBySecret: [String: Set<ObjectKey>] = [:]
+    private var contributions: [NamespacedName: Contribution] = [:]
+    private var ingressesBySecret: [String: Set<NamespacedName>] = [:]
 
     // MARK: Routes
 
     /// Who holds a route, a host's default or the global default, and what
-    /// the claimants were told.
+    /// the claimants were told: 16 bytes (the request is a reference, and a
+    /// route's `Route` is kept once, in `hostRoutes`).
     private struct Outcome: Equatable {
-        var route: Route?
-        var cluster: String?
         var request: ClusterRequest?
         var diagnostics: [Diagnostic] = []
+
+        /// The cluster of the holder, nil when nobody holds it.
+        var cluster: String? { request?.name }
+        var isEmpty: Bool { request == nil && diagnostics.isEmpty }
     }
 
     private enum OutcomeKey: Hashable {
@@ -119,7 +129,15 @@ public final class IncrementalTranslator {
         case globalDefault
     }
 
-    private var routeClaimants: [RouteKey: [ClaimReference]] = [:]
+    /// A (host, path, match): its claimants, oldest first, and what they were
+    /// told. One table for both: a `RouteKey` slot is 48 bytes, one per path.
+    private struct RouteState {
+        var claimants: [ClaimReference] = []
+        var outcome = Outcome()
+    }
+
+    /// Kept while it has claimants or a non-empty outcome.
+    private var routeStates: [RouteKey: RouteState] = [:]
     private var defaultClaimants: [HostMatch: [ClaimReference]] = [:]
     /// Served Ingresses naming a host in their rules.
     private var ruleHostCounts: [HostMatch: Int] = [:]
@@ -127,24 +145,13 @@ public final class IncrementalTranslator {
     private var tlsHostCounts: [String: Int] = [:]
     /// `RouteModel.httpsHosts`, sorted; nil when `tlsHostCounts` changed since.
     private var httpsHosts: [String]? = []
-    /// An outcome kept in `routeOutcomes`: a class, so that a table slot is
-    /// 8 bytes rather than the 300 of an outcome (one slot per path served).
-    private final class StoredOutcome {
-        let outcome: Outcome
-
-        init(_ outcome: Outcome) {
-            self.outcome = outcome
-        }
-    }
-
-    private var routeOutcomes: [RouteKey: StoredOutcome] = [:]
     private var defaultOutcomes: [HostMatch: Outcome] = [:]
     private var globalDefault = Outcome()
     private var dirtyRouteKeys: Set<RouteKey> = []
     private var dirtyDefaultHosts: Set<HostMatch> = []
     private var globalDefaultDirty = true
-    /// `namespace/name` of the global default backend's Service.
-    private let globalDefaultService: String?
+    /// The global default backend's Service.
+    private let globalDefaultService: NamespacedName?
     /// Routes held per host, in `IngressRuleProcessor.routeOrder`.
     private var hostRoutes: [HostMatch: [Route]] = [:]
     private var dirtyHosts: Set<HostMatch> = []
@@ -152,14 +159,20 @@ public final class IncrementalTranslator {
 
     // MARK: Clusters
 
-    private struct LiveCluster {
+    /// A class: a `live` slot is then 8 bytes, not the 130 of these fields.
+    private final class LiveCluster {
         var resolution: ClusterResolution
         var users: CompactSet<OutcomeKey>
+
+        init(resolution: ClusterResolution, users: CompactSet<OutcomeKey>) {
+            self.resolution = resolution
+            self.users = users
+        }
     }
 
     /// Requests some outcome uses.
     private var live: [ClusterRequest: LiveCluster] = [:]
-    private var liveByService: [String: CompactSet<ClusterRequest>] = [:]
+    private var liveByService: [NamespacedName: CompactSet<ClusterRequest>] = [:]
     private var liveByName: [String: CompactSet<ClusterRequest>] = [:]
     /// Resolved this round and not (yet) live.
     private var resolvedThisRound: [ClusterRequest: ClusterResolution] = [:]
@@ -180,7 +193,7 @@ public final class IncrementalTranslator {
     /// Served Ingresses whose `IngressCertificates` is not empty, oldest first.
     private var certificateOrder: [ClaimReference] = []
     /// Ingresses whose place in `certificateOrder` must be redone.
-    private var certificateChanges: Set<ObjectKey> = []
+    private var certificateChanges: Set<NamespacedName> = []
     private var certificatesDirty = true
     private var certificates = TLSTranslation(model: TLSModel(), diagnostics: [])
 
@@ -207,7 +220,7 @@ public final class IncrementalTranslator {
         defaultPolicy = options.global.defaultRoutePolicy
         classFilter = IngressClassFilter(options: options, classes: [])
         if case let .service(namespace, name)? = DefaultBackendProcessor.parse(options.defaultBackendService) {
-            globalDefaultService = "\(namespace)/\(name)"
+            globalDefaultService = NamespacedName(namespace: namespace, name: name)
         } else {
             globalDefaultService = nil
         }
@@ -219,7 +232,7 @@ public final class IncrementalTranslator {
     public func apply(_ object: KubeObject) {
         switch object {
         case let .ingress(ingress):
-            let key = object.key
+            let key = NamespacedName(ingress.metadata)
             guard ingressObjects[key] != ingress else { return }
             ingressObjects[key] = ingress
             dirtyIngresses.insert(key)
@@ -229,24 +242,24 @@ public final class IncrementalTranslator {
             classes[key] = ingressClass
             classesChanged = true
         case let .service(service):
-            let key = Self.name(service.metadata)
+            let key = NamespacedName(service.metadata)
             guard services[key] != service else { return }
             services[key] = service
             dirtyServices.insert(key)
         case let .endpointSlice(slice):
-            let key = object.key
+            let key = NamespacedName(slice.metadata)
             guard slices[key] != slice else { return }
             removeSlice(key)
             slices[key] = slice
             if let service = slice.serviceName {
-                let serviceKey = "\(slice.metadata.namespace)/\(service)"
+                let serviceKey = NamespacedName(namespace: slice.metadata.namespace, name: service)
                 let name = slice.metadata.name
                 slicesByService[serviceKey, default: []].setSorted(
                     slice, isBefore: { $0.metadata.name < name }, isAt: { $0.metadata.name == name })
                 dirtyServices.insert(serviceKey)
             }
         case let .endpoints(object):
-            let key = Self.name(object.metadata)
+            let key = NamespacedName(object.metadata)
             guard endpoints[key] != object else { return }
             endpoints[key] = object
             dirtyServices.insert(key)
@@ -263,20 +276,22 @@ public final class IncrementalTranslator {
 
     /// Removes an object, if present.
     public func remove(_ key: ObjectKey) {
-        let name = "\(key.namespace)/\(key.name)"
+        // The namespace and name, whatever the kind.
+        let name = NamespacedName(namespace: key.namespace, name: key.name)
         switch key.kind {
         case "Ingress":
-            if ingressObjects.removeValue(forKey: key) != nil { dirtyIngresses.insert(key) }
+            if ingressObjects.removeValue(forKey: name) != nil { dirtyIngresses.insert(name) }
         case "IngressClass":
             if classes.removeValue(forKey: key) != nil { classesChanged = true }
         case "Service":
             if services.removeValue(forKey: name) != nil { dirtyServices.insert(name) }
         case "EndpointSlice":
-            removeSlice(key)
+            removeSlice(name)
         case "Endpoints":
             if endpoints.removeValue(forKey: name) != nil { dirtyServices.insert(name) }
         case "Secret":
-            if secrets.removeValue(forKey: name) != nil { dirtySecrets.insert(name) }
+            let joined = "\(key.namespace)/\(key.name)"
+            if secrets.removeValue(forKey: joined) != nil { dirtySecrets.insert(joined) }
         default:
             break
         }
@@ -306,8 +321,20 @@ public final class IncrementalTranslator {
         ingressObjects.count + classes.count + services.count + slices.count + endpoints.count + secrets.count
     }
 
+    /// Entries of the tables kept per Ingress, route, host, cluster and
+    /// diagnostic (for tests: none once every object is gone, or the
+    /// memory of deleted objects would stay).
+    var derivedEntryCount: Int {
+        contributions.count + ingressesBySecret.count + routeStates.count + defaultClaimants.count + ruleHostCounts.count
+            + tlsHostCounts.count + defaultOutcomes.count + hostRoutes.count + virtualHosts.count + live.count
+            + liveByService.count + liveByName.count + clusters.count + diagnosticCounts.count + sortedDiagnostics.count
+            + slicesByService.count + certificateOrder.count
+    }
+
     private var keys: [ObjectKey] {
-        var keys = Array(ingressObjects.keys) + Array(classes.keys) + Array(slices.keys)
+        var keys = ingressObjects.keys.map { ObjectKey(kind: "Ingress", namespace: $0.namespace, name: $0.name) }
+        keys += Array(classes.keys)
+        keys += slices.keys.map { ObjectKey(kind: "EndpointSlice", namespace: $0.namespace, name: $0.name) }
         keys += services.values.map { ObjectKey(kind: "Service", namespace: $0.metadata.namespace, name: $0.metadata.name) }
         keys += endpoints.values.map { ObjectKey(kind: "Endpoints", namespace: $0.metadata.namespace, name: $0.metadata.name) }
         keys += secrets.values.map { ObjectKey(kind: "Secret", namespace: $0.metadata.namespace, name: $0.metadata.name) }
@@ -318,9 +345,9 @@ public final class IncrementalTranslator {
         "\(metadata.namespace)/\(metadata.name)"
     }
 
-    private func removeSlice(_ key: ObjectKey) {
+    private func removeSlice(_ key: NamespacedName) {
         guard let old = slices.removeValue(forKey: key), let service = old.serviceName else { return }
-        let serviceKey = "\(old.metadata.namespace)/\(service)"
+        let serviceKey = NamespacedName(namespace: old.metadata.namespace, name: service)
         let name = old.metadata.name
         slicesByService[serviceKey]?.setSorted(nil, isBefore: { $0.metadata.name < name }, isAt: { $0.metadata.name == name })
         if slicesByService[serviceKey]?.isEmpty == true { slicesByService[serviceKey] = nil }
@@ -389,7 +416,7 @@ public final class IncrementalTranslator {
     // MARK: Ingresses
 
     /// Reads the Ingress `key` again (or drops it) and updates its claims.
-    private func reread(_ key: ObjectKey) {
+    private func reread(_ key: NamespacedName) {
         let old = contributions[key]
         var new: Contribution? = nil
         if let ingress = ingressObjects[key], classFilter.serves(ingress) {
@@ -397,7 +424,7 @@ public final class IncrementalTranslator {
             let routes = IngressRoutes(ingress, secrets: &lookup, global: options.global)
             let certificates = IngressCertificates(ingress, secrets: &lookup, global: options.global)
             new = Contribution(
-                age: IngressAge.Key(ingress), key: key, source: ingress.sourceName, routes: routes, certificates: certificates,
+                age: IngressAge.Key(ingress), key: ingress.key, source: ingress.sourceName, routes: routes, certificates: certificates,
                 secretKeys: Set(lookup.keys))
         }
         if let old, let new, old.age == new.age, old.routes == new.routes, old.certificates == new.certificates,
@@ -411,7 +438,7 @@ public final class IncrementalTranslator {
     }
 
     private func retract(_ old: Contribution) {
-        let key = old.key
+        let key = old.name
         contributions[key] = nil
         tally(old.routes.diagnostics, by: -1)
         for host in old.routes.tlsHosts {
@@ -426,13 +453,13 @@ public final class IncrementalTranslator {
                 dirtyHosts.insert(host)
             }
             for routeKey in Set(old.routes.claims.map(\.key)) {
-                routeClaimants[routeKey]?.removeAll { $0.ingress == key }
-                if routeClaimants[routeKey]?.isEmpty == true { routeClaimants[routeKey] = nil }
+                // `decideRoute` drops the state once its outcome is empty too.
+                routeStates[routeKey]?.claimants.removeAll { $0.contribution === old }
                 dirtyRouteKeys.insert(routeKey)
             }
             if old.routes.defaultBackend != nil {
                 for host in old.routes.defaultHosts {
-                    defaultClaimants[host]?.removeAll { $0.ingress == key }
+                    defaultClaimants[host]?.removeAll { $0.contribution === old }
                     if defaultClaimants[host]?.isEmpty == true { defaultClaimants[host] = nil }
                     dirtyDefaultHosts.insert(host)
                 }
@@ -446,7 +473,7 @@ public final class IncrementalTranslator {
     }
 
     private func add(_ new: Contribution) {
-        let key = new.key
+        let key = new.name
         contributions[key] = new
         tally(new.routes.diagnostics, by: 1)
         for host in new.routes.tlsHosts {
@@ -459,12 +486,12 @@ public final class IncrementalTranslator {
                 dirtyHosts.insert(host)
             }
             for (index, claim) in new.routes.claims.enumerated() {
-                Self.insert(ClaimReference(age: new.age, ingress: key, index: index), into: &routeClaimants[claim.key, default: []])
+                Self.insert(ClaimReference(contribution: new, index: index), into: &routeStates[claim.key, default: RouteState()].claimants)
                 dirtyRouteKeys.insert(claim.key)
             }
             if new.routes.defaultBackend != nil {
                 for host in new.routes.defaultHosts {
-                    Self.insert(ClaimReference(age: new.age, ingress: key, index: 0), into: &defaultClaimants[host, default: []])
+                    Self.insert(ClaimReference(contribution: new, index: 0), into: &defaultClaimants[host, default: []])
                     dirtyDefaultHosts.insert(host)
                 }
             }
@@ -486,11 +513,11 @@ public final class IncrementalTranslator {
     /// hold nothing; every later claim is told it conflicts.
     private func decideRoute(_ key: RouteKey) {
         var outcome = Outcome()
+        var route: Route? = nil
         var owner: (source: String, location: String)? = nil
-        for reference in routeClaimants[key] ?? [] {
-            guard let contribution = contributions[reference.ingress] else {
-                preconditionFailure("claimant \(reference.ingress) of \(key) has no contribution")
-            }
+        let state = routeStates[key]
+        for reference in state?.claimants ?? [] {
+            let contribution = reference.contribution
             let claim = contribution.routes.claims[reference.index]
             if let owner {
                 outcome.diagnostics.append(
@@ -503,21 +530,22 @@ public final class IncrementalTranslator {
                 outcome.diagnostics.append(problem.diagnostic(referrer: contribution.key, field: claim.backend.field))
             }
             outcome.request = request
-            outcome.cluster = request.name
-            outcome.route = Route(
+            route = Route(
                 path: key.path, match: key.match, cluster: request.name, source: contribution.source,
                 location: claim.location, rewriteTarget: claim.rewriteTarget, policy: claim.policy,
                 httpsRedirect: claim.httpsRedirect)
             owner = (contribution.source, claim.location)
         }
-        let old = routeOutcomes[key]?.outcome ?? Outcome()
-        guard outcome != old else { return }
-        replace(old, with: outcome, for: .route(key))
-        routeOutcomes[key] = outcome.request == nil && outcome.diagnostics.isEmpty ? nil : StoredOutcome(outcome)
-        if outcome.route != old.route {
-            setRoute(outcome.route, for: key)
-            dirtyHosts.insert(key.host)
+        let old = state?.outcome ?? Outcome()
+        if outcome != old { replace(old, with: outcome, for: .route(key)) }
+        if let state {
+            if state.claimants.isEmpty, outcome.isEmpty {
+                routeStates[key] = nil
+            } else if outcome != old {
+                routeStates[key]?.outcome = outcome
+            }
         }
+        if setRoute(route, for: key) { dirtyHosts.insert(key.host) }
     }
 
     /// A host's default backend: the oldest Ingress naming the host with a
@@ -526,7 +554,8 @@ public final class IncrementalTranslator {
         var outcome = Outcome()
         var owner: String? = nil
         for reference in defaultClaimants[host] ?? [] {
-            guard let contribution = contributions[reference.ingress], let claim = contribution.routes.defaultBackend else {
+            let contribution = reference.contribution
+            guard let claim = contribution.routes.defaultBackend else {
                 preconditionFailure("default backend claimant \(reference.ingress) of \(host) has no claim")
             }
             if let owner {
@@ -541,13 +570,12 @@ public final class IncrementalTranslator {
                 outcome.diagnostics.append(problem.diagnostic(referrer: contribution.key, field: claim.field))
             }
             outcome.request = request
-            outcome.cluster = request.name
             owner = contribution.source
         }
         let old = defaultOutcomes[host] ?? Outcome()
         guard outcome != old else { return }
         replace(old, with: outcome, for: .hostDefault(host))
-        defaultOutcomes[host] = outcome.request == nil && outcome.diagnostics.isEmpty ? nil : outcome
+        defaultOutcomes[host] = outcome.isEmpty ? nil : outcome
         if outcome.cluster != old.cluster { dirtyHosts.insert(host) }
     }
 
@@ -561,12 +589,11 @@ public final class IncrementalTranslator {
             outcome.diagnostics = [diagnostic]
         case let .service(namespace, name)?:
             let request = ClusterResolver.firstPortRequest(
-                namespace: namespace, service: name, object: services["\(namespace)/\(name)"])
+                namespace: namespace, service: name, object: services[NamespacedName(namespace: namespace, name: name)])
             for problem in resolution(of: request).problems {
                 outcome.diagnostics.append(problem.diagnostic(referrer: DefaultBackendProcessor.option, field: nil))
             }
             outcome.request = request
-            outcome.cluster = request.name
         }
         let old = globalDefault
         guard outcome != old else { return }
@@ -584,12 +611,19 @@ public final class IncrementalTranslator {
         }
     }
 
-    private func setRoute(_ route: Route?, for key: RouteKey) {
-        var routes = hostRoutes.removeValue(forKey: key.host) ?? []
-        routes.setSorted(
+    /// Puts `route` in its host's routes (or removes the one there when
+    /// nil); true when that changed them.
+    private func setRoute(_ route: Route?, for key: RouteKey) -> Bool {
+        guard var routes = hostRoutes.removeValue(forKey: key.host) else {
+            guard let route else { return false }
+            hostRoutes[key.host] = [route]
+            return true
+        }
+        let changed = routes.setSorted(
             route, isBefore: { ($0.path, $0.match) < (key.path, key.match) },
             isAt: { $0.path == key.path && $0.match == key.match })
         if !routes.isEmpty { hostRoutes[key.host] = routes }
+        return changed
     }
 
     // MARK: Clusters
@@ -603,32 +637,31 @@ public final class IncrementalTranslator {
     }
 
     private func resolveNow(_ request: ClusterRequest) -> ClusterResolution {
-        let key = request.serviceKey ?? ""
+        guard let key = request.serviceName else {
+            return ClusterResolver.resolve(request, service: nil, slices: [], endpoints: nil)
+        }
         return ClusterResolver.resolve(request, service: services[key], slices: slicesByService[key] ?? [], endpoints: endpoints[key])
     }
 
     private func use(_ request: ClusterRequest, by user: OutcomeKey) {
-        if live[request] != nil {
-            live[request]?.users.insert(user)
+        if let entry = live[request] {
+            entry.users.insert(user)
             return
         }
         let resolved = resolution(of: request)
         live[request] = LiveCluster(resolution: resolved, users: CompactSet(user))
-        if let service = request.serviceKey { liveByService[service, default: CompactSet()].insert(request) }
+        if let service = request.serviceName { liveByService[service, default: CompactSet()].insert(request) }
         liveByName[request.name, default: CompactSet()].insert(request)
         dirtyClusterNames.insert(request.name)
         tally(resolved.endpointDiagnostics, by: 1)
     }
 
     private func release(_ request: ClusterRequest, by user: OutcomeKey) {
-        guard var entry = live[request] else { return }
+        guard let entry = live[request] else { return }
         entry.users.remove(user)
-        guard entry.users.isEmpty else {
-            live[request] = entry
-            return
-        }
+        guard entry.users.isEmpty else { return }
         live[request] = nil
-        if let service = request.serviceKey {
+        if let service = request.serviceName {
             liveByService[service]?.remove(request)
             if liveByService[service]?.isEmpty == true { liveByService[service] = nil }
         }
@@ -644,7 +677,7 @@ public final class IncrementalTranslator {
         for service in dirtyServices {
             if service == globalDefaultService { globalDefaultDirty = true }
             for request in liveByService[service] ?? CompactSet() {
-                guard var entry = live[request] else { continue }
+                guard let entry = live[request] else { continue }
                 let resolved = resolveNow(request)
                 guard resolved != entry.resolution else { continue }
                 tally(resolved.endpointDiagnostics, by: 1)
@@ -659,7 +692,6 @@ public final class IncrementalTranslator {
                     }
                 }
                 entry.resolution = resolved
-                live[request] = entry
                 dirtyClusterNames.insert(request.name)
             }
         }
@@ -753,7 +785,7 @@ public final class IncrementalTranslator {
             certificateOrder.removeAll { changed.contains($0.ingress) }
             let added = changed.compactMap { key -> ClaimReference? in
                 guard let contribution = contributions[key], !contribution.certificates.isEmpty else { return nil }
-                return ClaimReference(age: contribution.age, ingress: key, index: 0)
+                return ClaimReference(contribution: contribution, index: 0)
             }
             if added.count > patchLimit {
                 certificateOrder = (certificateOrder + added).sorted { $0.precedes($1) }
@@ -761,7 +793,7 @@ public final class IncrementalTranslator {
                 for reference in added { Self.insert(reference, into: &certificateOrder) }
             }
         }
-        let wanted = certificateOrder.compactMap { contributions[$0.ingress]?.certificates }
+        let wanted = certificateOrder.map(\.contribution.certificates)
         certificates = IngressCertificates.assemble(
             wanted, defaultCertificateSecret: defaultCertificateSecret,
             defaultSecret: defaultCertificateSecret.flatMap { secrets[$0] })
@@ -821,26 +853,56 @@ extension Array where Element: Equatable {
     /// finds, replacing the one there when `isAt` says it has the same key,
     /// or removes that one when `element` is nil. An equal element is left
     /// alone (no write, so storage shared with a published model stays shared).
-    mutating func setSorted(_ element: Element?, isBefore: (Element) -> Bool, isAt: (Element) -> Bool) {
+    /// True when the array changed.
+    @discardableResult
+    mutating func setSorted(_ element: Element?, isBefore: (Element) -> Bool, isAt: (Element) -> Bool) -> Bool {
         let index = partitionPoint(isBefore)
         let found = index < count && isAt(self[index])
         switch (element, found) {
-        case let (element?, true): if self[index] != element { self[index] = element }
+        case let (element?, true):
+            guard self[index] != element else { return false }
+            self[index] = element
         case let (element?, false): insert(element, at: index)
         case (nil, true): remove(at: index)
-        case (nil, false): break
+        case (nil, false): return false
         }
+        return true
     }
 }
 
-/// A set that keeps up to a few elements in a small array and more in a
-/// `Set`: the translator keeps three sets per cluster in use (its users,
+/// An object's namespace and name as a table key of one kind: side by side,
+/// not joined into `namespace/name` (a string that long is a heap block of
+/// its own, one per key of each of four Service tables at 10,000 Services),
+/// and without the kind of an `ObjectKey` (16 bytes more per slot).
+struct NamespacedName: Hashable {
+    var namespace: String
+    var name: String
+
+    init(namespace: String, name: String) {
+        self.namespace = namespace
+        self.name = name
+    }
+
+    init(_ metadata: ObjectMeta) {
+        self.init(namespace: metadata.namespace, name: metadata.name)
+    }
+}
+
+/// A set that keeps one element inline, a few in a small array and more in
+/// a `Set`: the translator keeps three sets per cluster in use (its users,
 /// and the clusters of its Service and of its name), nearly always of one
 /// element, and a one-element `Set` takes about 300 bytes (10,000 clusters:
-/// 7 MB), a one-element array its element plus 32.
+/// 7 MB), a one-element array its element plus 32 in a heap block of its own.
 struct CompactSet<Element: Hashable>: Sequence {
-    private var few: [Element] = []
-    private var many: Set<Element>? = nil
+    private enum Storage {
+        case none
+        case one(Element)
+        /// Two to `arrayLimit` elements.
+        case few([Element])
+        case many(Set<Element>)
+    }
+
+    private var storage = Storage.none
     /// Above this many elements, `contains` would cost more than hashing.
     private static var arrayLimit: Int { 8 }
 
@@ -849,35 +911,83 @@ struct CompactSet<Element: Hashable>: Sequence {
 
     /// A set of one element.
     init(_ element: Element) {
-        few = [element]
+        storage = .one(element)
     }
 
-    var isEmpty: Bool { many?.isEmpty ?? few.isEmpty }
-    var count: Int { many?.count ?? few.count }
-    var first: Element? { many?.first ?? few.first }
+    var isEmpty: Bool {
+        switch storage {
+        case .none: return true
+        case .one: return false
+        case let .few(elements): return elements.isEmpty
+        case let .many(elements): return elements.isEmpty
+        }
+    }
+
+    var count: Int {
+        switch storage {
+        case .none: return 0
+        case .one: return 1
+        case let .few(elements): return elements.count
+        case let .many(elements): return elements.count
+        }
+    }
+
+    var first: Element? {
+        switch storage {
+        case .none: return nil
+        case let .one(element): return element
+        case let .few(elements): return elements.first
+        case let .many(elements): return elements.first
+        }
+    }
 
     mutating func insert(_ element: Element) {
-        if many != nil {
-            many?.insert(element)
-        } else if !few.contains(element) {
-            if few.count < Self.arrayLimit {
-                few.append(element)
+        switch storage {
+        case .none:
+            storage = .one(element)
+        case let .one(existing):
+            if existing != element { storage = .few([existing, element]) }
+        case var .few(elements):
+            guard !elements.contains(element) else { return }
+            // Let go of the stored array first, so that the append does not copy it.
+            storage = .none
+            if elements.count < Self.arrayLimit {
+                elements.append(element)
+                storage = .few(elements)
             } else {
-                many = Set(few + [element])
-                few = []
+                storage = .many(Set(elements + [element]))
             }
+        case var .many(elements):
+            storage = .none
+            elements.insert(element)
+            storage = .many(elements)
         }
     }
 
     mutating func remove(_ element: Element) {
-        if many != nil {
-            many?.remove(element)
-        } else if let index = few.firstIndex(of: element) {
-            few.remove(at: index)
+        switch storage {
+        case .none:
+            break
+        case let .one(existing):
+            if existing == element { storage = .none }
+        case var .few(elements):
+            guard let index = elements.firstIndex(of: element) else { return }
+            storage = .none
+            elements.remove(at: index)
+            storage = elements.count == 1 ? .one(elements[0]) : .few(elements)
+        case var .many(elements):
+            storage = .none
+            elements.remove(element)
+            storage = .many(elements)
         }
     }
 
     func makeIterator() -> Array<Element>.Iterator {
-        (many.map { Array($0) } ?? few).makeIterator()
+        switch storage {
+        case .none: return [].makeIterator()
+        case let .one(element): return [element].makeIterator()
+        case let .few(elements): return elements.makeIterator()
+        case let .many(elements): return Array(elements).makeIterator()
+        }
     }
 }

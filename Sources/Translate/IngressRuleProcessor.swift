@@ -22,6 +22,32 @@ struct RouteClaim: Equatable {
     var backend: BackendClaim
 }
 
+/// The field paths nearly every Ingress has (`spec.rules[0].http.paths[0]`
+/// and its backend's), made once. A route claim keeps its location and
+/// its backend's field, and the translator keeps every claim: a string
+/// that long is a heap block of its own (64-80 bytes) per claim, twice,
+/// unless equal ones share one.
+enum FieldPaths {
+    private static let common: Set<String> = {
+        var paths: Set<String> = ["spec.defaultBackend.service", "spec.defaultBackend.resource"]
+        for rule in 0..<4 {
+            for path in 0..<16 {
+                let location = "spec.rules[\(rule)].http.paths[\(path)]"
+                paths.insert(location)
+                paths.insert(location + ".backend.service")
+                paths.insert(location + ".backend.resource")
+            }
+        }
+        return paths
+    }()
+
+    /// The shared copy of `path` when it is a common one, else `path`.
+    static func shared(_ path: String) -> String {
+        guard let index = common.firstIndex(of: path) else { return path }
+        return common[index]
+    }
+}
+
 /// What one Ingress asks for, read from the Ingress alone (and the Secrets
 /// its annotations name): the hosts, route claims and default backend it
 /// wants, and what is wrong with it. Whether a claim wins depends on the
@@ -75,7 +101,7 @@ struct IngressRoutes: Equatable {
             }
             if !hosts.contains(host) { hosts.append(host) }
             for (pathIndex, path) in (rule.http?.paths ?? []).enumerated() {
-                let location = "spec.rules[\(ruleIndex)].http.paths[\(pathIndex)]"
+                let location = FieldPaths.shared("spec.rules[\(ruleIndex)].http.paths[\(pathIndex)]")
                 let regex = annotations.implementationSpecificIsRegex
                 switch PathRule.parse(path: path.path, pathType: path.pathType, implementationSpecificIsRegex: regex) {
                 case let .failure(problem):
