@@ -108,7 +108,7 @@ import Translate
     /// another address type; a missing Service.
     @Test(arguments: 0..<16)
     func theEndpointPathResolvesClustersAsAFullTranslationDoes(seed: Int) throws {
-        var random = SplitMix(seed: UInt64(seed) &+ 7)
+        var random = SplitMix64(seed: UInt64(seed) &+ 7)
         let names = ["a", "b", "c"]
         var objects: [KubeObject] = []
         let ports = [
@@ -165,18 +165,5 @@ import Translate
         // Not vacuous: the endpoints did move.
         #expect(!patched.isEmpty || old.clusters == new.clusters)
         #expect(old.clusters.contains { $0.name.contains(" via ") })
-    }
-}
-
-/// Seeded pseudo-random numbers (SplitMix64), so a failing seed replays.
-private struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9e37_79b9_7f4a_7c15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
-        z = (z ^ (z >> 27)) &* 0x94d0_49bb_1331_11eb
-        return z ^ (z >> 31)
     }
 }
