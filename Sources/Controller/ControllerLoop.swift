@@ -46,9 +46,7 @@ import Translate
 ///   (`endpointBacklog`), which the endpoint path wakes; a round whose
 ///   translation did not include an endpoint step gets that step's
 ///   clusters applied to its table before it is published
-///   (`endpointPatches`), so no table ever goes back to older endpoints;
-/// - the routes thread runs at nice `routesThreadNice`, below the endpoint
-///   thread and the workers: rounds are background work.
+///   (`endpointPatches`), so no table ever goes back to older endpoints.
 /// So a change other than endpoints is published at most `maximumCoalescingWindow` plus the
 /// round in progress plus its own round after its watch event, an endpoint
 /// change after its own resolution and patch plus at most the publication
@@ -318,9 +316,6 @@ public final class ControllerLoop: @unchecked Sendable {
         }
         guard shouldStart else { return }
         let thread = Thread { [self] in
-            // Routes rounds are background work beside the endpoint thread
-            // and the workers (see the type's comment).
-            if store != nil { ThreadPriority.lowerCurrentThread(to: Self.routesThreadNice) }
             run()
             condition.withLock {
                 threadFinished = true
@@ -864,10 +859,6 @@ public final class ControllerLoop: @unchecked Sendable {
         }
         return (step, backlog.count)
     }
-
-    /// The nice value of the routes thread (store source): below the
-    /// endpoint thread and the workers, which run at the process's.
-    static let routesThreadNice: Int32 = 10
 }
 
 /// What one controller round hands the proxy: a new table, a new
