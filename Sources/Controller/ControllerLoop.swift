@@ -34,20 +34,23 @@ import Translate
 ///   other than endpoints; the rest follows in the next rounds, at once
 ///   (removals, which are cheap, are all taken together);
 /// - an EndpointSlice or Endpoints change takes another path, on a thread
-///   of its own (the endpoint path, like Envoy's EDS beside its routes): it
-///   never waits for the window nor for a round of other changes in
-///   progress (only, at most, for the short part of one that reads changes
-///   and updates the translation). It re-resolves the clusters of the
-///   changed Services and publishes the table in service with only those
-///   clusters' endpoints replaced, in time proportional to the number of
-///   clusters (a copy of one array), not to hosts and routes. A round of
-///   other changes that was being built meanwhile gets the same endpoint
-///   changes applied before it is published, so no table ever goes back
-///   to older endpoints.
+///   of its own (the endpoint path, like Envoy's EDS beside its routes). It
+///   resolves the clusters of the changed Services again from its own view
+///   of the endpoint objects (`EndpointView`) and the Service in the store,
+///   without the translator, and publishes the table in service with only
+///   those clusters' endpoints replaced, in time proportional to the
+///   number of clusters (a copy of one array), not to hosts and routes. It
+///   never takes `reloadLock`: what it waits for is `publishLock` (held by
+///   a round only to apply endpoint patches to its table and publish it)
+///   and the CPU. The translator reads the same changes in the next round
+///   (`endpointBacklog`), which the endpoint path wakes; a round whose
+///   translation did not include an endpoint step gets that step's
+///   clusters applied to its table before it is published
+///   (`endpointPatches`), so no table ever goes back to older endpoints.
 /// So a change other than endpoints is published at most `maximumCoalescingWindow` plus the
 /// round in progress plus its own round after its watch event, an endpoint
-/// change after the translation step of at most one such round plus its
-/// own patch, and a bulk delete,
+/// change after its own resolution and patch plus at most the publication
+/// of a round in progress, and a bulk delete,
 /// a namespace deletion or a relist that drops thousands of objects costs a
 /// few rounds, not one per object.
 ///
@@ -125,25 +128,31 @@ public final class ControllerLoop: @unchecked Sendable {
     /// Store changes signalled and not yet taken by the loop (guarded by `condition`).
     private var storeChanges: UInt64 = 0
     private var lastModel: RouteModel? = nil
-    /// Counts translator outputs (guarded by `reloadLock`): each round of
-    /// either path that translated takes the next number.
-    private var translatorVersion: UInt64 = 0
 
-    // MARK: Publication state (guarded by `publishLock`; taken inside `reloadLock` when both are)
+    // MARK: Publication state (guarded by `publishLock`; taken inside `reloadLock` and `endpointLock` when both are)
 
     /// Serialises publications and guards the state below.
     private let publishLock = Lock()
     /// The table in service (the last one published): the next compilation
     /// starts from it, the endpoint path patches it.
     private var servedTable: RoutingTable? = nil
-    /// The translator version the served table was compiled from (its
-    /// hosts and routes; endpoint patches may be newer).
-    private var servedVersion: UInt64 = 0
-    /// The version of the routes round being compiled outside `reloadLock`, if any.
-    private var routesRoundInFlight: UInt64? = nil
-    /// Endpoint patches published while that round was compiled: it applies
-    /// them to its table before publishing it.
-    private var endpointPatches: [(version: UInt64, clusters: [Cluster])] = []
+    /// The number of the last endpoint step (each endpoint path round that
+    /// read changes takes the next one).
+    private var endpointStep: UInt64 = 0
+    /// The endpoint changes the translator has not read yet, in order: the
+    /// next routes round gives them to it (and reports their diagnostics).
+    private var endpointBacklog: [(key: ObjectKey, object: KubeObject?)] = []
+    /// The clusters each endpoint step patched into the table in service,
+    /// kept until the translator has read that step's changes: a routes
+    /// round applies those of later steps than it translated to its table
+    /// before publishing it, so no table goes back to older endpoints.
+    private var endpointPatches: [(step: UInt64, clusters: [Cluster])] = []
+
+    /// Guards `endpointView` (the endpoint thread holds it for a step);
+    /// taken inside `reloadLock` and before `publishLock` when both are.
+    private let endpointLock = Lock()
+    /// The endpoint objects as the endpoint path read them.
+    private var endpointView = EndpointView()
     private var lastTLS: TLSModel? = nil
     private var reported: Set<Diagnostic> = []
     /// Keeps the translation up to date with the objects (guarded by `reloadLock`).
@@ -571,9 +580,13 @@ public final class ControllerLoop: @unchecked Sendable {
             var objects = changes.objects
             var endpointRemovals: [ObjectKey] = []
             if let endpointCursor {
-                let endpoints = store.changes(since: endpointCursor)
-                objects += endpoints.objects
-                endpointRemovals = endpoints.removed
+                // The endpoint path starts from this read (it waits for the first table).
+                endpointLock.withLock {
+                    let endpoints = store.changes(since: endpointCursor)
+                    objects += endpoints.objects
+                    endpointRemovals = endpoints.removed
+                    endpointView = EndpointView(endpoints.objects)
+                }
             }
             translator.replaceAll(with: objects)
             for key in endpointRemovals { translator.remove(key) }
@@ -654,8 +667,13 @@ public final class ControllerLoop: @unchecked Sendable {
             ?? ManifestLoad(objects: [], files: [:], diagnostics: [], failedFiles: [])
         var objectsTouched = 0
         var changesTaken = 0
+        // The last endpoint step whose changes this round translates.
+        var endpointStepTranslated: UInt64 = 0
         if let store, let storeCursor {
             (changesTaken, objectsTouched) = applyStoreChanges(store, cursor: storeCursor)
+            let endpoints = applyEndpointBacklog()
+            endpointStepTranslated = endpoints.step
+            objectsTouched += endpoints.count
         } else {
             translator.replaceAll(with: load.objects)
         }
@@ -668,10 +686,6 @@ public final class ControllerLoop: @unchecked Sendable {
         let diagnostics = mergeDiagnostics(output, load: load)
         let previousModel = lastModel
         lastModel = model
-        translatorVersion += 1
-        let version = translatorVersion
-        // Endpoint patches from now on are kept for this round's table.
-        publishLock.withLock { routesRoundInFlight = version }
         if manifests == nil { compactTranslatorIfSparse() }
         let tlsChanged = lastTLS != tls.model
         lastTLS = tls.model
@@ -682,7 +696,11 @@ public final class ControllerLoop: @unchecked Sendable {
         var base: RoutingTable? = nil
         if force || previousModel != model {
             base = publishLock.withLock { servedTable }
-            table = RoutingTable(model: model, generation: nextGeneration(), reusing: base)
+            // A round that only caught up with endpoint changes the
+            // endpoint path published already has nothing to show.
+            if force || base?.model != model {
+                table = RoutingTable(model: model, generation: nextGeneration(), reusing: base)
+            }
         }
         condition.withLock {
             reloadCount += 1
@@ -697,13 +715,10 @@ public final class ControllerLoop: @unchecked Sendable {
         // this is its last holder, freeing it (tens of thousands of hosts
         // and clusters at size) must not hold up the endpoint path.
         let retired = servedTable
-        routesRoundInFlight = nil
-        if servedVersion > version {
-            // The endpoint path published a whole newer translation meanwhile.
-            table = nil
-        } else if let built = table {
+        if let built = table {
+            // Endpoint steps this round did not translate, oldest first.
             var latest: [String: Cluster] = [:]
-            for patch in endpointPatches {
+            for patch in endpointPatches where patch.step > endpointStepTranslated {
                 for cluster in patch.clusters { latest[cluster.name] = cluster }
             }
             if servedTable !== base {
@@ -716,11 +731,8 @@ public final class ControllerLoop: @unchecked Sendable {
                 table = built.replacingClusters(Array(latest.values), generation: built.generation, following: base)
             }
         }
-        endpointPatches.removeAll()
-        if let table {
-            servedTable = table
-            servedVersion = version
-        }
+        endpointPatches.removeAll { $0.step <= endpointStepTranslated }
+        if let table { servedTable = table }
         let published = table?.model ?? model
         // One call for the table and the certificates of one round: the
         // proxy installs both in one task per worker.
@@ -737,7 +749,7 @@ public final class ControllerLoop: @unchecked Sendable {
     // MARK: The endpoint path
 
     /// The endpoint thread (store source): after the first table is
-    /// published, each endpoint change is translated and patched into the
+    /// published, each endpoint change is resolved and patched into the
     /// table in service at once.
     private func runEndpointPath() {
         guard let store, let endpointCursor else { return }
@@ -774,59 +786,78 @@ public final class ControllerLoop: @unchecked Sendable {
         }
     }
 
-    /// One round of the endpoint path: takes the endpoint changes, brings
-    /// the translation up to date and publishes the table in service with
-    /// the changed clusters replaced (or, should anything but cluster
-    /// values have changed, a table compiled from the whole translation).
-    /// Returns the number of objects changed or removed.
+    /// One step of the endpoint path: takes the endpoint changes, resolves
+    /// the clusters of the Services they belong to again (`EndpointView`,
+    /// with each Service as the store holds it) and publishes the table in
+    /// service with the clusters that changed replaced. It never takes
+    /// `reloadLock`: the translator reads the same changes in the next
+    /// routes round (`endpointBacklog`), which this step wakes. Returns the
+    /// number of objects changed or removed.
     private func publishEndpointChanges(_ store: KubeObjectStore, cursor: KubeObjectStore.ChangeCursor) -> Int {
-        reloadLock.lock()
-        defer { reloadLock.unlock() }
+        endpointLock.lock()
+        defer { endpointLock.unlock() }
         let changes = store.changes(since: cursor)
+        var backlog: [(key: ObjectKey, object: KubeObject?)] = []
+        var services: Set<String> = []
         // (A first, complete read was taken by the routes path: `objects` are then upserts too.)
-        for object in changes.objects { translator.apply(object) }
-        for key in changes.removed { translator.remove(key) }
-        let output = translator.translate()
-        let model = output.routes.model
-        let diagnostics = mergeDiagnostics(output, load: ManifestLoad(objects: [], files: [:], diagnostics: [], failedFiles: []))
-        let previousModel = lastModel
-        lastModel = model
-        translatorVersion += 1
-        let version = translatorVersion
-        let tlsChanged = lastTLS != output.tls.model
-        lastTLS = output.tls.model
-        let clusters = previousModel.flatMap { RoutingTable.clusterChanges(from: $0, to: model) }
-        // The last objects of a bulk delete may be endpoints: the translator
-        // gives its room back then too, not only after a routes round.
-        if !changes.removed.isEmpty { compactTranslatorIfSparse() }
+        for object in changes.objects {
+            services.formUnion(endpointView.apply(object))
+            backlog.append((object.key, object))
+        }
+        for key in changes.removed {
+            if let service = endpointView.remove(key) { services.insert(service) }
+            backlog.append((key, nil))
+        }
+        guard !backlog.isEmpty else { return 0 }
+        var clusters: [Cluster] = []
+        if let served = publishLock.withLock({ servedTable }) {
+            for service in services {
+                guard let slash = service.firstIndex(of: "/") else { continue }
+                let key = ObjectKey(
+                    kind: WatchedKind.service.rawValue, namespace: String(service[..<slash]),
+                    name: String(service[service.index(after: slash)...]))
+                var object: Service? = nil
+                if case let .service(found)? = store.object(key) { object = found }
+                clusters += endpointView.changedClusters(of: service, object: object, in: served.model)
+            }
+        }
 
         publishLock.lock()
-        // Released after the locks (see `reload`).
+        // Released after the lock (see `reload`).
         var retired: RoutingTable? = nil
-        defer { withExtendedLifetime(retired) {} }
-        defer { publishLock.unlock() }
-        var table: RoutingTable? = nil
-        if let clusters, !tlsChanged, let served = servedTable {
-            if !clusters.isEmpty {
-                table = served.replacingClusters(clusters, generation: nextGeneration())
-                // A routes round being compiled applies them to its table too.
-                if routesRoundInFlight != nil { endpointPatches.append((version, clusters)) }
-            }
-        } else {
-            // Not only endpoints changed (never for endpoint objects alone):
-            // publish the whole translation; a routes round in flight is older.
-            table = RoutingTable(model: model, generation: nextGeneration(), reusing: servedTable)
-            servedVersion = version
-            endpointPatches.removeAll()
-        }
-        if let table {
-            retired = servedTable
+        endpointStep += 1
+        endpointBacklog += backlog
+        if !clusters.isEmpty, let served = servedTable {
+            let table = served.replacingClusters(clusters, generation: nextGeneration())
+            endpointPatches.append((endpointStep, clusters))
+            retired = served
             servedTable = table
-            publishSnapshot(ControllerPublication(table: table, model: table.model, tls: tlsChanged ? output.tls.model : nil))
+            publishSnapshot(ControllerPublication(table: table, model: table.model, tls: nil))
             condition.withLock { endpointPublicationCount += 1 }
         }
-        if !diagnostics.fresh.isEmpty { report(diagnostics.fresh) }
-        return changes.objects.count + changes.removed.count
+        publishLock.unlock()
+        withExtendedLifetime(retired) {}
+        // The routes thread gives the changes to the translator.
+        storeChanged()
+        return backlog.count
+    }
+
+    /// Gives the translator the endpoint changes the endpoint path took
+    /// since the last round. Returns the last endpoint step among them and
+    /// their number. Lock `reloadLock` held.
+    private func applyEndpointBacklog() -> (step: UInt64, count: Int) {
+        let (backlog, step) = publishLock.withLock { () -> ([(key: ObjectKey, object: KubeObject?)], UInt64) in
+            defer { endpointBacklog = [] }
+            return (endpointBacklog, endpointStep)
+        }
+        for change in backlog {
+            if let object = change.object {
+                translator.apply(object)
+            } else {
+                translator.remove(change.key)
+            }
+        }
+        return (step, backlog.count)
     }
 }
 
