@@ -808,6 +808,7 @@ public final class ControllerLoop: @unchecked Sendable {
             if let service = endpointView.remove(key) { services.insert(service) }
             backlog.append((key, nil))
         }
+        if !changes.removed.isEmpty { endpointView.compactIfSparse() }
         guard !backlog.isEmpty else { return 0 }
         var clusters: [Cluster] = []
         if let served = publishLock.withLock({ servedTable }) {

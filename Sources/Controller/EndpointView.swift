@@ -68,6 +68,23 @@ struct EndpointView {
         }
     }
 
+    /// Rebuilds, at their size, the tables that grew for many objects and
+    /// now hold few: a Swift dictionary keeps its capacity after removals,
+    /// so after a bulk delete its room would stay allocated. Linear in what
+    /// is left, and only once the tables are three-quarters empty.
+    mutating func compactIfSparse() {
+        Self.compact(&slicesByService)
+        Self.compact(&serviceOfSlice)
+        Self.compact(&endpointsByService)
+    }
+
+    private static func compact<Key: Hashable, Value>(_ table: inout [Key: Value]) {
+        guard table.capacity >= 1024, table.count < table.capacity / 4 else { return }
+        var smaller = [Key: Value](minimumCapacity: table.count)
+        for (key, value) in table { smaller[key] = value }
+        table = smaller
+    }
+
     /// The clusters of `model` named after the Service `service` resolved
     /// again from this view and `object` (the Service, nil when absent),
     /// those that differ from the model's. A cluster whose name does not

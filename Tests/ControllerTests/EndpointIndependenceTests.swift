@@ -166,4 +166,29 @@ import Translate
         #expect(!patched.isEmpty || old.clusters == new.clusters)
         #expect(old.clusters.contains { $0.name.contains(" via ") })
     }
+
+    /// After a bulk delete the view's tables give their room back: a Swift
+    /// dictionary keeps its capacity after removals unless rebuilt.
+    @Test func theViewShrinksAfterABulkDeleteAndKeepsWhatIsLeft() {
+        var view = EndpointView()
+        for index in 0..<5_000 {
+            _ = view.apply(slice("s\(index)", service: "svc\(index)", endpoints: ready(["10.0.\(index / 250).\(index % 250 + 1)"])))
+        }
+        let grown = view.slicesByService.capacity
+        #expect(grown >= 5_000)
+        for index in 10..<5_000 {
+            _ = view.remove(ObjectKey(kind: WatchedKind.endpointSlice.rawValue, namespace: "default", name: "s\(index)"))
+        }
+        #expect(view.slicesByService.capacity == grown)  // removals alone keep the room
+        view.compactIfSparse()
+        #expect(view.slicesByService.capacity < 100)
+        #expect(view.slicesByService.count == 10)
+        #expect(view.slicesByService["default/svc3"]?.map(\.metadata.name) == ["s3"])
+        // A view that is still full is left as it is.
+        var full = EndpointView()
+        for index in 0..<2_000 { _ = full.apply(slice("s\(index)", service: "svc\(index)", endpoints: ready(["10.1.0.1"]))) }
+        let capacity = full.slicesByService.capacity
+        full.compactIfSparse()
+        #expect(full.slicesByService.capacity == capacity)
+    }
 }
