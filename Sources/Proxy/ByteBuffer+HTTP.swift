@@ -40,6 +40,18 @@ extension ByteBuffer {
         }
     }
 
+    /// Appends the last chunk of a chunked body (RFC 9112 §7.1): `0\r\n`,
+    /// the trailer section (`trailers` of `bytes`, as the decoder gave it;
+    /// empty for none) and the closing CRLF.
+    func appendLastChunk(trailers: Range<Int>, of bytes: UnsafeRawBufferPointer) {
+        append("0\r\n")
+        if !trailers.isEmpty {
+            append(bytes, trailers)
+            append("\r\n")
+        }
+        append("\r\n")
+    }
+
     /// Appends `value` as 16 lowercase hex digits.
     @inline(__always)
     func appendHex(of value: UInt64) {

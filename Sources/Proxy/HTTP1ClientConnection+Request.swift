@@ -220,12 +220,7 @@ extension HTTP1ClientConnection {
                     readBuffer.consume(consumed)
                     break loop
                 case let .end(trailers, consumed):
-                    out.append("0\r\n")
-                    if !trailers.isEmpty {
-                        out.append(input, trailers)
-                        out.append("\r\n")
-                    }
-                    out.append("\r\n")
+                    out.appendLastChunk(trailers: trailers, of: input)
                     readBuffer.consume(consumed)
                     exchange.requestBody = .complete
                 case .failed:

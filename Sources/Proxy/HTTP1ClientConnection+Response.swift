@@ -133,14 +133,7 @@ extension HTTP1ClientConnection {
                     input.consume(consumed)
                     return
                 case let .end(trailers, consumed):
-                    if exchange.encodeResponseChunked {
-                        writeBuffer.append("0\r\n")
-                        if !trailers.isEmpty {
-                            writeBuffer.append(bytes, trailers)
-                            writeBuffer.append("\r\n")
-                        }
-                        writeBuffer.append("\r\n")
-                    }
+                    if exchange.encodeResponseChunked { writeBuffer.appendLastChunk(trailers: trailers, of: bytes) }
                     input.consume(consumed)
                     exchange.responseBody = .none
                 case .failed:
